@@ -1,0 +1,498 @@
+"""The durable local spool between capture and the indexer.
+
+Design: a directory of append-only segment files, one writer process per
+segment. We chose files over SQLite-in-WAL because every host worker appends
+to its *own* segment with one ``write()`` per flush — no cross-process lock on
+the request path, no writer contention between gunicorn workers — and the
+indexer reads segments sequentially. What SQLite would give us for free we do
+explicitly and test:
+
+* Framing: each record is ``MAGIC | length | crc32 | payload``. A record cut
+  short by ``kill -9`` (a *torn* tail) or damaged on disk is detected by
+  length and CRC and skipped with a counter; the reader resynchronises on the
+  next magic, so one bad record never stops the rest.
+* Liveness: a writer holds an exclusive ``flock`` on its segment while it is
+  open. The kernel drops it when the process dies, however it dies, so the
+  reader knows a short tail is final (torn) rather than still being written.
+* Read positions: the indexer commits ``(segment, offset)`` only after the
+  store acknowledged everything before it (write temp file, fsync, rename).
+  A crash between acknowledgement and commit redelivers; the store's
+  idempotent event ids make that a no-op.
+* Bounded size: ``max_bytes`` caps the spool; when full, ``full_policy``
+  says what ``append`` does: ``"block"`` waits up to ``full_timeout`` for the
+  indexer to drain, then raises :class:`SpoolFull`; ``"reject"`` raises at
+  once. The caller counts and logs it — never a silent drop.
+* Durability: ``"sync"`` writes and ``fdatasync``s before ``append``
+  returns (nothing acknowledged is lost on ``kill -9``); ``"batch"`` queues in
+  memory and a background thread group-commits every ``flush_interval``
+  seconds (loss window: one interval), which costs microseconds per event.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger("useraudit.spool")
+
+MAGIC = b"UAv1"
+_HEADER = struct.Struct("<4sII")  # magic, payload length, crc32(payload)
+HEADER_SIZE = _HEADER.size
+MAX_RECORD = 16 * 1024 * 1024
+SEGMENT_SUFFIX = ".seg"
+OFFSET_SUFFIX = ".offset"
+
+Durability = Literal["sync", "batch"]
+FullPolicy = Literal["block", "reject"]
+
+
+class SpoolFull(RuntimeError):
+    """The spool reached ``max_bytes`` and the full policy gave up."""
+
+
+def frame(payload: bytes) -> bytes:
+    if len(payload) > MAX_RECORD:
+        raise ValueError(f"spool record of {len(payload)} bytes exceeds {MAX_RECORD}")
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def spool_size(directory: Path) -> int:
+    total = 0
+    for entry in os.scandir(directory):
+        if entry.name.endswith(SEGMENT_SUFFIX):
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:
+                pass  # consumed and deleted while we looked
+    return total
+
+
+@dataclass
+class WriterStats:
+    appended: int = 0
+    flushed: int = 0
+    rejected_full: int = 0
+    write_errors: int = 0
+
+
+class SpoolWriter:
+    """Appends records to this process's own segment; safe across fork().
+
+    Thread-safe. After ``fork()`` the child starts a fresh segment of its own
+    (records the parent had buffered stay the parent's to flush).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        durability: Durability = "batch",
+        flush_interval: float = 0.05,
+        segment_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int = 1024 * 1024 * 1024,
+        full_policy: FullPolicy = "block",
+        full_timeout: float = 2.0,
+    ) -> None:
+        if durability not in ("sync", "batch"):
+            raise ValueError(f"durability must be 'sync' or 'batch', not {durability!r}")
+        if full_policy not in ("block", "reject"):
+            raise ValueError(f"full_policy must be 'block' or 'reject', not {full_policy!r}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.durability = durability
+        self.flush_interval = flush_interval
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.full_policy = full_policy
+        self.full_timeout = full_timeout
+        self.stats = WriterStats()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._reset_state()
+        os.register_at_fork(after_in_child=self._reset_state)
+        atexit.register(self.close)
+
+    def _reset_state(self) -> None:
+        # Fresh locks too: another thread may have held ours at fork time.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._fd: int | None = None
+        self._segment_size = 0
+        self._buffer: list[bytes] = []
+        self._buffered_bytes = 0
+        self._flusher: threading.Thread | None = None
+        self._closed = False
+        self._size_checked_at = 0.0
+        self._known_size = 0
+
+    # -- public -------------------------------------------------------------
+
+    def append(self, payload: bytes) -> None:
+        """Queue (batch) or durably write (sync) one record.
+
+        Raises SpoolFull, or OSError when the disk fails; callers decide
+        whether that fails the request (see ``fail_closed``).
+        """
+        record = frame(payload)
+        with self._lock:
+            self._reserve(len(record))
+            if self.durability == "sync":
+                self._write_locked([record])
+                self.stats.flushed += 1
+            else:
+                self._buffer.append(record)
+                self._buffered_bytes += len(record)
+                if self._flusher is None:
+                    self._start_flusher()
+                if self._buffered_bytes >= 1024 * 1024:
+                    self._wake.notify()
+            self.stats.appended += 1
+
+    def flush(self) -> None:
+        """Write and fsync whatever is buffered."""
+        with self._lock:
+            self._flush_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._flush_locked()
+            self._closed = True
+            self._wake.notify_all()
+            if self._fd is not None:
+                os.close(self._fd)  # releases the flock: the segment is final
+                self._fd = None
+
+    # -- internals ----------------------------------------------------------
+
+    def _reserve(self, nbytes: int) -> None:
+        deadline = time.monotonic() + (self.full_timeout if self.full_policy == "block" else 0)
+        while True:
+            now = time.monotonic()
+            if now - self._size_checked_at > 0.5:
+                self._known_size = spool_size(self.directory)
+                self._size_checked_at = now
+            if self._known_size + self._buffered_bytes + nbytes <= self.max_bytes:
+                self._known_size += nbytes
+                return
+            if now >= deadline:
+                self.stats.rejected_full += 1
+                raise SpoolFull(
+                    f"spool {self.directory} holds {self._known_size} bytes, limit {self.max_bytes}: "
+                    "is the indexer running?"
+                )
+            self._size_checked_at = 0.0
+            self._lock.release()
+            try:
+                time.sleep(0.05)
+            finally:
+                self._lock.acquire()
+
+    def _start_flusher(self) -> None:
+        thread = threading.Thread(target=self._flush_loop, name="useraudit-spool-flush", daemon=True)
+        self._flusher = thread
+        thread.start()
+
+    def _flush_loop(self) -> None:
+        with self._lock:
+            while not self._closed:
+                self._wake.wait(self.flush_interval)
+                try:
+                    self._flush_locked()
+                except OSError:
+                    self.stats.write_errors += 1
+                    log.exception("useraudit spool flush failed; %d records kept in memory",
+                                  len(self._buffer))
+
+    def _flush_locked(self) -> None:
+        if not self._buffer:
+            return
+        records = self._buffer
+        self._write_locked(records)
+        self.stats.flushed += len(records)
+        self._buffer = []
+        self._buffered_bytes = 0
+
+    def _write_locked(self, records: list[bytes]) -> None:
+        data = b"".join(records)
+        if self._fd is None or self._segment_size + len(data) > self.segment_bytes:
+            self._open_segment()
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fdatasync(self._fd)
+        self._segment_size += len(data)
+
+    def _open_segment(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        # Names sort by creation time, so the indexer ships oldest first.
+        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SEGMENT_SUFFIX}"
+        path = self.directory / name
+        # Lock before the name appears: an empty unlocked segment would look
+        # finished to the reader, which would delete it under our feet.
+        tmp = self.directory / (name + ".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(tmp, path)
+        _fsync_dir(self.directory)
+        self._fd = fd
+        self._segment_size = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """Bytes the reader could not turn into a record, with where and why."""
+
+    segment: str
+    offset: int
+    raw: bytes
+    reason: str
+
+
+@dataclass
+class Batch:
+    records: list[bytes] = field(default_factory=list)
+    damaged: list[Damaged] = field(default_factory=list)
+    nbytes: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.damaged)
+
+
+@dataclass
+class ReaderStats:
+    read: int = 0
+    torn: int = 0
+    corrupt: int = 0
+    segments_deleted: int = 0
+
+
+class SpoolLocked(RuntimeError):
+    """Another indexer already reads this spool."""
+
+
+class SpoolReader:
+    """Reads records in order; ``ack()`` commits what was read.
+
+    One reader per spool directory at a time (held with a lock file). The
+    caller reads a batch, stores every record (or dead-letters it), then
+    calls ``ack()``; if it crashes first, the same batch is read again.
+    Damaged bytes — a torn tail, a record whose CRC fails — come back in
+    ``Batch.damaged`` so the indexer dead-letters them: nothing disappears
+    unreported.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.stats = ReaderStats()
+        self._lock_fd = os.open(self.directory / "reader.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise SpoolLocked(f"another indexer is reading {self.directory}") from exc
+            raise
+        # Read cursors run ahead of the committed offsets until ack().
+        self._cursor: dict[str, int] = {}
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> SpoolReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def segments(self) -> list[str]:
+        return sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(SEGMENT_SUFFIX))
+
+    def committed(self, segment: str) -> int:
+        try:
+            return int((self.directory / (segment + OFFSET_SUFFIX)).read_text() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def read(self, max_records: int = 5000, max_bytes: int = 8 * 1024 * 1024) -> Batch:
+        """The next records after the read cursor (not yet acknowledged)."""
+        batch = Batch()
+        for segment in self.segments():
+            if len(batch.records) >= max_records or batch.nbytes >= max_bytes:
+                break
+            start = self._cursor.get(segment)
+            if start is None:
+                start = self.committed(segment)
+            try:
+                self._read_segment(segment, start, batch, max_records, max_bytes)
+            except FileNotFoundError:
+                continue
+        self.stats.read += len(batch.records)
+        return batch
+
+    def _read_segment(self, segment: str, start: int, batch: Batch, max_records: int, max_bytes: int) -> None:
+        with open(self.directory / segment, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if start >= size:
+                return
+            writer_alive = _writer_alive(fh.fileno())
+            fh.seek(start)
+            data = fh.read(max(max_bytes - batch.nbytes, HEADER_SIZE))
+            if len(data) >= HEADER_SIZE:
+                magic, length, _ = _HEADER.unpack_from(data, 0)
+                if magic == MAGIC and HEADER_SIZE + length > len(data) and length <= MAX_RECORD:
+                    # One record larger than the window: read it whole.
+                    data += fh.read(HEADER_SIZE + length - len(data))
+        pos = 0
+        while pos < len(data) and len(batch.records) < max_records:
+            parsed = _parse_one(data, pos)
+            if parsed is None:  # the bytes end inside a record
+                if start + len(data) < size or writer_alive:
+                    break  # our window ended, or the writer is mid-write
+                self.stats.torn += 1
+                batch.damaged.append(Damaged(segment, start + pos, bytes(data[pos:]), "torn record at end of segment"))
+                log.warning("spool: torn record in %s at %d (%d bytes)", segment, start + pos, len(data) - pos)
+                pos = len(data)
+                break
+            kind, next_pos, payload = parsed
+            if kind == "ok":
+                batch.records.append(payload)
+                batch.nbytes += next_pos - pos
+            else:
+                self.stats.corrupt += 1
+                batch.damaged.append(Damaged(segment, start + pos, bytes(data[pos:next_pos]), kind))
+                log.warning("spool: %s in %s at %d", kind, segment, start + pos)
+            pos = next_pos
+        self._cursor[segment] = start + pos
+
+    def ack(self) -> None:
+        """Everything read so far is stored or dead-lettered: commit it."""
+        for segment, offset in list(self._cursor.items()):
+            if offset > self.committed(segment):
+                self._write_offset(segment, offset)
+        self.reclaim()
+
+    def rewind(self) -> None:
+        """Forget unacknowledged reads: the next read starts at the committed offsets."""
+        self._cursor.clear()
+
+    def reclaim(self) -> None:
+        """Delete segments that are fully acknowledged and no longer written."""
+        for segment in self.segments():
+            path = self.directory / segment
+            try:
+                with open(path, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if self.committed(segment) < size or _writer_alive(fh.fileno()):
+                        continue
+            except FileNotFoundError:
+                continue
+            path.unlink(missing_ok=True)
+            (self.directory / (segment + OFFSET_SUFFIX)).unlink(missing_ok=True)
+            self._cursor.pop(segment, None)
+            self.stats.segments_deleted += 1
+
+    def pending_bytes(self) -> int:
+        total = 0
+        for segment in self.segments():
+            try:
+                total += (self.directory / segment).stat().st_size - self.committed(segment)
+            except FileNotFoundError:
+                pass
+        return total
+
+    def _write_offset(self, segment: str, offset: int) -> None:
+        target = self.directory / (segment + OFFSET_SUFFIX)
+        tmp = self.directory / (segment + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(str(offset))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(self.directory)
+
+
+def _writer_alive(fd: int) -> bool:
+    """True while some process holds the segment's exclusive writer lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _parse_one(data: bytes, pos: int) -> tuple[str, int, bytes] | None:
+    """Parse the record at ``pos``.
+
+    Returns ("ok", end, payload); (reason, resync_position, b"") for damage;
+    or None when the bytes end before the record does.
+    """
+    if len(data) - pos < HEADER_SIZE:
+        return None
+    magic, length, crc = _HEADER.unpack_from(data, pos)
+    if magic != MAGIC or length > MAX_RECORD:
+        return ("bad record header", _resync(data, pos + 1), b"")
+    end = pos + HEADER_SIZE + length
+    if end > len(data):
+        # A damaged length could also point past the end: if another record
+        # starts inside, trust that one instead of waiting forever.
+        nxt = data.find(MAGIC, pos + 1)
+        if nxt != -1 and _parse_one(data, nxt) is not None:
+            return ("bad record length", nxt, b"")
+        return None
+    payload = data[pos + HEADER_SIZE:end]
+    if zlib.crc32(payload) != crc:
+        return ("crc mismatch", _resync(data, pos + 1), b"")
+    return ("ok", end, payload)
+
+
+def _resync(data: bytes, start: int) -> int:
+    nxt = data.find(MAGIC, start)
+    return len(data) if nxt == -1 else nxt
+
+
+def iter_all(directory: str | os.PathLike[str]) -> Iterator[bytes]:
+    """Every intact record in a spool, ignoring offsets (for inspection)."""
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(SEGMENT_SUFFIX):
+            continue
+        data = (Path(directory) / name).read_bytes()
+        pos = 0
+        while pos < len(data):
+            parsed = _parse_one(data, pos)
+            if parsed is None:
+                break
+            kind, pos, payload = parsed
+            if kind == "ok":
+                yield payload

@@ -1,0 +1,1 @@
+"""Capture: record(), WSGI/ASGI middleware, structlog processors, framework integrations."""

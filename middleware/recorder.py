@@ -1,0 +1,320 @@
+"""``record()``: the one call that turns an action into a spooled audit event.
+
+Usage in app code::
+
+    import useraudit
+    useraudit.configure(spool_dir="/var/lib/useraudit/spool", durability="batch")
+
+    useraudit.record("custom_role.renamed", project="p-42",
+                     params={"from": "Editors", "to": "Reviewers"})
+
+Inside a request the middleware has bound who and where (user, account,
+impersonator, client IP, user agent, request id); ``record`` fills those in,
+masks secrets, and appends the event to the spool. It returns the event id.
+
+It never raises into the host app: any failure is logged and counted in
+``Recorder.stats`` — unless the recorder was configured ``fail_closed=True``
+(for compliance-strict apps that must not act without an audit trail), in
+which case :class:`AuditError` is raised and the middleware answers 503.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from useraudit.indexer.spool import Durability, FullPolicy, SpoolWriter
+
+from . import context as _context
+from .masking import DEFAULT_MASKER, Masker
+
+log = logging.getLogger("useraudit")
+
+OUTCOMES = frozenset(("success", "failure", "unknown"))
+
+
+class AuditError(RuntimeError):
+    """Raised by a fail-closed recorder when an event could not be spooled."""
+
+
+def new_event_id() -> str:
+    """A 32-hex-digit id whose first 12 digits are the millisecond clock.
+
+    Time-ordered like UUIDv7, so ids sort roughly by creation and SQLite's
+    B-tree appends stay cheap; 80 random bits make collisions negligible.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def home() -> Path:
+    """Where useraudit keeps its local state unless told otherwise."""
+    return Path(os.environ.get("USERAUDIT_HOME") or Path.home() / ".useraudit")
+
+
+def default_spool_dir() -> Path:
+    return Path(os.environ.get("USERAUDIT_SPOOL") or home() / "spool")
+
+
+@dataclass
+class RecorderStats:
+    recorded: int = 0
+    errors: int = 0
+    rejected_full: int = 0
+
+
+class Recorder:
+    """Builds, masks and spools events. Thread- and fork-safe.
+
+    Args:
+        spool_dir: the spool directory the indexer reads.
+        durability: ``"batch"`` (group commit every ``flush_interval`` s) or
+            ``"sync"`` (fsync before ``record`` returns).
+        masker: the masking rules (default: :data:`DEFAULT_MASKER`).
+        fail_closed: raise :class:`AuditError` instead of carrying on.
+        account_id / account_name / product: defaults for every event.
+    """
+
+    def __init__(
+        self,
+        spool_dir: str | os.PathLike[str] | None = None,
+        *,
+        durability: Durability = "batch",
+        flush_interval: float = 0.05,
+        max_spool_bytes: int = 1024 * 1024 * 1024,
+        full_policy: FullPolicy = "block",
+        masker: Masker = DEFAULT_MASKER,
+        fail_closed: bool = False,
+        account_id: str | None = None,
+        account_name: str | None = None,
+        product: str | None = None,
+    ) -> None:
+        self.spool = SpoolWriter(
+            spool_dir or default_spool_dir(),
+            durability=durability,
+            flush_interval=flush_interval,
+            max_bytes=max_spool_bytes,
+            full_policy=full_policy,
+        )
+        self.masker = masker
+        self.fail_closed = fail_closed
+        self.account_id = account_id
+        self.account_name = account_name
+        self.product = product
+        self.stats = RecorderStats()
+
+    def record(
+        self,
+        action: str,
+        *,
+        outcome: str = "success",
+        user: Any = None,
+        target_user: Any = None,
+        impersonator: Any = None,
+        account: str | None = None,
+        account_name: str | None = None,
+        project: str | None = None,
+        project_name: str | None = None,
+        token_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        comments: str | None = None,
+        reason: str | None = None,
+        timestamp: datetime | None = None,
+        event_id: str | None = None,
+    ) -> str | None:
+        """Record one action; returns its event id (None if it could not be spooled).
+
+        Explicit arguments win over the request context. ``user``,
+        ``target_user`` and ``impersonator`` take an id string, a dict with
+        id/name/email/full_name, or a user object (``.id``, ``.username``,
+        ``.email``...). ``params`` are masked and stored as structured data;
+        when ``comments`` is omitted they are also rendered into it.
+        """
+        try:
+            event = self.build(
+                action, outcome=outcome, user=user, target_user=target_user,
+                impersonator=impersonator, account=account, account_name=account_name,
+                project=project, project_name=project_name, token_id=token_id,
+                params=params, comments=comments, reason=reason, timestamp=timestamp,
+                event_id=event_id,
+            )
+            self.spool.append(json.dumps(event, separators=(",", ":"), default=str).encode())
+        except Exception as exc:
+            self._failed(exc, action)
+            return None
+        self.stats.recorded += 1
+        return event["event.id"]
+
+    def build(self, action: str, **kw: Any) -> dict[str, Any]:
+        """The raw event ``record`` would spool (masked, not yet normalised)."""
+        ctx = _context.current.get()
+        ev: dict[str, Any] = {
+            "@timestamp": _iso(kw.get("timestamp")),
+            "event.id": kw.get("event_id") or new_event_id(),
+            "event.action": action,
+            "event.outcome": kw.get("outcome") or "success",
+        }
+        account = kw.get("account") or (ctx and ctx.account_id) or self.account_id
+        if account:
+            ev["organization.id"] = account
+        account_name = kw.get("account_name") or (ctx and ctx.account_name) or self.account_name
+        if account_name:
+            ev["organization.name"] = account_name
+        _put_person(ev, "user", _context.person(kw.get("user")) or (ctx and ctx.user))
+        _put_person(ev, "user.target", _context.person(kw.get("target_user")))
+        _put_person(ev, "audit.impersonator", _context.person(kw.get("impersonator")) or (ctx and ctx.impersonator))
+        for key, name in (
+            ("project", "audit.project.id"),
+            ("project_name", "audit.project.name"),
+            ("token_id", "audit.token.id"),
+            ("reason", "event.reason"),
+        ):
+            value = kw.get(key)
+            if value not in (None, ""):
+                ev[name] = self.masker.text(str(value))
+        if self.product:
+            ev["audit.product"] = self.product
+        params = kw.get("params")
+        if params:
+            masked = self.masker.params(params)
+            ev["audit.params"] = masked
+            if kw.get("comments") is None:
+                ev["audit.comments"] = describe_params(masked)
+        if kw.get("comments") is not None:
+            ev["audit.comments"] = self.masker.text(str(kw["comments"]))
+        if ctx is not None:
+            if ctx.client_ip:
+                ev["source.address"] = ctx.client_ip
+            if ctx.user_agent:
+                ev["user_agent.original"] = ctx.user_agent
+            if ctx.request_id:
+                ev["http.request.id"] = ctx.request_id
+            if ctx.method:
+                ev["http.request.method"] = ctx.method
+            if ctx.path:
+                ev["url.path"] = ctx.path
+            if ctx.status is not None:
+                ev["http.response.status_code"] = ctx.status
+            for key, value in ctx.extra.items():
+                ev.setdefault(key, value)
+        return ev
+
+    def flush(self) -> None:
+        self.spool.flush()
+
+    def close(self) -> None:
+        self.spool.close()
+
+    def _failed(self, exc: Exception, action: str) -> None:
+        from useraudit.indexer.spool import SpoolFull
+
+        if isinstance(exc, SpoolFull):
+            self.stats.rejected_full += 1
+        self.stats.errors += 1
+        _internal_errors.append(exc)
+        log.error("useraudit: could not record %r: %s", action, exc, exc_info=not isinstance(exc, SpoolFull))
+        if self.fail_closed:
+            raise AuditError(f"audit event {action!r} was not recorded: {exc}") from exc
+
+
+def _iso(ts: datetime | None) -> str:
+    if ts is None:
+        # Millisecond UTC with a Z: cheap to produce, and what ECS tools expect.
+        now = time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _put_person(ev: dict[str, Any], prefix: str, person: dict[str, str] | None) -> None:
+    if person:
+        for key, value in person.items():
+            ev[f"{prefix}.{key}"] = value
+
+
+def describe_params(params: Any) -> str:
+    """Params as readable comment text: 'name: Reviewers; enabled: true'."""
+    if isinstance(params, dict):
+        return "; ".join(f"{k}: {_short(v)}" for k, v in params.items())
+    return _short(params)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def diff(before: dict[str, Any], after: dict[str, Any], masker: Masker = DEFAULT_MASKER) -> tuple[str, dict[str, Any]]:
+    """Turn a settings change into (comments, params) for ``record``.
+
+    >>> diff({"name": "A", "ttl": 5}, {"name": "B", "ttl": 5, "tags": ["x"]})[0]
+    'name: "A" → "B"; tags: added ["x"]'
+
+    Secret-named settings show that they changed, never their values.
+    """
+    changes: dict[str, Any] = {}
+    parts: list[str] = []
+    for key in sorted(set(before) | set(after), key=str):
+        old, new = before.get(key, _MISSING), after.get(key, _MISSING)
+        if old == new:
+            continue
+        secret = masker.is_secret_key(str(key))
+        if secret:
+            changes[key] = {"changed": True}
+            parts.append(f"{key}: changed")
+        elif old is _MISSING:
+            changes[key] = {"to": new}
+            parts.append(f"{key}: added {_json(new)}")
+        elif new is _MISSING:
+            changes[key] = {"from": old}
+            parts.append(f"{key}: removed (was {_json(old)})")
+        else:
+            changes[key] = {"from": old, "to": new}
+            parts.append(f"{key}: {_json(old)} → {_json(new)}")
+    return masker.text("; ".join(parts)), masker.params(changes)
+
+
+_MISSING = object()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# Every exception record() swallowed, for tests that must fail on hidden bugs.
+_internal_errors: list[Exception] = []
+
+_default: Recorder | None = None
+_default_lock = threading.Lock()
+
+
+def configure(**kwargs: Any) -> Recorder:
+    """Create the process-wide recorder used by :func:`record` and the middleware."""
+    global _default
+    with _default_lock:
+        if _default is not None:
+            _default.close()
+        _default = Recorder(**kwargs)
+        return _default
+
+
+def get_recorder() -> Recorder:
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Recorder()
+    return _default
+
+
+def record(action: str, **kwargs: Any) -> str | None:
+    """Record an action with the process-wide recorder. See :meth:`Recorder.record`."""
+    return get_recorder().record(action, **kwargs)

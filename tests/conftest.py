@@ -1,0 +1,78 @@
+"""Shared fixtures. OpenSearch is always the real node; nothing is skipped.
+
+The node's URL comes from ``USERAUDIT_TEST_OPENSEARCH`` (``make test`` starts
+one on http://127.0.0.1:9250 and sets it). If no node answers, the whole run
+stops with an error instead of skipping tests that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+OPENSEARCH_URL = os.environ.get("USERAUDIT_TEST_OPENSEARCH", "http://127.0.0.1:9250")
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """The real test node's URL; fails the run loudly when it is down."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch([OPENSEARCH_URL], timeout=10)
+    try:
+        health = client.cluster.health(wait_for_status="yellow", timeout="30s")
+    except Exception as exc:  # noqa: BLE001 - any failure means no node
+        pytest.exit(
+            f"OpenSearch is not reachable at {OPENSEARCH_URL} ({exc}). "
+            "Run the suite with `make test`, which starts a node, or start one with "
+            "`useraudit opensearch start --port 9250`.",
+            returncode=3,
+        )
+    assert health["status"] in ("green", "yellow"), health
+    return OPENSEARCH_URL
+
+
+@pytest.fixture
+def os_prefix() -> str:
+    """A unique index prefix, so tests never see each other's indices."""
+    return f"uat-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def os_store(opensearch_url: str, os_prefix: str) -> Iterator["OpenSearchStore"]:  # noqa: F821
+    """An OpenSearchStore on the real node with its template installed; removed afterwards."""
+    from useraudit.store.opensearch import OpenSearchStore
+
+    store = OpenSearchStore(opensearch_url, prefix=os_prefix)
+    store.install()
+    try:
+        yield store
+    finally:
+        store.uninstall()
+        store.close()
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "spool"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_swallowed_errors() -> Iterator[None]:
+    """Fail any test in which record() swallowed an internal error it did not expect.
+
+    Tests that provoke failures on purpose clear the list themselves.
+    """
+    from useraudit.middleware import recorder
+
+    recorder._internal_errors.clear()
+    yield
+    errors = list(recorder._internal_errors)
+    recorder._internal_errors.clear()
+    assert not errors, f"useraudit swallowed internal errors: {errors!r}"

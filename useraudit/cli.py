@@ -1,0 +1,51 @@
+"""The ``useraudit`` command line.
+
+Each command group lives beside the code it drives; this module only
+assembles them, so ``useraudit --help`` lists everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from useraudit import __version__
+
+# (module, attribute): imported lazily so `useraudit --help` stays fast and
+# a missing optional piece breaks only its own command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "opensearch": ("useraudit.devnode.commands", "opensearch"),
+    "templates": ("useraudit.index_templates.commands", "templates"),
+    "indexer": ("useraudit.indexer.commands", "indexer"),
+    "events": ("useraudit.catalog_commands", "events"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="useraudit")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """User-action audit log: capture, ship, store, search."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+store_option = click.option(
+    "--store", "store_url", envvar="USERAUDIT_STORE", default=None, show_envvar=True,
+    help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
+)

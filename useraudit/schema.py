@@ -1,0 +1,192 @@
+"""The event schema: every field of an audit event, named once.
+
+Field names follow the Elastic Common Schema (ECS 8.x) where one fits, so the
+same indices read naturally in OpenSearch Dashboards. Fields ECS has no name
+for live under our own ``audit.*`` namespace.
+
+Everything else derives from this module: the OpenSearch index template
+(``useraudit.index_templates``), the indexer's normalisation, the SQLite
+columns, the UI table and the XLSX export (through ``COLUMNS``).
+
+Impersonation, decided once here: ``user.*`` is the seed's *User* column —
+the user on whose behalf the action ran (whose session it was). The
+administrator who acted on their behalf is ``audit.impersonator.*``. We do
+not use ECS ``user.effective.*``, whose direction is the other way round
+(it names the user whose privileges were assumed) and would make the User
+column depend on whether an impersonation happened. Every user named in an
+event — actor, modified user, impersonator — is listed in ``related.user``,
+which is what the *User history* filter searches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+ECS_VERSION = "8.11.0"
+
+# Bumped whenever the index template changes shape; `templates install`
+# refuses to downgrade a cluster that has a newer one.
+SCHEMA_VERSION = 1
+
+
+class Kind(str, Enum):
+    """Storage kinds; each maps to one OpenSearch type and one SQLite affinity."""
+
+    KEYWORD = "keyword"
+    # Identifiers people type: matched case-insensitively via a normalizer.
+    NAME = "name"
+    TEXT = "text"
+    IP = "ip"
+    DATE = "date"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    # Structured action parameters: any shape, never grows the mapping.
+    FLAT = "flat_object"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    kind: Kind
+    description: str
+    # Values are lists (ECS arrays), e.g. event.type, related.user.
+    multi: bool = False
+    # Longest value kept; longer ones are cut and flagged `truncated`.
+    max_chars: int = 1024
+
+
+K = Kind
+FIELDS: tuple[Field, ...] = (
+    Field("@timestamp", K.DATE, "When the action happened (UTC), as reported by the host app."),
+    Field("event.id", K.KEYWORD, "Unique event id; also the document _id, which makes redelivery a no-op."),
+    Field("event.action", K.KEYWORD, "Machine code of the action, from the catalog (e.g. custom_role.renamed)."),
+    Field("event.kind", K.KEYWORD, "Always 'event'."),
+    Field("event.category", K.KEYWORD, "ECS category (authentication, iam, configuration, ...).", multi=True),
+    Field("event.type", K.KEYWORD, "ECS type (start, end, creation, deletion, change, ...).", multi=True),
+    Field("event.outcome", K.KEYWORD, "success, failure or unknown. The Result column."),
+    Field("event.reason", K.TEXT, "Why the action failed, when it did.", max_chars=2048),
+    Field("event.ingested", K.DATE, "When the indexer stored the event."),
+    Field("message", K.TEXT, "The action's human label, for Discover's default column."),
+    Field("organization.id", K.KEYWORD, "The account (tenant) the action belongs to."),
+    Field("organization.name", K.NAME, "The account's display name."),
+    Field("user.id", K.KEYWORD, "The User: on whose behalf the action ran."),
+    Field("user.name", K.NAME, "User's login name."),
+    Field("user.email", K.NAME, "User's e-mail."),
+    Field("user.full_name", K.NAME, "User's display name."),
+    Field("user.roles", K.KEYWORD, "User's roles at the time.", multi=True),
+    Field("user.target.id", K.KEYWORD, "The Modified user: the user this action changed."),
+    Field("user.target.name", K.NAME, "Modified user's login name."),
+    Field("user.target.email", K.NAME, "Modified user's e-mail."),
+    Field("user.target.full_name", K.NAME, "Modified user's display name."),
+    Field("audit.impersonator.id", K.KEYWORD, "The Impersonator: the administrator acting on the User's behalf."),
+    Field("audit.impersonator.name", K.NAME, "Impersonator's login name."),
+    Field("audit.impersonator.email", K.NAME, "Impersonator's e-mail."),
+    Field("audit.impersonator.full_name", K.NAME, "Impersonator's display name."),
+    Field("audit.product", K.KEYWORD, "Product code from the catalog (common, jaicp, ...)."),
+    Field("audit.group", K.KEYWORD, "The action's group in the catalog (Custom role, API tokens, ...)."),
+    Field("audit.project.id", K.KEYWORD, "Project the action concerns."),
+    Field("audit.project.name", K.NAME, "Project's display name."),
+    Field("audit.token.id", K.KEYWORD, "API token id (never the secret)."),
+    Field("audit.comments", K.TEXT, "Comments: the action's parameters in words; full-text searchable.",
+          max_chars=32_766),
+    Field("audit.params", K.FLAT, "Structured action parameters (secrets masked)."),
+    Field("audit.flags", K.KEYWORD, "What the indexer had to repair: unknown_action, invalid_ip, truncated, ...",
+          multi=True),
+    Field("source.ip", K.IP, "Client IP, proxy-aware (see the middleware's trusted_proxies)."),
+    Field("source.address", K.KEYWORD, "Client address exactly as received, kept even when it is not an IP."),
+    Field("user_agent.original", K.KEYWORD, "User-Agent header as sent.", max_chars=4096),
+    Field("user_agent.name", K.KEYWORD, "Browser name."),
+    Field("user_agent.version", K.KEYWORD, "Browser version."),
+    Field("user_agent.os.name", K.KEYWORD, "Operating system name."),
+    Field("user_agent.os.version", K.KEYWORD, "Operating system version."),
+    Field("user_agent.device.name", K.KEYWORD, "Device name (Other for desktops)."),
+    Field("http.request.id", K.KEYWORD, "Request id bound by the middleware."),
+    Field("http.request.method", K.KEYWORD, "HTTP method."),
+    Field("url.path", K.KEYWORD, "Request path.", max_chars=2048),
+    Field("http.response.status_code", K.INTEGER, "HTTP status the host app answered."),
+    Field("related.user", K.NAME, "Every user named in the event (actor, modified user, impersonator).",
+          multi=True),
+    Field("related.ip", K.IP, "Every IP named in the event.", multi=True),
+    Field("ecs.version", K.KEYWORD, "ECS version these fields follow."),
+)
+
+FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+OUTCOMES = ("success", "failure", "unknown")
+
+# The person-shaped field groups: (prefix, role). `related.user` collects them.
+PERSONS = (("user", "actor"), ("user.target", "target"), ("audit.impersonator", "impersonator"))
+PERSON_PARTS = ("id", "name", "email", "full_name")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the seed's 'Action information', in the UI and the XLSX export."""
+
+    key: str
+    label: str
+    fields: tuple[str, ...]
+    width: int  # characters, for the XLSX export
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("action", "Action", ("event.action", "message"), 34),
+    Column("timestamp", "Date and time", ("@timestamp",), 20),
+    Column("user", "User", tuple(f"user.{p}" for p in PERSON_PARTS), 30),
+    Column("token", "Token ID", ("audit.token.id",), 16),
+    Column("target", "Modified user", tuple(f"user.target.{p}" for p in PERSON_PARTS), 30),
+    Column("project", "Project", ("audit.project.name", "audit.project.id"), 20),
+    Column("comments", "Comments", ("audit.comments",), 60),
+    Column("ip_device", "IP and device",
+           ("source.ip", "source.address", "user_agent.name", "user_agent.version",
+            "user_agent.os.name", "user_agent.os.version", "user_agent.device.name"), 34),
+    Column("result", "Result", ("event.outcome",), 10),
+    Column("impersonator", "Impersonator", tuple(f"audit.impersonator.{p}" for p in PERSON_PARTS), 30),
+)
+
+
+def person_label(doc: dict, prefix: str) -> str:
+    """'Full Name <email>' style text for a person field group; '' when absent."""
+    name = doc.get(f"{prefix}.full_name") or doc.get(f"{prefix}.name")
+    email = doc.get(f"{prefix}.email")
+    ident = doc.get(f"{prefix}.id")
+    if name and email:
+        return f"{name} <{email}>"
+    return str(name or email or ident or "")
+
+
+def device_label(doc: dict) -> str:
+    """'Chrome 120 · Windows 10 · Other' style text for the IP and device column."""
+    browser = " ".join(str(v) for v in (doc.get("user_agent.name"), doc.get("user_agent.version")) if v)
+    os_ = " ".join(str(v) for v in (doc.get("user_agent.os.name"), doc.get("user_agent.os.version")) if v)
+    device = doc.get("user_agent.device.name")
+    parts = [p for p in (browser, os_, device if device and device != "Other" else "") if p]
+    return " · ".join(parts)
+
+
+def flatten(doc: dict, prefix: str = "") -> dict:
+    """Nested document → flat dotted keys (the shape code works with)."""
+    out: dict = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in FIELD_BY_NAME:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def nest(flat: dict) -> dict:
+    """Flat dotted keys → nested document (the shape ECS tools expect)."""
+    out: dict = {}
+    for name, value in flat.items():
+        if name == "@timestamp":
+            out[name] = value
+            continue
+        node = out
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out

@@ -1,0 +1,269 @@
+"""OpenSearchStore: time-based indices behind a read alias, written idempotently.
+
+URL: ``http(s)://[user:pass@]host:9200[?prefix=useraudit&ca_certs=/ca.pem&verify_certs=true&bucket=month]``.
+
+Writes go to the index named by each event's own ``@timestamp`` with
+``op_type=create`` and ``_id = event.id`` (see
+:mod:`useraudit.index_templates` for why). Bulk item results are
+classified per item: 201 created, 409 duplicate (already delivered),
+429/5xx retry, any other 4xx rejected (mapping or parse error: dead-letter).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from opensearchpy import OpenSearch
+from opensearchpy import exceptions as os_exc
+
+from useraudit import index_templates
+from useraudit.schema import SCHEMA_VERSION, flatten, nest
+
+from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .query import Query, SearchPage, SearchRequest
+
+log = logging.getLogger("useraudit.store.opensearch")
+
+BUCKETS = {"month": "%Y.%m", "day": "%Y.%m.%d"}
+
+
+class OpenSearchStore(Store):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:9200",
+        *,
+        prefix: str | None = None,
+        bucket: str | None = None,
+        timeout: float = 30.0,
+        client: OpenSearch | None = None,
+    ) -> None:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        scheme = "https" if parts.scheme == "https" else "http"
+        self.prefix = prefix or params.get("prefix") or index_templates.DEFAULT_PREFIX
+        self.bucket = bucket or params.get("bucket") or "month"
+        if self.bucket not in BUCKETS:
+            raise StoreError(f"bucket must be one of {sorted(BUCKETS)}, not {self.bucket!r}")
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 9200
+        # Never echo a password back in messages.
+        self.url = urlunsplit((scheme, f"{host}:{port}", "", "", ""))
+        kwargs: dict[str, Any] = {
+            "hosts": [{"host": host, "port": port, "scheme": scheme}],
+            "timeout": timeout,
+            "http_compress": False,
+        }
+        if parts.username:
+            kwargs["http_auth"] = (parts.username, parts.password or "")
+        if scheme == "https":
+            kwargs["use_ssl"] = True
+            kwargs["verify_certs"] = params.get("verify_certs", "true").lower() not in ("false", "0", "no")
+            if params.get("ca_certs"):
+                kwargs["ca_certs"] = params["ca_certs"]
+            if not kwargs["verify_certs"]:
+                kwargs["ssl_show_warn"] = False
+        self.client = client or OpenSearch(**kwargs)
+        self.alias = index_templates.read_alias(self.prefix)
+        self._time_format = BUCKETS[self.bucket]
+
+    # -- setup ----------------------------------------------------------------
+
+    def install(self) -> list[str]:
+        """Install or upgrade the index template; refuse to downgrade."""
+        name = index_templates.template_name(self.prefix)
+        body = index_templates.load_golden(self.prefix)
+        try:
+            existing = self.client.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
+        except os_exc.NotFoundError:
+            existing = None
+        except os_exc.ConnectionError as exc:
+            raise StoreUnavailable(f"cannot reach OpenSearch at {self.url}: {exc}") from exc
+        if existing is not None:
+            version = int(existing.get("version") or 0)
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"index template {name} on {self.url} is version {version}, newer than this "
+                    f"useraudit's {SCHEMA_VERSION}: upgrade useraudit instead of downgrading the cluster"
+                )
+            if version == SCHEMA_VERSION and _same_template(existing, body):
+                return [f"index template {name} is up to date (version {version})"]
+        self.client.indices.put_index_template(name=name, body=body)
+        action = "installed" if existing is None else f"upgraded from version {existing.get('version')}"
+        return [f"index template {name} {action} (version {SCHEMA_VERSION}, pattern {body['index_patterns'][0]})"]
+
+    def uninstall(self) -> None:
+        """Delete the template and every index of this prefix (tests, operators)."""
+        self.client.indices.delete(index=index_templates.index_pattern(self.prefix), ignore_unavailable=True)
+        try:
+            self.client.indices.delete_index_template(name=index_templates.template_name(self.prefix))
+        except os_exc.NotFoundError:
+            pass
+
+    def index_for(self, doc: dict) -> str:
+        ts = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+        return f"{self.prefix}-events-{ts.astimezone(timezone.utc).strftime(self._time_format)}"
+
+    # -- writing --------------------------------------------------------------
+
+    def bulk_body(self, docs: Sequence[dict]) -> bytes:
+        """NDJSON for ``_bulk``: create actions with the event id as ``_id``."""
+        lines: list[bytes] = []
+        dumps = json.dumps
+        for doc in docs:
+            action = {"create": {"_index": self.index_for(doc), "_id": doc["event.id"]}}
+            lines.append(dumps(action, separators=(",", ":")).encode())
+            lines.append(dumps(nest(doc), separators=(",", ":"), ensure_ascii=False).encode())
+        lines.append(b"")
+        return b"\n".join(lines)
+
+    def write(self, docs: Sequence[dict]) -> list[WriteResult]:
+        if not docs:
+            return []
+        return self.write_body(self.bulk_body(docs), len(docs))
+
+    def write_body(self, body: bytes, count: int) -> list[WriteResult]:
+        """Send a prepared bulk body; one result per document, in order."""
+        try:
+            response = self.client.bulk(body=body)
+        except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
+            raise StoreUnavailable(f"OpenSearch at {self.url} unreachable: {exc}") from exc
+        except os_exc.TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else 0
+            if status == 429 or status >= 500 or status == 0:
+                raise StoreUnavailable(f"OpenSearch at {self.url} answered {status}: {exc.error}") from exc
+            raise StoreError(f"OpenSearch rejected the bulk request ({status}): {exc.error}") from exc
+        items = response.get("items", [])
+        if len(items) != count:
+            raise StoreUnavailable(f"bulk answered {len(items)} items for {count} documents")
+        return [_classify(item["create"]) for item in items]
+
+    # -- reading --------------------------------------------------------------
+
+    def get(self, event_ids: Sequence[str]) -> dict[str, dict]:
+        if not event_ids:
+            return {}
+        out: dict[str, dict] = {}
+        ids = list(event_ids)
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i : i + 1000]
+            resp = self._search(
+                index=self.alias,
+                body={"query": {"ids": {"values": chunk}}, "size": len(chunk)},
+                ignore_unavailable=True,
+            )
+            for hit in resp["hits"]["hits"]:
+                out[hit["_id"]] = flatten(hit["_source"])
+        return out
+
+    def refresh(self) -> None:
+        self.client.indices.refresh(index=index_templates.index_pattern(self.prefix), ignore_unavailable=True)
+
+    def count_all(self) -> int:
+        """Every event under this prefix, all accounts (operators, tests)."""
+        try:
+            return int(self.client.count(index=self.alias)["count"])
+        except os_exc.NotFoundError:
+            return 0
+
+    def all_ids(self) -> list[str]:
+        """Every stored event id, in no particular order (for tests and checks)."""
+        ids: list[str] = []
+        try:
+            pit = self.client.create_pit(index=self.alias, keep_alive="1m")["pit_id"]
+        except os_exc.NotFoundError:
+            return ids
+        try:
+            after: list[Any] | None = None
+            while True:
+                body: dict[str, Any] = {
+                    "size": 5000, "_source": False, "pit": {"id": pit, "keep_alive": "1m"},
+                    "sort": [{"_shard_doc": "asc"}],
+                }
+                if after:
+                    body["search_after"] = after
+                hits = self.client.search(body=body)["hits"]["hits"]
+                if not hits:
+                    return ids
+                ids.extend(h["_id"] for h in hits)
+                after = hits[-1]["sort"]
+        finally:
+            self.client.delete_pit(body={"pit_id": [pit]})
+
+    def accounts(self) -> list[str]:
+        resp = self._search(
+            index=self.alias,
+            body={"size": 0, "aggs": {"a": {"terms": {"field": "organization.id", "size": 1000}}}},
+            ignore_unavailable=True,
+        )
+        return [b["key"] for b in resp.get("aggregations", {}).get("a", {}).get("buckets", [])]
+
+    def search(self, request: SearchRequest) -> SearchPage:
+        from . import opensearch_query
+
+        return opensearch_query.search(self, request)
+
+    def count(self, query: Query) -> int:
+        from . import opensearch_query
+
+        return opensearch_query.count(self, query)
+
+    def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
+        from . import opensearch_query
+
+        return opensearch_query.iterate(self, query, batch_size)
+
+    def delete_older_than(self, cutoff: datetime, batch_size: int = 500) -> int:
+        resp = self.client.delete_by_query(
+            index=self.alias,
+            body={"query": {"range": {"@timestamp": {"lt": cutoff.astimezone(timezone.utc).isoformat()}}}},
+            params={"scroll_size": batch_size, "conflicts": "proceed", "refresh": "true"},
+        )
+        return int(resp.get("deleted", 0))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _search(self, **kwargs: Any) -> dict:
+        try:
+            return self.client.search(**kwargs)
+        except os_exc.NotFoundError:
+            return {"hits": {"hits": [], "total": {"value": 0}}}
+        except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
+            raise StoreUnavailable(f"OpenSearch at {self.url} unreachable: {exc}") from exc
+
+
+def _classify(item: dict) -> WriteResult:
+    status = int(item.get("status", 0))
+    if 200 <= status < 300:
+        return WriteResult("created")
+    if status == 409:
+        return WriteResult("duplicate")
+    error = item.get("error") or {}
+    reason = f"{status} {error.get('type', '')}: {error.get('reason', '')}".strip()
+    cause = error.get("caused_by")
+    if cause:
+        reason += f" (caused by {cause.get('type')}: {cause.get('reason')})"
+    if status == 429 or status >= 500:
+        return WriteResult("retry", reason)
+    return WriteResult("rejected", reason)
+
+
+def _same_template(existing: dict, wanted: dict) -> bool:
+    """Compare what matters, ignoring how the server echoes settings back."""
+    def norm(t: dict) -> str:
+        tpl = t.get("template", {})
+        return json.dumps(
+            {
+                "patterns": t.get("index_patterns"),
+                "mappings": tpl.get("mappings"),
+                "aliases": sorted(tpl.get("aliases", {})),
+            },
+            sort_keys=True,
+        )
+
+    return norm(existing) == norm(wanted)
