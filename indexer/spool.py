@@ -279,6 +279,8 @@ class Batch:
     records: list[bytes] = field(default_factory=list)
     damaged: list[Damaged] = field(default_factory=list)
     nbytes: int = 0
+    # Where reading stopped in each segment: what ack(batch) commits.
+    cursor: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.records or self.damaged)
@@ -321,6 +323,8 @@ class SpoolReader:
             raise
         # Read cursors run ahead of the committed offsets until ack().
         self._cursor: dict[str, int] = {}
+        # The indexer reads the next batch on a helper thread while acking.
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -344,6 +348,10 @@ class SpoolReader:
 
     def read(self, max_records: int = 5000, max_bytes: int = 8 * 1024 * 1024) -> Batch:
         """The next records after the read cursor (not yet acknowledged)."""
+        with self._lock:
+            return self._read(max_records, max_bytes)
+
+    def _read(self, max_records: int, max_bytes: int) -> Batch:
         batch = Batch()
         for segment in self.segments():
             if len(batch.records) >= max_records or batch.nbytes >= max_bytes:
@@ -355,6 +363,7 @@ class SpoolReader:
                 self._read_segment(segment, start, batch, max_records, max_bytes)
             except FileNotFoundError:
                 continue
+            batch.cursor[segment] = self._cursor.get(segment, start)
         self.stats.read += len(batch.records)
         return batch
 
@@ -393,19 +402,31 @@ class SpoolReader:
             pos = next_pos
         self._cursor[segment] = start + pos
 
-    def ack(self) -> None:
-        """Everything read so far is stored or dead-lettered: commit it."""
-        for segment, offset in list(self._cursor.items()):
-            if offset > self.committed(segment):
-                self._write_offset(segment, offset)
-        self.reclaim()
+    def ack(self, batch: Batch | None = None) -> None:
+        """Commit a handled batch (or everything read so far).
+
+        Batches must be acknowledged in the order they were read; a reader
+        may read ahead (the indexer prepares the next batch while the
+        previous one is in flight) because each batch carries its own cursor.
+        """
+        with self._lock:
+            cursor = batch.cursor if batch is not None else dict(self._cursor)
+            for segment, offset in cursor.items():
+                if offset > self.committed(segment) and (self.directory / segment).exists():
+                    self._write_offset(segment, offset)
+            self._reclaim()
 
     def rewind(self) -> None:
         """Forget unacknowledged reads: the next read starts at the committed offsets."""
-        self._cursor.clear()
+        with self._lock:
+            self._cursor.clear()
 
     def reclaim(self) -> None:
         """Delete segments that are fully acknowledged and no longer written."""
+        with self._lock:
+            self._reclaim()
+
+    def _reclaim(self) -> None:
         for segment in self.segments():
             path = self.directory / segment
             try:
