@@ -31,7 +31,16 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            error = f"{name} is unavailable: {exc}"
+
+            @click.command(name, help=f"(unavailable: {exc})")
+            def broken() -> None:
+                raise click.ClickException(error)
+
+            return broken
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +52,8 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # opensearch-py logs every request at INFO and expected 404s as warnings.
+    logging.getLogger("opensearch").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 store_option = click.option(

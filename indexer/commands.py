@@ -1,0 +1,117 @@
+"""``useraudit indexer``: run the indexer and manage its dead letters."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from useraudit.cli import store_option
+from useraudit.middleware.recorder import default_spool_dir
+
+spool_option = click.option(
+    "--spool", "spool_dir", type=click.Path(file_okay=False, path_type=Path), envvar="USERAUDIT_SPOOL",
+    default=None, show_envvar=True, help="Spool directory (default: $USERAUDIT_HOME/spool).",
+)
+
+
+@click.group()
+def indexer() -> None:
+    """Ship spooled events to the store."""
+
+
+@indexer.command()
+@spool_option
+@store_option
+@click.option("--once", is_flag=True, help="Ship what is in the spool now, then exit.")
+@click.option("--batch", "batch_records", default=2000, show_default=True, help="Events per bulk request.")
+@click.option("--install/--no-install", default=True, show_default=True,
+              help="Install or upgrade the index template first.")
+def run(spool_dir: Path | None, store_url: str | None, once: bool, batch_records: int, install: bool) -> None:
+    """Ship events from the spool until stopped (Ctrl+C / SIGTERM)."""
+    from useraudit.store import open_store
+
+    from .shipper import Indexer
+
+    store = open_store(store_url)
+    if install:
+        for line in store.install():
+            click.echo(line)
+    spool = spool_dir or default_spool_dir()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with Indexer(spool, store, batch_records=batch_records) as ix:
+        click.echo(f"indexer: {spool} → {store.url}")
+        stats = ix.drain() if once else ix.run(stop)
+        click.echo(json.dumps(stats.as_dict()))
+    store.close()
+
+
+@indexer.command()
+@spool_option
+def status(spool_dir: Path | None) -> None:
+    """Pending bytes in the spool and dead letters waiting."""
+    from .deadletter import DeadLetters
+    from .spool import SpoolReader
+
+    spool = spool_dir or default_spool_dir()
+    try:
+        reader = SpoolReader(spool)
+        pending = reader.pending_bytes()
+        segments = len(reader.segments())
+        reader.close()
+        locked = False
+    except Exception:  # noqa: BLE001 - an indexer holds the reader lock
+        pending, segments, locked = -1, -1, True
+    dlq = DeadLetters(spool / "deadletter.sqlite")
+    click.echo(json.dumps({
+        "spool": str(spool), "pending_bytes": pending, "segments": segments,
+        "indexer_running": locked, "dead_letters": dlq.count(),
+    }))
+
+
+@indexer.group()
+def dlq() -> None:
+    """Dead letters: events the store refused, with the reason."""
+
+
+@dlq.command("list")
+@spool_option
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter, with the raw event.")
+def dlq_list(spool_dir: Path | None, limit: int, as_json: bool) -> None:
+    """Show dead letters, oldest first."""
+    from .deadletter import DeadLetters
+
+    letters = DeadLetters((spool_dir or default_spool_dir()) / "deadletter.sqlite")
+    total = letters.count()
+    for letter in letters.list(limit):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.at))
+        if as_json:
+            click.echo(json.dumps({
+                "id": letter.id, "at": when, "event_id": letter.event_id, "reason": letter.reason,
+                "attempts": letter.attempts, "raw": letter.raw.decode("utf-8", "replace"),
+            }, ensure_ascii=False))
+        else:
+            click.echo(f"#{letter.id} {when} {letter.event_id or '-'} x{letter.attempts}: {letter.reason}")
+    if not as_json:
+        click.echo(f"{total} dead letter(s)")
+
+
+@dlq.command("retry")
+@spool_option
+@store_option
+def dlq_retry(spool_dir: Path | None, store_url: str | None) -> None:
+    """Send dead letters again; delivered ones leave the queue."""
+    from useraudit.store import open_store
+
+    from .shipper import Indexer
+
+    store = open_store(store_url)
+    with Indexer(spool_dir or default_spool_dir(), store, unavailable_timeout=30) as ix:
+        click.echo(json.dumps(ix.retry_dead_letters()))
