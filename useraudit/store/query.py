@@ -15,8 +15,11 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 # Facet name → the field it counts. Order is the UI's order.
 FACETS: dict[str, str] = {
@@ -65,6 +68,7 @@ class Query:
     """Filters. Values within one filter are OR-ed; filters are AND-ed."""
 
     account: str
+    # The period, both ends inclusive, to the millisecond; naive times are UTC.
     start: datetime | None = None
     end: datetime | None = None
     products: tuple[str, ...] = ()
@@ -97,6 +101,7 @@ class Query:
                 raise QueryError(f"at most {MAX_VALUES} values per filter")
         for value in self.ips:
             networks(value)
+        parse_text(self.text)
         if self.start and self.end and self.start > self.end:
             raise QueryError("the period ends before it starts")
 
@@ -140,6 +145,16 @@ class SearchPage:
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
+def to_ms(ts: datetime) -> int:
+    """Epoch milliseconds of ``ts`` (naive means UTC), as both backends sort and filter."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 HIGHLIGHT_PRE = "\x02"
 HIGHLIGHT_POST = "\x03"
 
@@ -159,3 +174,244 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         return ts, event_id
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise QueryError("that page link is invalid or expired") from None
+
+
+# -- full text -----------------------------------------------------------------
+#
+# The search box speaks a small, safe subset of OpenSearch's
+# simple_query_string, parsed here once into a tree that each backend renders
+# into its own language (a canonical simple_query_string for OpenSearch, an
+# FTS5 MATCH expression for SQLite). Raw user text never reaches either engine.
+#
+#   several words      all of them (default operator AND); ``+`` is accepted
+#   "a phrase"         the words in this order
+#   word*              prefix (at least 2 letters; the ``*`` only at the end)
+#   a | b              either
+#   -word, -"phrase"   exclusion; a query needs at least one positive term
+#   ( ... )            grouping, at most MAX_DEPTH deep
+#
+# Not supported, on purpose: fuzzy (``~``), slop, NEAR, regex, backslash
+# escapes and leading or inner wildcards (slow on large indices and absent
+# from FTS5). Those characters are plain text (which both tokenizers drop)
+# except ``*``, which is an error anywhere but at the end of a word.
+# Each word or phrase is handed to the engine quoted, so each engine splits it
+# with the same tokenizer it indexed the comments with.
+
+MAX_CLAUSES = 20
+MAX_DEPTH = 6
+MIN_PREFIX = 2
+# The simple_query_string flags we allow OpenSearch to interpret.
+SQS_FLAGS = "AND|OR|NOT|PHRASE|PRECEDENCE|PREFIX|WHITESPACE"
+
+_SPECIAL = '()|"'
+_HAS_WORD = re.compile(r"[^\W_]")
+_PREFIX_WORD = re.compile(r"^[^\W_]+$")
+
+
+@dataclass(frozen=True)
+class Term:
+    """A word or quoted phrase (``raw`` has no double quotes); ``prefix`` for ``word*``."""
+
+    raw: str
+    prefix: bool = False
+    phrase: bool = False
+
+
+@dataclass(frozen=True)
+class Not:
+    node: TextNode
+
+
+@dataclass(frozen=True)
+class And:
+    nodes: tuple[TextNode, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    nodes: tuple[TextNode, ...]
+
+
+TextNode = Term | Not | And | Or
+
+
+def _lex(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif ch == "(":
+            tokens.append(("(", ch))
+            i += 1
+        elif ch == ")":
+            tokens.append((")", ch))
+            i += 1
+        elif ch == "|":
+            tokens.append(("|", ch))
+            i += 1
+        elif ch == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise QueryError("a quoted phrase is not closed: add the closing \"")
+            tokens.append(("phrase", text[i + 1 : end]))
+            i = end + 1
+        elif ch == "+":
+            tokens.append(("+", ch))
+            i += 1
+        elif ch == "-":
+            tokens.append(("-", ch))
+            i += 1
+        else:
+            j = i
+            while j < n and not text[j].isspace() and text[j] not in _SPECIAL:
+                j += 1
+            tokens.append(("word", text[i:j]))
+            i = j
+    return tokens
+
+
+def _term(kind: str, raw: str) -> Term:
+    if kind == "phrase":
+        if "*" in raw:
+            raise QueryError("wildcards (*) do not work inside quotes")
+        if not _HAS_WORD.search(raw):
+            raise QueryError(f'"{raw}" has no letters or digits to search for')
+        return Term(" ".join(raw.split()), phrase=True)
+    if raw.startswith("*"):
+        raise QueryError(f"{raw!r}: a word cannot start with a wildcard (*)")
+    prefix = raw.endswith("*")
+    stem = raw.rstrip("*") if prefix else raw
+    if "*" in stem or (prefix and raw.endswith("**")):
+        raise QueryError(f"{raw!r}: the wildcard (*) is only allowed once, at the end of a word")
+    if prefix:
+        if not _PREFIX_WORD.match(stem):
+            raise QueryError(f"{raw!r}: a prefix search (word*) takes letters and digits only")
+        if len(stem) < MIN_PREFIX:
+            raise QueryError(f"{raw!r}: a prefix search needs at least {MIN_PREFIX} letters")
+    elif not _HAS_WORD.search(stem):
+        raise QueryError(f"{raw!r} has no letters or digits to search for")
+    return Term(stem, prefix=prefix)
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.pos = 0
+        self.terms = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
+
+    def parse(self) -> TextNode:
+        node = self.or_(0)
+        if self.peek() is not None:
+            raise QueryError("a closing parenthesis has no opening one")
+        return node
+
+    def or_(self, depth: int) -> TextNode:
+        nodes = [self.and_(depth)]
+        while self.peek() == "|":
+            self.pos += 1
+            nodes.append(self.and_(depth))
+        return nodes[0] if len(nodes) == 1 else Or(tuple(nodes))
+
+    def and_(self, depth: int) -> TextNode:
+        nodes: list[TextNode] = []
+        while self.peek() not in (None, "|", ")"):
+            nodes.append(self.unary(depth))
+        if not nodes:
+            raise QueryError("an operator (| or parenthesis) has nothing on one side")
+        if all(isinstance(n, Not) for n in nodes):
+            raise QueryError("add a word to search for: a query cannot only exclude (-word)")
+        return nodes[0] if len(nodes) == 1 else And(tuple(nodes))
+
+    def unary(self, depth: int) -> TextNode:
+        kind = self.peek()
+        if kind == "+":
+            self.pos += 1
+            if self.peek() in (None, "|", ")", "+"):
+                raise QueryError("'+' must be followed by a word")
+            return self.unary(depth)
+        if kind == "-":
+            self.pos += 1
+            if self.peek() in (None, "|", ")", "+", "-"):
+                raise QueryError("'-' must be followed by the word or phrase to exclude")
+            return Not(self.primary(depth))
+        return self.primary(depth)
+
+    def primary(self, depth: int) -> TextNode:
+        kind, value = self.tokens[self.pos]
+        self.pos += 1
+        if kind == "(":
+            if depth + 1 > MAX_DEPTH:
+                raise QueryError(f"parentheses are limited to {MAX_DEPTH} levels")
+            node = self.or_(depth + 1)
+            if self.peek() != ")":
+                raise QueryError("a parenthesis is not closed")
+            self.pos += 1
+            return node
+        if kind in ("word", "phrase"):
+            self.terms += 1
+            if self.terms > MAX_CLAUSES:
+                raise QueryError(f"the search is limited to {MAX_CLAUSES} words and phrases")
+            return _term(kind, value)
+        raise QueryError("a closing parenthesis has no opening one")
+
+
+@lru_cache(maxsize=1024)
+def parse_text(text: str) -> TextNode | None:
+    """The search box text as a tree; ``None`` when empty; QueryError when malformed."""
+    if not text or not text.strip():
+        return None
+    if len(text) > MAX_TEXT:
+        raise QueryError(f"search text is limited to {MAX_TEXT} characters")
+    return _Parser(_lex(text)).parse()
+
+
+def to_simple_query_string(node: TextNode) -> str:
+    """Canonical simple_query_string text: every word quoted, every group parenthesised."""
+    if isinstance(node, Term):
+        return f"{node.raw}*" if node.prefix else f'"{node.raw}"'
+    if isinstance(node, Not):
+        return f"-{to_simple_query_string(node.node)}"
+    sep = " " if isinstance(node, And) else " | "
+    return "(" + sep.join(to_simple_query_string(n) for n in node.nodes) + ")"
+
+
+def to_fts5(node: TextNode) -> str:
+    """A safe FTS5 MATCH expression: quoted strings, ``"stem" *`` prefixes, AND/OR/NOT."""
+    if isinstance(node, Term):
+        quoted = '"' + node.raw.replace('"', '""') + '"'
+        return f"{quoted} *" if node.prefix else quoted
+    if isinstance(node, Or):
+        return "(" + " OR ".join(to_fts5(n) for n in node.nodes) + ")"
+    if isinstance(node, And):
+        positives = [to_fts5(n) for n in node.nodes if not isinstance(n, Not)]
+        expr = "(" + " AND ".join(positives) + ")"
+        for n in node.nodes:
+            if isinstance(n, Not):
+                expr = f"({expr} NOT {to_fts5(n.node)})"
+        return expr
+    raise QueryError("an exclusion (-word) needs a word to search for beside it")
+
+
+# -- names ---------------------------------------------------------------------
+
+
+def fold(value: str) -> str:
+    """Lowercase and strip accents from Latin letters, like the template's normalizer.
+
+    OpenSearch's ``lowercase`` + ``asciifolding`` leave Cyrillic alone (``ё``
+    stays ``ё``), so a decomposed character is replaced by its base only when
+    that base is ASCII.
+    """
+    out = []
+    for ch in value.lower():
+        if ch.isascii():
+            out.append(ch)
+            continue
+        base = unicodedata.normalize("NFKD", ch)
+        out.append(base[0] if base and base[0].isascii() and base[0].isalnum() else ch)
+    return "".join(out)

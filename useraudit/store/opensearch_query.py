@@ -1,0 +1,237 @@
+"""The read side of :class:`~useraudit.store.opensearch.OpenSearchStore`.
+
+A :class:`~useraudit.store.query.Query` becomes one ``bool`` query whose
+``filter`` clauses always start with ``organization.id`` (tenant isolation);
+full text is a ``simple_query_string`` rendered from the parsed search box
+text (:func:`~useraudit.store.query.parse_text`), never the raw input.
+
+* Order: ``@timestamp`` desc, ``event.id`` desc; pages continue with
+  ``search_after`` from an opaque cursor (no ``from``/``size`` deep paging).
+* ``total`` is exact (``track_total_hits``); facets are ``terms``
+  aggregations under every active filter (the cursor does not narrow them).
+* Highlighting marks matches with control characters that cannot occur in
+  stored text (the indexer replaces them), then HTML-escapes and swaps them
+  for ``<mark>``, so the result is safe to render.
+* ``iterate`` walks a point-in-time with ``search_after``: one batch in
+  memory at a time, a consistent snapshot, however many events match.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from opensearchpy import exceptions as os_exc
+
+from useraudit.schema import flatten
+
+from .base import StoreError, StoreUnavailable
+from .query import (
+    FACETS,
+    HIGHLIGHT_POST,
+    HIGHLIGHT_PRE,
+    PERSON_FILTERS,
+    SQS_FLAGS,
+    TERM_FILTERS,
+    Query,
+    SearchPage,
+    SearchRequest,
+    decode_cursor,
+    encode_cursor,
+    networks,
+    parse_text,
+    to_ms,
+    to_simple_query_string,
+)
+
+if TYPE_CHECKING:
+    from .opensearch import OpenSearchStore
+
+SORT = [{"@timestamp": {"order": "desc"}}, {"event.id": {"order": "desc"}}]
+COMMENTS = "audit.comments"
+PIT_KEEP_ALIVE = "2m"
+
+
+def build_query(query: Query) -> dict[str, Any]:
+    """The ``query`` clause for ``query``; tenant filter first, always."""
+    filters: list[dict[str, Any]] = [{"term": {"organization.id": query.account}}]
+    if query.start or query.end:
+        rng: dict[str, Any] = {"format": "epoch_millis"}
+        if query.start:
+            rng["gte"] = to_ms(query.start)
+        if query.end:
+            rng["lte"] = to_ms(query.end)
+        filters.append({"range": {"@timestamp": rng}})
+    for attr, field in TERM_FILTERS.items():
+        values = getattr(query, attr)
+        if values:
+            filters.append({"terms": {field: list(values)}})
+    for attr, prefix in PERSON_FILTERS.items():
+        values = getattr(query, attr)
+        if values:
+            lowered = [v.lower() for v in values]
+            filters.append({"bool": {"minimum_should_match": 1, "should": [
+                {"terms": {f"{prefix}.id": list(values)}},
+                {"terms": {f"{prefix}.name.lower": lowered}},
+                {"terms": {f"{prefix}.email.lower": lowered}},
+            ]}})
+    if query.history:
+        filters.append({"terms": {"related.user.lower": [v.lower() for v in query.history]}})
+    if query.ips:
+        filters.append({"bool": {"minimum_should_match": 1, "should": [
+            {"term": {"source.ip": str(networks(v))}} for v in query.ips
+        ]}})
+    if query.groups:
+        filters.append({"bool": {"minimum_should_match": 1, "should": [
+            {"bool": {"filter": [{"term": {"audit.product": p}}, {"term": {"audit.group": g}}]}}
+            for p, g in query.groups
+        ]}})
+    bool_: dict[str, Any] = {"filter": filters}
+    node = parse_text(query.text)
+    if node is not None:
+        bool_["must"] = [{
+            "simple_query_string": {
+                "query": to_simple_query_string(node),
+                "fields": [COMMENTS],
+                "default_operator": "and",
+                "flags": SQS_FLAGS,
+                "analyze_wildcard": False,
+                "auto_generate_synonyms_phrase_query": False,
+            }
+        }]
+    return {"bool": bool_}
+
+
+def search_body(request: SearchRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "query": build_query(request.query),
+        "sort": SORT,
+        # One more than asked tells whether there is a next page.
+        "size": request.size + 1,
+        "track_total_hits": True,
+    }
+    if request.cursor:
+        body["search_after"] = list(decode_cursor(request.cursor))
+    if request.facets:
+        body["aggs"] = {
+            name: {"terms": {"field": FACETS[name], "size": request.facet_size}} for name in request.facets
+        }
+    if request.highlight:
+        body["highlight"] = {
+            "pre_tags": [HIGHLIGHT_PRE],
+            "post_tags": [HIGHLIGHT_POST],
+            "fields": {COMMENTS: {"number_of_fragments": 0}},
+            "require_field_match": True,
+        }
+    return body
+
+
+def mark(marked: str, original: str) -> str:
+    """Comments marked with the control tags → escaped HTML with ``<mark>``.
+
+    OpenSearch trims characters below U+0021 off both ends of a highlighted
+    field, which eats a tag on a match at the very start or end (and any
+    surrounding whitespace): both are restored from the stored text.
+    """
+    first_pre, first_post = marked.find(HIGHLIGHT_PRE), marked.find(HIGHLIGHT_POST)
+    if first_post >= 0 and (first_pre < 0 or first_post < first_pre):
+        marked = HIGHLIGHT_PRE + marked
+    if marked.rfind(HIGHLIGHT_PRE) > marked.rfind(HIGHLIGHT_POST):
+        marked += HIGHLIGHT_POST
+    plain = marked.replace(HIGHLIGHT_PRE, "").replace(HIGHLIGHT_POST, "")
+    if plain != original:
+        at = original.find(plain)
+        if at < 0:  # not what was stored: do not guess where the marks go
+            return html.escape(original, quote=True)
+        marked = original[:at] + marked + original[at + len(plain):]
+    return html.escape(marked, quote=True).replace(HIGHLIGHT_PRE, "<mark>").replace(HIGHLIGHT_POST, "</mark>")
+
+
+def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
+    resp = _call(store, store.client.search, index=store.alias, body=search_body(request),
+                 ignore_unavailable=True)
+    raw_hits = resp["hits"]["hits"]
+    more = len(raw_hits) > request.size
+    raw_hits = raw_hits[: request.size]
+    hits: list[dict] = []
+    for hit in raw_hits:
+        doc = flatten(hit["_source"])
+        if request.highlight and doc.get(COMMENTS):
+            fragments = (hit.get("highlight") or {}).get(COMMENTS)
+            doc["_highlight"] = (
+                mark(fragments[0], doc[COMMENTS]) if fragments else html.escape(doc[COMMENTS], quote=True)
+            )
+        hits.append(doc)
+    next_cursor = None
+    if more and raw_hits:
+        ts, event_id = raw_hits[-1]["sort"]
+        next_cursor = encode_cursor(int(ts), str(event_id))
+    aggs = resp.get("aggregations") or {}
+    facets = {
+        name: [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(name, {}).get("buckets", [])]
+        for name in request.facets
+    }
+    return SearchPage(hits=hits, total=int(resp["hits"]["total"]["value"]), next_cursor=next_cursor,
+                      facets=facets)
+
+
+def count(store: OpenSearchStore, query: Query) -> int:
+    resp = _call(store, store.client.count, index=store.alias, body={"query": build_query(query)},
+                 ignore_unavailable=True)
+    return int(resp.get("count", 0))
+
+
+def iterate(store: OpenSearchStore, query: Query, batch_size: int = 1000) -> Iterator[dict]:
+    """Every match newest first through a point-in-time; one batch in memory."""
+    batch_size = max(1, min(int(batch_size), 10_000))
+    try:
+        pit = store.client.create_pit(index=store.alias, keep_alive=PIT_KEEP_ALIVE)["pit_id"]
+    except os_exc.NotFoundError:
+        return
+    except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
+        raise StoreUnavailable(f"OpenSearch at {store.url} unreachable: {exc}") from exc
+    body: dict[str, Any] = {
+        "query": build_query(query),
+        "sort": SORT,
+        "size": batch_size,
+        "track_total_hits": False,
+        "pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+    }
+    try:
+        while True:
+            resp = _call(store, store.client.search, body=body)
+            hits = resp["hits"]["hits"]
+            for hit in hits:
+                yield flatten(hit["_source"])
+            if len(hits) < batch_size:
+                return
+            body["search_after"] = hits[-1]["sort"]
+            # The PIT id may change between calls; always use the latest.
+            body["pit"]["id"] = resp.get("pit_id") or body["pit"]["id"]
+    finally:
+        try:
+            store.client.delete_pit(body={"pit_id": [body["pit"]["id"]]})
+        except os_exc.OpenSearchException:
+            pass
+
+
+def _call(store: OpenSearchStore, fn: Any, **kwargs: Any) -> dict:
+    try:
+        return fn(**kwargs)
+    except os_exc.NotFoundError:
+        return {"hits": {"hits": [], "total": {"value": 0}}, "count": 0}
+    except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
+        raise StoreUnavailable(f"OpenSearch at {store.url} unreachable: {exc}") from exc
+    except os_exc.TransportError as exc:
+        status = exc.status_code if isinstance(exc.status_code, int) else 0
+        if status == 429 or status >= 500:
+            raise StoreUnavailable(f"OpenSearch at {store.url} answered {status}: {_reason(exc)}") from exc
+        raise StoreError(f"OpenSearch at {store.url} refused the search ({status}): {_reason(exc)}") from exc
+
+
+def _reason(exc: os_exc.TransportError) -> str:
+    info = exc.info if isinstance(exc.info, dict) else {}
+    error = info.get("error") if isinstance(info.get("error"), dict) else {}
+    root = (error.get("root_cause") or [{}])[0] if error else {}
+    return str(root.get("reason") or error.get("reason") or exc.error)
