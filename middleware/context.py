@@ -5,11 +5,34 @@ resets it in ``finally``; ``record()`` reads it to fill who/where/how.
 We keep one ContextVar holding a small mutable object rather than one
 ContextVar per key: one set and one reset per request, and the acting user
 can be filled in *late* — when the response starts, after the view's own
-authentication (token/JWT) has run — by mutating the bound object.
+authentication (token/JWT) has run — by mutating the bound object. Threads
+and ``run_in_threadpool`` copies of the context share the same object, so a
+user bound inside a FastAPI dependency running in a worker thread is seen by
+the middleware too.
+
+How the acting user is found (the design, in one place):
+
+1. ``record()`` inside a request asks :meth:`RequestContext.actor`, which
+   returns the bound user or — until the response starts — calls the host's
+   ``get_user`` callable again. A view that authenticated itself (DRF token,
+   JWT in a FastAPI dependency) is therefore seen as soon as it has.
+2. An event recorded while no user is known yet is *held* in
+   ``RequestContext.pending`` instead of being spooled.
+3. When the response starts (``start_response`` / ``http.response.start``),
+   the middleware resolves the user one final time, fills it (and the
+   impersonator, and the status code) into the held events and spools them —
+   before the first byte of the response leaves, so in ``sync`` durability a
+   response the client saw still implies its events are on disk.
+4. A request that dies before its response starts spools its held events in
+   the middleware's ``finally``, with whatever user is known.
+
+Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
+:func:`set_account`, :func:`bind_extra`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +55,32 @@ class RequestContext:
     status: int | None = None
     # Anything the host app wants on every event of this request.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The peer address and the X-Forwarded-For header exactly as received;
+    # client_ip is what we derived from them (see middleware._common.client_ip).
+    peer: str | None = None
+    forwarded_for: str | None = None
+    # Late resolution (see the module docstring). The resolvers take no
+    # arguments: the middleware closes over its request object.
+    resolve_user: Callable[[], Any] | None = None
+    resolve_impersonator: Callable[[], Any] | None = None
+    # Set when the response started: the user is final from then on.
+    final: bool = False
+    # (recorder, raw event) pairs waiting for the actor; None once flushed.
+    pending: list[tuple[Any, dict[str, Any]]] | None = None
+    # Whether a failing host callback should fail the request (503).
+    fail_closed: bool = False
+
+    def actor(self) -> Person | None:
+        """The acting user, resolving it lazily until the response starts."""
+        if self.user is None and self.resolve_user is not None and not self.final:
+            self.user = _call(self.resolve_user, self.fail_closed)
+        return self.user
+
+    def acting_for(self) -> Person | None:
+        """The impersonator in effect, resolved lazily like :meth:`actor`."""
+        if self.impersonator is None and self.resolve_impersonator is not None and not self.final:
+            self.impersonator = _call(self.resolve_impersonator, self.fail_closed)
+        return self.impersonator
 
 
 current: ContextVar[RequestContext | None] = ContextVar("useraudit_request", default=None)
@@ -41,8 +90,50 @@ def get() -> RequestContext | None:
     return current.get()
 
 
+def set_user(user: Any) -> None:
+    """Bind the acting user of the current request (after in-view token auth)."""
+    ctx = current.get()
+    if ctx is not None:
+        ctx.user = person(user)
+
+
+def set_impersonator(admin: Any) -> None:
+    """Bind the administrator acting on the user's behalf for this request."""
+    ctx = current.get()
+    if ctx is not None:
+        ctx.impersonator = person(admin)
+
+
+def set_account(account_id: str | None, account_name: str | None = None) -> None:
+    ctx = current.get()
+    if ctx is not None:
+        ctx.account_id = account_id
+        if account_name is not None:
+            ctx.account_name = account_name
+
+
+def bind_extra(**fields: Any) -> None:
+    """Schema fields to put on every event of this request (explicit fields win)."""
+    ctx = current.get()
+    if ctx is not None:
+        ctx.extra.update(fields)
+
+
+def _call(fn: Callable[[], Any], fail_closed: bool) -> Person | None:
+    # Host callbacks must never break a request: contained and counted.
+    from ._common import contain
+
+    with contain("user callback", fail_closed):
+        return person(fn())
+    return None
+
+
 def person(value: Any) -> Person | None:
-    """Normalise a user given as id string, dict or object to a Person dict."""
+    """Normalise a user given as id string, dict or object to a Person dict.
+
+    Anonymous user objects (``is_authenticated`` false: Django's
+    AnonymousUser, Flask-Login's AnonymousUserMixin) count as no user.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, dict):
@@ -50,6 +141,8 @@ def person(value: Any) -> Person | None:
         return out or None
     if isinstance(value, (str, int)):
         return {"id": str(value)}
+    if getattr(value, "is_authenticated", True) is False:
+        return None
     out = {}
     for key, attrs in (
         ("id", ("id", "pk", "user_id")),

@@ -144,12 +144,28 @@ class Recorder:
                 params=params, comments=comments, reason=reason, timestamp=timestamp,
                 event_id=event_id,
             )
+            ctx = _context.current.get()
+            if ctx is not None and ctx.pending is not None and not _has_person(event, "user"):
+                # No actor known yet inside a request: hold the event until
+                # the response starts (see middleware.context).
+                ctx.pending.append((self, event))
+                return event["event.id"]
             self.spool.append(json.dumps(event, separators=(",", ":"), default=str).encode())
         except Exception as exc:
             self._failed(exc, action)
             return None
         self.stats.recorded += 1
         return event["event.id"]
+
+    def spool_event(self, event: dict[str, Any]) -> bool:
+        """Spool an event built earlier (held by the middleware); never raises unless fail-closed."""
+        try:
+            self.spool.append(json.dumps(event, separators=(",", ":"), default=str).encode())
+        except Exception as exc:
+            self._failed(exc, str(event.get("event.action")))
+            return False
+        self.stats.recorded += 1
+        return True
 
     def build(self, action: str, **kw: Any) -> dict[str, Any]:
         """The raw event ``record`` would spool (masked, not yet normalised)."""
@@ -166,9 +182,9 @@ class Recorder:
         account_name = kw.get("account_name") or (ctx and ctx.account_name) or self.account_name
         if account_name:
             ev["organization.name"] = account_name
-        _put_person(ev, "user", _context.person(kw.get("user")) or (ctx and ctx.user))
+        _put_person(ev, "user", _context.person(kw.get("user")) or (ctx and ctx.actor()))
         _put_person(ev, "user.target", _context.person(kw.get("target_user")))
-        _put_person(ev, "audit.impersonator", _context.person(kw.get("impersonator")) or (ctx and ctx.impersonator))
+        _put_person(ev, "audit.impersonator", _context.person(kw.get("impersonator")) or (ctx and ctx.acting_for()))
         for key, name in (
             ("project", "audit.project.id"),
             ("project_name", "audit.project.name"),
@@ -237,6 +253,10 @@ def _put_person(ev: dict[str, Any], prefix: str, person: dict[str, str] | None) 
     if person:
         for key, value in person.items():
             ev[f"{prefix}.{key}"] = value
+
+
+def _has_person(ev: dict[str, Any], prefix: str) -> bool:
+    return any(f"{prefix}.{part}" in ev for part in ("id", "name", "email", "full_name"))
 
 
 def describe_params(params: Any) -> str:

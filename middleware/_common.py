@@ -1,0 +1,309 @@
+"""Pieces shared by the WSGI and ASGI middleware and the framework integrations.
+
+Nothing here knows about a particular server interface: the WSGI and ASGI
+modules read their environ/scope, then call :meth:`Capture.begin`,
+:meth:`Capture.started` and :meth:`Capture.finished`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from . import context as _context
+from .context import RequestContext
+from .recorder import AuditError, Recorder, _internal_errors, get_recorder
+
+log = logging.getLogger("useraudit.middleware")
+
+# Longest header values we keep; longer ones are cut (the enricher flags it).
+MAX_USER_AGENT = 4096
+MAX_FORWARDED_FOR = 2048
+MAX_PATH = 2048
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}\Z")
+
+# Set while a request is inside our middleware: a second copy of the
+# middleware (installed twice, or Flask extension + manual wrap) passes
+# the request straight through instead of capturing it twice.
+active: ContextVar[bool] = ContextVar("useraudit_active", default=False)
+
+
+class CaptureError(AuditError):
+    """Raised by :func:`contain` instead of swallowing, when failing closed."""
+
+
+@dataclass
+class CaptureStats:
+    internal_errors: int = 0
+
+
+stats = CaptureStats()
+
+
+class contain:  # noqa: N801 - used like a function: `with contain("what"):`
+    """Swallow, log and count errors of our own code and of host callbacks.
+
+    The swallowed exception is appended to ``recorder._internal_errors``
+    (which the test suite checks after every test) and counted in
+    :data:`stats`. With ``fail_closed`` it is re-raised as
+    :class:`CaptureError`, which the middleware answers with 503.
+    """
+
+    __slots__ = ("what", "fail_closed")
+
+    def __init__(self, what: str, fail_closed: bool = False) -> None:
+        self.what = what
+        self.fail_closed = fail_closed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit... are not ours to eat
+        if isinstance(exc, AuditError):
+            return False  # already counted by the recorder, meant to propagate
+        stats.internal_errors += 1
+        _internal_errors.append(exc)
+        log.error("useraudit: %s failed: %r", self.what, exc, exc_info=(typ, exc, tb))  # type: ignore[arg-type]
+        if self.fail_closed:
+            raise CaptureError(f"useraudit: {self.what} failed: {exc!r}") from exc
+        return True
+
+
+def header_text(value: str | bytes | None, limit: int) -> str | None:
+    """A header value as text: invalid UTF-8 replaced, cut to ``limit`` chars.
+
+    WSGI servers hand headers over as latin-1-decoded ``str`` (PEP 3333),
+    ASGI servers as raw ``bytes``; both are re-read as UTF-8 here.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = value.encode("latin-1")
+        except UnicodeEncodeError:  # a server that already decoded UTF-8
+            return value[:limit] or None
+    text = value[: limit * 4].decode("utf-8", "replace")[:limit]
+    return text or None
+
+
+def clean_ip(value: str) -> str | None:
+    """The IP inside one X-Forwarded-For entry, or None if it is not one.
+
+    Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``,
+    ``[2001:db8::1]:443``, ``"[::1]"`` and zone ids (``fe80::1%eth0``, kept).
+    """
+    text = value.strip().strip('"')[:80]
+    if text.startswith("["):
+        end = text.find("]")
+        if end == -1:
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:  # IPv4 with a port
+        text = text.split(":", 1)[0]
+    address = text.split("%", 1)[0]
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return text
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: int) -> str | None:
+    """The client's address, believing X-Forwarded-For only as far as configured.
+
+    With ``trusted_proxies == 0`` (the default) the peer address is the
+    client: any X-Forwarded-For header came from the client itself and can
+    say anything. With ``N`` trusted proxies in front of the app, each of them
+    appended the address it saw, so the Nth entry from the right was written
+    by our outermost proxy and is the real client; entries left of it were
+    sent by the client and are never believed. When the header has fewer than
+    N entries, or that entry is not an IP, the peer address is used.
+    """
+    if trusted_proxies <= 0 or not forwarded_for:
+        return peer
+    parts = forwarded_for.rsplit(",", trusted_proxies)
+    if len(parts) < trusted_proxies:
+        return peer
+    return clean_ip(parts[-trusted_proxies]) or peer
+
+
+def request_id(header: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh id."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return os.urandom(16).hex()
+
+
+def status_code(status: str | int | None) -> int | None:
+    """``"404 Not Found"`` → 404."""
+    if status is None:
+        return None
+    if isinstance(status, int):
+        return status
+    try:
+        return int(status[:3])
+    except ValueError:
+        return None
+
+
+Resolver = Callable[[Any], Any]
+
+
+class Capture:
+    """The capture settings one middleware instance applies to every request.
+
+    Args:
+        recorder: where events go (default: the process-wide recorder, looked
+            up per request so ``useraudit.configure`` may run after install).
+        trusted_proxies: how many reverse proxies in front of the app append
+            to X-Forwarded-For (0: trust none, use the peer address).
+        get_user: ``request -> user`` (object, dict or id) for the acting
+            user; called lazily and once more when the response starts.
+        get_impersonator: ``request -> admin`` when an administrator acts on
+            the user's behalf, else None.
+        get_account: ``request -> account id`` or ``(id, name)``.
+        rules: :class:`~useraudit.middleware.rules.Rules` deriving events
+            from method, route and status.
+        fail_closed: answer 503 when an event cannot be recorded or a
+            callback fails (default: the recorder's ``fail_closed``).
+
+    ``request`` is what the integration has at hand: the WSGI environ, the
+    ASGI scope, Django's ``HttpRequest``; Flask's defaults ignore it and use
+    ``flask.request``/``flask_login.current_user``.
+    """
+
+    __slots__ = ("_recorder", "trusted_proxies", "get_user", "get_impersonator", "get_account",
+                 "rules", "_fail_closed")
+
+    def __init__(
+        self,
+        *,
+        recorder: Recorder | None = None,
+        trusted_proxies: int = 0,
+        get_user: Resolver | None = None,
+        get_impersonator: Resolver | None = None,
+        get_account: Resolver | None = None,
+        rules: Any = None,
+        fail_closed: bool | None = None,
+    ) -> None:
+        if trusted_proxies < 0:
+            raise ValueError("trusted_proxies must be >= 0")
+        self._recorder = recorder
+        self.trusted_proxies = int(trusted_proxies)
+        self.get_user = get_user
+        self.get_impersonator = get_impersonator
+        self.get_account = get_account
+        self.rules = rules
+        self._fail_closed = fail_closed
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._recorder or get_recorder()
+
+    @property
+    def fail_closed(self) -> bool:
+        if self._fail_closed is not None:
+            return self._fail_closed
+        return self.recorder.fail_closed
+
+    def begin(
+        self,
+        request: Any,
+        *,
+        method: str | None,
+        path: str | None,
+        peer: str | None,
+        forwarded_for: str | None,
+        user_agent: str | None,
+        request_id_header: str | None,
+    ) -> RequestContext:
+        """A fresh context for one request (not yet bound)."""
+        fail_closed = self.fail_closed
+        ctx = RequestContext(
+            request_id=request_id(request_id_header),
+            client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),
+            user_agent=user_agent,
+            method=method,
+            path=path,
+            peer=peer,
+            forwarded_for=forwarded_for,
+            pending=[],
+            fail_closed=fail_closed,
+        )
+        get_user, get_impersonator = self.get_user, self.get_impersonator
+        if get_user is not None:
+            ctx.resolve_user = lambda: get_user(request)
+        if get_impersonator is not None:
+            ctx.resolve_impersonator = lambda: get_impersonator(request)
+        if self.get_account is not None:
+            with contain("get_account callback", fail_closed):
+                account = self.get_account(request)
+                if isinstance(account, tuple):
+                    ctx.account_id, ctx.account_name = (str(a) if a is not None else None for a in account)
+                elif account is not None:
+                    ctx.account_id = str(account)
+        return ctx
+
+    def started(self, ctx: RequestContext, status: int | None) -> None:
+        """The response starts: resolve the user for good, spool held events.
+
+        Raises :class:`AuditError` only when failing closed.
+        """
+        ctx.status = status
+        ctx.actor()
+        ctx.acting_for()
+        ctx.final = True
+        flush_pending(ctx)
+
+    def finished(self, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
+        """The request is over (response sent, or the app raised)."""
+        if not ctx.final:
+            self.started(ctx, status if status is not None else (500 if exc is not None else None))
+        rules = self.rules
+        if rules is None or ctx.method is None or ctx.path is None:
+            return
+        hit = None
+        with contain("capture rules", ctx.fail_closed):
+            hit = rules.match(ctx.method, ctx.path, ctx.status, exc)
+        if hit is not None:
+            action, kwargs = hit
+            self.recorder.record(action, **kwargs)
+
+
+def flush_pending(ctx: RequestContext) -> None:
+    """Fill the now-known actor into held events and spool them."""
+    pending, ctx.pending = ctx.pending, None
+    if not pending:
+        return
+    user, impersonator = ctx.user, ctx.impersonator
+    error: AuditError | None = None
+    for recorder, event in pending:
+        if user:
+            for key, value in user.items():
+                event.setdefault(f"user.{key}", value)
+        if impersonator and "audit.impersonator.id" not in event and "audit.impersonator.name" not in event:
+            for key, value in impersonator.items():
+                event[f"audit.impersonator.{key}"] = value
+        if ctx.status is not None:
+            event.setdefault("http.response.status_code", ctx.status)
+        try:
+            recorder.spool_event(event)
+        except AuditError as exc:  # fail-closed recorder: keep spooling the rest, then raise
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def exc_info_or_none() -> Any:
+    info = sys.exc_info()
+    return info if info[0] is not None else None

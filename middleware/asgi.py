@@ -1,0 +1,179 @@
+"""ASGI 3 middleware: bind the audit context around every HTTP request.
+
+Usage (Starlette, FastAPI, any ASGI app)::
+
+    from useraudit.middleware.asgi import AuditMiddleware
+    app.add_middleware(AuditMiddleware, trusted_proxies=1)
+    # or: app = AuditMiddleware(app, trusted_proxies=1)
+
+A pure ASGI class: ``http`` scopes are captured; ``websocket``,
+``lifespan`` and unknown scope types are passed to the app untouched. Only
+``send`` is wrapped, to see ``http.response.start`` (the acting user is
+resolved and held events are spooled there, see
+:mod:`useraudit.middleware.context`) and the last ``http.response.body``
+(rule events are recorded just before it is forwarded, so in ``sync``
+durability a client that got the whole response implies the event is on
+disk). All per-request state lives in locals of ``__call__``, never on the
+instance. Don't wrap it in Starlette's ``BaseHTTPMiddleware``: that runs
+the app in another task and breaks context variables.
+
+Scope keys read, and why:
+
+* ``type``: only ``http`` is captured.
+* ``method``, ``path``, ``root_path``: what was asked (event fields, rules).
+* ``client``: the peer ``(host, port)`` — the client IP unless
+  ``trusted_proxies`` says there are proxies in front. Note that uvicorn
+  rewrites ``client`` from X-Forwarded-For itself for peers in its
+  ``--forwarded-allow-ips`` (default 127.0.0.1): run it with
+  ``--no-proxy-headers`` and let ``trusted_proxies`` decide, or configure one
+  of the two, not both.
+* ``headers``: ``x-forwarded-for`` (only with ``trusted_proxies=N``, its Nth
+  entry from the right — **never trust it otherwise**: any client can send
+  it with any content and forge the IP in your audit trail; kept as received
+  in the context's ``forwarded_for``), ``user-agent`` (client-controlled;
+  displayed and parsed, never trusted), ``x-request-id`` (used only when it
+  is a short token of safe characters).
+* ``user`` (set by Starlette's AuthenticationMiddleware) and ``route``: by
+  the default user resolver and for the route template.
+
+Nothing is written to the scope, and ``receive`` is never touched, so
+request bodies are never read.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import _common
+from ._common import MAX_FORWARDED_FOR, MAX_PATH, MAX_USER_AGENT, Capture, contain, header_text
+from .context import RequestContext, current
+from .recorder import AuditError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNAVAILABLE_BODY = b"audit trail unavailable\n"
+
+
+def default_user(scope: Scope) -> Any:
+    """Starlette's ``request.user`` (AuthenticationMiddleware) when signed in."""
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user
+
+
+class AuditMiddleware:
+    """Wraps an ASGI app; see the module docstring. Keyword arguments are :class:`Capture`'s."""
+
+    def __init__(self, app: ASGIApp, *, capture: Capture | None = None, **options: Any) -> None:
+        self.app = app
+        options.setdefault("get_user", default_user)
+        self.capture = capture or Capture(**options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _common.active.get():
+            await self.app(scope, receive, send)
+            return
+        capture = self.capture
+        ctx: RequestContext | None = None
+        try:
+            with contain("request setup", capture.fail_closed):
+                ctx = self.context(scope)
+        except AuditError:
+            await _unavailable(send)
+            return
+        if ctx is None:
+            await self.app(scope, receive, send)
+            return
+
+        status: int | None = None
+        started = False
+        refused = False
+        finished = False
+
+        async def audit_send(message: Message) -> None:
+            nonlocal status, started, refused, finished
+            if refused:
+                return  # we answered 503 already; the app's response goes nowhere
+            kind = message.get("type")
+            if kind == "http.response.start" and not started:
+                started = True
+                status = message.get("status")
+                try:
+                    capture.started(ctx, status)
+                except AuditError:
+                    refused = True
+                    await _unavailable(send)
+                    return
+            elif kind == "http.response.body" and not message.get("more_body", False) and not finished:
+                finished = True
+                _finish(capture, ctx, status, None)
+            await send(message)
+
+        ctx_token = current.set(ctx)
+        active_token = _common.active.set(True)
+        try:
+            await self.app(scope, receive, audit_send)
+        except AuditError:
+            if not finished:
+                finished = True
+                _finish(capture, ctx, status, sys.exc_info()[1])
+            if started or not capture.fail_closed:
+                raise
+            await _unavailable(send)
+        except BaseException as exc:
+            if not finished:
+                finished = True
+                _finish(capture, ctx, status, exc)
+            raise
+        else:
+            if not finished:  # the app returned without a final body message
+                finished = True
+                _finish(capture, ctx, status, None)
+        finally:
+            _common.active.reset(active_token)
+            current.reset(ctx_token)
+
+    def context(self, scope: Scope) -> RequestContext:
+        """The request's context, read from the scope keys listed in the module docstring."""
+        forwarded_for = user_agent = request_id = None
+        for name, value in scope.get("headers") or ():
+            if name == b"x-forwarded-for":
+                # Repeated headers are one comma-separated list (RFC 9110).
+                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == b"x-request-id":
+                request_id = value
+        client = scope.get("client")
+        path = (scope.get("root_path") or "") + (scope.get("path") or "")
+        return self.capture.begin(
+            scope,
+            method=scope.get("method"),
+            path=path[:MAX_PATH],
+            peer=str(client[0]) if client else None,
+            forwarded_for=header_text(forwarded_for, MAX_FORWARDED_FOR),
+            user_agent=header_text(user_agent, MAX_USER_AGENT),
+            request_id_header=request_id.decode("latin-1") if request_id else None,
+        )
+
+
+def _finish(capture: Capture, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
+    try:
+        with contain("recording the request"):
+            capture.finished(ctx, status, exc)
+    except AuditError:
+        pass  # counted by the recorder; the response is under way
+
+
+async def _unavailable(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(UNAVAILABLE_BODY)).encode())]})
+    await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})

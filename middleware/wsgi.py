@@ -1,0 +1,242 @@
+"""WSGI (PEP 3333) middleware: bind the audit context around every request.
+
+Usage::
+
+    import useraudit
+    from useraudit.middleware.wsgi import AuditMiddleware
+    from useraudit.middleware.rules import Rule, Rules
+
+    useraudit.configure(spool_dir="/var/lib/useraudit/spool")
+    app.wsgi_app = AuditMiddleware(
+        app.wsgi_app,
+        trusted_proxies=1,                        # one nginx in front
+        get_user=lambda environ: environ.get("REMOTE_USER"),
+        rules=Rules([Rule("DELETE", "/tokens/{token_id}", "token.deleted")]),
+    )
+
+Inside the request, ``useraudit.record(...)`` picks up the request id,
+client IP, user agent, method, path, account, acting user and impersonator.
+The acting user is resolved lazily and finally when the response starts
+(see :mod:`useraudit.middleware.context`), so users authenticated inside the
+view (tokens, JWT) are not missed.
+
+Environ keys read, and why:
+
+* ``REQUEST_METHOD``, ``SCRIPT_NAME``, ``PATH_INFO``: what was asked (event
+  fields and rule matching); re-read as UTF-8, cut to 2048 chars.
+* ``REMOTE_ADDR``: the peer address — the client IP unless
+  ``trusted_proxies`` says there are proxies in front.
+* ``HTTP_X_FORWARDED_FOR``: only with ``trusted_proxies=N``, and only its
+  Nth entry from the right. **Never trust it otherwise**: any client can send
+  the header with any content, so believing its leftmost entry (as several
+  audit libraries do) lets an attacker write someone else's IP into your
+  audit trail. The header is kept as received in the context's
+  ``forwarded_for``; the environ is not modified.
+* ``HTTP_USER_AGENT``: the device; client-controlled, so it is only ever
+  displayed and parsed, never trusted (cut to 4096 chars).
+* ``HTTP_X_REQUEST_ID``: correlation id; client-controlled, so it is used
+  only when it is a short token of safe characters, else a fresh id is made.
+
+Nothing else is read: request bodies never are, so huge uploads cost
+nothing. Keys this middleware sets: none.
+
+Behaviour towards the host: the response is passed through as it is made
+(never buffered or delayed); ``start_response`` is wrapped in a closure that
+forwards ``exc_info`` only when the app gave one; the app iterable is wrapped
+in an iterator whose ``close()`` always calls the app's ``close()``.
+Exceptions from the app are re-raised unchanged. Our own failures and those
+of the host's callbacks are logged and counted, never raised — unless
+``fail_closed`` is set, in which case the request is answered with 503 while
+that is still possible (before the body starts).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from . import _common
+from ._common import MAX_FORWARDED_FOR, MAX_PATH, MAX_USER_AGENT, Capture, contain, header_text
+from .context import RequestContext, current
+from .recorder import AuditError
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+UNAVAILABLE_BODY = b"audit trail unavailable\n"
+UNAVAILABLE_HEADERS = [("Content-Type", "text/plain; charset=utf-8"),
+                       ("Content-Length", str(len(UNAVAILABLE_BODY)))]
+
+
+class _State:
+    __slots__ = ("status", "started", "refused")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.started = False
+        self.refused = False
+
+
+def _discard(data: bytes) -> None:
+    return None
+
+
+class AuditMiddleware:
+    """Wraps a WSGI app; see the module docstring. Keyword arguments are :class:`Capture`'s."""
+
+    def __init__(self, app: WSGIApp, *, capture: Capture | None = None, **options: Any) -> None:
+        self.app = app
+        self.capture = capture or Capture(**options)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if _common.active.get():  # installed twice: the outer copy captures
+            return self.app(environ, start_response)
+        capture = self.capture
+        ctx: RequestContext | None = None
+        try:
+            with contain("request setup", capture.fail_closed):
+                ctx = self.context(environ)
+        except AuditError:
+            return _unavailable(start_response)
+        if ctx is None:
+            return self.app(environ, start_response)
+
+        state = _State()
+
+        def audit_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not state.started:
+                state.started = True
+                state.status = _common.status_code(status)
+                try:
+                    capture.started(ctx, state.status)
+                except AuditError:
+                    state.refused = True
+                    state.status = 503
+                    return start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS),
+                                          exc_info or sys.exc_info())
+            elif exc_info is not None:
+                state.status = _common.status_code(status)
+            if state.refused:
+                return _discard
+            if exc_info is not None:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
+
+        ctx_token = current.set(ctx)
+        active_token = _common.active.set(True)
+        try:
+            try:
+                iterable = self.app(environ, audit_start_response)
+            except AuditError:
+                if state.started or not capture.fail_closed:
+                    raise
+                self._finish(ctx, state, sys.exc_info()[1])
+                return _unavailable(start_response, sys.exc_info())
+            except BaseException as exc:
+                self._finish(ctx, state, exc)
+                raise
+            if state.refused:
+                _close(iterable)
+                return [UNAVAILABLE_BODY]
+            if isinstance(iterable, (list, tuple)):
+                # The whole body is known: record now, before a byte leaves,
+                # so `sync` durability covers rule events too.
+                try:
+                    capture.finished(ctx, state.status, None)
+                except AuditError:
+                    if not capture.fail_closed:
+                        raise
+                    _close(iterable)
+                    return _unavailable(start_response, sys.exc_info())
+                return iterable
+            return _Body(iterable, self, ctx, state)
+        finally:
+            _common.active.reset(active_token)
+            current.reset(ctx_token)
+
+    def context(self, environ: Environ) -> RequestContext:
+        """The request's context, read from the environ keys listed in the module docstring."""
+        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        return self.capture.begin(
+            environ,
+            method=environ.get("REQUEST_METHOD"),
+            path=header_text(path, MAX_PATH),
+            peer=environ.get("REMOTE_ADDR") or None,
+            forwarded_for=header_text(environ.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
+            user_agent=header_text(environ.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
+            request_id_header=environ.get("HTTP_X_REQUEST_ID"),
+        )
+
+    def _finish(self, ctx: RequestContext, state: _State, exc: BaseException | None) -> None:
+        try:
+            with contain("recording the request"):
+                self.capture.finished(ctx, state.status, exc)
+        except AuditError:
+            pass  # counted by the recorder; too late to refuse the response
+
+
+class _Body:
+    """The app's iterable, passed through chunk by chunk with the context bound."""
+
+    __slots__ = ("_iterable", "_iterator", "_mw", "_ctx", "_state", "_done")
+
+    def __init__(self, iterable: Iterable[bytes], mw: AuditMiddleware, ctx: RequestContext,
+                 state: _State) -> None:
+        self._iterable = iterable
+        self._iterator: Iterator[bytes] | None = None
+        self._mw = mw
+        self._ctx = ctx
+        self._state = state
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = current.set(self._ctx)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._iterable)
+            return next(self._iterator)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        finally:
+            current.reset(token)
+
+    def close(self) -> None:
+        token = current.set(self._ctx)
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            try:
+                self._end(None)
+            finally:
+                current.reset(token)
+
+    def _end(self, exc: BaseException | None) -> None:
+        if not self._done:
+            self._done = True
+            self._mw._finish(self._ctx, self._state, exc)
+
+
+def _close(iterable: Any) -> None:
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        with contain("closing the app iterable"):
+            close()
+
+
+def _unavailable(start_response: StartResponse, exc_info: Any = None) -> list[bytes]:
+    if exc_info is not None and exc_info[0] is not None:
+        start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS), exc_info)
+    else:
+        start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS))
+    return [UNAVAILABLE_BODY]
