@@ -1,0 +1,589 @@
+"""SQLiteStore: the embedded backend, one file, same answers as OpenSearch.
+
+URL: ``sqlite:///var/lib/useraudit/audit.db`` (absolute; ``sqlite:////abs``
+works too) or ``sqlite:relative/audit.db``.
+
+Layout, derived from :data:`useraudit.schema.FIELDS`:
+
+* ``events``: one column per field (dots → underscores, ``@timestamp`` →
+  ``timestamp``); multi-valued fields and ``audit.params`` as JSON text.
+  Extra columns: ``ts_ms`` (epoch milliseconds, the sort key with
+  ``event_id``), ``<name>_fold`` beside every NAME field (lowercased, Latin
+  accents folded, like OpenSearch's ``.lower`` normalizer) and ``ip_key``
+  (16-byte IPv6 form of ``source.ip``, IPv4 mapped) so CIDR filters are
+  index range scans.
+* ``events_fts``: FTS5 over ``audit_comments`` as an external-content table
+  (the text is stored once), ``unicode61 remove_diacritics 2`` (Cyrillic is
+  case-folded; Latin accents are ignored), prefix indexes for 2 and 3
+  characters. ``bm25()`` and ``highlight()`` work on it.
+* ``related_users``: (account, folded value, row) for every ``related.user``
+  value: the User history filter is one index lookup.
+
+Connections are per thread, in WAL mode with ``synchronous=NORMAL`` and a
+busy timeout: readers never block the writer, and writes are short
+``BEGIN IMMEDIATE`` transactions. Retention deletes in small batches, each
+its own transaction. Every SQLite failure surfaces as a
+:class:`~useraudit.store.base.StoreError` naming the file.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from useraudit.schema import FIELDS, SCHEMA_VERSION, Kind
+
+from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .query import (
+    FACETS,
+    HIGHLIGHT_POST,
+    HIGHLIGHT_PRE,
+    PERSON_FILTERS,
+    TERM_FILTERS,
+    Query,
+    QueryError,
+    SearchPage,
+    SearchRequest,
+    decode_cursor,
+    encode_cursor,
+    fold,
+    networks,
+    parse_text,
+    to_fts5,
+    to_ms,
+)
+
+BUSY_TIMEOUT_MS = 10_000
+# SQLite's default limit on bound parameters is 32766; stay far below.
+CHUNK = 500
+
+
+def column(name: str) -> str:
+    """SQL column for a schema field: ``user.target.name`` → ``user_target_name``."""
+    return name.lstrip("@").replace(".", "_")
+
+
+# (field name, column, kind, multi) for every stored field, in schema order.
+COLUMNS: tuple[tuple[str, str, Kind, bool], ...] = tuple(
+    (f.name, column(f.name), f.kind, f.multi) for f in FIELDS if f.name != "related.user"
+) + (("related.user", "related_user", Kind.NAME, True),)
+FOLDED: tuple[tuple[str, str], ...] = tuple(
+    (f.name, column(f.name) + "_fold") for f in FIELDS if f.kind is Kind.NAME and not f.multi
+)
+FIELD_COLUMN: dict[str, str] = {name: col for name, col, _k, _m in COLUMNS}
+
+_SQL_TYPE = {Kind.INTEGER: "INTEGER", Kind.BOOLEAN: "INTEGER"}
+
+# Filter columns get an (account, column, ts_ms) index: filter and order in one.
+_INDEXED = (
+    *(FIELD_COLUMN[f] for f in TERM_FILTERS.values()),
+    *(col for prefix in PERSON_FILTERS.values() for col in (
+        FIELD_COLUMN[f"{prefix}.id"], f"{FIELD_COLUMN[prefix + '.name']}_fold",
+        f"{FIELD_COLUMN[prefix + '.email']}_fold")),
+    "ip_key",
+)
+
+
+def _ddl() -> list[str]:
+    cols = ["rid INTEGER PRIMARY KEY", "event_id TEXT NOT NULL UNIQUE", "ts_ms INTEGER NOT NULL"]
+    for name, col, kind, multi in COLUMNS:
+        if name == "event.id":
+            continue
+        sql_type = "TEXT" if multi or kind is Kind.FLAT else _SQL_TYPE.get(kind, "TEXT")
+        cols.append(f"{col} {sql_type}")
+    cols += [f"{col} TEXT" for _name, col in FOLDED]
+    cols.append("ip_key BLOB")
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS events (\n  " + ",\n  ".join(cols) + "\n)",
+        "CREATE INDEX IF NOT EXISTS events_sort ON events(organization_id, ts_ms DESC, event_id DESC)",
+        "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms)",
+        "CREATE INDEX IF NOT EXISTS events_groups ON events(organization_id, audit_product, audit_group)",
+        *(f"CREATE INDEX IF NOT EXISTS events_{col} ON events(organization_id, {col}, ts_ms)"
+          for col in dict.fromkeys(_INDEXED)),
+        "CREATE TABLE IF NOT EXISTS related_users (\n"
+        "  organization_id TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL,\n"
+        "  PRIMARY KEY (organization_id, value, rid)) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS related_users_rid ON related_users(rid)",
+        "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
+        "  audit_comments, content='events', content_rowid='rid',\n"
+        "  tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
+    ]
+    return stmts
+
+
+_INSERT_COLUMNS = (
+    ["rid", "event_id", "ts_ms"]
+    + [col for name, col, _k, _m in COLUMNS if name != "event.id"]
+    + [col for _n, col in FOLDED]
+    + ["ip_key"]
+)
+_INSERT = (
+    f"INSERT OR IGNORE INTO events ({', '.join(_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_INSERT_COLUMNS))})"
+)
+_READ_COLUMNS = [col for _n, col, _k, _m in COLUMNS]
+_SELECT = "SELECT " + ", ".join(_READ_COLUMNS) + " FROM events"
+_DECODERS: tuple[tuple[str, int, Callable[[Any], Any] | None], ...] = tuple(
+    (name, i, json.loads if (multi or kind is Kind.FLAT) else None)
+    for i, (name, _col, kind, multi) in enumerate(COLUMNS)
+)
+
+
+def ip_key(address: str) -> bytes:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed).packed
+    return ip.packed
+
+
+def ip_range(value: str) -> tuple[bytes, bytes]:
+    """First and last 16-byte keys of an address or CIDR network."""
+    net = networks(value)
+    if isinstance(net, ipaddress.IPv4Network):
+        return ip_key(str(net.network_address)), ip_key(str(net.broadcast_address))
+    return net.network_address.packed, net.broadcast_address.packed
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _row(doc: dict, rid: int, ts_ms: int) -> tuple:
+    values: list[Any] = [rid, doc["event.id"], ts_ms]
+    get = doc.get
+    for name, _col, kind, multi in COLUMNS:
+        if name == "event.id":
+            continue
+        v = get(name)
+        if v is None:
+            values.append(None)
+        elif multi:
+            values.append(_dump(v if isinstance(v, list) else [v]))
+        elif kind is Kind.FLAT:
+            values.append(_dump(v))
+        elif kind is Kind.INTEGER:
+            values.append(int(v))
+        else:
+            values.append(v if isinstance(v, str) else str(v))
+    for name, _col in FOLDED:
+        v = get(name)
+        values.append(_fold(v) if v else None)
+    ip = get("source.ip")
+    try:
+        values.append(ip_key(ip) if ip else None)
+    except ValueError:
+        values.append(None)
+    return tuple(values)
+
+
+def _fold(value: Any) -> str:
+    value = value if isinstance(value, str) else str(value)
+    return value.lower() if value.isascii() else fold(value)
+
+
+def _doc(row: Sequence[Any]) -> dict:
+    doc: dict[str, Any] = {}
+    for name, i, decode in _DECODERS:
+        v = row[i]
+        if v is not None:
+            doc[name] = decode(v) if decode else v
+    return doc
+
+
+def _timestamp_ms(value: Any) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return to_ms(ts)
+
+
+def path_from_url(url: str) -> Path:
+    if not url.lower().startswith("sqlite:"):
+        raise StoreError(f"not a SQLite URL: {url!r} (use sqlite:///path/audit.db)")
+    rest = url[len("sqlite:"):].split("?", 1)[0]
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if rest.startswith("//"):
+            rest = rest[1:]
+    if not rest or rest == ":memory:":
+        raise StoreError("the SQLite store needs a file: sqlite:///path/audit.db")
+    return Path(rest)
+
+
+class SQLiteStore(Store):
+    def __init__(self, url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = path_from_url(url).expanduser()
+        self.url = f"sqlite:///{self.path}" if self.path.is_absolute() else f"sqlite:{self.path}"
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._ready = False
+
+    # -- connections and errors --------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory for SQLite store {self.path}: {exc}") from exc
+        with self._errors("open"):
+            con = sqlite3.connect(
+                str(self.path), timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"SQLite store {self.path} cannot use WAL mode (got {mode})")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("PRAGMA cache_size=-65536")
+                con.execute("PRAGMA temp_store=MEMORY")
+                con.execute("PRAGMA mmap_size=268435456")
+            except BaseException:
+                con.close()
+                raise
+        return con
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._open()
+            with self._lock:
+                self._connections.append(con)
+            self._local.con = con
+            if not self._ready:
+                self._install(con)
+        return con
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc, action) from exc
+
+    def _translate(self, exc: sqlite3.DatabaseError, action: str) -> StoreError:
+        msg = str(exc)
+        low = msg.lower()
+        where = f"SQLite store {self.path}"
+        if "fts5" in low and "syntax" in low:
+            return QueryError("the search text could not be understood")
+        if "locked" in low or "busy" in low:
+            return StoreUnavailable(f"{where} is locked by another process ({msg}); try again later")
+        if "not a database" in low or "malformed" in low or "corrupt" in low:
+            return StoreError(
+                f"{where} is damaged or not a useraudit database ({msg}): move it aside and "
+                "restore a backup, or point --store at a new file"
+            )
+        if "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
+            return StoreError(f"cannot {action} {where}: {msg} (check the file and directory permissions)")
+        if "disk" in low or "full" in low:
+            return StoreError(f"cannot {action} {where}: {msg} (disk full or failing?)")
+        return StoreError(f"cannot {action} {where}: {msg}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A short IMMEDIATE transaction: one writer, never a lock upgrade deadlock."""
+        con = self._con
+        with self._errors("write"):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- setup ---------------------------------------------------------------------
+
+    def install(self) -> list[str]:
+        con = self._con  # installs on first use
+        with self._errors("read"):
+            rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        return [f"SQLite store {self.path} ready (schema version {SCHEMA_VERSION}, {rows} events, WAL mode)"]
+
+    def _install(self, con: sqlite3.Connection) -> None:
+        with self._errors("set up"):
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"SQLite store {self.path} has schema version {version}, newer than this "
+                    f"useraudit's {SCHEMA_VERSION}: upgrade useraudit"
+                )
+            if version < SCHEMA_VERSION:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in _ddl():
+                        con.execute(stmt)
+                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            else:
+                # Fail now, naming the file, if the schema is not ours.
+                con.execute("SELECT rid, event_id, ts_ms FROM events LIMIT 0")
+        self._ready = True
+
+    # -- writing -------------------------------------------------------------------
+
+    def write(self, docs: Sequence[dict]) -> list[WriteResult]:
+        if not docs:
+            return []
+        results: list[WriteResult | None] = [None] * len(docs)
+        prepared: list[tuple[int, dict, int]] = []
+        for i, doc in enumerate(docs):
+            event_id = doc.get("event.id")
+            if not event_id or not isinstance(event_id, str):
+                results[i] = WriteResult("rejected", "event.id is missing")
+                continue
+            try:
+                prepared.append((i, doc, _timestamp_ms(doc["@timestamp"])))
+            except (KeyError, ValueError, TypeError) as exc:
+                results[i] = WriteResult("rejected", f"@timestamp is missing or invalid: {exc}")
+        with self._write() as con:
+            existing: set[str] = set()
+            ids = [doc["event.id"] for _i, doc, _ts in prepared]
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                existing.update(r[0] for r in con.execute(
+                    f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
+            rid = con.execute("SELECT coalesce(max(rid), 0) FROM events").fetchone()[0]
+            rows: list[tuple] = []
+            fts: list[tuple[int, str]] = []
+            related: list[tuple[str, str, int]] = []
+            for i, doc, ts in prepared:
+                event_id = doc["event.id"]
+                if event_id in existing:
+                    results[i] = WriteResult("duplicate")
+                    continue
+                existing.add(event_id)
+                rid += 1
+                try:
+                    rows.append(_row(doc, rid, ts))
+                except (TypeError, ValueError) as exc:
+                    results[i] = WriteResult("rejected", f"cannot store: {exc}")
+                    rid -= 1
+                    continue
+                results[i] = WriteResult("created")
+                comments = doc.get("audit.comments")
+                if comments:
+                    fts.append((rid, comments))
+                users = doc.get("related.user")
+                if users:
+                    account = doc.get("organization.id") or ""
+                    related.extend((account, v, rid) for v in {_fold(u) for u in users})
+            con.executemany(_INSERT, rows)
+            con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
+            con.executemany("INSERT OR IGNORE INTO related_users(organization_id, value, rid) VALUES (?, ?, ?)",
+                            related)
+        return [r or WriteResult("retry", "not attempted") for r in results]
+
+    def delete_older_than(
+        self, cutoff: datetime, batch_size: int = 500, progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete events before ``cutoff``, ``batch_size`` per short transaction."""
+        limit = to_ms(cutoff)
+        batch_size = max(1, int(batch_size))
+        deleted = 0
+        while True:
+            with self._write() as con:
+                rows = con.execute(
+                    "SELECT rid, audit_comments FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?",
+                    (limit, batch_size),
+                ).fetchall()
+                if not rows:
+                    break
+                con.executemany(
+                    "INSERT INTO events_fts(events_fts, rowid, audit_comments) VALUES ('delete', ?, ?)",
+                    [r for r in rows if r[1]],
+                )
+                rids = [(r[0],) for r in rows]
+                con.executemany("DELETE FROM related_users WHERE rid = ?", rids)
+                con.executemany("DELETE FROM events WHERE rid = ?", rids)
+            deleted += len(rows)
+            if progress:
+                progress(len(rows))
+            time.sleep(0)  # let waiting writers in between batches
+        return deleted
+
+    # -- reading -------------------------------------------------------------------
+
+    def where(self, query: Query) -> tuple[str, list[Any]]:
+        """SQL condition and parameters for ``query``; the account comes first, always."""
+        clauses = ["organization_id = ?"]
+        params: list[Any] = [query.account]
+        if query.start:
+            clauses.append("ts_ms >= ?")
+            params.append(to_ms(query.start))
+        if query.end:
+            clauses.append("ts_ms <= ?")
+            params.append(to_ms(query.end))
+        for attr, field in TERM_FILTERS.items():
+            values = getattr(query, attr)
+            if values:
+                clauses.append(f"{FIELD_COLUMN[field]} IN ({_marks(values)})")
+                params.extend(values)
+        for attr, prefix in PERSON_FILTERS.items():
+            values = getattr(query, attr)
+            if values:
+                folded = [_fold(v) for v in values]
+                clauses.append(
+                    f"({FIELD_COLUMN[prefix + '.id']} IN ({_marks(values)})"
+                    f" OR {FIELD_COLUMN[prefix + '.name']}_fold IN ({_marks(values)})"
+                    f" OR {FIELD_COLUMN[prefix + '.email']}_fold IN ({_marks(values)}))"
+                )
+                params.extend([*values, *folded, *folded])
+        if query.history:
+            clauses.append(
+                "rid IN (SELECT rid FROM related_users WHERE organization_id = ? "
+                f"AND value IN ({_marks(query.history)}))"
+            )
+            params.append(query.account)
+            params.extend(_fold(v) for v in query.history)
+        if query.ips:
+            ranges = [ip_range(v) for v in query.ips]
+            clauses.append("(" + " OR ".join("ip_key BETWEEN ? AND ?" for _ in ranges) + ")")
+            for lo, hi in ranges:
+                params += [lo, hi]
+        if query.groups:
+            clauses.append("(" + " OR ".join("(audit_product = ? AND audit_group = ?)" for _ in query.groups) + ")")
+            for product, group in query.groups:
+                params += [product, group]
+        node = parse_text(query.text)
+        if node is not None:
+            clauses.append("rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+            params.append(to_fts5(node))
+        return " AND ".join(clauses), params
+
+    def search(self, request: SearchRequest) -> SearchPage:
+        where, params = self.where(request.query)
+        page_where, page_params = where, list(params)
+        if request.cursor:
+            ts, event_id = decode_cursor(request.cursor)
+            page_where += " AND (ts_ms, event_id) < (?, ?)"
+            page_params += [ts, event_id]
+        con = self._con
+        with self._errors("read"):
+            rows = con.execute(
+                f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE {page_where} "
+                "ORDER BY ts_ms DESC, event_id DESC LIMIT ?",
+                [*page_params, request.size + 1],
+            ).fetchall()
+            more = len(rows) > request.size
+            rows = rows[: request.size]
+            hits = [_doc(r[2:]) for r in rows]
+            if request.highlight:
+                self._highlight(con, request.query, rows, hits)
+            total = con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]
+            facets: dict[str, list[tuple[str, int]]] = {}
+            for name in request.facets:
+                col = FIELD_COLUMN[FACETS[name]]
+                facets[name] = [
+                    (str(k), int(n)) for k, n in con.execute(
+                        f"SELECT {col}, count(*) AS n FROM events WHERE {where} AND {col} IS NOT NULL "
+                        f"GROUP BY {col} ORDER BY n DESC, {col} ASC LIMIT ?",
+                        [*params, request.facet_size],
+                    )
+                ]
+        next_cursor = encode_cursor(rows[-1][1], hits[-1]["event.id"]) if more and rows else None
+        return SearchPage(hits=hits, total=int(total), next_cursor=next_cursor, facets=facets)
+
+    def _highlight(self, con: sqlite3.Connection, query: Query, rows: list, hits: list[dict]) -> None:
+        node = parse_text(query.text)
+        marked: dict[int, str] = {}
+        with_text = [r[0] for r, h in zip(rows, hits, strict=True) if h.get("audit.comments")]
+        if node is not None and with_text:
+            for start in range(0, len(with_text), CHUNK):
+                chunk = with_text[start : start + CHUNK]
+                marked.update(con.execute(
+                    "SELECT rowid, highlight(events_fts, 0, ?, ?) FROM events_fts "
+                    f"WHERE events_fts MATCH ? AND rowid IN ({_marks(chunk)})",
+                    [HIGHLIGHT_PRE, HIGHLIGHT_POST, to_fts5(node), *chunk],
+                ).fetchall())
+        for row, hit in zip(rows, hits, strict=True):
+            comments = hit.get("audit.comments")
+            if comments:
+                text = marked.get(row[0]) or comments
+                hit["_highlight"] = (
+                    html.escape(text, quote=True).replace(HIGHLIGHT_PRE, "<mark>").replace(HIGHLIGHT_POST, "</mark>")
+                )
+
+    def count(self, query: Query) -> int:
+        where, params = self.where(query)
+        with self._errors("read"):
+            return int(self._con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0])
+
+    def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
+        """Every match newest first, from one read snapshot on a connection of its own."""
+        where, params = self.where(query)
+        batch_size = max(1, int(batch_size))
+        self._con  # noqa: B018 - make sure the schema exists
+        con = self._open()
+        try:
+            with self._errors("read"):
+                con.execute("BEGIN")  # one snapshot, like OpenSearch's point-in-time
+                cur = con.execute(f"{_SELECT} WHERE {where} ORDER BY ts_ms DESC, event_id DESC", params)
+                while True:
+                    rows = cur.fetchmany(batch_size)
+                    if not rows:
+                        break
+                    for row in rows:
+                        yield _doc(row)
+                con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def get(self, event_ids: Sequence[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        ids = list(event_ids)
+        with self._errors("read"):
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                for row in self._con.execute(f"{_SELECT} WHERE event_id IN ({_marks(chunk)})", chunk):
+                    doc = _doc(row)
+                    out[doc["event.id"]] = doc
+        return out
+
+    def refresh(self) -> None:
+        """Nothing to do: a committed write is visible to every later read."""
+        self._con  # noqa: B018 - but do fail here on a broken file
+
+    def accounts(self) -> list[str]:
+        with self._errors("read"):
+            return [r[0] for r in self._con.execute(
+                "SELECT DISTINCT organization_id FROM events WHERE organization_id IS NOT NULL ORDER BY 1")]
+
+    def count_all(self) -> int:
+        """Every event, all accounts (operators, tests)."""
+        with self._errors("read"):
+            return int(self._con.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for con in connections:
+            try:
+                con.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+__all__ = ["SQLiteStore", "column", "ip_key", "ip_range", "path_from_url"]
