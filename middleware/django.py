@@ -1,0 +1,217 @@
+"""Django integration: a middleware class for ``MIDDLEWARE`` and sign-in receivers.
+
+Settings::
+
+    INSTALLED_APPS = [..., "useraudit.middleware.django.UserAuditConfig"]
+    MIDDLEWARE = [
+        ...,
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "useraudit.middleware.django.AuditMiddleware",
+        ...,
+    ]
+    USERAUDIT = {
+        "SPOOL_DIR": "/var/lib/useraudit/spool",   # passed to useraudit.configure
+        "DURABILITY": "batch",                     # or "sync"
+        "TRUSTED_PROXIES": 1,
+        "GET_USER": "myapp.audit.acting_user",     # dotted paths, all optional
+        "GET_IMPERSONATOR": "myapp.audit.impersonator",
+        "GET_ACCOUNT": "myapp.audit.account",
+        "RULES": "myapp.audit.RULES",
+        "FAIL_CLOSED": False,
+    }
+
+The acting user defaults to ``request.user`` read when the response starts —
+after the view ran, so Django REST framework's token/JWT authentication
+(which sets the user inside the view) is seen. The impersonator defaults to
+``request.session["useraudit_impersonator"]``. The app config connects
+``user_logged_in`` → ``user.signed_in``, ``user_logged_out`` →
+``user.signed_out`` and ``user_login_failed`` → ``user.signed_in`` with
+outcome failure (the attempted username only; Django has already cleansed
+the credentials and we never look at the password).
+
+``request.META`` keys read: ``REMOTE_ADDR``, ``HTTP_X_FORWARDED_FOR`` (only
+with ``TRUSTED_PROXIES``; see :mod:`useraudit.middleware.wsgi` for why
+trusting it otherwise is dangerous), ``HTTP_USER_AGENT``, ``HTTP_X_REQUEST_ID``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.apps import AppConfig
+from django.utils.module_loading import import_string
+
+from . import _common
+from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, contain, header_text
+from .context import current
+from .recorder import AuditError, configure, get_recorder
+
+IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
+UNAVAILABLE_BODY = b"audit trail unavailable\n"
+
+
+def django_user(request: Any) -> Any:
+    user = getattr(request, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user
+
+
+def session_impersonator(request: Any) -> Any:
+    session = getattr(request, "session", None)
+    return session.get(IMPERSONATOR_SESSION_KEY) if session is not None else None
+
+
+def _setting(name: str, default: Any = None) -> Any:
+    from django.conf import settings
+
+    return getattr(settings, "USERAUDIT", {}).get(name, default)
+
+
+def _callable(name: str, default: Any) -> Any:
+    value = _setting(name)
+    if value is None:
+        return default
+    return import_string(value) if isinstance(value, str) else value
+
+
+class AuditMiddleware:
+    """Binds the audit context for each request; put it after AuthenticationMiddleware."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self.capture = Capture(
+            trusted_proxies=int(_setting("TRUSTED_PROXIES", 0)),
+            get_user=_callable("GET_USER", django_user),
+            get_impersonator=_callable("GET_IMPERSONATOR", session_impersonator),
+            get_account=_callable("GET_ACCOUNT", None),
+            rules=_callable("RULES", None),
+            fail_closed=_setting("FAIL_CLOSED"),
+        )
+
+    def __call__(self, request: Any) -> Any:
+        if _common.active.get():
+            return self.get_response(request)
+        capture = self.capture
+        ctx = None
+        try:
+            with contain("request setup", capture.fail_closed):
+                meta = request.META
+                ctx = capture.begin(
+                    request,
+                    method=request.method,
+                    path=request.path,
+                    peer=meta.get("REMOTE_ADDR") or None,
+                    forwarded_for=header_text(meta.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
+                    user_agent=header_text(meta.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
+                    request_id_header=meta.get("HTTP_X_REQUEST_ID"),
+                )
+        except AuditError:
+            return _unavailable()
+        if ctx is None:
+            return self.get_response(request)
+        ctx_token = current.set(ctx)
+        active_token = _common.active.set(True)
+        try:
+            try:
+                response = self.get_response(request)
+            except BaseException as exc:
+                _finish(capture, ctx, None, exc)
+                raise
+            try:
+                capture.started(ctx, response.status_code)
+            except AuditError:
+                _finish(capture, ctx, 503, None)
+                return _unavailable()
+            exc = getattr(request, "_useraudit_exception", None)
+            if getattr(response, "streaming", False) and exc is None:
+                response.streaming_content = _stream(response.streaming_content, capture, ctx,
+                                                     response.status_code)
+                return response
+            try:
+                capture.finished(ctx, response.status_code, exc)
+            except AuditError:
+                if capture.fail_closed:
+                    return _unavailable()
+            return response
+        finally:
+            _common.active.reset(active_token)
+            current.reset(ctx_token)
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        # Django turns view exceptions into responses inside get_response;
+        # remember it so the request's rule event says failure.
+        request._useraudit_exception = exception
+        if isinstance(exception, AuditError) and self.capture.fail_closed:
+            return _unavailable()
+        return None
+
+
+def _stream(content: Iterator[bytes], capture: Capture, ctx: Any, status: int) -> Iterator[bytes]:
+    token = current.set(ctx)
+    try:
+        for chunk in content:
+            current.reset(token)
+            yield chunk
+            token = current.set(ctx)
+    except BaseException as exc:
+        _finish(capture, ctx, status, exc)
+        raise
+    else:
+        _finish(capture, ctx, status, None)
+    finally:
+        current.reset(token)
+
+
+def _finish(capture: Capture, ctx: Any, status: int | None, exc: BaseException | None) -> None:
+    try:
+        with contain("recording the request"):
+            capture.finished(ctx, status, exc)
+    except AuditError:
+        pass
+
+
+def _unavailable() -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse(UNAVAILABLE_BODY, status=503, content_type="text/plain; charset=utf-8")
+
+
+def _signed_in(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
+    get_recorder().record("user.signed_in", user=user)
+
+
+def _signed_out(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
+    get_recorder().record("user.signed_out", user=user)
+
+
+def _sign_in_failed(sender: Any, credentials: Any = None, request: Any = None, **_: Any) -> None:
+    username = None
+    if isinstance(credentials, dict):
+        username = credentials.get("username") or credentials.get("email")
+    get_recorder().record("user.signed_in", outcome="failure",
+                          user={"name": str(username)} if username else None,
+                          reason="invalid credentials")
+
+
+class UserAuditConfig(AppConfig):
+    name = "useraudit.middleware.django"
+    label = "useraudit"
+    verbose_name = "User actions audit"
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+
+        spool_dir = _setting("SPOOL_DIR")
+        if spool_dir:
+            configure(spool_dir=spool_dir, durability=_setting("DURABILITY", "batch"),
+                      fail_closed=bool(_setting("FAIL_CLOSED", False)))
+        user_logged_in.connect(_signed_in, dispatch_uid="useraudit.signed_in")
+        user_logged_out.connect(_signed_out, dispatch_uid="useraudit.signed_out")
+        user_login_failed.connect(_sign_in_failed, dispatch_uid="useraudit.sign_in_failed")

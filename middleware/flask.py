@@ -1,0 +1,108 @@
+"""Flask integration: the WSGI middleware on ``app.wsgi_app`` plus Flask-Login signals.
+
+Usage::
+
+    from useraudit.middleware.flask import UserAudit
+
+    audit = UserAudit(trusted_proxies=1)
+
+    def create_app(config=None):
+        app = Flask(__name__)
+        ...
+        audit.init_app(app)
+        return app
+
+What it does:
+
+* wraps ``app.wsgi_app`` (not ``app``, so ``app.test_client()`` and
+  ``app.run()`` keep working) with :class:`~useraudit.middleware.wsgi.AuditMiddleware`;
+  a second ``init_app`` on the same app is a no-op;
+* the acting user defaults to ``flask_login.current_user`` when the app has a
+  login manager, read lazily and again when the response starts (inside the
+  request context, after the view ran), so sign-ins inside the view count;
+* the impersonator defaults to ``session[impersonator_session_key]`` (an id,
+  or a dict with id/name/email/full_name) — write it there when an
+  administrator starts acting as someone else, remove it when they stop;
+* Flask-Login's ``user_logged_in`` → ``user.signed_in``,
+  ``user_login_confirmed`` → ``user.signed_in`` (re-authentication),
+  ``user_logged_out`` → ``user.signed_out``;
+* a fail-closed recorder's :class:`AuditError` raised in a view is answered
+  with 503 rather than Flask's 500.
+
+Failed sign-ins have no Flask-Login signal: record them in the view, or with a
+rule such as ``Rule("POST", "/login", "user.signed_in", success="", failure="401,403")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import Capture
+from .recorder import AuditError, Recorder, get_recorder
+from .wsgi import UNAVAILABLE_BODY, AuditMiddleware
+
+IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
+
+
+def flask_user(_environ: Any = None) -> Any:
+    """``flask_login.current_user`` when signed in, else None (no login manager: None)."""
+    from flask import current_app, has_request_context
+
+    if not has_request_context() or not hasattr(current_app, "login_manager"):
+        return None
+    from flask_login import current_user
+
+    return current_user if current_user.is_authenticated else None
+
+
+class UserAudit:
+    """The Flask extension. Keyword arguments are :class:`~useraudit.middleware._common.Capture`'s."""
+
+    def __init__(self, app: Any = None, *, recorder: Recorder | None = None,
+                 impersonator_session_key: str = IMPERSONATOR_SESSION_KEY, signals: bool = True,
+                 **options: Any) -> None:
+        self.recorder = recorder
+        self.impersonator_session_key = impersonator_session_key
+        self.signals = signals
+        options.setdefault("get_user", flask_user)
+        options.setdefault("get_impersonator", self.session_impersonator)
+        self.capture = Capture(recorder=recorder, **options)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        if "useraudit" in app.extensions:
+            return
+        app.extensions["useraudit"] = self
+        app.wsgi_app = AuditMiddleware(app.wsgi_app, capture=self.capture)
+        app.register_error_handler(AuditError, _unavailable)
+        if self.signals:
+            from flask_login import user_logged_in, user_logged_out, user_login_confirmed
+
+            user_logged_in.connect(self._logged_in, app, weak=False)
+            user_logged_out.connect(self._logged_out, app, weak=False)
+            user_login_confirmed.connect(self._login_confirmed, app, weak=False)
+
+    def session_impersonator(self, _environ: Any = None) -> Any:
+        from flask import has_request_context, session
+
+        if not has_request_context():
+            return None
+        return session.get(self.impersonator_session_key)
+
+    @property
+    def _recorder(self) -> Recorder:
+        return self.recorder or get_recorder()
+
+    def _logged_in(self, sender: Any, user: Any = None, **_: Any) -> None:
+        self._recorder.record("user.signed_in", user=user)
+
+    def _logged_out(self, sender: Any, user: Any = None, **_: Any) -> None:
+        self._recorder.record("user.signed_out", user=user)
+
+    def _login_confirmed(self, sender: Any, **_: Any) -> None:
+        self._recorder.record("user.signed_in", comments="re-authenticated (fresh login confirmed)")
+
+
+def _unavailable(exc: AuditError) -> Any:
+    return UNAVAILABLE_BODY, 503, {"Content-Type": "text/plain; charset=utf-8"}
