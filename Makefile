@@ -1,0 +1,105 @@
+# useraudit developer entry points. Each target does its own set-up, so on a
+# fresh Debian machine (as root) `make test` or `make demo` is all it takes.
+#
+#   make test    venv + system packages, a real OpenSearch node on
+#                127.0.0.1:$(OPENSEARCH_PORT), the whole pytest suite, node stopped
+#                again (also when tests fail); exit code is pytest's.
+#   make demo    venv, then `useraudit demo`
+#   make bench   like `make test`, but only the slow harnesses (pytest -m slow)
+#   make lint    ruff
+#
+# Variables: OPENSEARCH_PORT (9200-9299), OPENSEARCH_HOME, OPENSEARCH_HEAP,
+# PYTEST_ARGS, e.g. `make test OPENSEARCH_PORT=9280 PYTEST_ARGS='-x tests/webapp'`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UA := $(VENV)/bin/useraudit
+# Re-install when the project's metadata changes, not on every run.
+STAMP := $(VENV)/.useraudit-installed
+
+OPENSEARCH_PORT ?= 9250
+OPENSEARCH_HOME ?= $(CURDIR)/.useraudit/test-opensearch
+OPENSEARCH_HEAP ?= 1g
+OPENSEARCH_URL = http://127.0.0.1:$(OPENSEARCH_PORT)
+PYTEST_ARGS ?=
+BENCH_ARGS ?= -m slow
+
+.PHONY: help test demo bench lint deps system-deps java-maven venv
+
+help:
+	@sed -n '1,12p' Makefile | sed 's/^# \{0,1\}//'
+
+# -- set-up ------------------------------------------------------------------
+
+# Debian packages, installed only when missing: python3 + venv for the
+# virtualenv, chromium for the browser tests (Playwright drives it; we never
+# run `playwright install`), docker-compose to validate docker-compose.yml.
+system-deps:
+	@missing=(); \
+	command -v $(PYTHON) >/dev/null || missing+=(python3); \
+	if [ ! -x $(PY) ] && ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3-venv); fi; \
+	command -v chromium >/dev/null || missing+=(chromium); \
+	command -v docker-compose >/dev/null || missing+=(docker-compose); \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  echo ">> installing Debian packages: $${missing[*]}"; \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "ERROR: need root to apt-get install $${missing[*]} (or install them yourself)" >&2; \
+	    exit 1; \
+	  fi; \
+	  apt-get update -q; \
+	  apt-get install -y -q "$${missing[@]}"; \
+	fi
+
+# The OpenSearch test node runs on Java and fetches its jars with Maven.
+java-maven:
+	@ok=1; \
+	if ! command -v java >/dev/null && [ -z "$${JAVA_HOME:-}$${USERAUDIT_OPENSEARCH_JAVA_HOME:-}" ]; then \
+	  echo "ERROR: Java 17+ not found: the OpenSearch test node needs it." >&2; ok=0; fi; \
+	if ! command -v mvn >/dev/null; then \
+	  echo "ERROR: Maven (mvn) not found: it fetches the OpenSearch test node's jars." >&2; ok=0; fi; \
+	if [ $$ok = 0 ]; then \
+	  echo "       On Debian: apt-get install -y openjdk-17-jdk-headless maven" >&2; exit 1; fi
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: system-deps $(STAMP)
+
+deps: venv java-maven
+
+# -- targets -------------------------------------------------------------------
+
+# Start the node (idempotent), always stop it on the way out (trap), run $(1),
+# and exit with its code; pytest's "no tests collected" (5) counts as failure.
+define with_node
+	@stop() { $(UA) opensearch stop --home "$(OPENSEARCH_HOME)" || true; }; \
+	trap stop EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	$(UA) opensearch start --port $(OPENSEARCH_PORT) --home "$(OPENSEARCH_HOME)" \
+	  --heap $(OPENSEARCH_HEAP); \
+	rc=0; \
+	USERAUDIT_TEST_OPENSEARCH=$(OPENSEARCH_URL) $(1) || rc=$$?; \
+	if [ $$rc = 5 ]; then echo "ERROR: pytest collected no tests" >&2; rc=1; fi; \
+	exit $$rc
+endef
+
+test: deps
+	$(call with_node,$(PY) -m pytest $(PYTEST_ARGS))
+
+bench: deps
+	$(call with_node,$(PY) -m pytest $(BENCH_ARGS) $(PYTEST_ARGS))
+
+demo: venv
+	$(UA) demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
