@@ -24,7 +24,7 @@ def opensearch_url() -> str:
 
     client = OpenSearch([OPENSEARCH_URL], timeout=10)
     try:
-        health = client.cluster.health(wait_for_status="yellow", timeout="30s")
+        health = client.cluster.health(wait_for_status="yellow")
     except Exception as exc:  # noqa: BLE001 - any failure means no node
         pytest.exit(
             f"OpenSearch is not reachable at {OPENSEARCH_URL} ({exc}). "

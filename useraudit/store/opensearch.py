@@ -182,7 +182,7 @@ class OpenSearchStore(Store):
             while True:
                 body: dict[str, Any] = {
                     "size": 5000, "_source": False, "pit": {"id": pit, "keep_alive": "1m"},
-                    "sort": [{"_shard_doc": "asc"}],
+                    "sort": [{"event.id": "asc"}],
                 }
                 if after:
                     body["search_after"] = after
