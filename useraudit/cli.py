@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "templates": ("useraudit.index_templates.commands", "templates"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
+    "web": ("useraudit.webapp.cli", "web"),
+    "users": ("useraudit.webapp.users", "users"),
 }
 
 

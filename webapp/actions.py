@@ -1,0 +1,147 @@
+"""The account picker and the User actions page.
+
+Authorization happens here, on the server, for every request: the account
+comes from the route, the signed-in user must hold ``USER_ADMIN`` on it
+(403 otherwise), and the store :class:`~useraudit.store.Query` is built
+with that account — nothing in the query string can change it, and cursors
+carry only sort values.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from functools import wraps
+from typing import Any
+from zoneinfo import available_timezones
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from markupsafe import Markup, escape
+
+from useraudit.catalog import CATALOG
+from useraudit.schema import COLUMNS
+from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
+from useraudit.store.query import FACETS
+
+from . import app as _app
+from .columns import CELLS, local_time
+from .filters import FACET_LABELS, FACET_PARAMS, MULTI, PAGE_SIZES, PERIODS, Filters, value_label, zone
+
+bp = Blueprint("actions", __name__)
+
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+FACET_SIZE = 8
+_ZONES = sorted(available_timezones() - {"localtime", "Factory"})
+
+
+def admin_required(view: Any) -> Any:
+    """login_required + USER_ADMIN on the route's ``account``; 403 otherwise."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(account: str, *args: Any, **kwargs: Any) -> Any:
+        if not ACCOUNT_RE.match(account) or not current_user.is_admin_of(account):
+            abort(403)
+        return view(account, *args, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/")
+def index() -> Any:
+    return redirect(url_for(".accounts"))
+
+
+@bp.get("/accounts")
+@login_required
+def accounts() -> Any:
+    """An admin of one account goes straight there; of several, picks first."""
+    mine = current_user.admin_accounts()
+    if len(mine) == 1:
+        return redirect(url_for(".actions", account=mine[0]))
+    return render_template("useraudit/accounts.html", accounts=mine)
+
+
+_TAG = re.compile(r"<(?!/?mark>)")
+
+
+def safe_highlight(fragment: str) -> Markup:
+    """The store's pre-escaped highlight, trusted only for <mark> tags.
+
+    Any other ``<`` is escaped again (defence in depth: a backend bug must
+    not turn into stored XSS in the admins' browsers).
+    """
+    return Markup(_TAG.sub("&lt;", fragment))
+
+
+def _catalog_tree() -> list[dict[str, Any]]:
+    tree = []
+    for product in CATALOG.products():
+        groups = []
+        for group in CATALOG.groups(product.code):
+            groups.append({
+                "name": group, "key": f"{product.code}:{group}",
+                "actions": [a for a in CATALOG.actions(product.code) if a.group == group],
+            })
+        tree.append({"code": product.code, "label": product.label, "groups": groups})
+    return tree
+
+
+def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
+    rows = []
+    for hit in page.hits:
+        cells = {key: fn(hit) for key, fn in CELLS.items()}
+        ts = local_time(hit, tz)
+        highlight = hit.get("_highlight")
+        if isinstance(highlight, list):
+            highlight = " … ".join(highlight)
+        rows.append({
+            "id": hit.get("event.id"),
+            "cells": cells,
+            "time": ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "",
+            "iso": hit.get("@timestamp", ""),
+            "comments_html": safe_highlight(highlight) if highlight else escape(cells["comments"]),
+            "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
+            "target_key": hit.get("user.target.email") or hit.get("user.target.name") or hit.get("user.target.id"),
+            "outcome": hit.get("event.outcome", "unknown"),
+            "code": hit.get("event.action", ""),
+        })
+    return rows
+
+
+@bp.get("/a/<account>/actions")
+@admin_required
+def actions(account: str) -> Any:
+    default_tz = current_app.config["USERAUDIT_DEFAULT_TZ"]
+    error = None
+    status = 200
+    try:
+        filters = Filters.parse(request.args, default_tz)
+    except QueryError as exc:
+        error, status = str(exc), 400
+        filters = Filters(tz=default_tz)
+    page: SearchPage | None = None
+    store_down = False
+    if error is None:
+        try:
+            req = SearchRequest(filters.query(account), size=filters.size, cursor=filters.cursor,
+                                facets=tuple(FACETS), facet_size=FACET_SIZE, highlight=bool(filters.text))
+            page = _app.store().search(req)
+        except QueryError as exc:
+            error, status = str(exc), 400
+        except StoreError as exc:
+            current_app.logger.warning("search failed: %s", exc)
+            store_down, status = True, 503
+    tz = zone(filters.tz)
+    tree = _catalog_tree()
+    shown = filters.values.get("product", ())
+    tree_codes = {a.code for p in tree if not shown or p["code"] in shown for g in p["groups"] for a in g["actions"]}
+    return render_template(
+        "useraudit/actions.html",
+        account=account, accounts=current_user.admin_accounts(), f=filters, page=page,
+        rows=_rows(page, tz) if page else [], error=error, store_down=store_down,
+        columns=COLUMNS, periods=PERIODS, page_sizes=PAGE_SIZES, zones=_ZONES,
+        tree=tree, tree_codes=tree_codes, facet_labels=FACET_LABELS, facet_params=FACET_PARAMS,
+        multi=MULTI, value_label=value_label, now=datetime.now(timezone.utc).astimezone(tz),
+    ), status

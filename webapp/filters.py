@@ -1,0 +1,265 @@
+"""The User actions page's state, read from and written back to the URL.
+
+Every filter lives in the query string, so a view can be bookmarked, shared
+and reloaded. :class:`Filters` parses ``request.args`` (never trusting them:
+anything malformed becomes a :class:`~useraudit.store.QueryError` with a
+message safe to show) and builds the store's :class:`~useraudit.store.Query`
+with the account taken from the route, never from the URL's arguments.
+
+Parameters (multi-valued ones may repeat or hold comma-separated values):
+
+==========  ==========================================================
+product     product code (``common``, ``jaicp``, any registered)
+group       ``product:Group name``: every action of a catalog group
+action      action code (``custom_role.renamed``)
+period      ``1h``, ``24h``, ``7d``, ``30d`` or ``custom`` (with from/to)
+from, to    ``YYYY-MM-DDTHH:MM`` in the chosen time zone
+tz          IANA time zone the page shows times in (default UTC)
+user, target, impersonator, history, project, token, result, ip,
+browser, os, device   the "more filters"
+q           full text over comments
+c           the cursor stack: one entry per page already passed
+size        page size (25, 50, 100)
+==========  ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from werkzeug.datastructures import MultiDict
+
+from useraudit.catalog import CATALOG
+from useraudit.store.query import MAX_TEXT, MAX_VALUES, Query, QueryError, decode_cursor
+
+PERIODS: dict[str, tuple[str, timedelta | None]] = {
+    "1h": ("Last hour", timedelta(hours=1)),
+    "24h": ("Last 24 hours", timedelta(hours=24)),
+    "7d": ("Last 7 days", timedelta(days=7)),
+    "30d": ("Last 30 days", timedelta(days=30)),
+    "custom": ("Custom range", None),
+}
+DEFAULT_PERIOD = "7d"
+PAGE_SIZES = (25, 50, 100)
+DEFAULT_SIZE = 50
+MAX_DEPTH = 200  # pages a cursor stack may hold; past that, narrow the filters
+
+# URL parameter → (Query attribute, label shown on chips and in the export)
+MULTI: dict[str, tuple[str, str]] = {
+    "product": ("products", "Product"),
+    "action": ("actions", "Action"),
+    "user": ("users", "User"),
+    "target": ("target_users", "Modified user"),
+    "impersonator": ("impersonators", "Impersonator"),
+    "history": ("history", "User history"),
+    "project": ("projects", "Project"),
+    "token": ("token_ids", "Token ID"),
+    "result": ("outcomes", "Result"),
+    "ip": ("ips", "IP"),
+    "browser": ("browsers", "Browser"),
+    "os": ("oses", "OS"),
+    "device": ("devices", "Device"),
+}
+# Facet (store.query.FACETS key) → URL parameter a click on it sets.
+FACET_PARAMS = {
+    "action": "action", "result": "result", "user": "user", "target": "target",
+    "impersonator": "impersonator", "project": "project", "product": "product",
+    "browser": "browser", "os": "os", "device": "device",
+}
+FACET_LABELS = {
+    "action": "Action", "result": "Result", "user": "User", "target": "Modified user",
+    "impersonator": "Impersonator", "project": "Project", "product": "Product",
+    "browser": "Browser", "os": "OS", "device": "Device",
+}
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def _values(args: MultiDict, name: str) -> tuple[str, ...]:
+    out: dict[str, None] = {}
+    for raw in args.getlist(name):
+        for part in raw.split(","):
+            part = part.strip()
+            if part:
+                out.setdefault(part[:256], None)
+    if len(out) > MAX_VALUES:
+        raise QueryError(f"at most {MAX_VALUES} values per filter")
+    return tuple(out)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QueryError(f"unknown time zone {name!r}") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+    period: str = DEFAULT_PERIOD
+    start_local: str = ""
+    end_local: str = ""
+    tz: str = "UTC"
+    text: str = ""
+    cursors: tuple[str, ...] = ()
+    size: int = DEFAULT_SIZE
+
+    # -- parsing ---------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, args: MultiDict, default_tz: str = "UTC") -> Filters:
+        """Read the URL; raises QueryError with a friendly message on bad input."""
+        values = {name: _values(args, name) for name in MULTI}
+        values = {k: v for k, v in values.items() if v}
+        groups = _values(args, "group")
+        for g in groups:
+            if ":" not in g:
+                raise QueryError(f"group {g!r} should look like product:Group name")
+        period = args.get("period") or DEFAULT_PERIOD
+        if period not in PERIODS:
+            raise QueryError(f"unknown period {period!r}")
+        tz = (args.get("tz") or default_tz).strip()
+        zone(tz)
+        text = (args.get("q") or "").strip()
+        if len(text) > MAX_TEXT:
+            raise QueryError(f"search text is limited to {MAX_TEXT} characters")
+        cursors = tuple(c for c in args.getlist("c") if c)
+        if len(cursors) > MAX_DEPTH:
+            raise QueryError(f"paging is limited to {MAX_DEPTH} pages: narrow the filters instead")
+        for c in cursors:
+            decode_cursor(c)  # crafted or damaged cursors fail here, politely
+        try:
+            size = int(args.get("size") or DEFAULT_SIZE)
+        except ValueError:
+            raise QueryError("page size must be a number") from None
+        if size not in PAGE_SIZES:
+            raise QueryError(f"page size must be one of {', '.join(map(str, PAGE_SIZES))}")
+        f = cls(values, groups, period, (args.get("from") or "").strip(), (args.get("to") or "").strip(),
+                tz, text, cursors, size)
+        f.bounds(datetime.now(timezone.utc))  # validate the range now
+        return f
+
+    def bounds(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """(start, end) in UTC for the period."""
+        delta = PERIODS[self.period][1]
+        if delta is not None:
+            return now - delta, None
+        tz = zone(self.tz)
+
+        def parse(value: str, label: str) -> datetime | None:
+            if not value:
+                return None
+            try:
+                local = datetime.strptime(value[:16], LOCAL_FORMAT)
+            except ValueError:
+                raise QueryError(f"the {label} date should look like 2026-01-31T23:59") from None
+            return local.replace(tzinfo=tz).astimezone(timezone.utc)
+
+        start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
+        if start and end and start > end:
+            raise QueryError("the period ends before it starts")
+        return start, end
+
+    def query(self, account: str, now: datetime | None = None) -> Query:
+        start, end = self.bounds(now or datetime.now(timezone.utc))
+        kwargs = {MULTI[name][0]: vals for name, vals in self.values.items()}
+        groups = tuple(tuple(g.split(":", 1)) for g in self.groups)
+        return Query(account=account, start=start, end=end, groups=groups, text=self.text, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+    @property
+    def page_number(self) -> int:
+        return len(self.cursors) + 1
+
+    # -- writing back ------------------------------------------------------------
+
+    def args(self, *, keep_cursors: bool = False) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name in MULTI:
+            out.extend((name, v) for v in self.values.get(name, ()))
+        out.extend(("group", g) for g in self.groups)
+        if self.period != DEFAULT_PERIOD:
+            out.append(("period", self.period))
+        if self.period == "custom":
+            if self.start_local:
+                out.append(("from", self.start_local))
+            if self.end_local:
+                out.append(("to", self.end_local))
+        if self.tz != "UTC":
+            out.append(("tz", self.tz))
+        if self.text:
+            out.append(("q", self.text))
+        if self.size != DEFAULT_SIZE:
+            out.append(("size", str(self.size)))
+        if keep_cursors:
+            out.extend(("c", c) for c in self.cursors)
+        return out
+
+    def qs(self, **kw: bool) -> str:
+        return urlencode(self.args(**kw))
+
+    def with_values(self, name: str, values: Iterable[str]) -> Filters:
+        new = dict(self.values)
+        vals = tuple(dict.fromkeys(values))
+        if vals:
+            new[name] = vals
+        else:
+            new.pop(name, None)
+        return replace(self, values=new, cursors=())
+
+    def toggled(self, name: str, value: str) -> Filters:
+        """The filters with ``value`` added to (or removed from) ``name``; back to page 1."""
+        current = self.values.get(name, ())
+        if value in current:
+            return self.with_values(name, (v for v in current if v != value))
+        return self.with_values(name, (*current, value))
+
+    def without_group(self, group: str) -> Filters:
+        return replace(self, groups=tuple(g for g in self.groups if g != group), cursors=())
+
+    def without_text(self) -> Filters:
+        return replace(self, text="", cursors=())
+
+    def next_page(self, cursor: str) -> Filters:
+        return replace(self, cursors=(*self.cursors, cursor))
+
+    def previous_page(self) -> Filters:
+        return replace(self, cursors=self.cursors[:-1])
+
+    def is_active(self, name: str, value: str) -> bool:
+        return value in self.values.get(name, ())
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(label, value) pairs in words, for chips and the export's Filters sheet."""
+        out: list[tuple[str, str]] = []
+        for name, (_attr, label) in MULTI.items():
+            for v in self.values.get(name, ()):
+                out.append((label, value_label(name, v)))
+        for g in self.groups:
+            product, group = g.split(":", 1)
+            p = CATALOG.product(product)
+            out.append(("Group", f"{p.label if p else product} › {group}"))
+        if self.text:
+            out.append(("Comments contain", self.text))
+        return out
+
+
+def value_label(param: str, value: str) -> str:
+    """A filter value as people read it (action codes → labels, products → names)."""
+    if param == "action":
+        action = CATALOG.get(value)
+        return action.label if action else value
+    if param == "product":
+        product = CATALOG.product(value)
+        return product.label if product else value
+    if param == "result":
+        return value.capitalize()
+    return value
