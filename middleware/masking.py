@@ -44,9 +44,11 @@ DEFAULT_VALUE_PATTERNS = (
     r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}",
     # JSON Web Tokens.
     r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
-    # key=value pairs that name a secret.
-    r"(?i)\b(password|passwd|pwd|secret|api[_-]?key|access[_-]?token|refresh[_-]?token)\s*[=:]\s*[^\s&,;]+",
 )
+
+# `key=value`, `key: value` and `"key": "value"` inside text; the value is
+# masked when the key matches a key rule (same rules as for mappings).
+_PAIR = re.compile(r"""(?P<key>[A-Za-z][A-Za-z0-9_.-]{1,40})(?P<sep>["']?\s*[=:]\s*["']?)(?P<value>[^\s&,;"'}\]]+)""")
 
 MAX_DEPTH = 32
 
@@ -78,7 +80,14 @@ class Masker:
         for pattern in self._values:
             if pattern.search(value):
                 value = pattern.sub(_mask_match, value)
+        if "=" in value or ":" in value:
+            value = _PAIR.sub(self._mask_pair, value)
         return value
+
+    def _mask_pair(self, match: re.Match[str]) -> str:
+        if match.group("value") == MASK or not self.is_secret_key(match.group("key")):
+            return match.group(0)
+        return f"{match.group('key')}{match.group('sep')}{MASK}"
 
     def params(self, value: Any, _depth: int = 0) -> Any:
         """A masked copy of a JSON-like value (dicts, lists, scalars)."""

@@ -286,11 +286,13 @@ def diff(before: dict[str, Any], after: dict[str, Any], masker: Masker = DEFAULT
         old, new = before.get(key, _MISSING), after.get(key, _MISSING)
         if old == new:
             continue
-        secret = masker.is_secret_key(str(key))
-        if secret:
+        if masker.is_secret_key(str(key)):
             changes[key] = {"changed": True}
             parts.append(f"{key}: changed")
-        elif old is _MISSING:
+            continue
+        old = masker.params(old) if old is not _MISSING else old
+        new = masker.params(new) if new is not _MISSING else new
+        if old is _MISSING:
             changes[key] = {"to": new}
             parts.append(f"{key}: added {_json(new)}")
         elif new is _MISSING:
@@ -299,7 +301,7 @@ def diff(before: dict[str, Any], after: dict[str, Any], masker: Masker = DEFAULT
         else:
             changes[key] = {"from": old, "to": new}
             parts.append(f"{key}: {_json(old)} → {_json(new)}")
-    return masker.text("; ".join(parts)), masker.params(changes)
+    return "; ".join(parts), changes
 
 
 _MISSING = object()
