@@ -145,7 +145,8 @@ class RouteAuditEvents:
                 kwargs[key] = value
             elif key not in IGNORED and key != self.marker:
                 params[key] = value
-        if "user" not in kwargs and event_dict.get("user_id") is not None:
+        # Inside a request the recorder knows the user better than a bound id.
+        if "user" not in kwargs and event_dict.get("user_id") is not None and current.get() is None:
             kwargs["user"] = str(event_dict["user_id"])
         if "timestamp" in kwargs and not hasattr(kwargs["timestamp"], "tzinfo"):
             del kwargs["timestamp"]  # a TimeStamper string, not the action's time

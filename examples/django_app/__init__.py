@@ -1,0 +1,1 @@
+"""A small Django app audited with useraudit (django.contrib.auth sessions, token auth in views)."""

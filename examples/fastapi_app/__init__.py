@@ -1,0 +1,1 @@
+"""A small FastAPI app audited with useraudit (bearer tokens, auth in dependencies)."""

@@ -1,0 +1,1 @@
+"""A small Flask app audited with useraudit (Flask-Login sessions, a bearer-token API)."""
