@@ -179,6 +179,8 @@ def _internal_error(exc: Exception) -> Any:
 def init_extensions(app: Flask) -> None:
     for key, value in DEFAULTS.items():
         app.config.setdefault(key, value)
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     if not app.config.get("SECRET_KEY"):
         # Sessions will not survive a restart; say so once.
         log.warning("no SECRET_KEY configured: using a random one (sign-ins end on restart)")
@@ -210,7 +212,8 @@ def _load_user(user_id: str) -> Any:
 def mount(app: Flask, url_prefix: str = "/audit", config: Mapping[str, Any] | None = None) -> Flask:
     """Add the UI to a host Flask app under ``url_prefix``.
 
-    The host keeps its own routes and CSRF/login settings; when it has no
+    The host keeps its own routes, session cookie settings (we only turn
+    SameSite=Lax on when it is unset) and CSRF/login settings; when it has no
     LoginManager, ours is installed (our users then sign in at
     ``<prefix>/login``).
     """
@@ -228,6 +231,7 @@ def mount(app: Flask, url_prefix: str = "/audit", config: Mapping[str, Any] | No
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """A standalone admin UI app (see the module docstring for config keys)."""
     app = Flask(__name__, static_folder=None)
+    app.config.update(DEFAULTS)  # over Flask's own defaults, under the caller's config
     app.config.update(config or {})
     init_extensions(app)
     proxies = int(app.config["USERAUDIT_TRUSTED_PROXIES"])
