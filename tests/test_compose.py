@@ -39,9 +39,9 @@ def _compose() -> str:
 
 
 def _run(*args: str, password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENSEARCH_INITIAL_ADMIN_PASSWORD", "COMPOSE_FILE",
-                        "COMPOSE_PROJECT_NAME", "DOCKER_HOST")}
+    # A minimal environment: compose interpolates variables from it before
+    # .env, and e.g. `make test OPENSEARCH_PORT=9280` exports one of ours.
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     if password is not None:
         env["OPENSEARCH_INITIAL_ADMIN_PASSWORD"] = password
     # --env-file: the committed example, never a developer's own .env.
