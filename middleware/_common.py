@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
+import random
 import re
 import sys
 from collections.abc import Callable
@@ -138,10 +138,17 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: int)
 
 
 def request_id(header: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a fresh id."""
+    """The caller's X-Request-ID when it is a sane token, else a fresh id.
+
+    A correlation id, not a secret: the process PRNG (reseeded after fork)
+    is plenty, and saves a syscall per request over ``os.urandom``.
+    """
     if header and _REQUEST_ID.match(header):
         return header
-    return os.urandom(16).hex()
+    return f"{_random_bits(128):032x}"
+
+
+_random_bits = random.getrandbits
 
 
 def status_code(status: str | int | None) -> int | None:
@@ -228,7 +235,7 @@ class Capture:
         request_id_header: str | None,
     ) -> RequestContext:
         """A fresh context for one request (not yet bound)."""
-        fail_closed = self.fail_closed
+        fail_closed = self._fail_closed if self._fail_closed is not None else self.recorder.fail_closed
         ctx = RequestContext(
             request_id=request_id(request_id_header),
             client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),

@@ -1,0 +1,310 @@
+"""Cost of capture on the request path: ``python -m bench.middleware``.
+
+Three measurements, same run:
+
+1. In-process: a hello-world WSGI and ASGI app called in a loop, bare and
+   wrapped in the audit middleware capturing one event per request (batch
+   durability) → microseconds added per request.
+2. Loopback under real servers (gunicorn sync worker for WSGI, uvicorn for
+   ASGI), driven by ``wrk`` (or a Python load generator when wrk is not
+   installed) → throughput with capture / throughput bare. Target ≥ 0.9.
+3. Per-event cost of ``Recorder.record`` (batch) against a bare structlog
+   JSON log call to a file → ratio. Target ≤ 2.
+
+The last line of output is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import _hello
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+
+
+def _environ() -> dict[str, Any]:
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "REMOTE_ADDR": "127.0.0.1", "SERVER_NAME": "bench", "SERVER_PORT": "80",
+            "HTTP_USER_AGENT": UA, "HTTP_X_FORWARDED_FOR": "203.0.113.7", "wsgi.url_scheme": "http"}
+
+
+def _per_call(fn: Any, n: int, repeats: int = 5) -> float:
+    """Best-of-repeats seconds per call."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(n)
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def inprocess_wsgi(spool: Path, n: int) -> dict[str, float]:
+    from useraudit.middleware.recorder import Recorder
+
+    rec = Recorder(spool / "wsgi", durability="batch")
+    audited = _hello.make_wsgi(rec)
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        return None
+
+    def loop(app: Any) -> Any:
+        def run(count: int) -> None:
+            for _ in range(count):
+                body = app(_environ(), start_response)
+                for _chunk in body:
+                    pass
+                close = getattr(body, "close", None)
+                if close:
+                    close()
+        return run
+
+    bare = _per_call(loop(_hello.wsgi_bare), n)
+    wrapped = _per_call(loop(audited), n)
+    rec.close()
+    return {"bare_us": bare * 1e6, "audited_us": wrapped * 1e6, "added_us": (wrapped - bare) * 1e6}
+
+
+def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
+    from useraudit.middleware.recorder import Recorder
+
+    rec = Recorder(spool / "asgi", durability="batch")
+    audited = _hello.make_asgi(rec)
+    scope_headers = [(b"user-agent", UA.encode()), (b"x-forwarded-for", b"203.0.113.7")]
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        return None
+
+    def loop(app: Any) -> Any:
+        async def many(count: int) -> None:
+            for _ in range(count):
+                scope = {"type": "http", "method": "GET", "path": "/", "root_path": "",
+                         "client": ("127.0.0.1", 5000), "headers": scope_headers}
+                await app(scope, receive, send)
+
+        def run(count: int) -> None:
+            asyncio.run(many(count))
+        return run
+
+    bare = _per_call(loop(_hello.asgi_bare), n)
+    wrapped = _per_call(loop(audited), n)
+    rec.close()
+    return {"bare_us": bare * 1e6, "audited_us": wrapped * 1e6, "added_us": (wrapped - bare) * 1e6}
+
+
+def record_vs_structlog(spool: Path, n: int) -> dict[str, float]:
+    """One audit event via record() (batch) vs one structlog JSON line to a file."""
+    import structlog
+
+    from useraudit.middleware.context import RequestContext, current
+    from useraudit.middleware.recorder import Recorder
+
+    rec = Recorder(spool / "record", durability="batch")
+    log_path = spool / "structlog.jsonl"
+    fh = open(log_path, "w")  # noqa: SIM115 - closed below
+    log = structlog.wrap_logger(
+        structlog.WriteLogger(fh),
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer()],
+    )
+    ctx = RequestContext(request_id="0123456789abcdef", client_ip="203.0.113.7", user_agent=UA,
+                         method="POST", path="/tokens", user={"id": "u-1", "name": "alice"}, pending=None)
+    token = current.set(ctx)
+
+    def do_record(count: int) -> None:
+        for i in range(count):
+            rec.record("token.created", token_id="tok-1234", project="p-7", comments="created from the UI")
+
+    def do_log(count: int) -> None:
+        for i in range(count):
+            log.info("token.created", token_id="tok-1234", project="p-7", comments="created from the UI",
+                     request_id="0123456789abcdef", client_ip="203.0.113.7", user_id="u-1", user_agent=UA)
+
+    try:
+        record_s = _per_call(do_record, n)
+        log_s = _per_call(do_log, n)
+    finally:
+        current.reset(token)
+        rec.close()
+        fh.close()
+    return {"record_us": record_s * 1e6, "structlog_us": log_s * 1e6, "ratio": record_s / log_s}
+
+
+# -- real servers ----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(kind: str, target: str, spool: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "USERAUDIT_SPOOL": str(spool), "PYTHONPATH": str(ROOT)}
+    if kind == "gunicorn":
+        cmd = [str(BIN / "gunicorn"), "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning", target]
+    else:
+        cmd = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+               "--log-level", "warning", "--no-proxy-headers", *(["--factory"] if target.endswith("()") else []),
+               target.rstrip("()")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{cmd} did not start")
+            time.sleep(0.05)
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)  # only the PID we started
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wrk(url: str, seconds: float, connections: int) -> float:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}", url],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if not m:
+        raise RuntimeError(out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"server errors during the run: {out}")
+    return float(m.group(1))
+
+
+def _pyload(url: str, seconds: float, connections: int) -> float:
+    """A keep-alive HTTP/1.1 load generator for hosts without wrk."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    count = [0] * connections
+    stop = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        while time.monotonic() < stop:
+            conn.request("GET", "/", headers={"User-Agent": UA})
+            resp = conn.getresponse()
+            resp.read()
+            count[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(count) / seconds
+
+
+def server_ratio(kind: str, bare: str, audited: str, spool: Path, seconds: float, rounds: int,
+                 connections: int) -> dict[str, Any]:
+    """Both servers up at once; alternating load bursts; median of per-round ratios.
+
+    Loopback numbers on a shared machine drift by tens of percent within a
+    minute; alternating short bursts (ABBA order) against servers that are
+    both already warm makes each round's pair see the same conditions.
+    """
+    load = _wrk if shutil.which("wrk") else _pyload
+    procs = {}
+    try:
+        for name, target in (("bare", bare), ("audited", audited)):
+            procs[name] = _start(kind, target, spool / f"{kind}-{name}")
+        for _name, (_proc, url) in procs.items():
+            load(url, 1.0, connections)  # warm-up
+        results: dict[str, list[float]] = {"bare": [], "audited": []}
+        for r in range(rounds):
+            order = ["bare", "audited"] if r % 2 == 0 else ["audited", "bare"]
+            for name in order:
+                results[name].append(load(procs[name][1], seconds, connections))
+    finally:
+        for proc, _url in procs.values():
+            _stop(proc)
+    ratios = [a / b for a, b in zip(results["audited"], results["bare"], strict=True)]
+    events = _spooled(spool, kind)
+    return {"load_tool": load.__name__.lstrip("_"), "bare_rps": round(statistics.median(results["bare"])),
+            "audited_rps": round(statistics.median(results["audited"])), "ratio": statistics.median(ratios),
+            "round_ratios": [round(x, 3) for x in ratios], "events_spooled": events}
+
+
+def _spooled(spool: Path, kind: str) -> int:
+    from useraudit.indexer.spool import iter_all
+
+    return sum(1 for _ in iter_all(spool / f"{kind}-audited"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="in-process iterations")
+    parser.add_argument("--seconds", type=float, default=3.0, help="load duration per server run")
+    parser.add_argument("--rounds", type=int, default=6, help="server runs per configuration")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
+    args = parser.parse_args(argv)
+
+    spool = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
+    try:
+        result: dict[str, Any] = {}
+        wsgi = inprocess_wsgi(spool, args.n)
+        print(f"in-process WSGI: bare {wsgi['bare_us']:.1f} µs, audited {wsgi['audited_us']:.1f} µs, "
+              f"added {wsgi['added_us']:.1f} µs/request")
+        asgi = inprocess_asgi(spool, args.n)
+        print(f"in-process ASGI: bare {asgi['bare_us']:.1f} µs, audited {asgi['audited_us']:.1f} µs, "
+              f"added {asgi['added_us']:.1f} µs/request")
+        per_event = record_vs_structlog(spool, args.n)
+        print(f"record() batch {per_event['record_us']:.2f} µs vs structlog JSON to file "
+              f"{per_event['structlog_us']:.2f} µs: ratio {per_event['ratio']:.2f} (target ≤ 2)")
+        result.update(wsgi_added_us=round(wsgi["added_us"], 1), asgi_added_us=round(asgi["added_us"], 1),
+                      record_us=round(per_event["record_us"], 2), structlog_us=round(per_event["structlog_us"], 2),
+                      record_vs_structlog=round(per_event["ratio"], 3))
+        if not args.no_servers:
+            for kind, bare, audited in (("gunicorn", "bench._hello:wsgi_bare", "bench._hello:wsgi_audited()"),
+                                        ("uvicorn", "bench._hello:asgi_bare", "bench._hello:asgi_audited()")):
+                r = server_ratio(kind, bare, audited, spool, args.seconds, args.rounds, args.connections)
+                print(f"{kind} ({r['load_tool']}, {args.connections} connections, {args.rounds}×{args.seconds:g}s): "
+                      f"bare {r['bare_rps']} req/s, audited {r['audited_rps']} req/s, ratio {r['ratio']:.3f} "
+                      f"(target ≥ 0.9); per-round ratios {r['round_ratios']}; {r['events_spooled']} events spooled")
+                result[f"{kind}_ratio"] = round(r["ratio"], 3)
+                result[f"{kind}_bare_rps"] = r["bare_rps"]
+                result[f"{kind}_audited_rps"] = r["audited_rps"]
+        result["targets_met"] = (result["record_vs_structlog"] <= 2
+                                 and all(result.get(f"{k}_ratio", 1) >= 0.9 for k in ("gunicorn", "uvicorn")))
+        print(json.dumps(result))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
