@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -83,7 +84,8 @@ class Enricher:
             else:
                 doc[name] = _text(value, field.max_chars, flags)
 
-        doc.setdefault("event.id", _fallback_id(raw))
+        if "event.id" not in doc:
+            doc["event.id"] = _fallback_id(raw)
         doc["@timestamp"] = _timestamp(raw.get("@timestamp"), _id_time(doc["event.id"]) or now, flags)
         doc["event.ingested"] = _iso(now)
         doc["event.kind"] = "event"
@@ -135,6 +137,13 @@ class Enricher:
         if candidate.startswith("[") and "]" in candidate:
             candidate = candidate[1 : candidate.index("]")]
         candidate = candidate.split("%", 1)[0]  # IPv6 zone ids are not part of the address
+        try:
+            # Fast path: a canonical dotted quad is its own normal form.
+            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, candidate)) == candidate:
+                doc["source.ip"] = candidate
+                return
+        except OSError:
+            pass
         try:
             ip = ipaddress.ip_address(candidate)
         except ValueError:

@@ -22,6 +22,7 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
 from useraudit import index_templates
+from useraudit._json import dumps
 from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
 from .base import Store, StoreError, StoreUnavailable, WriteResult
@@ -105,19 +106,25 @@ class OpenSearchStore(Store):
             pass
 
     def index_for(self, doc: dict) -> str:
-        ts = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
-        return f"{self.prefix}-events-{ts.astimezone(timezone.utc).strftime(self._time_format)}"
+        # @timestamp is normalised to "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC) by the
+        # enricher, so the bucket is a slice of it, not a datetime parse.
+        ts: str = doc["@timestamp"]
+        if len(ts) == 24 and ts[4] == "-" and ts.endswith("Z"):
+            bucket = f"{ts[0:4]}.{ts[5:7]}" if self.bucket == "month" else f"{ts[0:4]}.{ts[5:7]}.{ts[8:10]}"
+        else:
+            parsed = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(timezone.utc)
+            bucket = parsed.strftime(self._time_format)
+        return f"{self.prefix}-events-{bucket}"
 
     # -- writing --------------------------------------------------------------
 
     def bulk_body(self, docs: Sequence[dict]) -> bytes:
         """NDJSON for ``_bulk``: create actions with the event id as ``_id``."""
         lines: list[bytes] = []
-        dumps = json.dumps
         for doc in docs:
             action = {"create": {"_index": self.index_for(doc), "_id": doc["event.id"]}}
-            lines.append(dumps(action, separators=(",", ":")).encode())
-            lines.append(dumps(nest(doc), separators=(",", ":"), ensure_ascii=False).encode())
+            lines.append(dumps(action))
+            lines.append(dumps(nest(doc)))
         lines.append(b"")
         return b"\n".join(lines)
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each `python -m bench.NAME` prints its result as one JSON line last."""
