@@ -20,7 +20,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
 from useraudit.catalog import CATALOG
-from useraudit.schema import COLUMNS
+from useraudit.schema import COLUMNS, device_label
 from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.query import FACETS
 
@@ -88,6 +88,19 @@ def _catalog_tree() -> list[dict[str, Any]]:
     return tree
 
 
+PEOPLE = {"user": "user", "target": "user.target", "impersonator": "audit.impersonator"}
+
+
+def _person(doc: dict, prefix: str) -> tuple[str, str]:
+    """(display name, second line) for a person cell: name over e-mail."""
+    name = doc.get(f"{prefix}.full_name") or doc.get(f"{prefix}.name")
+    email = doc.get(f"{prefix}.email")
+    ident = doc.get(f"{prefix}.id")
+    if name:
+        return str(name), str(email or "")
+    return str(email or ident or ""), ""
+
+
 def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     rows = []
     for hit in page.hits:
@@ -105,6 +118,11 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
             "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
             "target_key": hit.get("user.target.email") or hit.get("user.target.name") or hit.get("user.target.id"),
             "outcome": hit.get("event.outcome", "unknown"),
+            "people": {key: _person(hit, prefix) for key, prefix in PEOPLE.items()},
+            "ip": hit.get("source.ip") or hit.get("source.address") or "",
+            "device": device_label(hit),
+            "project_name": hit.get("audit.project.name") or "",
+            "project_id": hit.get("audit.project.id") or "",
             "code": hit.get("event.action", ""),
         })
     return rows

@@ -166,7 +166,7 @@ _DONE = object()
 def stream_workbook(docs: Iterable[dict], tz: ZoneInfo, about: list[tuple[str, str]],
                     *, max_rows: int = EXCEL_MAX_ROWS) -> Iterator[bytes]:
     """Yield the workbook's bytes while a worker thread writes it."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=64)
+    q: queue.Queue[Any] = queue.Queue(maxsize=8)
     stop = threading.Event()
 
     def work() -> None:
