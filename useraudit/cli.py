@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("useraudit.catalog_commands", "events"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
+    "prune": ("useraudit.store.commands", "prune"),
+    "migrate": ("useraudit.store.commands", "migrate"),
 }
 
 

@@ -8,8 +8,9 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
 * ``events``: one column per field (dots → underscores, ``@timestamp`` →
   ``timestamp``); multi-valued fields and ``audit.params`` as JSON text.
   Extra columns: ``ts_ms`` (epoch milliseconds, the sort key with
-  ``event_id``), ``<name>_fold`` beside every NAME field (lowercased, Latin
-  accents folded, like OpenSearch's ``.lower`` normalizer) and ``ip_key``
+  ``event_id``), ``<name>_fold`` beside the person name and e-mail fields
+  (lowercased, Latin accents folded, like OpenSearch's ``.lower``
+  normalizer; the other NAME fields are not filtered on) and ``ip_key``
   (16-byte IPv6 form of ``source.ip``, IPv4 mapped) so CIDR filters are
   index range scans.
 * ``events_fts``: FTS5 over ``audit_comments`` as an external-content table
@@ -17,7 +18,13 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   case-folded; Latin accents are ignored), prefix indexes for 2 and 3
   characters. ``bm25()`` and ``highlight()`` work on it.
 * ``related_users``: (account, folded value, row) for every ``related.user``
-  value: the User history filter is one index lookup.
+  value: the User history filter is one index lookup, and the person
+  filters (User, Modified user, Impersonator) find their candidates there
+  before checking the role's own columns.
+
+Indexes are few on purpose (each one costs ingest): event id, account +
+time (the sort), time (retention), and account + action, outcome, project,
+token, product/group and IP. Facets and totals scan the matching rows.
 
 Connections are per thread, in WAL mode with ``synchronous=NORMAL`` and a
 busy timeout: readers never block the writer, and writes are short
@@ -76,21 +83,20 @@ def column(name: str) -> str:
 COLUMNS: tuple[tuple[str, str, Kind, bool], ...] = tuple(
     (f.name, column(f.name), f.kind, f.multi) for f in FIELDS if f.name != "related.user"
 ) + (("related.user", "related_user", Kind.NAME, True),)
+# Lowercase, accent-folded shadows of the person fields the filters match on.
 FOLDED: tuple[tuple[str, str], ...] = tuple(
-    (f.name, column(f.name) + "_fold") for f in FIELDS if f.kind is Kind.NAME and not f.multi
+    (f"{prefix}.{part}", column(f"{prefix}.{part}") + "_fold")
+    for prefix in PERSON_FILTERS.values() for part in ("name", "email")
 )
 FIELD_COLUMN: dict[str, str] = {name: col for name, col, _k, _m in COLUMNS}
 
 _SQL_TYPE = {Kind.INTEGER: "INTEGER", Kind.BOOLEAN: "INTEGER"}
 
-# Filter columns get an (account, column, ts_ms) index: filter and order in one.
-_INDEXED = (
-    *(FIELD_COLUMN[f] for f in TERM_FILTERS.values()),
-    *(col for prefix in PERSON_FILTERS.values() for col in (
-        FIELD_COLUMN[f"{prefix}.id"], f"{FIELD_COLUMN[prefix + '.name']}_fold",
-        f"{FIELD_COLUMN[prefix + '.email']}_fold")),
-    "ip_key",
-)
+# (account, column, ts_ms) indexes: filter and order in one. Only for filters
+# selective enough to beat walking the account's rows newest first; person
+# filters go through related_users (every person of an event is listed there)
+# and low-cardinality ones (browser, OS, device) scan. Each index costs ingest.
+_INDEXED = ("event_action", "event_outcome", "audit_project_id", "audit_token_id", "ip_key")
 
 
 def _ddl() -> list[str]:
@@ -106,7 +112,7 @@ def _ddl() -> list[str]:
         "CREATE TABLE IF NOT EXISTS events (\n  " + ",\n  ".join(cols) + "\n)",
         "CREATE INDEX IF NOT EXISTS events_sort ON events(organization_id, ts_ms DESC, event_id DESC)",
         "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms)",
-        "CREATE INDEX IF NOT EXISTS events_groups ON events(organization_id, audit_product, audit_group)",
+        "CREATE INDEX IF NOT EXISTS events_groups ON events(organization_id, audit_product, audit_group, ts_ms)",
         *(f"CREATE INDEX IF NOT EXISTS events_{col} ON events(organization_id, {col}, ts_ms)"
           for col in dict.fromkeys(_INDEXED)),
         "CREATE TABLE IF NOT EXISTS related_users (\n"
@@ -157,37 +163,50 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _row(doc: dict, rid: int, ts_ms: int) -> tuple:
-    values: list[Any] = [rid, doc["event.id"], ts_ms]
-    get = doc.get
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def _build_row_function() -> Callable[[dict, int, int], list]:
+    """``_row(doc, rid, ts_ms)``: the INSERT parameters, as one generated expression.
+
+    Ingest speed is mostly Python per event; a loop over ~50 fields with
+    branches per kind costs several times this straight-line code.
+    """
+    parts = ["rid", 'doc["event.id"]', "ts_ms"]
     for name, _col, kind, multi in COLUMNS:
         if name == "event.id":
             continue
-        v = get(name)
-        if v is None:
-            values.append(None)
-        elif multi:
-            values.append(_dump(v if isinstance(v, list) else [v]))
+        get = f"g({name!r})"
+        if multi:
+            parts.append(f"(None if (v := {get}) is None else enc(v if type(v) is list else [v]))")
         elif kind is Kind.FLAT:
-            values.append(_dump(v))
+            parts.append(f"(None if (v := {get}) is None else enc(v))")
         elif kind is Kind.INTEGER:
-            values.append(int(v))
+            parts.append(f"(None if (v := {get}) is None else int(v))")
         else:
-            values.append(v if isinstance(v, str) else str(v))
+            parts.append(f"(v if (v := {get}) is None or type(v) is str else str(v))")
     for name, _col in FOLDED:
-        v = get(name)
-        values.append(_fold(v) if v else None)
-    ip = get("source.ip")
+        parts.append(f"(fold(v) if (v := g({name!r})) else None)")
+    parts.append('(ipk(v) if (v := g("source.ip")) else None)')
+    src = "def _row(doc, rid, ts_ms):\n    g = doc.get\n    return [\n        " + ",\n        ".join(parts) + "]\n"
+    namespace: dict[str, Any] = {"enc": _encode, "fold": _fold, "ipk": _ip_key_or_none}
+    exec(compile(src, "<useraudit.store.sqlite row>", "exec"), namespace)  # noqa: S102 - our own code
+    return namespace["_row"]
+
+
+def _ip_key_or_none(address: str) -> bytes | None:
     try:
-        values.append(ip_key(ip) if ip else None)
+        return ip_key(address)
     except ValueError:
-        values.append(None)
-    return tuple(values)
+        return None
 
 
 def _fold(value: Any) -> str:
     value = value if isinstance(value, str) else str(value)
     return value.lower() if value.isascii() else fold(value)
+
+
+_row = _build_row_function()
 
 
 def _doc(row: Sequence[Any]) -> dict:
@@ -353,29 +372,30 @@ class SQLiteStore(Store):
                 prepared.append((i, doc, _timestamp_ms(doc["@timestamp"])))
             except (KeyError, ValueError, TypeError) as exc:
                 results[i] = WriteResult("rejected", f"@timestamp is missing or invalid: {exc}")
+        # Everything Python does per event happens before taking the write lock.
+        rows: list[list] = []
+        kept: list[tuple[int, dict]] = []
+        for i, doc, ts in prepared:
+            try:
+                rows.append(_row(doc, 0, ts))
+            except (TypeError, ValueError) as exc:
+                results[i] = WriteResult("rejected", f"cannot store: {exc}")
+                continue
+            kept.append((i, doc))
         with self._write() as con:
-            existing: set[str] = set()
-            ids = [doc["event.id"] for _i, doc, _ts in prepared]
-            for start in range(0, len(ids), CHUNK):
-                chunk = ids[start : start + CHUNK]
-                existing.update(r[0] for r in con.execute(
-                    f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk))
-            rid = con.execute("SELECT coalesce(max(rid), 0) FROM events").fetchone()[0]
-            rows: list[tuple] = []
+            base = con.execute("SELECT coalesce(max(rid), 0) FROM events").fetchone()[0]
+            for k, row in enumerate(rows, start=base + 1):
+                row[0] = k
+            # Idempotence: a known event.id is ignored by the UNIQUE index; the
+            # rows that are present afterwards in our fresh rid range are ours.
+            con.executemany(_INSERT, rows)
+            created = {r[0] for r in con.execute(
+                "SELECT rid FROM events WHERE rid BETWEEN ? AND ?", (base + 1, base + len(rows)))}
             fts: list[tuple[int, str]] = []
             related: list[tuple[str, str, int]] = []
-            for i, doc, ts in prepared:
-                event_id = doc["event.id"]
-                if event_id in existing:
+            for rid, (i, doc) in enumerate(kept, start=base + 1):
+                if rid not in created:
                     results[i] = WriteResult("duplicate")
-                    continue
-                existing.add(event_id)
-                rid += 1
-                try:
-                    rows.append(_row(doc, rid, ts))
-                except (TypeError, ValueError) as exc:
-                    results[i] = WriteResult("rejected", f"cannot store: {exc}")
-                    rid -= 1
                     continue
                 results[i] = WriteResult("created")
                 comments = doc.get("audit.comments")
@@ -385,7 +405,6 @@ class SQLiteStore(Store):
                 if users:
                     account = doc.get("organization.id") or ""
                     related.extend((account, v, rid) for v in {_fold(u) for u in users})
-            con.executemany(_INSERT, rows)
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
             con.executemany("INSERT OR IGNORE INTO related_users(organization_id, value, rid) VALUES (?, ?, ?)",
                             related)
@@ -439,13 +458,17 @@ class SQLiteStore(Store):
         for attr, prefix in PERSON_FILTERS.items():
             values = getattr(query, attr)
             if values:
+                # related_users lists every person of an event (folded): it finds
+                # the candidates by index; the role's own columns decide.
                 folded = [_fold(v) for v in values]
                 clauses.append(
-                    f"({FIELD_COLUMN[prefix + '.id']} IN ({_marks(values)})"
+                    "rid IN (SELECT rid FROM related_users WHERE organization_id = ? "
+                    f"AND value IN ({_marks(values)}))"
+                    f" AND ({FIELD_COLUMN[prefix + '.id']} IN ({_marks(values)})"
                     f" OR {FIELD_COLUMN[prefix + '.name']}_fold IN ({_marks(values)})"
                     f" OR {FIELD_COLUMN[prefix + '.email']}_fold IN ({_marks(values)}))"
                 )
-                params.extend([*values, *folded, *folded])
+                params.extend([query.account, *folded, *values, *folded, *folded])
         if query.history:
             clauses.append(
                 "rid IN (SELECT rid FROM related_users WHERE organization_id = ? "
