@@ -26,14 +26,25 @@ def wsgi_bare(environ: dict, start_response: Any) -> list[bytes]:
 async def asgi_bare(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(BODY)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": BODY})
 
 
 def _recorder() -> Recorder:
-    return Recorder(os.environ.get("USERAUDIT_SPOOL", "var/bench-spool"), durability="batch",
-                    flush_interval=float(os.environ.get("USERAUDIT_FLUSH_INTERVAL", "0.05")))
+    return Recorder(
+        os.environ.get("USERAUDIT_SPOOL", "var/bench-spool"),
+        durability="batch",
+        flush_interval=float(os.environ.get("USERAUDIT_FLUSH_INTERVAL", "0.05")),
+    )
 
 
 def make_wsgi(recorder: Recorder | None = None) -> Any:

@@ -41,9 +41,18 @@ UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like 
 
 
 def _environ() -> dict[str, Any]:
-    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "",
-            "REMOTE_ADDR": "127.0.0.1", "SERVER_NAME": "bench", "SERVER_PORT": "80",
-            "HTTP_USER_AGENT": UA, "HTTP_X_FORWARDED_FOR": "203.0.113.7", "wsgi.url_scheme": "http"}
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "HTTP_USER_AGENT": UA,
+        "HTTP_X_FORWARDED_FOR": "203.0.113.7",
+        "wsgi.url_scheme": "http",
+    }
 
 
 def _per_call(fn: Any, n: int, repeats: int = 5) -> float:
@@ -74,6 +83,7 @@ def inprocess_wsgi(spool: Path, n: int) -> dict[str, float]:
                 close = getattr(body, "close", None)
                 if close:
                     close()
+
         return run
 
     bare = _per_call(loop(_hello.wsgi_bare), n)
@@ -98,12 +108,19 @@ def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
     def loop(app: Any) -> Any:
         async def many(count: int) -> None:
             for _ in range(count):
-                scope = {"type": "http", "method": "GET", "path": "/", "root_path": "",
-                         "client": ("127.0.0.1", 5000), "headers": scope_headers}
+                scope = {
+                    "type": "http",
+                    "method": "GET",
+                    "path": "/",
+                    "root_path": "",
+                    "client": ("127.0.0.1", 5000),
+                    "headers": scope_headers,
+                }
                 await app(scope, receive, send)
 
         def run(count: int) -> None:
             asyncio.run(many(count))
+
         return run
 
     bare = _per_call(loop(_hello.asgi_bare), n)
@@ -115,7 +132,6 @@ def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
 def record_vs_structlog(spool: Path, n: int) -> dict[str, float]:
     """One audit event via record() (batch) vs one structlog JSON line to a file."""
     import structlog
-
     from useraudit.middleware.context import RequestContext, current
     from useraudit.middleware.recorder import Recorder
 
@@ -124,21 +140,41 @@ def record_vs_structlog(spool: Path, n: int) -> dict[str, float]:
     fh = open(log_path, "w")  # noqa: SIM115 - closed below
     log = structlog.wrap_logger(
         structlog.WriteLogger(fh),
-        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.JSONRenderer()],
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
     )
-    ctx = RequestContext(request_id="0123456789abcdef", client_ip="203.0.113.7", user_agent=UA,
-                         method="POST", path="/tokens", user={"id": "u-1", "name": "alice"}, pending=None)
+    ctx = RequestContext(
+        request_id="0123456789abcdef",
+        client_ip="203.0.113.7",
+        user_agent=UA,
+        method="POST",
+        path="/tokens",
+        user={"id": "u-1", "name": "alice"},
+        pending=None,
+    )
     token = current.set(ctx)
 
     def do_record(count: int) -> None:
         for i in range(count):
-            rec.record("token.created", token_id="tok-1234", project="p-7", comments="created from the UI")
+            rec.record(
+                "token.created", token_id="tok-1234", project="p-7", comments="created from the UI"
+            )
 
     def do_log(count: int) -> None:
         for i in range(count):
-            log.info("token.created", token_id="tok-1234", project="p-7", comments="created from the UI",
-                     request_id="0123456789abcdef", client_ip="203.0.113.7", user_id="u-1", user_agent=UA)
+            log.info(
+                "token.created",
+                token_id="tok-1234",
+                project="p-7",
+                comments="created from the UI",
+                request_id="0123456789abcdef",
+                client_ip="203.0.113.7",
+                user_id="u-1",
+                user_agent=UA,
+            )
 
     try:
         record_s = _per_call(do_record, n)
@@ -163,12 +199,33 @@ def _start(kind: str, target: str, spool: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "USERAUDIT_SPOOL": str(spool), "PYTHONPATH": str(ROOT)}
     if kind == "gunicorn":
-        cmd = [str(BIN / "gunicorn"), "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning", target]
+        cmd = [
+            str(BIN / "gunicorn"),
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            target,
+        ]
     else:
-        cmd = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-               "--log-level", "warning", "--no-proxy-headers", *(["--factory"] if target.endswith("()") else []),
-               target.rstrip("()")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [
+            str(BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--no-proxy-headers",
+            *(["--factory"] if target.endswith("()") else []),
+            target.rstrip("()"),
+        ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30
     while True:
@@ -193,8 +250,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _wrk(url: str, seconds: float, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     m = re.search(r"Requests/sec:\s*([\d.]+)", out)
     if not m:
         raise RuntimeError(out)
@@ -229,8 +290,9 @@ def _pyload(url: str, seconds: float, connections: int) -> float:
     return sum(count) / seconds
 
 
-def server_ratio(kind: str, bare: str, audited: str, spool: Path, seconds: float, rounds: int,
-                 connections: int) -> dict[str, Any]:
+def server_ratio(
+    kind: str, bare: str, audited: str, spool: Path, seconds: float, rounds: int, connections: int
+) -> dict[str, Any]:
     """Both servers up at once; alternating load bursts; median of per-round ratios.
 
     Loopback numbers on a shared machine drift by tens of percent within a
@@ -254,9 +316,14 @@ def server_ratio(kind: str, bare: str, audited: str, spool: Path, seconds: float
             _stop(proc)
     ratios = [a / b for a, b in zip(results["audited"], results["bare"], strict=True)]
     events = _spooled(spool, kind)
-    return {"load_tool": load.__name__.lstrip("_"), "bare_rps": round(statistics.median(results["bare"])),
-            "audited_rps": round(statistics.median(results["audited"])), "ratio": statistics.median(ratios),
-            "round_ratios": [round(x, 3) for x in ratios], "events_spooled": events}
+    return {
+        "load_tool": load.__name__.lstrip("_"),
+        "bare_rps": round(statistics.median(results["bare"])),
+        "audited_rps": round(statistics.median(results["audited"])),
+        "ratio": statistics.median(ratios),
+        "round_ratios": [round(x, 3) for x in ratios],
+        "events_spooled": events,
+    }
 
 
 def _spooled(spool: Path, kind: str) -> int:
@@ -278,29 +345,46 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result: dict[str, Any] = {}
         wsgi = inprocess_wsgi(spool, args.n)
-        print(f"in-process WSGI: bare {wsgi['bare_us']:.1f} µs, audited {wsgi['audited_us']:.1f} µs, "
-              f"added {wsgi['added_us']:.1f} µs/request")
+        print(
+            f"in-process WSGI: bare {wsgi['bare_us']:.1f} µs, audited {wsgi['audited_us']:.1f} µs, "
+            f"added {wsgi['added_us']:.1f} µs/request"
+        )
         asgi = inprocess_asgi(spool, args.n)
-        print(f"in-process ASGI: bare {asgi['bare_us']:.1f} µs, audited {asgi['audited_us']:.1f} µs, "
-              f"added {asgi['added_us']:.1f} µs/request")
+        print(
+            f"in-process ASGI: bare {asgi['bare_us']:.1f} µs, audited {asgi['audited_us']:.1f} µs, "
+            f"added {asgi['added_us']:.1f} µs/request"
+        )
         per_event = record_vs_structlog(spool, args.n)
-        print(f"record() batch {per_event['record_us']:.2f} µs vs structlog JSON to file "
-              f"{per_event['structlog_us']:.2f} µs: ratio {per_event['ratio']:.2f} (target ≤ 2)")
-        result.update(wsgi_added_us=round(wsgi["added_us"], 1), asgi_added_us=round(asgi["added_us"], 1),
-                      record_us=round(per_event["record_us"], 2), structlog_us=round(per_event["structlog_us"], 2),
-                      record_vs_structlog=round(per_event["ratio"], 3))
+        print(
+            f"record() batch {per_event['record_us']:.2f} µs vs structlog JSON to file "
+            f"{per_event['structlog_us']:.2f} µs: ratio {per_event['ratio']:.2f} (target ≤ 2)"
+        )
+        result.update(
+            wsgi_added_us=round(wsgi["added_us"], 1),
+            asgi_added_us=round(asgi["added_us"], 1),
+            record_us=round(per_event["record_us"], 2),
+            structlog_us=round(per_event["structlog_us"], 2),
+            record_vs_structlog=round(per_event["ratio"], 3),
+        )
         if not args.no_servers:
-            for kind, bare, audited in (("gunicorn", "bench._hello:wsgi_bare", "bench._hello:wsgi_audited()"),
-                                        ("uvicorn", "bench._hello:asgi_bare", "bench._hello:asgi_audited()")):
-                r = server_ratio(kind, bare, audited, spool, args.seconds, args.rounds, args.connections)
-                print(f"{kind} ({r['load_tool']}, {args.connections} connections, {args.rounds}×{args.seconds:g}s): "
-                      f"bare {r['bare_rps']} req/s, audited {r['audited_rps']} req/s, ratio {r['ratio']:.3f} "
-                      f"(target ≥ 0.9); per-round ratios {r['round_ratios']}; {r['events_spooled']} events spooled")
+            for kind, bare, audited in (
+                ("gunicorn", "bench._hello:wsgi_bare", "bench._hello:wsgi_audited()"),
+                ("uvicorn", "bench._hello:asgi_bare", "bench._hello:asgi_audited()"),
+            ):
+                r = server_ratio(
+                    kind, bare, audited, spool, args.seconds, args.rounds, args.connections
+                )
+                print(
+                    f"{kind} ({r['load_tool']}, {args.connections} connections, {args.rounds}×{args.seconds:g}s): "
+                    f"bare {r['bare_rps']} req/s, audited {r['audited_rps']} req/s, ratio {r['ratio']:.3f} "
+                    f"(target ≥ 0.9); per-round ratios {r['round_ratios']}; {r['events_spooled']} events spooled"
+                )
                 result[f"{kind}_ratio"] = round(r["ratio"], 3)
                 result[f"{kind}_bare_rps"] = r["bare_rps"]
                 result[f"{kind}_audited_rps"] = r["audited_rps"]
-        result["targets_met"] = (result["record_vs_structlog"] <= 2
-                                 and all(result.get(f"{k}_ratio", 1) >= 0.9 for k in ("gunicorn", "uvicorn")))
+        result["targets_met"] = result["record_vs_structlog"] <= 2 and all(
+            result.get(f"{k}_ratio", 1) >= 0.9 for k in ("gunicorn", "uvicorn")
+        )
         print(json.dumps(result))
     finally:
         shutil.rmtree(spool, ignore_errors=True)

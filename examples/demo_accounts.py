@@ -39,7 +39,9 @@ class Account:
 
 
 USERS = {
-    "alice": Account("u-1", "alice", "alice@example.com", "Alice Admin", "alice-pass", ["admin", "USER_ADMIN"]),
+    "alice": Account(
+        "u-1", "alice", "alice@example.com", "Alice Admin", "alice-pass", ["admin", "USER_ADMIN"]
+    ),
     "bob": Account("u-2", "bob", "bob@example.com", "Bob Builder", "bob-pass", ["editor"]),
     "carol": Account("u-3", "carol", "carol@example.com", "Carol Clerk", "carol-pass", ["viewer"]),
 }
@@ -54,14 +56,18 @@ def check_password(username: str, password: str) -> Account | None:
 
 
 def sign(payload: dict) -> str:
-    body = base64.urlsafe_b64encode(json.dumps(payload, sort_keys=True).encode()).decode().rstrip("=")
+    body = (
+        base64.urlsafe_b64encode(json.dumps(payload, sort_keys=True).encode()).decode().rstrip("=")
+    )
     mac = hmac.new(SECRET, body.encode(), hashlib.sha256).hexdigest()[:32]
     return f"{body}.{mac}"
 
 
 def unsign(token: str) -> dict | None:
     body, _, mac = token.rpartition(".")
-    if not body or not hmac.compare_digest(hmac.new(SECRET, body.encode(), hashlib.sha256).hexdigest()[:32], mac):
+    if not body or not hmac.compare_digest(
+        hmac.new(SECRET, body.encode(), hashlib.sha256).hexdigest()[:32], mac
+    ):
         return None
     try:
         return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

@@ -17,7 +17,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from . import context as _context
 from .context import RequestContext
 from .recorder import AuditError, Recorder, _internal_errors, get_recorder
 
@@ -71,12 +70,17 @@ class contain:  # noqa: N801 - used like a function: `with contain("what"):`
             return False  # KeyboardInterrupt, SystemExit... are not ours to eat
         if isinstance(exc, AuditError):
             return False  # already counted by the recorder, meant to propagate
-        stats.internal_errors += 1
-        _internal_errors.append(exc)
-        log.error("useraudit: %s failed: %r", self.what, exc, exc_info=(typ, exc, tb))  # type: ignore[arg-type]
-        if self.fail_closed:
-            raise CaptureError(f"useraudit: {self.what} failed: {exc!r}") from exc
+        swallowed(exc, self.what, self.fail_closed)
         return True
+
+
+def swallowed(exc: Exception, what: str, fail_closed: bool = False) -> None:
+    """Count and log an error we contain (the hot paths call this from ``except``)."""
+    stats.internal_errors += 1
+    _internal_errors.append(exc)
+    log.error("useraudit: %s failed: %r", what, exc, exc_info=exc)
+    if fail_closed:
+        raise CaptureError(f"useraudit: {what} failed: {exc!r}") from exc
 
 
 def header_text(value: str | bytes | None, limit: int) -> str | None:
@@ -189,8 +193,15 @@ class Capture:
     ``flask.request``/``flask_login.current_user``.
     """
 
-    __slots__ = ("_recorder", "trusted_proxies", "get_user", "get_impersonator", "get_account",
-                 "rules", "_fail_closed")
+    __slots__ = (
+        "_recorder",
+        "trusted_proxies",
+        "get_user",
+        "get_impersonator",
+        "get_account",
+        "rules",
+        "_fail_closed",
+    )
 
     def __init__(
         self,
@@ -235,7 +246,9 @@ class Capture:
         request_id_header: str | None,
     ) -> RequestContext:
         """A fresh context for one request (not yet bound)."""
-        fail_closed = self._fail_closed if self._fail_closed is not None else self.recorder.fail_closed
+        fail_closed = (
+            self._fail_closed if self._fail_closed is not None else self.recorder.fail_closed
+        )
         ctx = RequestContext(
             request_id=request_id(request_id_header),
             client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),
@@ -256,7 +269,9 @@ class Capture:
             with contain("get_account callback", fail_closed):
                 account = self.get_account(request)
                 if isinstance(account, tuple):
-                    ctx.account_id, ctx.account_name = (str(a) if a is not None else None for a in account)
+                    ctx.account_id, ctx.account_name = (
+                        str(a) if a is not None else None for a in account
+                    )
                 elif account is not None:
                     ctx.account_id = str(account)
         return ctx
@@ -279,9 +294,11 @@ class Capture:
         rules = self.rules
         if rules is None or ctx.method is None or ctx.path is None:
             return
-        hit = None
-        with contain("capture rules", ctx.fail_closed):
+        try:
             hit = rules.match(ctx.method, ctx.path, ctx.status, exc)
+        except Exception as err:  # noqa: BLE001 - a bad rule must not break the host
+            swallowed(err, "capture rules", ctx.fail_closed)
+            return
         if hit is not None:
             action, kwargs = hit
             self.recorder.record(action, **kwargs)
@@ -298,7 +315,11 @@ def flush_pending(ctx: RequestContext) -> None:
         if user:
             for key, value in user.items():
                 event.setdefault(f"user.{key}", value)
-        if impersonator and "audit.impersonator.id" not in event and "audit.impersonator.name" not in event:
+        if (
+            impersonator
+            and "audit.impersonator.id" not in event
+            and "audit.impersonator.name" not in event
+        ):
             for key, value in impersonator.items():
                 event[f"audit.impersonator.{key}"] = value
         if ctx.status is not None:

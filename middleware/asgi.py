@@ -47,7 +47,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from . import _common
-from ._common import MAX_FORWARDED_FOR, MAX_PATH, MAX_USER_AGENT, Capture, contain, header_text
+from ._common import (
+    MAX_FORWARDED_FOR,
+    MAX_PATH,
+    MAX_USER_AGENT,
+    Capture,
+    header_text,
+    swallowed,
+)
 from .context import RequestContext, current
 from .recorder import AuditError
 
@@ -83,11 +90,16 @@ class AuditMiddleware:
         capture = self.capture
         ctx: RequestContext | None = None
         try:
-            with contain("request setup", capture.fail_closed):
-                ctx = self.context(scope)
+            ctx = self.context(scope)
         except AuditError:
             await _unavailable(send)
             return
+        except Exception as err:  # noqa: BLE001
+            try:
+                swallowed(err, "request setup", capture.fail_closed)
+            except AuditError:
+                await _unavailable(send)
+                return
         if ctx is None:
             await self.app(scope, receive, send)
             return
@@ -111,7 +123,11 @@ class AuditMiddleware:
                     refused = True
                     await _unavailable(send)
                     return
-            elif kind == "http.response.body" and not message.get("more_body", False) and not finished:
+            elif (
+                kind == "http.response.body"
+                and not message.get("more_body", False)
+                and not finished
+            ):
                 finished = True
                 _finish(capture, ctx, status, None)
             await send(message)
@@ -164,16 +180,26 @@ class AuditMiddleware:
         )
 
 
-def _finish(capture: Capture, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
+def _finish(
+    capture: Capture, ctx: RequestContext, status: int | None, exc: BaseException | None
+) -> None:
     try:
-        with contain("recording the request"):
-            capture.finished(ctx, status, exc)
+        capture.finished(ctx, status, exc)
     except AuditError:
         pass  # counted by the recorder; the response is under way
+    except Exception as err:  # noqa: BLE001 - our bug must not become the host's
+        swallowed(err, "recording the request")
 
 
 async def _unavailable(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(UNAVAILABLE_BODY)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})

@@ -121,10 +121,13 @@ def bind_extra(**fields: Any) -> None:
 
 def _call(fn: Callable[[], Any], fail_closed: bool) -> Person | None:
     # Host callbacks must never break a request: contained and counted.
-    from ._common import contain
-
-    with contain("user callback", fail_closed):
+    try:
         return person(fn())
+    except Exception:
+        from ._common import contain  # imported here: _common imports this module
+
+        with contain("user callback", fail_closed):
+            raise
     return None
 
 

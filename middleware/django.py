@@ -130,8 +130,9 @@ class AuditMiddleware:
                 return _unavailable()
             exc = getattr(request, "_useraudit_exception", None)
             if getattr(response, "streaming", False) and exc is None:
-                response.streaming_content = _stream(response.streaming_content, capture, ctx,
-                                                     response.status_code)
+                response.streaming_content = _stream(
+                    response.streaming_content, capture, ctx, response.status_code
+                )
                 return response
             try:
                 capture.finished(ctx, response.status_code, exc)
@@ -194,9 +195,12 @@ def _sign_in_failed(sender: Any, credentials: Any = None, request: Any = None, *
     username = None
     if isinstance(credentials, dict):
         username = credentials.get("username") or credentials.get("email")
-    get_recorder().record("user.signed_in", outcome="failure",
-                          user={"name": str(username)} if username else None,
-                          reason="invalid credentials")
+    get_recorder().record(
+        "user.signed_in",
+        outcome="failure",
+        user={"name": str(username)} if username else None,
+        reason="invalid credentials",
+    )
 
 
 class UserAuditConfig(AppConfig):
@@ -210,8 +214,11 @@ class UserAuditConfig(AppConfig):
 
         spool_dir = _setting("SPOOL_DIR")
         if spool_dir:
-            configure(spool_dir=spool_dir, durability=_setting("DURABILITY", "batch"),
-                      fail_closed=bool(_setting("FAIL_CLOSED", False)))
+            configure(
+                spool_dir=spool_dir,
+                durability=_setting("DURABILITY", "batch"),
+                fail_closed=bool(_setting("FAIL_CLOSED", False)),
+            )
         user_logged_in.connect(_signed_in, dispatch_uid="useraudit.signed_in")
         user_logged_out.connect(_signed_out, dispatch_uid="useraudit.signed_out")
         user_login_failed.connect(_sign_in_failed, dispatch_uid="useraudit.sign_in_failed")

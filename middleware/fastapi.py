@@ -52,8 +52,9 @@ async def _unavailable(request: Request, exc: Exception) -> PlainTextResponse:
     return PlainTextResponse(UNAVAILABLE_BODY.decode(), status_code=503)
 
 
-def audited(dependency: Callable[..., Any], *,
-            impersonator: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+def audited(
+    dependency: Callable[..., Any], *, impersonator: Callable[[Any], Any] | None = None
+) -> Callable[..., Any]:
     """A dependency that returns ``dependency``'s user and binds it for the audit log."""
 
     def bind(user: Any) -> Any:

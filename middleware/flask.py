@@ -58,9 +58,15 @@ def flask_user(_environ: Any = None) -> Any:
 class UserAudit:
     """The Flask extension. Keyword arguments are :class:`~useraudit.middleware._common.Capture`'s."""
 
-    def __init__(self, app: Any = None, *, recorder: Recorder | None = None,
-                 impersonator_session_key: str = IMPERSONATOR_SESSION_KEY, signals: bool = True,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        app: Any = None,
+        *,
+        recorder: Recorder | None = None,
+        impersonator_session_key: str = IMPERSONATOR_SESSION_KEY,
+        signals: bool = True,
+        **options: Any,
+    ) -> None:
         self.recorder = recorder
         self.impersonator_session_key = impersonator_session_key
         self.signals = signals

@@ -57,7 +57,7 @@ def parse_statuses(spec: str | Iterable[int]) -> frozenset[int]:
 def compile_route(route: str) -> re.Pattern[str]:
     out, pos = [], 0
     for m in _PLACEHOLDER.finditer(route):
-        out.append(re.escape(route[pos:m.start()]))
+        out.append(re.escape(route[pos : m.start()]))
         out.append(f"(?P<{m.group(1)}>.+)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)")
         pos = m.end()
     out.append(re.escape(route[pos:]))
@@ -81,13 +81,20 @@ class Rule:
         object.__setattr__(self, "_failure", parse_statuses(self.failure))
         object.__setattr__(self, "_method", self.method.upper())
 
-    def match(self, method: str, path: str, status: int | None,
-              exc: BaseException | None) -> tuple[str, dict[str, Any]] | None:
+    def match(
+        self, method: str, path: str, status: int | None, exc: BaseException | None
+    ) -> tuple[str, dict[str, Any]] | None:
         if self._method != "*" and self._method != method.upper():  # type: ignore[attr-defined]
             return None
         m = self._pattern.match(path)  # type: ignore[attr-defined]
         if m is None:
             return None
+        return self.decide(m, status, exc)
+
+    def decide(
+        self, m: re.Match[str], status: int | None, exc: BaseException | None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Outcome and record() arguments for a request whose path matched ``m``."""
         if exc is not None:
             outcome, reason = "failure", type(exc).__name__
         elif status in self._success:  # type: ignore[attr-defined]
@@ -121,10 +128,12 @@ class Rules:
         for rule in self.rules:
             self._by_method.setdefault(rule.method.upper(), []).append(rule)
 
-    def match(self, method: str, path: str, status: int | None,
-              exc: BaseException | None = None) -> tuple[str, dict[str, Any]] | None:
+    def match(
+        self, method: str, path: str, status: int | None, exc: BaseException | None = None
+    ) -> tuple[str, dict[str, Any]] | None:
         method = method.upper()
         for rule in (*self._by_method.get(method, ()), *self._by_method.get("*", ())):
-            if rule._pattern.match(path):  # type: ignore[attr-defined]
-                return rule.match(method, path, status, exc)
+            m = rule._pattern.match(path)  # type: ignore[attr-defined]
+            if m is not None:
+                return rule.decide(m, status, exc)
         return None

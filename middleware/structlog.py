@@ -56,15 +56,41 @@ CONTEXT_KEYS: dict[str, str] = {
     "http_path": "path",
 }
 
-RECORD_ARGS = ("outcome", "user", "target_user", "impersonator", "account", "account_name", "project",
-               "project_name", "token_id", "comments", "reason", "event_id", "timestamp")
+RECORD_ARGS = (
+    "outcome",
+    "user",
+    "target_user",
+    "impersonator",
+    "account",
+    "account_name",
+    "project",
+    "project_name",
+    "token_id",
+    "comments",
+    "reason",
+    "event_id",
+    "timestamp",
+)
 
 # structlog/stdlib bookkeeping keys that are never action parameters.
-IGNORED = frozenset((
-    "event", "audit", "action", "level", "logger", "logger_name", "exc_info", "stack_info",
-    "_record", "_from_structlog", "positional_args", "user_id", "impersonator_id",
-    *CONTEXT_KEYS,
-))
+IGNORED = frozenset(
+    (
+        "event",
+        "audit",
+        "action",
+        "level",
+        "logger",
+        "logger_name",
+        "exc_info",
+        "stack_info",
+        "_record",
+        "_from_structlog",
+        "positional_args",
+        "user_id",
+        "impersonator_id",
+        *CONTEXT_KEYS,
+    )
+)
 
 
 class MergeAuditContext:
@@ -111,9 +137,15 @@ class RouteAuditEvents:
 
     __slots__ = ("recorder", "drop", "masker", "catalog", "marker")
 
-    def __init__(self, recorder: Recorder | None = None, *, drop: bool = False,
-                 masker: Masker = DEFAULT_MASKER, catalog: Catalog = CATALOG,
-                 marker: str = "audit") -> None:
+    def __init__(
+        self,
+        recorder: Recorder | None = None,
+        *,
+        drop: bool = False,
+        masker: Masker = DEFAULT_MASKER,
+        catalog: Catalog = CATALOG,
+        marker: str = "audit",
+    ) -> None:
         self.recorder = recorder
         self.drop = drop
         self.masker = masker
@@ -186,5 +218,11 @@ merge_audit_context = MergeAuditContext()
 route_audit_events = RouteAuditEvents()
 mask_secrets = MaskSecrets()
 
-__all__ = ["MaskSecrets", "MergeAuditContext", "RouteAuditEvents", "mask_secrets",
-           "merge_audit_context", "route_audit_events"]
+__all__ = [
+    "MaskSecrets",
+    "MergeAuditContext",
+    "RouteAuditEvents",
+    "mask_secrets",
+    "merge_audit_context",
+    "route_audit_events",
+]

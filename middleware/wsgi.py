@@ -57,7 +57,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import _common
-from ._common import MAX_FORWARDED_FOR, MAX_PATH, MAX_USER_AGENT, Capture, contain, header_text
+from ._common import (
+    MAX_FORWARDED_FOR,
+    MAX_PATH,
+    MAX_USER_AGENT,
+    Capture,
+    contain,
+    header_text,
+    swallowed,
+)
 from .context import RequestContext, current
 from .recorder import AuditError
 
@@ -66,8 +74,10 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 UNAVAILABLE_BODY = b"audit trail unavailable\n"
-UNAVAILABLE_HEADERS = [("Content-Type", "text/plain; charset=utf-8"),
-                       ("Content-Length", str(len(UNAVAILABLE_BODY)))]
+UNAVAILABLE_HEADERS = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Content-Length", str(len(UNAVAILABLE_BODY))),
+]
 
 
 class _State:
@@ -96,16 +106,23 @@ class AuditMiddleware:
         capture = self.capture
         ctx: RequestContext | None = None
         try:
-            with contain("request setup", capture.fail_closed):
-                ctx = self.context(environ)
+            ctx = self.context(environ)
         except AuditError:
+            return _unavailable(start_response)
+        except Exception as err:  # noqa: BLE001
+            try:
+                swallowed(err, "request setup", capture.fail_closed)
+            except AuditError:
+                return _unavailable(start_response)
             return _unavailable(start_response)
         if ctx is None:
             return self.app(environ, start_response)
 
         state = _State()
 
-        def audit_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        def audit_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
             if not state.started:
                 state.started = True
                 state.status = _common.status_code(status)
@@ -114,8 +131,11 @@ class AuditMiddleware:
                 except AuditError:
                     state.refused = True
                     state.status = 503
-                    return start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS),
-                                          exc_info or sys.exc_info())
+                    return start_response(
+                        "503 Service Unavailable",
+                        list(UNAVAILABLE_HEADERS),
+                        exc_info or sys.exc_info(),
+                    )
             elif exc_info is not None:
                 state.status = _common.status_code(status)
             if state.refused:
@@ -171,10 +191,11 @@ class AuditMiddleware:
 
     def _finish(self, ctx: RequestContext, state: _State, exc: BaseException | None) -> None:
         try:
-            with contain("recording the request"):
-                self.capture.finished(ctx, state.status, exc)
+            self.capture.finished(ctx, state.status, exc)
         except AuditError:
             pass  # counted by the recorder; too late to refuse the response
+        except Exception as err:  # noqa: BLE001 - our bug must not become the host's
+            swallowed(err, "recording the request")
 
 
 class _Body:
@@ -182,8 +203,9 @@ class _Body:
 
     __slots__ = ("_iterable", "_iterator", "_mw", "_ctx", "_state", "_done")
 
-    def __init__(self, iterable: Iterable[bytes], mw: AuditMiddleware, ctx: RequestContext,
-                 state: _State) -> None:
+    def __init__(
+        self, iterable: Iterable[bytes], mw: AuditMiddleware, ctx: RequestContext, state: _State
+    ) -> None:
         self._iterable = iterable
         self._iterator: Iterator[bytes] | None = None
         self._mw = mw

@@ -37,6 +37,9 @@ USERAUDIT = {
     "TRUSTED_PROXIES": int(os.environ.get("USERAUDIT_TRUSTED_PROXIES", "0")),
     "RULES": "django_app.views.RULES",
 }
-LOGGING = {"version": 1, "disable_existing_loggers": False,
-           "handlers": {"console": {"class": "logging.StreamHandler"}},
-           "loggers": {"useraudit": {"handlers": ["console"], "level": "INFO"}}}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"useraudit": {"handlers": ["console"], "level": "INFO"}},
+}

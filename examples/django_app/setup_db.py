@@ -11,9 +11,8 @@ def main() -> None:
 
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
-    from django.contrib.auth.models import User
-
     from demo_accounts import USERS
+    from django.contrib.auth.models import User
 
     for acc in USERS.values():
         first, _, last = acc.full_name.partition(" ")

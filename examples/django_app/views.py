@@ -6,21 +6,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from demo_accounts import new_api_token, unsign
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-
-import useraudit
-from demo_accounts import new_api_token, unsign
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.django import IMPERSONATOR_SESSION_KEY
 from useraudit.middleware.rules import Rule, Rules
 
-RULES = Rules([
-    Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
-    Rule("GET", "/projects/{project}/export", "bot_project.exported"),
-])
+import useraudit
+
+RULES = Rules(
+    [
+        Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
+        Rule("GET", "/projects/{project}/export", "bot_project.exported"),
+    ]
+)
 
 
 class _Acc:
@@ -43,13 +45,16 @@ def _needs_login(view: Any) -> Any:
         if not request.user.is_authenticated:
             return JsonResponse({"error": "sign in"}, status=401)
         return view(request, *args, **kwargs)
+
     return csrf_exempt(wrapper)
 
 
 @csrf_exempt
 def login_view(request: HttpRequest) -> HttpResponse:
     data = _json(request)
-    user = authenticate(request, username=str(data.get("username", "")), password=str(data.get("password", "")))
+    user = authenticate(
+        request, username=str(data.get("username", "")), password=str(data.get("password", ""))
+    )
     if user is None:  # user_login_failed → user.signed_in / failure
         return JsonResponse({"error": "invalid credentials"}, status=401)
     login(request, user)  # user_logged_in → user.signed_in
@@ -77,8 +82,10 @@ def password(request: HttpRequest) -> HttpResponse:
     if not request.user.check_password(str(data.get("old_password", ""))):
         return JsonResponse({"error": "wrong password"}, status=403)
     # A real app would set_password() here; the example keeps its fixtures.
-    useraudit.record("user.password_changed",
-                     params={"old_password": data.get("old_password"), "new_password": data.get("new_password")})
+    useraudit.record(
+        "user.password_changed",
+        params={"old_password": data.get("old_password"), "new_password": data.get("new_password")},
+    )
     return JsonResponse({"ok": True})
 
 
@@ -144,8 +151,12 @@ def impersonate(request: HttpRequest, username: str) -> HttpResponse:
     target = User.objects.filter(username=username).first()
     if target is None:
         return JsonResponse({"error": "no such user"}, status=404)
-    impersonator = {"id": str(admin.pk), "name": admin.username, "email": admin.email,
-                    "full_name": admin.get_full_name()}
+    impersonator = {
+        "id": str(admin.pk),
+        "name": admin.username,
+        "email": admin.email,
+        "full_name": admin.get_full_name(),
+    }
     audit_context.set_impersonator(impersonator)  # for this request's own sign-in event
     login(request, target, backend="django.contrib.auth.backends.ModelBackend")
     # After login(): switching users flushes the session.

@@ -14,19 +14,30 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
+from demo_accounts import (
+    BY_ID,
+    USERS,
+    Account,
+    api_user,
+    check_password,
+    new_api_token,
+    sign,
+    unsign,
+)
 from fastapi import Body, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import StreamingResponse
-
-import useraudit
-from demo_accounts import BY_ID, USERS, Account, api_user, check_password, new_api_token, sign, unsign
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.fastapi import ActingUser, audited, install
 from useraudit.middleware.rules import Rule, Rules
 
-RULES = Rules([
-    Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
-    Rule("GET", "/projects/{project}/export", "bot_project.exported"),
-])
+import useraudit
+
+RULES = Rules(
+    [
+        Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
+        Rule("GET", "/projects/{project}/export", "bot_project.exported"),
+    ]
+)
 
 useraudit.configure(
     spool_dir=os.environ.get("USERAUDIT_SPOOL", "var/spool"),
@@ -44,7 +55,11 @@ class SessionUser:
         self.account = account
         self.impersonator = impersonator
         self.id, self.username, self.email, self.full_name = (
-            account.id, account.username, account.email, account.full_name)
+            account.id,
+            account.username,
+            account.email,
+            account.full_name,
+        )
 
 
 def current_user(authorization: Annotated[str | None, Header()] = None) -> SessionUser:
@@ -58,11 +73,19 @@ def current_user(authorization: Annotated[str | None, Header()] = None) -> Sessi
     raise HTTPException(status_code=401, detail="sign in")
 
 
-CurrentUser = Annotated[SessionUser, Depends(audited(current_user, impersonator=lambda u: u.impersonator))]
+CurrentUser = Annotated[
+    SessionUser, Depends(audited(current_user, impersonator=lambda u: u.impersonator))
+]
 
 
 def _session_token(account: Account, impersonator: Account | None = None) -> str:
-    return sign({"sid": os.urandom(6).hex(), "uid": account.id, "imp": impersonator.id if impersonator else None})
+    return sign(
+        {
+            "sid": os.urandom(6).hex(),
+            "uid": account.id,
+            "imp": impersonator.id if impersonator else None,
+        }
+    )
 
 
 @app.post("/login")
@@ -70,8 +93,12 @@ def login(data: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     username = str(data.get("username", ""))
     account = check_password(username, str(data.get("password", "")))
     if account is None:
-        useraudit.record("user.signed_in", outcome="failure", user={"name": username[:64]},
-                         reason="invalid credentials")
+        useraudit.record(
+            "user.signed_in",
+            outcome="failure",
+            user={"name": username[:64]},
+            reason="invalid credentials",
+        )
         raise HTTPException(status_code=401, detail="invalid credentials")
     useraudit.record("user.signed_in", user=account)
     return {"ok": True, "token": _session_token(account)}
@@ -85,7 +112,9 @@ def logout(user: CurrentUser) -> dict[str, Any]:
 
 @app.post("/profile")
 def profile(user: CurrentUser, data: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    comments, params = useraudit.diff({"full_name": user.full_name}, {"full_name": str(data.get("full_name", ""))})
+    comments, params = useraudit.diff(
+        {"full_name": user.full_name}, {"full_name": str(data.get("full_name", ""))}
+    )
     useraudit.record("user.profile_updated", comments=comments, params=params)
     return {"ok": True}
 
@@ -94,19 +123,27 @@ def profile(user: CurrentUser, data: Annotated[dict[str, Any], Body()]) -> dict[
 def password(user: CurrentUser, data: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     if data.get("old_password") != user.account.password:
         raise HTTPException(status_code=403, detail="wrong password")
-    useraudit.record("user.password_changed",
-                     params={"old_password": data.get("old_password"), "new_password": data.get("new_password")})
+    useraudit.record(
+        "user.password_changed",
+        params={"old_password": data.get("old_password"), "new_password": data.get("new_password")},
+    )
     return {"ok": True}
 
 
 @app.post("/users/{username}/roles")
-def roles(username: str, user: CurrentUser, data: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def roles(
+    username: str, user: CurrentUser, data: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
     if not user.account.is_admin:
         raise HTTPException(status_code=403)
     target = USERS.get(username)
     if target is None:
         raise HTTPException(status_code=404)
-    useraudit.record("user.roles_updated", target_user=target, params={"roles": [str(r) for r in data.get("roles", [])]})
+    useraudit.record(
+        "user.roles_updated",
+        target_user=target,
+        params={"roles": [str(r) for r in data.get("roles", [])]},
+    )
     return {"ok": True}
 
 
@@ -147,7 +184,9 @@ def impersonate(username: str, user: CurrentUser) -> dict[str, Any]:
     target = USERS.get(username)
     if target is None:
         raise HTTPException(status_code=404)
-    useraudit.record("user.signed_in", user=target, impersonator=user.account, comments="impersonation started")
+    useraudit.record(
+        "user.signed_in", user=target, impersonator=user.account, comments="impersonation started"
+    )
     return {"ok": True, "token": _session_token(target, impersonator=user.account)}
 
 

@@ -16,21 +16,23 @@ import os
 from typing import Any
 
 import structlog
+from demo_accounts import BY_ID, USERS, api_user, check_password, new_api_token
 from flask import Blueprint, Flask, Response, abort, g, jsonify, request, session
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
-
-import useraudit
-from demo_accounts import BY_ID, USERS, api_user, check_password, new_api_token
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.flask import IMPERSONATOR_SESSION_KEY, UserAudit, flask_user
 from useraudit.middleware.rules import Rule, Rules
 from useraudit.middleware.structlog import mask_secrets, merge_audit_context, route_audit_events
 
-RULES = Rules([
-    Rule("POST", "/login", "user.signed_in", success="", failure="401,403"),
-    Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
-    Rule("GET", "/projects/{project}/export", "bot_project.exported"),
-])
+import useraudit
+
+RULES = Rules(
+    [
+        Rule("POST", "/login", "user.signed_in", success="", failure="401,403"),
+        Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
+        Rule("GET", "/projects/{project}/export", "bot_project.exported"),
+    ]
+)
 
 bp = Blueprint("main", __name__)
 log = structlog.get_logger("flask_app")
@@ -121,7 +123,8 @@ def delete_token(tid: str) -> Any:
 def export(project: str) -> Any:
     # Token auth inside the view: the middleware sees the user when the response starts.
     g.api_user = api_user(request.headers.get("Authorization")) or (
-        current_user if current_user.is_authenticated else None)
+        current_user if current_user.is_authenticated else None
+    )
     if g.api_user is None:
         abort(401)
 
@@ -140,8 +143,12 @@ def impersonate(username: str) -> Any:
         abort(403)
     target = USERS.get(username) or abort(404)
     admin = current_user
-    session[IMPERSONATOR_SESSION_KEY] = {"id": admin.id, "name": admin.username,
-                                         "email": admin.email, "full_name": admin.full_name}
+    session[IMPERSONATOR_SESSION_KEY] = {
+        "id": admin.id,
+        "name": admin.username,
+        "email": admin.email,
+        "full_name": admin.full_name,
+    }
     login_user(target)
     return jsonify(ok=True, acting_as=target.id)
 
@@ -156,19 +163,27 @@ def create_app(config: dict | None = None) -> Flask:
         spool_dir=os.environ.get("USERAUDIT_SPOOL", "var/spool"),
         durability=os.environ.get("USERAUDIT_DURABILITY", "batch"),  # type: ignore[arg-type]
     )
-    structlog.configure(processors=[
-        structlog.contextvars.merge_contextvars,
-        merge_audit_context,
-        route_audit_events,
-        mask_secrets,
-        structlog.processors.JSONRenderer(),
-    ])
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            merge_audit_context,
+            route_audit_events,
+            mask_secrets,
+            structlog.processors.JSONRenderer(),
+        ]
+    )
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=os.environ.get("EXAMPLE_SECRET", "example-secret-not-for-production"))
+    app.config.update(
+        SECRET_KEY=os.environ.get("EXAMPLE_SECRET", "example-secret-not-for-production")
+    )
     app.config.update(config or {})
     login_manager = LoginManager(app)
     login_manager.user_loader(BY_ID.get)
     app.register_blueprint(bp)
-    UserAudit(app, trusted_proxies=int(os.environ.get("USERAUDIT_TRUSTED_PROXIES", "0")),
-              get_user=acting_user, rules=RULES)
+    UserAudit(
+        app,
+        trusted_proxies=int(os.environ.get("USERAUDIT_TRUSTED_PROXIES", "0")),
+        get_user=acting_user,
+        rules=RULES,
+    )
     return app

@@ -27,10 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
 
-CHROME_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-             "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36")
-IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
-             "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1")
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+IPHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+)
 
 
 def free_port() -> int:
@@ -87,10 +91,19 @@ def children(pid: int) -> list[int]:
 def django_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Django example's SQLite database, migrated and with its users."""
     db = tmp_path_factory.mktemp("django") / "example.sqlite3"
-    env = {**os.environ, "EXAMPLE_DB": str(db), "PYTHONPATH": str(EXAMPLES),
-           "DJANGO_SETTINGS_MODULE": "django_app.settings"}
-    subprocess.run([sys.executable, "-m", "django_app.setup_db"], cwd=EXAMPLES, env=env, check=True,
-                   timeout=120)
+    env = {
+        **os.environ,
+        "EXAMPLE_DB": str(db),
+        "PYTHONPATH": str(EXAMPLES),
+        "DJANGO_SETTINGS_MODULE": "django_app.settings",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "django_app.setup_db"],
+        cwd=EXAMPLES,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     return db
 
 
@@ -99,30 +112,71 @@ def live_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory: ``live_app(kind, workers=1, durability="batch", trusted_proxies=1)``."""
     started: list[LiveApp] = []
 
-    def start(kind: str, *, workers: int = 1, durability: str = "batch",
-              trusted_proxies: int = 1, spool: Path | None = None) -> LiveApp:
+    def start(
+        kind: str,
+        *,
+        workers: int = 1,
+        durability: str = "batch",
+        trusted_proxies: int = 1,
+        spool: Path | None = None,
+    ) -> LiveApp:
         port = free_port()
         spool = spool or tmp_path / f"spool-{kind}-{port}"
         spool.mkdir(exist_ok=True)
         log = tmp_path / f"{kind}-{port}.log"
-        env = {**os.environ, "USERAUDIT_SPOOL": str(spool), "USERAUDIT_DURABILITY": durability,
-               "USERAUDIT_TRUSTED_PROXIES": str(trusted_proxies), "PYTHONPATH": str(EXAMPLES),
-               "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            **os.environ,
+            "USERAUDIT_SPOOL": str(spool),
+            "USERAUDIT_DURABILITY": durability,
+            "USERAUDIT_TRUSTED_PROXIES": str(trusted_proxies),
+            "PYTHONPATH": str(EXAMPLES),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         bind = f"127.0.0.1:{port}"
         if kind == "flask":
-            cmd = [str(BIN / "gunicorn"), "-w", str(workers), "-b", bind, "--chdir", str(EXAMPLES),
-                   "--graceful-timeout", "10", "flask_app.app:create_app()"]
+            cmd = [
+                str(BIN / "gunicorn"),
+                "-w",
+                str(workers),
+                "-b",
+                bind,
+                "--chdir",
+                str(EXAMPLES),
+                "--graceful-timeout",
+                "10",
+                "flask_app.app:create_app()",
+            ]
         elif kind == "django":
             env["EXAMPLE_DB"] = str(request.getfixturevalue("django_db"))
             env["DJANGO_SETTINGS_MODULE"] = "django_app.settings"
-            cmd = [str(BIN / "gunicorn"), "-w", str(workers), "-b", bind, "--chdir", str(EXAMPLES),
-                   "--graceful-timeout", "10", "django_app.wsgi:application"]
+            cmd = [
+                str(BIN / "gunicorn"),
+                "-w",
+                str(workers),
+                "-b",
+                bind,
+                "--chdir",
+                str(EXAMPLES),
+                "--graceful-timeout",
+                "10",
+                "django_app.wsgi:application",
+            ]
         elif kind == "fastapi":
             # --no-proxy-headers: uvicorn would otherwise rewrite the client
             # address from X-Forwarded-For itself; trusted_proxies decides.
-            cmd = [str(BIN / "uvicorn"), "--app-dir", str(EXAMPLES), "--host", "127.0.0.1",
-                   "--port", str(port), "--no-proxy-headers", "--log-level", "warning",
-                   "fastapi_app.app:app"]
+            cmd = [
+                str(BIN / "uvicorn"),
+                "--app-dir",
+                str(EXAMPLES),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-proxy-headers",
+                "--log-level",
+                "warning",
+                "fastapi_app.app:app",
+            ]
             if workers > 1:
                 cmd += ["--workers", str(workers)]
         else:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from useraudit.middleware import recorder as recorder_mod
 from useraudit.middleware.asgi import AuditMiddleware
 from useraudit.middleware.context import current
@@ -30,9 +29,16 @@ def events(rec: Recorder) -> list[dict]:
 
 
 def http_scope(**kw: Any) -> dict[str, Any]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "path": "/", "root_path": "", "client": ("192.0.2.9", 4000),
-             "headers": [(b"user-agent", b"ua/2")]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/",
+        "root_path": "",
+        "client": ("192.0.2.9", 4000),
+        "headers": [(b"user-agent", b"ua/2")],
+    }
     scope.update(kw)
     return scope
 
@@ -56,6 +62,7 @@ def simple_app(rec: Recorder, status: int = 200, chunks: int = 1) -> Any:
         await send({"type": "http.response.start", "status": status, "headers": []})
         for i in range(chunks):
             await send({"type": "http.response.body", "body": b"x", "more_body": i < chunks - 1})
+
     return app
 
 
@@ -85,7 +92,11 @@ def test_context_bound_and_response_untouched(rec: Recorder) -> None:
     sent = run(AuditMiddleware(app, recorder=rec), http_scope(path="/profile", method="POST"))
     assert [m["type"] for m in sent] == ["http.response.start"] + ["http.response.body"] * 3
     (ev,) = events(rec)
-    assert (ev["source.address"], ev["user_agent.original"], ev["url.path"]) == ("192.0.2.9", "ua/2", "/profile")
+    assert (ev["source.address"], ev["user_agent.original"], ev["url.path"]) == (
+        "192.0.2.9",
+        "ua/2",
+        "/profile",
+    )
 
 
 def test_rule_event_is_spooled_before_the_last_body_message(rec: Recorder) -> None:
@@ -97,7 +108,9 @@ def test_rule_event_is_spooled_before_the_last_body_message(rec: Recorder) -> No
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
         await send({"type": "http.response.body", "body": b"b"})
 
-    mw = AuditMiddleware(app, recorder=rec, rules=Rules([Rule("GET", "/p/{project}/export", "bot_project.exported")]))
+    mw = AuditMiddleware(
+        app, recorder=rec, rules=Rules([Rule("GET", "/p/{project}/export", "bot_project.exported")])
+    )
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body"):
@@ -131,6 +144,7 @@ def test_exceptions_reraised_unchanged_with_failure_event(rec: Recorder) -> None
 
 def test_late_user_from_scope_reaches_held_events(rec: Recorder) -> None:
     """A user set on the scope by in-app auth (Starlette's scope['user']) is filled into held events."""
+
     class User:
         is_authenticated = True
         id = "u-9"
@@ -150,14 +164,21 @@ def test_late_user_from_scope_reaches_held_events(rec: Recorder) -> None:
 def test_installed_twice_captures_once(rec: Recorder) -> None:
     """Nested copies of the middleware record the rule event once."""
     rules = Rules([Rule("GET", "/", "client_report.downloaded")])
-    app = AuditMiddleware(AuditMiddleware(simple_app(rec), recorder=rec, rules=rules), recorder=rec, rules=rules)
+    app = AuditMiddleware(
+        AuditMiddleware(simple_app(rec), recorder=rec, rules=rules), recorder=rec, rules=rules
+    )
     run(app, http_scope())
-    assert sorted(e["event.action"] for e in events(rec)) == ["client_report.downloaded", "user.profile_updated"]
+    assert sorted(e["event.action"] for e in events(rec)) == [
+        "client_report.downloaded",
+        "user.profile_updated",
+    ]
 
 
 def test_fail_closed_sends_503_instead_of_the_app_response(spool_dir: Path) -> None:
     """A held event the spool refuses at http.response.start turns the response into 503."""
-    rec = Recorder(spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject")
+    rec = Recorder(
+        spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
+    )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         rec.record("message_log.downloaded")
@@ -175,6 +196,7 @@ def test_fail_closed_sends_503_instead_of_the_app_response(spool_dir: Path) -> N
 
 def test_callback_errors_are_contained(rec: Recorder) -> None:
     """A get_user that raises costs the user field, not the response."""
+
     def bad(scope: Any) -> Any:
         raise KeyError("session store")
 

@@ -14,8 +14,11 @@ CLIENT_IP = "203.0.113.7"
 SPOOFED = "198.51.100.66"
 NEW_PASSWORD = "S3cret-NEW-pw!42"
 
-KINDS = [pytest.param("flask", id="flask-gunicorn"), pytest.param("django", id="django-gunicorn"),
-         pytest.param("fastapi", id="fastapi-uvicorn")]
+KINDS = [
+    pytest.param("flask", id="flask-gunicorn"),
+    pytest.param("django", id="django-gunicorn"),
+    pytest.param("fastapi", id="fastapi-uvicorn"),
+]
 
 
 def drive(app: Any) -> dict[str, Any]:
@@ -41,8 +44,13 @@ def drive(app: Any) -> dict[str, Any]:
         assert r.status_code == 200
         out["secrets"].append(r.json()["token"])
         # The export authenticates with the API token inside the view, from another device.
-        with app.client(headers={"User-Agent": IPHONE_UA, "X-Forwarded-For": CLIENT_IP,
-                                 "Authorization": f"Bearer {secret}"}) as api:
+        with app.client(
+            headers={
+                "User-Agent": IPHONE_UA,
+                "X-Forwarded-For": CLIENT_IP,
+                "Authorization": f"Bearer {secret}",
+            }
+        ) as api:
             r = api.get("/projects/p-7/export")
             assert r.status_code == 200, r.text
             assert r.text.count("\n") == 101
@@ -104,10 +112,18 @@ def test_user_story_lands_in_opensearch(kind: str, live_app: Any, os_store: Any)
     assert "reviewer" in roles["audit.comments"]
 
     created = one(docs, event__action="token.created")
-    assert (created["audit.token.id"], created["audit.project.id"], created["user.name"]) == (tid, "p-7", "alice")
+    assert (created["audit.token.id"], created["audit.project.id"], created["user.name"]) == (
+        tid,
+        "p-7",
+        "alice",
+    )
     assert one(docs, event__action="token.refreshed")["audit.token.id"] == tid
     deleted = one(docs, event__action="token.deleted")
-    assert (deleted["audit.token.id"], deleted["event.outcome"], deleted["user.name"]) == (tid, "success", "alice")
+    assert (deleted["audit.token.id"], deleted["event.outcome"], deleted["user.name"]) == (
+        tid,
+        "success",
+        "alice",
+    )
 
     export = one(docs, event__action="bot_project.exported")
     assert export["user.name"] == "alice", "user authenticated inside the view was missed"

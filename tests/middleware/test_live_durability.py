@@ -22,11 +22,17 @@ def test_four_gunicorn_workers_lose_and_interleave_nothing(live_app: Any, os_sto
 
     def user_session(n: int) -> None:
         with app.client(headers={"User-Agent": CHROME_UA}) as c:
-            assert c.post("/login", json={"username": "carol", "password": "carol-pass"}).status_code == 200
+            assert (
+                c.post("/login", json={"username": "carol", "password": "carol-pass"}).status_code
+                == 200
+            )
             for i in range(50):
                 rid = f"w{n}-{i}-{uuid.uuid4().hex[:8]}"
-                r = c.post("/profile", json={"full_name": f"Carol {n}/{i} " + "x" * (i * 20)},
-                           headers={"X-Request-ID": rid})
+                r = c.post(
+                    "/profile",
+                    json={"full_name": f"Carol {n}/{i} " + "x" * (i * 20)},
+                    headers={"X-Request-ID": rid},
+                )
                 assert r.status_code == 200
                 with lock:
                     sent.append(rid)
@@ -44,7 +50,9 @@ def test_four_gunicorn_workers_lose_and_interleave_nothing(live_app: Any, os_sto
     stats = ship(app.spool, os_store)
     assert (stats.shipped, stats.duplicates, stats.dead_lettered, stats.damaged) == (816, 0, 0, 0)
     docs = stored(os_store)
-    assert {d["http.request.id"] for d in docs if d["event.action"] == "user.profile_updated"} == set(sent)
+    assert {
+        d["http.request.id"] for d in docs if d["event.action"] == "user.profile_updated"
+    } == set(sent)
     assert all(d["user.name"] == "carol" for d in docs)
 
 
@@ -52,7 +60,9 @@ def test_sync_durability_survives_kill_9(live_app: Any, os_store: Any) -> None:
     """With durability=sync, every request the client saw answered has its event in OpenSearch after kill -9."""
     app = live_app("fastapi", durability="sync", trusted_proxies=0)
     with app.client() as c:
-        token = c.post("/login", json={"username": "alice", "password": "alice-pass"}).json()["token"]
+        token = c.post("/login", json={"username": "alice", "password": "alice-pass"}).json()[
+            "token"
+        ]
         c.headers["Authorization"] = f"Bearer {token}"
         api_token = c.post("/tokens", json={"project": "p-1"}).json()["token"]
     acknowledged: list[str] = []
@@ -69,10 +79,16 @@ def test_sync_durability_survives_kill_9(live_app: Any, os_store: Any) -> None:
                 i += 1
                 try:
                     if i % 2:
-                        r = c.post("/profile", json={"full_name": rid},
-                                   headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid})
+                        r = c.post(
+                            "/profile",
+                            json={"full_name": rid},
+                            headers={"Authorization": f"Bearer {token}", "X-Request-ID": rid},
+                        )
                     else:
-                        r = c.get("/late", headers={"Authorization": f"Bearer {api_token}", "X-Request-ID": rid})
+                        r = c.get(
+                            "/late",
+                            headers={"Authorization": f"Bearer {api_token}", "X-Request-ID": rid},
+                        )
                 except httpx.TransportError:
                     return  # the server died under us: not acknowledged
                 if r.status_code == 200:

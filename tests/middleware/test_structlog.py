@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import structlog
-
 from useraudit.middleware.context import RequestContext, current
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.structlog import (
@@ -31,8 +30,14 @@ def rec(spool_dir: Path) -> Recorder:
 
 @pytest.fixture
 def bound() -> Any:
-    ctx = RequestContext(request_id="r-1", client_ip="192.0.2.5", method="POST", path="/x",
-                         user={"id": "u-1", "name": "alice"}, impersonator={"id": "a-9"})
+    ctx = RequestContext(
+        request_id="r-1",
+        client_ip="192.0.2.5",
+        method="POST",
+        path="/x",
+        user={"id": "u-1", "name": "alice"},
+        impersonator={"id": "a-9"},
+    )
     token = current.set(ctx)
     yield ctx
     current.reset(token)
@@ -41,8 +46,15 @@ def bound() -> Any:
 def test_merge_adds_context_and_explicit_values_win(bound: Any) -> None:
     """Request context fills missing keys; a key the call passed stays as passed."""
     out = merge_audit_context(None, "info", {"event": "hi", "request_id": "mine"})
-    assert out == {"event": "hi", "request_id": "mine", "client_ip": "192.0.2.5", "http_method": "POST",
-                   "http_path": "/x", "user_id": "u-1", "impersonator_id": "a-9"}
+    assert out == {
+        "event": "hi",
+        "request_id": "mine",
+        "client_ip": "192.0.2.5",
+        "http_method": "POST",
+        "http_path": "/x",
+        "user_id": "u-1",
+        "impersonator_id": "a-9",
+    }
 
 
 def test_merge_outside_a_request_is_a_no_op() -> None:
@@ -50,15 +62,26 @@ def test_merge_outside_a_request_is_a_no_op() -> None:
     assert MergeAuditContext()(None, "info", {"event": "x"}) == {"event": "x"}
 
 
-def test_catalog_code_events_are_recorded_masked_and_the_line_goes_on(rec: Recorder, bound: Any) -> None:
+def test_catalog_code_events_are_recorded_masked_and_the_line_goes_on(
+    rec: Recorder, bound: Any
+) -> None:
     """An event named by a catalog code becomes an audit event; the log line is unchanged."""
     route = RouteAuditEvents(rec)
-    line = {"event": "token.created", "token_id": "t-1", "project": "p", "secret": "hunter2",
-            "note": "Bearer abcdefghijklmnop"}
+    line = {
+        "event": "token.created",
+        "token_id": "t-1",
+        "project": "p",
+        "secret": "hunter2",
+        "note": "Bearer abcdefghijklmnop",
+    }
     out = route(None, "info", dict(line))
     assert out == line
     (ev,) = spool_events(rec.spool.directory)
-    assert (ev["event.action"], ev["audit.token.id"], ev["audit.project.id"]) == ("token.created", "t-1", "p")
+    assert (ev["event.action"], ev["audit.token.id"], ev["audit.project.id"]) == (
+        "token.created",
+        "t-1",
+        "p",
+    )
     assert ev["user.name"] == "alice" and ev["audit.impersonator.id"] == "a-9"
     assert "hunter2" not in json.dumps(ev) and "abcdefghijklmnop" not in json.dumps(ev)
 
@@ -67,11 +90,25 @@ def test_marked_events_use_their_action_key_and_can_be_dropped(rec: Recorder) ->
     """audit=True with action= records that action; drop=True removes the log line."""
     route = RouteAuditEvents(rec, drop=True)
     with pytest.raises(structlog.DropEvent):
-        route(None, "info", {"event": "exported", "audit": True, "action": "bot_project.exported",
-                             "outcome": "failure", "reason": "quota", "user_id": "u-5"})
+        route(
+            None,
+            "info",
+            {
+                "event": "exported",
+                "audit": True,
+                "action": "bot_project.exported",
+                "outcome": "failure",
+                "reason": "quota",
+                "user_id": "u-5",
+            },
+        )
     (ev,) = spool_events(rec.spool.directory)
     assert (ev["event.action"], ev["event.outcome"], ev["event.reason"], ev["user.id"]) == (
-        "bot_project.exported", "failure", "quota", "u-5")
+        "bot_project.exported",
+        "failure",
+        "quota",
+        "u-5",
+    )
 
 
 def test_ordinary_log_lines_are_left_alone(rec: Recorder) -> None:
@@ -82,8 +119,11 @@ def test_ordinary_log_lines_are_left_alone(rec: Recorder) -> None:
 
 def test_mask_secrets_in_the_log_line() -> None:
     """Secret-named keys and secret-shaped text are masked in the line itself."""
-    out = MaskSecrets()(None, "info", {"event": "x", "password": "p", "msg": "api_key=abc123", "n": 1,
-                                      "_record": object})
+    out = MaskSecrets()(
+        None,
+        "info",
+        {"event": "x", "password": "p", "msg": "api_key=abc123", "n": 1, "_record": object},
+    )
     assert out["password"] == "[MASKED]" and "abc123" not in out["msg"] and out["n"] == 1
     assert out["_record"] is object
 
@@ -94,18 +134,24 @@ def test_with_stdlib_integration_and_contextvars(rec: Recorder, bound: Any, capl
     structlog.contextvars.bind_contextvars(project="p-ctx")
     logger = logging.getLogger("useraudit.test.stdlib")
     handler = logging.StreamHandler()
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer())
+    )
     logger.addHandler(handler)
     lines: list[str] = []
     handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
     try:
-        log = structlog.wrap_logger(logger, processors=[
-            structlog.contextvars.merge_contextvars,
-            MergeAuditContext(),
-            RouteAuditEvents(rec),
-            MaskSecrets(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ], wrapper_class=structlog.stdlib.BoundLogger)
+        log = structlog.wrap_logger(
+            logger,
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                MergeAuditContext(),
+                RouteAuditEvents(rec),
+                MaskSecrets(),
+                structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            ],
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
         logger.setLevel(logging.INFO)
         log.info("environment_variable.updated", name="DB_URL", password="pw-123")
     finally:

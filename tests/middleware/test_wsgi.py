@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from useraudit.middleware import _common, recorder as recorder_mod
+from useraudit.middleware import _common
+from useraudit.middleware import recorder as recorder_mod
 from useraudit.middleware.context import current
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.rules import Rule, Rules
@@ -46,9 +46,17 @@ class Unreadable(io.RawIOBase):
 
 
 def make_environ(**kw: Any) -> dict[str, Any]:
-    env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "REMOTE_ADDR": "192.0.2.1",
-           "SERVER_NAME": "t", "SERVER_PORT": "80", "wsgi.input": Unreadable(), "wsgi.url_scheme": "http",
-           "HTTP_USER_AGENT": "ua/1"}
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SCRIPT_NAME": "",
+        "REMOTE_ADDR": "192.0.2.1",
+        "SERVER_NAME": "t",
+        "SERVER_PORT": "80",
+        "wsgi.input": Unreadable(),
+        "wsgi.url_scheme": "http",
+        "HTTP_USER_AGENT": "ua/1",
+    }
     env.update(kw)
     return {k: v for k, v in env.items() if v is not None}
 
@@ -65,18 +73,24 @@ def events(rec: Recorder) -> list[dict]:
     return spool_events(rec.spool.directory)
 
 
-def recording_app(rec: Recorder, action: str = "user.profile_updated", status: str = "200 OK") -> Any:
+def recording_app(
+    rec: Recorder, action: str = "user.profile_updated", status: str = "200 OK"
+) -> Any:
     def app(environ: dict, start_response: Any) -> list[bytes]:
         rec.record(action)
         start_response(status, [("Content-Type", "text/plain")])
         return [b"ok"]
+
     return app
 
 
 def test_context_is_bound_during_the_request_and_reset_after(rec: Recorder) -> None:
     """record() inside the app gets request id, IP, device, method and path; nothing leaks after."""
     mw = AuditMiddleware(recording_app(rec), recorder=rec)
-    assert Server().run(mw, REQUEST_METHOD="POST", PATH_INFO="/profile", HTTP_X_REQUEST_ID="req-1") == b"ok"
+    assert (
+        Server().run(mw, REQUEST_METHOD="POST", PATH_INFO="/profile", HTTP_X_REQUEST_ID="req-1")
+        == b"ok"
+    )
     (ev,) = events(rec)
     assert ev["http.request.id"] == "req-1"
     assert (ev["source.address"], ev["user_agent.original"]) == ("192.0.2.1", "ua/1")
@@ -84,13 +98,16 @@ def test_context_is_bound_during_the_request_and_reset_after(rec: Recorder) -> N
     assert current.get() is None and _common.active.get() is False
 
 
-@pytest.mark.parametrize("header, kept", [
-    pytest.param("abc-123", True, id="token"),
-    pytest.param("x" * 129, False, id="too-long"),
-    pytest.param("a b", False, id="space"),
-    pytest.param("a\r\nX-Evil: 1", False, id="crlf"),
-    pytest.param("", False, id="empty"),
-])
+@pytest.mark.parametrize(
+    "header, kept",
+    [
+        pytest.param("abc-123", True, id="token"),
+        pytest.param("x" * 129, False, id="too-long"),
+        pytest.param("a b", False, id="space"),
+        pytest.param("a\r\nX-Evil: 1", False, id="crlf"),
+        pytest.param("", False, id="empty"),
+    ],
+)
 def test_request_id_is_used_only_when_sane(rec: Recorder, header: str, kept: bool) -> None:
     """A client's X-Request-ID is a correlation id only when it is a short safe token."""
     Server().run(AuditMiddleware(recording_app(rec), recorder=rec), HTTP_X_REQUEST_ID=header)
@@ -101,6 +118,7 @@ def test_request_id_is_used_only_when_sane(rec: Recorder, header: str, kept: boo
 
 def test_exc_info_is_forwarded_only_when_the_app_gave_one(rec: Recorder) -> None:
     """start_response is called with two arguments normally and three when the app passes exc_info."""
+
     def app(environ: dict, start_response: Any) -> list[bytes]:
         start_response("200 OK", [])
         try:
@@ -143,7 +161,11 @@ def test_streaming_body_is_passed_through_lazily_and_closed(rec: Recorder) -> No
     result.close()
     assert closed == [True]
     (ev,) = events(rec)
-    assert (ev["event.action"], ev["audit.project.id"], ev["event.outcome"]) == ("bot_project.exported", "p-1", "success")
+    assert (ev["event.action"], ev["audit.project.id"], ev["event.outcome"]) == (
+        "bot_project.exported",
+        "p-1",
+        "success",
+    )
 
 
 class HostError(Exception):
@@ -168,32 +190,41 @@ def test_host_exceptions_are_reraised_unchanged_and_recorded_as_failures(rec: Re
 
 def test_exception_in_the_middle_of_a_stream_is_a_failure(rec: Recorder) -> None:
     """A body that dies half-way records failure even though 200 was already sent."""
+
     def app(environ: dict, start_response: Any) -> Any:
         start_response("200 OK", [])
         yield b"a"
         raise HostError("disk")
 
-    mw = AuditMiddleware(app, recorder=rec, rules=Rules([Rule("GET", "/", "session_log.downloaded")]))
+    mw = AuditMiddleware(
+        app, recorder=rec, rules=Rules([Rule("GET", "/", "session_log.downloaded")])
+    )
     with pytest.raises(HostError):
         Server().run(mw)
     (ev,) = events(rec)
     assert ev["event.outcome"] == "failure" and ev["http.response.status_code"] == 200
 
 
-@pytest.mark.parametrize("status, outcome", [
-    pytest.param("302 Found", "success", id="redirect-success"),
-    pytest.param("401 Unauthorized", "failure", id="401-failure"),
-    pytest.param("403 Forbidden", "failure", id="403-failure"),
-    pytest.param("500 Internal Server Error", None, id="500-not-covered"),
-])
+@pytest.mark.parametrize(
+    "status, outcome",
+    [
+        pytest.param("302 Found", "success", id="redirect-success"),
+        pytest.param("401 Unauthorized", "failure", id="401-failure"),
+        pytest.param("403 Forbidden", "failure", id="403-failure"),
+        pytest.param("500 Internal Server Error", None, id="500-not-covered"),
+    ],
+)
 def test_sign_in_rule_outcomes(rec: Recorder, status: str, outcome: str | None) -> None:
     """POST /login: 2xx/3xx success, 401/403 failure, other statuses record nothing."""
+
     def app(environ: dict, start_response: Any) -> list[bytes]:
         start_response(status, [])
         return [b""]
 
     rules = Rules([Rule("POST", "/login", "user.signed_in", success="2xx,3xx", failure="401,403")])
-    Server().run(AuditMiddleware(app, recorder=rec, rules=rules), REQUEST_METHOD="POST", PATH_INFO="/login")
+    Server().run(
+        AuditMiddleware(app, recorder=rec, rules=rules), REQUEST_METHOD="POST", PATH_INFO="/login"
+    )
     got = events(rec)
     assert [e["event.outcome"] for e in got] == ([outcome] if outcome else [])
 
@@ -204,15 +235,19 @@ def test_installed_twice_captures_once(rec: Recorder) -> None:
     inner = AuditMiddleware(recording_app(rec), recorder=rec, rules=rules)
     outer = AuditMiddleware(inner, recorder=rec, rules=rules)
     Server().run(outer)
-    assert sorted(e["event.action"] for e in events(rec)) == ["client_report.downloaded", "user.profile_updated"]
+    assert sorted(e["event.action"] for e in events(rec)) == [
+        "client_report.downloaded",
+        "user.profile_updated",
+    ]
 
 
 def test_user_authenticated_inside_the_view_reaches_earlier_events(rec: Recorder) -> None:
     """An event recorded before the view's own auth is held and gets the user when the response starts."""
+
     def app(environ: dict, start_response: Any) -> list[bytes]:
-        rec.record("message_log.downloaded")       # no user known yet
-        assert events(rec) == []                   # held, not spooled
-        environ["REMOTE_USER"] = "token-user"      # the view authenticated a token
+        rec.record("message_log.downloaded")  # no user known yet
+        assert events(rec) == []  # held, not spooled
+        environ["REMOTE_USER"] = "token-user"  # the view authenticated a token
         start_response("200 OK", [])
         return [b"ok"]
 
@@ -223,14 +258,20 @@ def test_user_authenticated_inside_the_view_reaches_earlier_events(rec: Recorder
 
 def test_impersonation_is_on_every_event(rec: Recorder) -> None:
     """Explicit, held and rule events all carry the impersonator in effect."""
+
     def app(environ: dict, start_response: Any) -> list[bytes]:
         rec.record("custom_role.created", user="bob")
         rec.record("custom_role.updated")
         start_response("200 OK", [])
         return [b"ok"]
 
-    mw = AuditMiddleware(app, recorder=rec, get_user=lambda e: "bob", get_impersonator=lambda e: {"id": "a1", "name": "alice"},
-                         rules=Rules([Rule("GET", "/", "custom_role.renamed")]))
+    mw = AuditMiddleware(
+        app,
+        recorder=rec,
+        get_user=lambda e: "bob",
+        get_impersonator=lambda e: {"id": "a1", "name": "alice"},
+        rules=Rules([Rule("GET", "/", "custom_role.renamed")]),
+    )
     Server().run(mw)
     got = events(rec)
     assert len(got) == 3
@@ -239,11 +280,14 @@ def test_impersonation_is_on_every_event(rec: Recorder) -> None:
 
 def test_failing_callbacks_never_break_the_host(rec: Recorder) -> None:
     """get_user/get_account raising: the response is the app's; the errors are counted."""
+
     def bad(_: Any) -> Any:
         raise RuntimeError("callback bug")
 
     before = _common.stats.internal_errors
-    mw = AuditMiddleware(recording_app(rec), recorder=rec, get_user=bad, get_impersonator=bad, get_account=bad)
+    mw = AuditMiddleware(
+        recording_app(rec), recorder=rec, get_user=bad, get_impersonator=bad, get_account=bad
+    )
     assert Server().run(mw) == b"ok"
     assert len(events(rec)) == 1
     assert _common.stats.internal_errors - before >= 3
@@ -253,19 +297,25 @@ def test_failing_callbacks_never_break_the_host(rec: Recorder) -> None:
 
 def test_fail_closed_answers_503_when_a_callback_fails(rec: Recorder) -> None:
     """fail_closed turns a capture failure into 503 instead of an unaudited success."""
+
     def bad(_: Any) -> Any:
         raise RuntimeError("directory down")
 
     server = Server()
-    body = server.run(AuditMiddleware(recording_app(rec), recorder=rec, get_account=bad, fail_closed=True))
+    body = server.run(
+        AuditMiddleware(recording_app(rec), recorder=rec, get_account=bad, fail_closed=True)
+    )
     assert server.calls[0][0].startswith("503") and b"unavailable" in body
     recorder_mod._internal_errors.clear()
 
 
 def test_fail_closed_recorder_that_cannot_spool_answers_503(spool_dir: Path) -> None:
     """A fail-closed recorder whose spool is full refuses the request with 503, not the app's 200."""
-    rec = Recorder(spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject")
+    rec = Recorder(
+        spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
+    )
     try:
+
         def app(environ: dict, start_response: Any) -> list[bytes]:
             start_response("200 OK", [("Content-Length", "2")])
             return [b"ok"]
@@ -280,9 +330,13 @@ def test_fail_closed_recorder_that_cannot_spool_answers_503(spool_dir: Path) -> 
     recorder_mod._internal_errors.clear()
 
 
-def test_held_event_that_cannot_be_spooled_fails_closed_before_the_response(spool_dir: Path) -> None:
+def test_held_event_that_cannot_be_spooled_fails_closed_before_the_response(
+    spool_dir: Path,
+) -> None:
     """An event held for its user is spooled at start_response; if that fails, the client gets 503."""
-    rec = Recorder(spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject")
+    rec = Recorder(
+        spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
+    )
     closed: list[bool] = []
 
     class Body(list):
@@ -297,7 +351,9 @@ def test_held_event_that_cannot_be_spooled_fails_closed_before_the_response(spoo
 
     try:
         server = Server()
-        body = server.run(AuditMiddleware(app, recorder=rec, get_user=lambda e: e.get("REMOTE_USER")))
+        body = server.run(
+            AuditMiddleware(app, recorder=rec, get_user=lambda e: e.get("REMOTE_USER"))
+        )
         assert [c[0][:3] for c in server.calls] == ["503"] and body == b"audit trail unavailable\n"
         assert closed == [True]
     finally:
