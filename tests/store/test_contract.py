@@ -270,6 +270,32 @@ def test_facets_follow_filters_and_text(seeded: Store) -> None:
     assert page.facets["action"] == [("token.created", 1)]
 
 
+PERIODS = [
+    pytest.param("2026-01-07T00:00:00Z", "2026-01-12T09:00:00Z", id="whole-days-then-partial-day"),
+    pytest.param("2026-01-06T09:00:00Z", "2026-01-11T08:59:59.999Z", id="partial-days-both-ends"),
+    pytest.param("2026-01-12T08:00:00Z", "2026-01-12T10:00:00Z", id="inside-one-day"),
+    pytest.param("2026-01-05T00:00:00Z", "2026-02-03T23:59:59.999Z", id="whole-days-only"),
+    pytest.param(None, "2026-01-09T09:00:00Z", id="open-start"),
+    pytest.param("2026-01-09T09:00:00.001Z", None, id="open-end"),
+]
+
+
+@pytest.mark.parametrize(("start", "end"), PERIODS)
+def test_facets_under_a_period(seeded: Store, start: str | None, end: str | None) -> None:
+    """Total and facets for a period count exactly the events inside it, whatever the day boundaries."""
+    lo = utc(start) if start else None
+    hi = utc(end) if end else None
+    inside = [e for e in DATASET if (lo is None or utc(e["@timestamp"]) >= lo)
+              and (hi is None or utc(e["@timestamp"]) <= hi)]
+    page = seeded.search(SearchRequest(Query(ACCOUNT, start=lo, end=hi), size=1, facet_size=100))
+    assert page.total == len(inside)
+    users: dict[str, int] = {}
+    for e in inside:
+        users[e["user.name"]] = users.get(e["user.name"], 0) + 1
+    assert page.facets["user"] == sorted(users.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert sum(n for _v, n in page.facets["result"]) == len(inside)
+
+
 def test_facets_ignore_the_cursor(seeded: Store) -> None:
     """Total and facets describe the whole result, on every page."""
     first = seeded.search(SearchRequest(Query(ACCOUNT), size=3))
@@ -373,6 +399,10 @@ def test_idempotent_rewrites(seeded: Store, enricher) -> None:  # noqa: ANN001
     assert [r.status for r in seeded.write([enricher(e) for e in DATASET])] == ["duplicate"] * len(DATASET)
     seeded.refresh()
     assert seeded.count(Query(ACCOUNT)) == len(DATASET) + 1
+    page = seeded.search(SearchRequest(Query(ACCOUNT), size=1))
+    assert page.total == len(DATASET) + 1
+    assert page.facets["user"][:2] == [("alice", 5), ("bob", 3)]
+    assert ("eve", 2) in page.facets["user"]
 
 
 def test_documents_round_trip(seeded: Store, enricher) -> None:  # noqa: ANN001
@@ -397,6 +427,9 @@ def test_retention_deletes_only_older_events(seeded: Store) -> None:
     assert seeded.count(Query(OTHER)) == 8
     assert ids(seeded, text="token") == ["a07"]
     assert ids(seeded, history=("carol",)) == ["a08"]
+    page = seeded.search(SearchRequest(Query(ACCOUNT), size=1))
+    assert page.total == 8
+    assert page.facets["user"] == [("alice", 3), ("dave", 2), ("José", 1), ("bob", 1), ("eve", 1)]
 
 
 # -- export --------------------------------------------------------------------

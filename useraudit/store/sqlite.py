@@ -22,6 +22,12 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   filters (User, Modified user, Impersonator) find their candidates there
   before checking the role's own columns.
 
+* ``facet_counts``: per account, facet, UTC day and value, how many events;
+  updated in the same transaction as every write and delete. The landing
+  page (account and period only) takes its facets and total from it, plus
+  the rows of the partial days at the period's ends. Any other filter or
+  search text counts the matching rows in one pass.
+
 Indexes are few on purpose (each one costs ingest): event id, account +
 time (the sort), time (retention), and account + action, outcome, project,
 token, product/group and IP. Facets and totals scan the matching rows.
@@ -41,9 +47,11 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +97,15 @@ FOLDED: tuple[tuple[str, str], ...] = tuple(
     for prefix in PERSON_FILTERS.values() for part in ("name", "email")
 )
 FIELD_COLUMN: dict[str, str] = {name: col for name, col, _k, _m in COLUMNS}
+assert all(col in FIELD_COLUMN.values() for col in (column(f) for f in FACETS.values()))
 
 _SQL_TYPE = {Kind.INTEGER: "INTEGER", Kind.BOOLEAN: "INTEGER"}
+
+DAY_MS = 86_400_000
+# Rollup rows: (account, facet, UTC day, value) → count, kept exact in the
+# same transactions as writes and deletes. "_total" counts every event.
+TOTAL = "_total"
+_FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple((name, column(field)) for name, field in FACETS.items())
 
 # (account, column, ts_ms) indexes: filter and order in one. Only for filters
 # selective enough to beat walking the account's rows newest first; person
@@ -119,6 +134,9 @@ def _ddl() -> list[str]:
         "  organization_id TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, value, rid)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS related_users_rid ON related_users(rid)",
+        "CREATE TABLE IF NOT EXISTS facet_counts (\n"
+        "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, day INTEGER NOT NULL, value TEXT NOT NULL,\n"
+        "  n INTEGER NOT NULL, PRIMARY KEY (organization_id, facet, day, value)) WITHOUT ROWID",
         "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
         "  audit_comments, content='events', content_rowid='rid',\n"
         "  tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
@@ -223,6 +241,49 @@ def _timestamp_ms(value: Any) -> int:
         return int(value)
     ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return to_ms(ts)
+
+
+_INSERT_INDEX = {col: i for i, col in enumerate(_INSERT_COLUMNS)}
+# Where the account, ts_ms and facet values sit in an INSERT row...
+_COUNT_POSITIONS = [_INSERT_INDEX["organization_id"], _INSERT_INDEX["ts_ms"],
+                    *(_INSERT_INDEX[col] for _name, col in _FACET_COLUMNS)]
+# ...and the same values as a SELECT list (for deletes).
+_COUNT_SELECT = ", ".join(["organization_id", "ts_ms", *(col for _name, col in _FACET_COLUMNS)])
+
+
+def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int,
+                projected: bool = False) -> None:
+    """Add (or with ``sign`` -1 remove) rows to the facet_counts rollup."""
+    counts: Counter[tuple[str, str, int, str]] = Counter()
+    names = [name for name, _col in _FACET_COLUMNS]
+    for row in rows:
+        values = row if projected else [row[i] for i in _COUNT_POSITIONS]
+        account = values[0]
+        if account is None:
+            continue
+        day = values[1] // DAY_MS
+        counts[(account, TOTAL, day, "")] += 1
+        for name, value in zip(names, values[2:], strict=True):
+            if value is not None:
+                counts[(account, name, day, value)] += 1
+    if not counts:
+        return
+    con.executemany(
+        "INSERT INTO facet_counts(organization_id, facet, day, value, n) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(organization_id, facet, day, value) DO UPDATE SET n = n + excluded.n",
+        [(*key, sign * n) for key, n in counts.items()],
+    )
+    if sign < 0:
+        con.executemany(
+            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND day = ? AND value = ? "
+            "AND n <= 0", list(counts))
+
+
+def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
+    """Highest counts first, ties by value (code point order = OpenSearch's byte order)."""
+    items = [(str(k), int(n)) for k, n in counter.items() if k is not None and n > 0]
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items[:size]
 
 
 def path_from_url(url: str) -> Path:
@@ -408,6 +469,7 @@ class SQLiteStore(Store):
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
             con.executemany("INSERT OR IGNORE INTO related_users(organization_id, value, rid) VALUES (?, ?, ?)",
                             related)
+            _add_counts(con, (rows[rid - base - 1] for rid in created), +1)
         return [r or WriteResult("retry", "not attempted") for r in results]
 
     def delete_older_than(
@@ -420,15 +482,17 @@ class SQLiteStore(Store):
         while True:
             with self._write() as con:
                 rows = con.execute(
-                    "SELECT rid, audit_comments FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?",
+                    f"SELECT rid, audit_comments, {_COUNT_SELECT} FROM events WHERE ts_ms < ? "
+                    "ORDER BY ts_ms LIMIT ?",
                     (limit, batch_size),
                 ).fetchall()
                 if not rows:
                     break
                 con.executemany(
                     "INSERT INTO events_fts(events_fts, rowid, audit_comments) VALUES ('delete', ?, ?)",
-                    [r for r in rows if r[1]],
+                    [r[:2] for r in rows if r[1]],
                 )
+                _add_counts(con, (r[2:] for r in rows), -1, projected=True)
                 rids = [(r[0],) for r in rows]
                 con.executemany("DELETE FROM related_users WHERE rid = ?", rids)
                 con.executemany("DELETE FROM events WHERE rid = ?", rids)
@@ -510,19 +574,71 @@ class SQLiteStore(Store):
             hits = [_doc(r[2:]) for r in rows]
             if request.highlight:
                 self._highlight(con, request.query, rows, hits)
-            total = con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]
-            facets: dict[str, list[tuple[str, int]]] = {}
-            for name in request.facets:
-                col = FIELD_COLUMN[FACETS[name]]
-                facets[name] = [
-                    (str(k), int(n)) for k, n in con.execute(
-                        f"SELECT {col}, count(*) AS n FROM events WHERE {where} AND {col} IS NOT NULL "
-                        f"GROUP BY {col} ORDER BY n DESC, {col} ASC LIMIT ?",
-                        [*params, request.facet_size],
-                    )
-                ]
+            total, facets = self._facets(con, request, where, params)
         next_cursor = encode_cursor(rows[-1][1], hits[-1]["event.id"]) if more and rows else None
         return SearchPage(hits=hits, total=int(total), next_cursor=next_cursor, facets=facets)
+
+    def _facets(self, con: sqlite3.Connection, request: SearchRequest, where: str,
+                params: list[Any]) -> tuple[int, dict[str, list[tuple[str, int]]]]:
+        """Total and facet counts for every match (the cursor does not narrow them)."""
+        query = request.query
+        if _period_only(query):
+            return self._facets_from_rollup(con, request)
+        if not request.facets:
+            return int(con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]), {}
+        # One pass over the matches counts every facet (instead of one scan per facet).
+        cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
+        counters: list[Counter] = [Counter() for _ in cols]
+        total = 0
+        cur = con.execute(f"SELECT {', '.join(cols)} FROM events WHERE {where}", params)
+        while rows := cur.fetchmany(20_000):
+            total += len(rows)
+            for i, counter in enumerate(counters):
+                counter.update(map(itemgetter(i), rows))
+        return total, {name: _top(c, request.facet_size) for name, c in zip(request.facets, counters, strict=True)}
+
+    def _facets_from_rollup(self, con: sqlite3.Connection,
+                            request: SearchRequest) -> tuple[int, dict[str, list[tuple[str, int]]]]:
+        """Whole days from facet_counts, the partial days at either end from the rows."""
+        query = request.query
+        start = to_ms(query.start) if query.start else None
+        end = to_ms(query.end) if query.end else None
+        first = -(-start // DAY_MS) if start is not None else None  # first whole day
+        last = (end + 1) // DAY_MS - 1 if end is not None else None  # last whole day
+        edges: list[tuple[int | None, int | None]] = []
+        if first is not None and last is not None and first > last:
+            edges.append((start, end))  # no whole day inside: count the rows
+        else:
+            if start is not None and start < first * DAY_MS:
+                edges.append((start, first * DAY_MS - 1))
+            if end is not None and end >= (last + 1) * DAY_MS:
+                edges.append(((last + 1) * DAY_MS, end))
+        days_sql, days_params = "", []
+        if first is not None:
+            days_sql += " AND day >= ?"
+            days_params.append(first)
+        if last is not None:
+            days_sql += " AND day <= ?"
+            days_params.append(last)
+        whole = not (first is not None and last is not None and first > last)
+        names = [TOTAL, *request.facets]
+        counters = {name: Counter() for name in names}
+        if whole:
+            for name in names:
+                counters[name].update(dict(con.execute(
+                    "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
+                    f"{days_sql} GROUP BY value", [query.account, name, *days_params])))
+        cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
+        for lo, hi in edges:
+            cur = con.execute(
+                f"SELECT ts_ms{''.join(', ' + c for c in cols)} FROM events "
+                "WHERE organization_id = ? AND ts_ms BETWEEN ? AND ?", [query.account, lo, hi])
+            while rows := cur.fetchmany(20_000):
+                counters[TOTAL][""] += len(rows)
+                for i, name in enumerate(request.facets, start=1):
+                    counters[name].update(map(itemgetter(i), rows))
+        total = int(counters[TOTAL].get("", 0))
+        return total, {name: _top(counters[name], request.facet_size) for name in request.facets}
 
     def _highlight(self, con: sqlite3.Connection, query: Query, rows: list, hits: list[dict]) -> None:
         node = parse_text(query.text)
@@ -603,6 +719,14 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+
+
+def _period_only(query: Query) -> bool:
+    """True when the query is just an account and a period (the rollup can answer it)."""
+    if query.text.strip():
+        return False
+    return not any(getattr(query, name) for name in (
+        *TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups"))
 
 
 def _marks(values: Sequence[Any]) -> str:
