@@ -1,0 +1,106 @@
+"""Shared set-up for the admin UI benchmarks: a seeded index, a signed-in client, a server."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+PASSWORD = "bench-password-1"
+ACCOUNT = "acme"
+
+
+def open_seeded(url: str, prefix: str, events: int, *, log: Any = print) -> tuple[Any, float | None]:
+    """The store under ``prefix`` holding ``events`` sample events (seeded unless already there).
+
+    Nearly all events belong to ``acme``; 2 % to ``globex`` so the tenant
+    filter has something to exclude. Returns (store, seconds spent seeding or None).
+    """
+    from useraudit.store.opensearch import OpenSearchStore
+    from useraudit.webapp.sample import seed_store
+
+    store = OpenSearchStore(url, prefix=prefix, timeout=120)
+    if store.count_all() == events:
+        log(f"reusing {events:,} events under prefix {prefix!r}")
+        return store, None
+    store.uninstall()
+    store.install()
+    # Bulk-load settings: no refresh while seeding (restored afterwards).
+    t0 = time.perf_counter()
+    accounts = tuple([ACCOUNT] * 49 + ["globex"])
+    done = 0
+    step = 100_000
+    while done < events:
+        n = min(step, events - done)
+        seed_store(store, n, accounts=accounts, seed=done + 1, days=30, chunk=5000)
+        done += n
+        log(f"  seeded {done:,}/{events:,} ({time.perf_counter() - t0:.0f} s)")
+    store.client.indices.forcemerge(index=f"{prefix}-events-*", max_num_segments=1, request_timeout=600)
+    store.refresh()
+    return store, time.perf_counter() - t0
+
+
+def make_app(store: Any, **config: Any) -> tuple[Any, str]:
+    """An admin UI app on ``store`` with one USER_ADMIN of acme; returns (app, username)."""
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    home = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
+    import useraudit
+
+    useraudit.configure(spool_dir=home / "spool")
+    users = UserStore(home / "webusers.db")
+    users.add("bench", PASSWORD)
+    users.grant("bench", ACCOUNT)
+    app = create_app({"SECRET_KEY": "bench", "SESSION_COOKIE_SECURE": False, "USERAUDIT_STORE": store,
+                      "USERAUDIT_USERS": users, **config})
+    return app, "bench"
+
+
+class Server:
+    """The app in werkzeug's threaded server on 127.0.0.1, and a signed-in HTTP client."""
+
+    def __init__(self, app: Any) -> None:
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like a browser
+        self.httpd = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self.httpd.server_port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        self.cookie = ""
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Cookie": self.cookie}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        for name, value in resp.getheaders():
+            if name.lower() == "set-cookie" and value.startswith("useraudit_session="):
+                self.cookie = value.split(";", 1)[0]
+        return resp.status, dict(resp.getheaders()), data
+
+    def sign_in(self, username: str) -> None:
+        _, _, page = self.request("GET", "/login")
+        token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page).group(1).decode()  # type: ignore[union-attr]
+        status, headers, _ = self.request("POST", "/login", urlencode(
+            {"username": username, "password": PASSWORD, "csrf_token": token}))
+        assert status == 302, status
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.httpd.shutdown()
+        self.thread.join(5)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
