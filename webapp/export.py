@@ -163,6 +163,60 @@ class _QueueWriter(io.RawIOBase):
 _DONE = object()
 
 
+def prefetch(docs: Iterable[dict], batch: int = 500, depth: int = 4) -> Iterator[dict]:
+    """Iterate ``docs`` in a background thread, ``depth`` batches ahead.
+
+    While openpyxl turns one batch into XML, the store is already fetching
+    the next: the wait on OpenSearch overlaps with our CPU work. Memory
+    stays bounded to ``depth × batch`` documents.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(docs)
+        try:
+            chunk: list[dict] = []
+            for doc in it:
+                chunk.append(doc)
+                if len(chunk) >= batch:
+                    if not put(chunk):
+                        return
+                    chunk = []
+            if chunk and not put(chunk):
+                return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the consumer side
+            put(exc)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # releases the store's point-in-time early
+
+    worker = threading.Thread(target=produce, name="useraudit-export-fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
 def stream_workbook(docs: Iterable[dict], tz: ZoneInfo, about: list[tuple[str, str]],
                     *, max_rows: int = EXCEL_MAX_ROWS) -> Iterator[bytes]:
     """Yield the workbook's bytes while a worker thread writes it."""
@@ -247,7 +301,7 @@ def export(account: str) -> Any:
     )
     name = f"user-actions-{account}-{now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
-    body = stream_workbook(store.iterate(query), tz, about, max_rows=max_rows)
+    body = stream_workbook(prefetch(store.iterate(query)), tz, about, max_rows=max_rows)
     return Response(body, mimetype=XLSX_MIME, headers={
         "Content-Disposition": f'attachment; filename="{name}"',
         "X-Rows": str(total),
