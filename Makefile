@@ -4,7 +4,7 @@
 #   make test    venv + system packages, a real OpenSearch node on
 #                127.0.0.1:$(OPENSEARCH_PORT), the whole pytest suite, node stopped
 #                again (also when tests fail); exit code is pytest's.
-#   make demo    venv, then `useraudit demo`
+#   make demo    venv (python3-venv if missing), then `useraudit demo`
 #   make bench   like `make test`, but only the slow harnesses (pytest -m slow)
 #   make lint    ruff
 #
@@ -31,22 +31,27 @@ OPENSEARCH_URL = http://127.0.0.1:$(OPENSEARCH_PORT)
 PYTEST_ARGS ?=
 BENCH_ARGS ?= -m slow
 
-.PHONY: help test demo bench lint deps system-deps java-maven venv
+.PHONY: help test demo bench lint deps system-deps test-system-deps java-maven venv
 
 help:
 	@sed -n '1,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
-# Debian packages, installed only when missing: python3 + venv for the
-# virtualenv, chromium for the browser tests (Playwright drives it; we never
-# run `playwright install`), docker-compose to validate docker-compose.yml.
-system-deps:
+# Debian packages, installed only when missing (apt-get needs root):
+# python3 + venv for the virtualenv; for the tests also chromium (browser
+# tests drive it through Playwright; we never run `playwright install`) and
+# docker-compose (to validate docker-compose.yml).
+define apt_ensure
 	@missing=(); \
-	command -v $(PYTHON) >/dev/null || missing+=(python3); \
-	if [ ! -x $(PY) ] && ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3-venv); fi; \
-	command -v chromium >/dev/null || missing+=(chromium); \
-	command -v docker-compose >/dev/null || missing+=(docker-compose); \
+	for pair in $(1); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  if [ "$$cmd" = ensurepip ]; then \
+	    [ -x $(PY) ] || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing+=("$$pkg"); \
+	  else \
+	    command -v "$$cmd" >/dev/null || missing+=("$$pkg"); \
+	  fi; \
+	done; \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	  echo ">> installing Debian packages: $${missing[*]}"; \
 	  if [ "$$(id -u)" != 0 ]; then \
@@ -56,6 +61,13 @@ system-deps:
 	  apt-get update -q; \
 	  apt-get install -y -q "$${missing[@]}"; \
 	fi
+endef
+
+system-deps:
+	$(call apt_ensure,$(PYTHON):python3 ensurepip:python3-venv)
+
+test-system-deps: system-deps
+	$(call apt_ensure,chromium:chromium docker-compose:docker-compose)
 
 # The OpenSearch test node runs on Java and fetches its jars with Maven.
 java-maven:
@@ -75,7 +87,7 @@ $(STAMP): pyproject.toml
 
 venv: system-deps $(STAMP)
 
-deps: venv java-maven
+deps: venv test-system-deps java-maven
 
 # -- targets -------------------------------------------------------------------
 
