@@ -141,6 +141,8 @@ TEXT_CASES = [
     pytest.param("café", ["a06"], id="accented-word"),
     pytest.param("vip", ["a13"], id="word-inside-quotes-and-markup"),
     pytest.param("invoice -paid", [], id="exclusion-removes-all"),
+    pytest.param("read AND write", ["a01"], id="uppercase-and-is-a-word"),
+    pytest.param("NEAR(read write)", [], id="near-is-a-word"),
 ]
 
 

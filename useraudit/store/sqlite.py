@@ -294,7 +294,7 @@ def path_from_url(url: str) -> Path:
         rest = rest[2:]
         if rest.startswith("//"):
             rest = rest[1:]
-    if not rest or rest == ":memory:":
+    if not rest or rest.lstrip("/") == ":memory:":
         raise StoreError("the SQLite store needs a file: sqlite:///path/audit.db")
     return Path(rest)
 

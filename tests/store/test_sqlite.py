@@ -1,0 +1,140 @@
+"""SQLite-only behaviour: file settings, failure messages, retention beside live traffic."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from useraudit.store import open_store
+from useraudit.store.base import StoreError, StoreUnavailable
+from useraudit.store.query import Query, SearchRequest
+from useraudit.store.sqlite import SQLiteStore, path_from_url
+
+from .conftest import ACCOUNT, DATASET, write_all
+
+
+def test_url_forms() -> None:
+    """sqlite:///abs, sqlite:////abs and sqlite:relative all name the expected file; :memory: is refused."""
+    assert path_from_url("sqlite:///var/lib/useraudit/audit.db") == Path("/var/lib/useraudit/audit.db")
+    assert path_from_url("sqlite:////root/.useraudit/audit.db") == Path("/root/.useraudit/audit.db")
+    assert path_from_url("sqlite:data/audit.db") == Path("data/audit.db")
+    with pytest.raises(StoreError):
+        path_from_url("sqlite:///:memory:")
+
+
+def test_pragmas(tmp_path: Path) -> None:
+    """The file is in WAL mode with synchronous=NORMAL and a busy timeout, and open_store picks SQLite."""
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    assert isinstance(store, SQLiteStore)
+    con = store._con
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert con.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    store.close()
+
+
+def test_corrupt_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    """A file that is not a database gives a StoreError that names it, on any call."""
+    bad = tmp_path / "audit.db"
+    bad.write_bytes(b"\x00garbage" * 1000)
+    store = SQLiteStore(f"sqlite:///{bad}")
+    for call in (store.install, lambda: store.count(Query(ACCOUNT)), lambda: store.write(DATASET[:1])):
+        with pytest.raises(StoreError) as info:
+            call()
+        assert str(bad) in str(info.value)
+
+
+def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
+    """A path whose directory cannot be created gives a StoreError naming it."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = SQLiteStore(f"sqlite:///{blocker / 'sub' / 'audit.db'}")
+    with pytest.raises(StoreError) as info:
+        store.install()
+    assert str(blocker / "sub" / "audit.db") in str(info.value)
+
+
+def test_locked_database_is_unavailable_not_a_crash(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """While another process holds the write lock, write raises StoreUnavailable naming the file."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}", busy_timeout_ms=200)
+    store.install()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            store.write([enricher(DATASET[0])])
+        assert str(path) in str(info.value)
+        # Readers are not blocked by a writer in WAL mode.
+        assert store.count(Query(ACCOUNT)) == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.write([enricher(DATASET[0])])[0].status == "created"
+    store.close()
+
+
+def test_bad_documents_are_rejected_per_item(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """A document without event.id or with an unparseable timestamp is rejected alone; the rest are stored."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
+    good = enricher(DATASET[0])
+    results = store.write([{"@timestamp": "2026-01-01T00:00:00Z"}, {**good, "event.id": "x1", "@timestamp": "soon"},
+                           good])
+    assert [r.status for r in results] == ["rejected", "rejected", "created"]
+    assert "event.id" in results[0].reason and "@timestamp" in results[1].reason
+    store.close()
+
+
+def test_text_never_reaches_fts5_raw(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """FTS5 syntax typed by a user (NEAR, column filters, ^, AND) is searched as words, never run."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
+    write_all(store, [enricher(e) for e in DATASET])
+    for text in ("NEAR(read write)", "audit_comments:token", "^custom", "read AND write", "{a b}: c", "rowid"):
+        store.search(SearchRequest(Query(ACCOUNT, text=text)))
+    assert store.count(Query(ACCOUNT, text="read AND write")) == 1  # 'and' is a word of a01
+    store.close()
+
+
+def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """While retention deletes 20,000 events in batches, searches and writes keep going without waiting long."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
+    template = enricher(DATASET[0])
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    old = [{**template, "event.id": f"old{i:06d}",
+            "@timestamp": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")} for i in range(20_000)]
+    write_all(store, old)
+    stop = threading.Event()
+    worst = {"read": 0.0, "write": 0.0}
+    errors: list[BaseException] = []
+
+    def traffic() -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                t = time.perf_counter()
+                store.search(SearchRequest(Query(ACCOUNT), size=10))
+                worst["read"] = max(worst["read"], time.perf_counter() - t)
+                t = time.perf_counter()
+                store.write([{**template, "event.id": f"new{n:06d}", "@timestamp": "2026-06-01T00:00:00Z"}])
+                worst["write"] = max(worst["write"], time.perf_counter() - t)
+                n += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        deleted = store.delete_older_than(datetime(2026, 1, 1, tzinfo=timezone.utc), batch_size=500)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert deleted == 20_000
+    assert worst["write"] < 2.0 and worst["read"] < 2.0, worst
+    assert store.count(Query(ACCOUNT)) >= 1
+    store.close()
