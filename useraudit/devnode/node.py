@@ -190,15 +190,15 @@ def find_java(java_home: Path | str | None = None) -> str:
     for candidate in (java_home, os.environ.get("USERAUDIT_OPENSEARCH_JAVA_HOME"),
                       os.environ.get("JAVA_HOME")):
         if candidate:
-            java = Path(candidate) / "bin" / "java"
-            if not os.access(java, os.X_OK):
-                raise NodeError(f"no executable java at {java}")
-            return str(java)
-    java = shutil.which("java")
-    if not java:
+            path = Path(candidate) / "bin" / "java"
+            if not os.access(path, os.X_OK):
+                raise NodeError(f"no executable java at {path}")
+            return str(path)
+    found = shutil.which("java")
+    if not found:
         raise NodeError("Java is not installed (need 17+; 21+ for OpenSearch 3.x). "
                         "On Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless")
-    return java
+    return found
 
 
 def java_major(java: str) -> int | None:
