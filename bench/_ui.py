@@ -15,14 +15,17 @@ PASSWORD = "bench-password-1"
 ACCOUNT = "acme"
 
 
-def open_seeded(url: str, prefix: str, events: int, *, log: Any = print) -> tuple[Any, float | None]:
+def open_seeded(
+    url: str, prefix: str, events: int, *, log: Any = print
+) -> tuple[Any, float | None]:
     """The store under ``prefix`` holding ``events`` sample events (seeded unless already there).
 
     Nearly all events belong to ``acme``; 2 % to ``globex`` so the tenant
     filter has something to exclude. Returns (store, seconds spent seeding or None).
     """
-    from useraudit.store.opensearch import OpenSearchStore
     from useraudit.webapp.sample import seed_store
+
+    from useraudit.store.opensearch import OpenSearchStore
 
     store = OpenSearchStore(url, prefix=prefix, timeout=120)
     if store.count_all() == events:
@@ -40,7 +43,9 @@ def open_seeded(url: str, prefix: str, events: int, *, log: Any = print) -> tupl
         seed_store(store, n, accounts=accounts, seed=done + 1, days=30, chunk=5000)
         done += n
         log(f"  seeded {done:,}/{events:,} ({time.perf_counter() - t0:.0f} s)")
-    store.client.indices.forcemerge(index=f"{prefix}-events-*", max_num_segments=1, request_timeout=600)
+    store.client.indices.forcemerge(
+        index=f"{prefix}-events-*", max_num_segments=1, request_timeout=600
+    )
     store.refresh()
     return store, time.perf_counter() - t0
 
@@ -57,8 +62,15 @@ def make_app(store: Any, **config: Any) -> tuple[Any, str]:
     users = UserStore(home / "webusers.db")
     users.add("bench", PASSWORD)
     users.grant("bench", ACCOUNT)
-    app = create_app({"SECRET_KEY": "bench", "SESSION_COOKIE_SECURE": False, "USERAUDIT_STORE": store,
-                      "USERAUDIT_USERS": users, **config})
+    app = create_app(
+        {
+            "SECRET_KEY": "bench",
+            "SESSION_COOKIE_SECURE": False,
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": users,
+            **config,
+        }
+    )
     return app, "bench"
 
 
@@ -76,7 +88,9 @@ class Server:
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         self.cookie = ""
 
-    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         headers = {"Cookie": self.cookie}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -91,8 +105,11 @@ class Server:
     def sign_in(self, username: str) -> None:
         _, _, page = self.request("GET", "/login")
         token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page).group(1).decode()  # type: ignore[union-attr]
-        status, headers, _ = self.request("POST", "/login", urlencode(
-            {"username": username, "password": PASSWORD, "csrf_token": token}))
+        status, headers, _ = self.request(
+            "POST",
+            "/login",
+            urlencode({"username": username, "password": PASSWORD, "csrf_token": token}),
+        )
         assert status == 302, status
 
     def stop(self) -> None:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._ui import ACCOUNT, Server, make_app, open_seeded
@@ -56,7 +56,9 @@ def child_app(args: argparse.Namespace) -> dict[str, Any]:
     server.sign_in(user)
     base = _rss_mb()
     t0 = time.perf_counter()
-    server.conn.request("GET", f"/a/{ACCOUNT}/actions.xlsx?{args.qs}", headers={"Cookie": server.cookie})
+    server.conn.request(
+        "GET", f"/a/{ACCOUNT}/actions.xlsx?{args.qs}", headers={"Cookie": server.cookie}
+    )
     resp = server.conn.getresponse()
     assert resp.status == 200, resp.status
     size = 0
@@ -65,20 +67,26 @@ def child_app(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     rows = int(resp.getheader("X-Rows") or 0)
     server.stop()
-    return {"rows": rows, "seconds": round(elapsed, 2), "rows_per_s": round(rows / elapsed),
-            "bytes": size, "base_rss_mb": round(base, 1), "peak_rss_mb": round(_rss_mb(), 1)}
+    return {
+        "rows": rows,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(rows / elapsed),
+        "bytes": size,
+        "base_rss_mb": round(base, 1),
+        "peak_rss_mb": round(_rss_mb(), 1),
+    }
 
 
 def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     from urllib.parse import parse_qsl
 
     from openpyxl import Workbook
+    from useraudit.webapp.columns import row
+    from useraudit.webapp.export import neutralise
+    from useraudit.webapp.filters import Filters, zone
     from werkzeug.datastructures import MultiDict
 
     from useraudit.schema import COLUMNS
-    from useraudit.webapp.export import neutralise
-    from useraudit.webapp.columns import row
-    from useraudit.webapp.filters import Filters, zone
 
     store = _store(args)
     f = Filters.parse(MultiDict(parse_qsl(args.qs)))
@@ -110,16 +118,37 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     fetch_raw_s = time.perf_counter() - t0
     size = os.path.getsize(out)
     os.unlink(out)
-    return {"rows": n, "seconds": round(raw_s, 2), "rows_per_s": round(n / raw_s), "bytes": size,
-            "fetch_and_write_seconds": round(fetch_raw_s, 2),
-            "fetch_and_write_rows_per_s": round(n / fetch_raw_s)}
+    return {
+        "rows": n,
+        "seconds": round(raw_s, 2),
+        "rows_per_s": round(n / raw_s),
+        "bytes": size,
+        "fetch_and_write_seconds": round(fetch_raw_s, 2),
+        "fetch_and_write_rows_per_s": round(n / fetch_raw_s),
+    }
 
 
 def run_child(kind: str, args: argparse.Namespace, qs: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "bench.export", "--child", kind, "--qs", qs, "--prefix", args.prefix,
-           "--opensearch", args.opensearch]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))))
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.export",
+        "--child",
+        kind,
+        "--qs",
+        qs,
+        "--prefix",
+        args.prefix,
+        "--opensearch",
+        args.opensearch,
+    ]
+    out = subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -142,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rows", type=int, default=100_000, help="rows of the timed export")
-    ap.add_argument("--big-rows", type=int, default=1_000_000,
-                    help="rows of the memory-only export (0 skips; capped by what the account holds)")
+    ap.add_argument(
+        "--big-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the memory-only export (0 skips; capped by what the account holds)",
+    )
     ap.add_argument("--opensearch", default="http://127.0.0.1:9250")
     ap.add_argument("--prefix", default=None)
     ap.add_argument("--repeat", type=int, default=3)
@@ -158,39 +191,62 @@ def main(argv: list[str] | None = None) -> int:
 
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     store, seed_s = open_seeded(args.opensearch, args.prefix, args.events, log=log)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     qs = window_for(store, args.rows, now)
     app_runs, raw_runs = [], []
     for i in range(args.repeat):
         app_runs.append(run_child("app", args, qs))
         raw_runs.append(run_child("raw", args, qs))
-        log(f"run {i + 1}: app {app_runs[-1]['rows_per_s']:,} rows/s ({app_runs[-1]['seconds']} s, peak RSS "
+        log(
+            f"run {i + 1}: app {app_runs[-1]['rows_per_s']:,} rows/s ({app_runs[-1]['seconds']} s, peak RSS "
             f"{app_runs[-1]['peak_rss_mb']} MB) | raw {raw_runs[-1]['rows_per_s']:,} rows/s "
-            f"({raw_runs[-1]['seconds']} s) | fetch+raw {raw_runs[-1]['fetch_and_write_rows_per_s']:,} rows/s")
+            f"({raw_runs[-1]['seconds']} s) | fetch+raw {raw_runs[-1]['fetch_and_write_rows_per_s']:,} rows/s"
+        )
     app_best = max(app_runs, key=lambda r: r["rows_per_s"])
     raw_best = max(raw_runs, key=lambda r: r["rows_per_s"])
     med = lambda runs, k: sorted(r[k] for r in runs)[len(runs) // 2]  # noqa: E731
     result: dict[str, Any] = {
-        "bench": "export", "events": args.events, "rows": app_best["rows"],
-        "app_rows_per_s": med(app_runs, "rows_per_s"), "raw_rows_per_s": med(raw_runs, "rows_per_s"),
+        "bench": "export",
+        "events": args.events,
+        "rows": app_best["rows"],
+        "app_rows_per_s": med(app_runs, "rows_per_s"),
+        "raw_rows_per_s": med(raw_runs, "rows_per_s"),
         "fetch_and_raw_rows_per_s": med(raw_runs, "fetch_and_write_rows_per_s"),
         "ratio": round(med(app_runs, "rows_per_s") / med(raw_runs, "rows_per_s"), 3),
-        "ratio_vs_fetch_and_raw": round(med(app_runs, "rows_per_s") / med(raw_runs, "fetch_and_write_rows_per_s"), 3),
+        "ratio_vs_fetch_and_raw": round(
+            med(app_runs, "rows_per_s") / med(raw_runs, "fetch_and_write_rows_per_s"), 3
+        ),
         "best_ratio": round(app_best["rows_per_s"] / raw_best["rows_per_s"], 3),
-        "app_peak_rss_mb": max(r["peak_rss_mb"] for r in app_runs), "app_base_rss_mb": app_best["base_rss_mb"],
-        "xlsx_mb": round(app_best["bytes"] / 1e6, 1), "target_ratio": 0.8, "target_rss_mb": 150,
+        "app_peak_rss_mb": max(r["peak_rss_mb"] for r in app_runs),
+        "app_base_rss_mb": app_best["base_rss_mb"],
+        "xlsx_mb": round(app_best["bytes"] / 1e6, 1),
+        "target_ratio": 0.8,
+        "target_rss_mb": 150,
         "seed_seconds": round(seed_s, 1) if seed_s else None,
     }
     if args.big_rows:
-        big_qs = "period=30d" if args.big_rows >= store.count(__import__("useraudit.store", fromlist=["Query"])
-                                                            .Query(account=ACCOUNT)) else window_for(store, args.big_rows, now)
+        big_qs = (
+            "period=30d"
+            if args.big_rows
+            >= store.count(__import__("useraudit.store", fromlist=["Query"]).Query(account=ACCOUNT))
+            else window_for(store, args.big_rows, now)
+        )
         big = run_child("app", args, big_qs)
-        log(f"big export: {big['rows']:,} rows in {big['seconds']} s, peak RSS {big['peak_rss_mb']} MB")
-        result.update({"big_rows": big["rows"], "big_seconds": big["seconds"], "big_rows_per_s": big["rows_per_s"],
-                       "big_peak_rss_mb": big["peak_rss_mb"], "big_xlsx_mb": round(big["bytes"] / 1e6, 1)})
+        log(
+            f"big export: {big['rows']:,} rows in {big['seconds']} s, peak RSS {big['peak_rss_mb']} MB"
+        )
+        result.update(
+            {
+                "big_rows": big["rows"],
+                "big_seconds": big["seconds"],
+                "big_rows_per_s": big["rows_per_s"],
+                "big_peak_rss_mb": big["peak_rss_mb"],
+                "big_xlsx_mb": round(big["bytes"] / 1e6, 1),
+            }
+        )
     peaks = [result["app_peak_rss_mb"], result.get("big_peak_rss_mb", 0)]
     result["ok"] = result["ratio"] >= 0.8 and max(peaks) < 150
-    result["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     print(json.dumps(result, separators=(",", ":")))
     return 0
 

@@ -25,7 +25,7 @@ import json
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    from useraudit.store import SearchRequest
-    from useraudit.store.opensearch_query import search_body
-    from useraudit.store.query import FACETS
     from useraudit.webapp.actions import FACET_SIZE
     from useraudit.webapp.filters import Filters
 
-    store, seed_s = open_seeded(args.opensearch, args.prefix or f"bench-ui-{args.events}", args.events, log=log)
+    from useraudit.store import SearchRequest
+    from useraudit.store.opensearch_query import search_body
+    from useraudit.store.query import FACETS
+
+    store, seed_s = open_seeded(
+        args.opensearch, args.prefix or f"bench-ui-{args.events}", args.events, log=log
+    )
     app, user = make_app(store)
     server = Server(app)
     server.sign_in(user)
@@ -68,12 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         from werkzeug.datastructures import MultiDict
 
         f = Filters.parse(MultiDict(parse_qsl(urlsplit(path_qs).query)))
-        req = SearchRequest(f.query(ACCOUNT), size=f.size, cursor=f.cursor, facets=tuple(FACETS),
-                            facet_size=FACET_SIZE, highlight=bool(f.text))
+        req = SearchRequest(
+            f.query(ACCOUNT),
+            size=f.size,
+            cursor=f.cursor,
+            facets=tuple(FACETS),
+            facet_size=FACET_SIZE,
+            highlight=bool(f.text),
+        )
         body = json.dumps(search_body(req)).encode()
         t0 = time.perf_counter()
-        raw_conn.request("POST", f"/{store.alias}/_search?ignore_unavailable=true", body=body,
-                         headers={"Content-Type": "application/json"})
+        raw_conn.request(
+            "POST",
+            f"/{store.alias}/_search?ignore_unavailable=true",
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
         resp = raw_conn.getresponse()
         data = json.loads(resp.read())
         elapsed = time.perf_counter() - t0
@@ -98,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         url = unescape(nxt.group(1).decode())
     deep_url = url
     _, first_page = ui(search_url)
-    total = int(re.search(rb'data-testid="total"><strong>([\d,]+)', first_page).group(1).replace(b",", b""))  # type: ignore[union-attr]
+    total = int(
+        re.search(rb'data-testid="total"><strong>([\d,]+)', first_page).group(1).replace(b",", b"")
+    )  # type: ignore[union-attr]
 
     results: dict[str, Any] = {}
     for name, target in (("search", search_url), ("deep", deep_url)):
@@ -116,23 +131,33 @@ def main(argv: list[str] | None = None) -> int:
                 raw_t.append(raw(target))
                 ui_t.append(ui(target)[0])
         results[name] = {
-            "ui_ms_p50": round(pct(ui_t, .5) * 1000, 1), "ui_ms_p95": round(pct(ui_t, .95) * 1000, 1),
-            "raw_ms_p50": round(pct(raw_t, .5) * 1000, 1), "raw_ms_p95": round(pct(raw_t, .95) * 1000, 1),
-            "ratio_p50": round(pct(ui_t, .5) / pct(raw_t, .5), 3),
-            "ratio_p95": round(pct(ui_t, .95) / pct(raw_t, .95), 3),
+            "ui_ms_p50": round(pct(ui_t, 0.5) * 1000, 1),
+            "ui_ms_p95": round(pct(ui_t, 0.95) * 1000, 1),
+            "raw_ms_p50": round(pct(raw_t, 0.5) * 1000, 1),
+            "raw_ms_p95": round(pct(raw_t, 0.95) * 1000, 1),
+            "ratio_p50": round(pct(ui_t, 0.5) / pct(raw_t, 0.5), 3),
+            "ratio_p95": round(pct(ui_t, 0.95) / pct(raw_t, 0.95), 3),
         }
         r = results[name]
-        log(f"{name:<7} UI p50 {r['ui_ms_p50']:>7.1f} ms  p95 {r['ui_ms_p95']:>7.1f} ms | raw p50 "
+        log(
+            f"{name:<7} UI p50 {r['ui_ms_p50']:>7.1f} ms  p95 {r['ui_ms_p95']:>7.1f} ms | raw p50 "
             f"{r['raw_ms_p50']:>7.1f} ms  p95 {r['raw_ms_p95']:>7.1f} ms | UI/raw {r['ratio_p50']:.2f} "
-            f"(p95 {r['ratio_p95']:.2f})")
+            f"(p95 {r['ratio_p95']:.2f})"
+        )
     server.stop()
     raw_conn.close()
     out = {
-        "bench": "search", "events": args.events, "matches": total, "text": TEXT, "depth": args.depth,
-        "rounds": args.rounds, "seed_seconds": round(seed_s, 1) if seed_s else None, **results,
+        "bench": "search",
+        "events": args.events,
+        "matches": total,
+        "text": TEXT,
+        "depth": args.depth,
+        "rounds": args.rounds,
+        "seed_seconds": round(seed_s, 1) if seed_s else None,
+        **results,
         "target_ratio": 1.25,
         "ok": all(r["ratio_p50"] <= 1.25 for r in results.values()),
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(json.dumps(out, separators=(",", ":")))
     return 0

@@ -10,7 +10,7 @@ carry only sort values.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from zoneinfo import available_timezones
@@ -26,7 +26,16 @@ from useraudit.store.query import FACETS
 
 from . import app as _app
 from .columns import CELLS, local_time
-from .filters import FACET_LABELS, FACET_PARAMS, MULTI, PAGE_SIZES, PERIODS, Filters, value_label, zone
+from .filters import (
+    FACET_LABELS,
+    FACET_PARAMS,
+    MULTI,
+    PAGE_SIZES,
+    PERIODS,
+    Filters,
+    value_label,
+    zone,
+)
 
 bp = Blueprint("actions", __name__)
 
@@ -80,10 +89,13 @@ def _catalog_tree() -> list[dict[str, Any]]:
     for product in CATALOG.products():
         groups = []
         for group in CATALOG.groups(product.code):
-            groups.append({
-                "name": group, "key": f"{product.code}:{group}",
-                "actions": [a for a in CATALOG.actions(product.code) if a.group == group],
-            })
+            groups.append(
+                {
+                    "name": group,
+                    "key": f"{product.code}:{group}",
+                    "actions": [a for a in CATALOG.actions(product.code) if a.group == group],
+                }
+            )
         tree.append({"code": product.code, "label": product.label, "groups": groups})
     return tree
 
@@ -109,22 +121,28 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
         highlight = hit.get("_highlight")
         if isinstance(highlight, list):
             highlight = " … ".join(highlight)
-        rows.append({
-            "id": hit.get("event.id"),
-            "cells": cells,
-            "time": ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "",
-            "iso": hit.get("@timestamp", ""),
-            "comments_html": safe_highlight(highlight) if highlight else escape(cells["comments"]),
-            "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
-            "target_key": hit.get("user.target.email") or hit.get("user.target.name") or hit.get("user.target.id"),
-            "outcome": hit.get("event.outcome", "unknown"),
-            "people": {key: _person(hit, prefix) for key, prefix in PEOPLE.items()},
-            "ip": hit.get("source.ip") or hit.get("source.address") or "",
-            "device": device_label(hit),
-            "project_name": hit.get("audit.project.name") or "",
-            "project_id": hit.get("audit.project.id") or "",
-            "code": hit.get("event.action", ""),
-        })
+        rows.append(
+            {
+                "id": hit.get("event.id"),
+                "cells": cells,
+                "time": ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "",
+                "iso": hit.get("@timestamp", ""),
+                "comments_html": safe_highlight(highlight)
+                if highlight
+                else escape(cells["comments"]),
+                "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
+                "target_key": hit.get("user.target.email")
+                or hit.get("user.target.name")
+                or hit.get("user.target.id"),
+                "outcome": hit.get("event.outcome", "unknown"),
+                "people": {key: _person(hit, prefix) for key, prefix in PEOPLE.items()},
+                "ip": hit.get("source.ip") or hit.get("source.address") or "",
+                "device": device_label(hit),
+                "project_name": hit.get("audit.project.name") or "",
+                "project_id": hit.get("audit.project.id") or "",
+                "code": hit.get("event.action", ""),
+            }
+        )
     return rows
 
 
@@ -143,8 +161,14 @@ def actions(account: str) -> Any:
     store_down = False
     if error is None:
         try:
-            req = SearchRequest(filters.query(account), size=filters.size, cursor=filters.cursor,
-                                facets=tuple(FACETS), facet_size=FACET_SIZE, highlight=bool(filters.text))
+            req = SearchRequest(
+                filters.query(account),
+                size=filters.size,
+                cursor=filters.cursor,
+                facets=tuple(FACETS),
+                facet_size=FACET_SIZE,
+                highlight=bool(filters.text),
+            )
             page = _app.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
@@ -154,12 +178,31 @@ def actions(account: str) -> Any:
     tz = zone(filters.tz)
     tree = _catalog_tree()
     shown = filters.values.get("product", ())
-    tree_codes = {a.code for p in tree if not shown or p["code"] in shown for g in p["groups"] for a in g["actions"]}
+    tree_codes = {
+        a.code
+        for p in tree
+        if not shown or p["code"] in shown
+        for g in p["groups"]
+        for a in g["actions"]
+    }
     return render_template(
         "useraudit/actions.html",
-        account=account, accounts=current_user.admin_accounts(), f=filters, page=page,
-        rows=_rows(page, tz) if page else [], error=error, store_down=store_down,
-        columns=COLUMNS, periods=PERIODS, page_sizes=PAGE_SIZES, zones=_ZONES,
-        tree=tree, tree_codes=tree_codes, facet_labels=FACET_LABELS, facet_params=FACET_PARAMS,
-        multi=MULTI, value_label=value_label, now=datetime.now(timezone.utc).astimezone(tz),
+        account=account,
+        accounts=current_user.admin_accounts(),
+        f=filters,
+        page=page,
+        rows=_rows(page, tz) if page else [],
+        error=error,
+        store_down=store_down,
+        columns=COLUMNS,
+        periods=PERIODS,
+        page_sizes=PAGE_SIZES,
+        zones=_ZONES,
+        tree=tree,
+        tree_codes=tree_codes,
+        facet_labels=FACET_LABELS,
+        facet_params=FACET_PARAMS,
+        multi=MULTI,
+        value_label=value_label,
+        now=datetime.now(UTC).astimezone(tz),
     ), status

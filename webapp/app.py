@@ -41,10 +41,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from useraudit.middleware import context as audit_context
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from useraudit.middleware import context as audit_context
 from useraudit.store import Store, StoreError, open_store
 
 from .users import UserProvider, UserStore
@@ -75,8 +75,10 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_HEADERS_ENABLED": True,
 }
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
 
 
 def store() -> Store:
@@ -101,8 +103,13 @@ def users() -> UserProvider:
 def build_blueprint() -> Blueprint:
     from . import actions, auth, export
 
-    bp = Blueprint("useraudit", __name__, template_folder="templates", static_folder="static",
-                   static_url_path="/static")
+    bp = Blueprint(
+        "useraudit",
+        __name__,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/static",
+    )
     bp.register_blueprint(auth.bp)
     bp.register_blueprint(actions.bp)
     bp.register_blueprint(export.bp)
@@ -137,43 +144,66 @@ def build_blueprint() -> Blueprint:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")  # URLs hold filter values
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if not request.path.startswith(bp.static_url_path or "/static") and "/static/" not in request.path:
+        if (
+            not request.path.startswith(bp.static_url_path or "/static")
+            and "/static/" not in request.path
+        ):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @bp.app_errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> Any:
-        return render_template("useraudit/error.html", status=400, title="Form expired",
-                               message="The form was open too long or came from elsewhere. "
-                                       "Go back, reload the page and try again."), 400
+        return render_template(
+            "useraudit/error.html",
+            status=400,
+            title="Form expired",
+            message="The form was open too long or came from elsewhere. "
+            "Go back, reload the page and try again.",
+        ), 400
 
     return bp
 
 
 def _error_page(exc: HTTPException) -> Any:
     messages = {
-        403: ("Not allowed", "You need the USER_ADMIN role on this account to see its user actions."),
+        403: (
+            "Not allowed",
+            "You need the USER_ADMIN role on this account to see its user actions.",
+        ),
         404: ("Not found", "There is nothing at this address."),
         405: ("Not allowed", "That method is not supported here."),
-        429: ("Too many attempts", "Too many attempts in a short time. Wait a minute and try again."),
+        429: (
+            "Too many attempts",
+            "Too many attempts in a short time. Wait a minute and try again.",
+        ),
     }
     title, message = messages.get(exc.code or 500, (exc.name, exc.description or ""))
-    return render_template("useraudit/error.html", status=exc.code, title=title, message=message), exc.code
+    return render_template(
+        "useraudit/error.html", status=exc.code, title=title, message=message
+    ), exc.code
 
 
 def _store_error(exc: StoreError) -> Any:
     log.warning("store error: %s", exc)
-    return render_template("useraudit/error.html", status=503, title="Audit log unavailable",
-                           message="The audit log store cannot be reached right now. "
-                                   "Try again in a moment.", retry=True), 503
+    return render_template(
+        "useraudit/error.html",
+        status=503,
+        title="Audit log unavailable",
+        message="The audit log store cannot be reached right now. Try again in a moment.",
+        retry=True,
+    ), 503
 
 
 def _internal_error(exc: Exception) -> Any:
     if isinstance(exc, HTTPException):
         return _error_page(exc)
     log.exception("unexpected error in the admin UI")
-    return render_template("useraudit/error.html", status=500, title="Something went wrong",
-                           message="An unexpected error happened. It has been logged."), 500
+    return render_template(
+        "useraudit/error.html",
+        status=500,
+        title="Something went wrong",
+        message="An unexpected error happened. It has been logged.",
+    ), 500
 
 
 def init_extensions(app: Flask) -> None:
@@ -187,8 +217,12 @@ def init_extensions(app: Flask) -> None:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     app.extensions.setdefault("useraudit", {})
     ext = app.extensions["useraudit"]
-    ext.setdefault("store", app.config["USERAUDIT_STORE"] if isinstance(app.config.get("USERAUDIT_STORE"),
-                                                                        Store) else None)
+    ext.setdefault(
+        "store",
+        app.config["USERAUDIT_STORE"]
+        if isinstance(app.config.get("USERAUDIT_STORE"), Store)
+        else None,
+    )
     provider = app.config.get("USERAUDIT_USERS")
     if provider is not None and not isinstance(provider, str):
         ext["users"] = provider
@@ -200,8 +234,13 @@ def init_extensions(app: Flask) -> None:
         login_manager.init_app(app)
     # One limiter per app: its memory storage must not be shared between apps
     # in one process (tests, several mounts).
-    ext["limiter"] = Limiter(get_remote_address, app=app, storage_uri="memory://", default_limits=[],
-                             strategy="fixed-window")
+    ext["limiter"] = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri="memory://",
+        default_limits=[],
+        strategy="fixed-window",
+    )
 
 
 @login_manager.user_loader
@@ -222,8 +261,9 @@ def mount(app: Flask, url_prefix: str = "/audit", config: Mapping[str, Any] | No
     init_extensions(app)
     app.register_blueprint(build_blueprint(), url_prefix=url_prefix or None)
     for code in (403, 404, 405, 429):
-        app.register_error_handler(code, _error_page) if not app.error_handler_spec.get(None, {}).get(code) \
-            else None
+        app.register_error_handler(code, _error_page) if not app.error_handler_spec.get(
+            None, {}
+        ).get(code) else None
     app.register_error_handler(StoreError, _store_error)
     return app
 

@@ -17,8 +17,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, current_app, flash, redirect, render_template, request, session,
-                   url_for)
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -54,12 +62,19 @@ def _accounts_of(user: WebUser | None) -> list[str]:
     return sorted(roles) or [current_app.config["USERAUDIT_SELF_ACCOUNT"]]
 
 
-def audit_session(action: str, user: WebUser | None, *, username: str = "", outcome: str = "success",
-                  reason: str | None = None) -> None:
+def audit_session(
+    action: str,
+    user: WebUser | None,
+    *,
+    username: str = "",
+    outcome: str = "success",
+    reason: str | None = None,
+) -> None:
     person: Any = user.person() if user else ({"name": username[:128]} if username else None)
     for account in _accounts_of(user):
-        useraudit.record(action, outcome=outcome, user=person, account=account, comments=COMMENT,
-                         reason=reason)
+        useraudit.record(
+            action, outcome=outcome, user=person, account=account, comments=COMMENT, reason=reason
+        )
 
 
 def _failed(response: Any) -> bool:
@@ -80,27 +95,44 @@ def login() -> Any:
     limit = current_app.config["USERAUDIT_LOGIN_LIMIT"]
     limiter = _app.limiter()
     try:
-        with limiter.limit(limit, key_func=lambda: f"signin-ip:{request.remote_addr}", deduct_when=_failed):
+        with limiter.limit(
+            limit, key_func=lambda: f"signin-ip:{request.remote_addr}", deduct_when=_failed
+        ):
             pass
-        with limiter.limit(limit, key_func=lambda: f"signin-user:{username.lower()}", deduct_when=_failed):
+        with limiter.limit(
+            limit, key_func=lambda: f"signin-user:{username.lower()}", deduct_when=_failed
+        ):
             pass
     except RateLimitExceeded:
         by_username = getattr(_app.users(), "by_username", None)
         known = by_username(username) if by_username else None
-        audit_session("user.signed_in", known, username=username, outcome="failure",
-                      reason="too many failed sign-in attempts")
+        audit_session(
+            "user.signed_in",
+            known,
+            username=username,
+            outcome="failure",
+            reason="too many failed sign-in attempts",
+        )
         raise
 
     if not form.validate_on_submit():
-        return render_template("useraudit/login.html", form=form, error="Enter a username and password."), 400
+        return render_template(
+            "useraudit/login.html", form=form, error="Enter a username and password."
+        ), 400
     user = _app.users().authenticate(username, form.password.data or "")
     if user is None:
         by_username = getattr(_app.users(), "by_username", None)
         known = by_username(username) if by_username else None
-        audit_session("user.signed_in", known, username=username, outcome="failure",
-                      reason="wrong username or password")
-        return render_template("useraudit/login.html", form=form,
-                               error="Wrong username or password."), 401
+        audit_session(
+            "user.signed_in",
+            known,
+            username=username,
+            outcome="failure",
+            reason="wrong username or password",
+        )
+        return render_template(
+            "useraudit/login.html", form=form, error="Wrong username or password."
+        ), 401
     session.clear()  # a fresh session: nothing from before sign-in survives
     login_user(user)
     session.permanent = True

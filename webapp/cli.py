@@ -6,21 +6,51 @@ import click
 
 
 @click.command()
-@click.option("--store", "store_url", envvar="USERAUDIT_STORE", default=None, show_envvar=True,
-              help="Store URL: sqlite:///path/audit.db (default) or http(s)://host:9200.")
+@click.option(
+    "--store",
+    "store_url",
+    envvar="USERAUDIT_STORE",
+    default=None,
+    show_envvar=True,
+    help="Store URL: sqlite:///path/audit.db (default) or http(s)://host:9200.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--users-db", envvar="USERAUDIT_WEBUSERS", default=None,
-              help="User database (default $USERAUDIT_HOME/webusers.db).")
-@click.option("--secret-key", envvar="USERAUDIT_SECRET_KEY", default=None,
-              help="Session signing key (default: random, so sign-ins end on restart).")
-@click.option("--secure-cookies/--no-secure-cookies", default=None,
-              help="Mark cookies Secure (default: on unless serving plain HTTP on loopback).")
-@click.option("--trusted-proxies", default=0, show_default=True, type=int,
-              help="How many reverse proxies in front may set X-Forwarded-For.")
+@click.option(
+    "--users-db",
+    envvar="USERAUDIT_WEBUSERS",
+    default=None,
+    help="User database (default $USERAUDIT_HOME/webusers.db).",
+)
+@click.option(
+    "--secret-key",
+    envvar="USERAUDIT_SECRET_KEY",
+    default=None,
+    help="Session signing key (default: random, so sign-ins end on restart).",
+)
+@click.option(
+    "--secure-cookies/--no-secure-cookies",
+    default=None,
+    help="Mark cookies Secure (default: on unless serving plain HTTP on loopback).",
+)
+@click.option(
+    "--trusted-proxies",
+    default=0,
+    show_default=True,
+    type=int,
+    help="How many reverse proxies in front may set X-Forwarded-For.",
+)
 @click.option("--threads", default=8, show_default=True, type=int)
-def web(store_url: str | None, host: str, port: int, users_db: str | None, secret_key: str | None,
-        secure_cookies: bool | None, trusted_proxies: int, threads: int) -> None:
+def web(
+    store_url: str | None,
+    host: str,
+    port: int,
+    users_db: str | None,
+    secret_key: str | None,
+    secure_cookies: bool | None,
+    trusted_proxies: int,
+    threads: int,
+) -> None:
     """Serve the User actions admin UI (sign in with `useraudit users add`)."""
     from werkzeug.serving import make_server
 
@@ -29,8 +59,10 @@ def web(store_url: str | None, host: str, port: int, users_db: str | None, secre
     if secure_cookies is None:
         secure_cookies = host not in ("127.0.0.1", "localhost", "::1")
     config = {
-        "USERAUDIT_STORE": store_url, "SESSION_COOKIE_SECURE": secure_cookies,
-        "REMEMBER_COOKIE_SECURE": secure_cookies, "USERAUDIT_TRUSTED_PROXIES": trusted_proxies,
+        "USERAUDIT_STORE": store_url,
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "REMEMBER_COOKIE_SECURE": secure_cookies,
+        "USERAUDIT_TRUSTED_PROXIES": trusted_proxies,
     }
     if users_db:
         config["USERAUDIT_USERS"] = users_db
@@ -38,7 +70,9 @@ def web(store_url: str | None, host: str, port: int, users_db: str | None, secre
         config["SECRET_KEY"] = secret_key
     app = create_app(config)
     server = make_server(host, port, app, threaded=True)
-    click.echo(f"useraudit admin UI on http://{host}:{port}/ (store {store_url or 'default'}); Ctrl-C stops")
+    click.echo(
+        f"useraudit admin UI on http://{host}:{port}/ (store {store_url or 'default'}); Ctrl-C stops"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

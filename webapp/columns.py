@@ -8,7 +8,7 @@ they always say the same thing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,7 @@ def parse_ts(value: Any) -> datetime | None:
         ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def local_time(doc: dict, tz: ZoneInfo) -> datetime | None:
@@ -59,7 +59,9 @@ CELLS: dict[str, Callable[[dict], str]] = {
     "project": _project,
     "comments": lambda d: str(d.get("audit.comments") or ""),
     "ip_device": ip_device,
-    "result": lambda d: OUTCOME_LABELS.get(str(d.get("event.outcome")), str(d.get("event.outcome") or "")),
+    "result": lambda d: OUTCOME_LABELS.get(
+        str(d.get("event.outcome")), str(d.get("event.outcome") or "")
+    ),
     "impersonator": lambda d: person_label(d, "audit.impersonator"),
 }
 

@@ -26,7 +26,7 @@ import io
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -93,7 +93,7 @@ def _new_sheet(wb: Workbook, number: int) -> Worksheet:
 
 
 def write_workbook(
-    out: IO[bytes] | str,
+    out: IO[bytes] | io.RawIOBase | str,
     docs: Iterable[dict],
     tz: ZoneInfo,
     about: list[tuple[str, str]],
@@ -217,8 +217,13 @@ def prefetch(docs: Iterable[dict], batch: int = 500, depth: int = 4) -> Iterator
         worker.join(timeout=5)
 
 
-def stream_workbook(docs: Iterable[dict], tz: ZoneInfo, about: list[tuple[str, str]],
-                    *, max_rows: int = EXCEL_MAX_ROWS) -> Iterator[bytes]:
+def stream_workbook(
+    docs: Iterable[dict],
+    tz: ZoneInfo,
+    about: list[tuple[str, str]],
+    *,
+    max_rows: int = EXCEL_MAX_ROWS,
+) -> Iterator[bytes]:
     """Yield the workbook's bytes while a worker thread writes it."""
     q: queue.Queue[Any] = queue.Queue(maxsize=8)
     stop = threading.Event()
@@ -281,13 +286,14 @@ def describe(account: str, filters: Filters, tz: ZoneInfo, now: datetime) -> lis
 def export(account: str) -> Any:
     try:
         filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         query = filters.query(account, now)
         store = _app.store()
         total = store.count(query)  # fails here, before any byte is sent, if the store is down
     except QueryError as exc:
-        return render_template("useraudit/error.html", status=400, title="Cannot export",
-                               message=str(exc)), 400
+        return render_template(
+            "useraudit/error.html", status=400, title="Cannot export", message=str(exc)
+        ), 400
     tz = zone(filters.tz)
     about = describe(account, filters, tz, now)
     described: dict[str, list[str]] = {}
@@ -295,14 +301,24 @@ def export(account: str) -> Any:
         if label != "Exported by":
             described.setdefault(label, []).append(value)
     useraudit.record(
-        "audit_log.downloaded", account=account, user=current_user.person(),
-        params={"format": "xlsx", "rows": total, "query": filters.qs(),
-                "filters": {k: ", ".join(v) for k, v in described.items()}},
+        "audit_log.downloaded",
+        account=account,
+        user=current_user.person(),
+        params={
+            "format": "xlsx",
+            "rows": total,
+            "query": filters.qs(),
+            "filters": {k: ", ".join(v) for k, v in described.items()},
+        },
     )
     name = f"user-actions-{account}-{now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
     body = stream_workbook(prefetch(store.iterate(query)), tz, about, max_rows=max_rows)
-    return Response(body, mimetype=XLSX_MIME, headers={
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "X-Rows": str(total),
-    })
+    return Response(
+        body,
+        mimetype=XLSX_MIME,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Rows": str(total),
+        },
+    )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -66,14 +66,28 @@ MULTI: dict[str, tuple[str, str]] = {
 }
 # Facet (store.query.FACETS key) → URL parameter a click on it sets.
 FACET_PARAMS = {
-    "action": "action", "result": "result", "user": "user", "target": "target",
-    "impersonator": "impersonator", "project": "project", "product": "product",
-    "browser": "browser", "os": "os", "device": "device",
+    "action": "action",
+    "result": "result",
+    "user": "user",
+    "target": "target",
+    "impersonator": "impersonator",
+    "project": "project",
+    "product": "product",
+    "browser": "browser",
+    "os": "os",
+    "device": "device",
 }
 FACET_LABELS = {
-    "action": "Action", "result": "Result", "user": "User", "target": "Modified user",
-    "impersonator": "Impersonator", "project": "Project", "product": "Product",
-    "browser": "Browser", "os": "OS", "device": "Device",
+    "action": "Action",
+    "result": "Result",
+    "user": "User",
+    "target": "Modified user",
+    "impersonator": "Impersonator",
+    "project": "Project",
+    "product": "Product",
+    "browser": "Browser",
+    "os": "OS",
+    "device": "Device",
 }
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
@@ -139,9 +153,18 @@ class Filters:
             raise QueryError("page size must be a number") from None
         if size not in PAGE_SIZES:
             raise QueryError(f"page size must be one of {', '.join(map(str, PAGE_SIZES))}")
-        f = cls(values, groups, period, (args.get("from") or "").strip(), (args.get("to") or "").strip(),
-                tz, text, cursors, size)
-        f.bounds(datetime.now(timezone.utc))  # validate the range now
+        f = cls(
+            values,
+            groups,
+            period,
+            (args.get("from") or "").strip(),
+            (args.get("to") or "").strip(),
+            tz,
+            text,
+            cursors,
+            size,
+        )
+        f.bounds(datetime.now(UTC))  # validate the range now
         return f
 
     def bounds(self, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -158,7 +181,7 @@ class Filters:
                 local = datetime.strptime(value[:16], LOCAL_FORMAT)
             except ValueError:
                 raise QueryError(f"the {label} date should look like 2026-01-31T23:59") from None
-            return local.replace(tzinfo=tz).astimezone(timezone.utc)
+            return local.replace(tzinfo=tz).astimezone(UTC)
 
         start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
         if start and end and start > end:
@@ -166,7 +189,7 @@ class Filters:
         return start, end
 
     def query(self, account: str, now: datetime | None = None) -> Query:
-        start, end = self.bounds(now or datetime.now(timezone.utc))
+        start, end = self.bounds(now or datetime.now(UTC))
         kwargs = {MULTI[name][0]: vals for name, vals in self.values.items()}
         groups = tuple(tuple(g.split(":", 1)) for g in self.groups)
         return Query(account=account, start=start, end=end, groups=groups, text=self.text, **kwargs)  # type: ignore[arg-type]

@@ -12,17 +12,58 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from useraudit.catalog import CATALOG
 
-FIRST = ["Anna", "Boris", "Chen", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-         "Kira", "Leo", "Maya", "Nikolai", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tara"]
-LAST = ["Ivanova", "Smirnov", "Li", "Kowalski", "Garcia", "Haddad", "Hopper", "Tanaka", "Moreau",
-        "Berg", "Novak", "Petrov", "Singh", "Orlov", "Sato"]
-PROJECTS = [("bank-bot", "Bank assistant"), ("hr-faq", "HR FAQ"), ("shop-support", "Shop support"),
-            ("voice-ivr", "Voice IVR"), ("onboarding", "Onboarding bot"), ("sales-lead", "Sales lead bot")]
+FIRST = [
+    "Anna",
+    "Boris",
+    "Chen",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kira",
+    "Leo",
+    "Maya",
+    "Nikolai",
+    "Olga",
+    "Pavel",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+]
+LAST = [
+    "Ivanova",
+    "Smirnov",
+    "Li",
+    "Kowalski",
+    "Garcia",
+    "Haddad",
+    "Hopper",
+    "Tanaka",
+    "Moreau",
+    "Berg",
+    "Novak",
+    "Petrov",
+    "Singh",
+    "Orlov",
+    "Sato",
+]
+PROJECTS = [
+    ("bank-bot", "Bank assistant"),
+    ("hr-faq", "HR FAQ"),
+    ("shop-support", "Shop support"),
+    ("voice-ivr", "Voice IVR"),
+    ("onboarding", "Onboarding bot"),
+    ("sales-lead", "Sales lead bot"),
+]
 AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
@@ -32,21 +73,49 @@ AGENTS = [
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.43 Mobile Safari/537.36",
     "python-requests/2.31.0",
 ]
-WORDS = ["Reviewers", "Editors", "Operators", "production", "staging", "webhook", "greeting", "timeout",
-         "fallback", "language", "escalation", "retention", "masking", "phone", "e-mail", "export"]
+WORDS = [
+    "Reviewers",
+    "Editors",
+    "Operators",
+    "production",
+    "staging",
+    "webhook",
+    "greeting",
+    "timeout",
+    "fallback",
+    "language",
+    "escalation",
+    "retention",
+    "masking",
+    "phone",
+    "e-mail",
+    "export",
+]
 
 
 def _person(rng: random.Random, i: int) -> dict[str, str]:
     first, last = FIRST[i % len(FIRST)], LAST[(i * 7) % len(LAST)]
     login = f"{first.lower()}.{last.lower()}"
-    return {"id": f"u{i:04d}", "name": login, "email": f"{login}@example.com", "full_name": f"{first} {last}"}
+    return {
+        "id": f"u{i:04d}",
+        "name": login,
+        "email": f"{login}@example.com",
+        "full_name": f"{first} {last}",
+    }
 
 
-def raw_events(n: int, *, accounts: Sequence[str] = ("acme",), seed: int = 7, now: datetime | None = None,
-               days: float = 30, users: int = 40) -> Iterator[dict[str, Any]]:
+def raw_events(
+    n: int,
+    *,
+    accounts: Sequence[str] = ("acme",),
+    seed: int = 7,
+    now: datetime | None = None,
+    days: float = 30,
+    users: int = 40,
+) -> Iterator[dict[str, Any]]:
     """``n`` raw events spread over the last ``days`` days, every catalog action represented."""
     rng = random.Random(seed)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     actions = [a for a in CATALOG.actions() if a.product != "useraudit"]
     people = [_person(rng, i) for i in range(users)]
     span_ms = int(days * 86_400_000)
@@ -69,7 +138,9 @@ def raw_events(n: int, *, accounts: Sequence[str] = ("acme",), seed: int = 7, no
         if action.code.startswith("user.signed_in") or action.code.startswith("phone_number"):
             if rng.random() < 0.25:
                 ev["event.outcome"] = "failure"
-                ev["event.reason"] = "wrong password" if "signed_in" in action.code else "code expired"
+                ev["event.reason"] = (
+                    "wrong password" if "signed_in" in action.code else "code expired"
+                )
         elif rng.random() < 0.03:
             ev["event.outcome"] = "failure"
         if action.targets_user:

@@ -142,7 +142,9 @@ class UserStore:
             if row is None or not row[5]:
                 return None
             roles: dict[str, set[str]] = {}
-            for account, role in db.execute("SELECT account, role FROM grants WHERE user_id = ?", (row[0],)):
+            for account, role in db.execute(
+                "SELECT account, role FROM grants WHERE user_id = ?", (row[0],)
+            ):
                 roles.setdefault(account, set()).add(role)
         return WebUser(row[0], row[1], row[2], row[3], roles), row[4]
 
@@ -198,8 +200,10 @@ class UserStore:
         if len(password) < 8:
             raise ValueError("passwords need at least 8 characters")
         with self._db() as db:
-            cur = db.execute("UPDATE users SET password_hash = ? WHERE username = ?",
-                             (_hasher.hash(password), username))
+            cur = db.execute(
+                "UPDATE users SET password_hash = ? WHERE username = ?",
+                (_hasher.hash(password), username),
+            )
         if not cur.rowcount:
             raise ValueError(f"no user {username!r}")
 
@@ -208,22 +212,31 @@ class UserStore:
         if user is None:
             raise ValueError(f"no user {username!r}")
         with self._db() as db:
-            db.execute("INSERT OR IGNORE INTO grants (user_id, account, role) VALUES (?, ?, ?)",
-                       (user.id, account, role))
+            db.execute(
+                "INSERT OR IGNORE INTO grants (user_id, account, role) VALUES (?, ?, ?)",
+                (user.id, account, role),
+            )
 
     def revoke(self, username: str, account: str, role: str = USER_ADMIN) -> None:
         user = self.by_username(username)
         if user is None:
             raise ValueError(f"no user {username!r}")
         with self._db() as db:
-            db.execute("DELETE FROM grants WHERE user_id = ? AND account = ? AND role = ?",
-                       (user.id, account, role))
+            db.execute(
+                "DELETE FROM grants WHERE user_id = ? AND account = ? AND role = ?",
+                (user.id, account, role),
+            )
 
 
 # -- command line -----------------------------------------------------------------
 
-_db_option = click.option("--db", "db_path", default=None, envvar="USERAUDIT_WEBUSERS",
-                          help="User database (default $USERAUDIT_HOME/webusers.db).")
+_db_option = click.option(
+    "--db",
+    "db_path",
+    default=None,
+    envvar="USERAUDIT_WEBUSERS",
+    help="User database (default $USERAUDIT_HOME/webusers.db).",
+)
 
 
 @click.group()
@@ -272,7 +285,9 @@ def grant_cmd(db_path: str | None, username: str, account: str, role: str, revok
         (store.revoke if revoke else store.grant)(username, account, role)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{'revoked' if revoke else 'granted'} {role} on {account} {'from' if revoke else 'to'} {username}")
+    click.echo(
+        f"{'revoked' if revoke else 'granted'} {role} on {account} {'from' if revoke else 'to'} {username}"
+    )
 
 
 @users.command("list")
@@ -280,5 +295,7 @@ def grant_cmd(db_path: str | None, username: str, account: str, role: str, revok
 def list_cmd(db_path: str | None) -> None:
     """List users and their roles."""
     for user in UserStore(db_path).list():
-        grants = ", ".join(f"{a}:{'+'.join(sorted(r))}" for a, r in sorted(user.roles.items())) or "-"
+        grants = (
+            ", ".join(f"{a}:{'+'.join(sorted(r))}" for a, r in sorted(user.roles.items())) or "-"
+        )
         click.echo(f"{user.username:<20} {user.email:<30} {grants}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +40,48 @@ def _special_docs(now: datetime) -> list[dict[str, Any]]:
 
     enrich = Enricher()
     base = {
-        "event.outcome": "success", "source.address": "192.0.2.200",
+        "event.outcome": "success",
+        "source.address": "192.0.2.200",
         "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
-        "user.id": "u9001", "user.name": "mallory", "user.email": "mallory@example.com",
+        "user.id": "u9001",
+        "user.name": "mallory",
+        "user.email": "mallory@example.com",
     }
 
     def at(minutes: int) -> dict[str, Any]:
         ts = now - timedelta(minutes=minutes)
-        return {"@timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "event.id": f"{int(ts.timestamp() * 1000):012x}{uuid.uuid4().hex[:20]}"}
+        return {
+            "@timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event.id": f"{int(ts.timestamp() * 1000):012x}{uuid.uuid4().hex[:20]}",
+        }
 
     raws = [
-        {**base, **at(5), "organization.id": "acme", "event.action": "bot_project.settings_updated",
-         "audit.comments": XSS_COMMENT, "audit.project.id": "xss-proj"},
-        {**base, **at(6), "organization.id": "acme", "event.action": "token.created",
-         **FORMULAS, "audit.project.id": "formula-proj"},
-        {**base, **at(7), "organization.id": "globex", "event.action": "custom_role.renamed",
-         "audit.comments": "globexsecret renamed Editors to Reviewers", "user.name": "gina",
-         "user.id": "u9002", "user.email": "gina@globex.example"},
+        {
+            **base,
+            **at(5),
+            "organization.id": "acme",
+            "event.action": "bot_project.settings_updated",
+            "audit.comments": XSS_COMMENT,
+            "audit.project.id": "xss-proj",
+        },
+        {
+            **base,
+            **at(6),
+            "organization.id": "acme",
+            "event.action": "token.created",
+            **FORMULAS,
+            "audit.project.id": "formula-proj",
+        },
+        {
+            **base,
+            **at(7),
+            "organization.id": "globex",
+            "event.action": "custom_role.renamed",
+            "audit.comments": "globexsecret renamed Editors to Reviewers",
+            "user.name": "gina",
+            "user.id": "u9002",
+            "user.email": "gina@globex.example",
+        },
     ]
     return [enrich(r) for r in raws]
 
@@ -65,14 +89,17 @@ def _special_docs(now: datetime) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def seeded_store(opensearch_url: str) -> Iterator[Any]:
     """A real OpenSearch index (unique prefix) holding sample events of acme and globex."""
-    from useraudit.store.opensearch import OpenSearchStore
     from useraudit.webapp.sample import seed_store
+
+    from useraudit.store.opensearch import OpenSearchStore
 
     store = OpenSearchStore(opensearch_url, prefix=f"uat-web-{uuid.uuid4().hex[:8]}")
     store.install()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
-        seed_store(store, N_EVENTS, accounts=("acme", "globex"), now=now - timedelta(minutes=30), days=25)
+        seed_store(
+            store, N_EVENTS, accounts=("acme", "globex"), now=now - timedelta(minutes=30), days=25
+        )
         assert all(r.delivered for r in store.write(_special_docs(now)))
         store.refresh()
         yield store
@@ -87,10 +114,12 @@ def users_db(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from useraudit.webapp.users import UserStore
 
     users = UserStore(tmp_path_factory.mktemp("users") / "webusers.db")
-    for name, grants in (("alice", [("acme", "USER_ADMIN")]),
-                         ("bob", [("acme", "USER_ADMIN"), ("globex", "USER_ADMIN")]),
-                         ("carol", [("acme", "VIEWER")]),
-                         ("dave", [("globex", "USER_ADMIN")])):
+    for name, grants in (
+        ("alice", [("acme", "USER_ADMIN")]),
+        ("bob", [("acme", "USER_ADMIN"), ("globex", "USER_ADMIN")]),
+        ("carol", [("acme", "VIEWER")]),
+        ("dave", [("globex", "USER_ADMIN")]),
+    ):
         users.add(name, PASSWORD, email=f"{name}@example.com", full_name=name.title() + " Admin")
         for account, role in grants:
             users.grant(name, account, role)
@@ -102,8 +131,9 @@ def audit_spool(tmp_path: Path) -> Callable[[], list[dict[str, Any]]]:
     """Point useraudit.record() at a fresh spool; returns a reader of what was recorded."""
     import json
 
-    import useraudit
     from useraudit.indexer.spool import iter_all
+
+    import useraudit
 
     spool = tmp_path / "spool"
     recorder = useraudit.configure(spool_dir=spool, durability="sync")
@@ -118,10 +148,16 @@ def audit_spool(tmp_path: Path) -> Callable[[], list[dict[str, Any]]]:
 def make_app(store: Any, users: Any, **config: Any) -> Flask:
     from useraudit.webapp.app import create_app
 
-    return create_app({
-        "TESTING": True, "SECRET_KEY": "test-secret", "SESSION_COOKIE_SECURE": False,
-        "USERAUDIT_STORE": store, "USERAUDIT_USERS": users, **config,
-    })
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SESSION_COOKIE_SECURE": False,
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": users,
+            **config,
+        }
+    )
 
 
 @pytest.fixture
@@ -147,7 +183,9 @@ def csrf_token(client: FlaskClient, path: str = "/login") -> str:
 
 def login(client: FlaskClient, username: str, password: str = PASSWORD, **kw: Any) -> Any:
     token = csrf_token(client)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token}, **kw)
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}, **kw
+    )
 
 
 @pytest.fixture

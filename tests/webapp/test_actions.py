@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,9 @@ def alice(as_user: Any) -> Any:
 def _seed_columns() -> list[str]:
     text = SEED.read_text() if SEED.exists() else ""
     block = text.split("Action information", 1)[1].split("List of logged actions", 1)[0]
-    return [line[2:].split(":", 1)[0].strip() for line in block.splitlines() if line.startswith("- ")]
+    return [
+        line[2:].split(":", 1)[0].strip() for line in block.splitlines() if line.startswith("- ")
+    ]
 
 
 def test_columns_are_the_seed_columns_word_for_word(alice: Any) -> None:
@@ -49,9 +51,21 @@ def test_columns_are_the_seed_columns_word_for_word(alice: Any) -> None:
     expected = _seed_columns() or [c.label for c in COLUMNS]
     html = alice.get("/a/acme/actions?period=30d").get_data(as_text=True)
     header = re.search(r"<thead>(.*?)</thead>", html, re.S).group(1)  # type: ignore[union-attr]
-    assert [unescape(TAG.sub("", h)).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", header)] == expected
-    assert expected == ["Action", "Date and time", "User", "Token ID", "Modified user", "Project", "Comments",
-                        "IP and device", "Result", "Impersonator"]
+    assert [
+        unescape(TAG.sub("", h)).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", header)
+    ] == expected
+    assert expected == [
+        "Action",
+        "Date and time",
+        "User",
+        "Token ID",
+        "Modified user",
+        "Project",
+        "Comments",
+        "IP and device",
+        "Result",
+        "Impersonator",
+    ]
 
 
 def test_rows_are_newest_first_and_show_human_labels(alice: Any) -> None:
@@ -65,17 +79,28 @@ def test_rows_are_newest_first_and_show_human_labels(alice: Any) -> None:
     assert all(r["result"] in ("Success", "Failure", "Unknown") for r in table)
 
 
-@pytest.mark.parametrize(("query", "check"), [
-    pytest.param("product=jaicp", lambda r: LABEL_PRODUCT[r["action"]] == "jaicp", id="product"),
-    pytest.param("group=common:Custom+role",
-                 lambda r: r["action"].startswith("Custom role"), id="group"),
-    pytest.param("action=user.signed_in&action=user.signed_out",
-                 lambda r: r["action"] in ("User signed in", "User signed out"), id="two-actions"),
-    pytest.param("result=failure", lambda r: r["result"] == "Failure", id="result"),
-    pytest.param("ip=203.0.113.0/24", lambda r: r["ip_device"].startswith("203.0.113."), id="cidr"),
-    pytest.param("browser=Firefox", lambda r: "Firefox" in r["ip_device"], id="browser"),
-    pytest.param("project=bank-bot", lambda r: "bank-bot" in r["project"], id="project"),
-], )
+@pytest.mark.parametrize(
+    ("query", "check"),
+    [
+        pytest.param(
+            "product=jaicp", lambda r: LABEL_PRODUCT[r["action"]] == "jaicp", id="product"
+        ),
+        pytest.param(
+            "group=common:Custom+role", lambda r: r["action"].startswith("Custom role"), id="group"
+        ),
+        pytest.param(
+            "action=user.signed_in&action=user.signed_out",
+            lambda r: r["action"] in ("User signed in", "User signed out"),
+            id="two-actions",
+        ),
+        pytest.param("result=failure", lambda r: r["result"] == "Failure", id="result"),
+        pytest.param(
+            "ip=203.0.113.0/24", lambda r: r["ip_device"].startswith("203.0.113."), id="cidr"
+        ),
+        pytest.param("browser=Firefox", lambda r: "Firefox" in r["ip_device"], id="browser"),
+        pytest.param("project=bank-bot", lambda r: "bank-bot" in r["project"], id="project"),
+    ],
+)
 def test_filters_narrow_the_rows(alice: Any, query: str, check: Any) -> None:
     """Each filter in the URL narrows the table to rows that satisfy it."""
     table = rows(alice.get(f"/a/acme/actions?period=30d&size=100&{query}").get_data(as_text=True))
@@ -86,27 +111,36 @@ def test_filters_narrow_the_rows(alice: Any, query: str, check: Any) -> None:
 def test_user_history_covers_actor_target_and_impersonator(alice: Any) -> None:
     """history= shows actions the user did, had done to them, or did on someone's behalf."""
     who = "anna.ivanova@example.com"
-    table = rows(alice.get(f"/a/acme/actions?period=30d&size=100&history={who}").get_data(as_text=True))
+    table = rows(
+        alice.get(f"/a/acme/actions?period=30d&size=100&history={who}").get_data(as_text=True)
+    )
     assert table
-    roles = {("user" if "Anna Ivanova" in r["user"] else "")
-             + ("target" if "Anna Ivanova" in r["target"] else "")
-             + ("impersonator" if "Anna Ivanova" in r["impersonator"] else "") for r in table}
+    roles = {
+        ("user" if "Anna Ivanova" in r["user"] else "")
+        + ("target" if "Anna Ivanova" in r["target"] else "")
+        + ("impersonator" if "Anna Ivanova" in r["impersonator"] else "")
+        for r in table
+    }
     assert "" not in roles and len(roles) >= 2
 
 
-def test_period_presets_and_custom_range_in_the_chosen_time_zone(alice: Any, seeded_store: Any) -> None:
+def test_period_presets_and_custom_range_in_the_chosen_time_zone(
+    alice: Any, seeded_store: Any
+) -> None:
     """Presets bound the rows by age; a custom range is read in the page's time zone."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for period, delta in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7))):
         table = rows(alice.get(f"/a/acme/actions?period={period}&size=100").get_data(as_text=True))
         assert table
-        oldest = min(datetime.fromisoformat(r["timestamp"]).replace(tzinfo=timezone.utc) for r in table)
+        oldest = min(datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC) for r in table)
         assert oldest >= now - delta - timedelta(minutes=1)
     tz = ZoneInfo("Asia/Tokyo")
     start = (now - timedelta(days=3)).astimezone(tz).replace(second=0, microsecond=0)
     end = start + timedelta(hours=12)
-    url = (f"/a/acme/actions?period=custom&tz=Asia/Tokyo&size=100"
-           f"&from={start:%Y-%m-%dT%H:%M}&to={end:%Y-%m-%dT%H:%M}")
+    url = (
+        f"/a/acme/actions?period=custom&tz=Asia/Tokyo&size=100"
+        f"&from={start:%Y-%m-%dT%H:%M}&to={end:%Y-%m-%dT%H:%M}"
+    )
     table = rows(alice.get(url).get_data(as_text=True))
     assert table
     for r in table:
@@ -117,8 +151,12 @@ def test_period_presets_and_custom_range_in_the_chosen_time_zone(alice: Any, see
 def test_times_are_shown_in_the_chosen_time_zone(alice: Any) -> None:
     """The same event shows UTC+9 wall-clock time when the page's zone is Asia/Tokyo."""
     utc = rows(alice.get("/a/acme/actions?period=30d&size=25").get_data(as_text=True))[0]
-    tokyo = {r["_id"]: r for r in rows(alice.get("/a/acme/actions?period=30d&size=25&tz=Asia/Tokyo")
-                                       .get_data(as_text=True))}[utc["_id"]]
+    tokyo = {
+        r["_id"]: r
+        for r in rows(
+            alice.get("/a/acme/actions?period=30d&size=25&tz=Asia/Tokyo").get_data(as_text=True)
+        )
+    }[utc["_id"]]
     delta = datetime.fromisoformat(tokyo["timestamp"]) - datetime.fromisoformat(utc["timestamp"])
     assert delta == timedelta(hours=9)
 
@@ -133,7 +171,10 @@ def test_full_text_search_highlights_matches(alice: Any) -> None:
 
 def test_comment_markup_is_rendered_as_text(alice: Any) -> None:
     """A comment holding <script> and <img onerror> is escaped, also inside highlights."""
-    for url in ("/a/acme/actions?period=24h&project=xss-proj", "/a/acme/actions?period=24h&q=xsscanary"):
+    for url in (
+        "/a/acme/actions?period=24h&project=xss-proj",
+        "/a/acme/actions?period=24h&q=xsscanary",
+    ):
         html = alice.get(url).get_data(as_text=True)
         assert "xsscanary" in html
         assert "<script>alert" not in html and "<img src=x" not in html
@@ -145,14 +186,20 @@ def test_facets_count_and_link_to_filters(alice: Any) -> None:
     html = alice.get("/a/acme/actions?period=30d").get_data(as_text=True)
     for facet in ("action", "user", "result", "project", "browser", "os"):
         assert f'data-facet="{facet}"' in html, facet
-    link = re.search(r'<a href="([^"]+)" class="" data-testid="facet-result"[^>]*>\s*'
-                     r'<span class="facet-v">Failure</span><span class="count">([\d,]+)</span>', html)
+    link = re.search(
+        r'<a href="([^"]+)" class="" data-testid="facet-result"[^>]*>\s*'
+        r'<span class="facet-v">Failure</span><span class="count">([\d,]+)</span>',
+        html,
+    )
     assert link, "no Failure facet"
     href, count = unescape(link.group(1)), int(link.group(2).replace(",", ""))
     assert "result=failure" in href
     filtered = alice.get(href).get_data(as_text=True)
-    total = int(re.search(r'data-testid="total"><strong>([\d,]+)</strong>', filtered).group(1)  # type: ignore[union-attr]
-                .replace(",", ""))
+    total = int(
+        re.search(r'data-testid="total"><strong>([\d,]+)</strong>', filtered)
+        .group(1)  # type: ignore[union-attr]
+        .replace(",", "")
+    )
     assert total == count
     assert all(r["result"] == "Failure" for r in rows(filtered))
 
@@ -175,22 +222,27 @@ def test_cursor_pages_are_disjoint_and_previous_returns(alice: Any) -> None:
     assert "page 3" in back and prev.count("c=") == 2
 
 
-@pytest.mark.parametrize("query", [
-    pytest.param("ip=not-an-ip", id="bad-ip"),
-    pytest.param("ip=10.0.0.0/33", id="bad-cidr"),
-    pytest.param("period=forever", id="bad-period"),
-    pytest.param("tz=Mars/Olympus", id="bad-tz"),
-    pytest.param("q=" + "x" * 600, id="text-too-long"),
-    pytest.param("q=%22unclosed", id="unbalanced-quote"),
-    pytest.param("q=(((((", id="parentheses"),
-    pytest.param("size=100000", id="bad-size"),
-    pytest.param("size=abc", id="size-not-a-number"),
-    pytest.param("period=custom&from=yesterday", id="bad-date"),
-    pytest.param("period=custom&from=2026-02-01T00:00&to=2026-01-01T00:00", id="end-before-start"),
-    pytest.param("user=" + ",".join(f"u{i}" for i in range(101)), id="too-many-values"),
-    pytest.param("group=nocolon", id="bad-group"),
-    pytest.param("c=%00%01", id="binary-cursor"),
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("ip=not-an-ip", id="bad-ip"),
+        pytest.param("ip=10.0.0.0/33", id="bad-cidr"),
+        pytest.param("period=forever", id="bad-period"),
+        pytest.param("tz=Mars/Olympus", id="bad-tz"),
+        pytest.param("q=" + "x" * 600, id="text-too-long"),
+        pytest.param("q=%22unclosed", id="unbalanced-quote"),
+        pytest.param("q=(((((", id="parentheses"),
+        pytest.param("size=100000", id="bad-size"),
+        pytest.param("size=abc", id="size-not-a-number"),
+        pytest.param("period=custom&from=yesterday", id="bad-date"),
+        pytest.param(
+            "period=custom&from=2026-02-01T00:00&to=2026-01-01T00:00", id="end-before-start"
+        ),
+        pytest.param("user=" + ",".join(f"u{i}" for i in range(101)), id="too-many-values"),
+        pytest.param("group=nocolon", id="bad-group"),
+        pytest.param("c=%00%01", id="binary-cursor"),
+    ],
+)
 def test_malformed_input_gets_a_friendly_message(alice: Any, query: str) -> None:
     """Malformed filters answer 400 with an explanation on the page, never a 500."""
     response = alice.get(f"/a/acme/actions?{query}")
@@ -210,7 +262,9 @@ def test_odd_but_valid_text_is_searched_not_rejected(alice: Any) -> None:
 def test_empty_state(alice: Any) -> None:
     """No matches shows the designed empty state with a way to clear the filters."""
     html = alice.get("/a/acme/actions?q=zzzznomatchzzzz").get_data(as_text=True)
-    assert 'data-testid="empty"' in html and "No actions match" in html and "clear the filters" in html
+    assert (
+        'data-testid="empty"' in html and "No actions match" in html and "clear the filters" in html
+    )
 
 
 def test_store_unavailable_shows_the_error_state(users_db: Any, audit_spool: Any) -> None:
@@ -231,8 +285,10 @@ def test_store_unavailable_shows_the_error_state(users_db: Any, audit_spool: Any
 
 def test_filters_round_trip_through_the_url(alice: Any) -> None:
     """The form shows every filter from the URL, so reloading or sharing keeps the view."""
-    url = ("/a/acme/actions?product=common&action=user.signed_in&user=anna.ivanova,boris.li&result=failure"
-           "&ip=10.0.0.0/8&q=password&period=custom&from=2026-01-01T00:00&tz=Europe/Berlin&size=25")
+    url = (
+        "/a/acme/actions?product=common&action=user.signed_in&user=anna.ivanova,boris.li&result=failure"
+        "&ip=10.0.0.0/8&q=password&period=custom&from=2026-01-01T00:00&tz=Europe/Berlin&size=25"
+    )
     html = alice.get(url).get_data(as_text=True)
     assert 'value="anna.ivanova, boris.li"' in html
     assert '<option value="common" selected>' in html
@@ -245,7 +301,6 @@ def test_filters_round_trip_through_the_url(alice: Any) -> None:
 def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: Any) -> None:
     """Mounted under /audit in a host app, the UI works and the host's own routes are untouched."""
     from flask import Flask
-
     from useraudit.webapp.app import mount
 
     from .conftest import CSRF_RE, PASSWORD
@@ -261,8 +316,13 @@ def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: 
     client = host.test_client()
     assert client.post("/api/ping").data == b"pong"  # no CSRF imposed on the host
     token = CSRF_RE.search(client.get("/audit/login").get_data(as_text=True)).group(1)  # type: ignore[union-attr]
-    assert client.post("/audit/login", data={"username": "alice", "password": PASSWORD}).status_code == 400
-    response = client.post("/audit/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token})
+    assert (
+        client.post("/audit/login", data={"username": "alice", "password": PASSWORD}).status_code
+        == 400
+    )
+    response = client.post(
+        "/audit/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
+    )
     assert response.headers["Location"] == "/audit/accounts"
     page = client.get("/audit/a/acme/actions?period=30d").get_data(as_text=True)
     assert rows(page) and "/audit/static/app.css" in page

@@ -21,7 +21,8 @@ def test_sign_in_redirects_to_accounts_and_records_success(client: Any, audit_sp
     assert response.status_code == 302 and response.headers["Location"] == "/accounts"
     events = [e for e in audit_spool() if e["event.action"] == "user.signed_in"]
     assert [(e["event.outcome"], e["organization.id"], e["user.name"]) for e in events] == [
-        ("success", "acme", "alice")]
+        ("success", "acme", "alice")
+    ]
     assert events[0]["source.address"] == "127.0.0.1" and events[0]["user.id"].startswith("u-")
 
 
@@ -32,7 +33,10 @@ def test_wrong_password_is_refused_and_recorded_as_failure(client: Any, audit_sp
     assert "Wrong username or password" in response.get_data(as_text=True)
     assert not _signed_in(client)
     events = audit_spool()
-    assert {(e["event.outcome"], e["organization.id"]) for e in events} == {("failure", "acme"), ("failure", "globex")}
+    assert {(e["event.outcome"], e["organization.id"]) for e in events} == {
+        ("failure", "acme"),
+        ("failure", "globex"),
+    }
     assert all(e["event.reason"] == "wrong username or password" for e in events)
 
 
@@ -71,14 +75,23 @@ def test_session_cookie_flags(seeded_store: Any, users_db: Any, audit_spool: Any
     client = app.test_client()
     page = client.get("/login", base_url="https://localhost").get_data(as_text=True)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token},
-                           base_url="https://localhost")
-    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("useraudit_session="))
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": token},
+        base_url="https://localhost",
+    )
+    cookie = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("useraudit_session=")
+    )
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
     insecure = make_app(seeded_store, users_db).test_client()
     token = csrf_token(insecure)
-    response = insecure.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token})
-    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("useraudit_session="))
+    response = insecure.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token}
+    )
+    cookie = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("useraudit_session=")
+    )
     assert "HttpOnly" in cookie and "Secure" not in cookie
 
 
@@ -96,13 +109,18 @@ def test_sign_in_starts_a_new_session(app: Any, client: Any) -> None:
     assert "/login" in other.get("/accounts").headers["Location"]
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"],
-                         ids=["scheme-relative", "absolute", "backslash"])
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/x", "https://evil.example/", "/\\evil.example"],
+    ids=["scheme-relative", "absolute", "backslash"],
+)
 def test_next_parameter_is_never_an_open_redirect(client: Any, target: str) -> None:
     """Only same-site paths are honoured in ?next= after sign-in."""
     token = csrf_token(client)
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token,
-                                            "next": target})
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": token, "next": target},
+    )
     assert response.headers["Location"] == "/accounts"
 
 
@@ -113,15 +131,26 @@ def test_next_parameter_returns_to_the_page(client: Any) -> None:
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert 'value="/a/acme/actions?period=24h"' in page
     token = csrf_token(client)
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token,
-                                           "next": "/a/acme/actions?period=24h"})
+    response = client.post(
+        "/login",
+        data={
+            "username": "alice",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "/a/acme/actions?period=24h",
+        },
+    )
     assert response.headers["Location"] == "/a/acme/actions?period=24h"
 
 
 def test_sixth_rapid_failure_for_one_account_is_throttled(client: Any, audit_spool: Any) -> None:
     """Five wrong passwords for one username from five IPs are answered; the 6th is 429."""
-    codes = [login(client, "bob", "wrong-pass", environ_base={"REMOTE_ADDR": f"198.51.100.{i}"}).status_code
-             for i in range(1, 7)]
+    codes = [
+        login(
+            client, "bob", "wrong-pass", environ_base={"REMOTE_ADDR": f"198.51.100.{i}"}
+        ).status_code
+        for i in range(1, 7)
+    ]
     assert codes == [401] * 5 + [429]
     # Even the right password is refused while the account is throttled.
     assert login(client, "bob", environ_base={"REMOTE_ADDR": "198.51.100.99"}).status_code == 429

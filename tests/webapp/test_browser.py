@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,8 +25,14 @@ from useraudit.store import Query
 from .conftest import FORMULAS, PASSWORD, make_app
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - environment problem, fail loudly
     pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
@@ -47,7 +53,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(seeded_store: Any, users_db: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    seeded_store: Any, users_db: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """The admin UI on a real HTTP server bound to 127.0.0.1."""
     import useraudit
 
@@ -69,8 +77,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True,
-                                  timezone_id="UTC")
+    context = browser.new_context(
+        viewport={"width": 1600, "height": 1000}, accept_downloads=True, timezone_id="UTC"
+    )
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     dialogs: list[str] = []
@@ -111,19 +120,33 @@ def args(page: Any) -> dict[str, list[str]]:
     return parse_qs(urlsplit(page.url).query)
 
 
-def test_sign_in_pick_account_and_see_results_with_facets(page: Any, server: Server, tmp_path: Path) -> None:
+def test_sign_in_pick_account_and_see_results_with_facets(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
     """An admin of two accounts signs in, picks one and sees the newest actions with facets."""
     sign_in(page, server, "bob", tmp_path)
     assert page.url.endswith("/accounts")
-    assert page.locator("[data-testid=account-list] a").all_inner_texts() == ["acme\n›", "globex\n›"] or \
-        page.locator("[data-testid=account-list] a").count() == 2
+    assert (
+        page.locator("[data-testid=account-list] a").all_inner_texts() == ["acme\n›", "globex\n›"]
+        or page.locator("[data-testid=account-list] a").count() == 2
+    )
     shot(page, "account-picker", tmp_path)
     page.click("text=acme")
     page.wait_for_selector("[data-testid=results]")
     assert "/a/acme/actions" in page.url
     headers = page.locator("table.grid th").all_inner_texts()
-    assert headers == ["Action", "Date and time", "User", "Token ID", "Modified user", "Project", "Comments",
-                       "IP and device", "Result", "Impersonator"]
+    assert headers == [
+        "Action",
+        "Date and time",
+        "User",
+        "Token ID",
+        "Modified user",
+        "Project",
+        "Comments",
+        "IP and device",
+        "Result",
+        "Impersonator",
+    ]
     for facet in ("action", "user", "result", "project", "browser", "os"):
         assert page.locator(f"[data-facet={facet}] li").count() > 0, facet
     page.goto(page.url + "?period=30d")
@@ -145,7 +168,9 @@ def test_filter_by_product_action_period_and_result(page: Any, server: Server) -
     with page.expect_navigation():
         page.click("[data-testid=apply]")
     q = args(page)
-    assert q["product"] == ["common"] and q["group"] == ["common:Users"] and q["result"] == ["failure"]
+    assert (
+        q["product"] == ["common"] and q["group"] == ["common:Users"] and q["result"] == ["failure"]
+    )
     assert q["period"] == ["30d"]
     actions = column(page, "action")
     assert actions and all(a.startswith("User ") or a == "New user added" for a in actions)
@@ -212,7 +237,9 @@ def test_pagination_next_and_previous(page: Any, server: Server) -> None:
     assert ids(page) == second  # the state is in the URL
 
 
-def test_export_download_matches_the_query(page: Any, server: Server, seeded_store: Any, tmp_path: Path) -> None:
+def test_export_download_matches_the_query(
+    page: Any, server: Server, seeded_store: Any, tmp_path: Path
+) -> None:
     """Export to XLSX downloads every row of the current filters, as openpyxl reads them back."""
     sign_in(page, server, "alice")
     page.goto(server.url + "/a/acme/actions?period=30d&product=jaicp&result=success&tz=Asia/Tokyo")
@@ -222,9 +249,12 @@ def test_export_download_matches_the_query(page: Any, server: Server, seeded_sto
     info.value.save_as(path)
     ws = load_workbook(path)["User actions"]
     rows = list(ws.iter_rows(min_row=2, values_only=True))
-    start = datetime.now(timezone.utc) - timedelta(days=30)
-    expected = list(seeded_store.iterate(Query(account="acme", products=("jaicp",), outcomes=("success",),
-                                               start=start)))
+    start = datetime.now(UTC) - timedelta(days=30)
+    expected = list(
+        seeded_store.iterate(
+            Query(account="acme", products=("jaicp",), outcomes=("success",), start=start)
+        )
+    )
     assert len(rows) == len(expected) > 50
     assert [r[0] for r in rows] == [d["message"] for d in expected]
     assert {r[8] for r in rows} == {"Success"}
@@ -233,7 +263,10 @@ def test_export_download_matches_the_query(page: Any, server: Server, seeded_sto
 def test_comment_payloads_render_as_text_and_no_dialog_fires(page: Any, server: Server) -> None:
     """<script> and <img onerror> in a comment show as text; no script runs, also in highlights."""
     sign_in(page, server, "alice")
-    for url in ("/a/acme/actions?period=24h&project=xss-proj", "/a/acme/actions?period=24h&q=xsscanary"):
+    for url in (
+        "/a/acme/actions?period=24h&project=xss-proj",
+        "/a/acme/actions?period=24h&q=xsscanary",
+    ):
         page.goto(server.url + url)
         page.wait_for_timeout(300)
         text = page.locator("td.col-comments").first.inner_text()
@@ -275,8 +308,13 @@ def test_store_down_state(browser: Any, users_db: Any, tmp_path: Path) -> None:
     """With OpenSearch unreachable the page shows the designed unavailable state."""
     from useraudit.store.opensearch import OpenSearchStore
 
-    srv = Server(make_app(OpenSearchStore("http://127.0.0.1:1", prefix="nowhere", timeout=2), users_db,
-                          TESTING=False))
+    srv = Server(
+        make_app(
+            OpenSearchStore("http://127.0.0.1:1", prefix="nowhere", timeout=2),
+            users_db,
+            TESTING=False,
+        )
+    )
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
         page = context.new_page()

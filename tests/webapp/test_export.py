@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
+from useraudit.webapp.columns import parse_ts
+from useraudit.webapp.export import neutralise
 
 from useraudit.schema import COLUMNS
 from useraudit.store import Query
-from useraudit.webapp.columns import parse_ts
-from useraudit.webapp.export import neutralise
 
 from .conftest import FORMULAS, make_app
 
@@ -32,10 +32,12 @@ def alice(as_user: Any) -> Any:
 def test_export_holds_every_matching_row_not_just_the_page(alice: Any, seeded_store: Any) -> None:
     """All rows matching the filters are exported, newest first, matching Store.iterate."""
     response = alice.get("/a/acme/actions.xlsx?period=30d&product=common&tz=Europe/Berlin")
-    assert response.headers["Content-Disposition"].startswith('attachment; filename="user-actions-acme-')
+    assert response.headers["Content-Disposition"].startswith(
+        'attachment; filename="user-actions-acme-'
+    )
     ws = _workbook(response)["User actions"]
     rows = list(ws.iter_rows(min_row=2, values_only=True))
-    start = datetime.now(timezone.utc) - timedelta(days=30)
+    start = datetime.now(UTC) - timedelta(days=30)
     expected = list(seeded_store.iterate(Query(account="acme", products=("common",), start=start)))
     assert len(rows) == len(expected) > 100  # more than a page
     tz = ZoneInfo("Europe/Berlin")
@@ -61,7 +63,9 @@ def test_layout_header_widths_freeze_and_autofilter(alice: Any) -> None:
 
 def test_filters_sheet_describes_the_export(alice: Any) -> None:
     """The second sheet says which account, filters, time zone, who and when."""
-    wb = _workbook(alice.get("/a/acme/actions.xlsx?period=30d&result=failure&q=password&tz=Asia/Tokyo"))
+    wb = _workbook(
+        alice.get("/a/acme/actions.xlsx?period=30d&result=failure&q=password&tz=Asia/Tokyo")
+    )
     about = dict(wb["Filters"].iter_rows(values_only=True))
     assert about["Account"] == "acme" and about["Exported by"] == "alice"
     assert about["Time zone"] == "Asia/Tokyo" and about["Period"] == "Last 30 days"
@@ -76,7 +80,10 @@ def test_export_is_audited_with_its_filters(alice: Any, audit_spool: Any) -> Non
     assert event["organization.id"] == "acme" and event["user.name"] == "alice"
     params = event["audit.params"]
     assert params["format"] == "xlsx" and "user=anna.ivanova" in params["query"]
-    assert params["filters"]["User"] == "anna.ivanova" and params["filters"]["Comments contain"] == "Reviewers"
+    assert (
+        params["filters"]["User"] == "anna.ivanova"
+        and params["filters"]["Comments contain"] == "Reviewers"
+    )
 
 
 def test_formula_payloads_are_inert(alice: Any) -> None:
@@ -92,24 +99,28 @@ def test_formula_payloads_are_inert(alice: Any) -> None:
     assert values[5].startswith("'@SUM")
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    pytest.param("=1+1", "'=1+1", id="equals"),
-    pytest.param("+1", "'+1", id="plus"),
-    pytest.param("-1", "'-1", id="minus"),
-    pytest.param("@SUM(A1)", "'@SUM(A1)", id="at"),
-    pytest.param("\tx", "'\tx", id="tab"),
-    pytest.param("\rx", "'\rx", id="cr"),
-    pytest.param("a=1", "a=1", id="equals-inside"),
-    pytest.param("x\x01y", "x\ufffdy", id="control-char"),
-    pytest.param("x" * 40_000, "x" * 32_766 + "…", id="too-long"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("=1+1", "'=1+1", id="equals"),
+        pytest.param("+1", "'+1", id="plus"),
+        pytest.param("-1", "'-1", id="minus"),
+        pytest.param("@SUM(A1)", "'@SUM(A1)", id="at"),
+        pytest.param("\tx", "'\tx", id="tab"),
+        pytest.param("\rx", "'\rx", id="cr"),
+        pytest.param("a=1", "a=1", id="equals-inside"),
+        pytest.param("x\x01y", "x\ufffdy", id="control-char"),
+        pytest.param("x" * 40_000, "x" * 32_766 + "…", id="too-long"),
+    ],
+)
 def test_neutralise(value: str, expected: str) -> None:
     """Formula starters get a leading quote; illegal characters and overlong text are made safe."""
     assert neutralise(value) == expected
 
 
-def test_rows_past_the_sheet_limit_continue_on_further_sheets(seeded_store: Any, users_db: Any,
-                                                            audit_spool: Any) -> None:
+def test_rows_past_the_sheet_limit_continue_on_further_sheets(
+    seeded_store: Any, users_db: Any, audit_spool: Any
+) -> None:
     """Past the per-sheet row limit (1,048,576 in Excel; 100 here) rows continue on new sheets."""
     from .conftest import login
 
@@ -117,7 +128,10 @@ def test_rows_past_the_sheet_limit_continue_on_further_sheets(seeded_store: Any,
     login(client, "alice")
     wb = _workbook(client.get("/a/acme/actions.xlsx?period=30d"))
     data = [n for n in wb.sheetnames if n.startswith("User actions")]
-    assert data[:3] == ["User actions", "User actions 2", "User actions 3"] and wb.sheetnames[-1] == "Filters"
+    assert (
+        data[:3] == ["User actions", "User actions 2", "User actions 3"]
+        and wb.sheetnames[-1] == "Filters"
+    )
     total = 0
     for name in data:
         ws = wb[name]
