@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "templates": ("useraudit.index_templates.commands", "templates"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
+    "demo": ("useraudit.demo", "demo"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
     "prune": ("useraudit.store.commands", "prune"),
