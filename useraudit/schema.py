@@ -190,3 +190,13 @@ def nest(flat: dict) -> dict:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def fields_markdown() -> str:
+    """The field table of ``docs/fields.md`` (kept in sync by a test)."""
+    seed_column = {f: c.label for c in COLUMNS for f in c.fields}
+    rows = ["| field | type | seed column | description |", "|---|---|---|---|"]
+    for f in FIELDS:
+        kind = f.kind.value + ("[]" if f.multi else "")
+        rows.append(f"| `{f.name}` | {kind} | {seed_column.get(f.name, '')} | {f.description} |")
+    return "\n".join(rows) + "\n"

@@ -124,3 +124,12 @@ def test_events_catalog_command_prints_every_action() -> None:
         r for r in rows if r["code"] == "task_label.removed_from_catalog").items()
     text = CliRunner().invoke(cli, ["events", "catalog"]).output
     assert re.search(r"Common events \(common\)", text) and "Environment variable delete" in text
+
+
+def test_field_table_in_docs_is_generated_from_the_schema() -> None:
+    """docs/fields.md carries the schema's current field table (regenerate it if this fails)."""
+    from useraudit.schema import FIELDS, fields_markdown
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fields.md").read_text()
+    assert fields_markdown() in doc
+    assert all(f"`{f.name}`" in doc for f in FIELDS)
