@@ -37,7 +37,10 @@ from bench import _hello
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36"
+)
 
 
 def _environ() -> dict[str, Any]:
@@ -158,13 +161,13 @@ def record_vs_structlog(spool: Path, n: int) -> dict[str, float]:
     token = current.set(ctx)
 
     def do_record(count: int) -> None:
-        for i in range(count):
+        for _ in range(count):
             rec.record(
                 "token.created", token_id="tok-1234", project="p-7", comments="created from the UI"
             )
 
     def do_log(count: int) -> None:
-        for i in range(count):
+        for _ in range(count):
             log.info(
                 "token.created",
                 token_id="tok-1234",
@@ -235,7 +238,7 @@ def _start(kind: str, target: str, spool: Path) -> tuple[subprocess.Popen, str]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"{cmd} did not start")
+                raise RuntimeError(f"{cmd} did not start") from None
             time.sleep(0.05)
     return proc, url
 
@@ -249,7 +252,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _wrk(url: str, seconds: float, connections: int) -> float:
+def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}", url],
         capture_output=True,
@@ -262,10 +265,11 @@ def _wrk(url: str, seconds: float, connections: int) -> float:
     non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
     if non2xx:
         raise RuntimeError(f"server errors during the run: {out}")
-    return float(m.group(1))
+    done = re.search(r"(\d+) requests in", out)
+    return float(m.group(1)), int(done.group(1)) if done else 0
 
 
-def _pyload(url: str, seconds: float, connections: int) -> float:
+def _pyload(url: str, seconds: float, connections: int) -> tuple[float, int]:
     """A keep-alive HTTP/1.1 load generator for hosts without wrk."""
     import http.client
     from urllib.parse import urlsplit
@@ -287,42 +291,78 @@ def _pyload(url: str, seconds: float, connections: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    return sum(count) / seconds
+    return sum(count) / seconds, sum(count)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (gunicorn workers), all threads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 def server_ratio(
-    kind: str, bare: str, audited: str, spool: Path, seconds: float, rounds: int, connections: int
+    kind: str,
+    bare: str,
+    audited: str,
+    spool: Path,
+    seconds: float,
+    rounds: int,
+    connections: int,
 ) -> dict[str, Any]:
-    """Both servers up at once; alternating load bursts; median of per-round ratios.
+    """Both servers up at once; alternating load bursts; medians of per-round ratios.
 
     Loopback numbers on a shared machine drift by tens of percent within a
     minute; alternating short bursts (ABBA order) against servers that are
-    both already warm makes each round's pair see the same conditions.
+    both already warm makes each round's pair see the same conditions. The
+    server's own CPU time per request (all threads, workers included) is
+    measured too: on a saturated server throughput is its inverse, and it
+    does not depend on what else the machine is doing.
     """
     load = _wrk if shutil.which("wrk") else _pyload
     procs = {}
     try:
         for name, target in (("bare", bare), ("audited", audited)):
             procs[name] = _start(kind, target, spool / f"{kind}-{name}")
-        for _name, (_proc, url) in procs.items():
+        for _proc, url in procs.values():
             load(url, 1.0, connections)  # warm-up
-        results: dict[str, list[float]] = {"bare": [], "audited": []}
+        rps: dict[str, list[float]] = {"bare": [], "audited": []}
+        cpu_us: dict[str, list[float]] = {"bare": [], "audited": []}
         for r in range(rounds):
             order = ["bare", "audited"] if r % 2 == 0 else ["audited", "bare"]
             for name in order:
-                results[name].append(load(procs[name][1], seconds, connections))
+                proc, url = procs[name]
+                cpu0 = _cpu_seconds(proc.pid)
+                rate, done = load(url, seconds, connections)
+                cpu = _cpu_seconds(proc.pid) - cpu0
+                rps[name].append(rate)
+                cpu_us[name].append(cpu / max(done, 1) * 1e6)
     finally:
         for proc, _url in procs.values():
             _stop(proc)
-    ratios = [a / b for a, b in zip(results["audited"], results["bare"], strict=True)]
-    events = _spooled(spool, kind)
+    ratios = [a / b for a, b in zip(rps["audited"], rps["bare"], strict=True)]
+    cpu_ratios = [b / a for a, b in zip(cpu_us["audited"], cpu_us["bare"], strict=True)]
     return {
         "load_tool": load.__name__.lstrip("_"),
-        "bare_rps": round(statistics.median(results["bare"])),
-        "audited_rps": round(statistics.median(results["audited"])),
+        "bare_rps": round(statistics.median(rps["bare"])),
+        "audited_rps": round(statistics.median(rps["audited"])),
         "ratio": statistics.median(ratios),
         "round_ratios": [round(x, 3) for x in ratios],
-        "events_spooled": events,
+        "bare_cpu_us": round(statistics.median(cpu_us["bare"]), 1),
+        "audited_cpu_us": round(statistics.median(cpu_us["audited"]), 1),
+        "cpu_ratio": statistics.median(cpu_ratios),
+        "events_spooled": _spooled(spool, kind),
     }
 
 
@@ -375,13 +415,20 @@ def main(argv: list[str] | None = None) -> None:
                     kind, bare, audited, spool, args.seconds, args.rounds, args.connections
                 )
                 print(
-                    f"{kind} ({r['load_tool']}, {args.connections} connections, {args.rounds}×{args.seconds:g}s): "
-                    f"bare {r['bare_rps']} req/s, audited {r['audited_rps']} req/s, ratio {r['ratio']:.3f} "
-                    f"(target ≥ 0.9); per-round ratios {r['round_ratios']}; {r['events_spooled']} events spooled"
+                    f"{kind} ({r['load_tool']}, {args.connections} connections, "
+                    f"{args.rounds}×{args.seconds:g}s): bare {r['bare_rps']} req/s, "
+                    f"audited {r['audited_rps']} req/s, throughput ratio {r['ratio']:.3f} "
+                    f"(target ≥ 0.9), per round {r['round_ratios']}; server CPU per request "
+                    f"bare {r['bare_cpu_us']} µs, audited {r['audited_cpu_us']} µs, "
+                    f"CPU-bound throughput ratio {r['cpu_ratio']:.3f}; "
+                    f"{r['events_spooled']} events spooled"
                 )
                 result[f"{kind}_ratio"] = round(r["ratio"], 3)
+                result[f"{kind}_cpu_ratio"] = round(r["cpu_ratio"], 3)
                 result[f"{kind}_bare_rps"] = r["bare_rps"]
                 result[f"{kind}_audited_rps"] = r["audited_rps"]
+                result[f"{kind}_cpu_us_per_request"] = [r["bare_cpu_us"], r["audited_cpu_us"]]
+        result["load_average"] = round(os.getloadavg()[0], 2)
         result["targets_met"] = result["record_vs_structlog"] <= 2 and all(
             result.get(f"{k}_ratio", 1) >= 0.9 for k in ("gunicorn", "uvicorn")
         )
