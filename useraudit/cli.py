@@ -18,6 +18,7 @@ from useraudit import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "opensearch": ("useraudit.devnode.commands", "opensearch"),
     "templates": ("useraudit.index_templates.commands", "templates"),
+    "dashboards": ("useraudit.index_templates.dashboards_commands", "dashboards"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
     "demo": ("useraudit.demo", "demo"),
