@@ -277,6 +277,9 @@ PERIODS = [
     pytest.param("2026-01-06T09:00:00Z", "2026-01-11T08:59:59.999Z", id="partial-days-both-ends"),
     pytest.param("2026-01-12T08:00:00Z", "2026-01-12T10:00:00Z", id="inside-one-day"),
     pytest.param("2026-01-05T00:00:00Z", "2026-02-03T23:59:59.999Z", id="whole-days-only"),
+    pytest.param("2026-01-01T00:00:00Z", "2026-01-31T23:59:59.999Z", id="one-whole-month"),
+    pytest.param("2025-12-15T00:00:00Z", "2026-02-02T12:00:00Z", id="days-month-days-partial-day"),
+    pytest.param("2025-11-01T00:00:00Z", "2026-02-28T23:59:59.999Z", id="whole-months-only"),
     pytest.param(None, "2026-01-09T09:00:00Z", id="open-start"),
     pytest.param("2026-01-09T09:00:00.001Z", None, id="open-end"),
 ]

@@ -50,7 +50,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,9 @@ _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple((name, column(field)) for na
 # filters go through related_users (every person of an event is listed there)
 # and low-cardinality ones (browser, OS, device) scan. Each index costs ingest.
 _INDEXED = ("event_action", "event_outcome", "audit_project_id", "audit_token_id", "ip_key")
+_HOT = tuple(dict.fromkeys([
+    *(column(f) for f in FACETS.values()), *(column(f) for f in TERM_FILTERS.values()), "audit_group",
+]))
 
 
 def _ddl() -> list[str]:
@@ -125,7 +129,10 @@ def _ddl() -> list[str]:
     cols.append("ip_key BLOB")
     stmts = [
         "CREATE TABLE IF NOT EXISTS events (\n  " + ",\n  ".join(cols) + "\n)",
-        "CREATE INDEX IF NOT EXISTS events_sort ON events(organization_id, ts_ms DESC, event_id DESC)",
+        # The sort order plus every facet and term-filter column: a narrow copy
+        # of the hot part of each row, so counting and faceting many matches
+        # never reads the wide rows (comments, user agent, params...).
+        f"CREATE INDEX IF NOT EXISTS events_hot ON events(organization_id, ts_ms, event_id, {', '.join(_HOT)})",
         "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms)",
         "CREATE INDEX IF NOT EXISTS events_groups ON events(organization_id, audit_product, audit_group, ts_ms)",
         *(f"CREATE INDEX IF NOT EXISTS events_{col} ON events(organization_id, {col}, ts_ms)"
@@ -134,9 +141,11 @@ def _ddl() -> list[str]:
         "  organization_id TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, value, rid)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS related_users_rid ON related_users(rid)",
+        # span 'd': day = days since 1970-01-01 (UTC); span 'm': day = year * 12 + month - 1.
         "CREATE TABLE IF NOT EXISTS facet_counts (\n"
-        "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, day INTEGER NOT NULL, value TEXT NOT NULL,\n"
-        "  n INTEGER NOT NULL, PRIMARY KEY (organization_id, facet, day, value)) WITHOUT ROWID",
+        "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, span TEXT NOT NULL, day INTEGER NOT NULL,\n"
+        "  value TEXT NOT NULL, n INTEGER NOT NULL,\n"
+        "  PRIMARY KEY (organization_id, facet, span, day, value)) WITHOUT ROWID",
         "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
         "  audit_comments, content='events', content_rowid='rid',\n"
         "  tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
@@ -251,10 +260,43 @@ _COUNT_POSITIONS = [_INSERT_INDEX["organization_id"], _INSERT_INDEX["ts_ms"],
 _COUNT_SELECT = ", ".join(["organization_id", "ts_ms", *(col for _name, col in _FACET_COLUMNS)])
 
 
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+@lru_cache(maxsize=4096)
+def _month_of_day(day: int) -> int:
+    d = _EPOCH_DAY + timedelta(days=day)
+    return d.year * 12 + d.month - 1
+
+
+def _month_first_day(month: int) -> int:
+    return (date(month // 12, month % 12 + 1, 1) - _EPOCH_DAY).days
+
+
+def _split_days(first: int | None, last: int | None) -> tuple[tuple[int | None, int | None] | None,
+                                                               list[tuple[int, int]]]:
+    """Whole days [first, last] (None: open) → whole months and the leftover day ranges."""
+    lo = hi = None
+    if first is not None:
+        m = _month_of_day(first)
+        lo = m if first == _month_first_day(m) else m + 1
+    if last is not None:
+        m = _month_of_day(last)
+        hi = m if last == _month_first_day(m + 1) - 1 else m - 1
+    if lo is not None and hi is not None and lo > hi:
+        return None, [(first, last)]  # type: ignore[list-item]
+    ranges = []
+    if first is not None and lo is not None and first < _month_first_day(lo):
+        ranges.append((first, _month_first_day(lo) - 1))
+    if last is not None and hi is not None and last > _month_first_day(hi + 1) - 1:
+        ranges.append((_month_first_day(hi + 1), last))
+    return (lo, hi), ranges
+
+
 def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int,
                 projected: bool = False) -> None:
-    """Add (or with ``sign`` -1 remove) rows to the facet_counts rollup."""
-    counts: Counter[tuple[str, str, int, str]] = Counter()
+    """Add (or with ``sign`` -1 remove) rows to the facet_counts rollup, per day and per month."""
+    counts: Counter[tuple[str, str, str, int, str]] = Counter()
     names = [name for name, _col in _FACET_COLUMNS]
     for row in rows:
         values = row if projected else [row[i] for i in _COUNT_POSITIONS]
@@ -262,21 +304,24 @@ def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: in
         if account is None:
             continue
         day = values[1] // DAY_MS
-        counts[(account, TOTAL, day, "")] += 1
+        month = _month_of_day(day)
+        counts[(account, TOTAL, "d", day, "")] += 1
+        counts[(account, TOTAL, "m", month, "")] += 1
         for name, value in zip(names, values[2:], strict=True):
             if value is not None:
-                counts[(account, name, day, value)] += 1
+                counts[(account, name, "d", day, value)] += 1
+                counts[(account, name, "m", month, value)] += 1
     if not counts:
         return
     con.executemany(
-        "INSERT INTO facet_counts(organization_id, facet, day, value, n) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(organization_id, facet, day, value) DO UPDATE SET n = n + excluded.n",
+        "INSERT INTO facet_counts(organization_id, facet, span, day, value, n) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(organization_id, facet, span, day, value) DO UPDATE SET n = n + excluded.n",
         [(*key, sign * n) for key, n in counts.items()],
     )
     if sign < 0:
         con.executemany(
-            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND day = ? AND value = ? "
-            "AND n <= 0", list(counts))
+            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND span = ? AND day = ? "
+            "AND value = ? AND n <= 0", list(counts))
 
 
 def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
@@ -584,13 +629,14 @@ class SQLiteStore(Store):
         query = request.query
         if _period_only(query):
             return self._facets_from_rollup(con, request)
+        source = _source(query)
         if not request.facets:
-            return int(con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]), {}
+            return int(con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]), {}
         # One pass over the matches counts every facet (instead of one scan per facet).
         cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
         counters: list[Counter] = [Counter() for _ in cols]
         total = 0
-        cur = con.execute(f"SELECT {', '.join(cols)} FROM events WHERE {where}", params)
+        cur = con.execute(f"SELECT {', '.join(cols)} FROM {source} WHERE {where}", params)
         while rows := cur.fetchmany(20_000):
             total += len(rows)
             for i, counter in enumerate(counters):
@@ -599,7 +645,7 @@ class SQLiteStore(Store):
 
     def _facets_from_rollup(self, con: sqlite3.Connection,
                             request: SearchRequest) -> tuple[int, dict[str, list[tuple[str, int]]]]:
-        """Whole days from facet_counts, the partial days at either end from the rows."""
+        """Whole months and days from facet_counts, the partial days at either end from the rows."""
         query = request.query
         start = to_ms(query.start) if query.start else None
         end = to_ms(query.end) if query.end else None
@@ -613,21 +659,27 @@ class SQLiteStore(Store):
                 edges.append((start, first * DAY_MS - 1))
             if end is not None and end >= (last + 1) * DAY_MS:
                 edges.append(((last + 1) * DAY_MS, end))
-        days_sql, days_params = "", []
-        if first is not None:
-            days_sql += " AND day >= ?"
-            days_params.append(first)
-        if last is not None:
-            days_sql += " AND day <= ?"
-            days_params.append(last)
         whole = not (first is not None and last is not None and first > last)
         names = [TOTAL, *request.facets]
         counters = {name: Counter() for name in names}
         if whole:
+            months, day_ranges = _split_days(first, last)
+            parts: list[tuple[str, list[Any]]] = [
+                (" AND span = 'd' AND day BETWEEN ? AND ?", [lo, hi]) for lo, hi in day_ranges]
+            if months is not None:
+                sql, args = " AND span = 'm'", []
+                if months[0] is not None:
+                    sql += " AND day >= ?"
+                    args.append(months[0])
+                if months[1] is not None:
+                    sql += " AND day <= ?"
+                    args.append(months[1])
+                parts.append((sql, args))
             for name in names:
-                counters[name].update(dict(con.execute(
-                    "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
-                    f"{days_sql} GROUP BY value", [query.account, name, *days_params])))
+                for sql, args in parts:
+                    counters[name].update(dict(con.execute(
+                        "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
+                        f"{sql} GROUP BY value", [query.account, name, *args])))
         cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
         for lo, hi in edges:
             cur = con.execute(
@@ -663,7 +715,8 @@ class SQLiteStore(Store):
     def count(self, query: Query) -> int:
         where, params = self.where(query)
         with self._errors("read"):
-            return int(self._con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0])
+            return int(self._con.execute(f"SELECT count(*) FROM {_source(query)} WHERE {where}",
+                                         params).fetchone()[0])
 
     def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
         """Every match newest first, from one read snapshot on a connection of its own."""
@@ -719,6 +772,20 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+
+
+def _source(query: Query) -> str:
+    """Where to count matches: the narrow events_hot index unless a selective filter has its own path.
+
+    Person, history, IP, project and token filters find few rows through
+    their indexes; anything else (text, outcome, product, browser...) can
+    match a large share of an account, and reading those wide rows one by
+    one costs far more than scanning the account's narrow index entries.
+    """
+    if query.history or query.ips or query.projects or query.token_ids or any(
+            getattr(query, name) for name in PERSON_FILTERS):
+        return "events"
+    return "events INDEXED BY events_hot"
 
 
 def _period_only(query: Query) -> bool:
