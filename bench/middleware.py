@@ -279,7 +279,7 @@ def _pyload(url: str, seconds: float, connections: int) -> tuple[float, int]:
     stop = time.monotonic() + seconds
 
     def worker(i: int) -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
         while time.monotonic() < stop:
             conn.request("GET", "/", headers={"User-Agent": UA})
             resp = conn.getresponse()

@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 SECRET = os.environ.get("EXAMPLE_SECRET", "example-secret-not-for-production").encode()
 
@@ -75,7 +76,7 @@ def unsign(token: str) -> dict | None:
         return None
 
 
-def new_api_token(user: Account, project: str | None) -> tuple[str, str]:
+def new_api_token(user: Any, project: str | None) -> tuple[str, str]:
     """(token id, secret) — the id is what the audit log shows, never the secret."""
     tid = "tok-" + os.urandom(4).hex()
     return tid, sign({"tid": tid, "uid": user.id, "project": project, "n": os.urandom(8).hex()})
@@ -88,4 +89,4 @@ def api_user(authorization: str | None) -> Account | None:
     payload = unsign(authorization[7:].strip())
     if not payload or "tid" not in payload:
         return None
-    return BY_ID.get(payload.get("uid"))
+    return BY_ID.get(str(payload.get("uid")))

@@ -93,10 +93,12 @@ def header_text(value: str | bytes | None, limit: int) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = value.encode("latin-1")
+            raw = value.encode("latin-1")
         except UnicodeEncodeError:  # a server that already decoded UTF-8
             return value[:limit] or None
-    text = value[: limit * 4].decode("utf-8", "replace")[:limit]
+    else:
+        raw = value
+    text = raw[: limit * 4].decode("utf-8", "replace")[:limit]
     return text or None
 
 

@@ -140,7 +140,11 @@ def person(value: Any) -> Person | None:
     if value is None or value == "":
         return None
     if isinstance(value, dict):
-        out = {k: str(value[k]) for k in ("id", "name", "email", "full_name") if value.get(k) not in (None, "")}
+        out = {
+            k: str(value[k])
+            for k in ("id", "name", "email", "full_name")
+            if value.get(k) not in (None, "")
+        }
         return out or None
     if isinstance(value, (str, int)):
         return {"id": str(value)}

@@ -128,14 +128,14 @@ class AuditMiddleware:
             except AuditError:
                 _finish(capture, ctx, 503, None)
                 return _unavailable()
-            exc = getattr(request, "_useraudit_exception", None)
-            if getattr(response, "streaming", False) and exc is None:
+            view_exc = getattr(request, "_useraudit_exception", None)
+            if getattr(response, "streaming", False) and view_exc is None:
                 response.streaming_content = _stream(
                     response.streaming_content, capture, ctx, response.status_code
                 )
                 return response
             try:
-                capture.finished(ctx, response.status_code, exc)
+                capture.finished(ctx, response.status_code, view_exc)
             except AuditError:
                 if capture.fail_closed:
                     return _unavailable()

@@ -43,8 +43,8 @@ from .recorder import AuditError
 
 
 def install(app: FastAPI, **options: Any) -> None:
-    """Add the ASGI middleware (keyword arguments are Capture's) and a 503 handler for AuditError."""
-    app.add_middleware(AuditMiddleware, **options)
+    """Add the ASGI middleware (keyword arguments: Capture's) and a 503 handler for AuditError."""
+    app.add_middleware(AuditMiddleware, **options)  # type: ignore[arg-type]
     app.add_exception_handler(AuditError, _unavailable)
 
 
@@ -70,7 +70,7 @@ def audited(
 
     # Binding is cheap: an async wrapper keeps it on the event loop whatever
     # kind of dependency it wraps.
-    async def audited_user(user: Any = Depends(dependency)) -> Any:
+    async def audited_user(user: Any = Depends(dependency)) -> Any:  # noqa: B008 - FastAPI's idiom
         return bind(user)
 
     return audited_user

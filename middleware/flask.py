@@ -56,7 +56,7 @@ def flask_user(_environ: Any = None) -> Any:
 
 
 class UserAudit:
-    """The Flask extension. Keyword arguments are :class:`~useraudit.middleware._common.Capture`'s."""
+    """The Flask extension; keyword arguments are :class:`~._common.Capture`'s."""
 
     def __init__(
         self,

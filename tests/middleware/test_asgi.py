@@ -68,7 +68,7 @@ def simple_app(rec: Recorder, status: int = 200, chunks: int = 1) -> Any:
 
 @pytest.mark.parametrize("scope_type", ["websocket", "lifespan", "webtransport-unknown"])
 def test_other_scopes_pass_through_untouched(rec: Recorder, scope_type: str) -> None:
-    """websocket, lifespan and unknown scopes reach the app with the very same scope, receive and send."""
+    """websocket, lifespan and unknown scopes reach the app with the same scope, receive, send."""
     seen: list[tuple] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -143,7 +143,7 @@ def test_exceptions_reraised_unchanged_with_failure_event(rec: Recorder) -> None
 
 
 def test_late_user_from_scope_reaches_held_events(rec: Recorder) -> None:
-    """A user set on the scope by in-app auth (Starlette's scope['user']) is filled into held events."""
+    """A user set on the scope by in-app auth (Starlette's scope['user']) fills held events."""
 
     class User:
         is_authenticated = True

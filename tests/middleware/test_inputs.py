@@ -213,7 +213,7 @@ def test_any_input_gives_the_app_response_and_a_believable_ip(
     trusted: int,
     method: str,
 ) -> None:
-    """For any headers the host's response is unchanged, and the IP is the peer or a trusted-position XFF IP."""
+    """For any headers the response is unchanged; the IP is the peer or the trusted XFF entry."""
     environ = make_environ(
         REMOTE_ADDR=peer,
         HTTP_X_FORWARDED_FOR=xff,

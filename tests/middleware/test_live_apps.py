@@ -72,7 +72,7 @@ def one(docs: list[dict], **fields: Any) -> dict:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_user_story_lands_in_opensearch(kind: str, live_app: Any, os_store: Any) -> None:
-    """Every action of the story is stored once with action, outcome, user, target, IP, device, impersonator, project, token and comments."""
+    """Each action is stored once with outcome, users, IP, device, impersonator, project, token."""
     app = live_app(kind, trusted_proxies=1)
     story = drive(app)
     app.stop()  # SIGTERM: batch spools flush on exit

@@ -57,7 +57,7 @@ def test_four_gunicorn_workers_lose_and_interleave_nothing(live_app: Any, os_sto
 
 
 def test_sync_durability_survives_kill_9(live_app: Any, os_store: Any) -> None:
-    """With durability=sync, every request the client saw answered has its event in OpenSearch after kill -9."""
+    """durability=sync: every request the client saw answered has its event stored after kill -9."""
     app = live_app("fastapi", durability="sync", trusted_proxies=0)
     with app.client() as c:
         token = c.post("/login", json={"username": "alice", "password": "alice-pass"}).json()[

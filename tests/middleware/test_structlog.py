@@ -129,7 +129,7 @@ def test_mask_secrets_in_the_log_line() -> None:
 
 
 def test_with_stdlib_integration_and_contextvars(rec: Recorder, bound: Any, caplog: Any) -> None:
-    """Through structlog.stdlib and ProcessorFormatter, with contextvars-bound keys, events still route."""
+    """Through structlog.stdlib, ProcessorFormatter and contextvars-bound keys, events route."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(project="p-ctx")
     logger = logging.getLogger("useraudit.test.stdlib")

@@ -117,7 +117,7 @@ def test_request_id_is_used_only_when_sane(rec: Recorder, header: str, kept: boo
 
 
 def test_exc_info_is_forwarded_only_when_the_app_gave_one(rec: Recorder) -> None:
-    """start_response is called with two arguments normally and three when the app passes exc_info."""
+    """start_response gets two arguments normally, three when the app passes exc_info."""
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         start_response("200 OK", [])
@@ -134,7 +134,7 @@ def test_exc_info_is_forwarded_only_when_the_app_gave_one(rec: Recorder) -> None
 
 
 def test_streaming_body_is_passed_through_lazily_and_closed(rec: Recorder) -> None:
-    """Chunks leave one by one as the app makes them; the app's close() runs; the rule event comes at the end."""
+    """Chunks leave as the app makes them; the app's close() runs; the rule event comes last."""
     produced: list[int] = []
     closed: list[bool] = []
 
@@ -242,7 +242,7 @@ def test_installed_twice_captures_once(rec: Recorder) -> None:
 
 
 def test_user_authenticated_inside_the_view_reaches_earlier_events(rec: Recorder) -> None:
-    """An event recorded before the view's own auth is held and gets the user when the response starts."""
+    """An event recorded before the view's own auth is held and gets the user at response start."""
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         rec.record("message_log.downloaded")  # no user known yet
@@ -310,7 +310,7 @@ def test_fail_closed_answers_503_when_a_callback_fails(rec: Recorder) -> None:
 
 
 def test_fail_closed_recorder_that_cannot_spool_answers_503(spool_dir: Path) -> None:
-    """A fail-closed recorder whose spool is full refuses the request with 503, not the app's 200."""
+    """A fail-closed recorder whose spool is full answers 503, not the app's 200."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
     )
@@ -333,7 +333,7 @@ def test_fail_closed_recorder_that_cannot_spool_answers_503(spool_dir: Path) -> 
 def test_held_event_that_cannot_be_spooled_fails_closed_before_the_response(
     spool_dir: Path,
 ) -> None:
-    """An event held for its user is spooled at start_response; if that fails, the client gets 503."""
+    """A held event is spooled at start_response; if that fails, the client gets 503."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
     )
