@@ -229,18 +229,19 @@ def run(requests: int, faults: int, concurrency: int = 16, workdir: Path | None 
             while len(acks.times) < fraction * requests and any(t.is_alive() for t in threads):
                 time.sleep(0.05)
             t0 = time.monotonic()
+            at = len(acks.times)
             if fault == "worker":
                 pid = procs.kill_a_gunicorn_worker()
-                log.append(f"killed gunicorn worker {pid} (-9) at {len(acks.times)} acks")
+                log.append(f"killed gunicorn worker {pid} (-9) at {at} acks")
             elif fault == "indexer":
                 procs.kill_indexer()
                 procs.start_indexer()
-                log.append(f"killed the indexer (-9) and restarted it at {len(acks.times)} acks")
+                log.append(f"killed the indexer (-9) and restarted it at {at} acks")
             else:
                 devnode.stop(home=node_home, echo=lambda *_: None)
                 time.sleep(2)
                 devnode.start(port=port, home=node_home, echo=lambda *_: None)
-                log.append(f"stopped and restarted OpenSearch at {len(acks.times)} acks "
+                log.append(f"stopped and restarted OpenSearch at {at} acks "
                            f"({time.monotonic() - t0:.0f} s down)")
             echo(log[-1])
         for t in threads:
