@@ -143,3 +143,37 @@ def test_user_story_lands_in_opensearch(kind: str, live_app: Any, os_store: Any)
         assert "alice" in doc.get("related.user", []) or "bob" in doc.get("related.user", [])
     # Every event the app spooled is in OpenSearch, no more, no less.
     assert stats.shipped == len(docs) == len(spooled) == 12
+
+
+HOSTILE = [
+    pytest.param({"X-Forwarded-For": "garbage, !!"}, None, id="garbage-xff"),
+    pytest.param({"X-Forwarded-For": "fe80::1%eth0"}, "fe80::1", id="ipv6-zone-id"),
+    pytest.param({"X-Forwarded-For": "[2001:db8::7]:443"}, "2001:db8::7", id="ipv6-bracket-port"),
+    pytest.param({"User-Agent": b"Mozilla/5.0 \xff\xfe (X11)"}, None, id="non-utf8-ua"),
+    pytest.param({"User-Agent": "U" * 6000}, None, id="6kB-ua"),
+    pytest.param({"X-Request-ID": "a b\tc"}, None, id="insane-request-id"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hostile_headers_never_reach_the_host(kind: str, live_app: Any, os_store: Any) -> None:
+    """Odd headers give the app's normal answers; every event is stored, none dead-lettered."""
+    app = live_app(kind, trusted_proxies=1)
+    expected_ips = []
+    for param in HOSTILE:
+        headers, ip = param.values
+        with app.client() as c:
+            r = c.post("/login", json={"username": "carol", "password": "nope"}, headers=headers)
+            assert r.status_code == 401, (param.id, r.status_code, r.text)
+        expected_ips.append(ip or "127.0.0.1")
+    with app.client(headers={"User-Agent": ""}) as c:
+        assert c.get("/boom").status_code == 500  # the host's own bug, answered by its framework
+    app.stop()
+    stats = ship(app.spool, os_store)
+    assert (stats.dead_lettered, stats.damaged) == (0, 0)
+    docs = stored(os_store)
+    failures = find(docs, event__action="user.signed_in", event__outcome="failure")
+    assert sorted(d["source.ip"] for d in failures) == sorted(expected_ips)
+    assert all(d.get("user.name") == "carol" for d in failures)
+    assert all(len(d.get("http.request.id", "")) in range(1, 129) for d in failures)
+    assert "useraudit:" not in app.log_text(), "capture logged an internal error"
