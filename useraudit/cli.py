@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
     "demo": ("useraudit.demo", "demo"),
+    "retention": ("useraudit.index_templates.commands", "retention"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
     "prune": ("useraudit.store.commands", "prune"),
