@@ -114,8 +114,7 @@ class AuditMiddleware:
                 swallowed(err, "request setup", capture.fail_closed)
             except AuditError:
                 return _unavailable(start_response)
-            return _unavailable(start_response)
-        if ctx is None:
+        if ctx is None:  # our setup failed: serve the request uncaptured
             return self.app(environ, start_response)
 
         state = _State()
@@ -129,13 +128,15 @@ class AuditMiddleware:
                 try:
                     capture.started(ctx, state.status)
                 except AuditError:
+                    # Nothing was sent yet: this first start_response call
+                    # simply carries our status instead of the app's.
                     state.refused = True
                     state.status = 503
-                    return start_response(
-                        "503 Service Unavailable",
-                        list(UNAVAILABLE_HEADERS),
-                        exc_info or sys.exc_info(),
-                    )
+                    if exc_info is not None:
+                        return start_response(
+                            "503 Service Unavailable", list(UNAVAILABLE_HEADERS), exc_info
+                        )
+                    return start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS))
             elif exc_info is not None:
                 state.status = _common.status_code(status)
             if state.refused:
@@ -153,7 +154,7 @@ class AuditMiddleware:
                 if state.started or not capture.fail_closed:
                     raise
                 self._finish(ctx, state, sys.exc_info()[1])
-                return _unavailable(start_response, sys.exc_info())
+                return _unavailable(start_response)
             except BaseException as exc:
                 self._finish(ctx, state, exc)
                 raise

@@ -204,3 +204,17 @@ def test_callback_errors_are_contained(rec: Recorder) -> None:
     assert sent[0]["status"] == 200 and len(events(rec)) == 1
     assert recorder_mod._internal_errors and isinstance(recorder_mod._internal_errors[0], KeyError)
     recorder_mod._internal_errors.clear()
+
+
+def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
+    """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
+    mw = AuditMiddleware(simple_app(rec), recorder=rec)
+
+    def broken(scope: Any) -> Any:
+        raise ZeroDivisionError("our bug")
+
+    mw.context = broken  # type: ignore[method-assign]
+    sent = run(mw, http_scope())
+    assert sent[0]["status"] == 200
+    assert [type(e) for e in recorder_mod._internal_errors] == [ZeroDivisionError]
+    recorder_mod._internal_errors.clear()

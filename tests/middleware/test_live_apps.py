@@ -159,13 +159,13 @@ HOSTILE = [
 def test_hostile_headers_never_reach_the_host(kind: str, live_app: Any, os_store: Any) -> None:
     """Odd headers give the app's normal answers; every event is stored, none dead-lettered."""
     app = live_app(kind, trusted_proxies=1)
-    expected_ips = []
+    expected_ips: list[str] = []
     for param in HOSTILE:
         headers, ip = param.values
         with app.client() as c:
             r = c.post("/login", json={"username": "carol", "password": "nope"}, headers=headers)
             assert r.status_code == 401, (param.id, r.status_code, r.text)
-        expected_ips.append(ip or "127.0.0.1")
+        expected_ips.append(str(ip or "127.0.0.1"))
     with app.client(headers={"User-Agent": ""}) as c:
         assert c.get("/boom").status_code == 500  # the host's own bug, answered by its framework
     app.stop()

@@ -365,3 +365,17 @@ def test_request_body_is_never_read(rec: Recorder) -> None:
     """A 1 GB upload costs the middleware nothing: wsgi.input is never touched."""
     mw = AuditMiddleware(recording_app(rec), recorder=rec)
     assert Server().run(mw, REQUEST_METHOD="POST", CONTENT_LENGTH=str(1 << 30)) == b"ok"
+
+
+def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
+    """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
+    mw = AuditMiddleware(recording_app(rec), recorder=rec)
+
+    def broken(environ: dict) -> Any:
+        raise ZeroDivisionError("our bug")
+
+    mw.context = broken  # type: ignore[method-assign]
+    server = Server()
+    assert server.run(mw) == b"ok" and server.calls[0][0] == "200 OK"
+    assert [type(e) for e in recorder_mod._internal_errors] == [ZeroDivisionError]
+    recorder_mod._internal_errors.clear()

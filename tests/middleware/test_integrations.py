@@ -1,0 +1,157 @@
+"""Flask and FastAPI integrations in-process: installation, signals, dependencies, fail-closed."""
+
+# No `from __future__ import annotations`: FastAPI must see the annotations
+# of the endpoints defined inside the factory below as real objects.
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from useraudit.middleware import recorder as recorder_mod
+from useraudit.middleware.recorder import Recorder
+
+from .conftest import spool_events
+
+
+@pytest.fixture
+def rec(spool_dir: Path) -> Recorder:
+    r = Recorder(spool_dir, durability="sync")
+    yield r
+    r.close()
+
+
+class User:
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, uid: str, name: str) -> None:
+        self.id, self.username, self.email = uid, name, f"{name}@example.com"
+
+    def get_id(self) -> str:
+        return self.id
+
+
+def flask_app(rec: Recorder, **options: Any) -> Any:
+    from flask import Flask
+    from flask_login import LoginManager, login_user, logout_user
+    from useraudit.middleware.flask import UserAudit
+
+    users = {"u-1": User("u-1", "alice")}
+    app = Flask("t")
+    app.config["SECRET_KEY"] = "k"
+    lm = LoginManager(app)
+    lm.user_loader(users.get)
+
+    @app.post("/login")
+    def login() -> str:
+        login_user(users["u-1"])
+        return "ok"
+
+    @app.post("/logout")
+    def logout() -> str:
+        logout_user()
+        return "ok"
+
+    @app.post("/strict")
+    def strict() -> str:
+        rec.record("custom_role.created")
+        return "ok"
+
+    audit = UserAudit(recorder=rec, **options)
+    audit.init_app(app)
+    audit.init_app(app)  # twice: still one middleware
+    return app
+
+
+def test_flask_extension_installs_once_and_records_sign_in_out(rec: Recorder) -> None:
+    """init_app twice wraps wsgi_app once; Flask-Login signals give signed_in/out with the user."""
+    from useraudit.middleware.wsgi import AuditMiddleware
+
+    app = flask_app(rec)
+    assert isinstance(app.wsgi_app, AuditMiddleware)
+    assert not isinstance(app.wsgi_app.app, AuditMiddleware)
+    client = app.test_client()
+    client.post("/login", environ_base={"REMOTE_ADDR": "198.51.100.4"}).close()
+    client.post("/logout").close()
+    got = [(e["event.action"], e.get("user.name")) for e in spool_events(rec.spool.directory)]
+    assert got == [("user.signed_in", "alice"), ("user.signed_out", "alice")]
+    assert spool_events(rec.spool.directory)[0]["source.address"] == "198.51.100.4"
+
+
+def test_flask_fail_closed_view_error_is_503(spool_dir: Path) -> None:
+    """A fail-closed recorder that cannot spool inside a view answers 503, not Flask's 500."""
+    rec = Recorder(
+        spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
+    )
+    try:
+        app = flask_app(rec)
+        resp = app.test_client().post("/strict")
+        assert resp.status_code == 503
+        resp.close()
+    finally:
+        rec.close()
+    recorder_mod._internal_errors.clear()
+
+
+def fastapi_app(rec: Recorder) -> Any:
+    from fastapi import Depends, FastAPI, Header, HTTPException
+    from useraudit.middleware.fastapi import ActingUser, audited, install
+
+    app = FastAPI()
+    install(app, recorder=rec)
+
+    def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        if authorization != "Bearer good":
+            raise HTTPException(401)
+        return User("u-7", "jwt-user")
+
+    CurrentUser = Annotated[User, Depends(audited(current_user, impersonator=lambda u: "admin-1"))]
+
+    @app.get("/me")
+    def me(user: CurrentUser, actor: ActingUser) -> dict:
+        rec.record("token.updated", token_id="t-9")
+        return {"actor": actor}
+
+    @app.get("/strict")
+    def strict() -> dict:
+        rec.record("token.deleted")
+        return {}
+
+    return app
+
+
+def call(app: Any, path: str, **kw: Any) -> Any:
+    import asyncio
+
+    import httpx
+
+    async def go() -> Any:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get(path, **kw)
+
+    return asyncio.run(go())
+
+
+def test_fastapi_dependency_binds_the_jwt_user(rec: Recorder) -> None:
+    """A user authenticated in a dependency is the event's user; ActingUser returns it."""
+    r = call(fastapi_app(rec), "/me", headers={"Authorization": "Bearer good"})
+    assert r.status_code == 200 and r.json()["actor"]["name"] == "jwt-user"
+    (ev,) = spool_events(rec.spool.directory)
+    assert (ev["user.id"], ev["audit.impersonator.id"], ev["audit.token.id"]) == (
+        "u-7",
+        "admin-1",
+        "t-9",
+    )
+
+
+def test_fastapi_fail_closed_is_503(spool_dir: Path) -> None:
+    """AuditError from a fail-closed recorder in an endpoint becomes 503."""
+    rec = Recorder(
+        spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
+    )
+    try:
+        assert call(fastapi_app(rec), "/strict").status_code == 503
+    finally:
+        rec.close()
+    recorder_mod._internal_errors.clear()
