@@ -48,7 +48,9 @@ DEFAULT_VALUE_PATTERNS = (
 
 # `key=value`, `key: value` and `"key": "value"` inside text; the value is
 # masked when the key matches a key rule (same rules as for mappings).
-_PAIR = re.compile(r"""(?P<key>[A-Za-z][A-Za-z0-9_.-]{1,40})(?P<sep>["']?\s*[=:]\s*["']?)(?P<value>[^\s&,;"'}\]]+)""")
+_PAIR = re.compile(
+    r"""(?P<key>[A-Za-z][A-Za-z0-9_.-]{1,40})(?P<sep>["']?\s*[=:]\s*["']?)(?P<value>[^\s&,;"'}\]]+)"""
+)
 
 MAX_DEPTH = 32
 
@@ -64,7 +66,9 @@ class Masker:
     __slots__ = ("_keys", "_values", "_key_cache")
 
     def __init__(self, extra_keys: Iterable[str] = (), extra_values: Iterable[str] = ()) -> None:
-        self._keys = re.compile("|".join(f"(?:{p})" for p in (*DEFAULT_KEY_PATTERNS, *extra_keys)), re.I)
+        self._keys = re.compile(
+            "|".join(f"(?:{p})" for p in (*DEFAULT_KEY_PATTERNS, *extra_keys)), re.I
+        )
         self._values = [re.compile(p) for p in (*DEFAULT_VALUE_PATTERNS, *extra_values)]
         self._key_cache: dict[str, bool] = {}
 
@@ -99,7 +103,11 @@ class Masker:
             out = {}
             for k, v in value.items():
                 key = str(k)
-                out[key] = MASK if self.is_secret_key(key) and v not in (None, "") else self.params(v, _depth + 1)
+                out[key] = (
+                    MASK
+                    if self.is_secret_key(key) and v not in (None, "")
+                    else self.params(v, _depth + 1)
+                )
             return out
         if isinstance(value, (list, tuple, set, frozenset)):
             return [self.params(v, _depth + 1) for v in value]

@@ -29,12 +29,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from useraudit._json import dumps
 from useraudit.indexer.spool import Durability, FullPolicy, SpoolWriter
+
+from useraudit._json import dumps
 
 from . import context as _context
 from .masking import DEFAULT_MASKER, Masker
@@ -156,9 +157,23 @@ class Recorder:
         when ``comments`` is omitted they are also rendered into it.
         """
         try:
-            event = self._build(action, outcome, user, target_user, impersonator, account, account_name,
-                                project, project_name, token_id, params, comments, reason, timestamp,
-                                event_id)
+            event = self._build(
+                action,
+                outcome,
+                user,
+                target_user,
+                impersonator,
+                account,
+                account_name,
+                project,
+                project_name,
+                token_id,
+                params,
+                comments,
+                reason,
+                timestamp,
+                event_id,
+            )
             ctx = _context.current.get()
             if ctx is not None and ctx.pending is not None and not _has_person(event, "user"):
                 # No actor known yet inside a request: hold the event until
@@ -173,7 +188,7 @@ class Recorder:
         return event["event.id"]
 
     def spool_event(self, event: dict[str, Any]) -> bool:
-        """Spool an event built earlier (held by the middleware); never raises unless fail-closed."""
+        """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
             self._append(dumps(event))
         except Exception as exc:
@@ -184,16 +199,42 @@ class Recorder:
 
     def build(self, action: str, **kw: Any) -> dict[str, Any]:
         """The raw event ``record`` would spool (masked, not yet normalised)."""
-        return self._build(action, kw.get("outcome"), kw.get("user"), kw.get("target_user"),
-                           kw.get("impersonator"), kw.get("account"), kw.get("account_name"),
-                           kw.get("project"), kw.get("project_name"), kw.get("token_id"),
-                           kw.get("params"), kw.get("comments"), kw.get("reason"),
-                           kw.get("timestamp"), kw.get("event_id"))
+        return self._build(
+            action,
+            kw.get("outcome"),
+            kw.get("user"),
+            kw.get("target_user"),
+            kw.get("impersonator"),
+            kw.get("account"),
+            kw.get("account_name"),
+            kw.get("project"),
+            kw.get("project_name"),
+            kw.get("token_id"),
+            kw.get("params"),
+            kw.get("comments"),
+            kw.get("reason"),
+            kw.get("timestamp"),
+            kw.get("event_id"),
+        )
 
-    def _build(self, action: str, outcome: str | None, user: Any, target_user: Any, impersonator: Any,
-               account: str | None, account_name: str | None, project: str | None,
-               project_name: str | None, token_id: str | None, params: Any, comments: Any,
-               reason: Any, timestamp: datetime | None, event_id: str | None) -> dict[str, Any]:
+    def _build(
+        self,
+        action: str,
+        outcome: str | None,
+        user: Any,
+        target_user: Any,
+        impersonator: Any,
+        account: str | None,
+        account_name: str | None,
+        project: str | None,
+        project_name: str | None,
+        token_id: str | None,
+        params: Any,
+        comments: Any,
+        reason: Any,
+        timestamp: datetime | None,
+        event_id: str | None,
+    ) -> dict[str, Any]:
         # On every request's path: plain locals and no loops over absent keys.
         ctx = _context.current.get()
         ev: dict[str, Any] = {
@@ -307,8 +348,9 @@ class Recorder:
     def _start_handoff(self) -> None:
         with self._handoff_start:
             if self._handoff_thread is None:
-                thread = threading.Thread(target=self._handoff_loop, name="useraudit-record-handoff",
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=self._handoff_loop, name="useraudit-record-handoff", daemon=True
+                )
                 thread.start()
                 self._handoff_thread = thread
 
@@ -338,7 +380,12 @@ class Recorder:
             self.stats.rejected_full += 1
         self.stats.errors += 1
         _internal_errors.append(exc)
-        log.error("useraudit: could not record %r: %s", action, exc, exc_info=not isinstance(exc, SpoolFull))
+        log.error(
+            "useraudit: could not record %r: %s",
+            action,
+            exc,
+            exc_info=not isinstance(exc, SpoolFull),
+        )
         if self.fail_closed:
             raise AuditError(f"audit event {action!r} was not recorded: {exc}") from exc
 
@@ -358,8 +405,8 @@ def _iso(ts: datetime | None) -> str:
             cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
         return f"{cached[1]}.{ms % 1000:03d}Z"
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _USER_KEYS = {k: f"user.{k}" for k in ("id", "name", "email", "full_name")}
@@ -390,7 +437,9 @@ def _short(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def diff(before: dict[str, Any], after: dict[str, Any], masker: Masker = DEFAULT_MASKER) -> tuple[str, dict[str, Any]]:
+def diff(
+    before: dict[str, Any], after: dict[str, Any], masker: Masker = DEFAULT_MASKER
+) -> tuple[str, dict[str, Any]]:
     """Turn a settings change into (comments, params) for ``record``.
 
     >>> diff({"name": "A", "ttl": 5}, {"name": "B", "ttl": 5, "tags": ["x"]})[0]
