@@ -10,6 +10,7 @@ carry only sort values.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote_plus
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
@@ -84,6 +85,69 @@ def safe_highlight(fragment: str) -> Markup:
     return Markup(_TAG.sub("&lt;", fragment))
 
 
+# The page's two big static-ish blocks are built with plain string joins:
+# rendering ~600 time zones and the catalog tree through Jinja loops cost
+# more than the rest of the page together.
+_TZ_HTML = "".join(f"<option>{escape(z)}</option>" for z in _ZONES)
+
+
+def tz_options(selected: str) -> Markup:
+    mark = f"<option>{escape(selected)}</option>"
+    return Markup(_TZ_HTML.replace(mark, f"<option selected>{escape(selected)}</option>", 1))
+
+
+def tree_html(
+    tree: list[dict[str, Any]],
+    shown: tuple[str, ...],
+    groups: tuple[str, ...],
+    actions: tuple[str, ...],
+) -> Markup:
+    """The Actions dropdown: each group with an "(all)" box, then its actions."""
+    checked_groups, checked_actions = set(groups), set(actions)
+    out: list[str] = []
+    for p in tree:
+        if shown and p["code"] not in shown:
+            continue
+        out.append(f'<p class="tree-product">{escape(p["label"])}</p>')
+        for g in p["groups"]:
+            key = escape(g["key"])
+            mark = " checked" if g["key"] in checked_groups else ""
+            out.append(
+                f'<fieldset class="tree-group"><label class="tree-group-label"><input type="checkbox" '
+                f'name="group" value="{key}"{mark}> {escape(g["name"])} <span class="muted">(all)</span></label>'
+            )
+            for a in g["actions"]:
+                mark = " checked" if a.code in checked_actions else ""
+                out.append(
+                    f'<label class="tree-action"><input type="checkbox" name="action" '
+                    f'value="{escape(a.code)}"{mark}> {escape(a.label)}</label>'
+                )
+            out.append("</fieldset>")
+    return Markup("".join(out))
+
+
+def facet_links(
+    filters: Filters, page: SearchPage | None
+) -> dict[str, list[tuple[str, str, str, str, bool]]]:
+    """Per facet: (value, label, count, query string toggling it, active), built once per page."""
+    out: dict[str, list[tuple[str, str, str, str, bool]]] = {}
+    if page is None:
+        return out
+    for name, buckets in page.facets.items():
+        param = FACET_PARAMS[name]
+        current = filters.values.get(param, ())
+        rest = filters.with_values(param, ()).qs()
+        rows = []
+        for value, count in buckets:
+            active = value in current
+            values = [v for v in current if v != value] if active else [*current, value]
+            tail = "&".join(f"{param}={quote_plus(v)}" for v in values)
+            link = "&".join(p for p in (rest, tail) if p)
+            rows.append((value, value_label(param, value), f"{count:,}", link, active))
+        out[name] = rows
+    return out
+
+
 def _catalog_tree() -> list[dict[str, Any]]:
     tree = []
     for product in CATALOG.products():
@@ -113,10 +177,23 @@ def _person(doc: dict, prefix: str) -> tuple[str, str]:
     return str(email or ident or ""), ""
 
 
+def _person_html(doc: dict, prefix: str) -> Markup:
+    """Name over e-mail (the e-mail may break after its @)."""
+    name, second = _person(doc, prefix)
+    if not name:
+        return Markup("")
+    out = f'<span class="who" title="{escape(name)}">{escape(name)}</span>'
+    if second:
+        local, at, domain = second.partition("@")
+        shown = f"{escape(local)}<wbr>@{escape(domain)}" if at and local else escape(second)
+        out += f' <span class="sub" title="{escape(second)}">{shown}</span>'
+    return Markup(out)
+
+
 def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     rows = []
     for hit in page.hits:
-        cells = {key: fn(hit) for key, fn in CELLS.items()}
+        cells = {key: CELLS[key](hit) for key in ("action", "token", "comments", "result")}
         ts = local_time(hit, tz)
         highlight = hit.get("_highlight")
         if isinstance(highlight, list):
@@ -135,7 +212,7 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
                 or hit.get("user.target.name")
                 or hit.get("user.target.id"),
                 "outcome": hit.get("event.outcome", "unknown"),
-                "people": {key: _person(hit, prefix) for key, prefix in PEOPLE.items()},
+                "people": {key: _person_html(hit, prefix) for key, prefix in PEOPLE.items()},
                 "ip": hit.get("source.ip") or hit.get("source.address") or "",
                 "device": device_label(hit),
                 "project_name": hit.get("audit.project.name") or "",
@@ -144,6 +221,12 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _history_base(account: str, filters: Filters) -> str:
+    """The start of every "User history of …" link: the filters minus history, page 1."""
+    qs = filters.with_values("history", ()).qs()
+    return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
 @bp.get("/a/<account>/actions")
@@ -199,6 +282,10 @@ def actions(account: str) -> Any:
         page_sizes=PAGE_SIZES,
         zones=_ZONES,
         tree=tree,
+        facet_links=facet_links(filters, page),
+        history_base=_history_base(account, filters),
+        tree_html=tree_html(tree, shown, filters.groups, filters.values.get("action", ())),
+        tz_options=tz_options(filters.tz),
         tree_codes=tree_codes,
         facet_labels=FACET_LABELS,
         facet_params=FACET_PARAMS,

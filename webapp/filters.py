@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
+from functools import lru_cache
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.datastructures import MultiDict
@@ -227,7 +228,9 @@ class Filters:
         return out
 
     def qs(self, **kw: bool) -> str:
-        return urlencode(self.args(**kw))
+        # Called for every facet and history link on the page: encode each
+        # (name, value) pair once per process, not once per link.
+        return "&".join(_pair(name, value) for name, value in self.args(**kw))
 
     def with_values(self, name: str, values: Iterable[str]) -> Filters:
         new = dict(self.values)
@@ -273,6 +276,11 @@ class Filters:
         if self.text:
             out.append(("Comments contain", self.text))
         return out
+
+
+@lru_cache(maxsize=4096)
+def _pair(name: str, value: str) -> str:
+    return f"{quote_plus(name)}={quote_plus(value)}"
 
 
 def value_label(param: str, value: str) -> str:
