@@ -5,11 +5,13 @@
 #                127.0.0.1:$(OPENSEARCH_PORT), the whole pytest suite, node stopped
 #                again (also when tests fail); exit code is pytest's.
 #   make demo    venv (python3-venv if missing), then `useraudit demo`
-#   make bench   like `make test`, but only the slow harnesses (pytest -m slow)
+#   make bench   the benchmarks (python -m bench.NAME) against such a node
 #   make lint    ruff
 #
 # Variables: OPENSEARCH_PORT (9200-9299), OPENSEARCH_HOME, OPENSEARCH_HEAP,
-# PYTEST_ARGS, e.g. `make test OPENSEARCH_PORT=9280 PYTEST_ARGS='-x tests/webapp'`.
+# PYTEST_ARGS, BENCHES, BENCH_ARGS_<name>, e.g.
+#   make test OPENSEARCH_PORT=9280 PYTEST_ARGS='-x tests/webapp'
+#   make bench BENCHES=search BENCH_ARGS_search='--events 20000 --rounds 5'
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -29,12 +31,21 @@ OPENSEARCH_HOME ?= $(CURDIR)/.useraudit/test-opensearch
 OPENSEARCH_HEAP ?= 1g
 OPENSEARCH_URL = http://127.0.0.1:$(OPENSEARCH_PORT)
 PYTEST_ARGS ?=
-BENCH_ARGS ?= -m slow
+# `python -m bench.NAME` for each; each prints its result as one JSON line.
+# bench.chaos starts (and restarts) its own node. Extra arguments per
+# benchmark: BENCH_ARGS_search='--events 200000', say.
+BENCHES ?= middleware indexer search backends export chaos
+# the option by which each benchmark takes the node's URL
+BENCH_URL_OPT_indexer := --url
+BENCH_URL_OPT_search := --opensearch
+BENCH_URL_OPT_backends := --opensearch
+BENCH_URL_OPT_export := --opensearch
+bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
 .PHONY: help test demo bench lint deps system-deps test-system-deps java-maven venv
 
 help:
-	@sed -n '1,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
@@ -92,15 +103,16 @@ deps: venv test-system-deps java-maven
 # -- targets -------------------------------------------------------------------
 
 # Start the node (idempotent), always stop it on the way out (trap), run $(1),
-# and exit with its code; pytest's "no tests collected" (5) counts as failure.
+# and exit with its code; exit 5 (pytest: no tests collected) counts as failure.
 define with_node
 	@stop() { $(UA) opensearch stop --home "$(OPENSEARCH_HOME)" || true; }; \
 	trap stop EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	$(UA) opensearch start --port $(OPENSEARCH_PORT) --home "$(OPENSEARCH_HOME)" \
 	  --heap $(OPENSEARCH_HEAP); \
 	rc=0; \
-	USERAUDIT_TEST_OPENSEARCH=$(OPENSEARCH_URL) $(1) || rc=$$?; \
-	if [ $$rc = 5 ]; then echo "ERROR: pytest collected no tests" >&2; rc=1; fi; \
+	export USERAUDIT_TEST_OPENSEARCH=$(OPENSEARCH_URL); \
+	$(1) || rc=$$?; \
+	if [ $$rc = 5 ]; then echo "ERROR: exit 5: pytest collected no tests" >&2; rc=1; fi; \
 	exit $$rc
 endef
 
@@ -108,7 +120,7 @@ test: deps
 	$(call with_node,$(PY) -m pytest $(PYTEST_ARGS))
 
 bench: deps
-	$(call with_node,$(PY) -m pytest $(BENCH_ARGS) $(PYTEST_ARGS))
+	$(call with_node,{ $(foreach b,$(BENCHES),echo ">> python -m bench.$(b)" && $(call bench_cmd,$(b)) &&) true; })
 
 demo: venv
 	$(UA) demo
