@@ -10,10 +10,10 @@ carry only sort values.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote_plus
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import quote_plus
 from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
