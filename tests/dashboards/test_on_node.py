@@ -168,3 +168,15 @@ def test_docs_dql_blocks_are_all_checked() -> None:
     documented = {line.strip() for block in blocks for line in block.splitlines() if line.strip()}
     searches = {s.kuery for s in dc.SEARCHES}
     assert documented == searches | set(DOC_EXAMPLES)
+
+
+def test_every_dql_field_is_in_the_index_pattern() -> None:
+    """Dashboards resolves DQL fields via the index pattern: each one used must be listed."""
+    pattern = objects_for("useraudit")[0]
+    listed = {spec["name"] for spec in json.loads(pattern["attributes"]["fields"])}
+    used = {
+        name
+        for text in [*DOC_EXAMPLES, *(s.kuery for s in dc.SEARCHES)]
+        for name in parse(text).fields
+    }
+    assert used and used <= listed, used - listed
