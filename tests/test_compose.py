@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ PASSWORD = "Test-only-Pw1!"  # used only to interpolate the file here, never a r
 
 SERVICES = {"opensearch", "dashboards", "indexer", "web", "demo"}
 APP_SERVICES = {"indexer", "web", "demo"}
-PORTS = {"opensearch": 9200, "dashboards": 5601, "web": 8080, "demo": 8000}
+PORTS = {"opensearch": 9200, "dashboards": 5601, "web": 8080}
+ONE_SHOT = {"demo"}  # runs, seeds the store, exits: no healthcheck, no restart
 SPOOL = "/var/lib/useraudit/spool"
 
 
@@ -124,7 +127,7 @@ def test_ports_are_published_on_loopback_only(config: dict[str, Any]) -> None:
         if name in PORTS:
             assert (("127.0.0.1", PORTS[name], PORTS[name]) in ports), (name, ports)
         assert all(ip == "127.0.0.1" for ip, _, _ in ports), (name, ports)
-    assert "ports" not in services["indexer"]
+    assert "ports" not in services["indexer"] and "ports" not in services["demo"]
 
 
 def _mounts(svc: dict[str, Any]) -> dict[str, str]:
@@ -145,23 +148,26 @@ def test_named_volumes_for_data_and_spool(config: dict[str, Any]) -> None:
     services = config["services"]
     assert {"opensearch-data", "spool"} <= set(config["volumes"])
     assert _mounts(services["opensearch"])["/usr/share/opensearch/data"] == "opensearch-data"
-    # Everything that records events writes to the spool the indexer reads.
-    for name in ("indexer", "demo", "web"):
+    # The UI records its own events (sign-ins) into the spool the indexer reads.
+    for name in ("indexer", "web"):
         assert _mounts(services[name]).get(SPOOL) == "spool", name
         assert services[name]["environment"]["USERAUDIT_SPOOL"] == SPOOL, name
 
 
-def test_every_service_has_a_healthcheck(config: dict[str, Any]) -> None:
+def test_every_long_running_service_has_a_healthcheck(config: dict[str, Any]) -> None:
     for name, svc in config["services"].items():
+        if name in ONE_SHOT:
+            assert svc["restart"] == "no", f"{name} would be restarted after it finished"
+            continue
         check = svc.get("healthcheck") or {}
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+        assert svc["restart"] == "unless-stopped", name
 
 
 def test_start_order_waits_for_health(config: dict[str, Any]) -> None:
     services = config["services"]
-    for name in ("dashboards", "indexer", "web"):
+    for name in ("dashboards", "indexer", "web", "demo"):
         assert services[name]["depends_on"]["opensearch"]["condition"] == "service_healthy"
-    assert services["demo"]["depends_on"]["indexer"]["condition"] == "service_healthy"
     for svc in services.values():
         deps = svc.get("depends_on") or {}
         assert isinstance(deps, dict), "depends_on must name a condition"
@@ -187,3 +193,48 @@ def test_security_on_and_no_secret_committed(config: dict[str, Any]) -> None:
     if (ROOT / ".git").exists() and shutil.which("git"):
         ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".env"])
         assert ignored.returncode == 0, ".env must be git-ignored"
+
+
+def test_image_install_has_everything_the_services_need(tmp_path: Path) -> None:
+    """The Dockerfile's COPY list + `pip install .` must carry all code and data files.
+
+    Builds the wheel from exactly the paths the Dockerfile copies (a non-editable
+    install, as in the image) and checks that templates, static files and the
+    other package data are inside; an editable dev install would hide a gap.
+    """
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied: list[str] = []
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            *sources, _dest = line.split()[1:]
+            copied += sources
+    src = tmp_path / "src"
+    src.mkdir()
+    for rel in copied:
+        path = ROOT / rel
+        if path.is_dir():
+            shutil.copytree(path, src / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, src / rel)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "dist").glob("useraudit-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+
+    def expected(folder: str, package: str) -> set[str]:
+        return {f"useraudit/{package}/{p.relative_to(ROOT / folder).as_posix()}"
+                for p in (ROOT / folder).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+
+    wanted = (expected("webapp", "webapp") | expected("index_templates", "index_templates")
+              | expected("middleware", "middleware") | expected("indexer", "indexer")
+              | {"useraudit/devnode/pom.xml", "useraudit/devnode/opensearch.yml",
+                 "useraudit/cli.py", "useraudit/demo/__init__.py"})
+    missing = sorted(wanted - names)
+    assert not missing, f"not in the image's install (pyproject package/package-data?): {missing}"
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "useraudit = useraudit.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
