@@ -29,17 +29,17 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from useraudit.catalog import CATALOG
 from useraudit.indexer.enrich import Enricher
+
+from useraudit.catalog import CATALOG
 from useraudit.store.base import Store
 from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.query import Query, SearchRequest, encode_cursor
@@ -59,7 +59,7 @@ UAS = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36",
 )
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN = timedelta(days=365)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from useraudit.store.sqlite import SQLiteStore
 
 from .conftest import ACCOUNT, DATASET, OTHER, mirror, write_all
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def days_since(ts: str) -> float:

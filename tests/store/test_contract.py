@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -461,7 +461,7 @@ def test_iterate_exports_100k_events(store: Store, enricher) -> None:  # noqa: A
     docs = []
     for i in range(n):
         # Several events per second so ties are common; ids sort within a second.
-        ts = datetime.fromtimestamp(start + i // 3, timezone.utc).isoformat().replace("+00:00", ".000Z")
+        ts = datetime.fromtimestamp(start + i // 3, UTC).isoformat().replace("+00:00", ".000Z")
         docs.append({**template, "event.id": f"bulk{i:07d}", "@timestamp": ts})
     docs += mirror([{**d, "event.id": "b" + d["event.id"]} for d in docs[:5000]])
     write_all(store, docs, batch=5000)

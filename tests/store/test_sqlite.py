@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -104,7 +104,7 @@ def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) ->
     """While retention deletes 20,000 events in batches, searches and writes keep going without waiting long."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     template = enricher(DATASET[0])
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
     old = [{**template, "event.id": f"old{i:06d}",
             "@timestamp": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")} for i in range(20_000)]
     write_all(store, old)
@@ -129,7 +129,7 @@ def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) ->
     thread = threading.Thread(target=traffic)
     thread.start()
     try:
-        deleted = store.delete_older_than(datetime(2026, 1, 1, tzinfo=timezone.utc), batch_size=500)
+        deleted = store.delete_older_than(datetime(2026, 1, 1, tzinfo=UTC), batch_size=500)
     finally:
         stop.set()
         thread.join()

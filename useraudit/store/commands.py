@@ -18,7 +18,7 @@ import inspect
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -53,7 +53,7 @@ def older_than(cutoff: datetime, store: Store) -> int:
               help="Events deleted per transaction / delete batch.")
 def prune(days: float, store_url: str | None, batch: int) -> None:
     """Delete events older than DAYS days, in small batches."""
-    cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+    cutoff = datetime.now(UTC) - timedelta(days=days)
     store = _open(store_url)
     try:
         expected = older_than(cutoff, store)

@@ -21,16 +21,27 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   value: the User history filter is one index lookup, and the person
   filters (User, Modified user, Impersonator) find their candidates there
   before checking the role's own columns.
+* ``facet_counts``: per account, facet, UTC day (and UTC month) and value,
+  how many events; updated in the same transaction as every write and
+  delete. The landing page (account and period only) takes its facets and
+  total from it: whole months, then whole days, then the rows of the
+  partial days at the period's ends. Any other filter or search text counts
+  the matching rows in one pass over ``events_hot``.
 
-* ``facet_counts``: per account, facet, UTC day and value, how many events;
-  updated in the same transaction as every write and delete. The landing
-  page (account and period only) takes its facets and total from it, plus
-  the rows of the partial days at the period's ends. Any other filter or
-  search text counts the matching rows in one pass.
+Indexes are few on purpose (each one costs ingest): event id; ``events_hot``
+= account, time, event id and every facet/term-filter column (the sort
+order, and counting/faceting without reading wide rows); time (retention);
+account + action, outcome, project, token, product/group and IP.
 
-Indexes are few on purpose (each one costs ingest): event id, account +
-time (the sort), time (retention), and account + action, outcome, project,
-token, product/group and IP. Facets and totals scan the matching rows.
+Where SQLite answers differently from OpenSearch (held by the contract
+suite, ``tests/store/test_contract.py``):
+
+* full text: FTS5's unicode61 ignores Latin accents (``cafe`` finds
+  ``Café``; OpenSearch's standard analyzer does not) and splits on every
+  non-alphanumeric character (``example`` finds ``alice@example.com``;
+  OpenSearch keeps ``example.com`` as one token). Quoted phrases and whole
+  addresses match on both.
+* highlighting: a phrase is one ``<mark>`` here, one per word on OpenSearch.
 
 Connections are per thread, in WAL mode with ``synchronous=NORMAL`` and a
 busy timeout: readers never block the writer, and writes are short
@@ -399,7 +410,7 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc, action) from exc
 
-    def _translate(self, exc: sqlite3.DatabaseError, action: str) -> StoreError:
+    def _translate(self, exc: sqlite3.DatabaseError, action: str) -> Exception:
         msg = str(exc)
         low = msg.lower()
         where = f"SQLite store {self.path}"
@@ -415,7 +426,8 @@ class SQLiteStore(Store):
         if "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
             return StoreError(f"cannot {action} {where}: {msg} (check the file and directory permissions)")
         if "disk" in low or "full" in low:
-            return StoreError(f"cannot {action} {where}: {msg} (disk full or failing?)")
+            # Often transient (space freed, I/O retried): the indexer should retry, not dead-letter.
+            return StoreUnavailable(f"cannot {action} {where}: {msg} (disk full or failing?)")
         return StoreError(f"cannot {action} {where}: {msg}")
 
     @contextmanager
@@ -719,7 +731,12 @@ class SQLiteStore(Store):
                                          params).fetchone()[0])
 
     def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
-        """Every match newest first, from one read snapshot on a connection of its own."""
+        """Every match newest first, from one read snapshot on a connection of its own.
+
+        Like OpenSearch's point-in-time, later writes are not seen. While the
+        snapshot is open the WAL cannot be checkpointed past it, so a very
+        slow consumer lets the -wal file grow until the export ends.
+        """
         where, params = self.where(query)
         batch_size = max(1, int(batch_size))
         self._con  # noqa: B018 - make sure the schema exists
