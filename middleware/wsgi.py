@@ -48,6 +48,12 @@ Exceptions from the app are re-raised unchanged. Our own failures and those
 of the host's callbacks are logged and counted, never raised — unless
 ``fail_closed`` is set, in which case the request is answered with 503 while
 that is still possible (before the body starts).
+
+When rule events are recorded — always before the client can hold the whole
+response, so ``sync`` durability covers them: a list/tuple body as soon as
+the app returns it; a body with a Content-Length header just before its last
+chunk is handed to the server; any other body when its iterator is exhausted
+(before the server writes the chunked terminator) or closed.
 """
 
 from __future__ import annotations
@@ -81,12 +87,24 @@ UNAVAILABLE_HEADERS = [
 
 
 class _State:
-    __slots__ = ("status", "started", "refused")
+    __slots__ = ("status", "started", "refused", "length")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.started = False
         self.refused = False
+        # Content-Length the app declared: lets us see the last chunk coming.
+        self.length: int | None = None
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _discard(data: bytes) -> None:
@@ -125,6 +143,7 @@ class AuditMiddleware:
             if not state.started:
                 state.started = True
                 state.status = _common.status_code(status)
+                state.length = _content_length(headers)
                 try:
                     capture.started(ctx, state.status)
                 except AuditError:
@@ -202,7 +221,7 @@ class AuditMiddleware:
 class _Body:
     """The app's iterable, passed through chunk by chunk with the context bound."""
 
-    __slots__ = ("_iterable", "_iterator", "_mw", "_ctx", "_state", "_done")
+    __slots__ = ("_iterable", "_iterator", "_mw", "_ctx", "_state", "_done", "_sent")
 
     def __init__(
         self, iterable: Iterable[bytes], mw: AuditMiddleware, ctx: RequestContext, state: _State
@@ -213,6 +232,7 @@ class _Body:
         self._ctx = ctx
         self._state = state
         self._done = False
+        self._sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -222,7 +242,16 @@ class _Body:
         try:
             if self._iterator is None:
                 self._iterator = iter(self._iterable)
-            return next(self._iterator)
+            chunk = next(self._iterator)
+            length = self._state.length
+            if length is not None and not self._done:
+                self._sent += len(chunk)
+                if self._sent >= length:
+                    # The last chunk of a Content-Length body: record before
+                    # it leaves, so a client holding the whole response
+                    # implies the event is spooled (sync durability).
+                    self._end(None)
+            return chunk
         except StopIteration:
             self._end(None)
             raise

@@ -114,3 +114,53 @@ def test_sync_durability_survives_kill_9(live_app: Any, os_store: Any) -> None:
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:5]}"
     late = [d for d in docs if d["event.action"] == "message_log.downloaded"]
     assert late and all(d["user.name"] == "alice" for d in late), "held events lost their user"
+
+
+def test_sync_rule_events_survive_kill_9_under_gunicorn(live_app: Any, os_store: Any) -> None:
+    """gunicorn -w 2, sync: rule events of answered requests (sized, streamed) survive kill -9."""
+    app = live_app("flask", workers=2, durability="sync", trusted_proxies=0)
+    with app.client() as c:
+        assert (
+            c.post("/login", json={"username": "alice", "password": "alice-pass"}).status_code
+            == 200
+        )
+        cookies = dict(c.cookies)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def hammer(n: int) -> None:
+        with httpx.Client(base_url=app.url, timeout=5, cookies=cookies) as c:
+            i = 0
+            while not stop.is_set():
+                rid = f"g{n}-{i}"
+                i += 1
+                try:
+                    if i % 2:  # JSON body with Content-Length → token.deleted rule
+                        r = c.delete(f"/tokens/tok-{rid}", headers={"X-Request-ID": rid})
+                    else:  # streamed CSV → bot_project.exported rule
+                        r = c.get(f"/projects/p-{n}/export", headers={"X-Request-ID": rid})
+                        r.read()
+                except httpx.TransportError:
+                    return
+                if r.status_code == 200:
+                    with lock:
+                        acknowledged.append(rid)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    app.stop(signal.SIGKILL)  # master and workers, while requests are in flight
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(acknowledged) > 30
+
+    stats = ship(app.spool, os_store)
+    assert stats.dead_lettered == 0
+    docs = stored(os_store)
+    have = {d.get("http.request.id") for d in docs}
+    missing = [rid for rid in acknowledged if rid not in have]
+    assert not missing, f"{len(missing)} acknowledged rule events lost, e.g. {missing[:5]}"
+    assert {d["event.action"] for d in docs} >= {"token.deleted", "bot_project.exported"}

@@ -379,3 +379,20 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
     assert server.run(mw) == b"ok" and server.calls[0][0] == "200 OK"
     assert [type(e) for e in recorder_mod._internal_errors] == [ZeroDivisionError]
     recorder_mod._internal_errors.clear()
+
+
+def test_content_length_body_records_before_its_last_chunk_leaves(rec: Recorder) -> None:
+    """With a Content-Length, the rule event is spooled before the server gets the last chunk."""
+    seen: list[int] = []
+
+    def app(environ: dict, start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Length", "6")])
+        yield b"abc"
+        yield b"def"
+
+    mw = AuditMiddleware(app, recorder=rec, rules=Rules([Rule("GET", "/", "token.updated")]))
+    body = mw(make_environ(), Server().start_response)
+    for _chunk in body:
+        seen.append(len(events(rec)))
+    body.close()
+    assert seen == [0, 1] and len(events(rec)) == 1
