@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboards": ("useraudit.index_templates.dashboards_commands", "dashboards"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
+    "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
     "retention": ("useraudit.index_templates.commands", "retention"),
     "web": ("useraudit.webapp.cli", "web"),
