@@ -94,7 +94,8 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     tz = zone(f.tz)
 
     def cells(doc: dict) -> list[Any]:
-        return [neutralise(v) if isinstance(v, str) else v for v in row(doc, tz)]
+        # Exactly the cells the app writes: empty text is no cell at all.
+        return [(neutralise(v) or None) if isinstance(v, str) else v for v in row(doc, tz)]
 
     def write(rows: Any, path: str) -> int:
         wb = Workbook(write_only=True)
