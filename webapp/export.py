@@ -228,9 +228,16 @@ def stream_workbook(
     q: queue.Queue[Any] = queue.Queue(maxsize=8)
     stop = threading.Event()
 
+    def until_stopped() -> Iterator[dict]:
+        # A client that goes away stops the fetching too, not only the zip.
+        for doc in docs:
+            if stop.is_set():
+                raise BrokenPipeError("the client went away")
+            yield doc
+
     def work() -> None:
         try:
-            write_workbook(_QueueWriter(q, stop), docs, tz, about, max_rows=max_rows)
+            write_workbook(_QueueWriter(q, stop), until_stopped(), tz, about, max_rows=max_rows)
         except BaseException as exc:  # noqa: BLE001 - handed to the response side
             item: Any = exc
         else:

@@ -144,3 +144,39 @@ def test_bad_export_filters_get_a_message(alice: Any) -> None:
     """An export with malformed filters answers 400 with the reason, not a broken file."""
     response = alice.get("/a/acme/actions.xlsx?ip=nope")
     assert response.status_code == 400 and "not an IP address" in response.get_data(as_text=True)
+
+
+def test_prefetch_keeps_order_and_releases_the_source_early() -> None:
+    """The prefetching thread yields documents in order and closes the store iterator when abandoned."""
+    import threading
+
+    from useraudit.webapp.export import prefetch
+
+    closed = threading.Event()
+
+    def source(n: int) -> Any:
+        try:
+            for i in range(n):
+                yield {"i": i}
+        finally:
+            closed.set()
+
+    assert [d["i"] for d in prefetch(source(2345), batch=100)] == list(range(2345))
+    closed.clear()
+    it = prefetch(source(10**9), batch=100, depth=2)
+    assert next(it) == {"i": 0}
+    it.close()
+    assert closed.wait(5)
+
+
+def test_prefetch_reraises_store_errors() -> None:
+    """A store failure in the middle of an export reaches the response side."""
+    from useraudit.store import StoreUnavailable
+    from useraudit.webapp.export import prefetch
+
+    def source() -> Any:
+        yield {"i": 0}
+        raise StoreUnavailable("gone")
+
+    with pytest.raises(StoreUnavailable):
+        list(prefetch(source(), batch=1))
