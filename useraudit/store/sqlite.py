@@ -21,12 +21,12 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   value: the User history filter is one index lookup, and the person
   filters (User, Modified user, Impersonator) find their candidates there
   before checking the role's own columns.
-* ``facet_counts``: per account, facet, UTC day (and UTC month) and value,
-  how many events; updated in the same transaction as every write and
-  delete. The landing page (account and period only) takes its facets and
-  total from it: whole months, then whole days, then the rows of the
-  partial days at the period's ends. Any other filter or search text counts
-  the matching rows in one pass over ``events_hot``.
+* ``facet_counts``: per account, facet, UTC month and value, how many
+  events; updated in the same transaction as every write and delete. The
+  landing page (account and period only) takes its facets and total from
+  it for the whole months in the period and counts the partial months at
+  its ends from ``events_hot``. Any other filter or search text counts the
+  matching rows in one pass over ``events_hot``.
 
 Indexes are few on purpose (each one costs ingest): event id; ``events_hot``
 = account, time, event id and every facet/term-filter column (the sort
@@ -114,7 +114,7 @@ assert all(col in FIELD_COLUMN.values() for col in (column(f) for f in FACETS.va
 _SQL_TYPE = {Kind.INTEGER: "INTEGER", Kind.BOOLEAN: "INTEGER"}
 
 DAY_MS = 86_400_000
-# Rollup rows: (account, facet, UTC day, value) → count, kept exact in the
+# Rollup rows: (account, facet, UTC month, value) → count, kept exact in the
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
 _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple((name, column(field)) for name, field in FACETS.items())
@@ -152,11 +152,11 @@ def _ddl() -> list[str]:
         "  organization_id TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, value, rid)) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS related_users_rid ON related_users(rid)",
-        # span 'd': day = days since 1970-01-01 (UTC); span 'm': day = year * 12 + month - 1.
+        # month = year * 12 + month - 1 (UTC).
         "CREATE TABLE IF NOT EXISTS facet_counts (\n"
-        "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, span TEXT NOT NULL, day INTEGER NOT NULL,\n"
+        "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, month INTEGER NOT NULL,\n"
         "  value TEXT NOT NULL, n INTEGER NOT NULL,\n"
-        "  PRIMARY KEY (organization_id, facet, span, day, value)) WITHOUT ROWID",
+        "  PRIMARY KEY (organization_id, facet, month, value)) WITHOUT ROWID",
         "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
         "  audit_comments, content='events', content_rowid='rid',\n"
         "  tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
@@ -284,55 +284,38 @@ def _month_first_day(month: int) -> int:
     return (date(month // 12, month % 12 + 1, 1) - _EPOCH_DAY).days
 
 
-def _split_days(first: int | None, last: int | None) -> tuple[tuple[int | None, int | None] | None,
-                                                               list[tuple[int, int]]]:
-    """Whole days [first, last] (None: open) → whole months and the leftover day ranges."""
-    lo = hi = None
-    if first is not None:
-        m = _month_of_day(first)
-        lo = m if first == _month_first_day(m) else m + 1
-    if last is not None:
-        m = _month_of_day(last)
-        hi = m if last == _month_first_day(m + 1) - 1 else m - 1
-    if lo is not None and hi is not None and lo > hi:
-        return None, [(first, last)]  # type: ignore[list-item]
-    ranges = []
-    if first is not None and lo is not None and first < _month_first_day(lo):
-        ranges.append((first, _month_first_day(lo) - 1))
-    if last is not None and hi is not None and last > _month_first_day(hi + 1) - 1:
-        ranges.append((_month_first_day(hi + 1), last))
-    return (lo, hi), ranges
+def _month_start_ms(month: int) -> int:
+    return _month_first_day(month) * DAY_MS
 
 
 def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int,
                 projected: bool = False) -> None:
-    """Add (or with ``sign`` -1 remove) rows to the facet_counts rollup, per day and per month."""
-    counts: Counter[tuple[str, str, str, int, str]] = Counter()
+    """Add (or with ``sign`` -1 remove) rows to the monthly facet_counts rollup."""
     names = [name for name, _col in _FACET_COLUMNS]
+    pick = itemgetter(*_COUNT_POSITIONS)
+    keys: list[tuple[str, int, str, str]] = []
     for row in rows:
-        values = row if projected else [row[i] for i in _COUNT_POSITIONS]
+        values = row if projected else pick(row)
         account = values[0]
         if account is None:
             continue
         day = values[1] // DAY_MS
-        month = _month_of_day(day)
-        counts[(account, TOTAL, "d", day, "")] += 1
-        counts[(account, TOTAL, "m", month, "")] += 1
-        for name, value in zip(names, values[2:], strict=True):
-            if value is not None:
-                counts[(account, name, "d", day, value)] += 1
-                counts[(account, name, "m", month, value)] += 1
-    if not counts:
+        keys.append((account, day, TOTAL, ""))
+        keys.extend([(account, day, name, v) for name, v in zip(names, values[2:]) if v is not None])
+    if not keys:
         return
+    counts: Counter[tuple[str, str, int, str]] = Counter()
+    for (account, day, name, value), n in Counter(keys).items():
+        counts[(account, name, _month_of_day(day), value)] += n
     con.executemany(
-        "INSERT INTO facet_counts(organization_id, facet, span, day, value, n) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(organization_id, facet, span, day, value) DO UPDATE SET n = n + excluded.n",
+        "INSERT INTO facet_counts(organization_id, facet, month, value, n) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(organization_id, facet, month, value) DO UPDATE SET n = n + excluded.n",
         [(*key, sign * n) for key, n in counts.items()],
     )
     if sign < 0:
         con.executemany(
-            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND span = ? AND day = ? "
-            "AND value = ? AND n <= 0", list(counts))
+            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND month = ? AND value = ? "
+            "AND n <= 0", list(counts))
 
 
 def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
@@ -657,46 +640,45 @@ class SQLiteStore(Store):
 
     def _facets_from_rollup(self, con: sqlite3.Connection,
                             request: SearchRequest) -> tuple[int, dict[str, list[tuple[str, int]]]]:
-        """Whole months and days from facet_counts, the partial days at either end from the rows."""
+        """Whole months from facet_counts, the rest of the period from events_hot."""
         query = request.query
         start = to_ms(query.start) if query.start else None
         end = to_ms(query.end) if query.end else None
-        first = -(-start // DAY_MS) if start is not None else None  # first whole day
-        last = (end + 1) // DAY_MS - 1 if end is not None else None  # last whole day
-        edges: list[tuple[int | None, int | None]] = []
-        if first is not None and last is not None and first > last:
-            edges.append((start, end))  # no whole day inside: count the rows
+        lo = hi = None  # whole months inside the period (None: open)
+        if start is not None:
+            m = _month_of_day(start // DAY_MS)
+            lo = m if start == _month_start_ms(m) else m + 1
+        if end is not None:
+            m = _month_of_day(end // DAY_MS)
+            hi = m if end == _month_start_ms(m + 1) - 1 else m - 1
+        edges: list[tuple[int, int]] = []
+        whole = lo is None or hi is None or lo <= hi
+        if not whole:
+            edges.append((start, end))  # type: ignore[arg-type]  # no whole month inside
         else:
-            if start is not None and start < first * DAY_MS:
-                edges.append((start, first * DAY_MS - 1))
-            if end is not None and end >= (last + 1) * DAY_MS:
-                edges.append(((last + 1) * DAY_MS, end))
-        whole = not (first is not None and last is not None and first > last)
+            if start is not None and lo is not None and start < _month_start_ms(lo):
+                edges.append((start, _month_start_ms(lo) - 1))
+            if end is not None and hi is not None and end > _month_start_ms(hi + 1) - 1:
+                edges.append((_month_start_ms(hi + 1), end))
         names = [TOTAL, *request.facets]
         counters = {name: Counter() for name in names}
         if whole:
-            months, day_ranges = _split_days(first, last)
-            parts: list[tuple[str, list[Any]]] = [
-                (" AND span = 'd' AND day BETWEEN ? AND ?", [lo, hi]) for lo, hi in day_ranges]
-            if months is not None:
-                sql, args = " AND span = 'm'", []
-                if months[0] is not None:
-                    sql += " AND day >= ?"
-                    args.append(months[0])
-                if months[1] is not None:
-                    sql += " AND day <= ?"
-                    args.append(months[1])
-                parts.append((sql, args))
+            sql, args = "", []
+            if lo is not None:
+                sql += " AND month >= ?"
+                args.append(lo)
+            if hi is not None:
+                sql += " AND month <= ?"
+                args.append(hi)
             for name in names:
-                for sql, args in parts:
-                    counters[name].update(dict(con.execute(
-                        "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
-                        f"{sql} GROUP BY value", [query.account, name, *args])))
+                counters[name].update(dict(con.execute(
+                    "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
+                    f"{sql} GROUP BY value", [query.account, name, *args])))
         cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
-        for lo, hi in edges:
+        for e_lo, e_hi in edges:
             cur = con.execute(
-                f"SELECT ts_ms{''.join(', ' + c for c in cols)} FROM events "
-                "WHERE organization_id = ? AND ts_ms BETWEEN ? AND ?", [query.account, lo, hi])
+                f"SELECT ts_ms{''.join(', ' + c for c in cols)} FROM events INDEXED BY events_hot "
+                "WHERE organization_id = ? AND ts_ms BETWEEN ? AND ?", [query.account, e_lo, e_hi])
             while rows := cur.fetchmany(20_000):
                 counters[TOTAL][""] += len(rows)
                 for i, name in enumerate(request.facets, start=1):
