@@ -8,7 +8,10 @@ text (:func:`~useraudit.store.query.parse_text`), never the raw input.
 * Order: ``@timestamp`` desc, ``event.id`` desc; pages continue with
   ``search_after`` from an opaque cursor (no ``from``/``size`` deep paging).
 * ``total`` is exact (``track_total_hits``); facets are ``terms``
-  aggregations under every active filter (the cursor does not narrow them).
+  aggregations under every active filter (the cursor does not narrow them),
+  with a large ``shard_size`` because every monthly index is its own shard:
+  counts are exact while a field has at most FACET_SHARD_SIZE values per
+  month, and may be approximate beyond (OpenSearch's usual trade-off).
 * Highlighting marks matches with control characters that cannot occur in
   stored text (the indexer replaces them), then HTML-escapes and swaps them
   for ``<mark>``, so the result is safe to render.
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 SORT = [{"@timestamp": {"order": "desc"}}, {"event.id": {"order": "desc"}}]
 COMMENTS = "audit.comments"
 PIT_KEEP_ALIVE = "2m"
+FACET_SHARD_SIZE = 1000
 
 
 def build_query(query: Query) -> dict[str, Any]:
@@ -114,8 +118,13 @@ def search_body(request: SearchRequest) -> dict[str, Any]:
     if request.cursor:
         body["search_after"] = list(decode_cursor(request.cursor))
     if request.facets:
+        # Each monthly index is a shard: a terms aggregation is exact only when
+        # every shard returns every value that could make the top list, so
+        # ask shards for far more than shown (cheap for audit-log cardinalities).
+        shard_size = max(FACET_SHARD_SIZE, request.facet_size * 10)
         body["aggs"] = {
-            name: {"terms": {"field": FACETS[name], "size": request.facet_size}} for name in request.facets
+            name: {"terms": {"field": FACETS[name], "size": request.facet_size, "shard_size": shard_size}}
+            for name in request.facets
         }
     if request.highlight:
         body["highlight"] = {
