@@ -284,15 +284,29 @@ class Capture:
         Raises :class:`AuditError` only when failing closed.
         """
         ctx.status = status
-        ctx.actor()
-        ctx.acting_for()
-        ctx.final = True
+        ctx.started = True
+        # Resolve the user now only when something needs it: held events or
+        # a rule that may fire. A request that records nothing never loads
+        # the user (no session or database lookup on our account); events
+        # recorded later in such a request still resolve it lazily.
+        rules = self.rules
+        if ctx.pending or (
+            rules is not None
+            and ctx.method is not None
+            and ctx.path is not None
+            and rules.may_match(ctx.method, ctx.path)
+        ):
+            ctx.actor()
+            ctx.acting_for()
+            ctx.final = True
         flush_pending(ctx)
 
     def finished(self, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
         """The request is over (response sent, or the app raised)."""
-        if not ctx.final:
+        if not ctx.started:
             self.started(ctx, status if status is not None else (500 if exc is not None else None))
+        elif status is not None:
+            ctx.status = status  # e.g. 503 when we refused the response
         rules = self.rules
         if rules is None or ctx.method is None or ctx.path is None:
             return

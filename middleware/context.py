@@ -25,6 +25,9 @@ How the acting user is found (the design, in one place):
    response the client saw still implies its events are on disk.
 4. A request that dies before its response starts spools its held events in
    the middleware's ``finally``, with whatever user is known.
+5. A request that holds no events and matches no capture rule never has its
+   user resolved at all: capture adds no session or database lookup to
+   requests it has nothing to record for.
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.
@@ -63,7 +66,10 @@ class RequestContext:
     # arguments: the middleware closes over its request object.
     resolve_user: Callable[[], Any] | None = None
     resolve_impersonator: Callable[[], Any] | None = None
-    # Set when the response started: the user is final from then on.
+    # Set when the response started.
+    started: bool = False
+    # Set when the user was resolved for good (at response start, when
+    # held events or rules needed it): resolvers are not called again.
     final: bool = False
     # (recorder, raw event) pairs waiting for the actor; None once flushed.
     pending: list[tuple[Any, dict[str, Any]]] | None = None

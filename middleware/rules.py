@@ -128,6 +128,14 @@ class Rules:
         for rule in self.rules:
             self._by_method.setdefault(rule.method.upper(), []).append(rule)
 
+    def may_match(self, method: str, path: str) -> bool:
+        """Whether some rule covers this method and path (whatever the status)."""
+        method = method.upper()
+        for rule in (*self._by_method.get(method, ()), *self._by_method.get("*", ())):
+            if rule._pattern.match(path):  # type: ignore[attr-defined]
+                return True
+        return False
+
     def match(
         self, method: str, path: str, status: int | None, exc: BaseException | None = None
     ) -> tuple[str, dict[str, Any]] | None:

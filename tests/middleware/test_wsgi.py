@@ -396,3 +396,23 @@ def test_content_length_body_records_before_its_last_chunk_leaves(rec: Recorder)
         seen.append(len(events(rec)))
     body.close()
     assert seen == [0, 1] and len(events(rec)) == 1
+
+
+def test_user_is_not_loaded_for_requests_with_nothing_to_record(rec: Recorder) -> None:
+    """No held event and no matching rule: get_user is never called (no session/DB lookup)."""
+    calls: list[str] = []
+
+    def get_user(environ: dict) -> str:
+        calls.append(environ["PATH_INFO"])
+        return "u"
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"static"]
+
+    rules = Rules([Rule("POST", "/tokens", "token.created")])
+    mw = AuditMiddleware(app, recorder=rec, get_user=get_user, rules=rules)
+    Server().run(mw, PATH_INFO="/static/app.css")
+    assert calls == [] and events(rec) == []
+    Server().run(mw, REQUEST_METHOD="POST", PATH_INFO="/tokens")
+    assert calls == ["/tokens"] and events(rec)[0]["user.id"] == "u"
