@@ -185,6 +185,9 @@ class Capture:
         get_impersonator: ``request -> admin`` when an administrator acts on
             the user's behalf, else None.
         get_account: ``request -> account id`` or ``(id, name)``.
+        get_route: ``request -> route template`` (``/tokens/<tid>``), read
+            when the response starts, after routing; kept in
+            ``RequestContext.route`` (log lines get it as ``http_route``).
         rules: :class:`~useraudit.middleware.rules.Rules` deriving events
             from method, route and status.
         fail_closed: answer 503 when an event cannot be recorded or a
@@ -201,6 +204,7 @@ class Capture:
         "get_user",
         "get_impersonator",
         "get_account",
+        "get_route",
         "rules",
         "_fail_closed",
     )
@@ -213,6 +217,7 @@ class Capture:
         get_user: Resolver | None = None,
         get_impersonator: Resolver | None = None,
         get_account: Resolver | None = None,
+        get_route: Resolver | None = None,
         rules: Any = None,
         fail_closed: bool | None = None,
     ) -> None:
@@ -223,6 +228,7 @@ class Capture:
         self.get_user = get_user
         self.get_impersonator = get_impersonator
         self.get_account = get_account
+        self.get_route = get_route
         self.rules = rules
         self._fail_closed = fail_closed
 
@@ -261,6 +267,7 @@ class Capture:
             forwarded_for=forwarded_for,
             pending=[],
             fail_closed=fail_closed,
+            request=request,
         )
         get_user, get_impersonator = self.get_user, self.get_impersonator
         if get_user is not None:
@@ -285,6 +292,12 @@ class Capture:
         """
         ctx.status = status
         ctx.started = True
+        if self.get_route is not None:
+            try:
+                route = self.get_route(ctx.request)
+                ctx.route = str(route) if route is not None else None
+            except Exception as err:  # noqa: BLE001 - a host callback
+                swallowed(err, "get_route callback", ctx.fail_closed)
         # Resolve the user now only when something needs it: held events or
         # a rule that may fire. A request that records nothing never loads
         # the user (no session or database lookup on our account); events

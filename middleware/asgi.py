@@ -67,6 +67,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UNAVAILABLE_BODY = b"audit trail unavailable\n"
 
 
+def default_route(scope: Scope) -> Any:
+    """The route template Starlette/FastAPI routing put on the scope."""
+    route = scope.get("route")
+    return getattr(route, "path", None) if route is not None else None
+
+
 def default_user(scope: Scope) -> Any:
     """Starlette's ``request.user`` (AuthenticationMiddleware) when signed in."""
     user = scope.get("user")
@@ -81,6 +87,7 @@ class AuditMiddleware:
     def __init__(self, app: ASGIApp, *, capture: Capture | None = None, **options: Any) -> None:
         self.app = app
         options.setdefault("get_user", default_user)
+        options.setdefault("get_route", default_route)
         self.capture = capture or Capture(**options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

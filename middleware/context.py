@@ -75,6 +75,9 @@ class RequestContext:
     pending: list[tuple[Any, dict[str, Any]]] | None = None
     # Whether a failing host callback should fail the request (503).
     fail_closed: bool = False
+    # What the integration passed to the host's callbacks: the WSGI environ,
+    # the ASGI scope, Django's HttpRequest.
+    request: Any = None
 
     def actor(self) -> Person | None:
         """The acting user, resolving it lazily until the response starts."""

@@ -59,6 +59,12 @@ def django_user(request: Any) -> Any:
     return user
 
 
+def django_route(request: Any) -> Any:
+    """The URL pattern that matched (``tokens/<str:tid>``)."""
+    match = getattr(request, "resolver_match", None)
+    return getattr(match, "route", None) if match is not None else None
+
+
 def session_impersonator(request: Any) -> Any:
     session = getattr(request, "session", None)
     return session.get(IMPERSONATOR_SESSION_KEY) if session is not None else None
@@ -90,6 +96,7 @@ class AuditMiddleware:
             get_user=_callable("GET_USER", django_user),
             get_impersonator=_callable("GET_IMPERSONATOR", session_impersonator),
             get_account=_callable("GET_ACCOUNT", None),
+            get_route=_callable("GET_ROUTE", django_route),
             rules=_callable("RULES", None),
             fail_closed=_setting("FAIL_CLOSED"),
         )

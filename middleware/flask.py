@@ -55,6 +55,15 @@ def flask_user(_environ: Any = None) -> Any:
     return current_user if current_user.is_authenticated else None
 
 
+def flask_route(_environ: Any = None) -> Any:
+    """The matched URL rule (``/tokens/<tid>``), once Flask has routed the request."""
+    from flask import has_request_context, request
+
+    if not has_request_context() or request.url_rule is None:
+        return None
+    return request.url_rule.rule
+
+
 class UserAudit:
     """The Flask extension; keyword arguments are :class:`~._common.Capture`'s."""
 
@@ -72,6 +81,7 @@ class UserAudit:
         self.signals = signals
         options.setdefault("get_user", flask_user)
         options.setdefault("get_impersonator", self.session_impersonator)
+        options.setdefault("get_route", flask_route)
         self.capture = Capture(recorder=recorder, **options)
         if app is not None:
             self.init_app(app)

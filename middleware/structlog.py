@@ -54,6 +54,7 @@ CONTEXT_KEYS: dict[str, str] = {
     "account_id": "account_id",
     "http_method": "method",
     "http_path": "path",
+    "http_route": "route",
 }
 
 RECORD_ARGS = (

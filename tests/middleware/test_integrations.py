@@ -155,3 +155,34 @@ def test_fastapi_fail_closed_is_503(spool_dir: Path) -> None:
     finally:
         rec.close()
     recorder_mod._internal_errors.clear()
+
+
+def test_route_templates_are_bound_after_routing(rec: Recorder) -> None:
+    """Flask's url_rule and FastAPI's route path land in RequestContext.route after routing."""
+    from fastapi import FastAPI
+    from flask import Flask
+    from useraudit.middleware.context import current
+    from useraudit.middleware.fastapi import install
+    from useraudit.middleware.flask import UserAudit
+
+    seen = []
+    fapp = Flask("r")
+
+    @fapp.get("/items/<iid>")
+    def item(iid: str) -> str:
+        seen.append(current.get())
+        return iid
+
+    UserAudit(fapp, recorder=rec)
+    fapp.test_client().get("/items/42").close()
+
+    api = FastAPI()
+    install(api, recorder=rec)
+
+    @api.get("/things/{tid}")
+    async def thing(tid: str) -> dict:
+        seen.append(current.get())
+        return {}
+
+    call(api, "/things/7")
+    assert [c.route for c in seen] == ["/items/<iid>", "/things/{tid}"]
