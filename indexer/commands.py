@@ -60,18 +60,12 @@ def status(spool_dir: Path | None) -> None:
     from .spool import SpoolReader
 
     spool = spool_dir or default_spool_dir()
-    try:
-        reader = SpoolReader(spool)
-        pending = reader.pending_bytes()
-        segments = len(reader.segments())
-        reader.close()
-        locked = False
-    except Exception:  # noqa: BLE001 - an indexer holds the reader lock
-        pending, segments, locked = -1, -1, True
+    reader = SpoolReader(spool)  # claims nothing until it reads
+    pending = reader.pending_bytes()
+    segments = len(reader.segments())
     dlq = DeadLetters(spool / "deadletter.sqlite")
     click.echo(json.dumps({
-        "spool": str(spool), "pending_bytes": pending, "segments": segments,
-        "indexer_running": locked, "dead_letters": dlq.count(),
+        "spool": str(spool), "pending_bytes": pending, "segments": segments, "dead_letters": dlq.count(),
     }))
 
 

@@ -53,6 +53,7 @@ HEADER_SIZE = _HEADER.size
 MAX_RECORD = 16 * 1024 * 1024
 SEGMENT_SUFFIX = ".seg"
 OFFSET_SUFFIX = ".offset"
+CLAIM_SUFFIX = ".claim"
 
 Durability = Literal["sync", "batch"]
 FullPolicy = Literal["block", "reject"]
@@ -294,48 +295,79 @@ class ReaderStats:
     segments_deleted: int = 0
 
 
-class SpoolLocked(RuntimeError):
-    """Another indexer already reads this spool."""
-
-
 class SpoolReader:
     """Reads records in order; ``ack()`` commits what was read.
 
-    One reader per spool directory at a time (held with a lock file). The
-    caller reads a batch, stores every record (or dead-letters it), then
+    The caller reads a batch, stores every record (or dead-letters it), then
     calls ``ack()``; if it crashes first, the same batch is read again.
     Damaged bytes — a torn tail, a record whose CRC fails — come back in
     ``Batch.damaged`` so the indexer dead-letters them: nothing disappears
     unreported.
+
+    Several readers (indexer processes) may share one spool. A reader works
+    only on segments it has *claimed* — an exclusive ``flock`` on
+    ``<segment>.claim`` — so no record is shipped by two indexers at once,
+    and it lets go of a segment once it has acknowledged all of it, so idle
+    segments float to whichever reader is free. A reader that dies loses its
+    claims with its process; another picks the segment up at its committed
+    offset.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.stats = ReaderStats()
-        self._lock_fd = os.open(self.directory / "reader.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise SpoolLocked(f"another indexer is reading {self.directory}") from exc
-            raise
         # Read cursors run ahead of the committed offsets until ack().
         self._cursor: dict[str, int] = {}
+        # segment -> fd holding its claim lock.
+        self._claims: dict[str, int] = {}
         # The indexer reads the next batch on a helper thread while acking.
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        with self._lock:
+            for segment in list(self._claims):
+                self._release(segment)
 
     def __enter__(self) -> SpoolReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def claimed(self) -> list[str]:
+        return sorted(self._claims)
+
+    def _claim(self, segment: str) -> bool:
+        if segment in self._claims:
+            return True
+        try:
+            fd = os.open(self.directory / (segment + CLAIM_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False  # another indexer has it
+            raise
+        if not (self.directory / segment).exists():  # reclaimed meanwhile
+            os.close(fd)
+            return False
+        self._claims[segment] = fd
+        # Another reader may have moved the committed offset since we last held it.
+        self._cursor.pop(segment, None)
+        return True
+
+    def _release(self, segment: str, delete_claim_file: bool = False) -> None:
+        fd = self._claims.pop(segment, None)
+        if fd is None:
+            return
+        if delete_claim_file:
+            (self.directory / (segment + CLAIM_SUFFIX)).unlink(missing_ok=True)
+        os.close(fd)
+        self._cursor.pop(segment, None)
 
     def segments(self) -> list[str]:
         return sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(SEGMENT_SUFFIX))
@@ -353,9 +385,13 @@ class SpoolReader:
 
     def _read(self, max_records: int, max_bytes: int) -> Batch:
         batch = Batch()
-        for segment in self.segments():
+        # Our own segments first, then any free one, oldest first.
+        order = self.claimed() + [s for s in self.segments() if s not in self._claims]
+        for segment in order:
             if len(batch.records) >= max_records or batch.nbytes >= max_bytes:
                 break
+            if not self._claim(segment):
+                continue
             start = self._cursor.get(segment)
             if start is None:
                 start = self.committed(segment)
@@ -365,6 +401,7 @@ class SpoolReader:
                 continue
             batch.cursor[segment] = self._cursor.get(segment, start)
         self.stats.read += len(batch.records)
+        self._release_drained()
         return batch
 
     def _read_segment(self, segment: str, start: int, batch: Batch, max_records: int, max_bytes: int) -> None:
@@ -412,9 +449,22 @@ class SpoolReader:
         with self._lock:
             cursor = batch.cursor if batch is not None else dict(self._cursor)
             for segment, offset in cursor.items():
-                if offset > self.committed(segment) and (self.directory / segment).exists():
+                if segment in self._claims and offset > self.committed(segment):
                     self._write_offset(segment, offset)
             self._reclaim()
+            self._release_drained()
+
+    def _release_drained(self) -> None:
+        """Let go of segments fully read and acknowledged, so another indexer can take them."""
+        for segment in list(self._claims):
+            try:
+                size = (self.directory / segment).stat().st_size
+            except FileNotFoundError:
+                self._release(segment)
+                continue
+            committed = self.committed(segment)
+            if self._cursor.get(segment, committed) == committed == size:
+                self._release(segment)
 
     def rewind(self) -> None:
         """Forget unacknowledged reads: the next read starts at the committed offsets."""
@@ -427,6 +477,7 @@ class SpoolReader:
             self._reclaim()
 
     def _reclaim(self) -> None:
+        """Delete fully acknowledged segments whose writer is gone (ours, or free ones)."""
         for segment in self.segments():
             path = self.directory / segment
             try:
@@ -436,9 +487,12 @@ class SpoolReader:
                         continue
             except FileNotFoundError:
                 continue
+            held = segment in self._claims
+            if not held and not self._claim(segment):
+                continue  # another indexer is on it
             path.unlink(missing_ok=True)
             (self.directory / (segment + OFFSET_SUFFIX)).unlink(missing_ok=True)
-            self._cursor.pop(segment, None)
+            self._release(segment, delete_claim_file=True)
             self.stats.segments_deleted += 1
 
     def pending_bytes(self) -> int:

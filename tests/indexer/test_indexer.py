@@ -426,3 +426,26 @@ def test_writer_keeps_appending_while_the_indexer_ships(os_store: OpenSearchStor
         ix.close()
     os_store.refresh()
     assert sorted(os_store.all_ids()) == sorted(ids)
+
+
+def test_two_indexer_processes_share_one_spool(os_store: OpenSearchStore, spool_dir: Path, tmp_path: Path) -> None:
+    """Two indexers on one spool both ship, and every event is stored once with no duplicate writes."""
+    ids: set[str] = set()
+    for _ in range(4):  # four host processes' segments
+        rec = Recorder(spool_dir, durability="batch")
+        rec.spool._open_segment()
+        ids |= {rec.record("client.blocked", account="a", comments=f"c{i}") for i in range(5000)}
+        rec.close()
+    cmd = [sys.executable, "-m", "useraudit", "indexer", "run", "--spool", str(spool_dir), "--once",
+           "--store", f"{os_store.url}/?prefix={os_store.prefix}", "--batch", "500", "--no-install"]
+    env = {**os.environ, "USERAUDIT_HOME": str(tmp_path)}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    stats = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    assert all(s["shipped"] > 0 for s in stats), stats
+    assert sum(s["shipped"] for s in stats) == 20_000
+    assert sum(s["duplicates"] for s in stats) == 0
+    os_store.refresh()
+    stored = os_store.all_ids()
+    assert len(stored) == len(set(stored)) == 20_000 and set(stored) == ids

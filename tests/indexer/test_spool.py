@@ -18,7 +18,6 @@ from useraudit.indexer.spool import (
     HEADER_SIZE,
     MAGIC,
     SpoolFull,
-    SpoolLocked,
     SpoolReader,
     SpoolWriter,
     frame,
@@ -75,11 +74,43 @@ def test_read_ahead_acks_only_its_own_batch(spool_dir: Path) -> None:
     writer.close()
 
 
-def test_one_reader_at_a_time(spool_dir: Path) -> None:
-    """A second indexer on the same spool is refused instead of double-shipping."""
-    with SpoolReader(spool_dir):
-        with pytest.raises(SpoolLocked):
-            SpoolReader(spool_dir)
+def test_two_readers_share_a_spool_without_reading_a_record_twice(spool_dir: Path) -> None:
+    """Two indexers on one spool split its segments: together they read everything, never the same record."""
+    for w in range(4):  # four writer processes' worth of segments
+        writer = SpoolWriter(spool_dir, durability="sync")
+        writer._open_segment()  # a segment of its own, as another process would have
+        for i in range(50):
+            writer.append(b"%d-%d" % (w, i))
+        writer.close()
+    one, two = SpoolReader(spool_dir), SpoolReader(spool_dir)
+    first = one.read(max_records=120)
+    second = two.read(max_records=1000)
+    assert first.records and second.records
+    assert not set(first.records) & set(second.records)
+    assert set(one.claimed()).isdisjoint(two.claimed())
+    one.ack(first)
+    two.ack(second)
+    rest = payloads(one) + payloads(two)
+    assert sorted(first.records + second.records + rest) == sorted(b"%d-%d" % (w, i) for w in range(4) for i in range(50))
+    one.close()
+    two.close()
+
+
+def test_a_dead_readers_segment_is_picked_up_where_it_was_committed(spool_dir: Path) -> None:
+    """When an indexer goes away mid-segment, another continues from the committed offset."""
+    writer = SpoolWriter(spool_dir, durability="sync")
+    for i in range(10):
+        writer.append(b"%d" % i)
+    one = SpoolReader(spool_dir)
+    batch = one.read(max_records=4)
+    one.ack(batch)
+    one.read(max_records=3)  # read, never acknowledged: lost with the reader
+    two = SpoolReader(spool_dir)
+    assert not two.read()  # still claimed by the live reader
+    one.close()  # the process dies: its claims go with it
+    assert payloads(two) == [b"%d" % i for i in range(4, 10)]
+    two.close()
+    writer.close()
 
 
 def test_consumed_segments_are_deleted_only_when_the_writer_is_gone(spool_dir: Path) -> None:
