@@ -186,10 +186,11 @@ class AuditMiddleware:
                 try:
                     capture.finished(ctx, state.status, None)
                 except AuditError:
-                    if not capture.fail_closed:
-                        raise
-                    _close(iterable)
-                    return _unavailable(start_response, sys.exc_info())
+                    if capture.fail_closed:
+                        _close(iterable)
+                        return _unavailable(start_response, sys.exc_info())
+                    # A fail-closed recorder under a fail-open middleware:
+                    # counted by the recorder; the host's response goes on.
                 return iterable
             return _Body(iterable, self, ctx, state)
         finally:

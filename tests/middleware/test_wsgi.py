@@ -416,3 +416,24 @@ def test_user_is_not_loaded_for_requests_with_nothing_to_record(rec: Recorder) -
     assert calls == [] and events(rec) == []
     Server().run(mw, REQUEST_METHOD="POST", PATH_INFO="/tokens")
     assert calls == ["/tokens"] and events(rec)[0]["user.id"] == "u"
+
+
+def test_fail_open_middleware_over_fail_closed_recorder_keeps_the_response(spool_dir: Path) -> None:
+    """fail_closed=False on the middleware wins for its own rule events: the app's 200 goes out."""
+    rec = Recorder(
+        spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
+    )
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    try:
+        server = Server()
+        rules = Rules([Rule("GET", "/", "token.deleted")])
+        mw = AuditMiddleware(app, recorder=rec, rules=rules, fail_closed=False)
+        assert server.run(mw) == b"ok" and server.calls[-1][0] == "200 OK"
+    finally:
+        rec.close()
+    assert rec.stats.rejected_full == 1
+    recorder_mod._internal_errors.clear()
