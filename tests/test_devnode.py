@@ -151,3 +151,27 @@ def test_stale_pid_file_is_ignored_and_nothing_is_signalled(node_home: Path) -> 
     assert not node.status(node_home).running
     assert node.stop(node_home, echo=lambda _msg: None) is False
     assert not (node_home / "node.pid").exists()  # and we are still alive to check it
+
+
+def test_in_process_start_and_stop_leave_no_warning_or_zombie(node_home: Path) -> None:
+    """Harnesses call node.start()/stop() in-process (bench.chaos does): the Popen
+    must not be collected while java runs (ResourceWarning "subprocess is still
+    running", an error under this suite's -W error), and stop() must reap it."""
+    import gc
+    import warnings
+
+    port = _free_port()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        st = node.start(port=port, home=node_home, heap="512m", echo=lambda _m: None)
+        pid = st.pid
+        assert pid is not None and st.health_status in ("green", "yellow")
+        del st
+        gc.collect()
+        assert node.stop(node_home, echo=lambda _m: None) is True
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], \
+        [str(w.message) for w in caught]
+    # Our own child, so stop() reaped it: no zombie left in the process table.
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists(), (stat.read_text(), node._children)

@@ -246,21 +246,30 @@ def _clear_state(home: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if *pid* is our own child (avoids a lingering zombie)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+# Nodes started by this process, kept so that their Popen objects are not
+# garbage-collected while java runs (Popen.__del__ would warn "subprocess is
+# still running", an error under pytest -W error) and so that stop() reaps them.
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _alive(pid: int) -> bool:
-    _reap(pid)
+    """Is *pid* still running (and not just a zombie waiting to be reaped)?"""
+    proc = _children.get(pid)
+    if proc is not None:  # our own child: waitpid is the authority, and reaps it
+        if proc.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # a child started by other code of this process
     if Path("/proc/self/stat").exists():
         try:
-            # state is the field after "(comm)"; Z = zombie, X = dead
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            # fields after "(comm)": [0] state, [17] num_threads. A leader thread
+            # shows Z while the JVM's other threads still finish: not dead yet.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             return False
-        return state not in ("Z", "X")
+        return fields[0] not in ("Z", "X") or int(fields[17]) > 1
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -388,6 +397,7 @@ def start(port: int = DEFAULT_PORT, home: Path | str | None = None, heap: str = 
             log.flush()
             proc = subprocess.Popen(cmd, cwd=home, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
+        _children[proc.pid] = proc
         _pid_file(home).write_text(f"{proc.pid}\n")
         _state_file(home).write_text(json.dumps(
             {"pid": proc.pid, "port": port, "version": version, "java": java,
@@ -398,6 +408,7 @@ def start(port: int = DEFAULT_PORT, home: Path | str | None = None, heap: str = 
         while True:
             code = proc.poll()
             if code is not None:
+                _children.pop(proc.pid, None)
                 _clear_state(home)
                 raise NodeError(f"OpenSearch exited with code {code} while starting\n"
                                 f"--- {log_path} (tail) ---\n{_tail(log_path)}")
