@@ -94,6 +94,7 @@ def child_app(args: argparse.Namespace) -> dict[str, Any]:
         "bytes": size,
         "base_rss_mb": round(base, 1),
         "peak_rss_mb": round(_rss_mb(), 1),
+        "sign_in_peak_rss_mb": round(sign_in_peak, 1),
     }
 
 
