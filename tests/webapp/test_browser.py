@@ -153,7 +153,7 @@ def test_sign_in_pick_account_and_see_results_with_facets(
     shot(page, "results", tmp_path)
 
 
-def test_filter_by_product_action_period_and_result(page: Any, server: Server) -> None:
+def test_filter_by_product_action_period_and_result(page: Any, server: Server, tmp_path: Path) -> None:
     """Choosing product, an action group, a period and a result narrows the table, all kept in the URL."""
     sign_in(page, server, "alice")
     page.wait_for_selector("[data-testid=filters]")
@@ -163,6 +163,7 @@ def test_filter_by_product_action_period_and_result(page: Any, server: Server) -
         page.select_option("[data-testid=product]", "common")
     page.click("[data-testid=action-picker] summary")
     page.check("input[name=group][value='common:Users']")
+    shot(page, "action-picker", tmp_path)
     page.click("[data-testid=more-filters]")
     page.check("[data-testid=result-failure]")
     with page.expect_navigation():
@@ -178,7 +179,7 @@ def test_filter_by_product_action_period_and_result(page: Any, server: Server) -
     assert page.locator("[data-testid=chips] .chip").count() == 3
 
 
-def test_full_text_search_highlights(page: Any, server: Server) -> None:
+def test_full_text_search_highlights(page: Any, server: Server, tmp_path: Path) -> None:
     """Typing in the search box and pressing Enter shows only matches, highlighted."""
     sign_in(page, server, "alice")
     page.fill("[data-testid=search]", "Reviewers")
@@ -187,6 +188,7 @@ def test_full_text_search_highlights(page: Any, server: Server) -> None:
     marks = page.locator("td.col-comments mark")
     assert marks.count() >= len(ids(page)) > 0
     assert set(m.lower() for m in marks.all_inner_texts()) == {"reviewers"}
+    shot(page, "search-highlight", tmp_path)
 
 
 def test_facet_click_filters(page: Any, server: Server) -> None:
