@@ -260,8 +260,6 @@ def _alive(pid: int) -> bool:
             return True
         del _children[pid]
         return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # a child started by other code of this process
     if Path("/proc/self/stat").exists():
         try:
             # fields after "(comm)": [0] state, [17] num_threads. A leader thread
