@@ -13,7 +13,10 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from useraudit.catalog import CATALOG
+from useraudit.store import sqlite as sqlite_module
 from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.query import Query, SearchRequest
 from useraudit.store.sqlite import SQLiteStore
@@ -90,8 +93,14 @@ def random_query(rnd: random.Random) -> Query:
     return Query(**kwargs)
 
 
-def test_random_queries_agree(os_store: OpenSearchStore, tmp_path: Path, enricher) -> None:  # noqa: ANN001
-    """150 random queries over 3,000 random events give identical totals, pages, cursors and facets on both backends."""
+@pytest.mark.parametrize("fts_drive_limit", [
+    pytest.param(sqlite_module.FTS_DRIVE_LIMIT, id="text-drives-by-rowid"),
+    pytest.param(0, id="text-scans-events_hot"),
+])
+def test_random_queries_agree(os_store: OpenSearchStore, tmp_path: Path, enricher,  # noqa: ANN001
+                              monkeypatch: pytest.MonkeyPatch, fts_drive_limit: int) -> None:
+    """150 random queries over 3,000 random events give identical totals, pages, cursors and facets on both backends, through either SQLite plan for text."""
+    monkeypatch.setattr(sqlite_module, "FTS_DRIVE_LIMIT", fts_drive_limit)
     rnd = random.Random(20261127)
     docs = [enricher(e) for e in generate(rnd, 3000)]
     sqlite = SQLiteStore(f"sqlite:///{tmp_path / 'diff.db'}")

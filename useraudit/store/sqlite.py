@@ -114,6 +114,9 @@ assert all(col in FIELD_COLUMN.values() for col in (column(f) for f in FACETS.va
 _SQL_TYPE = {Kind.INTEGER: "INTEGER", Kind.BOOLEAN: "INTEGER"}
 
 DAY_MS = 86_400_000
+# Search text matching at most this many rows (all accounts) is answered by
+# looking those rows up; more, and the account's events_hot entries are scanned.
+FTS_DRIVE_LIMIT = 20_000
 # Rollup rows: (account, facet, UTC month, value) → count, kept exact in the
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
@@ -544,9 +547,14 @@ class SQLiteStore(Store):
 
     # -- reading -------------------------------------------------------------------
 
-    def where(self, query: Query) -> tuple[str, list[Any]]:
-        """SQL condition and parameters for ``query``; the account comes first, always."""
-        clauses = ["organization_id = ?"]
+    def where(self, query: Query, by_rid: bool = False) -> tuple[str, list[Any]]:
+        """SQL condition and parameters for ``query``; the account comes first, always.
+
+        ``by_rid``: the account test is written ``+organization_id`` so no
+        account index is used and the few candidate rows named by a
+        ``rid IN (...)`` subquery (people, history, rare words) drive the search.
+        """
+        clauses = ["+organization_id = ?" if by_rid else "organization_id = ?"]
         params: list[Any] = [query.account]
         if query.start:
             clauses.append("ts_ms >= ?")
@@ -595,14 +603,39 @@ class SQLiteStore(Store):
             params.append(to_fts5(node))
         return " AND ".join(clauses), params
 
+    def _plan(self, con: sqlite3.Connection, query: Query) -> tuple[str, bool]:
+        """(table source for counting, drive by rid?) for ``query``.
+
+        People and history filters have few candidates in related_users:
+        drive from them. IP, project and token filters have their own
+        indexes. Search text drives from FTS5's row ids when it matches few
+        rows (in any account); a common word instead scans the account's
+        narrow ``events_hot`` entries, which costs less than reading that
+        many wide rows one by one. Everything else scans ``events_hot``.
+        """
+        if query.history or any(getattr(query, name) for name in PERSON_FILTERS):
+            return "events", True
+        if query.ips or query.projects or query.token_ids:
+            return "events", False
+        node = parse_text(query.text)
+        if node is not None:
+            matches = con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
+                (to_fts5(node), FTS_DRIVE_LIMIT + 1)).fetchone()[0]
+            if matches <= FTS_DRIVE_LIMIT:
+                return "events", True
+        return "events INDEXED BY events_hot", False
+
     def search(self, request: SearchRequest) -> SearchPage:
-        where, params = self.where(request.query)
+        con = self._con
+        with self._errors("read"):
+            source, by_rid = self._plan(con, request.query)
+        where, params = self.where(request.query, by_rid)
         page_where, page_params = where, list(params)
         if request.cursor:
             ts, event_id = decode_cursor(request.cursor)
             page_where += " AND (ts_ms, event_id) < (?, ?)"
             page_params += [ts, event_id]
-        con = self._con
         with self._errors("read"):
             rows = con.execute(
                 f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE {page_where} "
@@ -614,17 +647,16 @@ class SQLiteStore(Store):
             hits = [_doc(r[2:]) for r in rows]
             if request.highlight:
                 self._highlight(con, request.query, rows, hits)
-            total, facets = self._facets(con, request, where, params)
+            total, facets = self._facets(con, request, where, params, source)
         next_cursor = encode_cursor(rows[-1][1], hits[-1]["event.id"]) if more and rows else None
         return SearchPage(hits=hits, total=int(total), next_cursor=next_cursor, facets=facets)
 
     def _facets(self, con: sqlite3.Connection, request: SearchRequest, where: str,
-                params: list[Any]) -> tuple[int, dict[str, list[tuple[str, int]]]]:
+                params: list[Any], source: str) -> tuple[int, dict[str, list[tuple[str, int]]]]:
         """Total and facet counts for every match (the cursor does not narrow them)."""
         query = request.query
         if _period_only(query):
             return self._facets_from_rollup(con, request)
-        source = _source(query)
         if not request.facets:
             return int(con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]), {}
         # One pass over the matches counts every facet (instead of one scan per facet).
@@ -707,10 +739,11 @@ class SQLiteStore(Store):
                 )
 
     def count(self, query: Query) -> int:
-        where, params = self.where(query)
+        con = self._con
         with self._errors("read"):
-            return int(self._con.execute(f"SELECT count(*) FROM {_source(query)} WHERE {where}",
-                                         params).fetchone()[0])
+            source, by_rid = self._plan(con, query)
+            where, params = self.where(query, by_rid)
+            return int(con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0])
 
     def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
         """Every match newest first, from one read snapshot on a connection of its own.
@@ -771,20 +804,6 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._local = threading.local()
-
-
-def _source(query: Query) -> str:
-    """Where to count matches: the narrow events_hot index unless a selective filter has its own path.
-
-    Person, history, IP, project and token filters find few rows through
-    their indexes; anything else (text, outcome, product, browser...) can
-    match a large share of an account, and reading those wide rows one by
-    one costs far more than scanning the account's narrow index entries.
-    """
-    if query.history or query.ips or query.projects or query.token_ids or any(
-            getattr(query, name) for name in PERSON_FILTERS):
-        return "events"
-    return "events INDEXED BY events_hot"
 
 
 def _period_only(query: Query) -> bool:
