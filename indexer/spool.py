@@ -135,12 +135,18 @@ class SpoolWriter:
 
     def _reset_state(self) -> None:
         # Fresh locks too: another thread may have held ours at fork time.
+        # _lock guards the in-memory buffer and is held for microseconds;
+        # _io_lock serialises writes and fsyncs to the segment, which take
+        # milliseconds and must never stall a thread that is only appending.
         self._lock = threading.Lock()
+        self._io_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._fd: int | None = None
         self._segment_size = 0
         self._buffer: list[bytes] = []
         self._buffered_bytes = 0
+        self._appended_seq = 0
+        self._durable_seq = 0
         self._flusher: threading.Thread | None = None
         self._closed = False
         self._size_checked_at = 0.0
@@ -151,36 +157,47 @@ class SpoolWriter:
     def append(self, payload: bytes) -> None:
         """Queue (batch) or durably write (sync) one record.
 
+        In ``sync`` mode concurrent appends share one write and one fsync
+        (group commit): whoever takes the I/O lock first writes everything
+        queued so far, and the others find their record already durable.
         Raises SpoolFull, or OSError when the disk fails; callers decide
         whether that fails the request (see ``fail_closed``).
         """
         record = frame(payload)
         with self._lock:
+            if self._closed:
+                # Used again after close(): carry on with a new segment and flusher.
+                self._closed = False
+                self._flusher = None
             self._reserve(len(record))
-            if self.durability == "sync":
-                self._write_locked([record])
-                self.stats.flushed += 1
-            else:
-                self._buffer.append(record)
-                self._buffered_bytes += len(record)
+            self._buffer.append(record)
+            self._buffered_bytes += len(record)
+            self._appended_seq += 1
+            seq = self._appended_seq
+            self.stats.appended += 1
+            if self.durability == "batch":
                 if self._flusher is None:
                     self._start_flusher()
                 if self._buffered_bytes >= 1024 * 1024:
                     self._wake.notify()
-            self.stats.appended += 1
+                return
+        with self._io_lock:
+            if self._durable_seq < seq:
+                self._write_pending()
 
     def flush(self) -> None:
         """Write and fsync whatever is buffered."""
-        with self._lock:
-            self._flush_locked()
+        with self._io_lock:
+            self._write_pending()
 
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._flush_locked()
-            self._closed = True
-            self._wake.notify_all()
+        with self._io_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                self._wake.notify_all()
+            self._write_pending()
             if self._fd is not None:
                 os.close(self._fd)  # releases the flock: the segment is final
                 self._fd = None
@@ -195,7 +212,6 @@ class SpoolWriter:
                 self._known_size = spool_size(self.directory)
                 self._size_checked_at = now
             if self._known_size + self._buffered_bytes + nbytes <= self.max_bytes:
-                self._known_size += nbytes
                 return
             if now >= deadline:
                 self.stats.rejected_full += 1
@@ -216,36 +232,48 @@ class SpoolWriter:
         thread.start()
 
     def _flush_loop(self) -> None:
-        with self._lock:
-            while not self._closed:
+        while True:
+            with self._lock:
+                if self._closed or self._flusher is not threading.current_thread():
+                    return
                 self._wake.wait(self.flush_interval)
-                try:
-                    self._flush_locked()
-                except OSError:
-                    self.stats.write_errors += 1
-                    log.exception("useraudit spool flush failed; %d records kept in memory",
-                                  len(self._buffer))
+                if self._closed:
+                    return
+            try:
+                with self._io_lock:
+                    self._write_pending()
+            except OSError:
+                self.stats.write_errors += 1
+                log.exception("useraudit spool flush failed; %d records kept in memory", len(self._buffer))
 
-    def _flush_locked(self) -> None:
-        if not self._buffer:
+    def _write_pending(self) -> None:
+        """Write and fsync everything buffered so far. Caller holds ``_io_lock``."""
+        with self._lock:
+            records, upto = self._buffer, self._appended_seq
+            self._buffer = []
+            nbytes, self._buffered_bytes = self._buffered_bytes, 0
+        if not records:
             return
-        records = self._buffer
-        self._write_locked(records)
-        self.stats.flushed += len(records)
-        self._buffer = []
-        self._buffered_bytes = 0
-
-    def _write_locked(self, records: list[bytes]) -> None:
         data = b"".join(records)
-        if self._fd is None or self._segment_size + len(data) > self.segment_bytes:
-            self._open_segment()
-        assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fdatasync(self._fd)
+        try:
+            if self._fd is None or self._segment_size + len(data) > self.segment_bytes:
+                self._open_segment()
+            assert self._fd is not None
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fdatasync(self._fd)
+        except BaseException:
+            with self._lock:  # keep them for the next attempt, in order
+                self._buffer[:0] = records
+                self._buffered_bytes += nbytes
+            raise
         self._segment_size += len(data)
+        self._durable_seq = upto
+        with self._lock:
+            self._known_size += len(data)
+        self.stats.flushed += len(records)
 
     def _open_segment(self) -> None:
         if self._fd is not None:

@@ -20,14 +20,12 @@ which case :class:`AuditError` is raised and the middleware answers 503.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,16 +117,6 @@ class Recorder:
         self.account_name = account_name
         self.product = product
         self.stats = RecorderStats()
-        # Batch mode hands events to a background thread (see _append);
-        # fail-closed recorders must see spool errors in the caller, so they
-        # never hand off.
-        self._handoff = durability == "batch" and not fail_closed
-        self._handoff_interval = flush_interval
-        self._reset_handoff()
-        os.register_at_fork(after_in_child=self._reset_handoff)
-        # Registered after the SpoolWriter's own atexit close: runs before it.
-        atexit.register(self._drain)
-
     def record(
         self,
         action: str,
@@ -180,7 +168,7 @@ class Recorder:
                 # the response starts (see middleware.context).
                 ctx.pending.append((self, event))
                 return event["event.id"]
-            self._append(dumps(event))
+            self.spool.append(dumps(event))
         except Exception as exc:
             self._failed(exc, action)
             return None
@@ -190,7 +178,7 @@ class Recorder:
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
-            self._append(dumps(event))
+            self.spool.append(dumps(event))
         except Exception as exc:
             self._failed(exc, str(event.get("event.action")))
             return False
@@ -307,71 +295,10 @@ class Recorder:
         return ev
 
     def flush(self) -> None:
-        self._drain()
         self.spool.flush()
 
     def close(self) -> None:
-        self._closed = True
-        self._handoff_wake.set()
-        self._drain()
         self.spool.close()
-
-    # -- batch hand-off -------------------------------------------------------
-    #
-    # The spool's group commit holds its lock while it writes and fdatasyncs
-    # (milliseconds; hundreds of them on a busy disk). A request thread that
-    # appended at that moment would wait, and with it a whole ASGI event loop.
-    # In batch mode record() therefore only appends the encoded event to a
-    # deque (atomic, no lock); a background thread moves queued events into
-    # the spool every flush_interval. The loss window on a crash grows from
-    # one flush interval to two; flush(), close() and interpreter exit drain
-    # the queue. When HANDOFF_MAX events are queued (the spool is stuck),
-    # record() appends directly again, so the spool's full policy applies.
-
-    def _reset_handoff(self) -> None:
-        # After fork the child starts empty: the parent's queue is the parent's.
-        self._queue: deque[bytes] = deque()
-        self._handoff_thread: threading.Thread | None = None
-        self._handoff_start = threading.Lock()
-        self._drain_lock = threading.Lock()
-        self._handoff_wake = threading.Event()
-        self._closed = False
-
-    def _append(self, payload: bytes) -> None:
-        if self._handoff and not self._closed and len(self._queue) < HANDOFF_MAX:
-            self._queue.append(payload)
-            if self._handoff_thread is None:
-                self._start_handoff()
-            return
-        self.spool.append(payload)
-
-    def _start_handoff(self) -> None:
-        with self._handoff_start:
-            if self._handoff_thread is None:
-                thread = threading.Thread(
-                    target=self._handoff_loop, name="useraudit-record-handoff", daemon=True
-                )
-                thread.start()
-                self._handoff_thread = thread
-
-    def _handoff_loop(self) -> None:
-        while not self._closed:
-            self._handoff_wake.wait(self._handoff_interval)
-            self._handoff_wake.clear()
-            self._drain()
-
-    def _drain(self) -> None:
-        with self._drain_lock:  # one drainer at a time keeps the order
-            queue = self._queue
-            while queue:
-                payload = queue.popleft()
-                try:
-                    self.spool.append(payload)
-                except Exception as exc:  # noqa: BLE001 - counted and logged, never raised here
-                    try:
-                        self._failed(exc, "(queued event)")
-                    except AuditError:
-                        pass
 
     def _failed(self, exc: Exception, action: str) -> None:
         from useraudit.indexer.spool import SpoolFull
@@ -477,9 +404,6 @@ _MISSING = object()
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
-
-# Queued events before record() stops handing off and appends itself.
-HANDOFF_MAX = 100_000
 
 # Every exception record() swallowed, for tests that must fail on hidden bugs.
 _internal_errors: list[Exception] = []
