@@ -117,6 +117,7 @@ DAY_MS = 86_400_000
 # Search text matching at most this many rows (all accounts) is answered by
 # looking those rows up; more, and the account's events_hot entries are scanned.
 FTS_DRIVE_LIMIT = 20_000
+HOT = "events INDEXED BY events_hot"
 # Rollup rows: (account, facet, UTC month, value) → count, kept exact in the
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
@@ -624,32 +625,69 @@ class SQLiteStore(Store):
                 (to_fts5(node), FTS_DRIVE_LIMIT + 1)).fetchone()[0]
             if matches <= FTS_DRIVE_LIMIT:
                 return "events", True
-        return "events INDEXED BY events_hot", False
+        return HOT, False
 
     def search(self, request: SearchRequest) -> SearchPage:
         con = self._con
         with self._errors("read"):
             source, by_rid = self._plan(con, request.query)
         where, params = self.where(request.query, by_rid)
-        page_where, page_params = where, list(params)
-        if request.cursor:
-            ts, event_id = decode_cursor(request.cursor)
-            page_where += " AND (ts_ms, event_id) < (?, ?)"
-            page_params += [ts, event_id]
+        cursor = decode_cursor(request.cursor) if request.cursor else None
         with self._errors("read"):
-            rows = con.execute(
-                f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE {page_where} "
-                "ORDER BY ts_ms DESC, event_id DESC LIMIT ?",
-                [*page_params, request.size + 1],
-            ).fetchall()
-            more = len(rows) > request.size
-            rows = rows[: request.size]
+            if source == HOT and not _period_only(request.query):
+                rows, more, total, facets = self._scan_hot(con, request, where, params, cursor)
+            else:
+                page_where, page_params = where, list(params)
+                if cursor:
+                    page_where += " AND (ts_ms, event_id) < (?, ?)"
+                    page_params += list(cursor)
+                rows = con.execute(
+                    f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE {page_where} "
+                    "ORDER BY ts_ms DESC, event_id DESC LIMIT ?",
+                    [*page_params, request.size + 1],
+                ).fetchall()
+                more = len(rows) > request.size
+                rows = rows[: request.size]
+                total, facets = self._facets(con, request, where, params, source)
             hits = [_doc(r[2:]) for r in rows]
             if request.highlight:
                 self._highlight(con, request.query, rows, hits)
-            total, facets = self._facets(con, request, where, params, source)
         next_cursor = encode_cursor(rows[-1][1], hits[-1]["event.id"]) if more and rows else None
         return SearchPage(hits=hits, total=int(total), next_cursor=next_cursor, facets=facets)
+
+    def _scan_hot(self, con: sqlite3.Connection, request: SearchRequest, where: str, params: list[Any],
+                  cursor: tuple[int, str] | None) -> tuple[list, bool, int, dict[str, list[tuple[str, int]]]]:
+        """Page, total and facets from one ordered pass over the account's events_hot entries.
+
+        The index is already in page order, so the same scan that counts
+        every match also yields the page after the cursor: the search text
+        is evaluated once, not once for the page and again for the counts.
+        """
+        cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
+        counters: list[Counter] = [Counter() for _ in cols]
+        need = request.size + 1
+        page: list[int] = []
+        total = 0
+        cur = con.execute(
+            f"SELECT rid, ts_ms, event_id{''.join(', ' + c for c in cols)} FROM {HOT} WHERE {where} "
+            "ORDER BY ts_ms DESC, event_id DESC", params)
+        while chunk := cur.fetchmany(20_000):
+            total += len(chunk)
+            for i, counter in enumerate(counters, start=3):
+                counter.update(map(itemgetter(i), chunk))
+            if len(page) < need:
+                for r in chunk:
+                    if cursor is None or (r[1], r[2]) < cursor:
+                        page.append(r[0])
+                        if len(page) == need:
+                            break
+        more = len(page) > request.size
+        page = page[: request.size]
+        by_rid = {r[0]: r for r in con.execute(
+            f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE rid IN ({_marks(page)})", page)}
+        rows = [by_rid[rid] for rid in page]
+        facets = {name: _top(c, request.facet_size) for name, c in zip(request.facets, counters, strict=True)}
+        return rows, more, total, facets
 
     def _facets(self, con: sqlite3.Connection, request: SearchRequest, where: str,
                 params: list[Any], source: str) -> tuple[int, dict[str, list[tuple[str, int]]]]:
