@@ -145,31 +145,38 @@ class Processes:
 
 def load(ports: list[int], ids: queue.Queue, acks: Acks, stop: threading.Event) -> None:
     conns: dict[int, http.client.HTTPConnection] = {}
-    while not stop.is_set():
-        try:
-            event_id = ids.get_nowait()
-        except queue.Empty:
-            return
-        port = ports[int(event_id[-1], 16) % len(ports)]
+    try:
         while not stop.is_set():
-            conn = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conns[port] = conn
             try:
-                conn.request("POST", f"/event/{event_id}", headers={"Content-Length": "0"})
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    with acks.lock:
-                        acks.times[event_id] = time.monotonic()
-                    break
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conns.pop(port, None)
-            with acks.lock:
-                acks.retries += 1
-            time.sleep(0.05)  # same id again: idempotent by event id
-    for conn in conns.values():
-        conn.close()
+                event_id = ids.get_nowait()
+            except queue.Empty:
+                return
+            _send_until_acknowledged(ports, event_id, conns, acks, stop)
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
+def _send_until_acknowledged(ports: list[int], event_id: str, conns: dict[int, http.client.HTTPConnection],
+                             acks: Acks, stop: threading.Event) -> None:
+    port = ports[int(event_id[-1], 16) % len(ports)]
+    while not stop.is_set():
+        conn = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conns[port] = conn
+        try:
+            conn.request("POST", f"/event/{event_id}", headers={"Content-Length": "0"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                with acks.lock:
+                    acks.times[event_id] = time.monotonic()
+                return
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conns.pop(port, None)
+        with acks.lock:
+            acks.retries += 1
+        time.sleep(0.05)  # same id again: idempotent by event id
 
 
 def run(requests: int, faults: int, concurrency: int = 16, workdir: Path | None = None,
