@@ -111,6 +111,9 @@ class Masker:
             return out
         if isinstance(value, (list, tuple, set, frozenset)):
             return [self.params(v, _depth + 1) for v in value]
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+            # Beyond JSON's safe range; past ~4,300 digits str() itself refuses.
+            return str(value) if value.bit_length() < 14_000 else "[integer too large]"
         if value is None or isinstance(value, (bool, int, float)):
             return value
         return self.text(str(value))

@@ -41,6 +41,8 @@ from .masking import DEFAULT_MASKER, Masker
 log = logging.getLogger("useraudit")
 
 OUTCOMES = frozenset(("success", "failure", "unknown"))
+# Longest free text record() spools; the indexer cuts much shorter and flags it.
+MAX_TEXT_CHARS = 1 << 20
 
 
 class AuditError(RuntimeError):
@@ -275,7 +277,10 @@ class Recorder:
             if comments is None:
                 ev["audit.comments"] = describe_params(masked)
         if comments is not None:
-            ev["audit.comments"] = text(str(comments))
+            # Cut far beyond what the index keeps (32,766 chars, flagged
+            # truncated there): a 20 MB comment must not exceed the spool's
+            # record bound and lose the whole event.
+            ev["audit.comments"] = text(str(comments)[:MAX_TEXT_CHARS])
         if ctx is not None:
             if ctx.client_ip:
                 ev["source.address"] = ctx.client_ip
@@ -331,9 +336,18 @@ def _iso(ts: datetime | None) -> str:
         if cached[0] != sec:
             cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
         return f"{cached[1]}.{ms % 1000:03d}Z"
+    if not isinstance(ts, datetime):
+        # A string or epoch number from a careless caller: the indexer
+        # parses it or flags invalid_timestamp; never drop the event here.
+        return ts  # type: ignore[return-value]
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except OverflowError:
+        # Year 1 at +14:00 or year 9999 at -14:00 has no UTC form: keep the
+        # offset; the indexer flags it clock_skew and uses the id's time.
+        return ts.isoformat(timespec="milliseconds")
 
 
 _USER_KEYS = {k: f"user.{k}" for k in ("id", "name", "email", "full_name")}
