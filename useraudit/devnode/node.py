@@ -47,6 +47,7 @@ DEFAULT_HEAP = "1g"
 DEFAULT_WAIT = 180.0
 CLUSTER_NAME = "useraudit-dev"
 MAIN_CLASS = "org.codelibs.opensearch.runner.OpenSearchRunner"
+CLUSTER_MAIN_CLASS = "UseraudiClusterNode"
 HOST = "127.0.0.1"
 # OpenSearchRunner's main() only accepts HTTP ports up to 9299 (its maxHttpPort,
 # not settable from the command line), and OpenSearch's transport layer takes
@@ -288,7 +289,9 @@ def is_our_node(pid: int, home: Path | str) -> bool:
         args = cmdline.read_bytes().split(b"\0")
     except OSError:
         return False
-    return MAIN_CLASS.encode() in args and str(_base(Path(home))).encode() in args
+    # MAIN_CLASS, or the cluster nodes' own main class (see .cluster)
+    mains = (MAIN_CLASS.encode(), CLUSTER_MAIN_CLASS.encode())
+    return any(m in args for m in mains) and str(_base(Path(home))).encode() in args
 
 
 def _port_in_use(port: int) -> bool:
