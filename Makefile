@@ -5,13 +5,15 @@
 #                127.0.0.1:$(OPENSEARCH_PORT), the whole pytest suite, node stopped
 #                again (also when tests fail); exit code is pytest's.
 #   make demo    venv (python3-venv if missing), then `useraudit demo`
-#   make bench   the benchmarks (python -m bench.NAME) against such a node
+#   make bench   every benchmark against such a node, via `python -m bench.report`,
+#                which rewrites docs/BENCHMARKS.md and its plots
+#                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
 #   make lint    ruff
 #
 # Variables: OPENSEARCH_PORT (9200-9299), OPENSEARCH_HOME, OPENSEARCH_HEAP,
 # PYTEST_ARGS, BENCHES, BENCH_ARGS_<name>, e.g.
 #   make test OPENSEARCH_PORT=9280 PYTEST_ARGS='-x tests/webapp'
-#   make bench BENCHES=search BENCH_ARGS_search='--events 20000 --rounds 5'
+#   make bench-one B=search BENCH_ARGS_search='--events 20000 --rounds 5'
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -42,7 +44,7 @@ BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
-.PHONY: help test demo bench lint deps system-deps test-system-deps java-maven venv
+.PHONY: help test demo bench bench-one lint deps system-deps test-system-deps java-maven venv
 
 help:
 	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
@@ -120,10 +122,62 @@ test: deps
 	$(call with_node,$(PY) -m pytest $(PYTEST_ARGS))
 
 bench: deps
-	$(call with_node,{ $(foreach b,$(BENCHES),echo ">> python -m bench.$(b)" && $(call bench_cmd,$(b)) &&) true; })
+	$(call with_node,$(PY) -m bench.report --opensearch $(OPENSEARCH_URL) $(BENCH_REPORT_ARGS))
+
+# One benchmark by hand: make bench-one B=search BENCH_ARGS_search='--events 20000'
+bench-one: deps
+	$(call with_node,$(call bench_cmd,$(B)))
 
 demo: venv
 	$(UA) demo
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# -- OpenSearch 3.x compatibility (docs/compatibility.md) ---------------------
+#
+#   make compat  a node of another OpenSearch version (default: runner 3.8.0.0
+#                on Java 25) on a free port in 9270-9279, the suites that talk
+#                to OpenSearch against it (tests/operations' cluster runs that
+#                version too), node stopped again; the pytest summary goes to
+#                $(COMPAT_REPORT). CI keeps testing 2.19 only (`make test`).
+#   make compat COMPAT_VERSION=3.0.0.0 COMPAT_TESTS='tests/store'
+COMPAT_VERSION ?= 3.8.0.0
+COMPAT_JAVA_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
+COMPAT_PORT ?=
+COMPAT_HEAP ?= 512m
+COMPAT_HOME ?= $(CURDIR)/.useraudit/compat-opensearch-$(COMPAT_VERSION)
+COMPAT_TESTS ?= tests/indexer tests/store tests/operations tests/dashboards tests/demo
+COMPAT_REPORT ?= $(CURDIR)/.useraudit/compat-$(COMPAT_VERSION).txt
+
+.PHONY: compat
+compat: deps
+	@port="$(COMPAT_PORT)"; \
+	if [ -z "$$port" ]; then \
+	  for p in $$(seq 9270 9279); do \
+	    if ! (exec 3<>/dev/tcp/127.0.0.1/$$p) 2>/dev/null; then port=$$p; break; fi; \
+	  done; \
+	fi; \
+	[ -n "$$port" ] || { echo "ERROR: no free port in 9270-9279" >&2; exit 1; }; \
+	stop() { $(UA) opensearch stop --home "$(COMPAT_HOME)" || true; }; \
+	trap stop EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	export USERAUDIT_OPENSEARCH_VERSION=$(COMPAT_VERSION); \
+	export USERAUDIT_OPENSEARCH_JAVA_HOME=$(COMPAT_JAVA_HOME); \
+	$(UA) opensearch start --port $$port --home "$(COMPAT_HOME)" --heap $(COMPAT_HEAP) \
+	  --wait 300; \
+	export USERAUDIT_TEST_OPENSEARCH=http://127.0.0.1:$$port; \
+	mkdir -p "$$(dirname "$(COMPAT_REPORT)")"; \
+	served=$$(curl -s "$$USERAUDIT_TEST_OPENSEARCH" | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["version"]["number"])'); \
+	{ echo "date: $$(date -u +%FT%TZ)"; echo "opensearch: $$served (runner $(COMPAT_VERSION))"; \
+	  echo "java: $$($(COMPAT_JAVA_HOME)/bin/java -version 2>&1 | head -1)"; \
+	  echo "command: make compat COMPAT_TESTS='$(COMPAT_TESTS)'"; } > "$(COMPAT_REPORT)"; \
+	started=$$(date +%s); set +e; \
+	$(PY) -m pytest -p no:cacheprovider -rfE $(COMPAT_TESTS) $(PYTEST_ARGS) 2>&1 \
+	  | tee "$(COMPAT_REPORT).log"; \
+	rc=$${PIPESTATUS[0]}; set -e; \
+	{ echo "seconds: $$(( $$(date +%s) - started ))"; echo "pytest exit: $$rc"; \
+	  grep -E '^(FAILED|ERROR) ' "$(COMPAT_REPORT).log" || true; \
+	  tail -1 "$(COMPAT_REPORT).log"; } >> "$(COMPAT_REPORT)"; \
+	cat "$(COMPAT_REPORT)"; \
+	if [ $$rc = 5 ]; then echo "ERROR: exit 5: pytest collected no tests" >&2; rc=1; fi; \
+	exit $$rc
