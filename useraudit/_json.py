@@ -41,4 +41,9 @@ def loads(data: bytes) -> Any:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        # 100,000 nested brackets: a poison record must be refused like any
+        # other malformed JSON (a ValueError), not stop the indexer.
+        raise ValueError("JSON nested too deeply") from None
