@@ -1,0 +1,46 @@
+"""Fixtures of the security suite: admin users and a signed-in test client.
+
+The app factory, sign-in helper and password are the admin UI tests' own
+(``tests/webapp/conftest.py``); only the user database differs, because the
+accounts here are the suite's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from webapp.conftest import PASSWORD, csrf_token, login, make_app  # noqa: F401 - re-exported
+
+
+@pytest.fixture(scope="session")
+def security_users(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``ann`` is USER_ADMIN of ``tenant-a`` only; ``bea`` of ``tenant-b``; ``cid`` of
+    ``corpus``; ``vic`` has a VIEWER role on ``tenant-a``."""
+    from useraudit.webapp.users import UserStore
+
+    users = UserStore(tmp_path_factory.mktemp("security-users") / "webusers.db")
+    for name, account, role in (
+        ("ann", "tenant-a", "USER_ADMIN"),
+        ("bea", "tenant-b", "USER_ADMIN"),
+        ("cid", "corpus", "USER_ADMIN"),
+        ("vic", "tenant-a", "VIEWER"),
+    ):
+        users.add(name, PASSWORD, email=f"{name}@example.com", full_name=name.title())
+        users.grant(name, account, role)
+    return users
+
+
+def signed_in(app: Any, username: str) -> Any:
+    client = app.test_client()
+    response = login(client, username)
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    return client
+
+
+@pytest.fixture
+def ui_spool(tmp_path: Any) -> Any:
+    """Point the process-wide recorder (the UI's own sign-in/export events) at a fresh spool."""
+    import useraudit
+
+    return useraudit.configure(spool_dir=tmp_path / "ui-spool", durability="batch")
