@@ -44,3 +44,22 @@ def ui_spool(tmp_path: Any) -> Any:
     import useraudit
 
     return useraudit.configure(spool_dir=tmp_path / "ui-spool", durability="batch")
+
+
+@pytest.fixture(scope="session")
+def tenants_store(opensearch_url: str) -> Any:
+    """A real OpenSearch index with 60 events of tenant-a and 60 of tenant-b (see tenants.py)."""
+    import uuid
+
+    from useraudit.store.opensearch import OpenSearchStore
+
+    from .tenants import seed
+
+    store = OpenSearchStore(opensearch_url, prefix=f"uat-sec-{uuid.uuid4().hex[:8]}")
+    store.install()
+    try:
+        store.docs_by_account = seed(store)  # type: ignore[attr-defined]
+        yield store
+    finally:
+        store.uninstall()
+        store.close()

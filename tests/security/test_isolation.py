@@ -1,0 +1,235 @@
+"""Tenant isolation, fuzzed: an admin of tenant-a never sees a row of tenant-b.
+
+Hypothesis throws every UI route at the app with parameters drawn from
+tenant-b's own values (users, projects, tokens, IPs, facet values), page
+cursors taken from tenant-b's pages, ``account=tenant-b``-style arguments,
+path tricks and junk. Whatever the answer (200, 302, 400, 403, 404), the
+result rows, facet values and XLSX rows hold no tenant-b data.
+(Fixed cases live in tests/webapp/test_authz.py; this file generalises them.)
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl import load_workbook
+
+from .conftest import make_app, signed_in
+from .tenants import B_NET, MARKER
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+PARAMS = [
+    "product", "group", "action", "user", "target", "impersonator", "history", "project",
+    "token", "result", "ip", "browser", "os", "device", "q", "c", "period", "from", "to", "tz",
+    "size", "account", "organization.id", "org", "tenant", "a",
+]
+
+
+@pytest.fixture(scope="module")
+def b_values(tenants_store: Any, security_users: Any) -> dict[str, list[str]]:
+    """Values an attacker could learn or guess about tenant-b, including its page cursors."""
+    docs = tenants_store.docs_by_account["tenant-b"]
+    values: dict[str, list[str]] = {"cursor": []}
+    for field in ("user.name", "user.email", "user.id", "user.target.name", "audit.project.id",
+                  "audit.token.id", "source.ip", "audit.impersonator.name", "event.id",
+                  "audit.comments", "user_agent.name"):
+        values[field] = sorted({str(d[field]) for d in docs if d.get(field)})
+    # Cursors from tenant-b's own pages, as its admin sees them.
+    import useraudit
+
+    useraudit.configure(spool_dir=tenants_store_spool(), durability="batch")
+    client = signed_in(make_app(tenants_store, security_users), "bea")
+    url = "/a/tenant-b/actions?period=30d&size=25"
+    for _ in range(3):
+        html = client.get(url).get_data(as_text=True)
+        found = re.search(r'data-testid="next" href="([^"]+)"', html)
+        if not found:
+            break
+        url = found.group(1).replace("&amp;", "&")
+        values["cursor"] += re.findall(r"[?&]c=([^&]+)", url)
+    assert values["cursor"], "tenant-b has several pages"
+    return values
+
+
+def tenants_store_spool() -> Any:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="sec-ui-spool-")
+
+
+def a_ids(store: Any) -> set[str]:
+    return {d["event.id"] for d in store.docs_by_account["tenant-a"]}
+
+
+def assert_no_b_in_page(html: str, allowed: set[str], label: str) -> None:
+    """Rows, facet values and totals hold tenant-a data only (echoed filters aside)."""
+    rows = set(re.findall(r'<tr data-event="([^"]*)"', html))
+    assert rows <= allowed, (label, rows - allowed)
+    tbody = re.search(r"<tbody>(.*?)</tbody>", html, re.S)
+    if tbody:
+        body = re.sub(r'(href|title)="[^"]*"', "", tbody.group(1))
+        assert MARKER not in body and B_NET not in body, label
+    aside = re.search(r'<aside class="facets".*?</aside>', html, re.S)
+    if aside:
+        shown = re.findall(r'title="([^"]*)"|<span class="facet-v">([^<]*)<', aside.group(0))
+        for value in (v for pair in shown for v in pair if v):
+            assert MARKER not in value and B_NET not in value, (label, value)
+
+
+def assert_no_b_in_xlsx(data: bytes, label: str) -> None:
+    wb = load_workbook(io.BytesIO(data), read_only=True)
+    for name in wb.sheetnames:
+        if name == "Filters":
+            continue  # echoes the request's own filters
+        for row in wb[name].iter_rows(values_only=True):
+            for cell in row:
+                if isinstance(cell, str):
+                    assert MARKER not in cell and B_NET not in cell, (label, cell)
+
+
+ROUTES = st.sampled_from(
+    [
+        "/a/tenant-a/actions",
+        "/a/tenant-a/actions.xlsx",
+        "/a/tenant-a/actions",
+        "/a/tenant-b/actions",
+        "/a/tenant-b/actions.xlsx",
+        "/a/TENANT-B/actions",
+        "/a/tenant-a%2F..%2Ftenant-b/actions",
+        "/a/tenant-a/../tenant-b/actions",
+        "/a/tenant-b%00/actions",
+        "/a/tenant-b /actions",
+        "/a/tenant-a,tenant-b/actions",
+        "/a/*/actions",
+        "/accounts",
+        "/",
+    ]
+)
+
+
+@st.composite
+def params(draw: Any, b: dict[str, list[str]]) -> list[tuple[str, str]]:
+    pool = [v for vs in b.values() for v in vs] + [
+        "tenant-b", "*", "", MARKER, f"{MARKER}*", f'"{MARKER}"', f"{MARKER}-user0,{MARKER}-user1",
+        "203.0.113.0/24", "0.0.0.0/0", "::/0", "30d", "custom", "common:Users",
+    ]
+    value = st.one_of(st.sampled_from(pool), st.text(max_size=40), st.sampled_from(b["cursor"]))
+    pairs = draw(st.lists(st.tuples(st.sampled_from(PARAMS), value), max_size=8))
+    if draw(st.booleans()):
+        pairs.append(("period", "30d"))
+    return pairs
+
+
+def test_fuzzed_routes_and_params_never_show_tenant_b(
+    tenants_store: Any, security_users: Any, b_values: dict[str, list[str]], ui_spool: Any
+) -> None:
+    """Random routes × parameters from tenant-b's data: zero tenant-b rows in HTML or XLSX."""
+    client = signed_in(make_app(tenants_store, security_users), "ann")
+    allowed = a_ids(tenants_store)
+    seen: dict[int, int] = {}
+
+    @FUZZ
+    @given(route=ROUTES, pairs=params(b_values))
+    def check(route: str, pairs: list[tuple[str, str]]) -> None:
+        qs = urlencode(pairs, encoding="utf-8", errors="surrogatepass")
+        response = client.get(f"{route}?{qs}")
+        seen[response.status_code] = seen.get(response.status_code, 0) + 1
+        label = f"{route}?{qs}"
+        assert response.status_code in (200, 302, 400, 403, 404), label
+        if "tenant-a/" not in route or "tenant-b" in route:
+            assert response.status_code in (302, 403, 404), label
+        if response.status_code != 200:
+            assert MARKER.encode() not in re.sub(rb"(?s)<form.*?</form>", b"", response.data) or (
+                MARKER in qs
+            ), label
+            return
+        if route.endswith(".xlsx"):
+            assert_no_b_in_xlsx(response.data, label)
+        else:
+            assert_no_b_in_page(response.get_data(as_text=True), allowed, label)
+
+    check()
+    assert seen.get(200, 0) > 20, seen  # the fuzzing reached real result pages
+
+
+def test_b_cursor_and_facet_values_on_a_pages(
+    tenants_store: Any, security_users: Any, b_values: dict[str, list[str]], ui_spool: Any
+) -> None:
+    """Every tenant-b cursor and facet value, used on tenant-a's page and export, shows no tenant-b row."""
+    client = signed_in(make_app(tenants_store, security_users), "ann")
+    allowed = a_ids(tenants_store)
+    for cursor in b_values["cursor"]:
+        html = client.get(f"/a/tenant-a/actions?period=30d&c={cursor}").get_data(as_text=True)
+        assert_no_b_in_page(html, allowed, cursor)
+    for param, field in (("user", "user.name"), ("project", "audit.project.id"),
+                         ("token", "audit.token.id"), ("target", "user.target.name"),
+                         ("history", "user.email"), ("ip", "source.ip")):
+        value = b_values[field][0]
+        html = client.get(f"/a/tenant-a/actions?period=30d&{param}={quote(value)}").get_data(as_text=True)
+        assert 'data-testid="empty"' in html, (param, value)
+        assert_no_b_in_page(html, allowed, param)
+        export = client.get(f"/a/tenant-a/actions.xlsx?period=30d&{param}={quote(value)}")
+        assert export.status_code == 200
+        assert_no_b_in_xlsx(export.data, param)
+    # The same search from tenant-b's own admin finds them: the values are real.
+    other = signed_in(make_app(tenants_store, security_users), "bea")
+    value = b_values["user.name"][0]
+    assert "data-event" in other.get(f"/a/tenant-b/actions?period=30d&user={value}").get_data(as_text=True)
+
+
+def test_every_route_refuses_anonymous_and_non_admins(
+    tenants_store: Any, security_users: Any, ui_spool: Any
+) -> None:
+    """Each rule in the app's URL map, for anonymous visitors and a VIEWER: sign-in or 403, never data."""
+    app = make_app(tenants_store, security_users)
+    rules = [r for r in app.url_map.iter_rules() if r.endpoint != "static" and "static" not in r.rule]
+    assert len(rules) >= 6
+    anonymous = app.test_client()
+    viewer = signed_in(app, "vic")
+    open_to_all = {"/login"}
+    for rule in rules:
+        path = rule.rule.replace("<account>", "tenant-a")
+        assert "<" not in path, f"new route parameter to cover: {rule.rule}"
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = anonymous.open(path, method=method)
+            if path in open_to_all:
+                assert response.status_code in (200, 400), (path, method)
+                continue
+            assert response.status_code in (302, 400, 401, 403), (path, method, response.status_code)
+            if response.status_code == 302:
+                location = response.headers["Location"]
+                assert "/login" in location or location == "/accounts", (path, location)
+            assert b"data-event" not in response.data and b"PK\x03\x04" not in response.data[:4]
+            if "<account>" in rule.rule:
+                response = viewer.open(path, method=method)
+                assert response.status_code in (400, 403), (path, method, response.status_code)
+                assert b"data-event" not in response.data
+
+
+def test_every_post_route_refuses_a_missing_or_foreign_csrf_token(
+    tenants_store: Any, security_users: Any, ui_spool: Any
+) -> None:
+    """Every route accepting POST answers 400 without a CSRF token, or with another session's."""
+    from .conftest import csrf_token
+
+    app = make_app(tenants_store, security_users)
+    client = signed_in(app, "ann")
+    foreign = csrf_token(app.test_client())
+    posts = [r for r in app.url_map.iter_rules() if "POST" in (r.methods or set())]
+    assert posts
+    for rule in posts:
+        path = rule.rule.replace("<account>", "tenant-a")
+        for data in ({}, {"csrf_token": foreign}, {"csrf_token": "x" * 90}):
+            response = client.post(path, data={**data, "username": "ann", "password": "x"})
+            assert response.status_code == 400, (path, data, response.status_code)
+    assert client.get("/a/tenant-a/actions").status_code == 200  # still signed in
