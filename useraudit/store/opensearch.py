@@ -1,6 +1,7 @@
 """OpenSearchStore: time-based indices behind a read alias, written idempotently.
 
-URL: ``http(s)://[user:pass@]host:9200[?prefix=useraudit&ca_certs=/ca.pem&verify_certs=true&bucket=month]``.
+URL: ``http(s)://[user:pass@]host:9200[?prefix=useraudit&ca_certs=/ca.pem&verify_certs=true&bucket=month]``;
+several nodes of one cluster as ``http://host1:9200,host2:9200,host3:9200``.
 
 Writes go to the index named by each event's own ``@timestamp`` with
 ``op_type=create`` and ``_id = event.id`` (see
@@ -50,17 +51,18 @@ class OpenSearchStore(Store):
         self.bucket = bucket or params.get("bucket") or "month"
         if self.bucket not in BUCKETS:
             raise StoreError(f"bucket must be one of {sorted(BUCKETS)}, not {self.bucket!r}")
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 9200
+        username, password, hosts = _split_netloc(parts.netloc)
         # Never echo a password back in messages.
-        self.url = urlunsplit((scheme, f"{host}:{port}", "", "", ""))
+        self.url = urlunsplit((scheme, ",".join(f"{h}:{p}" for h, p in hosts), "", "", ""))
         kwargs: dict[str, Any] = {
-            "hosts": [{"host": host, "port": port, "scheme": scheme}],
+            # Several hosts (a cluster): the client spreads requests over them and,
+            # when one is unreachable, marks it dead and retries on the next.
+            "hosts": [{"host": h.strip("[]"), "port": p, "scheme": scheme} for h, p in hosts],
             "timeout": timeout,
             "http_compress": False,
         }
-        if parts.username:
-            kwargs["http_auth"] = (parts.username, parts.password or "")
+        if username:
+            kwargs["http_auth"] = (username, password or "")
         if scheme == "https":
             kwargs["use_ssl"] = True
             kwargs["verify_certs"] = params.get("verify_certs", "true").lower() not in ("false", "0", "no")
@@ -242,6 +244,32 @@ class OpenSearchStore(Store):
             return {"hits": {"hits": [], "total": {"value": 0}}}
         except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
             raise StoreUnavailable(f"OpenSearch at {self.url} unreachable: {exc}") from exc
+
+
+def _split_netloc(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """``user:pass@h1:9200,h2:9201`` → user, password, [(h1, 9200), (h2, 9201)].
+
+    One host is the common case; a comma-separated list names several nodes
+    of one cluster. A host without a port gets 9200; no host means 127.0.0.1.
+    """
+    userinfo, _, hostlist = netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, has_pass, pw = userinfo.partition(":")
+        username, password = user, (pw if has_pass else None)  # as given, like urlsplit
+    hosts: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        parsed = urlsplit(f"//{item}")
+        try:
+            port = parsed.port or 9200
+        except ValueError as exc:
+            raise StoreError(f"bad port in OpenSearch host {item!r}") from exc
+        host = parsed.hostname or "127.0.0.1"
+        hosts.append((f"[{host}]" if ":" in host else host, port))
+    return username, password, hosts or [("127.0.0.1", 9200)]
 
 
 def _classify(item: dict) -> WriteResult:
