@@ -97,23 +97,25 @@ def assert_no_b_in_xlsx(data: bytes, label: str) -> None:
                     assert MARKER not in cell and B_NET not in cell, (label, cell)
 
 
-ROUTES = st.sampled_from(
-    [
-        "/a/tenant-a/actions",
-        "/a/tenant-a/actions.xlsx",
-        "/a/tenant-a/actions",
-        "/a/tenant-b/actions",
-        "/a/tenant-b/actions.xlsx",
-        "/a/TENANT-B/actions",
-        "/a/tenant-a%2F..%2Ftenant-b/actions",
-        "/a/tenant-a/../tenant-b/actions",
-        "/a/tenant-b%00/actions",
-        "/a/tenant-b /actions",
-        "/a/tenant-a,tenant-b/actions",
-        "/a/*/actions",
-        "/accounts",
-        "/",
-    ]
+# Half the examples on tenant-a's own page and export (where a leak would show),
+# half on routes that must refuse.
+ROUTES = st.one_of(
+    st.sampled_from(["/a/tenant-a/actions", "/a/tenant-a/actions.xlsx"]),
+    st.sampled_from(
+        [
+            "/a/tenant-b/actions",
+            "/a/tenant-b/actions.xlsx",
+            "/a/TENANT-B/actions",
+            "/a/tenant-a%2F..%2Ftenant-b/actions",
+            "/a/tenant-a/../tenant-b/actions",
+            "/a/tenant-b%00/actions",
+            "/a/tenant-b /actions",
+            "/a/tenant-a,tenant-b/actions",
+            "/a/*/actions",
+            "/accounts",
+            "/",
+        ]
+    ),
 )
 
 
@@ -159,7 +161,8 @@ def test_fuzzed_routes_and_params_never_show_tenant_b(
             assert_no_b_in_page(response.get_data(as_text=True), allowed, label)
 
     check()
-    assert seen.get(200, 0) > 20, seen  # the fuzzing reached real result pages
+    print(f"\nisolation fuzz answers by status: {dict(sorted(seen.items()))}")
+    assert seen.get(200, 0) > 15, seen  # the fuzzing reached real result pages
 
 
 def test_b_cursor_and_facet_values_on_a_pages(
