@@ -51,7 +51,10 @@ def text_of(value: Any, depth: int = 0) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return " ".join(f"{text_of(k, depth + 1)[:100]} {text_of(v, depth + 1)[:200]}" for k, v in list(value.items())[:5])
+        return " ".join(
+            f"{text_of(k, depth + 1)[:100]} {text_of(v, depth + 1)[:200]}"
+            for k, v in list(value.items())[:5]
+        )
     if isinstance(value, list):
         return " ".join(text_of(v, depth + 1)[:100] for v in value[:5])
     try:
@@ -100,7 +103,10 @@ def expand(gen: dict[str, Any]) -> Any:
     if kind == "raw_nest":
         return b"[" * gen["depth"] + b"]" * gen["depth"]
     if kind == "person":
-        return {k: expand(v) if isinstance(v, dict) and "kind" in v else v for k, v in gen["fields"].items()}
+        return {
+            k: expand(v) if isinstance(v, dict) and "kind" in v else v
+            for k, v in gen["fields"].items()
+        }
     raise ValueError(f"unknown corpus recipe {kind!r}")
 
 

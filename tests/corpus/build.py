@@ -49,7 +49,10 @@ STRINGS: list[tuple[str, object]] = [
     ("path-traversal", "../../../../etc/passwd%00"),
     ("json-looking", '{"organization.id":"other","$where":"1"}'),
     ("os-query-syntax", 'a~2 /re.*gex/ field:value *wild ?x "unclosed'),
-    ("masking-trigger", "password=hunter2 token abcdefgh12345678 Bearer eyJabcdef.eyJabcdef.sigsigsig"),
+    (
+        "masking-trigger",
+        "password=hunter2 token abcdefgh12345678 Bearer eyJabcdef.eyJabcdef.sigsigsig",
+    ),
     ("redos-a", {"kind": "repeat", "unit": "a", "times": 50_000, "tail": "!"}),
     ("long-10k", {"kind": "repeat", "unit": "x", "times": 10_000}),
     ("long-1M", {"kind": "repeat", "unit": "y", "times": 1_000_000}),
@@ -74,7 +77,10 @@ BAD_BYTES: list[tuple[str, bytes]] = [
 ]
 
 UA = [
-    ("ua-chrome-ok", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+    (
+        "ua-chrome-ok",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    ),
     ("ua-16k", {"kind": "repeat", "unit": "Mozilla/5.0 ", "times": 1400}),
     ("ua-parens", "(" * 5000 + ")" * 5000),
     ("ua-regex-bomb", "Mozilla/5.0 (" + "iPhone; " * 2000 + ")"),
@@ -154,7 +160,10 @@ PARAMS = [
 ]
 
 PERSONS = [
-    ("dict-all-hostile", {"id": "u\x00", "name": "\u0430dmin", "email": "<script>@x", "full_name": "\u202eevil"}),
+    (
+        "dict-all-hostile",
+        {"id": "u\x00", "name": "\u0430dmin", "email": "<script>@x", "full_name": "\u202eevil"},
+    ),
     ("dict-nested-values", {"id": {"a": [1, 2]}, "name": ["x", "y"], "email": 5}),
     ("dict-extra-keys", {"id": "u1", "organization.id": "other", "password": "x"}),
     ("dict-empty", {}),
@@ -194,15 +203,30 @@ RAW: list[tuple[str, bytes]] = [
     ("json-string", b'"just a string"'),
     ("json-null", b"null"),
     ("truncated-json", b'{"event.id": "x", "event.act'),
-    ("wrong-types", b'{"event.id": "@ID@", "@timestamp": {"a": 1}, "http.response.status_code": "abc", '
-                    b'"source.address": {"x": 1}, "event.outcome": 7, "organization.id": "corpus"}'),
-    ("id-object", b'{"event.id": {"nested": "@ID@"}, "organization.id": "corpus", "event.action": "task.created"}'),
-    ("unknown-fields", b'{"event.id": "@ID@", "organization.id": "corpus", "evil.field": {"x": 1}, '
-                       b'"audit.flags": ["forged"], "event.ingested": "1970-01-01"}'),
-    ("list-where-scalar", b'{"event.id": "@ID@", "organization.id": "corpus", "user.name": ["a", "b"], '
-                          b'"event.category": "notalist", "related.user": {"x": 1}}'),
+    (
+        "wrong-types",
+        b'{"event.id": "@ID@", "@timestamp": {"a": 1}, "http.response.status_code": "abc", '
+        b'"source.address": {"x": 1}, "event.outcome": 7, "organization.id": "corpus"}',
+    ),
+    (
+        "id-object",
+        b'{"event.id": {"nested": "@ID@"}, "organization.id": "corpus", "event.action": "task.created"}',
+    ),
+    (
+        "unknown-fields",
+        b'{"event.id": "@ID@", "organization.id": "corpus", "evil.field": {"x": 1}, '
+        b'"audit.flags": ["forged"], "event.ingested": "1970-01-01"}',
+    ),
+    (
+        "list-where-scalar",
+        b'{"event.id": "@ID@", "organization.id": "corpus", "user.name": ["a", "b"], '
+        b'"event.category": "notalist", "related.user": {"x": 1}}',
+    ),
     ("dup-keys", b'{"event.id": "@ID@", "organization.id": "corpus", "organization.id": "corpus"}'),
-    ("escaped-surrogates", b'{"event.id": "@ID@", "organization.id": "corpus", "audit.comments": "\\ud800\\udc00\\udfff"}'),
+    (
+        "escaped-surrogates",
+        b'{"event.id": "@ID@", "organization.id": "corpus", "audit.comments": "\\ud800\\udc00\\udfff"}',
+    ),
 ]
 
 
@@ -254,8 +278,13 @@ def main() -> None:
         add("outcomes.jsonl", f"outcome-{name}", "outcome", name, **_value(v))
     for name, raw in RAW:
         add("raw_spool.jsonl", f"raw-{name}", "raw_spool", name, b64=base64.b64encode(raw).decode())
-    add("raw_spool.jsonl", "raw-json-deep-array", "raw_spool", "json-deep-array",
-        gen={"kind": "raw_nest", "depth": 100_000})
+    add(
+        "raw_spool.jsonl",
+        "raw-json-deep-array",
+        "raw_spool",
+        "json-deep-array",
+        gen={"kind": "raw_nest", "depth": 100_000},
+    )
     for file, rows in files.items():
         with open(HERE / file, "w", encoding="utf-8") as fh:
             for row in rows:

@@ -64,7 +64,9 @@ def seed(store: Any, n: int = 60) -> dict[str, list[dict[str, Any]]]:
 
     enrich = Enricher()
     now = datetime.now(UTC) - timedelta(minutes=1)
-    docs = {acct: [enrich(r) for r in raw_events(acct, n, now)] for acct in ("tenant-a", "tenant-b")}
+    docs = {
+        acct: [enrich(r) for r in raw_events(acct, n, now)] for acct in ("tenant-a", "tenant-b")
+    }
     results = store.write([d for ds in docs.values() for d in ds])
     assert all(r.delivered for r in results)
     store.refresh()

@@ -93,8 +93,12 @@ def test_payloads_in_every_field_stay_text(server: Server) -> None:
         "/a/corpus/actions?period=30d",
         "/a/corpus/actions?period=30d&q=xsscanary",
         "/a/corpus/actions?period=30d&q=" + quote('xsscanary "img src"'),
-        "/a/corpus/actions?period=30d&user=" + quote(f"name{IMG}") + "&project=" + quote(SVG)
-        + "&group=" + quote(f"common:{SCRIPT}"),
+        "/a/corpus/actions?period=30d&user="
+        + quote(f"name{IMG}")
+        + "&project="
+        + quote(SVG)
+        + "&group="
+        + quote(f"common:{SCRIPT}"),
         "/a/corpus/actions?period=30d&ip=" + quote(IMG),
         "/a/corpus/actions?period=30d&tz=" + quote(SCRIPT),
         "/a/corpus/actions?period=30d&q=" + quote(f'"{IMG}'),
@@ -116,10 +120,19 @@ def test_payloads_in_every_field_stay_text(server: Server) -> None:
             page.wait_for_load_state()
             for url in pages:
                 response = page.goto(server.url + url)
-                assert response is not None and response.status in (200, 400), (url, response and response.status)
+                assert response is not None and response.status in (200, 400), (
+                    url,
+                    response and response.status,
+                )
                 page.wait_for_timeout(150)  # let any onerror/onload fire
                 state = page.evaluate(INJECTED)
-                assert state == {"pwned": None, "img": 0, "handlers": 0, "inlineScripts": 0, "svg": 0}, (url, state)
+                assert state == {
+                    "pwned": None,
+                    "img": 0,
+                    "handlers": 0,
+                    "inlineScripts": 0,
+                    "svg": 0,
+                }, (url, state)
             page.goto(server.url + "/a/corpus/actions?period=30d")
             text = page.locator("table.grid").inner_text()
             for shown in (SCRIPT, "onerror=", "window.__pwned=3"):

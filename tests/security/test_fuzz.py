@@ -51,28 +51,43 @@ FUZZ = settings(
 # Every code point, lone surrogates included (what undecodable bytes become).
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=200)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=2**63, max_value=10**40),
-    st.floats(allow_nan=True, allow_infinity=True), ANY_TEXT, st.binary(max_size=50),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63, max_value=10**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    ANY_TEXT,
+    st.binary(max_size=50),
 )
 PARAMS = st.recursive(
     SCALARS,
     lambda inner: st.one_of(
         st.lists(inner, max_size=5),
         st.tuples(inner, inner),
-        st.dictionaries(st.one_of(ANY_TEXT, st.integers(), st.tuples(st.integers())), inner, max_size=5),
+        st.dictionaries(
+            st.one_of(ANY_TEXT, st.integers(), st.tuples(st.integers())), inner, max_size=5
+        ),
     ),
     max_leaves=40,
 )
 PERSON = st.one_of(
-    st.none(), ANY_TEXT, st.integers(),
-    st.dictionaries(st.sampled_from(["id", "name", "email", "full_name", "x"]), SCALARS, max_size=5),
+    st.none(),
+    ANY_TEXT,
+    st.integers(),
+    st.dictionaries(
+        st.sampled_from(["id", "name", "email", "full_name", "x"]), SCALARS, max_size=5
+    ),
 )
 TIMESTAMP = st.one_of(
     st.none(),
     st.datetimes(timezones=st.timezones()),
     st.datetimes(),
-    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(1, 1, 3), timezones=st.timezones()),
-    ANY_TEXT, st.integers(), st.floats(),
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(1, 1, 3), timezones=st.timezones()
+    ),
+    ANY_TEXT,
+    st.integers(),
+    st.floats(),
 )
 
 
@@ -93,10 +108,18 @@ def test_record_never_raises_and_every_event_enriches_clean(rec: Recorder, spool
     ids: list[str] = []
 
     @FUZZ
-    @given(action=ANY_TEXT, comments=st.one_of(st.none(), ANY_TEXT), params=PARAMS, user=PERSON,
-           target=PERSON, impersonator=PERSON, project=st.one_of(st.none(), ANY_TEXT, st.integers()),
-           reason=st.one_of(st.none(), ANY_TEXT), outcome=st.one_of(st.none(), ANY_TEXT),
-           timestamp=TIMESTAMP)
+    @given(
+        action=ANY_TEXT,
+        comments=st.one_of(st.none(), ANY_TEXT),
+        params=PARAMS,
+        user=PERSON,
+        target=PERSON,
+        impersonator=PERSON,
+        project=st.one_of(st.none(), ANY_TEXT, st.integers()),
+        reason=st.one_of(st.none(), ANY_TEXT),
+        outcome=st.one_of(st.none(), ANY_TEXT),
+        timestamp=TIMESTAMP,
+    )
     def check(**kw: Any) -> None:
         action = kw.pop("action")
         event_id = rec.record(action, target_user=kw.pop("target"), account="fuzz", **kw)
@@ -120,14 +143,39 @@ def test_wsgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Reco
     before = _common.stats.internal_errors
 
     @FUZZ
-    @given(headers=st.dictionaries(st.sampled_from(
-               ["HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR", "HTTP_X_REQUEST_ID", "HTTP_COOKIE",
-                "HTTP_AUTHORIZATION", "REMOTE_ADDR", "SCRIPT_NAME", "QUERY_STRING"]), HEADER_BYTES),
-           path=HEADER_BYTES, method=st.one_of(st.sampled_from(["GET", "POST", "DELETE"]), ANY_TEXT),
-           status=st.sampled_from(["200 OK", "204 No Content", "302 Found", "404 Not Found",
-                                   "500 Internal Server Error", "999 Odd"]),
-           trusted=st.integers(0, 3))
-    def check(headers: dict[str, bytes], path: bytes, method: str, status: str, trusted: int) -> None:
+    @given(
+        headers=st.dictionaries(
+            st.sampled_from(
+                [
+                    "HTTP_USER_AGENT",
+                    "HTTP_X_FORWARDED_FOR",
+                    "HTTP_X_REQUEST_ID",
+                    "HTTP_COOKIE",
+                    "HTTP_AUTHORIZATION",
+                    "REMOTE_ADDR",
+                    "SCRIPT_NAME",
+                    "QUERY_STRING",
+                ]
+            ),
+            HEADER_BYTES,
+        ),
+        path=HEADER_BYTES,
+        method=st.one_of(st.sampled_from(["GET", "POST", "DELETE"]), ANY_TEXT),
+        status=st.sampled_from(
+            [
+                "200 OK",
+                "204 No Content",
+                "302 Found",
+                "404 Not Found",
+                "500 Internal Server Error",
+                "999 Odd",
+            ]
+        ),
+        trusted=st.integers(0, 3),
+    )
+    def check(
+        headers: dict[str, bytes], path: bytes, method: str, status: str, trusted: int
+    ) -> None:
         environ = make_environ(
             PATH_INFO=path.decode("latin-1"),
             REQUEST_METHOD=method.encode("utf-8", "surrogatepass").decode("latin-1"),
@@ -157,19 +205,32 @@ def test_asgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Reco
     """ASGI: arbitrary header names and values (bytes), paths and methods leave the response untouched."""
 
     @FUZZ
-    @given(headers=st.lists(st.tuples(st.one_of(st.sampled_from(
-               [b"user-agent", b"x-forwarded-for", b"x-request-id"]), st.binary(max_size=20)),
-               HEADER_BYTES), max_size=6),
-           path=ANY_TEXT, method=ANY_TEXT, status=st.sampled_from([200, 204, 404, 500, 999]),
-           client=st.one_of(st.none(), st.tuples(ANY_TEXT, st.integers(0, 70000))))
+    @given(
+        headers=st.lists(
+            st.tuples(
+                st.one_of(
+                    st.sampled_from([b"user-agent", b"x-forwarded-for", b"x-request-id"]),
+                    st.binary(max_size=20),
+                ),
+                HEADER_BYTES,
+            ),
+            max_size=6,
+        ),
+        path=ANY_TEXT,
+        method=ANY_TEXT,
+        status=st.sampled_from([200, 204, 404, 500, 999]),
+        client=st.one_of(st.none(), st.tuples(ANY_TEXT, st.integers(0, 70000))),
+    )
     def check(headers: list, path: str, method: str, status: int, client: Any) -> None:
         async def app(scope: Any, receive: Any, send: Any) -> None:
             rec.record("user.profile_updated", user="u")
             await send({"type": "http.response.start", "status": status, "headers": []})
             await send({"type": "http.response.body", "body": b"host body"})
 
-        sent = run(ASGIMiddleware(app, recorder=rec, trusted_proxies=1),
-                   http_scope(headers=headers, path=path, method=method, client=client))
+        sent = run(
+            ASGIMiddleware(app, recorder=rec, trusted_proxies=1),
+            http_scope(headers=headers, path=path, method=method, client=client),
+        )
         assert sent[0]["status"] == status and sent[-1]["body"] == b"host body"
 
     check()
@@ -179,8 +240,24 @@ def test_asgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Reco
 URL_NAMES = [*MULTI, "group", "period", "from", "to", "tz", "q", "c", "size", "account", "x"]
 URL_VALUES = st.one_of(
     ANY_TEXT,
-    st.sampled_from(["30d", "custom", "24h", "2026-01-31T23:59", "Europe/Berlin", "25", "100",
-                     "10.0.0.0/8", "common:Users", "success", "WzEsImEiXQ", "a*", '"x', "(x"]),
+    st.sampled_from(
+        [
+            "30d",
+            "custom",
+            "24h",
+            "2026-01-31T23:59",
+            "Europe/Berlin",
+            "25",
+            "100",
+            "10.0.0.0/8",
+            "common:Users",
+            "success",
+            "WzEsImEiXQ",
+            "a*",
+            '"x',
+            "(x",
+        ]
+    ),
 )
 
 
@@ -202,7 +279,7 @@ def test_filters_parse_only_ever_raises_query_error(pairs: list[tuple[str, str]]
 
 
 @FUZZ
-@given(text=st.one_of(ANY_TEXT, st.text("ab *|()\"-+~/\\", max_size=60)))
+@given(text=st.one_of(ANY_TEXT, st.text('ab *|()"-+~/\\', max_size=60)))
 def test_full_text_parser_only_ever_raises_query_error(text: str) -> None:
     """The search box syntax: a tree both backends render, or a QueryError; never anything else."""
     try:
@@ -219,7 +296,12 @@ def test_full_text_parser_only_ever_raises_query_error(text: str) -> None:
 
 
 @FUZZ
-@given(cursor=st.one_of(ANY_TEXT, st.binary(max_size=80).map(lambda b: __import__("base64").urlsafe_b64encode(b).decode())))
+@given(
+    cursor=st.one_of(
+        ANY_TEXT,
+        st.binary(max_size=80).map(lambda b: __import__("base64").urlsafe_b64encode(b).decode()),
+    )
+)
 def test_cursor_decoding_only_ever_raises_query_error(cursor: str) -> None:
     """Crafted page cursors decode to (int, short id) or a QueryError."""
     try:
@@ -235,10 +317,15 @@ def test_ui_never_answers_500_to_arbitrary_arguments(
     """Random URL arguments on the page and the export, against the real OpenSearch node: 200 or 400."""
     client = signed_in(make_app(tenants_store, security_users), "ann")
 
-    @settings(max_examples=100, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(pairs=st.lists(st.tuples(st.sampled_from(URL_NAMES), URL_VALUES), max_size=8),
-           export=st.booleans())
+    @settings(
+        max_examples=100,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        pairs=st.lists(st.tuples(st.sampled_from(URL_NAMES), URL_VALUES), max_size=8),
+        export=st.booleans(),
+    )
     def check(pairs: list[tuple[str, str]], export: bool) -> None:
         qs = urlencode(pairs, encoding="utf-8", errors="surrogatepass")
         route = "/a/tenant-a/actions.xlsx" if export else "/a/tenant-a/actions"

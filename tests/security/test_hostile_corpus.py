@@ -117,8 +117,12 @@ def directly(rec: Recorder, case: Case, event_id: str) -> None:
     if case.target in HEADER_TARGETS:
         value = as_str(case.value)
         value = value if isinstance(value, str) else corpus.text_of(value)
-        field = {"user_agent": "user_agent", "xff": "client_ip", "request_id": "request_id",
-                 "path": "path"}[case.target]
+        field = {
+            "user_agent": "user_agent",
+            "xff": "client_ip",
+            "request_id": "request_id",
+            "path": "path",
+        }[case.target]
         ctx = audit_context.RequestContext(**{field: value})
     token = audit_context.current.set(ctx)
     try:
@@ -192,8 +196,11 @@ def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
     unclaimed_letters = list(letters)
     for key, eid in expected.items():
         letter = next(
-            (lt for lt in unclaimed_letters
-             if lt.event_id == eid or eid.encode() in lt.raw or lt.raw == raw_inputs.get(key)),
+            (
+                lt
+                for lt in unclaimed_letters
+                if lt.event_id == eid or eid.encode() in lt.raw or lt.raw == raw_inputs.get(key)
+            ),
             None,
         )
         in_store = eid in stored_ids or any(eid in sid for sid in stored_ids)
@@ -226,8 +233,17 @@ def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
         queries: list[Any] = [
             {"q": text, "period": "30d"},
             {**{n: text for n in names}, "period": "30d"},
-            {"ip": text, "group": text, "tz": text[:80], "period": "custom", "from": text,
-             "to": text, "size": text[:20], "c": text, "q": text},
+            {
+                "ip": text,
+                "group": text,
+                "tz": text[:80],
+                "period": "custom",
+                "from": text,
+                "to": text,
+                "size": text[:20],
+                "c": text,
+                "q": text,
+            },
             {MULTI_NAMES[i % len(MULTI_NAMES)]: text, "q": text[:40], "period": "30d"},
         ]
         for args in queries:
@@ -235,7 +251,11 @@ def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
             qs = urlencode(args, encoding="utf-8", errors="surrogatepass")
             response = admin.get(f"/a/{ACCOUNT}/actions?{qs}")
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            assert response.status_code in (200, 400), (text[:80], args.keys(), response.status_code)
+            assert response.status_code in (200, 400), (
+                text[:80],
+                args.keys(),
+                response.status_code,
+            )
     # Every stored hostile document rendered: page through everything.
     pages, url = 0, f"/a/{ACCOUNT}/actions?period=30d&size=100"
     seen: set[str] = set()
@@ -244,11 +264,14 @@ def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
         assert response.status_code == 200, url
         html = response.get_data(as_text=True)
         seen |= set(re.findall(r'data-event="([^"]+)"', html))
-        nxt = re.search(r'data-testid="next"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*data-testid="next"', html)
+        nxt = re.search(
+            r'data-testid="next"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*data-testid="next"', html
+        )
         url = (nxt.group(1) or nxt.group(2)).replace("&amp;", "&") if nxt else None
         pages += 1
-    assert len(seen) >= len([d for d in docs.values() if d.get("organization.id") == ACCOUNT
-                             and _recent(d)]), "some stored documents were never rendered"
+    assert len(seen) >= len(
+        [d for d in docs.values() if d.get("organization.id") == ACCOUNT and _recent(d)]
+    ), "some stored documents were never rendered"
     export = admin.get(f"/a/{ACCOUNT}/actions.xlsx?period=30d")
     assert export.status_code == 200
     sheet = load_workbook(io.BytesIO(export.data), read_only=True)["User actions"]

@@ -29,9 +29,32 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 PARAMS = [
-    "product", "group", "action", "user", "target", "impersonator", "history", "project",
-    "token", "result", "ip", "browser", "os", "device", "q", "c", "period", "from", "to", "tz",
-    "size", "account", "organization.id", "org", "tenant", "a",
+    "product",
+    "group",
+    "action",
+    "user",
+    "target",
+    "impersonator",
+    "history",
+    "project",
+    "token",
+    "result",
+    "ip",
+    "browser",
+    "os",
+    "device",
+    "q",
+    "c",
+    "period",
+    "from",
+    "to",
+    "tz",
+    "size",
+    "account",
+    "organization.id",
+    "org",
+    "tenant",
+    "a",
 ]
 
 
@@ -40,9 +63,19 @@ def b_values(tenants_store: Any, security_users: Any) -> dict[str, list[str]]:
     """Values an attacker could learn or guess about tenant-b, including its page cursors."""
     docs = tenants_store.docs_by_account["tenant-b"]
     values: dict[str, list[str]] = {"cursor": []}
-    for field in ("user.name", "user.email", "user.id", "user.target.name", "audit.project.id",
-                  "audit.token.id", "source.ip", "audit.impersonator.name", "event.id",
-                  "audit.comments", "user_agent.name"):
+    for field in (
+        "user.name",
+        "user.email",
+        "user.id",
+        "user.target.name",
+        "audit.project.id",
+        "audit.token.id",
+        "source.ip",
+        "audit.impersonator.name",
+        "event.id",
+        "audit.comments",
+        "user_agent.name",
+    ):
         values[field] = sorted({str(d[field]) for d in docs if d.get(field)})
     # Cursors from tenant-b's own pages, as its admin sees them.
     import useraudit
@@ -122,8 +155,19 @@ ROUTES = st.one_of(
 @st.composite
 def params(draw: Any, b: dict[str, list[str]]) -> list[tuple[str, str]]:
     pool = [v for vs in b.values() for v in vs] + [
-        "tenant-b", "*", "", MARKER, f"{MARKER}*", f'"{MARKER}"', f"{MARKER}-user0,{MARKER}-user1",
-        "203.0.113.0/24", "0.0.0.0/0", "::/0", "30d", "custom", "common:Users",
+        "tenant-b",
+        "*",
+        "",
+        MARKER,
+        f"{MARKER}*",
+        f'"{MARKER}"',
+        f"{MARKER}-user0,{MARKER}-user1",
+        "203.0.113.0/24",
+        "0.0.0.0/0",
+        "::/0",
+        "30d",
+        "custom",
+        "common:Users",
     ]
     value = st.one_of(st.sampled_from(pool), st.text(max_size=40), st.sampled_from(b["cursor"]))
     pairs = draw(st.lists(st.tuples(st.sampled_from(PARAMS), value), max_size=8))
@@ -174,11 +218,18 @@ def test_b_cursor_and_facet_values_on_a_pages(
     for cursor in b_values["cursor"]:
         html = client.get(f"/a/tenant-a/actions?period=30d&c={cursor}").get_data(as_text=True)
         assert_no_b_in_page(html, allowed, cursor)
-    for param, field in (("user", "user.name"), ("project", "audit.project.id"),
-                         ("token", "audit.token.id"), ("target", "user.target.name"),
-                         ("history", "user.email"), ("ip", "source.ip")):
+    for param, field in (
+        ("user", "user.name"),
+        ("project", "audit.project.id"),
+        ("token", "audit.token.id"),
+        ("target", "user.target.name"),
+        ("history", "user.email"),
+        ("ip", "source.ip"),
+    ):
         value = b_values[field][0]
-        html = client.get(f"/a/tenant-a/actions?period=30d&{param}={quote(value)}").get_data(as_text=True)
+        html = client.get(f"/a/tenant-a/actions?period=30d&{param}={quote(value)}").get_data(
+            as_text=True
+        )
         assert 'data-testid="empty"' in html, (param, value)
         assert_no_b_in_page(html, allowed, param)
         export = client.get(f"/a/tenant-a/actions.xlsx?period=30d&{param}={quote(value)}")
@@ -187,7 +238,9 @@ def test_b_cursor_and_facet_values_on_a_pages(
     # The same search from tenant-b's own admin finds them: the values are real.
     other = signed_in(make_app(tenants_store, security_users), "bea")
     value = b_values["user.name"][0]
-    assert "data-event" in other.get(f"/a/tenant-b/actions?period=30d&user={value}").get_data(as_text=True)
+    assert "data-event" in other.get(f"/a/tenant-b/actions?period=30d&user={value}").get_data(
+        as_text=True
+    )
 
 
 def test_every_route_refuses_anonymous_and_non_admins(
@@ -195,7 +248,9 @@ def test_every_route_refuses_anonymous_and_non_admins(
 ) -> None:
     """Each rule in the app's URL map, for anonymous visitors and a VIEWER: sign-in or 403, never data."""
     app = make_app(tenants_store, security_users)
-    rules = [r for r in app.url_map.iter_rules() if r.endpoint != "static" and "static" not in r.rule]
+    rules = [
+        r for r in app.url_map.iter_rules() if r.endpoint != "static" and "static" not in r.rule
+    ]
     assert len(rules) >= 6
     anonymous = app.test_client()
     viewer = signed_in(app, "vic")
@@ -208,7 +263,11 @@ def test_every_route_refuses_anonymous_and_non_admins(
             if path in open_to_all:
                 assert response.status_code in (200, 400), (path, method)
                 continue
-            assert response.status_code in (302, 400, 401, 403), (path, method, response.status_code)
+            assert response.status_code in (302, 400, 401, 403), (
+                path,
+                method,
+                response.status_code,
+            )
             if response.status_code == 302:
                 location = response.headers["Location"]
                 assert "/login" in location or location == "/accounts", (path, location)

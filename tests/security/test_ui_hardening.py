@@ -35,8 +35,13 @@ def test_spoofed_forwarded_for_is_ignored_by_the_ui(
     app = make_app(tenants_store, security_users)
     client = app.test_client()
     codes = [
-        login(client, "ann", "wrong", headers={"X-Forwarded-For": f"6.6.6.{i}"},
-              environ_base={"REMOTE_ADDR": "192.0.2.10"}).status_code
+        login(
+            client,
+            "ann",
+            "wrong",
+            headers={"X-Forwarded-For": f"6.6.6.{i}"},
+            environ_base={"REMOTE_ADDR": "192.0.2.10"},
+        ).status_code
         for i in range(6)
     ]
     assert codes == [401] * 5 + [429]  # a fresh spoofed address each time does not help
@@ -50,8 +55,12 @@ def test_forwarded_for_counts_only_through_the_trusted_proxy(
     """With one trusted proxy the rightmost entry is the client; entries left of it are the client's own lies."""
     app = make_app(tenants_store, security_users, USERAUDIT_TRUSTED_PROXIES=1)
     client = app.test_client()
-    response = login(client, "ann", headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.77"},
-                     environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    response = login(
+        client,
+        "ann",
+        headers={"X-Forwarded-For": "6.6.6.6, 198.51.100.77"},
+        environ_base={"REMOTE_ADDR": "10.0.0.1"},
+    )
     assert response.status_code == 302
     (event,) = [e for e in _events(ui_spool) if e["event.action"] == "user.signed_in"]
     assert event["source.address"] == "198.51.100.77"
@@ -117,21 +126,25 @@ def test_formula_prefixes_in_every_exported_column_are_inert(
     docs = []
     for i, (name, payload) in enumerate(PREFIXES.items()):
         ts = now - timedelta(seconds=i)
-        docs.append(enrich({
-            "@timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "event.id": f"{int(ts.timestamp() * 1000):012x}{uuid.uuid4().hex[:20]}",
-            "event.action": payload,
-            "organization.id": "formulas",
-            "user.full_name": payload,
-            "user.target.name": payload,
-            "audit.impersonator.name": payload,
-            "audit.project.id": f"fx-{name}",
-            "audit.project.name": payload,
-            "audit.token.id": payload,
-            "audit.comments": payload,
-            "source.address": payload,
-            "event.outcome": payload,
-        }))
+        docs.append(
+            enrich(
+                {
+                    "@timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "event.id": f"{int(ts.timestamp() * 1000):012x}{uuid.uuid4().hex[:20]}",
+                    "event.action": payload,
+                    "organization.id": "formulas",
+                    "user.full_name": payload,
+                    "user.target.name": payload,
+                    "audit.impersonator.name": payload,
+                    "audit.project.id": f"fx-{name}",
+                    "audit.project.name": payload,
+                    "audit.token.id": payload,
+                    "audit.comments": payload,
+                    "source.address": payload,
+                    "event.outcome": payload,
+                }
+            )
+        )
     assert all(r.delivered for r in tenants_store.write(docs))
     tenants_store.refresh()
     security_users.grant("ann", "formulas", "USER_ADMIN")
@@ -160,15 +173,26 @@ def test_session_cookie_secure_flag_follows_configuration(
     """Secure by default (no config), HttpOnly and SameSite=Lax always."""
     from useraudit.webapp.app import create_app
 
-    app = create_app({"TESTING": True, "SECRET_KEY": "k", "USERAUDIT_STORE": tenants_store,
-                      "USERAUDIT_USERS": security_users})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "k",
+            "USERAUDIT_STORE": tenants_store,
+            "USERAUDIT_USERS": security_users,
+        }
+    )
     client = app.test_client()
     page = client.get("/login", base_url="https://localhost").get_data(as_text=True)
     import re
 
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    response = client.post("/login", base_url="https://localhost",
-                           data={"username": "ann", "password": PASSWORD, "csrf_token": token})
-    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("useraudit_session="))
+    response = client.post(
+        "/login",
+        base_url="https://localhost",
+        data={"username": "ann", "password": PASSWORD, "csrf_token": token},
+    )
+    cookie = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("useraudit_session=")
+    )
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert csrf_token  # shared helper stays importable for other suites
