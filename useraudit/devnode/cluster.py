@@ -281,9 +281,13 @@ def _check_alive(home: Path, indices: Iterable[int]) -> None:
     for i in indices:
         nhome = node_home(home, i)
         pid = node._read_pid(nhome)
-        if pid is None or not node.is_our_node(pid, nhome):
-            if pid is not None:
-                node._children.pop(pid, None)
+        if pid is not None and pid in node._children:
+            # Our own child: waitpid decides. (Its /proc cmdline may still be
+            # ours, not java's, for a moment after fork: no is_our_node here.)
+            alive = node._alive(pid)
+        else:
+            alive = pid is not None and node.is_our_node(pid, nhome)
+        if not alive:
             node._clear_state(nhome)
             raise NodeError(f"{node_name(i)} exited while starting\n--- {node._log_file(nhome)} "
                             f"(tail) ---\n{node._tail(node._log_file(nhome))}")
@@ -406,15 +410,24 @@ def start_node(home: Path | str | None, index: int, wait: float | None = None,
         raise NodeError(f"no node {index} in a {layout['nodes']}-node cluster")
     pid = _spawn(home, index, layout, echo)
     if wait:
-        deadline = time.monotonic() + wait
+        # Ask the restarted node itself: the others may not have noticed yet
+        # that its previous incarnation left, and still count it.
+        port = layout["port"] + index - 1
+        started = time.monotonic()
+        deadline = started + wait
         while True:
             _check_alive(home, [index])
-            try:
-                wait_for(home, "green", timeout=min(5.0, wait), echo=echo)
+            health = node.cluster_health(port, timeout=2)
+            if health and health.get("status") == "green" \
+                    and health.get("number_of_nodes") == layout["nodes"] \
+                    and node._serves_pid(port, pid):
+                echo(f"{node_name(index)} is back; cluster green with {layout['nodes']} nodes "
+                     f"({time.monotonic() - started:.0f}s)")
                 break
-            except NodeError:
-                if time.monotonic() > deadline:
-                    raise
+            if time.monotonic() > deadline:
+                raise NodeError(f"{node_name(index)} restarted but the cluster is not green with "
+                                f"it after {wait:.0f}s; last health: {json.dumps(health)}")
+            time.sleep(0.5)
     return pid
 
 
