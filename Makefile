@@ -147,7 +147,8 @@ COMPAT_JAVA_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 COMPAT_PORT ?=
 COMPAT_HEAP ?= 512m
 COMPAT_HOME ?= $(CURDIR)/.useraudit/compat-opensearch-$(COMPAT_VERSION)
-COMPAT_TESTS ?= tests/indexer tests/store tests/operations tests/dashboards tests/demo
+COMPAT_TESTS ?= tests/indexer tests/store tests/operations tests/dashboards tests/demo \
+  tests/test_devnode.py
 COMPAT_REPORT ?= $(CURDIR)/.useraudit/compat-$(COMPAT_VERSION).txt
 
 .PHONY: compat
