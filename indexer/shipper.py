@@ -183,8 +183,8 @@ class Indexer:
                 raw = loads(payload)
                 if not isinstance(raw, dict):
                     raise ValueError("spool record is not a JSON object")
-            except ValueError as exc:
-                dead.append((None, f"undecodable spool record: {exc}", payload))
+            except Exception as exc:  # noqa: BLE001 - one poison record must not stop shipping
+                dead.append((None, f"undecodable spool record: {type(exc).__name__}: {exc}", payload))
                 continue
             try:
                 docs.append(self.enrich(raw))
