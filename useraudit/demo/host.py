@@ -90,13 +90,14 @@ def create_host_app(directory: Directory) -> Flask:
         with directory.lock:
             if username in directory.blocked:
                 useraudit.record("user.signed_in", outcome="failure", user=directory.person(username),
-                                 reason="account is blocked")
+                                 reason="account is blocked", comments="refused: the account is blocked")
                 return jsonify(error="account blocked"), 423
             if info is None or info["password"] != request.form.get("password") or account not in info["accounts"]:
                 failures = directory.failures[username] = directory.failures.get(username, 0) + 1
                 useraudit.record("user.signed_in", outcome="failure",
                                  user=directory.person(username) or {"name": username[:64]},
-                                 reason="unknown user or wrong password")
+                                 reason="unknown user or wrong password",
+                                 comments=f"wrong password (attempt {failures} in a row)")
                 if info is not None and failures >= MAX_FAILURES:
                     directory.blocked.add(username)
                     useraudit.record("user_account.blocked_failed_sign_ins", target_user=directory.person(username),
