@@ -59,3 +59,38 @@ def test_demo_covers_the_catalog_and_the_stories(tmp_path: Path, demo_store_url:
     signed_out = [d for d in acme if d["event.action"] == "user.signed_out"]
     assert signed_out and all(d.get("user.name") for d in signed_out)
     store.close()
+
+
+def test_demo_serves_the_ui_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The demo prints working sign-ins for the UI it serves, and SIGTERM stops every server it started."""
+    import re
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "useraudit", "demo", "--events", "80", "--port", str(port),
+         "--home", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"USERAUDIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert proc.stdout is not None
+    output = ""
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl+C stops everything" not in output and time.monotonic() < deadline:
+            output += proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in output
+        assert re.search(r"sign in as admin / \S+", output)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as resp:
+            assert resp.status == 200 and b"csrf_token" in resp.read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, rest
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the UI port must be free again"

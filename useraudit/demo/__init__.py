@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,10 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
     from .host import Directory, create_host_app
 
     console = Console()
+    # Ctrl+C and SIGTERM (docker stop, systemd) both end the demo cleanly, even
+    # when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     home = home or useraudit_home() / "demo"
     if home.exists():
         shutil.rmtree(home)  # every demo run starts from a clean slate
