@@ -92,40 +92,52 @@ def _new_sheet(wb: Workbook, number: int) -> Worksheet:
     return ws
 
 
+_CELLS = [(i, CELLS[c.key]) for i, c in enumerate(COLUMNS) if c.key != "timestamp"]
+_WIDTH = len(COLUMNS)
+
+
+def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
+    """One document as the export's cell values: safe text, a naive local datetime, None for empty."""
+    row: list[Any] = [None] * _WIDTH
+    for i, fn in _CELLS:
+        text = fn(doc)
+        if text:
+            row[i] = neutralise(text)
+    ts = parse_ts(doc.get("@timestamp"))
+    row[_TS_INDEX] = ts.astimezone(tz).replace(tzinfo=None) if ts else None
+    return row
+
+
+def doc_rows(docs: Iterable[dict], tz: ZoneInfo) -> Iterator[list[Any]]:
+    for doc in docs:
+        yield export_row(doc, tz)
+
+
 def write_workbook(
     out: IO[bytes] | io.RawIOBase | str,
-    docs: Iterable[dict],
-    tz: ZoneInfo,
+    rows: Iterable[list[Any]],
     about: list[tuple[str, str]],
     *,
     max_rows: int = EXCEL_MAX_ROWS,
 ) -> int:
-    """Write ``docs`` as the export workbook to ``out``; returns the number of rows."""
+    """Write ``rows`` (from :func:`export_row`) as the export workbook; returns how many."""
     wb = Workbook(write_only=True)
     sheets: list[tuple[Worksheet, int]] = []
     number, ws, in_sheet, total = 1, _new_sheet(wb, 1), 0, 0
     last = get_column_letter(len(COLUMNS))
-    cells = [(i, CELLS[key]) for i, key in enumerate(c.key for c in COLUMNS) if key != "timestamp"]
-    width = len(COLUMNS)
     append = ws.append
-    for doc in docs:
+    for row in rows:
         if in_sheet >= max_rows - 1:
             sheets.append((ws, in_sheet))
             number += 1
             ws, in_sheet = _new_sheet(wb, number), 0
             append = ws.append
-        row: list[Any] = [None] * width
-        for i, fn in cells:
-            text = fn(doc)
-            row[i] = neutralise(text) if text else None
-        ts = parse_ts(doc.get("@timestamp"))
-        row[_TS_INDEX] = ts.astimezone(tz).replace(tzinfo=None) if ts else None
         append(row)
         in_sheet += 1
         total += 1
     sheets.append((ws, in_sheet))
-    for sheet, rows in sheets:
-        sheet.auto_filter.ref = f"A1:{last}{rows + 1}"
+    for sheet, count in sheets:
+        sheet.auto_filter.ref = f"A1:{last}{count + 1}"
 
     info = wb.create_sheet("Filters")
     info.column_dimensions["A"].width = 22
@@ -218,8 +230,7 @@ def prefetch(docs: Iterable[dict], batch: int = 500, depth: int = 4) -> Iterator
 
 
 def stream_workbook(
-    docs: Iterable[dict],
-    tz: ZoneInfo,
+    rows: Iterable[list[Any]],
     about: list[tuple[str, str]],
     *,
     max_rows: int = EXCEL_MAX_ROWS,
@@ -228,16 +239,16 @@ def stream_workbook(
     q: queue.Queue[Any] = queue.Queue(maxsize=8)
     stop = threading.Event()
 
-    def until_stopped() -> Iterator[dict]:
+    def until_stopped() -> Iterator[list[Any]]:
         # A client that goes away stops the fetching too, not only the zip.
-        for doc in docs:
+        for row in rows:
             if stop.is_set():
                 raise BrokenPipeError("the client went away")
-            yield doc
+            yield row
 
     def work() -> None:
         try:
-            write_workbook(_QueueWriter(q, stop), until_stopped(), tz, about, max_rows=max_rows)
+            write_workbook(_QueueWriter(q, stop), until_stopped(), about, max_rows=max_rows)
         except BaseException as exc:  # noqa: BLE001 - handed to the response side
             item: Any = exc
         else:
@@ -320,7 +331,8 @@ def export(account: str) -> Any:
     )
     name = f"user-actions-{account}-{now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
-    body = stream_workbook(prefetch(store.iterate(query)), tz, about, max_rows=max_rows)
+    rows = doc_rows(prefetch(store.iterate(query)), tz)
+    body = stream_workbook(rows, about, max_rows=max_rows)
     return Response(
         body,
         mimetype=XLSX_MIME,

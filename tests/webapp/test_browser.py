@@ -153,7 +153,9 @@ def test_sign_in_pick_account_and_see_results_with_facets(
     shot(page, "results", tmp_path)
 
 
-def test_filter_by_product_action_period_and_result(page: Any, server: Server, tmp_path: Path) -> None:
+def test_filter_by_product_action_period_and_result(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
     """Choosing product, an action group, a period and a result narrows the table, all kept in the URL."""
     sign_in(page, server, "alice")
     page.wait_for_selector("[data-testid=filters]")

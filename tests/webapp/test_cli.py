@@ -15,12 +15,21 @@ def test_users_add_grant_passwd_list(tmp_path: Path) -> None:
 
     db = str(tmp_path / "webusers.db")
     run = CliRunner().invoke
-    result = run(main, ["users", "add", "--db", db, "erin", "--email", "erin@example.com"],
-                 input="first-password\nfirst-password\n")
+    result = run(
+        main,
+        ["users", "add", "--db", db, "erin", "--email", "erin@example.com"],
+        input="first-password\nfirst-password\n",
+    )
     assert result.exit_code == 0, result.output
     assert run(main, ["users", "grant", "--db", db, "erin", "acme"]).exit_code == 0
-    assert run(main, ["users", "passwd", "--db", db, "erin"],
-               input="second-password\nsecond-password\n").exit_code == 0
+    assert (
+        run(
+            main,
+            ["users", "passwd", "--db", db, "erin"],
+            input="second-password\nsecond-password\n",
+        ).exit_code
+        == 0
+    )
     listing = run(main, ["users", "list", "--db", db]).output
     assert "erin" in listing and "acme:USER_ADMIN" in listing
     users = UserStore(db)

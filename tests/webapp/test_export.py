@@ -171,8 +171,9 @@ def test_prefetch_keeps_order_and_releases_the_source_early() -> None:
 
 def test_prefetch_reraises_store_errors() -> None:
     """A store failure in the middle of an export reaches the response side."""
-    from useraudit.store import StoreUnavailable
     from useraudit.webapp.export import prefetch
+
+    from useraudit.store import StoreUnavailable
 
     def source() -> Any:
         yield {"i": 0}
