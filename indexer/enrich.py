@@ -60,7 +60,8 @@ class Enricher:
         self.clock = clock
 
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
-        flags: list[str] = []
+        # record() may already have cut an oversized event; keep that fact.
+        flags: list[str] = ["truncated"] if "truncated" in (raw.get("audit.flags") or ()) else []
         doc: dict[str, Any] = {}
         now = datetime.fromtimestamp(self.clock(), timezone.utc)
         for name, value in raw.items():

@@ -170,7 +170,7 @@ class Recorder:
                 # the response starts (see middleware.context).
                 ctx.pending.append((self, event))
                 return event["event.id"]
-            self.spool.append(dumps(event))
+            self.spool.append(encode(event))
         except Exception as exc:
             self._failed(exc, action)
             return None
@@ -180,7 +180,7 @@ class Recorder:
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
-            self.spool.append(dumps(event))
+            self.spool.append(encode(event))
         except Exception as exc:
             self._failed(exc, str(event.get("event.action")))
             return False
@@ -413,6 +413,36 @@ def diff(
 
 
 _MISSING = object()
+
+
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """The event as spool bytes; oversized params are replaced by a note, never dropped with the event.
+
+    An event larger than ``MAX_EVENT_BYTES`` (params of many megabytes) would
+    exceed the spool's record limit and be lost whole; instead its params
+    give way to a marker saying how large they were, and the indexer flags
+    the event ``truncated``.
+    """
+    payload = dumps(event)
+    if len(payload) <= MAX_EVENT_BYTES:
+        return payload
+    slim = {k: v for k, v in event.items() if k != "audit.params"}
+    slim["audit.params"] = {"truncated": f"params of {len(payload)} bytes were not kept"}
+    slim["audit.flags"] = ["truncated"]
+    comments = slim.get("audit.comments")
+    if isinstance(comments, str) and len(comments) > 65_536:  # often rendered from those params
+        slim["audit.comments"] = comments[:65_536] + "…[truncated]"
+    payload = dumps(slim)
+    if len(payload) > MAX_EVENT_BYTES:  # something else is huge: keep the essentials
+        keep = ("@timestamp", "event.id", "event.action", "event.outcome", "organization.id", "user.id")
+        slim = {k: slim[k] for k in keep if k in slim}
+        slim["audit.comments"] = f"event of {len(payload)} bytes cut to its essentials"
+        slim["audit.flags"] = ["truncated"]
+        payload = dumps(slim)
+    return payload
 
 
 def _json(value: Any) -> str:

@@ -111,3 +111,17 @@ def test_event_ids_sort_by_creation_time() -> None:
     time.sleep(0.002)
     b = new_event_id()
     assert len(a) == 32 and a < b
+
+
+def test_oversized_params_are_replaced_by_a_note_not_lost(spool_dir: Path) -> None:
+    """An event whose params run to megabytes is still spooled, its params replaced by a sized note and flagged."""
+    from useraudit.indexer.enrich import Enricher
+
+    rec = Recorder(spool_dir, durability="sync")
+    event_id = rec.record("bot_project.imported", account="a", params={"blob": "x" * (20 * 1024 * 1024)})
+    rec.close()
+    assert event_id is not None
+    (raw,) = [json.loads(p) for p in iter_all(spool_dir)]
+    assert raw["event.id"] == event_id
+    assert raw["audit.params"]["truncated"].startswith("params of ")
+    assert "truncated" in Enricher()(raw)["audit.flags"]
