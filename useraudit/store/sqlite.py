@@ -508,6 +508,7 @@ class SQLiteStore(Store):
                     fts.append((rid, comments))
                 users = doc.get("related.user")
                 if users:
+                    users = users if isinstance(users, list) else [users]
                     account = doc.get("organization.id") or ""
                     related.extend((account, v, rid) for v in {_fold(u) for u in users})
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
