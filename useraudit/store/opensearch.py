@@ -21,9 +21,10 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
+from opensearchpy.serializer import JSONSerializer
 
 from useraudit import index_templates
-from useraudit._json import dumps
+from useraudit._json import dumps, loads
 from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
 from .base import Store, StoreError, StoreUnavailable, WriteResult
@@ -32,6 +33,21 @@ from .query import Query, SearchPage, SearchRequest
 log = logging.getLogger("useraudit.store.opensearch")
 
 BUCKETS = {"month": "%Y.%m", "day": "%Y.%m.%d"}
+
+
+class _OrjsonSerializer(JSONSerializer):
+    """opensearch-py's JSON serializer, parsing responses with orjson.
+
+    Search and export responses are megabytes of JSON; orjson parses them
+    several times faster than the standard library, which is most of the
+    client-side cost of a page or an export. Falls back where orjson refuses.
+    """
+
+    def loads(self, s: str) -> Any:
+        try:
+            return loads(s.encode() if isinstance(s, str) else s)
+        except ValueError:
+            return super().loads(s)
 
 
 class OpenSearchStore(Store):
@@ -60,6 +76,7 @@ class OpenSearchStore(Store):
             "hosts": [{"host": h.strip("[]"), "port": p, "scheme": scheme} for h, p in hosts],
             "timeout": timeout,
             "http_compress": False,
+            "serializer": _OrjsonSerializer(),
         }
         if username:
             kwargs["http_auth"] = (username, password or "")
