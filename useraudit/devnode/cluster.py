@@ -21,7 +21,9 @@ to every single-node process and that overrides ``opensearch.yml``, so three
 processes would all be "Node 1" and could not be told apart for the initial
 cluster-manager election. ``UseraudiClusterNode`` only sets ``node.name``
 from ``-Duseraudit.node.name`` and then does what the runner's main does. It
-is compiled once per home with the ``javac`` next to the ``java`` used.
+also pins ``discovery.type: zen``: runner 3.x sets ``single-node`` for any
+process with one node, which refuses ``cluster.initial_cluster_manager_nodes``.
+It is compiled once per home with the ``javac`` next to the ``java`` used.
 
 As in :mod:`.node`, only PIDs recorded in a node's own home are signalled,
 and only after checking they still are our runner for that home.
@@ -56,7 +58,7 @@ _JAVA_SOURCE = """\
 import org.codelibs.opensearch.runner.OpenSearchRunner;
 import org.opensearch.common.settings.Settings;
 
-/** The runner's main, except that node.name comes from -Duseraudit.node.name. */
+/** The runner's main, but with node.name from -Duseraudit.node.name, and zen discovery. */
 public class UseraudiClusterNode {
     public static void main(final String[] args) throws Exception {
         final String name = System.getProperty("useraudit.node.name");
@@ -67,6 +69,8 @@ public class UseraudiClusterNode {
                 if (name != null && !name.isEmpty()) {
                     settings.put("node.name", name);
                 }
+                // Runner 3.x makes a one-node process single-node unless told otherwise.
+                settings.put("discovery.type", "zen");
             }
         });
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
