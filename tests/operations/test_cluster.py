@@ -95,6 +95,18 @@ def test_store_url_takes_one_host_or_several() -> None:
     assert "pw" not in one.url
 
 
+def test_each_node_config_names_all_three_and_is_not_single_node() -> None:
+    """Node 2's opensearch.yml fixes its own ports and lists all three seeds and names."""
+    text = devcluster.render_config(2, 3, 9261, "c")
+    assert "single-node" not in text
+    for line in ["node.name: ua-node-2", "http.port: 9262", "transport.port: 9362",
+                 "network.host: 127.0.0.1",
+                 'discovery.seed_hosts: ["127.0.0.1:9361", "127.0.0.1:9362", "127.0.0.1:9363"]',
+                 'cluster.initial_cluster_manager_nodes: ["ua-node-1", "ua-node-2", "ua-node-3"]',
+                 "cluster.routing.allocation.disk.threshold_enabled: false"]:
+        assert line in text.splitlines(), line
+
+
 # -- the cluster --------------------------------------------------------------------
 
 
