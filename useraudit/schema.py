@@ -146,6 +146,10 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
+# Every field some column shows: what a table or an export needs to fetch.
+COLUMN_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for c in COLUMNS for f in c.fields))
+
+
 def person_label(doc: dict, prefix: str) -> str:
     """'Full Name <email>' style text for a person field group; '' when absent."""
     name = doc.get(f"{prefix}.full_name") or doc.get(f"{prefix}.name")

@@ -40,7 +40,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 import useraudit
-from useraudit.schema import COLUMNS
+from useraudit.schema import COLUMN_FIELDS, COLUMNS
 from useraudit.store import QueryError
 
 from . import app as _app
@@ -331,7 +331,7 @@ def export(account: str) -> Any:
     )
     name = f"user-actions-{account}-{now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
-    rows = doc_rows(prefetch(store.iterate(query)), tz)
+    rows = doc_rows(prefetch(store.iterate(query, batch_size=2000, fields=COLUMN_FIELDS)), tz)
     body = stream_workbook(rows, about, max_rows=max_rows)
     return Response(
         body,

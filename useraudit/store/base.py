@@ -66,8 +66,13 @@ class Store(abc.ABC):
         """How many events match."""
 
     @abc.abstractmethod
-    def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
-        """Every match, newest first, in bounded memory."""
+    def iterate(self, query: Query, batch_size: int = 1000,
+                fields: Sequence[str] | None = None) -> Iterator[dict]:
+        """Every match, newest first, in bounded memory.
+
+        With ``fields``, a backend may return only those fields (it may also
+        return more): an export fetches just what its columns show.
+        """
 
     @abc.abstractmethod
     def get(self, event_ids: Sequence[str]) -> dict[str, dict]:

@@ -238,10 +238,11 @@ class OpenSearchStore(Store):
 
         return opensearch_query.count(self, query)
 
-    def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
+    def iterate(self, query: Query, batch_size: int = 1000,
+                fields: Sequence[str] | None = None) -> Iterator[dict]:
         from . import opensearch_query
 
-        return opensearch_query.iterate(self, query, batch_size)
+        return opensearch_query.iterate(self, query, batch_size, fields)
 
     def delete_older_than(self, cutoff: datetime, batch_size: int = 500) -> int:
         resp = self.client.delete_by_query(

@@ -784,7 +784,8 @@ class SQLiteStore(Store):
             where, params = self.where(query, by_rid)
             return int(con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0])
 
-    def iterate(self, query: Query, batch_size: int = 1000) -> Iterator[dict]:
+    def iterate(self, query: Query, batch_size: int = 1000,
+                fields: Sequence[str] | None = None) -> Iterator[dict]:
         """Every match newest first, from one read snapshot on a connection of its own.
 
         Like OpenSearch's point-in-time, later writes are not seen. While the
