@@ -89,6 +89,8 @@ java-maven:
 	  echo "ERROR: Java 17+ not found: the OpenSearch test node needs it." >&2; ok=0; fi; \
 	if ! command -v mvn >/dev/null; then \
 	  echo "ERROR: Maven (mvn) not found: it fetches the OpenSearch test node's jars." >&2; ok=0; fi; \
+	if ! command -v javac >/dev/null && [ -z "$${JAVA_HOME:-}$${USERAUDIT_OPENSEARCH_JAVA_HOME:-}" ]; then \
+	  echo "ERROR: javac not found: the 3-node cluster test compiles its small launcher class." >&2; ok=0; fi; \
 	if [ $$ok = 0 ]; then \
 	  echo "       On Debian: apt-get install -y openjdk-17-jdk-headless maven" >&2; exit 1; fi
 
