@@ -170,14 +170,23 @@ def device_label(doc: dict) -> str:
 
 
 def flatten(doc: dict, prefix: str = "") -> dict:
-    """Nested document → flat dotted keys (the shape code works with)."""
+    """Nested document → flat dotted keys (the shape code works with).
+
+    On every search and export hit: one output dict filled in place, no
+    intermediate dicts merged.
+    """
     out: dict = {}
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name not in FIELD_BY_NAME:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
+    fields = FIELD_BY_NAME
+
+    def walk(node: dict, at: str) -> None:
+        for key, value in node.items():
+            name = at + key
+            if type(value) is dict and name not in fields:
+                walk(value, name + ".")
+            else:
+                out[name] = value
+
+    walk(doc, prefix)
     return out
 
 
