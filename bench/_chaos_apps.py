@@ -11,18 +11,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import useraudit
 from useraudit.middleware.recorder import get_recorder
+
+import useraudit
 
 
 def _configure() -> None:
-    useraudit.configure(spool_dir=os.environ["USERAUDIT_SPOOL"], durability="sync",
-                        account_id="chaos", fail_closed=True)
+    useraudit.configure(
+        spool_dir=os.environ["USERAUDIT_SPOOL"],
+        durability="sync",
+        account_id="chaos",
+        fail_closed=True,
+    )
 
 
 def flask_app() -> Any:
     from flask import Flask
-
     from useraudit.middleware.flask import UserAudit
 
     _configure()
@@ -30,7 +34,9 @@ def flask_app() -> Any:
 
     @app.post("/event/<event_id>")
     def event(event_id: str) -> Any:
-        get_recorder().record("task.updated", event_id=event_id, comments=f"chaos event {event_id} (flask)")
+        get_recorder().record(
+            "task.updated", event_id=event_id, comments=f"chaos event {event_id} (flask)"
+        )
         return "ok"
 
     UserAudit(app, signals=False)
@@ -40,7 +46,6 @@ def flask_app() -> Any:
 def fastapi_app() -> Any:
     from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
-
     from useraudit.middleware.asgi import AuditMiddleware
 
     _configure()
@@ -48,7 +53,9 @@ def fastapi_app() -> Any:
 
     @app.post("/event/{event_id}", response_class=PlainTextResponse)
     def event(event_id: str) -> str:
-        get_recorder().record("task.updated", event_id=event_id, comments=f"chaos event {event_id} (fastapi)")
+        get_recorder().record(
+            "task.updated", event_id=event_id, comments=f"chaos event {event_id} (fastapi)"
+        )
         return "ok"
 
     return AuditMiddleware(app)

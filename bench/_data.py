@@ -22,6 +22,12 @@ def user_agents(count: int, rnd: random.Random) -> list[str]:
     """``count`` distinct, real-looking user-agent strings."""
     out: set[str] = set()
     while len(out) < count:
-        out.add(rnd.choice(_TEMPLATES).format(
-            v=rnd.randrange(90, 131), b=rnd.randrange(1000, 7000), p=rnd.randrange(10, 250), m=rnd.randrange(1, 9)))
+        out.add(
+            rnd.choice(_TEMPLATES).format(
+                v=rnd.randrange(90, 131),
+                b=rnd.randrange(1000, 7000),
+                p=rnd.randrange(10, 250),
+                m=rnd.randrange(1, 9),
+            )
+        )
     return sorted(out)

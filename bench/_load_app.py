@@ -11,13 +11,16 @@ from typing import Any
 
 
 def app() -> Any:
-    import useraudit
     from useraudit.webapp.app import create_app
 
+    import useraudit
+
     useraudit.configure(spool_dir=os.environ["USERAUDIT_SPOOL"])
-    return create_app({
-        "SECRET_KEY": os.environ["BENCH_SECRET_KEY"],
-        "SESSION_COOKIE_SECURE": False,
-        "USERAUDIT_STORE": os.environ["USERAUDIT_STORE"],
-        "USERAUDIT_USERS": os.environ["USERAUDIT_USERS"],
-    })
+    return create_app(
+        {
+            "SECRET_KEY": os.environ["BENCH_SECRET_KEY"],
+            "SESSION_COOKIE_SECURE": False,
+            "USERAUDIT_STORE": os.environ["USERAUDIT_STORE"],
+            "USERAUDIT_USERS": os.environ["USERAUDIT_USERS"],
+        }
+    )

@@ -47,11 +47,15 @@ from useraudit.store.sqlite import SQLiteStore
 
 ACTIONS = [a for a in CATALOG.actions() if a.product in ("common", "jaicp")]
 WEIGHTS = [30, 20, 10, 10, 6, 6, 6, 4, 4, 4]
-WORDS_EN = ("role permission token project channel label report export rule template variable session "
-            "client bot task billing support telegram webhook password profile sign access admin viewer "
-            "editor owner deploy staging production").split()
-WORDS_RU = ("роль право токен проект канал метка отчёт правило шаблон переменная сессия клиент бот "
-            "задача оплата поддержка пароль профиль доступ администратор оператор погода").split()
+WORDS_EN = (
+    "role permission token project channel label report export rule template variable session "
+    "client bot task billing support telegram webhook password profile sign access admin viewer "
+    "editor owner deploy staging production"
+).split()
+WORDS_RU = (
+    "роль право токен проект канал метка отчёт правило шаблон переменная сессия клиент бот "
+    "задача оплата поддержка пароль профиль доступ администратор оператор погода"
+).split()
 UAS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
     "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
@@ -74,7 +78,11 @@ class Data:
         self.users = {a: [f"{a}-user{j}" for j in range(500)] for a in self.accounts}
         self.projects = [f"p-{j}" for j in range(40)]
         rnd = self.rnd
-        self.uas = [t.format(v=rnd.randrange(100, 131), m=rnd.randrange(1, 9)) for t in UAS for _ in range(8)]
+        self.uas = [
+            t.format(v=rnd.randrange(100, 131), m=rnd.randrange(1, 9))
+            for t in UAS
+            for _ in range(8)
+        ]
         self.enrich = Enricher(clock=lambda: END.timestamp())
 
     def comments(self) -> str:
@@ -97,11 +105,14 @@ class Data:
             user = rnd.choice(users)
             event = {
                 "event.id": f"{i:012x}{rnd.getrandbits(64):016x}",
-                "@timestamp": (start + step * i).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "@timestamp": (start + step * i)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
                 "event.action": action.code,
                 "event.outcome": "failure" if rnd.random() < 0.05 else "success",
                 "organization.id": account,
-                "user.id": user, "user.name": user.split("-", 2)[-1] + "@" + account,
+                "user.id": user,
+                "user.name": user.split("-", 2)[-1] + "@" + account,
                 "user.email": f"{user}@example.com",
                 "source.address": f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.{rnd.randrange(256)}",
                 "user_agent.original": rnd.choice(self.uas),
@@ -111,12 +122,22 @@ class Data:
             }
             if action.targets_user or rnd.random() < 0.1:
                 target = rnd.choice(users)
-                event.update({"user.target.id": target, "user.target.name": target.split("-", 2)[-1],
-                              "user.target.email": f"{target}@example.com"})
+                event.update(
+                    {
+                        "user.target.id": target,
+                        "user.target.name": target.split("-", 2)[-1],
+                        "user.target.email": f"{target}@example.com",
+                    }
+                )
             if rnd.random() < 0.03:
                 admin = rnd.choice(users[:5])
-                event.update({"audit.impersonator.id": admin, "audit.impersonator.name": "admin-" + admin,
-                              "audit.impersonator.email": f"{admin}@example.com"})
+                event.update(
+                    {
+                        "audit.impersonator.id": admin,
+                        "audit.impersonator.name": "admin-" + admin,
+                        "audit.impersonator.email": f"{admin}@example.com",
+                    }
+                )
             batch.append(self.enrich(event))
             if len(batch) == size:
                 yield batch
@@ -130,15 +151,24 @@ def queries(data: Data, reps: int) -> dict[str, list[Query]]:
     rnd = random.Random(11)
     account = data.accounts[0]
     users = data.users[account]
-    out: dict[str, list[Query]] = {k: [] for k in ("recent", "fulltext", "phrase", "filters", "history", "ip")}
+    out: dict[str, list[Query]] = {
+        k: [] for k in ("recent", "fulltext", "phrase", "filters", "history", "ip")
+    }
     for _ in range(reps):
         out["recent"].append(Query(account))
         out["fulltext"].append(Query(account, text=rnd.choice(WORDS_EN + WORDS_RU)))
         a, b, c = rnd.sample(WORDS_EN, 3)
         out["phrase"].append(Query(account, text=rnd.choice([f'"{a} {b}" -{c}', f"{a[:3]}* -{c}"])))
         start = END - timedelta(days=rnd.randrange(30, 300))
-        out["filters"].append(Query(account, start=start, end=start + timedelta(days=30),
-                                    products=(rnd.choice(("common", "jaicp")),), outcomes=("failure",)))
+        out["filters"].append(
+            Query(
+                account,
+                start=start,
+                end=start + timedelta(days=30),
+                products=(rnd.choice(("common", "jaicp")),),
+                outcomes=("failure",),
+            )
+        )
         out["history"].append(Query(account, history=(rnd.choice(users),)))
         out["ip"].append(Query(account, ips=(f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.0/24",)))
     return out
@@ -163,8 +193,14 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run_queries(store: Store, qs: dict[str, list[Query]], deep_cursor: str, account: str,
-                count_users: list[str], cpu: dict[str, list[float]]) -> dict[str, list[float]]:
+def run_queries(
+    store: Store,
+    qs: dict[str, list[Query]],
+    deep_cursor: str,
+    account: str,
+    count_users: list[str],
+    cpu: dict[str, list[float]],
+) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for name, variants in qs.items():
         store.search(SearchRequest(variants[0]))  # warm
@@ -172,10 +208,14 @@ def run_queries(store: Store, qs: dict[str, list[Query]], deep_cursor: str, acco
         out[name] = [timed(lambda q=q: store.search(SearchRequest(q)), cpu[name]) for q in variants]
     reps = len(qs["recent"])
     cpu["deep"], cpu["count"] = [], []
-    out["deep"] = [timed(lambda: store.search(SearchRequest(Query(account), cursor=deep_cursor)), cpu["deep"])
-                   for _ in range(reps)]
-    out["count"] = [timed(lambda u=u: store.count(Query(account, users=(u,))), cpu["count"])
-                    for u in count_users[:reps]]
+    out["deep"] = [
+        timed(lambda: store.search(SearchRequest(Query(account), cursor=deep_cursor)), cpu["deep"])
+        for _ in range(reps)
+    ]
+    out["count"] = [
+        timed(lambda u=u: store.count(Query(account, users=(u,))), cpu["count"])
+        for u in count_users[:reps]
+    ]
     return out
 
 
@@ -184,9 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=30, help="variants per query kind")
-    parser.add_argument("--opensearch", default=os.environ.get("USERAUDIT_TEST_OPENSEARCH", "http://127.0.0.1:9250"))
-    parser.add_argument("--sqlite", type=Path, default=None, help="database file (default: a temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the SQLite file and the OpenSearch indices")
+    parser.add_argument(
+        "--opensearch", default=os.environ.get("USERAUDIT_TEST_OPENSEARCH", "http://127.0.0.1:9250")
+    )
+    parser.add_argument(
+        "--sqlite", type=Path, default=None, help="database file (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the SQLite file and the OpenSearch indices"
+    )
     args = parser.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-backends-")
@@ -225,8 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         spent["opensearch"] += time.perf_counter() - t
         ingest = {k: written / v for k, v in spent.items()}
         db_mb = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
-        os_mb = sum(float(i["store.size"]) for i in opensearch.client.cat.indices(
-            index=f"{prefix}-events-*", format="json", bytes="b")) / 1e6
+        os_mb = (
+            sum(
+                float(i["store.size"])
+                for i in opensearch.client.cat.indices(
+                    index=f"{prefix}-events-*", format="json", bytes="b"
+                )
+            )
+            / 1e6
+        )
 
         account = data.accounts[0]
         qs = queries(data, args.reps)
@@ -236,15 +289,27 @@ def main(argv: list[str] | None = None) -> int:
         deep = None
         for i, doc in enumerate(sqlite.iterate(Query(account), batch_size=5000)):
             if i == depth - 1:
-                ts = int(datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00")).timestamp() * 1000)
+                ts = int(
+                    datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00")).timestamp()
+                    * 1000
+                )
                 deep = encode_cursor(ts, doc["event.id"])
                 break
         count_users = random.Random(3).sample(data.users[account], args.reps)
-        same = {name: (sqlite.search(SearchRequest(v[0])).total, opensearch.search(SearchRequest(v[0])).total)
-                for name, v in qs.items()}
+        same = {
+            name: (
+                sqlite.search(SearchRequest(v[0])).total,
+                opensearch.search(SearchRequest(v[0])).total,
+            )
+            for name, v in qs.items()
+        }
         cpu: dict[str, dict[str, list[float]]] = {"sqlite": {}, "opensearch": {}}
-        lat = {"sqlite": run_queries(sqlite, qs, deep, account, count_users, cpu["sqlite"]),
-               "opensearch": run_queries(opensearch, qs, deep, account, count_users, cpu["opensearch"])}
+        lat = {
+            "sqlite": run_queries(sqlite, qs, deep, account, count_users, cpu["sqlite"]),
+            "opensearch": run_queries(
+                opensearch, qs, deep, account, count_users, cpu["opensearch"]
+            ),
+        }
         load_after = os.getloadavg()[0]
         export = {}
         for name, store in (("sqlite", sqlite), ("opensearch", opensearch)):
@@ -259,13 +324,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             tmp.cleanup()
 
-    print(f"\n{written:,} events, {len(data.accounts)} accounts; queries on the largest ({largest:,} events); "
-          f"load average {load_before:.1f} → {load_after:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"\n{written:,} events, {len(data.accounts)} accounts; queries on the largest ({largest:,} events); "
+        f"load average {load_before:.1f} → {load_after:.1f} on {os.cpu_count()} CPUs"
+    )
     print(f"{'':<12}{'SQLite':>24}{'OpenSearch':>24}{'ratio':>8}")
-    print(f"{'ingest/s':<12}{ingest['sqlite']:>24,.0f}{ingest['opensearch']:>24,.0f}"
-          f"{ingest['sqlite'] / ingest['opensearch']:>8.2f}")
-    print(f"{'export/s':<12}{export['sqlite']:>24,.0f}{export['opensearch']:>24,.0f}"
-          f"{export['sqlite'] / export['opensearch']:>8.2f}")
+    print(
+        f"{'ingest/s':<12}{ingest['sqlite']:>24,.0f}{ingest['opensearch']:>24,.0f}"
+        f"{ingest['sqlite'] / ingest['opensearch']:>8.2f}"
+    )
+    print(
+        f"{'export/s':<12}{export['sqlite']:>24,.0f}{export['opensearch']:>24,.0f}"
+        f"{export['sqlite'] / export['opensearch']:>8.2f}"
+    )
     print(f"{'ingest/cpu-s':<12}{written / sqlite_cpu:>24,.0f}{'(Java process)':>24}")
     print(f"{'size MB':<12}{db_mb:>24,.0f}{os_mb:>24,.0f}{db_mb / os_mb:>8.2f}")
     print(f"{'ms p50/p95':<12}{'(SQLite CPU p95)':>40}")
@@ -273,21 +344,27 @@ def main(argv: list[str] | None = None) -> int:
     for name in lat["sqlite"]:
         s, o = lat["sqlite"][name], lat["opensearch"][name]
         ratios[name] = round(pct(s, 0.95) / pct(o, 0.95), 2)
-        print(f"  {name:<10}{pct(s, .5):>14.1f} /{pct(s, .95):>7.1f}{pct(o, .5):>16.1f} /{pct(o, .95):>7.1f}"
-              f"{ratios[name]:>8.2f}   ({pct(cpu['sqlite'][name], .95):.1f})")
+        print(
+            f"  {name:<10}{pct(s, 0.5):>14.1f} /{pct(s, 0.95):>7.1f}{pct(o, 0.5):>16.1f} /{pct(o, 0.95):>7.1f}"
+            f"{ratios[name]:>8.2f}   ({pct(cpu['sqlite'][name], 0.95):.1f})"
+        )
     mismatched = {k: v for k, v in same.items() if v[0] != v[1]}
     if mismatched:
         print(f"totals differ (sqlite, opensearch): {mismatched}")
     result = {
-        "bench": "backends", "events": written, "accounts": len(data.accounts), "largest_account": largest,
+        "bench": "backends",
+        "events": written,
+        "accounts": len(data.accounts),
+        "largest_account": largest,
         "ingest_per_s": {k: round(v) for k, v in ingest.items()},
         "sqlite_ingest_per_cpu_s": round(written / sqlite_cpu),
-        "sqlite_cpu_p95_ms": {k: round(pct(v, .95), 1) for k, v in cpu["sqlite"].items()},
-        "loadavg": [round(load_before, 1), round(load_after, 1)], "cpus": os.cpu_count(),
+        "sqlite_cpu_p95_ms": {k: round(pct(v, 0.95), 1) for k, v in cpu["sqlite"].items()},
+        "loadavg": [round(load_before, 1), round(load_after, 1)],
+        "cpus": os.cpu_count(),
         "export_per_s": {k: round(v) for k, v in export.items()},
         "size_mb": {"sqlite": round(db_mb, 1), "opensearch": round(os_mb, 1)},
-        "p50_ms": {b: {k: round(pct(v, .5), 1) for k, v in lat[b].items()} for b in lat},
-        "p95_ms": {b: {k: round(pct(v, .95), 1) for k, v in lat[b].items()} for b in lat},
+        "p50_ms": {b: {k: round(pct(v, 0.5), 1) for k, v in lat[b].items()} for b in lat},
+        "p95_ms": {b: {k: round(pct(v, 0.95), 1) for k, v in lat[b].items()} for b in lat},
         "ratio_sqlite_vs_opensearch": {
             "ingest": round(ingest["sqlite"] / ingest["opensearch"], 2),
             "export": round(export["sqlite"] / export["opensearch"], 2),
@@ -296,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "sqlite_targets": {
             "ingest_20k_per_s": ingest["sqlite"] >= 20_000,
             "ingest_20k_per_cpu_s": written / sqlite_cpu >= 20_000,
-            "search_p95_300ms": max(pct(v, .95) for k, v in lat["sqlite"].items()) <= 300,
+            "search_p95_300ms": max(pct(v, 0.95) for k, v in lat["sqlite"].items()) <= 300,
         },
         "totals_match": not mismatched,
     }

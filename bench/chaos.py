@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from useraudit.devnode import node as devnode
 from useraudit.indexer.deadletter import DeadLetters
+
+from useraudit.devnode import node as devnode
 from useraudit.store.opensearch import OpenSearchStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +93,12 @@ class Processes:
         self.workdir = workdir
         self.spool = spool
         self.store_url = store_url
-        self.env = {**os.environ, "USERAUDIT_SPOOL": str(spool), "USERAUDIT_HOME": str(workdir),
-                    "PYTHONPATH": str(REPO)}
+        self.env = {
+            **os.environ,
+            "USERAUDIT_SPOOL": str(spool),
+            "USERAUDIT_HOME": str(workdir),
+            "PYTHONPATH": str(REPO),
+        }
         self.procs: dict[str, subprocess.Popen] = {}
         self.flask_port = free_port()
         self.fastapi_port = free_port()
@@ -107,17 +112,55 @@ class Processes:
 
     def start_apps(self) -> None:
         bin_dir = Path(sys.executable).parent
-        self._spawn("gunicorn", [str(bin_dir / "gunicorn"), "-w", "4", "-b", f"127.0.0.1:{self.flask_port}",
-                                 "--graceful-timeout", "5", "bench._chaos_apps:flask_app()"])
-        self._spawn("uvicorn", [str(bin_dir / "uvicorn"), "--factory", "bench._chaos_apps:fastapi_app",
-                                "--host", "127.0.0.1", "--port", str(self.fastapi_port),
-                                "--no-proxy-headers", "--log-level", "warning"])
+        self._spawn(
+            "gunicorn",
+            [
+                str(bin_dir / "gunicorn"),
+                "-w",
+                "4",
+                "-b",
+                f"127.0.0.1:{self.flask_port}",
+                "--graceful-timeout",
+                "5",
+                "bench._chaos_apps:flask_app()",
+            ],
+        )
+        self._spawn(
+            "uvicorn",
+            [
+                str(bin_dir / "uvicorn"),
+                "--factory",
+                "bench._chaos_apps:fastapi_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.fastapi_port),
+                "--no-proxy-headers",
+                "--log-level",
+                "warning",
+            ],
+        )
         wait_http(self.flask_port)
         wait_http(self.fastapi_port)
 
     def start_indexer(self) -> None:
-        self._spawn("indexer", [sys.executable, "-m", "useraudit", "indexer", "run", "--spool", str(self.spool),
-                                "--store", self.store_url, "--batch", "1000", "--no-install"])
+        self._spawn(
+            "indexer",
+            [
+                sys.executable,
+                "-m",
+                "useraudit",
+                "indexer",
+                "run",
+                "--spool",
+                str(self.spool),
+                "--store",
+                self.store_url,
+                "--batch",
+                "1000",
+                "--no-install",
+            ],
+        )
 
     def kill_indexer(self) -> None:
         proc = self.procs["indexer"]
@@ -157,8 +200,13 @@ def load(ports: list[int], ids: queue.Queue, acks: Acks, stop: threading.Event) 
             conn.close()
 
 
-def _send_until_acknowledged(ports: list[int], event_id: str, conns: dict[int, http.client.HTTPConnection],
-                             acks: Acks, stop: threading.Event) -> None:
+def _send_until_acknowledged(
+    ports: list[int],
+    event_id: str,
+    conns: dict[int, http.client.HTTPConnection],
+    acks: Acks,
+    stop: threading.Event,
+) -> None:
     port = ports[int(event_id[-1], 16) % len(ports)]
     while not stop.is_set():
         conn = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -179,8 +227,14 @@ def _send_until_acknowledged(ports: list[int], event_id: str, conns: dict[int, h
         time.sleep(0.05)  # same id again: idempotent by event id
 
 
-def run(requests: int, faults: int, concurrency: int = 16, workdir: Path | None = None,
-        port: int | None = None, echo: Any = print) -> dict[str, Any]:
+def run(
+    requests: int,
+    faults: int,
+    concurrency: int = 16,
+    workdir: Path | None = None,
+    port: int | None = None,
+    echo: Any = print,
+) -> dict[str, Any]:
     own_workdir = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="useraudit-chaos-"))
     spool = workdir / "spool"
@@ -203,8 +257,12 @@ def run(requests: int, faults: int, concurrency: int = 16, workdir: Path | None 
         ids: queue.Queue = queue.Queue()
         for i in range(requests):
             ids.put(f"{i:012x}{rnd.getrandbits(80):020x}")
-        threads = [threading.Thread(target=load, args=([procs.flask_port, procs.fastapi_port], ids, acks, stop))
-                   for _ in range(concurrency)]
+        threads = [
+            threading.Thread(
+                target=load, args=([procs.flask_port, procs.fastapi_port], ids, acks, stop)
+            )
+            for _ in range(concurrency)
+        ]
         started = time.monotonic()
         for t in threads:
             t.start()
@@ -248,13 +306,17 @@ def run(requests: int, faults: int, concurrency: int = 16, workdir: Path | None 
                 devnode.stop(home=node_home, echo=lambda *_: None)
                 time.sleep(2)
                 devnode.start(port=port, home=node_home, echo=lambda *_: None)
-                log.append(f"stopped and restarted OpenSearch at {at} acks "
-                           f"({time.monotonic() - t0:.0f} s down)")
+                log.append(
+                    f"stopped and restarted OpenSearch at {at} acks "
+                    f"({time.monotonic() - t0:.0f} s down)"
+                )
             echo(log[-1])
         for t in threads:
             t.join()
         load_seconds = time.monotonic() - started
-        echo(f"{len(acks.times)} requests acknowledged in {load_seconds:.1f}s ({acks.retries} retries)")
+        echo(
+            f"{len(acks.times)} requests acknowledged in {load_seconds:.1f}s ({acks.retries} retries)"
+        )
 
         deadline = time.monotonic() + 600
         stored_ids: list[str] = []
@@ -286,8 +348,10 @@ def run(requests: int, faults: int, concurrency: int = 16, workdir: Path | None 
             "requests_per_s": round(len(acked) / load_seconds, 1),
             "max_delivery_lag_s": round(lag["max_s"], 1),
             "faults": log,
-            "ok": acked == stored and len(stored_ids) == len(stored) and dead_letters == 0
-                  and len(acked) == requests,
+            "ok": acked == stored
+            and len(stored_ids) == len(stored)
+            and dead_letters == 0
+            and len(acked) == requests,
         }
         return result
     finally:
@@ -304,7 +368,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--faults", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--port", type=int, default=None, help="port for the dedicated node (default: free)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="port for the dedicated node (default: free)"
+    )
     args = parser.parse_args()
     result = run(args.requests, args.faults, args.concurrency, port=args.port)
     print(json.dumps(result))

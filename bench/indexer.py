@@ -23,11 +23,11 @@ import time
 import uuid
 
 from opensearchpy import OpenSearch, helpers
-
 from useraudit.indexer.enrich import Enricher
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware import context
 from useraudit.middleware.recorder import Recorder
+
 from useraudit.schema import nest
 from useraudit.store.opensearch import OpenSearchStore
 
@@ -39,14 +39,24 @@ def fill_spool(spool: str, events: int, seed: int = 7) -> None:
     uas = user_agents(300, rnd)
     rec = Recorder(spool, durability="batch", max_spool_bytes=8 * 1024**3)
     for i in range(events):
-        token = context.current.set(context.RequestContext(
-            client_ip=f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}",
-            user_agent=rnd.choice(uas), account_id=f"acc-{i % 7}",
-            user={"id": f"u{i % 500}", "name": f"user{i % 500}", "email": f"user{i % 500}@example.com"},
-        ))
+        token = context.current.set(
+            context.RequestContext(
+                client_ip=f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}",
+                user_agent=rnd.choice(uas),
+                account_id=f"acc-{i % 7}",
+                user={
+                    "id": f"u{i % 500}",
+                    "name": f"user{i % 500}",
+                    "email": f"user{i % 500}@example.com",
+                },
+            )
+        )
         try:
-            rec.record(rnd.choice(ACTIONS), project=f"p{i % 40}",
-                       comments=f"changed setting {i % 97} from {rnd.random():.3f} to {rnd.random():.3f}")
+            rec.record(
+                rnd.choice(ACTIONS),
+                project=f"p{i % 40}",
+                comments=f"changed setting {i % 97} from {rnd.random():.3f} to {rnd.random():.3f}",
+            )
         finally:
             context.current.reset(token)
     rec.close()
@@ -68,8 +78,15 @@ def run_indexer(url: str, spool: str) -> tuple[float, list[dict], OpenSearchStor
 def run_raw(url: str, docs: list[dict]) -> tuple[float, OpenSearchStore]:
     store = OpenSearchStore(url, prefix=f"bench-raw-{uuid.uuid4().hex[:6]}")
     store.install()
-    actions = [{"_op_type": "create", "_index": store.index_for(d), "_id": d["event.id"], "_source": nest(d)}
-               for d in docs]
+    actions = [
+        {
+            "_op_type": "create",
+            "_index": store.index_for(d),
+            "_id": d["event.id"],
+            "_source": nest(d),
+        }
+        for d in docs
+    ]
     client = OpenSearch([url], timeout=120)
     start = time.perf_counter()
     ok, errors = helpers.bulk(client, actions, chunk_size=2000, max_chunk_bytes=8 * 1024 * 1024)
@@ -95,9 +112,13 @@ def ua_rates(count: int = 1500) -> dict[str, float]:
         start = time.perf_counter()
         for s in strings:
             parser.parse(s)
-        out[f"ua_{name}_us_per_new_string"] = round((time.perf_counter() - start) / len(strings) * 1e6, 1)
+        out[f"ua_{name}_us_per_new_string"] = round(
+            (time.perf_counter() - start) / len(strings) * 1e6, 1
+        )
     if "ua_rust_us_per_new_string" in out:
-        out["ua_rust_speedup"] = round(out["ua_python_us_per_new_string"] / out["ua_rust_us_per_new_string"], 1)
+        out["ua_rust_speedup"] = round(
+            out["ua_python_us_per_new_string"] / out["ua_rust_us_per_new_string"], 1
+        )
     return out
 
 
@@ -129,7 +150,9 @@ def main() -> None:
                 assert store.count_all() == args.events
                 store.uninstall()
                 store.close()
-                print(f"round {rnd + 1} {side:8s}: {args.events / elapsed:,.0f} events/s", flush=True)
+                print(
+                    f"round {rnd + 1} {side:8s}: {args.events / elapsed:,.0f} events/s", flush=True
+                )
     indexer_eps = args.events / min(indexer_runs)
     raw_eps = args.events / min(raw_runs)
     result = {

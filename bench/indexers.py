@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from useraudit.middleware.recorder import Recorder
+
 from useraudit.store.opensearch import OpenSearchStore
 
 from ._data import ACTIONS
@@ -33,9 +34,13 @@ def fill(spool: Path, events: int, segments: int) -> None:
         rec = Recorder(spool, durability="batch", max_spool_bytes=8 * 1024**3)
         rec.spool._open_segment()  # one segment per simulated host process
         for i in range(per):
-            rec.record(ACTIONS[(s * per + i) % len(ACTIONS)], account=f"acc-{i % 5}",
-                       user={"id": f"u{i % 300}", "name": f"user{i % 300}"},
-                       comments=f"setting {i % 91} changed", project=f"p{i % 30}")
+            rec.record(
+                ACTIONS[(s * per + i) % len(ACTIONS)],
+                account=f"acc-{i % 5}",
+                user={"id": f"u{i % 300}", "name": f"user{i % 300}"},
+                comments=f"setting {i % 91} changed",
+                project=f"p{i % 30}",
+            )
         rec.close()
 
 
@@ -46,12 +51,29 @@ def ship(url: str, template: Path, processes: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         spool = Path(tmp) / "spool"
         shutil.copytree(template, spool)
-        cmd = [sys.executable, "-m", "useraudit", "indexer", "run", "--spool", str(spool), "--once",
-               "--store", f"{url}/?prefix={prefix}", "--batch", "2000", "--no-install"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "useraudit",
+            "indexer",
+            "run",
+            "--spool",
+            str(spool),
+            "--once",
+            "--store",
+            f"{url}/?prefix={prefix}",
+            "--batch",
+            "2000",
+            "--no-install",
+        ]
         env = {**os.environ, "USERAUDIT_HOME": tmp}
         start = time.perf_counter()
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                 for _ in range(processes)]
+        procs = [
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+            for _ in range(processes)
+        ]
         outs = [p.communicate()[0] for p in procs]
         elapsed = time.perf_counter() - start
     shipped = sum(json.loads(o.strip().splitlines()[-1])["shipped"] for o in outs)
@@ -76,16 +98,23 @@ def main() -> None:
         for k in (1, 2, 3):
             elapsed, shipped = ship(args.url, template, k)
             rates[k] = shipped / elapsed
-            print(f"{k} indexer(s): {rates[k]:,.0f} events/s ({shipped} in {elapsed:.1f}s)", flush=True)
-    print(json.dumps({
-        "bench": "indexers",
-        "events": args.events,
-        "segments": args.segments,
-        "cores": os.cpu_count(),
-        **{f"events_per_s_{k}": round(r) for k, r in rates.items()},
-        "ratio_2_vs_1": round(rates[2] / rates[1], 3),
-        "ratio_3_vs_1": round(rates[3] / rates[1], 3),
-    }))
+            print(
+                f"{k} indexer(s): {rates[k]:,.0f} events/s ({shipped} in {elapsed:.1f}s)",
+                flush=True,
+            )
+    print(
+        json.dumps(
+            {
+                "bench": "indexers",
+                "events": args.events,
+                "segments": args.segments,
+                "cores": os.cpu_count(),
+                **{f"events_per_s_{k}": round(r) for k, r in rates.items()},
+                "ratio_2_vs_1": round(rates[2] / rates[1], 3),
+                "ratio_3_vs_1": round(rates[3] / rates[1], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,31 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from ._ui import ACCOUNT, PASSWORD, open_seeded, pct
 
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = ["", "", "webhook", "timeout fallback", '"production"', "escalation -staging", "retention | masking", "gree*"]
-FILTERS = [{}, {"result": "failure"}, {"product": "jaicp"}, {"action": "user.signed_in"},
-           {"period": "7d"}, {"period": "24h"}, {"browser": "Chrome"}, {"os": "Windows"}]
+TEXTS = [
+    "",
+    "",
+    "webhook",
+    "timeout fallback",
+    '"production"',
+    "escalation -staging",
+    "retention | masking",
+    "gree*",
+]
+FILTERS = [
+    {},
+    {"result": "failure"},
+    {"product": "jaicp"},
+    {"action": "user.signed_in"},
+    {"period": "7d"},
+    {"period": "24h"},
+    {"browser": "Chrome"},
+    {"os": "Windows"},
+]
 
 
 def page_queries(rnd: random.Random, count: int) -> list[str]:
@@ -79,8 +96,12 @@ def sign_in(port: int) -> str:
     cookie = next(v.split(";", 1)[0] for k, v in resp.getheaders() if k.lower() == "set-cookie")
     token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page).group(1).decode()  # type: ignore[union-attr]
     body = urlencode({"username": "bench", "password": PASSWORD, "csrf_token": token})
-    conn.request("POST", "/login", body=body, headers={**headers, "Cookie": cookie,
-                                                       "Content-Type": "application/x-www-form-urlencoded"})
+    conn.request(
+        "POST",
+        "/login",
+        body=body,
+        headers={**headers, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 302, resp.status
@@ -89,7 +110,9 @@ def sign_in(port: int) -> str:
     return cookie
 
 
-def hammer(worker, queries: list[str], seconds: float, clients: int) -> tuple[list[float], int, int]:
+def hammer(
+    worker, queries: list[str], seconds: float, clients: int
+) -> tuple[list[float], int, int]:
     """Run ``worker(query) -> ok`` from ``clients`` threads for ``seconds``; (latencies, requests, errors)."""
     latencies: list[float] = []
     errors = [0]
@@ -139,14 +162,34 @@ def main() -> None:
     users.add("bench", PASSWORD)
     users.grant("bench", ACCOUNT)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "USERAUDIT_SPOOL": str(home / "spool"),
-           "BENCH_SECRET_KEY": secrets.token_hex(16), "USERAUDIT_USERS": str(home / "webusers.db"),
-           "USERAUDIT_STORE": f"{args.opensearch}/?prefix={store.prefix}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "USERAUDIT_SPOOL": str(home / "spool"),
+        "BENCH_SECRET_KEY": secrets.token_hex(16),
+        "USERAUDIT_USERS": str(home / "webusers.db"),
+        "USERAUDIT_STORE": f"{args.opensearch}/?prefix={store.prefix}",
+    }
     gunicorn = Path(sys.executable).parent / "gunicorn"
     log = open(home / "gunicorn.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(gunicorn), "-w", "4", "--threads", "4", "-b", f"127.0.0.1:{port}",
-                             "--timeout", "120", "bench._load_app:app()"], env=env, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(gunicorn),
+            "-w",
+            "4",
+            "--threads",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "bench._load_app:app()",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -155,7 +198,9 @@ def main() -> None:
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"gunicorn did not start; see {home / 'gunicorn.log'}") from None
+                    raise RuntimeError(
+                        f"gunicorn did not start; see {home / 'gunicorn.log'}"
+                    ) from None
                 time.sleep(0.2)
         cookie = sign_in(port)
         failures: list[str] = []
@@ -172,15 +217,18 @@ def main() -> None:
                     failures.append(f"{status} {q} {body[:200]!r}")
                 return ok
 
+        from useraudit.webapp.filters import Filters
         from werkzeug.datastructures import MultiDict
 
         from useraudit.store.query import FACETS, SearchRequest
-        from useraudit.webapp.filters import Filters
 
         def direct(q: str, _state: object) -> bool:
             f = Filters.parse(MultiDict(parse_qsl(q)))
-            store.search(SearchRequest(f.query(ACCOUNT), size=f.size, facets=tuple(FACETS),
-                                       highlight=bool(f.text)))
+            store.search(
+                SearchRequest(
+                    f.query(ACCOUNT), size=f.size, facets=tuple(FACETS), highlight=bool(f.text)
+                )
+            )
             return True
 
         ui_lat, ui_n, ui_err = hammer(UI(), queries, args.seconds, args.clients)

@@ -29,30 +29,72 @@ RESULTS = OUT / "results.json"
 
 # name -> (full-size arguments, quick arguments, option that takes the node URL, what the ratio is against)
 BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
-    "middleware": (["--rounds", "6"], ["--rounds", "2", "-n", "5000", "--seconds", "2"], None,
-                   "the same hello-world apps without the middleware; record() vs a structlog JSON log call"),
-    "indexer": (["--events", "200000", "--rounds", "2"], ["--events", "30000", "--rounds", "1"], "--url",
-                "opensearchpy.helpers.bulk of the same documents into the same node"),
-    "indexers": (["--events", "120000"], ["--events", "30000"], "--url",
-                 "one indexer process on the same spool"),
-    "search": (["--events", "1000000"], ["--events", "100000", "--rounds", "10"], "--opensearch",
-               "the same OpenSearch queries sent raw"),
-    "export": ([], ["--events", "100000", "--rows", "20000", "--repeat", "1"], "--opensearch",
-               "openpyxl write-only writing the same rows"),
-    "backends": (["--events", "1000000"], ["--events", "100000", "--reps", "10"], "--opensearch",
-                 "the same events and queries on OpenSearch"),
-    "load": (["--events", "1000000"], ["--events", "100000", "--clients", "20", "--seconds", "20"],
-             "--opensearch", "the same queries straight to the store from as many threads"),
-    "chaos": (["--requests", "100000", "--faults", "3"], ["--requests", "10000", "--faults", "1"], None,
-              "exact: stored ids vs acknowledged ids"),
+    "middleware": (
+        ["--rounds", "6"],
+        ["--rounds", "2", "-n", "5000", "--seconds", "2"],
+        None,
+        "the same hello-world apps without the middleware; record() vs a structlog JSON log call",
+    ),
+    "indexer": (
+        ["--events", "200000", "--rounds", "2"],
+        ["--events", "30000", "--rounds", "1"],
+        "--url",
+        "opensearchpy.helpers.bulk of the same documents into the same node",
+    ),
+    "indexers": (
+        ["--events", "120000"],
+        ["--events", "30000"],
+        "--url",
+        "one indexer process on the same spool",
+    ),
+    "search": (
+        ["--events", "1000000"],
+        ["--events", "100000", "--rounds", "10"],
+        "--opensearch",
+        "the same OpenSearch queries sent raw",
+    ),
+    "export": (
+        [],
+        ["--events", "100000", "--rows", "20000", "--repeat", "1"],
+        "--opensearch",
+        "openpyxl write-only writing the same rows",
+    ),
+    "backends": (
+        ["--events", "1000000"],
+        ["--events", "100000", "--reps", "10"],
+        "--opensearch",
+        "the same events and queries on OpenSearch",
+    ),
+    "load": (
+        ["--events", "1000000"],
+        ["--events", "100000", "--clients", "20", "--seconds", "20"],
+        "--opensearch",
+        "the same queries straight to the store from as many threads",
+    ),
+    "chaos": (
+        ["--requests", "100000", "--faults", "3"],
+        ["--requests", "10000", "--faults", "1"],
+        None,
+        "exact: stored ids vs acknowledged ids",
+    ),
 }
 
 
 def machine() -> dict[str, Any]:
-    mem_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), 0)
-    return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+    mem_kb = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def run(name: str, quick: bool, url: str) -> dict[str, Any]:
@@ -67,9 +109,15 @@ def run(name: str, quick: bool, url: str) -> dict[str, Any]:
     lines = [line for line in done.stdout.strip().splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {"error": (done.stderr or done.stdout)[-2000:]}
     print(json.dumps(result), flush=True)
-    return {"command": shown, "exit_code": done.returncode, "seconds": round(time.time() - t0),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
-            "machine": machine(), "result": result}
+    return {
+        "command": shown,
+        "exit_code": done.returncode,
+        "seconds": round(time.time() - t0),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "quick": quick,
+        "machine": machine(),
+        "result": result,
+    }
 
 
 def plots(results: dict[str, Any]) -> list[str]:
@@ -105,7 +153,9 @@ def plots(results: dict[str, Any]) -> list[str]:
         for i, (_, v, target, _) in enumerate(ratios):
             ax.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=9)
             if target is not None:
-                ax.plot([i - 0.4, i + 0.4], [target, target], color="black", linestyle="--", linewidth=1)
+                ax.plot(
+                    [i - 0.4, i + 0.4], [target, target], color="black", linestyle="--", linewidth=1
+                )
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
         ax.set_ylabel("ratio (dashed: target)")
         ax.set_title("useraudit benchmark ratios against same-run baselines (green: target met)")
@@ -161,19 +211,29 @@ def render(results: dict[str, Any], images: list[str]) -> str:
             "|---|---|",
         ]
         for key, value in entry["result"].items():
-            if key in ("bench",) or isinstance(value, (dict, list)) and len(json.dumps(value)) > 300:
+            if (
+                key in ("bench",)
+                or isinstance(value, (dict, list))
+                and len(json.dumps(value)) > 300
+            ):
                 continue
-            lines.append(f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |")
+            lines.append(
+                f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--opensearch", default=os.environ.get("USERAUDIT_TEST_OPENSEARCH", "http://127.0.0.1:9250"))
+    ap.add_argument(
+        "--opensearch", default=os.environ.get("USERAUDIT_TEST_OPENSEARCH", "http://127.0.0.1:9250")
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="", help="comma-separated benchmark names (default: all)")
-    ap.add_argument("--render-only", action="store_true", help="redraw plots and the report from results.json")
+    ap.add_argument(
+        "--render-only", action="store_true", help="redraw plots and the report from results.json"
+    )
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

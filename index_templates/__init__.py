@@ -50,7 +50,13 @@ def _mapping(field: Field) -> dict[str, Any]:
         return {
             "type": "keyword",
             "ignore_above": field.max_chars,
-            "fields": {"lower": {"type": "keyword", "normalizer": NORMALIZER, "ignore_above": field.max_chars}},
+            "fields": {
+                "lower": {
+                    "type": "keyword",
+                    "normalizer": NORMALIZER,
+                    "ignore_above": field.max_chars,
+                }
+            },
         }
     if kind is Kind.TEXT:
         return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}}
@@ -80,7 +86,9 @@ def properties() -> dict[str, Any]:
     return root
 
 
-def render(prefix: str = DEFAULT_PREFIX, *, replicas: str = "0-1", refresh_interval: str = "5s") -> dict[str, Any]:
+def render(
+    prefix: str = DEFAULT_PREFIX, *, replicas: str = "0-1", refresh_interval: str = "5s"
+) -> dict[str, Any]:
     """The composable index template body for ``PUT _index_template/<prefix>-events``."""
     return {
         "index_patterns": [index_pattern(prefix)],

@@ -16,9 +16,16 @@ def templates() -> None:
 
 @templates.command()
 @store_option
-@click.option("--warm-after", type=int, default=30, show_default=True,
-              help="ISM: days until an index becomes read-only (0: never).")
-@click.option("--delete-after", type=int, default=365, show_default=True, help="ISM: days until deletion.")
+@click.option(
+    "--warm-after",
+    type=int,
+    default=30,
+    show_default=True,
+    help="ISM: days until an index becomes read-only (0: never).",
+)
+@click.option(
+    "--delete-after", type=int, default=365, show_default=True, help="ISM: days until deletion."
+)
 def install(store_url: str | None, warm_after: int, delete_after: int) -> None:
     """Install or upgrade; a no-op when up to date; refuses to downgrade.
 
@@ -34,7 +41,11 @@ def install(store_url: str | None, warm_after: int, delete_after: int) -> None:
             for line in store.install():
                 click.echo(line)
             if isinstance(store, OpenSearchStore):
-                click.echo(retention.install_policy(store.client, store.prefix, warm_after or None, delete_after))
+                click.echo(
+                    retention.install_policy(
+                        store.client, store.prefix, warm_after or None, delete_after
+                    )
+                )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -55,9 +66,20 @@ def retention() -> None:
 
 @retention.command()
 @store_option
-@click.option("--warm-after", type=int, default=30, show_default=True,
-              help="Days after which an index becomes read-only and is force-merged (0: never).")
-@click.option("--delete-after", type=int, default=365, show_default=True, help="Days after which an index is deleted.")
+@click.option(
+    "--warm-after",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Days after which an index becomes read-only and is force-merged (0: never).",
+)
+@click.option(
+    "--delete-after",
+    type=int,
+    default=365,
+    show_default=True,
+    help="Days after which an index is deleted.",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would happen, change nothing.")
 def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bool) -> None:
     """Apply the retention policy now, by the date in each index's name."""
@@ -68,18 +90,29 @@ def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bo
 
     store = open_store(store_url)
     if not isinstance(store, OpenSearchStore):
-        raise click.ClickException("retention apply is for OpenSearch; on SQLite use `useraudit prune`")
+        raise click.ClickException(
+            "retention apply is for OpenSearch; on SQLite use `useraudit prune`"
+        )
     if not dry_run and policy.has_ism(store.client):
-        click.echo("note: this cluster has ISM; `templates install --retention` attaches the same policy there")
+        click.echo(
+            "note: this cluster has ISM; `templates install --retention` attaches the same policy there"
+        )
     try:
-        done = policy.apply(store.client, store.prefix, warm_after=warm_after or None,
-                            delete_after=delete_after, dry_run=dry_run)
+        done = policy.apply(
+            store.client,
+            store.prefix,
+            warm_after=warm_after or None,
+            delete_after=delete_after,
+            dry_run=dry_run,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     for decision, what in done:
         click.echo(f"{decision.index}: {what}")
-    click.echo(f"{sum(1 for _, w in done if w == 'deleted')} deleted, "
-               f"{sum(1 for _, w in done if w.startswith('made read-only'))} made read-only, "
-               f"{sum(1 for _, w in done if w == 'kept')} kept")
+    click.echo(
+        f"{sum(1 for _, w in done if w == 'deleted')} deleted, "
+        f"{sum(1 for _, w in done if w.startswith('made read-only'))} made read-only, "
+        f"{sum(1 for _, w in done if w == 'kept')} kept"
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opensearchpy import exceptions as os_exc
@@ -33,26 +33,43 @@ def policy_id(prefix: str) -> str:
     return f"{prefix}-events-retention"
 
 
-def ism_policy(prefix: str, warm_after: int | None = DEFAULT_WARM_AFTER_DAYS,
-               delete_after: int = DEFAULT_DELETE_AFTER_DAYS) -> dict[str, Any]:
+def ism_policy(
+    prefix: str,
+    warm_after: int | None = DEFAULT_WARM_AFTER_DAYS,
+    delete_after: int = DEFAULT_DELETE_AFTER_DAYS,
+) -> dict[str, Any]:
     """The ISM policy body for ``PUT _plugins/_ism/policies/<policy_id>``."""
     if warm_after is not None and warm_after >= delete_after:
         raise ValueError("warm_after must be shorter than delete_after")
     states: list[dict[str, Any]] = []
-    delete_transition = {"state_name": "delete", "conditions": {"min_index_age": f"{delete_after}d"}}
+    delete_transition = {
+        "state_name": "delete",
+        "conditions": {"min_index_age": f"{delete_after}d"},
+    }
     if warm_after is not None:
-        states.append({"name": "hot", "actions": [],
-                       "transitions": [{"state_name": "warm", "conditions": {"min_index_age": f"{warm_after}d"}}]})
-        states.append({"name": "warm",
-                       "actions": [{"read_only": {}}, {"force_merge": {"max_num_segments": 1}}],
-                       "transitions": [delete_transition]})
+        states.append(
+            {
+                "name": "hot",
+                "actions": [],
+                "transitions": [
+                    {"state_name": "warm", "conditions": {"min_index_age": f"{warm_after}d"}}
+                ],
+            }
+        )
+        states.append(
+            {
+                "name": "warm",
+                "actions": [{"read_only": {}}, {"force_merge": {"max_num_segments": 1}}],
+                "transitions": [delete_transition],
+            }
+        )
     else:
         states.append({"name": "hot", "actions": [], "transitions": [delete_transition]})
     states.append({"name": "delete", "actions": [{"delete": {}}], "transitions": []})
     return {
         "policy": {
             "description": f"useraudit retention for {index_pattern(prefix)}: "
-                           f"read-only after {warm_after} days, deleted after {delete_after} days",
+            f"read-only after {warm_after} days, deleted after {delete_after} days",
             "default_state": "hot",
             "states": states,
             "ism_template": [{"index_patterns": [index_pattern(prefix)], "priority": 100}],
@@ -68,14 +85,22 @@ def has_ism(client: Any) -> bool:
     return any(p.get("component") == "opensearch-index-management" for p in plugins)
 
 
-def install_policy(client: Any, prefix: str, warm_after: int | None = DEFAULT_WARM_AFTER_DAYS,
-                   delete_after: int = DEFAULT_DELETE_AFTER_DAYS) -> str:
+def install_policy(
+    client: Any,
+    prefix: str,
+    warm_after: int | None = DEFAULT_WARM_AFTER_DAYS,
+    delete_after: int = DEFAULT_DELETE_AFTER_DAYS,
+) -> str:
     """Install the ISM policy when the plugin is there; otherwise say what to do instead."""
     if not has_ism(client):
-        return ("ISM plugin not available on this cluster: run `useraudit retention apply` daily "
-                "(same policy, decided by index date)")
+        return (
+            "ISM plugin not available on this cluster: run `useraudit retention apply` daily "
+            "(same policy, decided by index date)"
+        )
     body = ism_policy(prefix, warm_after, delete_after)
-    client.transport.perform_request("PUT", f"/_plugins/_ism/policies/{policy_id(prefix)}", body=body)
+    client.transport.perform_request(
+        "PUT", f"/_plugins/_ism/policies/{policy_id(prefix)}", body=body
+    )
     return f"ISM policy {policy_id(prefix)} installed"
 
 
@@ -96,11 +121,13 @@ def bucket_end(index: str) -> datetime | None:
         return None
     year, month, day = int(m.group(1)), int(m.group(2)), m.group(3)
     if day is not None:
-        return datetime(year, month, int(day), tzinfo=timezone.utc) + timedelta(days=1)
-    return datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+        return datetime(year, month, int(day), tzinfo=UTC) + timedelta(days=1)
+    return datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
 
 
-def plan(indices: list[str], now: datetime, warm_after: int | None, delete_after: int) -> list[Decision]:
+def plan(
+    indices: list[str], now: datetime, warm_after: int | None, delete_after: int
+) -> list[Decision]:
     out = []
     for index in sorted(indices):
         end = bucket_end(index)
@@ -117,11 +144,17 @@ def plan(indices: list[str], now: datetime, warm_after: int | None, delete_after
     return out
 
 
-def apply(client: Any, prefix: str, *, warm_after: int | None = DEFAULT_WARM_AFTER_DAYS,
-          delete_after: int = DEFAULT_DELETE_AFTER_DAYS, now: datetime | None = None,
-          dry_run: bool = False) -> list[tuple[Decision, str]]:
+def apply(
+    client: Any,
+    prefix: str,
+    *,
+    warm_after: int | None = DEFAULT_WARM_AFTER_DAYS,
+    delete_after: int = DEFAULT_DELETE_AFTER_DAYS,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> list[tuple[Decision, str]]:
     """Make old indices read-only and force-merged, delete expired ones; returns what was done."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     indices = list(client.indices.get(index=index_pattern(prefix), ignore_unavailable=True))
     done: list[tuple[Decision, str]] = []
     for decision in plan(indices, now, warm_after, delete_after):
@@ -135,7 +168,9 @@ def apply(client: Any, prefix: str, *, warm_after: int | None = DEFAULT_WARM_AFT
             client.indices.delete(index=decision.index)
             done.append((decision, "deleted"))
             continue
-        settings = client.indices.get_settings(index=decision.index)[decision.index]["settings"]["index"]
+        settings = client.indices.get_settings(index=decision.index)[decision.index]["settings"][
+            "index"
+        ]
         if settings.get("blocks", {}).get("write") == "true":
             done.append((decision, "already read-only"))
             continue

@@ -9,13 +9,18 @@ import time
 from pathlib import Path
 
 import click
-
-from useraudit.cli import store_option
 from useraudit.middleware.recorder import default_spool_dir
 
+from useraudit.cli import store_option
+
 spool_option = click.option(
-    "--spool", "spool_dir", type=click.Path(file_okay=False, path_type=Path), envvar="USERAUDIT_SPOOL",
-    default=None, show_envvar=True, help="Spool directory (default: $USERAUDIT_HOME/spool).",
+    "--spool",
+    "spool_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="USERAUDIT_SPOOL",
+    default=None,
+    show_envvar=True,
+    help="Spool directory (default: $USERAUDIT_HOME/spool).",
 )
 
 
@@ -28,10 +33,18 @@ def indexer() -> None:
 @spool_option
 @store_option
 @click.option("--once", is_flag=True, help="Ship what is in the spool now, then exit.")
-@click.option("--batch", "batch_records", default=2000, show_default=True, help="Events per bulk request.")
-@click.option("--install/--no-install", default=True, show_default=True,
-              help="Install or upgrade the index template first.")
-def run(spool_dir: Path | None, store_url: str | None, once: bool, batch_records: int, install: bool) -> None:
+@click.option(
+    "--batch", "batch_records", default=2000, show_default=True, help="Events per bulk request."
+)
+@click.option(
+    "--install/--no-install",
+    default=True,
+    show_default=True,
+    help="Install or upgrade the index template first.",
+)
+def run(
+    spool_dir: Path | None, store_url: str | None, once: bool, batch_records: int, install: bool
+) -> None:
     """Ship events from the spool until stopped (Ctrl+C / SIGTERM)."""
     from useraudit.store import open_store
 
@@ -64,9 +77,16 @@ def status(spool_dir: Path | None) -> None:
     pending = reader.pending_bytes()
     segments = len(reader.segments())
     dlq = DeadLetters(spool / "deadletter.sqlite")
-    click.echo(json.dumps({
-        "spool": str(spool), "pending_bytes": pending, "segments": segments, "dead_letters": dlq.count(),
-    }))
+    click.echo(
+        json.dumps(
+            {
+                "spool": str(spool),
+                "pending_bytes": pending,
+                "segments": segments,
+                "dead_letters": dlq.count(),
+            }
+        )
+    )
 
 
 @indexer.group()
@@ -77,7 +97,9 @@ def dlq() -> None:
 @dlq.command("list")
 @spool_option
 @click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter, with the raw event.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per dead letter, with the raw event."
+)
 def dlq_list(spool_dir: Path | None, limit: int, as_json: bool) -> None:
     """Show dead letters, oldest first."""
     from .deadletter import DeadLetters
@@ -87,12 +109,23 @@ def dlq_list(spool_dir: Path | None, limit: int, as_json: bool) -> None:
     for letter in letters.list(limit):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.at))
         if as_json:
-            click.echo(json.dumps({
-                "id": letter.id, "at": when, "event_id": letter.event_id, "reason": letter.reason,
-                "attempts": letter.attempts, "raw": letter.raw.decode("utf-8", "replace"),
-            }, ensure_ascii=False))
+            click.echo(
+                json.dumps(
+                    {
+                        "id": letter.id,
+                        "at": when,
+                        "event_id": letter.event_id,
+                        "reason": letter.reason,
+                        "attempts": letter.attempts,
+                        "raw": letter.raw.decode("utf-8", "replace"),
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
-            click.echo(f"#{letter.id} {when} {letter.event_id or '-'} x{letter.attempts}: {letter.reason}")
+            click.echo(
+                f"#{letter.id} {when} {letter.event_id or '-'} x{letter.attempts}: {letter.reason}"
+            )
     if not as_json:
         click.echo(f"{total} dead letter(s)")
 

@@ -45,7 +45,9 @@ class DeadLetters:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         # Dead letters replace spool records: they must survive a crash.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -64,7 +66,8 @@ class DeadLetters:
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
         cur = self._db.execute(
-            "SELECT id, at, event_id, reason, raw, attempts FROM dead_letters ORDER BY id LIMIT ?", (limit,)
+            "SELECT id, at, event_id, reason, raw, attempts FROM dead_letters ORDER BY id LIMIT ?",
+            (limit,),
         )
         return [DeadLetter(*row) for row in cur]
 

@@ -21,7 +21,7 @@ import ipaddress
 import re
 import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from useraudit.catalog import CATALOG, Catalog
@@ -34,7 +34,7 @@ _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069\
 MAX_PARAMS_CHARS = 64 * 1024
 MAX_PARAM_DEPTH = 8
 MAX_FUTURE = timedelta(days=1)
-MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def build_ua_parser(cache_size: int = 10_000) -> Any:
@@ -54,7 +54,9 @@ def ua_backend_name() -> str:
 class Enricher:
     """Turns raw events (flat dicts from ``record()``) into stored documents."""
 
-    def __init__(self, catalog: Catalog = CATALOG, ua_parser: Any = None, clock: Any = time.time) -> None:
+    def __init__(
+        self, catalog: Catalog = CATALOG, ua_parser: Any = None, clock: Any = time.time
+    ) -> None:
         self.catalog = catalog
         self.ua = ua_parser or build_ua_parser()
         self.clock = clock
@@ -63,16 +65,23 @@ class Enricher:
         # record() may already have cut an oversized event; keep that fact.
         flags: list[str] = ["truncated"] if "truncated" in (raw.get("audit.flags") or ()) else []
         doc: dict[str, Any] = {}
-        now = datetime.fromtimestamp(self.clock(), timezone.utc)
+        now = datetime.fromtimestamp(self.clock(), UTC)
         for name, value in raw.items():
             field = FIELD_BY_NAME.get(name)
-            if field is None or value is None or value == "" or name in ("audit.flags", "event.ingested"):
+            if (
+                field is None
+                or value is None
+                or value == ""
+                or name in ("audit.flags", "event.ingested")
+            ):
                 continue  # unknown keys never reach the mapping
             if field.kind is Kind.FLAT:
                 doc[name] = _params(value, flags)
             elif field.multi:
                 values = value if isinstance(value, list) else [value]
-                cleaned = [_text(v, field.max_chars, flags) for v in values[:64] if v not in (None, "")]
+                cleaned = [
+                    _text(v, field.max_chars, flags) for v in values[:64] if v not in (None, "")
+                ]
                 if cleaned:
                     doc[name] = cleaned
             elif field.kind is Kind.INTEGER:
@@ -87,7 +96,9 @@ class Enricher:
 
         if "event.id" not in doc:
             doc["event.id"] = _fallback_id(raw)
-        doc["@timestamp"] = _timestamp(raw.get("@timestamp"), _id_time(doc["event.id"]) or now, flags)
+        doc["@timestamp"] = _timestamp(
+            raw.get("@timestamp"), _id_time(doc["event.id"]) or now, flags
+        )
         doc["event.ingested"] = _iso(now)
         doc["event.kind"] = "event"
         doc["ecs.version"] = ECS_VERSION
@@ -140,7 +151,10 @@ class Enricher:
         candidate = candidate.split("%", 1)[0]  # IPv6 zone ids are not part of the address
         try:
             # Fast path: a canonical dotted quad is its own normal form.
-            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, candidate)) == candidate:
+            if (
+                socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, candidate))
+                == candidate
+            ):
                 doc["source.ip"] = candidate
                 return
         except OSError:
@@ -195,7 +209,10 @@ def _params(value: Any, flags: list[str]) -> Any:
             if depth >= MAX_PARAM_DEPTH:
                 flags.append("truncated")
                 return "[too deep]"
-            return {_text(str(k), 128, flags).replace(".", "_"): walk(x, depth + 1) for k, x in list(v.items())[:200]}
+            return {
+                _text(str(k), 128, flags).replace(".", "_"): walk(x, depth + 1)
+                for k, x in list(v.items())[:200]
+            }
         if isinstance(v, list):
             if depth >= MAX_PARAM_DEPTH:
                 flags.append("truncated")
@@ -217,10 +234,10 @@ def _params(value: Any, flags: list[str]) -> Any:
 def _id_time(event_id: str) -> datetime | None:
     """The creation time inside ids made by ``new_event_id`` (12 hex digits of ms)."""
     try:
-        ts = datetime.fromtimestamp(int(event_id[:12], 16) / 1000, timezone.utc)
+        ts = datetime.fromtimestamp(int(event_id[:12], 16) / 1000, UTC)
     except (ValueError, OverflowError, OSError):
         return None
-    return ts if MIN_TIMESTAMP <= ts <= datetime.now(timezone.utc) + MAX_FUTURE else None
+    return ts if MIN_TIMESTAMP <= ts <= datetime.now(UTC) + MAX_FUTURE else None
 
 
 def _timestamp(value: Any, reference: datetime, flags: list[str]) -> str:
@@ -232,14 +249,14 @@ def _timestamp(value: Any, reference: datetime, flags: list[str]) -> str:
     ts: datetime | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            ts = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
+            ts = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
         except (OverflowError, OSError, ValueError):
             ts = None
     elif isinstance(value, str):
         try:
             ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if ts.tzinfo is None:
-                ts = ts.replace(tzinfo=timezone.utc)
+                ts = ts.replace(tzinfo=UTC)
         except ValueError:
             ts = None
     if ts is None:
@@ -253,7 +270,7 @@ def _timestamp(value: Any, reference: datetime, flags: list[str]) -> str:
 
 
 def _iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fallback_id(raw: dict[str, Any]) -> str:
@@ -270,4 +287,11 @@ def timestamp_ms(doc: dict[str, Any]) -> int:
     return int(ts.timestamp() * 1000)
 
 
-__all__ = ["Enricher", "PERSON_PARTS", "TRUNCATION_MARK", "build_ua_parser", "timestamp_ms", "ua_backend_name"]
+__all__ = [
+    "Enricher",
+    "PERSON_PARTS",
+    "TRUNCATION_MARK",
+    "build_ua_parser",
+    "timestamp_ms",
+    "ua_backend_name",
+]

@@ -154,7 +154,9 @@ class Indexer:
                 self.reader.rewind()
                 raise
 
-    def run(self, stop: threading.Event, idle: float = 0.2, report_every: float = 60.0) -> IndexerStats:
+    def run(
+        self, stop: threading.Event, idle: float = 0.2, report_every: float = 60.0
+    ) -> IndexerStats:
         """Ship until ``stop`` is set, polling the spool every ``idle`` seconds."""
         last_report = time.monotonic()
         while not stop.is_set():
@@ -184,14 +186,18 @@ class Indexer:
                 if not isinstance(raw, dict):
                     raise ValueError("spool record is not a JSON object")
             except Exception as exc:  # noqa: BLE001 - one poison record must not stop shipping
-                dead.append((None, f"undecodable spool record: {type(exc).__name__}: {exc}", payload))
+                dead.append(
+                    (None, f"undecodable spool record: {type(exc).__name__}: {exc}", payload)
+                )
                 continue
             try:
                 docs.append(self.enrich(raw))
                 raws.append(payload)
             except Exception as exc:  # noqa: BLE001 - any bug here must dead-letter, not stop shipping
                 log.exception("indexer: enrichment failed")
-                dead.append((_event_id(raw), f"enrichment failed: {type(exc).__name__}: {exc}", payload))
+                dead.append(
+                    (_event_id(raw), f"enrichment failed: {type(exc).__name__}: {exc}", payload)
+                )
         for d in batch.damaged:
             dead.append((None, f"{d.reason} (segment {d.segment}, offset {d.offset})", d.raw))
         return _Prepared(batch, docs, raws, dead)
@@ -213,8 +219,11 @@ class Indexer:
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
-                    reason = result.reason if result.status == "rejected" else (
-                        f"gave up after {attempt + 1} attempts: {result.reason}")
+                    reason = (
+                        result.reason
+                        if result.status == "rejected"
+                        else (f"gave up after {attempt + 1} attempts: {result.reason}")
+                    )
                     dead.append((prepared.docs[i].get("event.id"), reason, prepared.raws[i]))
             if retry:
                 self.stats.retried += len(retry)
@@ -237,7 +246,10 @@ class Indexer:
             except StoreUnavailable as exc:
                 now = time.monotonic()
                 waited_since = waited_since or now
-                if self.unavailable_timeout is not None and now - waited_since > self.unavailable_timeout:
+                if (
+                    self.unavailable_timeout is not None
+                    and now - waited_since > self.unavailable_timeout
+                ):
                     raise
                 self.stats.unavailable_waits += 1
                 delay = self._backoff(attempt)
@@ -247,7 +259,7 @@ class Indexer:
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads retries of many indexers hitting one cluster.
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
 
     # -- dead letters ---------------------------------------------------------
 
@@ -261,7 +273,9 @@ class Indexer:
                 doc = self.enrich(raw)
                 result = self._write_until_reachable([doc])[0]
             except Exception as exc:  # noqa: BLE001 - report and keep the letter
-                self.dead_letters.failed_again(letter.id, f"retry failed: {type(exc).__name__}: {exc}")
+                self.dead_letters.failed_again(
+                    letter.id, f"retry failed: {type(exc).__name__}: {exc}"
+                )
                 failed += 1
                 continue
             if result.delivered:

@@ -227,7 +227,9 @@ class SpoolWriter:
                 self._lock.acquire()
 
     def _start_flusher(self) -> None:
-        thread = threading.Thread(target=self._flush_loop, name="useraudit-spool-flush", daemon=True)
+        thread = threading.Thread(
+            target=self._flush_loop, name="useraudit-spool-flush", daemon=True
+        )
         self._flusher = thread
         thread.start()
 
@@ -244,7 +246,9 @@ class SpoolWriter:
                     self._write_pending()
             except OSError:
                 self.stats.write_errors += 1
-                log.exception("useraudit spool flush failed; %d records kept in memory", len(self._buffer))
+                log.exception(
+                    "useraudit spool flush failed; %d records kept in memory", len(self._buffer)
+                )
 
     def _write_pending(self) -> None:
         """Write and fsync everything buffered so far. Caller holds ``_io_lock``."""
@@ -370,7 +374,11 @@ class SpoolReader:
         if segment in self._claims:
             return True
         try:
-            fd = os.open(self.directory / (segment + CLAIM_SUFFIX), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            fd = os.open(
+                self.directory / (segment + CLAIM_SUFFIX),
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                0o640,
+            )
         except FileNotFoundError:
             return False
         try:
@@ -432,7 +440,9 @@ class SpoolReader:
         self._release_drained()
         return batch
 
-    def _read_segment(self, segment: str, start: int, batch: Batch, max_records: int, max_bytes: int) -> None:
+    def _read_segment(
+        self, segment: str, start: int, batch: Batch, max_records: int, max_bytes: int
+    ) -> None:
         with open(self.directory / segment, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if start >= size:
@@ -452,8 +462,17 @@ class SpoolReader:
                 if start + len(data) < size or writer_alive:
                     break  # our window ended, or the writer is mid-write
                 self.stats.torn += 1
-                batch.damaged.append(Damaged(segment, start + pos, bytes(data[pos:]), "torn record at end of segment"))
-                log.warning("spool: torn record in %s at %d (%d bytes)", segment, start + pos, len(data) - pos)
+                batch.damaged.append(
+                    Damaged(
+                        segment, start + pos, bytes(data[pos:]), "torn record at end of segment"
+                    )
+                )
+                log.warning(
+                    "spool: torn record in %s at %d (%d bytes)",
+                    segment,
+                    start + pos,
+                    len(data) - pos,
+                )
                 pos = len(data)
                 break
             kind, next_pos, payload = parsed
@@ -574,7 +593,7 @@ def _parse_one(data: bytes, pos: int) -> tuple[str, int, bytes] | None:
         if nxt != -1 and _parse_one(data, nxt) is not None:
             return ("bad record length", nxt, b"")
         return None
-    payload = data[pos + HEADER_SIZE:end]
+    payload = data[pos + HEADER_SIZE : end]
     if zlib.crc32(payload) != crc:
         return ("crc mismatch", _resync(data, pos + 1), b"")
     return ("ok", end, payload)

@@ -119,6 +119,7 @@ class Recorder:
         self.account_name = account_name
         self.product = product
         self.stats = RecorderStats()
+
     def record(
         self,
         action: str,
@@ -437,7 +438,14 @@ def encode(event: dict[str, Any]) -> bytes:
         slim["audit.comments"] = comments[:65_536] + "…[truncated]"
     payload = dumps(slim)
     if len(payload) > MAX_EVENT_BYTES:  # something else is huge: keep the essentials
-        keep = ("@timestamp", "event.id", "event.action", "event.outcome", "organization.id", "user.id")
+        keep = (
+            "@timestamp",
+            "event.id",
+            "event.action",
+            "event.outcome",
+            "organization.id",
+            "user.id",
+        )
         slim = {k: slim[k] for k in keep if k in slim}
         slim["audit.comments"] = f"event of {len(payload)} bytes cut to its essentials"
         slim["audit.flags"] = ["truncated"]

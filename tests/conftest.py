@@ -43,7 +43,7 @@ def os_prefix() -> str:
 
 
 @pytest.fixture
-def os_store(opensearch_url: str, os_prefix: str) -> Iterator["OpenSearchStore"]:  # noqa: F821
+def os_store(opensearch_url: str, os_prefix: str) -> Iterator[OpenSearchStore]:  # noqa: F821
     """An OpenSearchStore on the real node with its template installed; removed afterwards."""
     from useraudit.store.opensearch import OpenSearchStore
 

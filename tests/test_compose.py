@@ -36,8 +36,10 @@ SPOOL = "/var/lib/useraudit/spool"
 def _compose() -> str:
     exe = shutil.which("docker-compose")
     if not exe:
-        pytest.fail("docker-compose is not installed (apt-get install -y docker-compose; "
-                    "`make test` does it)")
+        pytest.fail(
+            "docker-compose is not installed (apt-get install -y docker-compose; "
+            "`make test` does it)"
+        )
     return exe
 
 
@@ -49,9 +51,21 @@ def _run(*args: str, password: str | None = PASSWORD) -> subprocess.CompletedPro
         env["OPENSEARCH_INITIAL_ADMIN_PASSWORD"] = password
     # --env-file: the committed example, never a developer's own .env.
     return subprocess.run(
-        [_compose(), "--env-file", str(ENV_EXAMPLE), "--project-directory", str(ROOT),
-         "-f", str(COMPOSE_FILE), *args],
-        capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            _compose(),
+            "--env-file",
+            str(ENV_EXAMPLE),
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(COMPOSE_FILE),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -63,9 +77,16 @@ def _load_yaml(text: str) -> dict[str, Any]:
         shebang = Path(_compose()).read_text(errors="replace").splitlines()[0]
         interpreter = shebang[2:].strip().split()
         out = subprocess.run(
-            [*interpreter, "-c",
-             "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
-            input=text, capture_output=True, text=True, check=True, timeout=60,
+            [
+                *interpreter,
+                "-c",
+                "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+            ],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         )
         return json.loads(out.stdout)
     return yaml.safe_load(text)
@@ -125,7 +146,7 @@ def test_ports_are_published_on_loopback_only(config: dict[str, Any]) -> None:
     for name, svc in services.items():
         ports = [_published(p) for p in svc.get("ports", [])]
         if name in PORTS:
-            assert (("127.0.0.1", PORTS[name], PORTS[name]) in ports), (name, ports)
+            assert ("127.0.0.1", PORTS[name], PORTS[name]) in ports, (name, ports)
         assert all(ip == "127.0.0.1" for ip, _, _ in ports), (name, ports)
     assert "ports" not in services["indexer"] and "ports" not in services["demo"]
 
@@ -180,15 +201,19 @@ def test_security_on_and_no_secret_committed(config: dict[str, Any]) -> None:
     assert env["OPENSEARCH_INITIAL_ADMIN_PASSWORD"] == PASSWORD
     assert "DISABLE_SECURITY_PLUGIN" not in env
     assert services["indexer"]["environment"]["USERAUDIT_STORE"].startswith(
-        f"https://admin:{PASSWORD}@opensearch:9200")
+        f"https://admin:{PASSWORD}@opensearch:9200"
+    )
     # The password only ever comes from the environment / .env.
     raw = COMPOSE_FILE.read_text()
     for line in raw.splitlines():
         if "PASSWORD" in line and ":" in line and not line.lstrip().startswith("#"):
             value = line.split(":", 1)[1]
             assert "PASSWORD" in value or "$" in value, f"literal secret? {line!r}"
-    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert example["OPENSEARCH_INITIAL_ADMIN_PASSWORD"] == ""
     if (ROOT / ".git").exists() and shutil.which("git"):
         ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".env"])
@@ -217,23 +242,46 @@ def test_image_install_has_everything_the_services_need(tmp_path: Path) -> None:
         else:
             shutil.copy2(path, src / rel)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(src)],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("useraudit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
 
     def expected(folder: str, package: str) -> set[str]:
-        return {f"useraudit/{package}/{p.relative_to(ROOT / folder).as_posix()}"
-                for p in (ROOT / folder).rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+        return {
+            f"useraudit/{package}/{p.relative_to(ROOT / folder).as_posix()}"
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        }
 
-    wanted = (expected("webapp", "webapp") | expected("index_templates", "index_templates")
-              | expected("middleware", "middleware") | expected("indexer", "indexer")
-              | {"useraudit/devnode/pom.xml", "useraudit/devnode/opensearch.yml",
-                 "useraudit/cli.py", "useraudit/demo/__init__.py"})
+    wanted = (
+        expected("webapp", "webapp")
+        | expected("index_templates", "index_templates")
+        | expected("middleware", "middleware")
+        | expected("indexer", "indexer")
+        | {
+            "useraudit/devnode/pom.xml",
+            "useraudit/devnode/opensearch.yml",
+            "useraudit/cli.py",
+            "useraudit/demo/__init__.py",
+        }
+    )
     missing = sorted(wanted - names)
     assert not missing, f"not in the image's install (pyproject package/package-data?): {missing}"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

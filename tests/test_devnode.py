@@ -26,7 +26,10 @@ from useraudit.devnode import node
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(Path(sys.executable).parent / "useraudit"), "opensearch", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -61,8 +64,7 @@ def test_start_status_stop_a_second_node(node_home: Path) -> None:
     before = _cli("status", "--home", home)
     assert before.returncode == 1 and "stopped" in before.stdout
 
-    started = _cli("start", "--port", str(port), "--home", home, "--heap", "512m",
-                   "--wait", "240")
+    started = _cli("start", "--port", str(port), "--home", home, "--heap", "512m", "--wait", "240")
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"http://127.0.0.1:{port}" in started.stdout
 
@@ -76,8 +78,11 @@ def test_start_status_stop_a_second_node(node_home: Path) -> None:
     assert [n["process"]["id"] for n in procs.values()] == [pid]
     # Bound to loopback only.
     http = _get(f"http://127.0.0.1:{port}/_nodes/_local/http")["nodes"]
-    assert all(addr.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:"))
-               for n in http.values() for addr in n["http"]["bound_address"])
+    assert all(
+        addr.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:"))
+        for n in http.values()
+        for addr in n["http"]["bound_address"]
+    )
 
     shown = _cli("status", "--home", home)
     assert shown.returncode == 0, shown.stderr
@@ -170,8 +175,9 @@ def test_in_process_start_and_stop_leave_no_warning_or_zombie(node_home: Path) -
         gc.collect()
         assert node.stop(node_home, echo=lambda _m: None) is True
         gc.collect()
-    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], \
-        [str(w.message) for w in caught]
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
+        str(w.message) for w in caught
+    ]
     # Our own child, so stop() reaped it: no zombie left in the process table.
     stat = Path(f"/proc/{pid}/stat")
     assert not stat.exists(), (stat.read_text(), node._children)

@@ -146,19 +146,53 @@ _API_DELETE = (("api", "iam"), ("deletion",))
 # (code, label, group, (category, type), targets_user)
 _COMMON: list[tuple[str, str, str, tuple[tuple[str, ...], tuple[str, ...]], bool]] = [
     # "Account verification actions" on the page is a heading over the two below.
-    ("phone_number.confirmed", "Phone number confirmed", "Account verification", _IAM_USER_CHANGE, False),
-    ("phone_number.confirmation_code_requested", "Phone number confirmation code request",
-     "Account verification", (("iam",), ("user", "info")), False),
+    (
+        "phone_number.confirmed",
+        "Phone number confirmed",
+        "Account verification",
+        _IAM_USER_CHANGE,
+        False,
+    ),
+    (
+        "phone_number.confirmation_code_requested",
+        "Phone number confirmation code request",
+        "Account verification",
+        (("iam",), ("user", "info")),
+        False,
+    ),
     ("custom_role.created", "Custom role created", "Custom role", _IAM_CREATE, False),
     ("custom_role.updated", "Custom role updated", "Custom role", _IAM_CHANGE, False),
     ("custom_role.renamed", "Custom role renamed", "Custom role", _IAM_CHANGE, False),
     ("custom_role.deleted", "Custom role deleted", "Custom role", _IAM_DELETE, False),
-    ("user_account.blocked", "User account blocked", "User account", (("iam",), ("user", "admin", "change")), True),
-    ("user_account.unblocked", "User account unblocked", "User account", (("iam",), ("user", "admin", "change")), True),
-    ("user_account.blocked_failed_sign_ins", "Account is blocked, too many failed sign-in attempts",
-     "User account", (("iam", "authentication"), ("user", "change")), True),
+    (
+        "user_account.blocked",
+        "User account blocked",
+        "User account",
+        (("iam",), ("user", "admin", "change")),
+        True,
+    ),
+    (
+        "user_account.unblocked",
+        "User account unblocked",
+        "User account",
+        (("iam",), ("user", "admin", "change")),
+        True,
+    ),
+    (
+        "user_account.blocked_failed_sign_ins",
+        "Account is blocked, too many failed sign-in attempts",
+        "User account",
+        (("iam", "authentication"), ("user", "change")),
+        True,
+    ),
     ("user.added", "New user added", "Users", _IAM_USER_CREATE, True),
-    ("user.roles_updated", "User roles updated", "Users", (("iam",), ("user", "group", "change")), True),
+    (
+        "user.roles_updated",
+        "User roles updated",
+        "Users",
+        (("iam",), ("user", "group", "change")),
+        True,
+    ),
     ("user.signed_in", "User signed in", "Users", _AUTH_START, False),
     ("user.signed_out", "User signed out", "Users", _AUTH_END, False),
     ("user.password_changed", "User profile password changed", "Users", _IAM_USER_CHANGE, False),
@@ -169,46 +203,103 @@ _COMMON: list[tuple[str, str, str, tuple[tuple[str, ...], tuple[str, ...]], bool
 def _verbs(
     prefix_code: str, prefix_label: str, group: str, verbs: list[tuple[str, str, tuple]]
 ) -> list[tuple[str, str, str, tuple, bool]]:
-    return [(f"{prefix_code}.{code}", f"{prefix_label} {label}", group, cat, False) for code, label, cat in verbs]
+    return [
+        (f"{prefix_code}.{code}", f"{prefix_label} {label}", group, cat, False)
+        for code, label, cat in verbs
+    ]
 
 
 def _labels(code: str, label: str) -> list[tuple[str, str, str, tuple, bool]]:
-    return _verbs(code, label, "Labels", [
-        ("added_to_catalog", "added to catalog", _CFG_CREATE),
-        ("updated", "updated", _CFG_CHANGE),
-        ("removed_from_catalog", "removed from catalog", _CFG_DELETE),
-    ])
+    return _verbs(
+        code,
+        label,
+        "Labels",
+        [
+            ("added_to_catalog", "added to catalog", _CFG_CREATE),
+            ("updated", "updated", _CFG_CHANGE),
+            ("removed_from_catalog", "removed from catalog", _CFG_DELETE),
+        ],
+    )
 
 
 _JAICP: list[tuple[str, str, str, tuple, bool]] = [
-    *_verbs("bot_project", "Bot project", "Bot projects", [
-        ("created", "created", _CFG_CREATE),
-        ("cloned", "cloned", _CFG_CREATE),
-        ("deleted", "deleted", _CFG_DELETE),
-    ]),
+    *_verbs(
+        "bot_project",
+        "Bot project",
+        "Bot projects",
+        [
+            ("created", "created", _CFG_CREATE),
+            ("cloned", "cloned", _CFG_CREATE),
+            ("deleted", "deleted", _CFG_DELETE),
+        ],
+    ),
     ("bot_project.exported", "Bot project exported", "Bot projects", _ACCESS, False),
     ("bot_project.imported", "Bot project imported", "Bot projects", _CFG_CHANGE, False),
-    ("bot_project.settings_updated", "Bot project settings updated", "Bot projects", _CFG_CHANGE, False),
-    *_verbs("task", "Task", "Tasks", [
-        ("closed", "closed", _CFG_CHANGE),
-        ("created", "created", _CFG_CREATE),
-        ("updated", "updated", _CFG_CHANGE),
-    ]),
-    ("inbound_channel.settings_updated", "Inbound channel settings updated", "Inbound channels", _CFG_CHANGE, False),
-    *_verbs("inbound_channel", "Inbound channel", "Inbound channels", [
-        ("connected", "connected", _CFG_CREATE),
-        ("deleted", "deleted", _CFG_DELETE),
-        ("blocked", "blocked", _CFG_CHANGE),
-        ("unblocked", "unblocked", _CFG_CHANGE),
-    ]),
-    ("cep.connected", "Customer engagement platform connected", "Customer engagement platforms", _CFG_CREATE, False),
-    ("cep.settings_updated", "Customer engagement platform settings updated",
-     "Customer engagement platforms", _CFG_CHANGE, False),
-    ("cep.deleted", "Customer engagement platform deleted", "Customer engagement platforms", _CFG_DELETE, False),
-    *_verbs("client", "Client", "Clients", [
-        ("blocked", "blocked", _CFG_CHANGE),
-        ("unblocked", "unblocked", _CFG_CHANGE),
-    ]),
+    (
+        "bot_project.settings_updated",
+        "Bot project settings updated",
+        "Bot projects",
+        _CFG_CHANGE,
+        False,
+    ),
+    *_verbs(
+        "task",
+        "Task",
+        "Tasks",
+        [
+            ("closed", "closed", _CFG_CHANGE),
+            ("created", "created", _CFG_CREATE),
+            ("updated", "updated", _CFG_CHANGE),
+        ],
+    ),
+    (
+        "inbound_channel.settings_updated",
+        "Inbound channel settings updated",
+        "Inbound channels",
+        _CFG_CHANGE,
+        False,
+    ),
+    *_verbs(
+        "inbound_channel",
+        "Inbound channel",
+        "Inbound channels",
+        [
+            ("connected", "connected", _CFG_CREATE),
+            ("deleted", "deleted", _CFG_DELETE),
+            ("blocked", "blocked", _CFG_CHANGE),
+            ("unblocked", "unblocked", _CFG_CHANGE),
+        ],
+    ),
+    (
+        "cep.connected",
+        "Customer engagement platform connected",
+        "Customer engagement platforms",
+        _CFG_CREATE,
+        False,
+    ),
+    (
+        "cep.settings_updated",
+        "Customer engagement platform settings updated",
+        "Customer engagement platforms",
+        _CFG_CHANGE,
+        False,
+    ),
+    (
+        "cep.deleted",
+        "Customer engagement platform deleted",
+        "Customer engagement platforms",
+        _CFG_DELETE,
+        False,
+    ),
+    *_verbs(
+        "client",
+        "Client",
+        "Clients",
+        [
+            ("blocked", "blocked", _CFG_CHANGE),
+            ("unblocked", "unblocked", _CFG_CHANGE),
+        ],
+    ),
     *_labels("label_group", "Label group"),
     *_labels("phrase_label", "Phrase label"),
     *_labels("session_label", "Session label"),
@@ -216,26 +307,60 @@ _JAICP: list[tuple[str, str, str, tuple, bool]] = [
     ("project_label.created", "Project label created", "Tags", _CFG_CREATE, False),
     ("project_label.updated", "Project labels updated", "Tags", _CFG_CHANGE, False),
     ("project_label.deleted", "Project label deleted", "Tags", _CFG_DELETE, False),
-    *_verbs("masking_rule", "Masking rule", "Log obfuscation rules", [
-        ("created", "created", _CFG_CREATE),
-        ("updated", "updated", _CFG_CHANGE),
-        ("enabled", "enabled", _CFG_CHANGE),
-        ("disabled", "disabled", _CFG_CHANGE),
-        ("deleted", "deleted", _CFG_DELETE),
-    ]),
-    ("masking_rule_template.deleted", "Masking rule template deleted", "Log obfuscation rules", _CFG_DELETE, False),
+    *_verbs(
+        "masking_rule",
+        "Masking rule",
+        "Log obfuscation rules",
+        [
+            ("created", "created", _CFG_CREATE),
+            ("updated", "updated", _CFG_CHANGE),
+            ("enabled", "enabled", _CFG_CHANGE),
+            ("disabled", "disabled", _CFG_CHANGE),
+            ("deleted", "deleted", _CFG_DELETE),
+        ],
+    ),
+    (
+        "masking_rule_template.deleted",
+        "Masking rule template deleted",
+        "Log obfuscation rules",
+        _CFG_DELETE,
+        False,
+    ),
     ("message_log.downloaded", "Message log downloaded", "Analytics", _ACCESS, False),
     ("session_log.downloaded", "Session log downloaded", "Analytics", _ACCESS, False),
     ("client_report.downloaded", "Client report downloaded", "Analytics", _ACCESS, False),
-    *_verbs("token", "Token", "API tokens", [
-        ("created", "created", _API_CREATE),
-        ("refreshed", "refreshed", _API_CHANGE),
-        ("updated", "updated", _API_CHANGE),
-        ("deleted", "deleted", _API_DELETE),
-    ]),
-    ("environment_variable.created", "Environment variable create", "Environment variables", _CFG_CREATE, False),
-    ("environment_variable.updated", "Environment variable update", "Environment variables", _CFG_CHANGE, False),
-    ("environment_variable.deleted", "Environment variable delete", "Environment variables", _CFG_DELETE, False),
+    *_verbs(
+        "token",
+        "Token",
+        "API tokens",
+        [
+            ("created", "created", _API_CREATE),
+            ("refreshed", "refreshed", _API_CHANGE),
+            ("updated", "updated", _API_CHANGE),
+            ("deleted", "deleted", _API_DELETE),
+        ],
+    ),
+    (
+        "environment_variable.created",
+        "Environment variable create",
+        "Environment variables",
+        _CFG_CREATE,
+        False,
+    ),
+    (
+        "environment_variable.updated",
+        "Environment variable update",
+        "Environment variables",
+        _CFG_CHANGE,
+        False,
+    ),
+    (
+        "environment_variable.deleted",
+        "Environment variable delete",
+        "Environment variables",
+        _CFG_DELETE,
+        False,
+    ),
 ]
 
 # useraudit's own admin UI audits itself under a product of its own.
@@ -253,8 +378,13 @@ def _load_builtin(catalog: Catalog) -> None:
         catalog.register_product(product, label)
         for code, action_label, group, (category, types), targets_user in rows:
             catalog.register_action(
-                code, action_label, product=product, group=group,
-                category=category, type=types, targets_user=targets_user,
+                code,
+                action_label,
+                product=product,
+                group=group,
+                category=category,
+                type=types,
+                targets_user=targets_user,
             )
 
 

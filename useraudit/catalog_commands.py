@@ -25,11 +25,20 @@ def catalog(as_json: bool, product: str | None) -> None:
         actions = list(CATALOG.actions(prod.code))
         if as_json:
             for a in actions:
-                click.echo(json.dumps({
-                    "code": a.code, "label": a.label, "product": prod.code,
-                    "product_label": prod.label, "group": a.group,
-                    "category": list(a.category), "type": list(a.type),
-                }, ensure_ascii=False))
+                click.echo(
+                    json.dumps(
+                        {
+                            "code": a.code,
+                            "label": a.label,
+                            "product": prod.code,
+                            "product_label": prod.label,
+                            "group": a.group,
+                            "category": list(a.category),
+                            "type": list(a.type),
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             continue
         click.secho(f"{prod.label} ({prod.code})", bold=True)
         for group in CATALOG.groups(prod.code):

@@ -65,6 +65,10 @@ def main(verbose: bool) -> None:
 
 
 store_option = click.option(
-    "--store", "store_url", envvar="USERAUDIT_STORE", default=None, show_envvar=True,
+    "--store",
+    "store_url",
+    envvar="USERAUDIT_STORE",
+    default=None,
+    show_envvar=True,
     help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
 )

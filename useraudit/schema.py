@@ -59,11 +59,29 @@ class Field:
 K = Kind
 FIELDS: tuple[Field, ...] = (
     Field("@timestamp", K.DATE, "When the action happened (UTC), as reported by the host app."),
-    Field("event.id", K.KEYWORD, "Unique event id; also the document _id, which makes redelivery a no-op."),
-    Field("event.action", K.KEYWORD, "Machine code of the action, from the catalog (e.g. custom_role.renamed)."),
+    Field(
+        "event.id",
+        K.KEYWORD,
+        "Unique event id; also the document _id, which makes redelivery a no-op.",
+    ),
+    Field(
+        "event.action",
+        K.KEYWORD,
+        "Machine code of the action, from the catalog (e.g. custom_role.renamed).",
+    ),
     Field("event.kind", K.KEYWORD, "Always 'event'."),
-    Field("event.category", K.KEYWORD, "ECS category (authentication, iam, configuration, ...).", multi=True),
-    Field("event.type", K.KEYWORD, "ECS type (start, end, creation, deletion, change, ...).", multi=True),
+    Field(
+        "event.category",
+        K.KEYWORD,
+        "ECS category (authentication, iam, configuration, ...).",
+        multi=True,
+    ),
+    Field(
+        "event.type",
+        K.KEYWORD,
+        "ECS type (start, end, creation, deletion, change, ...).",
+        multi=True,
+    ),
     Field("event.outcome", K.KEYWORD, "success, failure or unknown. The Result column."),
     Field("event.reason", K.TEXT, "Why the action failed, when it did.", max_chars=2048),
     Field("event.ingested", K.DATE, "When the indexer stored the event."),
@@ -79,22 +97,42 @@ FIELDS: tuple[Field, ...] = (
     Field("user.target.name", K.NAME, "Modified user's login name."),
     Field("user.target.email", K.NAME, "Modified user's e-mail."),
     Field("user.target.full_name", K.NAME, "Modified user's display name."),
-    Field("audit.impersonator.id", K.KEYWORD, "The Impersonator: the administrator acting on the User's behalf."),
+    Field(
+        "audit.impersonator.id",
+        K.KEYWORD,
+        "The Impersonator: the administrator acting on the User's behalf.",
+    ),
     Field("audit.impersonator.name", K.NAME, "Impersonator's login name."),
     Field("audit.impersonator.email", K.NAME, "Impersonator's e-mail."),
     Field("audit.impersonator.full_name", K.NAME, "Impersonator's display name."),
     Field("audit.product", K.KEYWORD, "Product code from the catalog (common, jaicp, ...)."),
-    Field("audit.group", K.KEYWORD, "The action's group in the catalog (Custom role, API tokens, ...)."),
+    Field(
+        "audit.group",
+        K.KEYWORD,
+        "The action's group in the catalog (Custom role, API tokens, ...).",
+    ),
     Field("audit.project.id", K.KEYWORD, "Project the action concerns."),
     Field("audit.project.name", K.NAME, "Project's display name."),
     Field("audit.token.id", K.KEYWORD, "API token id (never the secret)."),
-    Field("audit.comments", K.TEXT, "Comments: the action's parameters in words; full-text searchable.",
-          max_chars=32_766),
+    Field(
+        "audit.comments",
+        K.TEXT,
+        "Comments: the action's parameters in words; full-text searchable.",
+        max_chars=32_766,
+    ),
     Field("audit.params", K.FLAT, "Structured action parameters (secrets masked)."),
-    Field("audit.flags", K.KEYWORD, "What the indexer had to repair: unknown_action, invalid_ip, truncated, ...",
-          multi=True),
+    Field(
+        "audit.flags",
+        K.KEYWORD,
+        "What the indexer had to repair: unknown_action, invalid_ip, truncated, ...",
+        multi=True,
+    ),
     Field("source.ip", K.IP, "Client IP, proxy-aware (see the middleware's trusted_proxies)."),
-    Field("source.address", K.KEYWORD, "Client address exactly as received, kept even when it is not an IP."),
+    Field(
+        "source.address",
+        K.KEYWORD,
+        "Client address exactly as received, kept even when it is not an IP.",
+    ),
     Field("user_agent.original", K.KEYWORD, "User-Agent header as sent.", max_chars=4096),
     Field("user_agent.name", K.KEYWORD, "Browser name."),
     Field("user_agent.version", K.KEYWORD, "Browser version."),
@@ -105,8 +143,12 @@ FIELDS: tuple[Field, ...] = (
     Field("http.request.method", K.KEYWORD, "HTTP method."),
     Field("url.path", K.KEYWORD, "Request path.", max_chars=2048),
     Field("http.response.status_code", K.INTEGER, "HTTP status the host app answered."),
-    Field("related.user", K.NAME, "Every user named in the event (actor, modified user, impersonator).",
-          multi=True),
+    Field(
+        "related.user",
+        K.NAME,
+        "Every user named in the event (actor, modified user, impersonator).",
+        multi=True,
+    ),
     Field("related.ip", K.IP, "Every IP named in the event.", multi=True),
     Field("ecs.version", K.KEYWORD, "ECS version these fields follow."),
 )
@@ -138,11 +180,24 @@ COLUMNS: tuple[Column, ...] = (
     Column("target", "Modified user", tuple(f"user.target.{p}" for p in PERSON_PARTS), 30),
     Column("project", "Project", ("audit.project.name", "audit.project.id"), 20),
     Column("comments", "Comments", ("audit.comments",), 60),
-    Column("ip_device", "IP and device",
-           ("source.ip", "source.address", "user_agent.name", "user_agent.version",
-            "user_agent.os.name", "user_agent.os.version", "user_agent.device.name"), 34),
+    Column(
+        "ip_device",
+        "IP and device",
+        (
+            "source.ip",
+            "source.address",
+            "user_agent.name",
+            "user_agent.version",
+            "user_agent.os.name",
+            "user_agent.os.version",
+            "user_agent.device.name",
+        ),
+        34,
+    ),
     Column("result", "Result", ("event.outcome",), 10),
-    Column("impersonator", "Impersonator", tuple(f"audit.impersonator.{p}" for p in PERSON_PARTS), 30),
+    Column(
+        "impersonator", "Impersonator", tuple(f"audit.impersonator.{p}" for p in PERSON_PARTS), 30
+    ),
 )
 
 
@@ -162,8 +217,12 @@ def person_label(doc: dict, prefix: str) -> str:
 
 def device_label(doc: dict) -> str:
     """'Chrome 120 · Windows 10 · Other' style text for the IP and device column."""
-    browser = " ".join(str(v) for v in (doc.get("user_agent.name"), doc.get("user_agent.version")) if v)
-    os_ = " ".join(str(v) for v in (doc.get("user_agent.os.name"), doc.get("user_agent.os.version")) if v)
+    browser = " ".join(
+        str(v) for v in (doc.get("user_agent.name"), doc.get("user_agent.version")) if v
+    )
+    os_ = " ".join(
+        str(v) for v in (doc.get("user_agent.os.name"), doc.get("user_agent.os.version")) if v
+    )
     device = doc.get("user_agent.device.name")
     parts = [p for p in (browser, os_, device if device and device != "Other" else "") if p]
     return " · ".join(parts)

@@ -46,7 +46,7 @@ def seed_actions() -> list[tuple[str, str, str]]:
                 out.append((product, group, text))
         bullets = []
 
-    for raw in lines[start + 1:]:
+    for raw in lines[start + 1 :]:
         line = raw.strip()
         if not line or line == "Open list":
             continue
@@ -68,7 +68,11 @@ def test_the_seed_parses_into_many_actions() -> None:
     actions = seed_actions()
     assert len(actions) >= 65
     assert ("common", "Custom role", "Custom role renamed") in actions
-    assert ("common", "User account", "Account is blocked, too many failed sign-in attempts") in actions
+    assert (
+        "common",
+        "User account",
+        "Account is blocked, too many failed sign-in attempts",
+    ) in actions
     assert ("jaicp", "Log obfuscation rules", "Masking rule template deleted") in actions
     assert ("jaicp", "Environment variables", "Environment variable delete") in actions
     assert ("jaicp", "Labels", "Task label removed from catalog") in actions
@@ -85,7 +89,9 @@ def test_every_seed_action_is_in_the_catalog(product: str, group: str, label: st
 def test_the_catalog_has_nothing_the_page_lacks() -> None:
     """Common events and JAICP hold exactly the page's actions, no inventions."""
     seeded = {(p, label) for p, _g, label in seed_actions()}
-    catalogued = {(a.product, a.label) for a in CATALOG.actions() if a.product in ("common", "jaicp")}
+    catalogued = {
+        (a.product, a.label) for a in CATALOG.actions() if a.product in ("common", "jaicp")
+    }
     assert catalogued == seeded
 
 
@@ -103,7 +109,9 @@ def test_hosts_register_their_own_products_and_actions() -> None:
     """A host app adds a product and actions; bad codes and unknown products are refused clearly."""
     catalog = Catalog()
     catalog.register_product("billing", "Billing")
-    action = catalog.register_action("invoice.paid", "Invoice paid", product="billing", group="Invoices")
+    action = catalog.register_action(
+        "invoice.paid", "Invoice paid", product="billing", group="Invoices"
+    )
     assert catalog.get("invoice.paid") == action
     assert catalog.groups("billing") == ["Invoices"]
     with pytest.raises(ValueError, match="dotted lower-case"):
@@ -120,8 +128,10 @@ def test_events_catalog_command_prints_every_action() -> None:
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert len(rows) == len(CATALOG)
-    assert {"code": "task_label.removed_from_catalog", "label": "Task label removed from catalog"}.items() <= next(
-        r for r in rows if r["code"] == "task_label.removed_from_catalog").items()
+    assert {
+        "code": "task_label.removed_from_catalog",
+        "label": "Task label removed from catalog",
+    }.items() <= next(r for r in rows if r["code"] == "task_label.removed_from_catalog").items()
     text = CliRunner().invoke(cli, ["events", "catalog"]).output
     assert re.search(r"Common events \(common\)", text) and "Environment variable delete" in text
 

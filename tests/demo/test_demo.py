@@ -9,15 +9,29 @@ from pathlib import Path
 import pytest
 
 from useraudit.catalog import CATALOG
-from useraudit.store import Query, open_store
 from useraudit.demo import traffic
+from useraudit.store import Query, open_store
 
 
 def run_demo(home: Path, store_url: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "useraudit", "demo", "--no-serve", "--events", "250", "--home", str(home),
-         "--store", store_url],
-        capture_output=True, text=True, timeout=300, env={"USERAUDIT_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "useraudit",
+            "demo",
+            "--no-serve",
+            "--events",
+            "250",
+            "--home",
+            str(home),
+            "--store",
+            store_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"USERAUDIT_HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -45,17 +59,29 @@ def test_demo_covers_the_catalog_and_the_stories(tmp_path: Path, demo_store_url:
         assert all("sk_demo_should_never_be_stored" not in repr(d) for d in docs)
         assert any(d.get("source.ip", "").startswith("2001:db8:") for d in docs)
         assert any(d.get("user_agent.os.name") == "iOS" for d in docs)
-        assert all("audit.flags" not in d for d in docs), [d["audit.flags"] for d in docs if "audit.flags" in d]
+        assert all("audit.flags" not in d for d in docs), [
+            d["audit.flags"] for d in docs if "audit.flags" in d
+        ]
     globex = list(store.iterate(Query(account="globex")))
-    failed = [d for d in globex if d["event.action"] == "user.signed_in" and d["event.outcome"] == "failure"]
+    failed = [
+        d
+        for d in globex
+        if d["event.action"] == "user.signed_in" and d["event.outcome"] == "failure"
+    ]
     assert len(failed) >= 6
-    (blocked,) = [d for d in globex if d["event.action"] == "user_account.blocked_failed_sign_ins"
-                  and "in a row" in d.get("audit.comments", "")]
+    (blocked,) = [
+        d
+        for d in globex
+        if d["event.action"] == "user_account.blocked_failed_sign_ins"
+        and "in a row" in d.get("audit.comments", "")
+    ]
     assert blocked["user.target.name"] == failed[0]["user.name"]
     acme = list(store.iterate(Query(account="acme")))
     impersonated = [d for d in acme if d.get("audit.impersonator.name")]
     assert len(impersonated) >= 3
-    assert any(d["event.action"] == "token.created" and d.get("audit.token.id") for d in impersonated)
+    assert any(
+        d["event.action"] == "token.created" and d.get("audit.token.id") for d in impersonated
+    )
     signed_out = [d for d in acme if d["event.action"] == "user.signed_out"]
     assert signed_out and all(d.get("user.name") for d in signed_out)
     store.close()
@@ -73,9 +99,21 @@ def test_demo_serves_the_ui_and_stops_on_sigterm(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "useraudit", "demo", "--events", "80", "--port", str(port),
-         "--home", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "useraudit",
+            "demo",
+            "--events",
+            "80",
+            "--port",
+            str(port),
+            "--home",
+            str(tmp_path / "demo"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={"USERAUDIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
     )
     assert proc.stdout is not None

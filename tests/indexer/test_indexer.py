@@ -9,20 +9,20 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from support.tcpproxy import TcpProxy
-
-from useraudit import index_templates
-from useraudit.cli import main as cli
 from useraudit.indexer.enrich import TRUNCATION_MARK, Enricher
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.spool import frame
 from useraudit.middleware import context
 from useraudit.middleware.recorder import Recorder
+
+from useraudit import index_templates
+from useraudit.cli import main as cli
 from useraudit.schema import FIELDS, SCHEMA_VERSION, Kind
 from useraudit.store.base import StoreError
 from useraudit.store.opensearch import OpenSearchStore
@@ -63,19 +63,38 @@ def test_golden_template_matches_the_schema() -> None:
     assert index_templates.load_golden() == index_templates.render()
 
 
-def test_template_install_creates_explicit_mappings(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_template_install_creates_explicit_mappings(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """Every schema field gets its declared type on a real index, and unknown fields map to nothing."""
     rec = Recorder(spool_dir, durability="sync")
     rec.record("user.signed_in", account="a1", user="u1")
     rec.close()
-    spool_dir.joinpath("stray.seg").write_bytes(frame(json.dumps({
-        "event.id": "stray-1", "event.action": "user.signed_in", "organization.id": "a1", "surprise.field": "x",
-    }).encode()))
+    spool_dir.joinpath("stray.seg").write_bytes(
+        frame(
+            json.dumps(
+                {
+                    "event.id": "stray-1",
+                    "event.action": "user.signed_in",
+                    "organization.id": "a1",
+                    "surprise.field": "x",
+                }
+            ).encode()
+        )
+    )
     ship(spool_dir, os_store)
     mapping = mapping_of(os_store)
     assert mapping["dynamic"] == "false"
-    expected = {Kind.KEYWORD: "keyword", Kind.NAME: "keyword", Kind.TEXT: "text", Kind.IP: "ip",
-                Kind.DATE: "date", Kind.INTEGER: "integer", Kind.FLAT: "flat_object", Kind.BOOLEAN: "boolean"}
+    expected = {
+        Kind.KEYWORD: "keyword",
+        Kind.NAME: "keyword",
+        Kind.TEXT: "text",
+        Kind.IP: "ip",
+        Kind.DATE: "date",
+        Kind.INTEGER: "integer",
+        Kind.FLAT: "flat_object",
+        Kind.BOOLEAN: "boolean",
+    }
     for field in FIELDS:
         assert leaf(mapping, field.name)["type"] == expected[field.kind], field.name
     assert leaf(mapping, "user.name")["fields"]["lower"]["normalizer"] == index_templates.NORMALIZER
@@ -102,7 +121,9 @@ def test_older_template_is_upgraded(os_store: OpenSearchStore) -> None:
     os_store.client.indices.put_index_template(name=name, body=old)
     (line,) = os_store.install()
     assert f"upgraded from version {SCHEMA_VERSION - 1}" in line
-    got = os_store.client.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
+    got = os_store.client.indices.get_index_template(name=name)["index_templates"][0][
+        "index_template"
+    ]
     assert got["version"] == SCHEMA_VERSION
     assert "audit" in got["template"]["mappings"]["properties"]
 
@@ -115,7 +136,9 @@ def test_newer_template_is_never_downgraded(os_store: OpenSearchStore) -> None:
     os_store.client.indices.put_index_template(name=name, body=newer)
     with pytest.raises(StoreError, match="newer than this useraudit"):
         os_store.install()
-    result = CliRunner().invoke(cli, ["templates", "install", "--store", f"{os_store.url}/?prefix={os_store.prefix}"])
+    result = CliRunner().invoke(
+        cli, ["templates", "install", "--store", f"{os_store.url}/?prefix={os_store.prefix}"]
+    )
     assert result.exit_code == 1
     assert "newer than this useraudit" in result.output
 
@@ -126,16 +149,32 @@ def test_newer_template_is_never_downgraded(os_store: OpenSearchStore) -> None:
 def test_every_field_round_trips_with_its_type(os_store: OpenSearchStore, spool_dir: Path) -> None:
     """An event with every field goes spool → indexer → OpenSearch and queries by type work."""
     rec = Recorder(spool_dir, durability="sync")
-    token = context.current.set(context.RequestContext(
-        request_id="req-1", client_ip="10.1.2.3", user_agent=CHROME, method="POST", path="/roles/7",
-        account_id="acc-1", account_name="Acme", status=200,
-        user={"id": "u-1", "name": "Alice", "email": "alice@example.com", "full_name": "Alice Liddell"},
-        impersonator={"id": "adm-9", "name": "root", "email": "root@example.com"},
-    ))
+    token = context.current.set(
+        context.RequestContext(
+            request_id="req-1",
+            client_ip="10.1.2.3",
+            user_agent=CHROME,
+            method="POST",
+            path="/roles/7",
+            account_id="acc-1",
+            account_name="Acme",
+            status=200,
+            user={
+                "id": "u-1",
+                "name": "Alice",
+                "email": "alice@example.com",
+                "full_name": "Alice Liddell",
+            },
+            impersonator={"id": "adm-9", "name": "root", "email": "root@example.com"},
+        )
+    )
     try:
         event_id = rec.record(
-            "user.roles_updated", target_user={"id": "u-2", "name": "Bob", "email": "BOB@example.com"},
-            project="p-42", project_name="Support bot", token_id="tok-7",
+            "user.roles_updated",
+            target_user={"id": "u-2", "name": "Bob", "email": "BOB@example.com"},
+            project="p-42",
+            project_name="Support bot",
+            token_id="tok-7",
             params={"roles": ["ADMIN", "USER_ADMIN"], "api_key": "s3cr3t", "nested": {"depth": 2}},
             comments="Granted administrator rights after review",
         )
@@ -180,12 +219,26 @@ def test_kill_9_mid_batch_then_restart_delivers_every_event_exactly_once(
 ) -> None:
     """An indexer killed with -9 while shipping, then restarted, leaves each event stored once."""
     rec = Recorder(spool_dir, durability="batch")
-    ids = {rec.record("bot_project.exported", account="acc-k", project=f"p{i}") for i in range(30_000)}
+    ids = {
+        rec.record("bot_project.exported", account="acc-k", project=f"p{i}") for i in range(30_000)
+    }
     rec.close()
     url = f"{os_store.url}/?prefix={os_store.prefix}"
     env = {**os.environ, "USERAUDIT_HOME": str(tmp_path)}
-    cmd = [sys.executable, "-m", "useraudit", "indexer", "run", "--spool", str(spool_dir),
-           "--store", url, "--batch", "500", "--no-install"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "useraudit",
+        "indexer",
+        "run",
+        "--spool",
+        str(spool_dir),
+        "--store",
+        url,
+        "--batch",
+        "500",
+        "--no-install",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -211,7 +264,9 @@ def test_kill_9_mid_batch_then_restart_delivers_every_event_exactly_once(
     assert stats["shipped"] + stats["duplicates"] == stats["read"]
 
 
-def test_bulk_partial_failure_dead_letters_only_the_bad_document(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_bulk_partial_failure_dead_letters_only_the_bad_document(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """One mapping-conflicting document among good ones: the good are indexed, the bad one is dead-lettered with its reason."""
     real = Enricher()
 
@@ -223,7 +278,11 @@ def test_bulk_partial_failure_dead_letters_only_the_bad_document(os_store: OpenS
 
     rec = Recorder(spool_dir, durability="sync")
     good = [rec.record("task.created", account="a", comments=f"ok {i}") for i in range(20)]
-    bad = rec.record("task.created", account="a", comments="poison", )
+    bad = rec.record(
+        "task.created",
+        account="a",
+        comments="poison",
+    )
     rec.close()
     ix = ship(spool_dir, os_store, enricher=careless)
     assert ix.stats.shipped == 20 and ix.stats.dead_lettered == 1
@@ -236,20 +295,34 @@ def test_bulk_partial_failure_dead_letters_only_the_bad_document(os_store: OpenS
     assert "mapper_parsing_exception" in letter["reason"] and "source.ip" in letter["reason"]
     assert json.loads(letter["raw"])["audit.comments"] == "poison"
     # With the enricher fixed, a retry delivers it and empties the queue.
-    retried = runner.invoke(cli, ["indexer", "dlq", "retry", "--spool", str(spool_dir),
-                                  "--store", f"{os_store.url}/?prefix={os_store.prefix}"])
+    retried = runner.invoke(
+        cli,
+        [
+            "indexer",
+            "dlq",
+            "retry",
+            "--spool",
+            str(spool_dir),
+            "--store",
+            f"{os_store.url}/?prefix={os_store.prefix}",
+        ],
+    )
     assert json.loads(retried.output.splitlines()[-1]) == {"delivered": 1, "still_failing": 0}
     os_store.refresh()
     assert bad in os_store.get([bad])
 
 
-def test_items_answered_429_are_retried_until_they_succeed(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_items_answered_429_are_retried_until_they_succeed(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """Items refused with 429 (read-only-allow-delete block) are retried alone with backoff, then stored."""
     rec = Recorder(spool_dir, durability="sync")
     first = rec.record("token.created", account="a")
     ship(spool_dir, os_store)
     index = os_store.index_for(os_store.get([first])[first])
-    os_store.client.indices.put_settings(index=index, body={"index.blocks.read_only_allow_delete": True})
+    os_store.client.indices.put_settings(
+        index=index, body={"index.blocks.read_only_allow_delete": True}
+    )
     ids = [rec.record("token.refreshed", account="a", token_id=f"t{i}") for i in range(50)]
     rec.close()
     ix = Indexer(spool_dir, os_store, backoff_base=0.05, backoff_cap=0.3, max_item_retries=1000)
@@ -260,7 +333,9 @@ def test_items_answered_429_are_retried_until_they_succeed(os_store: OpenSearchS
         assert worker.is_alive() and ix.stats.retried > 0
         assert ix.stats.shipped == 0
     finally:
-        os_store.client.indices.put_settings(index=index, body={"index.blocks.read_only_allow_delete": None})
+        os_store.client.indices.put_settings(
+            index=index, body={"index.blocks.read_only_allow_delete": None}
+        )
         worker.join(60)
         ix.close()
     assert ix.stats.shipped == 50 and ix.stats.dead_lettered == 0
@@ -276,7 +351,9 @@ def test_opensearch_outage_mid_stream_loses_and_duplicates_nothing(
     proxy = TcpProxy(host, int(port))
     via_proxy = OpenSearchStore(proxy.url, prefix=os_store.prefix, timeout=5)
     rec = Recorder(spool_dir, durability="batch")
-    ids = {rec.record("session_label.updated", account="a", comments=f"n{i}") for i in range(10_000)}
+    ids = {
+        rec.record("session_label.updated", account="a", comments=f"n{i}") for i in range(10_000)
+    }
     rec.close()
     real = Enricher()
 
@@ -284,7 +361,9 @@ def test_opensearch_outage_mid_stream_loses_and_duplicates_nothing(
         time.sleep(0.0005)
         return real(raw)
 
-    ix = Indexer(spool_dir, via_proxy, enricher=paced, batch_records=250, backoff_base=0.05, backoff_cap=0.5)
+    ix = Indexer(
+        spool_dir, via_proxy, enricher=paced, batch_records=250, backoff_base=0.05, backoff_cap=0.5
+    )
     worker = threading.Thread(target=ix.drain)
     try:
         worker.start()
@@ -309,7 +388,9 @@ def test_opensearch_outage_mid_stream_loses_and_duplicates_nothing(
 # -- bad input ----------------------------------------------------------------------
 
 
-def test_bad_inputs_become_sanitised_flagged_events(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_bad_inputs_become_sanitised_flagged_events(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """Invalid IPs, 1 MB comments, invalid UTF-8, NUL bytes, 10 kB user agents, unknown codes: all stored, flagged."""
     rec = Recorder(spool_dir, durability="sync")
     cases: dict[str, tuple[dict, dict]] = {}
@@ -317,7 +398,10 @@ def test_bad_inputs_become_sanitised_flagged_events(os_store: OpenSearchStore, s
     def case(name: str, ctx: dict, **kw) -> None:
         token = context.current.set(context.RequestContext(**ctx))
         try:
-            cases[name] = (rec.record(kw.pop("action", "user.profile_updated"), account="bad", **kw), kw)
+            cases[name] = (
+                rec.record(kw.pop("action", "user.profile_updated"), account="bad", **kw),
+                kw,
+            )
         finally:
             context.current.reset(token)
 
@@ -325,7 +409,11 @@ def test_bad_inputs_become_sanitised_flagged_events(os_store: OpenSearchStore, s
     case("ipv6_zone", {"client_ip": "fe80::1%eth0"})
     case("huge_comment", {}, comments="x" * 1_000_000)
     invalid_utf8 = b"caf\xe9 \xff\xfe".decode("utf-8", "surrogateescape")
-    case("invalid_utf8", {"user_agent": invalid_utf8}, comments="nul\x00byte and \u202eoverride " + invalid_utf8)
+    case(
+        "invalid_utf8",
+        {"user_agent": invalid_utf8},
+        comments="nul\x00byte and \u202eoverride " + invalid_utf8,
+    )
     case("huge_ua", {"user_agent": CHROME + " " + "A" * 10_000})
     case("unknown_action", {}, action="billing.invoice_paid")
     case("bare", {}, action="user.signed_out")
@@ -338,7 +426,10 @@ def test_bad_inputs_become_sanitised_flagged_events(os_store: OpenSearchStore, s
     def doc(name: str) -> dict:
         return docs[cases[name][0]]
 
-    assert "source.ip" not in doc("invalid_ip") and doc("invalid_ip")["source.address"] == "999.1.1.1, <script>"
+    assert (
+        "source.ip" not in doc("invalid_ip")
+        and doc("invalid_ip")["source.address"] == "999.1.1.1, <script>"
+    )
     assert "invalid_ip" in doc("invalid_ip")["audit.flags"]
     assert doc("ipv6_zone")["source.ip"] == "fe80::1"
     comment = doc("huge_comment")["audit.comments"]
@@ -355,10 +446,14 @@ def test_bad_inputs_become_sanitised_flagged_events(os_store: OpenSearchStore, s
     assert doc("bare")["message"] == "User signed out" and "audit.flags" not in doc("bare")
 
 
-def test_undecodable_spool_records_are_dead_lettered_not_dropped(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_undecodable_spool_records_are_dead_lettered_not_dropped(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """Spool records that are not JSON objects reach the dead-letter store with a reason."""
     spool_dir.joinpath("0-1-a.seg").write_bytes(
-        frame(b"\xff\xfe not json") + frame(b"[1, 2]") + frame(json.dumps({"event.action": "task.closed"}).encode())
+        frame(b"\xff\xfe not json")
+        + frame(b"[1, 2]")
+        + frame(json.dumps({"event.action": "task.closed"}).encode())
     )
     ix = ship(spool_dir, os_store)
     assert (ix.stats.shipped, ix.stats.dead_lettered) == (1, 2)
@@ -367,21 +462,25 @@ def test_undecodable_spool_records_are_dead_lettered_not_dropped(os_store: OpenS
     assert all("undecodable spool record" in letter.reason for letter in letters)
 
 
-def test_timestamps_far_off_are_clamped_to_the_event_ids_time(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_timestamps_far_off_are_clamped_to_the_event_ids_time(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """A far-future or ancient timestamp is replaced by the id's own time, so redelivery picks the same index."""
     rec = Recorder(spool_dir, durability="sync")
-    future = rec.record("task.updated", account="a", timestamp=datetime(2999, 1, 1, tzinfo=timezone.utc))
-    ancient = rec.record("task.updated", account="a", timestamp=datetime(1970, 1, 2, tzinfo=timezone.utc))
+    future = rec.record("task.updated", account="a", timestamp=datetime(2999, 1, 1, tzinfo=UTC))
+    ancient = rec.record("task.updated", account="a", timestamp=datetime(1970, 1, 2, tzinfo=UTC))
     rec.close()
     ship(spool_dir, os_store)
     docs = os_store.get([future, ancient])
-    this_year = str(datetime.now(timezone.utc).year)
+    this_year = str(datetime.now(UTC).year)
     for eid in (future, ancient):
         assert docs[eid]["@timestamp"].startswith(this_year)
         assert "clock_skew" in docs[eid]["audit.flags"]
 
 
-def test_spool_full_is_counted_and_logged_never_raised_into_the_host(spool_dir: Path, caplog) -> None:
+def test_spool_full_is_counted_and_logged_never_raised_into_the_host(
+    spool_dir: Path, caplog
+) -> None:
     """When the spool is full, record() returns None, counts it and logs an error instead of raising."""
     from useraudit.middleware import recorder as recorder_module
 
@@ -398,14 +497,18 @@ def test_fail_closed_recorder_raises_instead(spool_dir: Path) -> None:
     """A fail_closed recorder raises AuditError when the event cannot be spooled."""
     from useraudit.middleware import recorder as recorder_module
 
-    rec = Recorder(spool_dir, durability="sync", max_spool_bytes=100, full_policy="reject", fail_closed=True)
+    rec = Recorder(
+        spool_dir, durability="sync", max_spool_bytes=100, full_policy="reject", fail_closed=True
+    )
     with pytest.raises(recorder_module.AuditError, match="not recorded"):
         rec.record("task.created", account="a", comments="x" * 200)
     rec.close()
     recorder_module._internal_errors.clear()
 
 
-def test_writer_keeps_appending_while_the_indexer_ships(os_store: OpenSearchStore, spool_dir: Path) -> None:
+def test_writer_keeps_appending_while_the_indexer_ships(
+    os_store: OpenSearchStore, spool_dir: Path
+) -> None:
     """A live writer and the indexer run together; everything written is shipped once the writer stops."""
     rec = Recorder(spool_dir, durability="batch", flush_interval=0.01)
     ids: list[str] = []
@@ -428,7 +531,9 @@ def test_writer_keeps_appending_while_the_indexer_ships(os_store: OpenSearchStor
     assert sorted(os_store.all_ids()) == sorted(ids)
 
 
-def test_two_indexer_processes_share_one_spool(os_store: OpenSearchStore, spool_dir: Path, tmp_path: Path) -> None:
+def test_two_indexer_processes_share_one_spool(
+    os_store: OpenSearchStore, spool_dir: Path, tmp_path: Path
+) -> None:
     """Two indexers on one spool both ship, and every event is stored once with no duplicate writes."""
     ids: set[str] = set()
     for _ in range(4):  # four host processes' segments
@@ -436,11 +541,26 @@ def test_two_indexer_processes_share_one_spool(os_store: OpenSearchStore, spool_
         rec.spool._open_segment()
         ids |= {rec.record("client.blocked", account="a", comments=f"c{i}") for i in range(5000)}
         rec.close()
-    cmd = [sys.executable, "-m", "useraudit", "indexer", "run", "--spool", str(spool_dir), "--once",
-           "--store", f"{os_store.url}/?prefix={os_store.prefix}", "--batch", "500", "--no-install"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "useraudit",
+        "indexer",
+        "run",
+        "--spool",
+        str(spool_dir),
+        "--once",
+        "--store",
+        f"{os_store.url}/?prefix={os_store.prefix}",
+        "--batch",
+        "500",
+        "--no-install",
+    ]
     env = {**os.environ, "USERAUDIT_HOME": str(tmp_path)}
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     stats = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     assert all(s["shipped"] > 0 for s in stats), stats

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from useraudit.indexer.spool import (
     HEADER_SIZE,
     MAGIC,
@@ -91,7 +90,9 @@ def test_two_readers_share_a_spool_without_reading_a_record_twice(spool_dir: Pat
     one.ack(first)
     two.ack(second)
     rest = payloads(one) + payloads(two)
-    assert sorted(first.records + second.records + rest) == sorted(b"%d-%d" % (w, i) for w in range(4) for i in range(50))
+    assert sorted(first.records + second.records + rest) == sorted(
+        b"%d-%d" % (w, i) for w in range(4) for i in range(50)
+    )
     one.close()
     two.close()
 
@@ -163,7 +164,9 @@ def test_corrupt_record_in_the_middle_is_skipped_and_reading_resyncs(spool_dir: 
     """A record whose CRC fails is reported, and the records after it are still read."""
     bad = bytearray(frame(b"hello world"))
     bad[HEADER_SIZE + 2] ^= 0xFF
-    _write_segment(spool_dir, "00000000000000000001-1-x.seg", frame(b"a") + bytes(bad) + frame(b"z"))
+    _write_segment(
+        spool_dir, "00000000000000000001-1-x.seg", frame(b"a") + bytes(bad) + frame(b"z")
+    )
     with SpoolReader(spool_dir) as reader:
         batch = reader.read()
         assert batch.records == [b"a", b"z"]
@@ -172,7 +175,9 @@ def test_corrupt_record_in_the_middle_is_skipped_and_reading_resyncs(spool_dir: 
 
 def test_garbage_between_records_is_skipped(spool_dir: Path) -> None:
     """Bytes that are not a record at all (bad header) are skipped up to the next magic."""
-    _write_segment(spool_dir, "00000000000000000001-1-x.seg", frame(b"a") + b"\x00garbage\xff" + frame(b"b"))
+    _write_segment(
+        spool_dir, "00000000000000000001-1-x.seg", frame(b"a") + b"\x00garbage\xff" + frame(b"b")
+    )
     with SpoolReader(spool_dir) as reader:
         batch = reader.read()
         assert batch.records == [b"a", b"b"]
@@ -208,8 +213,14 @@ def test_full_spool_blocks_until_the_indexer_drains(spool_dir: Path) -> None:
     """With full_policy='block', an append waits for space and succeeds once it is freed."""
     import threading
 
-    writer = SpoolWriter(spool_dir, durability="sync", max_bytes=3000, segment_bytes=500,
-                         full_policy="block", full_timeout=10)
+    writer = SpoolWriter(
+        spool_dir,
+        durability="sync",
+        max_bytes=3000,
+        segment_bytes=500,
+        full_policy="block",
+        full_timeout=10,
+    )
     for _ in range(26):  # 26 frames of 112 bytes: the 27th does not fit in 3000
         writer.append(b"x" * 100)
     blocked_for: list[float] = []
@@ -296,7 +307,9 @@ SYNC_WRITER = textwrap.dedent(
 
 def test_sync_mode_keeps_every_acknowledged_record_through_kill_9(spool_dir: Path) -> None:
     """kill -9 of a sync writer loses nothing it acknowledged; a torn tail is at most reported."""
-    proc = subprocess.Popen([sys.executable, "-c", SYNC_WRITER, str(spool_dir)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SYNC_WRITER, str(spool_dir)], stdout=subprocess.PIPE, text=True
+    )
     acked = -1
     assert proc.stdout is not None
     while acked < 300:

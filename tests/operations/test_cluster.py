@@ -90,7 +90,10 @@ def test_store_url_takes_one_host_or_several() -> None:
     many = OpenSearchStore("http://127.0.0.1:9261,127.0.0.1:9262, localhost/?prefix=x")
     assert many.url == "http://127.0.0.1:9261,127.0.0.1:9262,localhost:9200"
     assert [(h["host"], h["port"]) for h in many.client.transport.hosts] == [
-        ("127.0.0.1", 9261), ("127.0.0.1", 9262), ("localhost", 9200)]
+        ("127.0.0.1", 9261),
+        ("127.0.0.1", 9262),
+        ("localhost", 9200),
+    ]
     assert many.prefix == "x"
     assert "pw" not in one.url
 
@@ -99,11 +102,15 @@ def test_each_node_config_names_all_three_and_is_not_single_node() -> None:
     """Node 2's opensearch.yml fixes its own ports and lists all three seeds and names."""
     text = devcluster.render_config(2, 3, 9261, "c")
     assert "single-node" not in text
-    for line in ["node.name: ua-node-2", "http.port: 9262", "transport.port: 9362",
-                 "network.host: 127.0.0.1",
-                 'discovery.seed_hosts: ["127.0.0.1:9361", "127.0.0.1:9362", "127.0.0.1:9363"]',
-                 'cluster.initial_cluster_manager_nodes: ["ua-node-1", "ua-node-2", "ua-node-3"]',
-                 "cluster.routing.allocation.disk.threshold_enabled: false"]:
+    for line in [
+        "node.name: ua-node-2",
+        "http.port: 9262",
+        "transport.port: 9362",
+        "network.host: 127.0.0.1",
+        'discovery.seed_hosts: ["127.0.0.1:9361", "127.0.0.1:9362", "127.0.0.1:9363"]',
+        'cluster.initial_cluster_manager_nodes: ["ua-node-1", "ua-node-2", "ua-node-3"]',
+        "cluster.routing.allocation.disk.threshold_enabled: false",
+    ]:
         assert line in text.splitlines(), line
 
 
@@ -120,8 +127,12 @@ def test_cluster_forms_with_named_nodes_and_replicates(cluster: devcluster.Clust
         names = [devcluster.node_name(i + 1) for i in range(NODES)]
         assert sorted(n["name"] for n in nodes) == names
         assert all(n["ip"] == "127.0.0.1" for n in nodes)
-        doc = {"event.id": "e-1", "@timestamp": "2026-11-27T12:00:00.000Z",
-               "event.action": "user.signed_in", "organization.id": "a"}
+        doc = {
+            "event.id": "e-1",
+            "@timestamp": "2026-11-27T12:00:00.000Z",
+            "event.action": "user.signed_in",
+            "organization.id": "a",
+        }
         assert [r.status for r in store.write([doc])] == ["created"]
         assert _green(store, store.alias)["status"] == "green"
         settings = store.client.indices.get_settings(index=store.alias)
@@ -171,12 +182,15 @@ def test_losing_a_node_mid_stream_loses_and_duplicates_nothing(
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=record, name="recorder"),
-               threading.Thread(target=index, name="indexer")]
+    threads = [
+        threading.Thread(target=record, name="recorder"),
+        threading.Thread(target=index, name="indexer"),
+    ]
     for t in threads:
         t.start()
     victim = None
     try:
+
         def stored() -> int:
             store.refresh()
             return store.count_all()
@@ -235,8 +249,10 @@ def test_losing_a_node_mid_stream_loses_and_duplicates_nothing(
         stats = ix.stats.as_dict()
         assert stats["dead_lettered"] == 0 and stats["damaged"] == 0
         assert stats["shipped"] + stats["duplicates"] == len(recorded)
-        print(f"\n{sig.name}: {len(recorded)} events, node {name} back and green after "
-              f"{recovered_s:.0f}s, indexer {stats}")
+        print(
+            f"\n{sig.name}: {len(recorded)} events, node {name} back and green after "
+            f"{recovered_s:.0f}s, indexer {stats}"
+        )
     finally:
         store.uninstall()
         store.close()

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
 from opensearchpy import exceptions as os_exc
-
-from useraudit.cli import main as cli
 from useraudit.index_templates import retention
 from useraudit.indexer.enrich import Enricher
+
+from useraudit.cli import main as cli
 from useraudit.store.opensearch import OpenSearchStore
 
-NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +38,9 @@ def test_ism_policy_is_read_only_then_delete_and_attaches_itself() -> None:
     """The ISM policy moves hot → warm (read-only, force merge) → delete and targets our index pattern."""
     body = retention.ism_policy("useraudit", warm_after=30, delete_after=365)["policy"]
     states = {s["name"]: s for s in body["states"]}
-    assert states["hot"]["transitions"] == [{"state_name": "warm", "conditions": {"min_index_age": "30d"}}]
+    assert states["hot"]["transitions"] == [
+        {"state_name": "warm", "conditions": {"min_index_age": "30d"}}
+    ]
     assert {"read_only": {}} in states["warm"]["actions"]
     assert states["warm"]["transitions"][0]["conditions"] == {"min_index_age": "365d"}
     assert states["delete"]["actions"] == [{"delete": {}}]
@@ -53,8 +53,12 @@ def _seed(store: OpenSearchStore, months: list[str]) -> None:
     enrich = Enricher(clock=lambda: NOW.timestamp())
     docs = []
     for i, month in enumerate(months):
-        raw = {"event.id": f"ret-{i}", "event.action": "task.created", "organization.id": "a",
-               "@timestamp": f"{month}-15T10:00:00.000Z"}
+        raw = {
+            "event.id": f"ret-{i}",
+            "event.action": "task.created",
+            "organization.id": "a",
+            "@timestamp": f"{month}-15T10:00:00.000Z",
+        }
         docs.append(enrich(raw))
     assert all(r.delivered for r in store.write(docs))
     store.refresh()
@@ -75,7 +79,9 @@ def test_apply_on_the_real_node(os_store: OpenSearchStore) -> None:
     assert indices == {f"{p}-events-2026.08", f"{p}-events-2026.11"}
     with pytest.raises(os_exc.AuthorizationException):
         os_store.client.index(index=f"{p}-events-2026.08", body={"event": {"id": "late"}})
-    os_store.client.index(index=f"{p}-events-2026.11", body={"event": {"id": "fresh"}})  # still writable
+    os_store.client.index(
+        index=f"{p}-events-2026.11", body={"event": {"id": "fresh"}}
+    )  # still writable
     segments = os_store.client.indices.segments(index=f"{p}-events-2026.08")["indices"]
     shards = segments[f"{p}-events-2026.08"]["shards"]["0"]
     assert sum(s["num_search_segments"] for s in shards) == 1

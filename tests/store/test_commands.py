@@ -39,18 +39,24 @@ def test_prune_sqlite_in_batches(sqlite_seeded: SQLiteStore) -> None:
     """prune deletes exactly the events older than the cutoff, reports the count, and keeps the rest searchable."""
     # Halfway between a05 (2026-01-09) and a06 (2026-01-10).
     days = (days_since("2026-01-09T09:00:00Z") + days_since("2026-01-10T09:00:00Z")) / 2
-    code, out = run("prune", "--older-than", f"{days:.4f}", "--store", sqlite_seeded.url, "--batch", "3")
+    code, out = run(
+        "prune", "--older-than", f"{days:.4f}", "--store", sqlite_seeded.url, "--batch", "3"
+    )
     assert code == 0, out
     assert "Deleted 10 events" in out
     assert sqlite_seeded.count(Query(ACCOUNT)) == len(DATASET) - 5
     assert sqlite_seeded.count(Query(OTHER, text="token")) == 1
 
 
-def test_prune_opensearch(os_store: OpenSearchStore, os_prefix: str, opensearch_url: str, enricher) -> None:  # noqa: ANN001
+def test_prune_opensearch(
+    os_store: OpenSearchStore, os_prefix: str, opensearch_url: str, enricher
+) -> None:  # noqa: ANN001
     """prune works on OpenSearch too (one server-side delete-by-query)."""
     write_all(os_store, [enricher(e) for e in DATASET + mirror(DATASET)])
     days = (days_since("2026-01-09T09:00:00Z") + days_since("2026-01-10T09:00:00Z")) / 2
-    code, out = run("prune", "--older-than", f"{days:.4f}", "--store", f"{opensearch_url}?prefix={os_prefix}")
+    code, out = run(
+        "prune", "--older-than", f"{days:.4f}", "--store", f"{opensearch_url}?prefix={os_prefix}"
+    )
     assert code == 0, out
     assert "Deleted 10 events" in out
     os_store.refresh()
@@ -73,8 +79,13 @@ def _same_documents(a: Store, b: Store) -> None:
         assert docs_a == docs_b
 
 
-def test_migrate_sqlite_to_opensearch_and_back(sqlite_seeded: SQLiteStore, os_store: OpenSearchStore,
-                                               os_prefix: str, opensearch_url: str, tmp_path: Path) -> None:
+def test_migrate_sqlite_to_opensearch_and_back(
+    sqlite_seeded: SQLiteStore,
+    os_store: OpenSearchStore,
+    os_prefix: str,
+    opensearch_url: str,
+    tmp_path: Path,
+) -> None:
     """migrate copies every account SQLite → OpenSearch → SQLite with identical documents and verified counts."""
     os_url = f"{opensearch_url}?prefix={os_prefix}"
     code, out = run("migrate", "--from", sqlite_seeded.url, "--to", os_url, "--batch", "4")

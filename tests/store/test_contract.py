@@ -35,7 +35,9 @@ def ids(store: Store, **filters: object) -> list[str]:
     out: list[str] = []
     cursor = None
     while True:
-        page = store.search(SearchRequest(Query(ACCOUNT, **filters), size=5, cursor=cursor, facets=()))
+        page = store.search(
+            SearchRequest(Query(ACCOUNT, **filters), size=5, cursor=cursor, facets=())
+        )
         out += [h["event.id"] for h in page.hits]
         cursor = page.next_cursor
         if not cursor:
@@ -52,7 +54,9 @@ FILTER_CASES = [
     pytest.param({}, NEWEST_FIRST, id="account-only"),
     pytest.param({"products": ("jaicp",)}, ["a13", "a11", "a07", "a05", "a04"], id="product"),
     pytest.param({"products": ("useraudit", "unknown")}, ["a12", "a10"], id="products-or"),
-    pytest.param({"actions": ("custom_role.created", "custom_role.deleted")}, ["a09", "a01"], id="actions"),
+    pytest.param(
+        {"actions": ("custom_role.created", "custom_role.deleted")}, ["a09", "a01"], id="actions"
+    ),
     pytest.param({"projects": ("p-billing",)}, ["a07", "a04"], id="project"),
     pytest.param({"token_ids": ("tok-1",)}, ["a07", "a04"], id="token"),
     pytest.param({"outcomes": ("failure",)}, ["a07", "a03"], id="outcome-failure"),
@@ -61,34 +65,53 @@ FILTER_CASES = [
     pytest.param({"oses": ("iOS",)}, ["a04"], id="os"),
     pytest.param({"devices": ("iPhone",)}, ["a04"], id="device"),
     pytest.param({"groups": (("common", "Custom role"),)}, ["a09", "a02", "a01"], id="group"),
-    pytest.param({"groups": (("common", "Custom role"), ("jaicp", "API tokens"))},
-                 ["a09", "a07", "a04", "a02", "a01"], id="groups-or"),
+    pytest.param(
+        {"groups": (("common", "Custom role"), ("jaicp", "API tokens"))},
+        ["a09", "a07", "a04", "a02", "a01"],
+        id="groups-or",
+    ),
     pytest.param({"groups": (("jaicp", "Custom role"),)}, [], id="group-of-other-product"),
-    pytest.param({"users": ("ALICE",)}, ["a13", "a11", "a07", "a03", "a01"], id="user-name-any-case"),
+    pytest.param(
+        {"users": ("ALICE",)}, ["a13", "a11", "a07", "a03", "a01"], id="user-name-any-case"
+    ),
     pytest.param({"users": ("u-bob",)}, ["a12", "a05", "a02"], id="user-id"),
     pytest.param({"users": ("BOB@Example.COM",)}, ["a12", "a05", "a02"], id="user-email-any-case"),
     pytest.param({"users": ("jose",)}, ["a06"], id="user-name-accent-folded"),
     pytest.param({"users": ("JOSÉ",)}, ["a06"], id="user-name-accented"),
     pytest.param({"users": ("U-BOB",)}, [], id="user-id-is-exact"),
-    pytest.param({"users": ("alice", "dave")}, ["a13", "a11", "a09", "a08", "a07", "a03", "a01"], id="users-or"),
+    pytest.param(
+        {"users": ("alice", "dave")},
+        ["a13", "a11", "a09", "a08", "a07", "a03", "a01"],
+        id="users-or",
+    ),
     pytest.param({"target_users": ("bob",)}, ["a03"], id="target-name"),
     pytest.param({"target_users": ("Carol@Example.org",)}, ["a08"], id="target-email"),
     pytest.param({"target_users": ("u-carol",)}, ["a08"], id="target-id"),
     pytest.param({"impersonators": ("ROOT",)}, ["a07", "a04"], id="impersonator-name"),
     pytest.param({"impersonators": ("root@example.com",)}, ["a07", "a04"], id="impersonator-email"),
     pytest.param({"ips": ("10.1.2.3",)}, ["a13", "a11", "a09", "a08", "a01"], id="ip-exact"),
-    pytest.param({"ips": ("10.1.0.0/16",)}, ["a13", "a11", "a09", "a08", "a06", "a02", "a01"], id="ip-cidr"),
+    pytest.param(
+        {"ips": ("10.1.0.0/16",)}, ["a13", "a11", "a09", "a08", "a06", "a02", "a01"], id="ip-cidr"
+    ),
     pytest.param({"ips": ("2001:db8::/32",)}, ["a04"], id="ipv6-cidr"),
     pytest.param({"ips": ("2001:db8::5",)}, ["a04"], id="ipv6-exact"),
     pytest.param({"ips": ("192.168.0.0/16", "172.16.0.0/12")}, ["a07", "a03"], id="ips-or"),
-    pytest.param({"start": utc("2026-01-12T09:00:00Z")}, ["a13", "a12", "a11", "a10", "a09", "a08"],
-                 id="start-inclusive"),
+    pytest.param(
+        {"start": utc("2026-01-12T09:00:00Z")},
+        ["a13", "a12", "a11", "a10", "a09", "a08"],
+        id="start-inclusive",
+    ),
     pytest.param({"end": utc("2026-01-06T09:00:00Z")}, ["a02", "a01"], id="end-inclusive"),
-    pytest.param({"start": utc("2026-01-07T00:00:00Z"), "end": utc("2026-01-09T09:00:00Z")},
-                 ["a05", "a04", "a03"], id="period"),
+    pytest.param(
+        {"start": utc("2026-01-07T00:00:00Z"), "end": utc("2026-01-09T09:00:00Z")},
+        ["a05", "a04", "a03"],
+        id="period",
+    ),
     pytest.param({"start": datetime(2026, 2, 2, 9)}, ["a13", "a12"], id="naive-start-is-utc"),
     pytest.param({"products": ("jaicp",), "outcomes": ("failure",)}, ["a07"], id="filters-and"),
-    pytest.param({"users": ("alice",), "ips": ("10.1.0.0/16",)}, ["a13", "a11", "a01"], id="user-and-ip"),
+    pytest.param(
+        {"users": ("alice",), "ips": ("10.1.0.0/16",)}, ["a13", "a11", "a01"], id="user-and-ip"
+    ),
     pytest.param({"history": ("root",), "text": "deleted"}, ["a07"], id="history-and-text"),
 ]
 
@@ -185,7 +208,9 @@ def test_highlight(seeded: Store) -> None:
 def test_highlight_without_text_is_escaped_comments(seeded: Store) -> None:
     """Without search text, _highlight is the escaped comments; with highlight off it is absent."""
     page = seeded.search(SearchRequest(Query(ACCOUNT, users=("alice",)), size=1, facets=()))
-    assert page.hits[0]["_highlight"] == "&lt;b&gt;Tag&lt;/b&gt; renamed to &quot;VIP &amp; Co&quot;"
+    assert (
+        page.hits[0]["_highlight"] == "&lt;b&gt;Tag&lt;/b&gt; renamed to &quot;VIP &amp; Co&quot;"
+    )
     page = seeded.search(SearchRequest(Query(ACCOUNT), size=1, facets=(), highlight=False))
     assert "_highlight" not in page.hits[0]
 
@@ -222,12 +247,15 @@ def test_malformed_text_is_query_error(seeded: Store, text: str) -> None:
     assert str(info.value)
 
 
-@pytest.mark.parametrize("text", [
-    pytest.param("token~2", id="fuzzy-is-text"),
-    pytest.param("/tok.n/", id="regex-is-text"),
-    pytest.param("to\\ken", id="backslash-is-text"),
-    pytest.param('"token" ~3', id="slop-is-text"),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("token~2", id="fuzzy-is-text"),
+        pytest.param("/tok.n/", id="regex-is-text"),
+        pytest.param("to\\ken", id="backslash-is-text"),
+        pytest.param('"token" ~3', id="slop-is-text"),
+    ],
+)
 def test_unsupported_operators_are_plain_text(seeded: Store, text: str) -> None:
     """Fuzzy, regex, slop and escapes are off: their characters are ordinary text, never an error or a syntax."""
     page = seeded.search(SearchRequest(Query(ACCOUNT, text=text), facets=()))
@@ -248,7 +276,14 @@ def test_facets_unfiltered(seeded: Store) -> None:
     """Facets count the account's events, highest count first, ties by value (byte order)."""
     page = seeded.search(SearchRequest(Query(ACCOUNT), size=1, facet_size=10))
     assert page.total == len(DATASET)
-    assert page.facets["user"] == [("alice", 5), ("bob", 3), ("dave", 2), ("José", 1), ("carol", 1), ("eve", 1)]
+    assert page.facets["user"] == [
+        ("alice", 5),
+        ("bob", 3),
+        ("dave", 2),
+        ("José", 1),
+        ("carol", 1),
+        ("eve", 1),
+    ]
     assert page.facets["result"] == [("success", 10), ("failure", 2), ("unknown", 1)]
     assert page.facets["impersonator"] == [("root", 2)]
     assert page.facets["target"] == [("bob", 1), ("carol", 1)]
@@ -262,11 +297,18 @@ def test_facets_follow_filters_and_text(seeded: Store) -> None:
     assert page.total == 5
     assert page.facets["user"] == [("alice", 3), ("bob", 1), ("carol", 1)]
     assert page.facets["result"] == [("success", 4), ("failure", 1)]
-    assert page.facets["project"] == [("p-billing", 2), ("p-sales", 1), ("p-support", 1), ("p-weather", 1)]
+    assert page.facets["project"] == [
+        ("p-billing", 2),
+        ("p-sales", 1),
+        ("p-support", 1),
+        ("p-weather", 1),
+    ]
     assert page.facets["browser"] == [("Chrome", 3), ("Firefox", 1), ("Mobile Safari", 1)]
     assert page.facets["target"] == []
 
-    page = seeded.search(SearchRequest(Query(ACCOUNT, text="token"), facets=("user", "action"), facet_size=1))
+    page = seeded.search(
+        SearchRequest(Query(ACCOUNT, text="token"), facets=("user", "action"), facet_size=1)
+    )
     assert set(page.facets) == {"user", "action"}
     assert page.facets["user"] == [("alice", 1)]
     assert page.facets["action"] == [("token.created", 1)]
@@ -290,8 +332,11 @@ def test_facets_under_a_period(seeded: Store, start: str | None, end: str | None
     """Total and facets for a period count exactly the events inside it, whatever the day boundaries."""
     lo = utc(start) if start else None
     hi = utc(end) if end else None
-    inside = [e for e in DATASET if (lo is None or utc(e["@timestamp"]) >= lo)
-              and (hi is None or utc(e["@timestamp"]) <= hi)]
+    inside = [
+        e
+        for e in DATASET
+        if (lo is None or utc(e["@timestamp"]) >= lo) and (hi is None or utc(e["@timestamp"]) <= hi)
+    ]
     page = seeded.search(SearchRequest(Query(ACCOUNT, start=lo, end=hi), size=1, facet_size=100))
     assert page.total == len(inside)
     users: dict[str, int] = {}
@@ -335,10 +380,14 @@ def test_cursor_is_stable_across_inserts(seeded: Store, enricher) -> None:  # no
     first = seeded.search(SearchRequest(Query(ACCOUNT), size=4, facets=()))
     assert [h["event.id"] for h in first.hits] == ["a13", "a12", "a11", "a10"]
     new = [
-        raw("a99", "2026-03-01T00:00:00Z", "user.signed_in", "bob", "newest"),         # before page 1
-        raw("a085", "2026-01-12T09:00:00Z", "user.signed_in", "bob", "tie, a09 > id > a08"),  # after cursor
-        raw("a1z", "2026-01-12T09:00:00Z", "user.signed_in", "bob", "tie, id > a10"),  # before cursor
-        raw("a00", "2025-12-31T00:00:00Z", "user.signed_in", "bob", "oldest"),        # after cursor
+        raw("a99", "2026-03-01T00:00:00Z", "user.signed_in", "bob", "newest"),  # before page 1
+        raw(
+            "a085", "2026-01-12T09:00:00Z", "user.signed_in", "bob", "tie, a09 > id > a08"
+        ),  # after cursor
+        raw(
+            "a1z", "2026-01-12T09:00:00Z", "user.signed_in", "bob", "tie, id > a10"
+        ),  # before cursor
+        raw("a00", "2025-12-31T00:00:00Z", "user.signed_in", "bob", "oldest"),  # after cursor
     ]
     write_all(seeded, [enricher(e) for e in new])
     rest: list[str] = []
@@ -366,8 +415,13 @@ def test_tenant_isolation(seeded: Store) -> None:
     assert seeded.count(Query(OTHER)) == len(DATASET)
     assert seeded.count(Query("nobody")) == 0
     assert {d["organization.id"] for d in seeded.iterate(Query(ACCOUNT), batch_size=4)} == {ACCOUNT}
-    for filters in ({"text": "token"}, {"history": ("alice",)}, {"ips": ("0.0.0.0/0",)},
-                    {"users": ("u-alice",)}, {"groups": (("jaicp", "API tokens"),)}):
+    for filters in (
+        {"text": "token"},
+        {"history": ("alice",)},
+        {"ips": ("0.0.0.0/0",)},
+        {"users": ("u-alice",)},
+        {"groups": (("jaicp", "API tokens"),)},
+    ):
         found = ids(seeded, **filters)
         assert found and all(i.startswith("a") for i in found), filters
 
@@ -397,11 +451,19 @@ def test_idempotent_rewrites(seeded: Store, enricher) -> None:  # noqa: ANN001
     again = [enricher(e) for e in DATASET[:3]]
     fresh = enricher(raw("a50", "2026-03-05T00:00:00Z", "user.signed_in", "eve", "fresh"))
     results = seeded.write([again[0], fresh, again[1], fresh, again[2]])
-    assert [r.status for r in results] == ["duplicate", "created", "duplicate", "duplicate", "duplicate"]
+    assert [r.status for r in results] == [
+        "duplicate",
+        "created",
+        "duplicate",
+        "duplicate",
+        "duplicate",
+    ]
     assert all(r.delivered for r in results)
     seeded.refresh()
     assert seeded.count(Query(ACCOUNT)) == len(DATASET) + 1
-    assert [r.status for r in seeded.write([enricher(e) for e in DATASET])] == ["duplicate"] * len(DATASET)
+    assert [r.status for r in seeded.write([enricher(e) for e in DATASET])] == ["duplicate"] * len(
+        DATASET
+    )
     seeded.refresh()
     assert seeded.count(Query(ACCOUNT)) == len(DATASET) + 1
     page = seeded.search(SearchRequest(Query(ACCOUNT), size=1))
@@ -443,9 +505,12 @@ def test_retention_deletes_only_older_events(seeded: Store) -> None:
 def test_iterate_matches_search(seeded: Store) -> None:
     """iterate yields every match newest first, with the same filters as search, in any batch size."""
     for batch in (1, 4, 1000):
-        assert [d["event.id"] for d in seeded.iterate(Query(ACCOUNT), batch_size=batch)] == NEWEST_FIRST
+        assert [
+            d["event.id"] for d in seeded.iterate(Query(ACCOUNT), batch_size=batch)
+        ] == NEWEST_FIRST
     assert [d["event.id"] for d in seeded.iterate(Query(ACCOUNT, text="token | role"))] == ids(
-        seeded, text="token | role")
+        seeded, text="token | role"
+    )
     assert list(seeded.iterate(Query("nobody"))) == []
 
 
@@ -453,10 +518,17 @@ def test_iterate_matches_search(seeded: Store) -> None:
 def test_iterate_exports_100k_events(store: Store, enricher) -> None:  # noqa: ANN001
     """Exporting 100,000 events yields each exactly once, newest first, with bounded memory."""
     n = 100_000
-    base = {"event.action": "user.signed_in", "event.outcome": "success", "audit.comments": "Signed in",
-            "user.id": "u-bulk", "user.name": "bulk", "source.address": "10.0.0.1"}
-    template = enricher({**base, "event.id": "x", "@timestamp": "2026-01-01T00:00:00Z",
-                         "organization.id": ACCOUNT})
+    base = {
+        "event.action": "user.signed_in",
+        "event.outcome": "success",
+        "audit.comments": "Signed in",
+        "user.id": "u-bulk",
+        "user.name": "bulk",
+        "source.address": "10.0.0.1",
+    }
+    template = enricher(
+        {**base, "event.id": "x", "@timestamp": "2026-01-01T00:00:00Z", "organization.id": ACCOUNT}
+    )
     start = int(utc("2026-01-01T00:00:00Z").timestamp())
     docs = []
     for i in range(n):

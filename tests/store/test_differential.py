@@ -23,8 +23,10 @@ from useraudit.store.sqlite import SQLiteStore
 
 from .conftest import CHROME, FIREFOX, IPHONE, write_all
 
-WORDS = ("role token project channel label report rule template bot task billing support webhook "
-         "password admin viewer deploy роль токен проект отчёт шаблон оператор погода доступ").split()
+WORDS = (
+    "role token project channel label report rule template bot task billing support webhook "
+    "password admin viewer deploy роль токен проект отчёт шаблон оператор погода доступ"
+).split()
 ACCOUNTS = ("t1", "t2", "t3")
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -38,12 +40,15 @@ def generate(rnd: random.Random, n: int) -> list[dict]:
         event = {
             "event.id": f"{rnd.getrandbits(40):010x}{i:06d}",
             # Coarse timestamps so ties are frequent.
-            "@timestamp": (START + timedelta(minutes=rnd.randrange(200_000) // 7 * 7)).isoformat()
+            "@timestamp": (START + timedelta(minutes=rnd.randrange(200_000) // 7 * 7))
+            .isoformat()
             .replace("+00:00", "Z"),
             "event.action": rnd.choice(actions).code,
             "event.outcome": rnd.choice(("success", "success", "failure", "unknown")),
             "organization.id": account,
-            "user.id": user.lower(), "user.name": user, "user.email": f"{user}@Example.com",
+            "user.id": user.lower(),
+            "user.name": user,
+            "user.email": f"{user}@Example.com",
             "source.address": f"10.{rnd.randrange(3)}.{rnd.randrange(4)}.{rnd.randrange(1, 50)}",
             "user_agent.original": rnd.choice((CHROME, FIREFOX, IPHONE)),
             "audit.project.id": f"p{rnd.randrange(6)}",
@@ -61,15 +66,44 @@ def generate(rnd: random.Random, n: int) -> list[dict]:
 def random_query(rnd: random.Random) -> Query:
     kwargs: dict = {"account": rnd.choice(ACCOUNTS)}
     for _ in range(rnd.randrange(0, 3)):
-        kind = rnd.choice(("text", "users", "history", "outcomes", "projects", "ips", "period", "products",
-                           "target_users", "impersonators", "browsers"))
+        kind = rnd.choice(
+            (
+                "text",
+                "users",
+                "history",
+                "outcomes",
+                "projects",
+                "ips",
+                "period",
+                "products",
+                "target_users",
+                "impersonators",
+                "browsers",
+            )
+        )
         if kind == "text":
             a, b, c = rnd.sample(WORDS, 3)
-            kwargs["text"] = rnd.choice((a, f"{a} {b}", f'"{a} {b}"', f"{a[:3]}*", f"{a} | {b} -{c}",
-                                         f"({a} | {b}) {c}", a.upper()))
+            kwargs["text"] = rnd.choice(
+                (
+                    a,
+                    f"{a} {b}",
+                    f'"{a} {b}"',
+                    f"{a[:3]}*",
+                    f"{a} | {b} -{c}",
+                    f"({a} | {b}) {c}",
+                    a.upper(),
+                )
+            )
         elif kind == "users":
-            kwargs["users"] = (rnd.choice((f"user{rnd.randrange(12)}", f"USER{rnd.randrange(12)}@example.COM",
-                                           f"user{rnd.randrange(12)}")),)
+            kwargs["users"] = (
+                rnd.choice(
+                    (
+                        f"user{rnd.randrange(12)}",
+                        f"USER{rnd.randrange(12)}@example.COM",
+                        f"user{rnd.randrange(12)}",
+                    )
+                ),
+            )
         elif kind == "history":
             kwargs["history"] = (f"User{rnd.randrange(12)}", f"user{rnd.randrange(12)}")
         elif kind == "outcomes":
@@ -77,8 +111,15 @@ def random_query(rnd: random.Random) -> Query:
         elif kind == "projects":
             kwargs["projects"] = tuple(f"p{i}" for i in rnd.sample(range(6), 2))
         elif kind == "ips":
-            kwargs["ips"] = (rnd.choice((f"10.{rnd.randrange(3)}.0.0/16", f"10.0.{rnd.randrange(4)}.0/24",
-                                         f"10.1.1.{rnd.randrange(1, 50)}")),)
+            kwargs["ips"] = (
+                rnd.choice(
+                    (
+                        f"10.{rnd.randrange(3)}.0.0/16",
+                        f"10.0.{rnd.randrange(4)}.0/24",
+                        f"10.1.1.{rnd.randrange(1, 50)}",
+                    )
+                ),
+            )
         elif kind == "period":
             lo = START + timedelta(hours=rnd.randrange(0, 3000))
             kwargs["start"], kwargs["end"] = lo, lo + timedelta(hours=rnd.randrange(1, 2000))
@@ -93,12 +134,20 @@ def random_query(rnd: random.Random) -> Query:
     return Query(**kwargs)
 
 
-@pytest.mark.parametrize("fts_drive_limit", [
-    pytest.param(sqlite_module.FTS_DRIVE_LIMIT, id="text-drives-by-rowid"),
-    pytest.param(0, id="text-scans-events_hot"),
-])
-def test_random_queries_agree(os_store: OpenSearchStore, tmp_path: Path, enricher,  # noqa: ANN001
-                              monkeypatch: pytest.MonkeyPatch, fts_drive_limit: int) -> None:
+@pytest.mark.parametrize(
+    "fts_drive_limit",
+    [
+        pytest.param(sqlite_module.FTS_DRIVE_LIMIT, id="text-drives-by-rowid"),
+        pytest.param(0, id="text-scans-events_hot"),
+    ],
+)
+def test_random_queries_agree(
+    os_store: OpenSearchStore,
+    tmp_path: Path,
+    enricher,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+    fts_drive_limit: int,
+) -> None:
     """150 random queries over 3,000 random events give identical totals, pages, cursors and facets on both backends, through either SQLite plan for text."""
     monkeypatch.setattr(sqlite_module, "FTS_DRIVE_LIMIT", fts_drive_limit)
     rnd = random.Random(20261127)

@@ -20,7 +20,9 @@ from .conftest import ACCOUNT, DATASET, write_all
 
 def test_url_forms() -> None:
     """sqlite:///abs, sqlite:////abs and sqlite:relative all name the expected file; :memory: is refused."""
-    assert path_from_url("sqlite:///var/lib/useraudit/audit.db") == Path("/var/lib/useraudit/audit.db")
+    assert path_from_url("sqlite:///var/lib/useraudit/audit.db") == Path(
+        "/var/lib/useraudit/audit.db"
+    )
     assert path_from_url("sqlite:////root/.useraudit/audit.db") == Path("/root/.useraudit/audit.db")
     assert path_from_url("sqlite:data/audit.db") == Path("data/audit.db")
     with pytest.raises(StoreError):
@@ -43,7 +45,11 @@ def test_corrupt_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "audit.db"
     bad.write_bytes(b"\x00garbage" * 1000)
     store = SQLiteStore(f"sqlite:///{bad}")
-    for call in (store.install, lambda: store.count(Query(ACCOUNT)), lambda: store.write(DATASET[:1])):
+    for call in (
+        store.install,
+        lambda: store.count(Query(ACCOUNT)),
+        lambda: store.write(DATASET[:1]),
+    ):
         with pytest.raises(StoreError) as info:
             call()
         assert str(bad) in str(info.value)
@@ -83,8 +89,13 @@ def test_bad_documents_are_rejected_per_item(tmp_path: Path, enricher) -> None: 
     """A document without event.id or with an unparseable timestamp is rejected alone; the rest are stored."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     good = enricher(DATASET[0])
-    results = store.write([{"@timestamp": "2026-01-01T00:00:00Z"}, {**good, "event.id": "x1", "@timestamp": "soon"},
-                           good])
+    results = store.write(
+        [
+            {"@timestamp": "2026-01-01T00:00:00Z"},
+            {**good, "event.id": "x1", "@timestamp": "soon"},
+            good,
+        ]
+    )
     assert [r.status for r in results] == ["rejected", "rejected", "created"]
     assert "event.id" in results[0].reason and "@timestamp" in results[1].reason
     store.close()
@@ -94,7 +105,14 @@ def test_text_never_reaches_fts5_raw(tmp_path: Path, enricher) -> None:  # noqa:
     """FTS5 syntax typed by a user (NEAR, column filters, ^, AND) is searched as words, never run."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     write_all(store, [enricher(e) for e in DATASET])
-    for text in ("NEAR(read write)", "audit_comments:token", "^custom", "read AND write", "{a b}: c", "rowid"):
+    for text in (
+        "NEAR(read write)",
+        "audit_comments:token",
+        "^custom",
+        "read AND write",
+        "{a b}: c",
+        "rowid",
+    ):
         store.search(SearchRequest(Query(ACCOUNT, text=text)))
     assert store.count(Query(ACCOUNT, text="read AND write")) == 1  # 'and' is a word of a01
     store.close()
@@ -105,8 +123,14 @@ def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) ->
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     template = enricher(DATASET[0])
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    old = [{**template, "event.id": f"old{i:06d}",
-            "@timestamp": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")} for i in range(20_000)]
+    old = [
+        {
+            **template,
+            "event.id": f"old{i:06d}",
+            "@timestamp": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+        }
+        for i in range(20_000)
+    ]
     write_all(store, old)
     stop = threading.Event()
     worst = {"read": 0.0, "write": 0.0}
@@ -120,7 +144,9 @@ def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) ->
                 store.search(SearchRequest(Query(ACCOUNT), size=10))
                 worst["read"] = max(worst["read"], time.perf_counter() - t)
                 t = time.perf_counter()
-                store.write([{**template, "event.id": f"new{n:06d}", "@timestamp": "2026-06-01T00:00:00Z"}])
+                store.write(
+                    [{**template, "event.id": f"new{n:06d}", "@timestamp": "2026-06-01T00:00:00Z"}]
+                )
                 worst["write"] = max(worst["write"], time.perf_counter() - t)
                 n += 1
         except BaseException as exc:  # noqa: BLE001 - reported below

@@ -31,12 +31,22 @@ UI_USERS = [
 
 @click.command()
 @store_option
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the demo keeps its spool, database and users (default $USERAUDIT_HOME/demo).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the demo keeps its spool, database and users (default $USERAUDIT_HOME/demo).",
+)
 @click.option("--port", default=8080, show_default=True, help="Admin UI port on 127.0.0.1.")
-@click.option("--events", default=1500, show_default=True, help="How many catalog actions to perform.")
-@click.option("--serve/--no-serve", default=True, show_default=True,
-              help="Keep serving the UI after seeding (--no-serve: seed, report, exit).")
+@click.option(
+    "--events", default=1500, show_default=True, help="How many catalog actions to perform."
+)
+@click.option(
+    "--serve/--no-serve",
+    default=True,
+    show_default=True,
+    help="Keep serving the UI after seeding (--no-serve: seed, report, exit).",
+)
 def demo(store_url: str | None, home: Path | None, port: int, events: int, serve: bool) -> None:
     """Run the demo: host app + traffic + indexer + admin UI."""
     from rich.console import Console
@@ -97,8 +107,14 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
         browsers = traffic.clients(base)
         steps = list(traffic.plan(events))
         statuses: dict[int, int] = {}
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as progress:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
             task = progress.add_task("Driving traffic through the demo host", total=len(steps))
             for _description, step in steps:
                 code = step(browsers)
@@ -108,7 +124,10 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
         requests = sum(statuses.values())
         with console.status("Indexing…"):
             deadline = time.monotonic() + 120
-            while ix.stats.read + ix.stats.damaged < recorder.stats.recorded and time.monotonic() < deadline:
+            while (
+                ix.stats.read + ix.stats.damaged < recorder.stats.recorded
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
             store.refresh()
             counts = {acc: store.count(Query(account=acc)) for acc in traffic.ACCOUNTS}
@@ -134,17 +153,24 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
         console.print(table)
         if not serve:
             return
-        ui = create_app({
-            "USERAUDIT_STORE": store_url, "USERAUDIT_USERS": str(home / "webusers.db"),
-            "SECRET_KEY": secrets.token_hex(32), "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False,
-        })
+        ui = create_app(
+            {
+                "USERAUDIT_STORE": store_url,
+                "USERAUDIT_USERS": str(home / "webusers.db"),
+                "SECRET_KEY": secrets.token_hex(32),
+                "SESSION_COOKIE_SECURE": False,
+                "REMEMBER_COOKIE_SECURE": False,
+            }
+        )
         ui_port = serve_in_thread(ui, port)
         console.print(f"\n[bold green]Admin UI:[/] http://127.0.0.1:{ui_port}/")
         for username, _name, accounts in UI_USERS:
             scope = ", ".join(accounts) if accounts else "no USER_ADMIN role: sees 403"
             console.print(f"  sign in as [bold]{username}[/] / [bold]{password}[/]  ({scope})")
-        console.print(f"  demo host app: {base} (users {', '.join(list(traffic.directory())[:3])}…, "
-                      f"password {traffic.PASSWORD})")
+        console.print(
+            f"  demo host app: {base} (users {', '.join(list(traffic.directory())[:3])}…, "
+            f"password {traffic.PASSWORD})"
+        )
         console.print("Ctrl+C stops everything.")
         while True:
             time.sleep(3600)

@@ -31,7 +31,14 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, abort, jsonify, request, session
-from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
 
 import useraudit
 from useraudit.catalog import CATALOG
@@ -89,20 +96,35 @@ def create_host_app(directory: Directory) -> Flask:
         info = directory.people.get(username)
         with directory.lock:
             if username in directory.blocked:
-                useraudit.record("user.signed_in", outcome="failure", user=directory.person(username),
-                                 reason="account is blocked", comments="refused: the account is blocked")
+                useraudit.record(
+                    "user.signed_in",
+                    outcome="failure",
+                    user=directory.person(username),
+                    reason="account is blocked",
+                    comments="refused: the account is blocked",
+                )
                 return jsonify(error="account blocked"), 423
-            if info is None or info["password"] != request.form.get("password") or account not in info["accounts"]:
+            if (
+                info is None
+                or info["password"] != request.form.get("password")
+                or account not in info["accounts"]
+            ):
                 failures = directory.failures[username] = directory.failures.get(username, 0) + 1
-                useraudit.record("user.signed_in", outcome="failure",
-                                 user=directory.person(username) or {"name": username[:64]},
-                                 reason="unknown user or wrong password",
-                                 comments=f"wrong password (attempt {failures} in a row)")
+                useraudit.record(
+                    "user.signed_in",
+                    outcome="failure",
+                    user=directory.person(username) or {"name": username[:64]},
+                    reason="unknown user or wrong password",
+                    comments=f"wrong password (attempt {failures} in a row)",
+                )
                 if info is not None and failures >= MAX_FAILURES:
                     directory.blocked.add(username)
-                    useraudit.record("user_account.blocked_failed_sign_ins", target_user=directory.person(username),
-                                     user=directory.person(username),
-                                     comments=f"{failures} failed sign-in attempts in a row")
+                    useraudit.record(
+                        "user_account.blocked_failed_sign_ins",
+                        target_user=directory.person(username),
+                        user=directory.person(username),
+                        comments=f"{failures} failed sign-in attempts in a row",
+                    )
                 return jsonify(error="bad credentials"), 401
             directory.failures.pop(username, None)
         login_user(DemoUser(username, info))

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.cookiejar import CookieJar
 from typing import Any
 
@@ -26,10 +26,18 @@ ACCOUNTS = {"acme": "Acme Corp", "globex": "Globex Bank"}
 PASSWORD = "demo-password"
 
 _PEOPLE = [
-    ("anna", "Anna Ivanova", True), ("boris", "Boris Smirnov", False), ("chen", "Chen Li", False),
-    ("dmitri", "Dmitri Kowalski", False), ("elena", "Elena Garcia", True), ("farid", "Farid Haddad", False),
-    ("grace", "Grace Hopper", False), ("hiro", "Hiro Tanaka", False), ("ines", "Inès Moreau", False),
-    ("jonas", "Jonas Berg", False), ("kira", "Кира Новак", False), ("leo", "Leo Petrov", False),
+    ("anna", "Anna Ivanova", True),
+    ("boris", "Boris Smirnov", False),
+    ("chen", "Chen Li", False),
+    ("dmitri", "Dmitri Kowalski", False),
+    ("elena", "Elena Garcia", True),
+    ("farid", "Farid Haddad", False),
+    ("grace", "Grace Hopper", False),
+    ("hiro", "Hiro Tanaka", False),
+    ("ines", "Inès Moreau", False),
+    ("jonas", "Jonas Berg", False),
+    ("kira", "Кира Новак", False),
+    ("leo", "Leo Petrov", False),
 ]
 
 AGENTS = [
@@ -42,14 +50,28 @@ AGENTS = [
     "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
 ]
 
-PROJECTS = [("bank-bot", "Bank assistant"), ("hr-faq", "HR FAQ"), ("shop-support", "Shop support"),
-            ("voice-ivr", "Voice IVR"), ("onboarding", "Onboarding bot")]
+PROJECTS = [
+    ("bank-bot", "Bank assistant"),
+    ("hr-faq", "HR FAQ"),
+    ("shop-support", "Shop support"),
+    ("voice-ivr", "Voice IVR"),
+    ("onboarding", "Onboarding bot"),
+]
 
 COMMENTS = {
-    "custom_role": ["role Reviewers: may read dialogs and export reports", "role Operators: channel settings"],
-    "bot_project": ["greeting rewritten for the winter campaign", "fallback timeout raised to 30 s"],
+    "custom_role": [
+        "role Reviewers: may read dialogs and export reports",
+        "role Operators: channel settings",
+    ],
+    "bot_project": [
+        "greeting rewritten for the winter campaign",
+        "fallback timeout raised to 30 s",
+    ],
     "inbound_channel": ["Telegram channel for the support line", "WhatsApp Business webhook"],
-    "masking_rule": ["masks card numbers in message logs", "masks e-mail addresses before analytics"],
+    "masking_rule": [
+        "masks card numbers in message logs",
+        "masks e-mail addresses before analytics",
+    ],
     "environment_variable": ["CRM_BASE_URL for production", "retry budget for the payment webhook"],
     "token": ["CI pipeline deploy token", "analytics export integration"],
 }
@@ -61,8 +83,12 @@ def directory() -> dict[str, dict[str, Any]]:
     for i, (username, full_name, admin) in enumerate(_PEOPLE):
         home = list(ACCOUNTS)[i % len(ACCOUNTS)]
         people[username] = {
-            "id": f"u-{100 + i}", "name": username, "full_name": full_name, "email": f"{username}@example.com",
-            "password": PASSWORD, "admin": admin,
+            "id": f"u-{100 + i}",
+            "name": username,
+            "full_name": full_name,
+            "email": f"{username}@example.com",
+            "password": PASSWORD,
+            "admin": admin,
             "accounts": list(ACCOUNTS) if admin else [home],
         }
     return people
@@ -89,7 +115,9 @@ class Client:
         else:
             data = json.dumps(json_body or {}).encode()
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(f"{self.base}/a/{self.account}{path}", data=data, headers=headers)
+        req = urllib.request.Request(
+            f"{self.base}/a/{self.account}{path}", data=data, headers=headers
+        )
         try:
             with self._opener.open(req, timeout=30) as resp:
                 resp.read()
@@ -102,9 +130,15 @@ class Client:
 
 def _ip(rnd: random.Random) -> str:
     if rnd.random() < 0.2:
-        return f"2001:db8:{rnd.randrange(1, 0xffff):x}::{rnd.randrange(1, 0xffff):x}"
-    return rnd.choice([f"203.0.113.{rnd.randrange(1, 255)}", f"198.51.100.{rnd.randrange(1, 255)}",
-                       f"192.0.2.{rnd.randrange(1, 255)}", f"10.20.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"])
+        return f"2001:db8:{rnd.randrange(1, 0xFFFF):x}::{rnd.randrange(1, 0xFFFF):x}"
+    return rnd.choice(
+        [
+            f"203.0.113.{rnd.randrange(1, 255)}",
+            f"198.51.100.{rnd.randrange(1, 255)}",
+            f"192.0.2.{rnd.randrange(1, 255)}",
+            f"10.20.{rnd.randrange(256)}.{rnd.randrange(1, 255)}",
+        ]
+    )
 
 
 def _details(code: str, rnd: random.Random, people: list[str], i: int) -> dict[str, Any]:
@@ -120,8 +154,18 @@ def _details(code: str, rnd: random.Random, people: list[str], i: int) -> dict[s
         body["token_id"] = f"tok-{rnd.randrange(1000, 9999)}"
     if head in COMMENTS:
         body["comments"] = rnd.choice(COMMENTS[head])
-    if head in ("custom_role", "bot_project", "masking_rule", "environment_variable", "inbound_channel", "task"):
-        body["params"] = {"name": f"{head.replace('_', ' ')} {i % 17}", "enabled": rnd.random() < 0.7}
+    if head in (
+        "custom_role",
+        "bot_project",
+        "masking_rule",
+        "environment_variable",
+        "inbound_channel",
+        "task",
+    ):
+        body["params"] = {
+            "name": f"{head.replace('_', ' ')} {i % 17}",
+            "enabled": rnd.random() < 0.7,
+        }
         if head == "environment_variable":
             # What a careless form would send: masked before it leaves the host.
             body["params"]["api_key"] = "sk_demo_should_never_be_stored"
@@ -137,19 +181,30 @@ def plan(events: int, seed: int = 11) -> Iterator[tuple[str, Callable[[dict[str,
     """(description, step) pairs; each step makes one HTTP request."""
     rnd = random.Random(seed)
     people = directory()
-    now = datetime.now(timezone.utc)
-    codes = [a.code for p in ("common", "jaicp") for a in CATALOG.actions(p)
-             if a.code not in ("user.signed_in", "user.signed_out")]
+    now = datetime.now(UTC)
+    codes = [
+        a.code
+        for p in ("common", "jaicp")
+        for a in CATALOG.actions(p)
+        if a.code not in ("user.signed_in", "user.signed_out")
+    ]
 
     def client_key(username: str, account: str) -> str:
         return f"{username}@{account}"
 
-    def login(username: str, account: str, password: str = PASSWORD) -> Callable[[dict[str, Client]], int]:
+    def login(
+        username: str, account: str, password: str = PASSWORD
+    ) -> Callable[[dict[str, Client]], int]:
         return lambda clients: clients[client_key(username, account)].post(
-            "/login", form={"username": username, "password": password})
+            "/login", form={"username": username, "password": password}
+        )
 
-    def act(username: str, account: str, code: str, body: dict) -> Callable[[dict[str, Client]], int]:
-        return lambda clients: clients[client_key(username, account)].post(f"/api/{code}", json_body=body)
+    def act(
+        username: str, account: str, code: str, body: dict
+    ) -> Callable[[dict[str, Client]], int]:
+        return lambda clients: clients[client_key(username, account)].post(
+            f"/api/{code}", json_body=body
+        )
 
     def post(username: str, account: str, path: str) -> Callable[[dict[str, Client]], int]:
         return lambda clients: clients[client_key(username, account)].post(path)
@@ -181,7 +236,10 @@ def plan(events: int, seed: int = 11) -> Iterator[tuple[str, Callable[[dict[str,
     # A burst of failed sign-ins ends in a block; one more attempt is refused.
     target = members["globex"][2]
     for n in range(6):
-        yield f"wrong password for {target} #{n + 1}", login(target, "globex", password=f"guess-{n}")
+        yield (
+            f"wrong password for {target} #{n + 1}",
+            login(target, "globex", password=f"guess-{n}"),
+        )
     yield f"{target} tries the right password while blocked", login(target, "globex")
     yield "unknown user tries to sign in", login("mallory", "acme", password="letmein")
     for acc in ACCOUNTS:

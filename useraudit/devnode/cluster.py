@@ -174,20 +174,22 @@ def render_config(index: int, nodes: int, port: int, cluster_name: str) -> str:
     """The ``opensearch.yml`` of node *index* (1-based) of an *nodes*-node cluster."""
     transports = [f"{HOST}:{port + i + TRANSPORT_OFFSET}" for i in range(nodes)]
     names = [node_name(i + 1) for i in range(nodes)]
-    return "\n".join([
-        "# Written by `useraudit opensearch cluster start`: one node of a local",
-        "# development/test cluster. Loopback only (no security plugin).",
-        f"cluster.name: {cluster_name}",
-        f"node.name: {node_name(index)}",
-        f"network.host: {HOST}",
-        f"http.port: {port + index - 1}",
-        f"transport.port: {port + index - 1 + TRANSPORT_OFFSET}",
-        f"discovery.seed_hosts: {json.dumps(transports)}",
-        f"cluster.initial_cluster_manager_nodes: {json.dumps(names)}",
-        "# A nearly full developer disk must not flip indices to read-only mid-test.",
-        "cluster.routing.allocation.disk.threshold_enabled: false",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by `useraudit opensearch cluster start`: one node of a local",
+            "# development/test cluster. Loopback only (no security plugin).",
+            f"cluster.name: {cluster_name}",
+            f"node.name: {node_name(index)}",
+            f"network.host: {HOST}",
+            f"http.port: {port + index - 1}",
+            f"transport.port: {port + index - 1 + TRANSPORT_OFFSET}",
+            f"discovery.seed_hosts: {json.dumps(transports)}",
+            f"cluster.initial_cluster_manager_nodes: {json.dumps(names)}",
+            "# A nearly full developer disk must not flip indices to read-only mid-test.",
+            "cluster.routing.allocation.disk.threshold_enabled: false",
+            "",
+        ]
+    )
 
 
 # -- the main class -----------------------------------------------------------------
@@ -199,22 +201,38 @@ def _compile_main(home: Path, java: str, lib: Path, echo: Echo) -> Path:
     marker = classes / ".built-for"
     digest = hashlib.sha256(_JAVA_SOURCE.encode()).hexdigest()
     key = f"{java}\n{(lib / '.version').read_text().strip()}\n{digest}"
-    if marker.is_file() and marker.read_text() == key \
-            and (classes / f"{CLUSTER_MAIN_CLASS}.class").is_file():
+    if (
+        marker.is_file()
+        and marker.read_text() == key
+        and (classes / f"{CLUSTER_MAIN_CLASS}.class").is_file()
+    ):
         return classes
     javac = Path(java).with_name("javac")
     if not os.access(javac, os.X_OK):
-        raise NodeError(f"need a JDK (javac beside {java}) to compile the cluster node's main "
-                        "class; on Debian: apt-get install -y openjdk-17-jdk-headless")
+        raise NodeError(
+            f"need a JDK (javac beside {java}) to compile the cluster node's main "
+            "class; on Debian: apt-get install -y openjdk-17-jdk-headless"
+        )
     src = home / "src"
     src.mkdir(parents=True, exist_ok=True)
     (src / f"{CLUSTER_MAIN_CLASS}.java").write_text(_JAVA_SOURCE)
     classes.mkdir(parents=True, exist_ok=True)
     echo(f"Compiling {CLUSTER_MAIN_CLASS} with {javac}")
     proc = subprocess.run(
-        [str(javac), "-nowarn", "-d", str(classes), "-cp", f"{lib}{os.sep}*",
-         str(src / f"{CLUSTER_MAIN_CLASS}.java")],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        [
+            str(javac),
+            "-nowarn",
+            "-d",
+            str(classes),
+            "-cp",
+            f"{lib}{os.sep}*",
+            str(src / f"{CLUSTER_MAIN_CLASS}.java"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         raise NodeError(f"javac failed:\n{proc.stdout}{proc.stderr}")
     marker.write_text(key)
@@ -237,37 +255,72 @@ def _spawn(home: Path, index: int, layout: dict[str, Any], echo: Echo) -> int:
         node._clear_state(nhome)
         for p in (port, transport):
             if node._port_in_use(p):
-                raise NodeError(f"port {p} on {HOST} is already in use by another process "
-                                f"(needed by {node_name(index)})")
+                raise NodeError(
+                    f"port {p} on {HOST} is already in use by another process "
+                    f"(needed by {node_name(index)})"
+                )
         base = node._base(nhome)
         conf = base / "conf"
         conf.mkdir(parents=True, exist_ok=True)
-        (conf / "opensearch.yml").write_text(render_config(
-            index, layout["nodes"], layout["port"], layout["cluster_name"]))
+        (conf / "opensearch.yml").write_text(
+            render_config(index, layout["nodes"], layout["port"], layout["cluster_name"])
+        )
         heap = layout["heap"]
         cmd = [
-            layout["java"], f"-Xms{heap}", f"-Xmx{heap}", "-Dfile.encoding=UTF-8",
+            layout["java"],
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-Dfile.encoding=UTF-8",
             f"-Duseraudit.node.name={node_name(index)}",
             *shlex.split(os.environ.get("USERAUDIT_OPENSEARCH_JAVA_OPTS", "")),
-            "-cp", f"{home / 'classes'}{os.pathsep}{home / 'lib'}{os.sep}*", CLUSTER_MAIN_CLASS,
-            "-basePath", str(base), "-confPath", str(conf),
-            "-numOfNode", "1", "-baseHttpPort", str(port - 1),
-            "-clusterName", layout["cluster_name"],
+            "-cp",
+            f"{home / 'classes'}{os.pathsep}{home / 'lib'}{os.sep}*",
+            CLUSTER_MAIN_CLASS,
+            "-basePath",
+            str(base),
+            "-confPath",
+            str(conf),
+            "-numOfNode",
+            "1",
+            "-baseHttpPort",
+            str(port - 1),
+            "-clusterName",
+            layout["cluster_name"],
         ]
         log_path = node._log_file(nhome)
         with open(log_path, "a") as log:
             log.write(f"\n$ {shlex.join(cmd)}\n")
             log.flush()
-            proc = subprocess.Popen(cmd, cwd=nhome, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=nhome,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         node._children[proc.pid] = proc
         node._pid_file(nhome).write_text(f"{proc.pid}\n")
-        node._state_file(nhome).write_text(json.dumps(
-            {"pid": proc.pid, "port": port, "transport_port": transport, "name": node_name(index),
-             "version": layout["version"], "java": layout["java"], "heap": heap,
-             "started": time.time()}, indent=2) + "\n")
-        echo(f"Started {node_name(index)} (pid {proc.pid}) on {HOST}:{port}, "
-             f"transport {transport}, log {log_path}")
+        node._state_file(nhome).write_text(
+            json.dumps(
+                {
+                    "pid": proc.pid,
+                    "port": port,
+                    "transport_port": transport,
+                    "name": node_name(index),
+                    "version": layout["version"],
+                    "java": layout["java"],
+                    "heap": heap,
+                    "started": time.time(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        echo(
+            f"Started {node_name(index)} (pid {proc.pid}) on {HOST}:{port}, "
+            f"transport {transport}, log {log_path}"
+        )
         return proc.pid
 
 
@@ -276,9 +329,15 @@ def _node_status(home: Path, index: int, layout: dict[str, Any]) -> ClusterNodeS
     port = layout["port"] + index - 1
     pid = node._read_pid(nhome)
     running = pid is not None and node.is_our_node(pid, nhome)
-    return ClusterNodeStatus(index=index, name=node_name(index), home=nhome, http_port=port,
-                             transport_port=port + TRANSPORT_OFFSET, running=running,
-                             pid=pid if running else None)
+    return ClusterNodeStatus(
+        index=index,
+        name=node_name(index),
+        home=nhome,
+        http_port=port,
+        transport_port=port + TRANSPORT_OFFSET,
+        running=running,
+        pid=pid if running else None,
+    )
 
 
 def _check_alive(home: Path, indices: Iterable[int]) -> None:
@@ -293,12 +352,19 @@ def _check_alive(home: Path, indices: Iterable[int]) -> None:
             alive = pid is not None and node.is_our_node(pid, nhome)
         if not alive:
             node._clear_state(nhome)
-            raise NodeError(f"{node_name(i)} exited while starting\n--- {node._log_file(nhome)} "
-                            f"(tail) ---\n{node._tail(node._log_file(nhome))}")
+            raise NodeError(
+                f"{node_name(i)} exited while starting\n--- {node._log_file(nhome)} "
+                f"(tail) ---\n{node._tail(node._log_file(nhome))}"
+            )
 
 
-def wait_for(home: Path | str | None = None, status: str = "green", nodes: int | None = None,
-             timeout: float = DEFAULT_WAIT, echo: Echo = print) -> dict[str, Any]:
+def wait_for(
+    home: Path | str | None = None,
+    status: str = "green",
+    nodes: int | None = None,
+    timeout: float = DEFAULT_WAIT,
+    echo: Echo = print,
+) -> dict[str, Any]:
     """Wait until a running node reports *status* (or better) with *nodes* nodes joined.
 
     *nodes* defaults to the cluster's size. Raises :class:`NodeError` when a
@@ -321,23 +387,33 @@ def wait_for(home: Path | str | None = None, status: str = "green", nodes: int |
                 continue
             last = health
             if health.get("status") in ok and health.get("number_of_nodes") == nodes:
-                echo(f"cluster {health.get('cluster_name')} is {health['status']} with "
-                     f"{nodes} nodes ({time.monotonic() - started:.0f}s)")
+                echo(
+                    f"cluster {health.get('cluster_name')} is {health['status']} with "
+                    f"{nodes} nodes ({time.monotonic() - started:.0f}s)"
+                )
                 return health
             break
         if time.monotonic() > deadline:
-            raise NodeError(f"cluster in {home} not {status} with {nodes} nodes after "
-                            f"{timeout:.0f}s; last health: {json.dumps(last)}")
+            raise NodeError(
+                f"cluster in {home} not {status} with {nodes} nodes after "
+                f"{timeout:.0f}s; last health: {json.dumps(last)}"
+            )
         time.sleep(0.5)
 
 
 # -- public API ---------------------------------------------------------------------
 
 
-def start_cluster(nodes: int = DEFAULT_NODES, port: int = DEFAULT_PORT,
-                  home: Path | str | None = None, heap: str = DEFAULT_HEAP,
-                  wait: float = DEFAULT_WAIT, version: str | None = None,
-                  java_home: Path | str | None = None, echo: Echo = print) -> ClusterStatus:
+def start_cluster(
+    nodes: int = DEFAULT_NODES,
+    port: int = DEFAULT_PORT,
+    home: Path | str | None = None,
+    heap: str = DEFAULT_HEAP,
+    wait: float = DEFAULT_WAIT,
+    version: str | None = None,
+    java_home: Path | str | None = None,
+    echo: Echo = print,
+) -> ClusterStatus:
     """Start *nodes* nodes on HTTP ports *port*.. and wait for a green cluster of all of them.
 
     All processes are started first (none can be healthy before a quorum
@@ -352,27 +428,40 @@ def start_cluster(nodes: int = DEFAULT_NODES, port: int = DEFAULT_PORT,
         raise NodeError("a cluster needs at least one node")
     last = port + nodes - 1
     if port not in node.PORT_RANGE or last not in node.PORT_RANGE:
-        raise NodeError(f"HTTP ports {port}-{last} must lie within {node.PORT_RANGE.start}-"
-                        f"{node.PORT_RANGE.stop - 1} (an OpenSearchRunner limit)")
+        raise NodeError(
+            f"HTTP ports {port}-{last} must lie within {node.PORT_RANGE.start}-"
+            f"{node.PORT_RANGE.stop - 1} (an OpenSearchRunner limit)"
+        )
     if not re.fullmatch(r"\d+[kKmMgG]?", heap):
         raise NodeError(f"bad heap size {heap!r} (examples: 512m, 1g)")
     with node._locked(home):
         existing = _read_cluster(home)
-        if existing and any(_node_status(home, i, existing).running
-                            for i in range(1, existing["nodes"] + 1)):
+        if existing and any(
+            _node_status(home, i, existing).running for i in range(1, existing["nodes"] + 1)
+        ):
             if (existing["nodes"], existing["port"], existing["version"]) != (nodes, port, version):
-                raise NodeError(f"a cluster of {existing['nodes']} nodes on port "
-                                f"{existing['port']} (runner {existing['version']}) runs in "
-                                f"{home}; stop it first")
+                raise NodeError(
+                    f"a cluster of {existing['nodes']} nodes on port "
+                    f"{existing['port']} (runner {existing['version']}) runs in "
+                    f"{home}; stop it first"
+                )
         java = node.find_java(java_home)
         node._check_java(java, version)
         lib = node.fetch_jars(home, version, echo)
         _compile_main(home, java, lib, echo)
-        layout = {"nodes": nodes, "port": port, "version": version, "java": java, "heap": heap,
-                  "cluster_name": f"useraudit-cluster-{port}"}
+        layout = {
+            "nodes": nodes,
+            "port": port,
+            "version": version,
+            "java": java,
+            "heap": heap,
+            "cluster_name": f"useraudit-cluster-{port}",
+        }
         _cluster_file(home).write_text(json.dumps(layout, indent=2) + "\n")
-    echo(f"Starting a {nodes}-node OpenSearch {version.rsplit('.', 1)[0]} cluster "
-         f"on {HOST}:{port}-{last} (home {home})")
+    echo(
+        f"Starting a {nodes}-node OpenSearch {version.rsplit('.', 1)[0]} cluster "
+        f"on {HOST}:{port}-{last} (home {home})"
+    )
     started: list[int] = []
     try:
         for i in range(1, nodes + 1):
@@ -384,8 +473,7 @@ def start_cluster(nodes: int = DEFAULT_NODES, port: int = DEFAULT_PORT,
         while True:
             _check_alive(home, range(1, nodes + 1))
             try:
-                health = wait_for(home, "green", nodes, timeout=min(5.0, wait),
-                                  echo=echo)
+                health = wait_for(home, "green", nodes, timeout=min(5.0, wait), echo=echo)
                 break
             except NodeError:
                 if time.monotonic() > deadline:
@@ -395,9 +483,11 @@ def start_cluster(nodes: int = DEFAULT_NODES, port: int = DEFAULT_PORT,
             with contextlib.suppress(NodeError):
                 stop_node(home, i, echo=echo)
         if isinstance(exc, NodeError):
-            tails = "\n".join(f"--- {node_name(i)} log (tail) ---\n"
-                              f"{node._tail(node._log_file(node_home(home, i)), 15)}"
-                              for i in started)
+            tails = "\n".join(
+                f"--- {node_name(i)} log (tail) ---\n"
+                f"{node._tail(node._log_file(node_home(home, i)), 15)}"
+                for i in started
+            )
             raise NodeError(f"{exc}\n{tails}") from exc
         raise
     status = cluster_status(home)
@@ -405,8 +495,9 @@ def start_cluster(nodes: int = DEFAULT_NODES, port: int = DEFAULT_PORT,
     return status
 
 
-def start_node(home: Path | str | None, index: int, wait: float | None = None,
-               echo: Echo = print) -> int:
+def start_node(
+    home: Path | str | None, index: int, wait: float | None = None, echo: Echo = print
+) -> int:
     """(Re)start node *index* of an existing cluster; with *wait*, wait until all are green."""
     home = _home(home)
     layout = _layout(home)
@@ -422,21 +513,33 @@ def start_node(home: Path | str | None, index: int, wait: float | None = None,
         while True:
             _check_alive(home, [index])
             health = node.cluster_health(port, timeout=2)
-            if health and health.get("status") == "green" \
-                    and health.get("number_of_nodes") == layout["nodes"] \
-                    and node._serves_pid(port, pid):
-                echo(f"{node_name(index)} is back; cluster green with {layout['nodes']} nodes "
-                     f"({time.monotonic() - started:.0f}s)")
+            if (
+                health
+                and health.get("status") == "green"
+                and health.get("number_of_nodes") == layout["nodes"]
+                and node._serves_pid(port, pid)
+            ):
+                echo(
+                    f"{node_name(index)} is back; cluster green with {layout['nodes']} nodes "
+                    f"({time.monotonic() - started:.0f}s)"
+                )
                 break
             if time.monotonic() > deadline:
-                raise NodeError(f"{node_name(index)} restarted but the cluster is not green with "
-                                f"it after {wait:.0f}s; last health: {json.dumps(health)}")
+                raise NodeError(
+                    f"{node_name(index)} restarted but the cluster is not green with "
+                    f"it after {wait:.0f}s; last health: {json.dumps(health)}"
+                )
             time.sleep(0.5)
     return pid
 
 
-def stop_node(home: Path | str | None, index: int, sig: int = signal.SIGTERM,
-              timeout: float = 30.0, echo: Echo = print) -> bool:
+def stop_node(
+    home: Path | str | None,
+    index: int,
+    sig: int = signal.SIGTERM,
+    timeout: float = 30.0,
+    echo: Echo = print,
+) -> bool:
     """Stop node *index* (SIGTERM, then SIGKILL after *timeout*; ``sig=SIGKILL`` at once).
 
     Returns False if it was not running.
@@ -465,8 +568,7 @@ def stop_node(home: Path | str | None, index: int, sig: int = signal.SIGTERM,
         return True
 
 
-def stop_cluster(home: Path | str | None = None, timeout: float = 30.0,
-                 echo: Echo = print) -> int:
+def stop_cluster(home: Path | str | None = None, timeout: float = 30.0, echo: Echo = print) -> int:
     """Stop every node of the cluster (SIGTERM to all first). Returns how many ran."""
     home = _home(home)
     layout = _read_cluster(home)

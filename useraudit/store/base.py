@@ -66,8 +66,9 @@ class Store(abc.ABC):
         """How many events match."""
 
     @abc.abstractmethod
-    def iterate(self, query: Query, batch_size: int = 1000,
-                fields: Sequence[str] | None = None) -> Iterator[dict]:
+    def iterate(
+        self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None
+    ) -> Iterator[dict]:
         """Every match, newest first, in bounded memory.
 
         With ``fields``, a backend may return only those fields (it may also

@@ -27,7 +27,11 @@ from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import Query
 
 store_option = click.option(
-    "--store", "store_url", envvar="USERAUDIT_STORE", default=None, show_envvar=True,
+    "--store",
+    "store_url",
+    envvar="USERAUDIT_STORE",
+    default=None,
+    show_envvar=True,
     help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
 )
 
@@ -46,11 +50,21 @@ def older_than(cutoff: datetime, store: Store) -> int:
 
 
 @click.command("prune")
-@click.option("--older-than", "days", type=click.FloatRange(min=0), required=True,
-              help="Delete events older than this many days.")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Delete events older than this many days.",
+)
 @store_option
-@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True,
-              help="Events deleted per transaction / delete batch.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Events deleted per transaction / delete batch.",
+)
 def prune(days: float, store_url: str | None, batch: int) -> None:
     """Delete events older than DAYS days, in small batches."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
@@ -58,8 +72,9 @@ def prune(days: float, store_url: str | None, batch: int) -> None:
     try:
         expected = older_than(cutoff, store)
         click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
-        with click.progressbar(length=max(expected, 1), label="Deleting", show_pos=True,
-                               file=sys.stderr) as bar:
+        with click.progressbar(
+            length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
+        ) as bar:
             if "progress" in inspect.signature(store.delete_older_than).parameters:
                 deleted = store.delete_older_than(cutoff, batch_size=batch, progress=bar.update)
             else:  # OpenSearch deletes in one server-side delete-by-query
@@ -69,7 +84,9 @@ def prune(days: float, store_url: str | None, batch: int) -> None:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
-    click.echo(f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}")
+    click.echo(
+        f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
+    )
 
 
 def _batches(store: Store, account: str, size: int) -> Iterator[list[dict]]:
@@ -110,14 +127,23 @@ def _write(target: Store, docs: list[dict], attempts: int = 5) -> list[WriteResu
 
 @click.command("migrate")
 @click.option("--from", "source_url", required=True, help="Store to copy from (URL).")
-@click.option("--to", "target_url", required=True, help="Store to copy into (URL); created if needed.")
+@click.option(
+    "--to", "target_url", required=True, help="Store to copy into (URL); created if needed."
+)
 @click.option("--account", "accounts", multiple=True, help="Only these accounts (default: all).")
-@click.option("--batch", type=click.IntRange(1, 20_000), default=5000, show_default=True,
-              help="Events per read and write batch.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 20_000),
+    default=5000,
+    show_default=True,
+    help="Events per read and write batch.",
+)
 def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: int) -> None:
     """Copy events between stores; safe to re-run, verifies counts per account."""
     source, target = _open(source_url), _open(target_url)
-    if source.url == target.url and getattr(source, "prefix", None) == getattr(target, "prefix", None):
+    if source.url == target.url and getattr(source, "prefix", None) == getattr(
+        target, "prefix", None
+    ):
         raise click.ClickException("--from and --to are the same store")
     failed: list[str] = []
     try:
@@ -125,11 +151,18 @@ def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: 
             click.echo(line, err=True)
         names = list(accounts) or source.accounts()
         sizes = {a: source.count(Query(a)) for a in names}
-        click.echo(f"{source.url} → {target.url}: {sum(sizes.values()):,} events in {len(names)} accounts",
-                   err=True)
+        click.echo(
+            f"{source.url} → {target.url}: {sum(sizes.values()):,} events in {len(names)} accounts",
+            err=True,
+        )
         totals = {"created": 0, "duplicate": 0, "rejected": 0, "retry": 0}
-        with click.progressbar(length=max(sum(sizes.values()), 1), label="Copying", show_pos=True,
-                               show_percent=True, file=sys.stderr) as bar:
+        with click.progressbar(
+            length=max(sum(sizes.values()), 1),
+            label="Copying",
+            show_pos=True,
+            show_percent=True,
+            file=sys.stderr,
+        ) as bar:
             for account in names:
                 for docs in _batches(source, account, batch):
                     for doc, result in zip(docs, _write(target, docs), strict=True):
@@ -138,13 +171,17 @@ def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: 
                             failed.append(f"{doc.get('event.id')}: {result.status} {result.reason}")
                     bar.update(len(docs))
         target.refresh()
-        click.echo(f"created {totals['created']:,}, already there {totals['duplicate']:,}, "
-                   f"rejected {totals['rejected']:,}, not written {totals['retry']:,}")
+        click.echo(
+            f"created {totals['created']:,}, already there {totals['duplicate']:,}, "
+            f"rejected {totals['rejected']:,}, not written {totals['retry']:,}"
+        )
         mismatched = []
         for account in names:
             there = target.count(Query(account))
             ok = there == sizes[account]
-            click.echo(f"  {account}: source {sizes[account]:,}, target {there:,}{'' if ok else '  MISMATCH'}")
+            click.echo(
+                f"  {account}: source {sizes[account]:,}, target {there:,}{'' if ok else '  MISMATCH'}"
+            )
             if not ok:
                 mismatched.append(account)
     except StoreError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -82,7 +82,11 @@ class OpenSearchStore(Store):
             kwargs["http_auth"] = (username, password or "")
         if scheme == "https":
             kwargs["use_ssl"] = True
-            kwargs["verify_certs"] = params.get("verify_certs", "true").lower() not in ("false", "0", "no")
+            kwargs["verify_certs"] = params.get("verify_certs", "true").lower() not in (
+                "false",
+                "0",
+                "no",
+            )
             if params.get("ca_certs"):
                 kwargs["ca_certs"] = params["ca_certs"]
             if not kwargs["verify_certs"]:
@@ -98,7 +102,9 @@ class OpenSearchStore(Store):
         name = index_templates.template_name(self.prefix)
         body = index_templates.load_golden(self.prefix)
         try:
-            existing = self.client.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
+            existing = self.client.indices.get_index_template(name=name)["index_templates"][0][
+                "index_template"
+            ]
         except os_exc.NotFoundError:
             existing = None
         except os_exc.ConnectionError as exc:
@@ -113,14 +119,22 @@ class OpenSearchStore(Store):
             if version == SCHEMA_VERSION and _same_template(existing, body):
                 return [f"index template {name} is up to date (version {version})"]
         self.client.indices.put_index_template(name=name, body=body)
-        action = "installed" if existing is None else f"upgraded from version {existing.get('version')}"
-        return [f"index template {name} {action} (version {SCHEMA_VERSION}, pattern {body['index_patterns'][0]})"]
+        action = (
+            "installed" if existing is None else f"upgraded from version {existing.get('version')}"
+        )
+        return [
+            f"index template {name} {action} (version {SCHEMA_VERSION}, pattern {body['index_patterns'][0]})"
+        ]
 
     def uninstall(self) -> None:
         """Delete the template and every index of this prefix (tests, operators)."""
-        self.client.indices.delete(index=index_templates.index_pattern(self.prefix), ignore_unavailable=True)
+        self.client.indices.delete(
+            index=index_templates.index_pattern(self.prefix), ignore_unavailable=True
+        )
         try:
-            self.client.indices.delete_index_template(name=index_templates.template_name(self.prefix))
+            self.client.indices.delete_index_template(
+                name=index_templates.template_name(self.prefix)
+            )
         except os_exc.NotFoundError:
             pass
 
@@ -129,9 +143,13 @@ class OpenSearchStore(Store):
         # enricher, so the bucket is a slice of it, not a datetime parse.
         ts: str = doc["@timestamp"]
         if len(ts) == 24 and ts[4] == "-" and ts.endswith("Z"):
-            bucket = f"{ts[0:4]}.{ts[5:7]}" if self.bucket == "month" else f"{ts[0:4]}.{ts[5:7]}.{ts[8:10]}"
+            bucket = (
+                f"{ts[0:4]}.{ts[5:7]}"
+                if self.bucket == "month"
+                else f"{ts[0:4]}.{ts[5:7]}.{ts[8:10]}"
+            )
         else:
-            parsed = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(timezone.utc)
+            parsed = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(UTC)
             bucket = parsed.strftime(self._time_format)
         return f"{self.prefix}-events-{bucket}"
 
@@ -161,8 +179,12 @@ class OpenSearchStore(Store):
         except os_exc.TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 0
             if status == 429 or status >= 500 or status == 0:
-                raise StoreUnavailable(f"OpenSearch at {self.url} answered {status}: {exc.error}") from exc
-            raise StoreError(f"OpenSearch rejected the bulk request ({status}): {exc.error}") from exc
+                raise StoreUnavailable(
+                    f"OpenSearch at {self.url} answered {status}: {exc.error}"
+                ) from exc
+            raise StoreError(
+                f"OpenSearch rejected the bulk request ({status}): {exc.error}"
+            ) from exc
         items = response.get("items", [])
         if len(items) != count:
             raise StoreUnavailable(f"bulk answered {len(items)} items for {count} documents")
@@ -187,7 +209,9 @@ class OpenSearchStore(Store):
         return out
 
     def refresh(self) -> None:
-        self.client.indices.refresh(index=index_templates.index_pattern(self.prefix), ignore_unavailable=True)
+        self.client.indices.refresh(
+            index=index_templates.index_pattern(self.prefix), ignore_unavailable=True
+        )
 
     def count_all(self) -> int:
         """Every event under this prefix, all accounts (operators, tests)."""
@@ -207,7 +231,9 @@ class OpenSearchStore(Store):
             after: list[Any] | None = None
             while True:
                 body: dict[str, Any] = {
-                    "size": 5000, "_source": False, "pit": {"id": pit, "keep_alive": "1m"},
+                    "size": 5000,
+                    "_source": False,
+                    "pit": {"id": pit, "keep_alive": "1m"},
                     "sort": [{"event.id": "asc"}],
                 }
                 if after:
@@ -238,8 +264,9 @@ class OpenSearchStore(Store):
 
         return opensearch_query.count(self, query)
 
-    def iterate(self, query: Query, batch_size: int = 1000,
-                fields: Sequence[str] | None = None) -> Iterator[dict]:
+    def iterate(
+        self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None
+    ) -> Iterator[dict]:
         from . import opensearch_query
 
         return opensearch_query.iterate(self, query, batch_size, fields)
@@ -247,7 +274,7 @@ class OpenSearchStore(Store):
     def delete_older_than(self, cutoff: datetime, batch_size: int = 500) -> int:
         resp = self.client.delete_by_query(
             index=self.alias,
-            body={"query": {"range": {"@timestamp": {"lt": cutoff.astimezone(timezone.utc).isoformat()}}}},
+            body={"query": {"range": {"@timestamp": {"lt": cutoff.astimezone(UTC).isoformat()}}}},
             params={"scroll_size": batch_size, "conflicts": "proceed", "refresh": "true"},
         )
         return int(resp.get("deleted", 0))
@@ -308,6 +335,7 @@ def _classify(item: dict) -> WriteResult:
 
 def _same_template(existing: dict, wanted: dict) -> bool:
     """Compare what matters, ignoring how the server echoes settings back."""
+
     def norm(t: dict) -> str:
         tpl = t.get("template", {})
         return json.dumps(

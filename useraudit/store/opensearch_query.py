@@ -75,35 +75,63 @@ def build_query(query: Query) -> dict[str, Any]:
         values = getattr(query, attr)
         if values:
             lowered = [v.lower() for v in values]
-            filters.append({"bool": {"minimum_should_match": 1, "should": [
-                {"terms": {f"{prefix}.id": list(values)}},
-                {"terms": {f"{prefix}.name.lower": lowered}},
-                {"terms": {f"{prefix}.email.lower": lowered}},
-            ]}})
+            filters.append(
+                {
+                    "bool": {
+                        "minimum_should_match": 1,
+                        "should": [
+                            {"terms": {f"{prefix}.id": list(values)}},
+                            {"terms": {f"{prefix}.name.lower": lowered}},
+                            {"terms": {f"{prefix}.email.lower": lowered}},
+                        ],
+                    }
+                }
+            )
     if query.history:
         filters.append({"terms": {"related.user.lower": [v.lower() for v in query.history]}})
     if query.ips:
-        filters.append({"bool": {"minimum_should_match": 1, "should": [
-            {"term": {"source.ip": str(networks(v))}} for v in query.ips
-        ]}})
+        filters.append(
+            {
+                "bool": {
+                    "minimum_should_match": 1,
+                    "should": [{"term": {"source.ip": str(networks(v))}} for v in query.ips],
+                }
+            }
+        )
     if query.groups:
-        filters.append({"bool": {"minimum_should_match": 1, "should": [
-            {"bool": {"filter": [{"term": {"audit.product": p}}, {"term": {"audit.group": g}}]}}
-            for p, g in query.groups
-        ]}})
+        filters.append(
+            {
+                "bool": {
+                    "minimum_should_match": 1,
+                    "should": [
+                        {
+                            "bool": {
+                                "filter": [
+                                    {"term": {"audit.product": p}},
+                                    {"term": {"audit.group": g}},
+                                ]
+                            }
+                        }
+                        for p, g in query.groups
+                    ],
+                }
+            }
+        )
     bool_: dict[str, Any] = {"filter": filters}
     node = parse_text(query.text)
     if node is not None:
-        bool_["must"] = [{
-            "simple_query_string": {
-                "query": to_simple_query_string(node),
-                "fields": [COMMENTS],
-                "default_operator": "and",
-                "flags": SQS_FLAGS,
-                "analyze_wildcard": False,
-                "auto_generate_synonyms_phrase_query": False,
+        bool_["must"] = [
+            {
+                "simple_query_string": {
+                    "query": to_simple_query_string(node),
+                    "fields": [COMMENTS],
+                    "default_operator": "and",
+                    "flags": SQS_FLAGS,
+                    "analyze_wildcard": False,
+                    "auto_generate_synonyms_phrase_query": False,
+                }
             }
-        }]
+        ]
     return {"bool": bool_}
 
 
@@ -123,7 +151,13 @@ def search_body(request: SearchRequest) -> dict[str, Any]:
         # ask shards for far more than shown (cheap for audit-log cardinalities).
         shard_size = max(FACET_SHARD_SIZE, request.facet_size * 10)
         body["aggs"] = {
-            name: {"terms": {"field": FACETS[name], "size": request.facet_size, "shard_size": shard_size}}
+            name: {
+                "terms": {
+                    "field": FACETS[name],
+                    "size": request.facet_size,
+                    "shard_size": shard_size,
+                }
+            }
             for name in request.facets
         }
     if request.highlight:
@@ -153,13 +187,22 @@ def mark(marked: str, original: str) -> str:
         at = original.find(plain)
         if at < 0:  # not what was stored: do not guess where the marks go
             return html.escape(original, quote=True)
-        marked = original[:at] + marked + original[at + len(plain):]
-    return html.escape(marked, quote=True).replace(HIGHLIGHT_PRE, "<mark>").replace(HIGHLIGHT_POST, "</mark>")
+        marked = original[:at] + marked + original[at + len(plain) :]
+    return (
+        html.escape(marked, quote=True)
+        .replace(HIGHLIGHT_PRE, "<mark>")
+        .replace(HIGHLIGHT_POST, "</mark>")
+    )
 
 
 def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
-    resp = _call(store, store.client.search, index=store.alias, body=search_body(request),
-                 ignore_unavailable=True)
+    resp = _call(
+        store,
+        store.client.search,
+        index=store.alias,
+        body=search_body(request),
+        ignore_unavailable=True,
+    )
     raw_hits = resp["hits"]["hits"]
     more = len(raw_hits) > request.size
     raw_hits = raw_hits[: request.size]
@@ -169,7 +212,9 @@ def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
         if request.highlight and doc.get(COMMENTS):
             fragments = (hit.get("highlight") or {}).get(COMMENTS)
             doc["_highlight"] = (
-                mark(fragments[0], doc[COMMENTS]) if fragments else html.escape(doc[COMMENTS], quote=True)
+                mark(fragments[0], doc[COMMENTS])
+                if fragments
+                else html.escape(doc[COMMENTS], quote=True)
             )
         hits.append(doc)
     next_cursor = None
@@ -181,18 +226,28 @@ def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
         name: [(str(b["key"]), int(b["doc_count"])) for b in aggs.get(name, {}).get("buckets", [])]
         for name in request.facets
     }
-    return SearchPage(hits=hits, total=int(resp["hits"]["total"]["value"]), next_cursor=next_cursor,
-                      facets=facets)
+    return SearchPage(
+        hits=hits, total=int(resp["hits"]["total"]["value"]), next_cursor=next_cursor, facets=facets
+    )
 
 
 def count(store: OpenSearchStore, query: Query) -> int:
-    resp = _call(store, store.client.count, index=store.alias, body={"query": build_query(query)},
-                 ignore_unavailable=True)
+    resp = _call(
+        store,
+        store.client.count,
+        index=store.alias,
+        body={"query": build_query(query)},
+        ignore_unavailable=True,
+    )
     return int(resp.get("count", 0))
 
 
-def iterate(store: OpenSearchStore, query: Query, batch_size: int = 1000,
-            fields: Sequence[str] | None = None) -> Iterator[dict]:
+def iterate(
+    store: OpenSearchStore,
+    query: Query,
+    batch_size: int = 1000,
+    fields: Sequence[str] | None = None,
+) -> Iterator[dict]:
     """Every match newest first through a point-in-time; one batch in memory.
 
     ``fields`` limits ``_source`` to those fields: less for the node to read
@@ -242,8 +297,12 @@ def _call(store: OpenSearchStore, fn: Any, **kwargs: Any) -> dict:
     except os_exc.TransportError as exc:
         status = exc.status_code if isinstance(exc.status_code, int) else 0
         if status == 429 or status >= 500:
-            raise StoreUnavailable(f"OpenSearch at {store.url} answered {status}: {_reason(exc)}") from exc
-        raise StoreError(f"OpenSearch at {store.url} refused the search ({status}): {_reason(exc)}") from exc
+            raise StoreUnavailable(
+                f"OpenSearch at {store.url} answered {status}: {_reason(exc)}"
+            ) from exc
+        raise StoreError(
+            f"OpenSearch at {store.url} refused the search ({status}): {_reason(exc)}"
+        ) from exc
 
 
 def _reason(exc: os_exc.TransportError) -> str:

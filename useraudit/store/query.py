@@ -169,7 +169,12 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, event_id = json.loads(raw)
-        if not isinstance(ts, int) or isinstance(ts, bool) or not isinstance(event_id, str) or len(event_id) > 64:
+        if (
+            not isinstance(ts, int)
+            or isinstance(ts, bool)
+            or not isinstance(event_id, str)
+            or len(event_id) > 64
+        ):
             raise ValueError
         return ts, event_id
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
@@ -254,7 +259,7 @@ def _lex(text: str) -> list[tuple[str, str]]:
         elif ch == '"':
             end = text.find('"', i + 1)
             if end < 0:
-                raise QueryError("a quoted phrase is not closed: add the closing \"")
+                raise QueryError('a quoted phrase is not closed: add the closing "')
             tokens.append(("phrase", text[i + 1 : end]))
             i = end + 1
         elif ch == "+":

@@ -106,7 +106,8 @@ COLUMNS: tuple[tuple[str, str, Kind, bool], ...] = tuple(
 # Lowercase, accent-folded shadows of the person fields the filters match on.
 FOLDED: tuple[tuple[str, str], ...] = tuple(
     (f"{prefix}.{part}", column(f"{prefix}.{part}") + "_fold")
-    for prefix in PERSON_FILTERS.values() for part in ("name", "email")
+    for prefix in PERSON_FILTERS.values()
+    for part in ("name", "email")
 )
 FIELD_COLUMN: dict[str, str] = {name: col for name, col, _k, _m in COLUMNS}
 assert all(col in FIELD_COLUMN.values() for col in (column(f) for f in FACETS.values()))
@@ -121,16 +122,24 @@ HOT = "events INDEXED BY events_hot"
 # Rollup rows: (account, facet, UTC month, value) → count, kept exact in the
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
-_FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple((name, column(field)) for name, field in FACETS.items())
+_FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (name, column(field)) for name, field in FACETS.items()
+)
 
 # (account, column, ts_ms) indexes: filter and order in one. Only for filters
 # selective enough to beat walking the account's rows newest first; person
 # filters go through related_users (every person of an event is listed there)
 # and low-cardinality ones (browser, OS, device) scan. Each index costs ingest.
 _INDEXED = ("event_action", "event_outcome", "audit_project_id", "audit_token_id", "ip_key")
-_HOT = tuple(dict.fromkeys([
-    *(column(f) for f in FACETS.values()), *(column(f) for f in TERM_FILTERS.values()), "audit_group",
-]))
+_HOT = tuple(
+    dict.fromkeys(
+        [
+            *(column(f) for f in FACETS.values()),
+            *(column(f) for f in TERM_FILTERS.values()),
+            "audit_group",
+        ]
+    )
+)
 
 
 def _ddl() -> list[str]:
@@ -150,8 +159,10 @@ def _ddl() -> list[str]:
         f"CREATE INDEX IF NOT EXISTS events_hot ON events(organization_id, ts_ms, event_id, {', '.join(_HOT)})",
         "CREATE INDEX IF NOT EXISTS events_ts ON events(ts_ms)",
         "CREATE INDEX IF NOT EXISTS events_groups ON events(organization_id, audit_product, audit_group, ts_ms)",
-        *(f"CREATE INDEX IF NOT EXISTS events_{col} ON events(organization_id, {col}, ts_ms)"
-          for col in dict.fromkeys(_INDEXED)),
+        *(
+            f"CREATE INDEX IF NOT EXISTS events_{col} ON events(organization_id, {col}, ts_ms)"
+            for col in dict.fromkeys(_INDEXED)
+        ),
         "CREATE TABLE IF NOT EXISTS related_users (\n"
         "  organization_id TEXT NOT NULL, value TEXT NOT NULL, rid INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, value, rid)) WITHOUT ROWID",
@@ -230,7 +241,11 @@ def _build_row_function() -> Callable[[dict, int, int], list]:
     for name, _col in FOLDED:
         parts.append(f"(fold(v) if (v := g({name!r})) else None)")
     parts.append('(ipk(v) if (v := g("source.ip")) else None)')
-    src = "def _row(doc, rid, ts_ms):\n    g = doc.get\n    return [\n        " + ",\n        ".join(parts) + "]\n"
+    src = (
+        "def _row(doc, rid, ts_ms):\n    g = doc.get\n    return [\n        "
+        + ",\n        ".join(parts)
+        + "]\n"
+    )
     namespace: dict[str, Any] = {"enc": _encode, "fold": _fold, "ipk": _ip_key_or_none}
     exec(compile(src, "<useraudit.store.sqlite row>", "exec"), namespace)  # noqa: S102 - our own code
     return namespace["_row"]
@@ -269,8 +284,11 @@ def _timestamp_ms(value: Any) -> int:
 
 _INSERT_INDEX = {col: i for i, col in enumerate(_INSERT_COLUMNS)}
 # Where the account, ts_ms and facet values sit in an INSERT row...
-_COUNT_POSITIONS = [_INSERT_INDEX["organization_id"], _INSERT_INDEX["ts_ms"],
-                    *(_INSERT_INDEX[col] for _name, col in _FACET_COLUMNS)]
+_COUNT_POSITIONS = [
+    _INSERT_INDEX["organization_id"],
+    _INSERT_INDEX["ts_ms"],
+    *(_INSERT_INDEX[col] for _name, col in _FACET_COLUMNS),
+]
 # ...and the same values as a SELECT list (for deletes).
 _COUNT_SELECT = ", ".join(["organization_id", "ts_ms", *(col for _name, col in _FACET_COLUMNS)])
 
@@ -292,8 +310,9 @@ def _month_start_ms(month: int) -> int:
     return _month_first_day(month) * DAY_MS
 
 
-def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int,
-                projected: bool = False) -> None:
+def _add_counts(
+    con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int, projected: bool = False
+) -> None:
     """Add (or with ``sign`` -1 remove) rows to the monthly facet_counts rollup."""
     names = [name for name, _col in _FACET_COLUMNS]
     pick = itemgetter(*_COUNT_POSITIONS)
@@ -305,7 +324,9 @@ def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: in
             continue
         day = values[1] // DAY_MS
         keys.append((account, day, TOTAL, ""))
-        keys.extend([(account, day, name, v) for name, v in zip(names, values[2:]) if v is not None])
+        keys.extend(
+            [(account, day, name, v) for name, v in zip(names, values[2:]) if v is not None]
+        )
     if not keys:
         return
     counts: Counter[tuple[str, str, int, str]] = Counter()
@@ -319,7 +340,9 @@ def _add_counts(con: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: in
     if sign < 0:
         con.executemany(
             "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND month = ? AND value = ? "
-            "AND n <= 0", list(counts))
+            "AND n <= 0",
+            list(counts),
+        )
 
 
 def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
@@ -332,7 +355,7 @@ def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
 def path_from_url(url: str) -> Path:
     if not url.lower().startswith("sqlite:"):
         raise StoreError(f"not a SQLite URL: {url!r} (use sqlite:///path/audit.db)")
-    rest = url[len("sqlite:"):].split("?", 1)[0]
+    rest = url[len("sqlite:") :].split("?", 1)[0]
     if rest.startswith("//"):
         rest = rest[2:]
         if rest.startswith("//"):
@@ -358,10 +381,14 @@ class SQLiteStore(Store):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the directory for SQLite store {self.path}: {exc}") from exc
+            raise StoreError(
+                f"cannot create the directory for SQLite store {self.path}: {exc}"
+            ) from exc
         with self._errors("open"):
             con = sqlite3.connect(
-                str(self.path), timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                str(self.path),
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,
                 check_same_thread=False,
             )
             try:
@@ -404,14 +431,23 @@ class SQLiteStore(Store):
         if "fts5" in low and "syntax" in low:
             return QueryError("the search text could not be understood")
         if "locked" in low or "busy" in low:
-            return StoreUnavailable(f"{where} is locked by another process ({msg}); try again later")
+            return StoreUnavailable(
+                f"{where} is locked by another process ({msg}); try again later"
+            )
         if "not a database" in low or "malformed" in low or "corrupt" in low:
             return StoreError(
                 f"{where} is damaged or not a useraudit database ({msg}): move it aside and "
                 "restore a backup, or point --store at a new file"
             )
-        if "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
-            return StoreError(f"cannot {action} {where}: {msg} (check the file and directory permissions)")
+        if (
+            "readonly" in low
+            or "read-only" in low
+            or "unable to open" in low
+            or "permission" in low
+        ):
+            return StoreError(
+                f"cannot {action} {where}: {msg} (check the file and directory permissions)"
+            )
         if "disk" in low or "full" in low:
             # Often transient (space freed, I/O retried): the indexer should retry, not dead-letter.
             return StoreUnavailable(f"cannot {action} {where}: {msg} (disk full or failing?)")
@@ -436,7 +472,9 @@ class SQLiteStore(Store):
         con = self._con  # installs on first use
         with self._errors("read"):
             rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
-        return [f"SQLite store {self.path} ready (schema version {SCHEMA_VERSION}, {rows} events, WAL mode)"]
+        return [
+            f"SQLite store {self.path} ready (schema version {SCHEMA_VERSION}, {rows} events, WAL mode)"
+        ]
 
     def _install(self, con: sqlite3.Connection) -> None:
         with self._errors("set up"):
@@ -494,8 +532,12 @@ class SQLiteStore(Store):
             # Idempotence: a known event.id is ignored by the UNIQUE index; the
             # rows that are present afterwards in our fresh rid range are ours.
             con.executemany(_INSERT, rows)
-            created = {r[0] for r in con.execute(
-                "SELECT rid FROM events WHERE rid BETWEEN ? AND ?", (base + 1, base + len(rows)))}
+            created = {
+                r[0]
+                for r in con.execute(
+                    "SELECT rid FROM events WHERE rid BETWEEN ? AND ?", (base + 1, base + len(rows))
+                )
+            }
             fts: list[tuple[int, str]] = []
             related: list[tuple[str, str, int]] = []
             for rid, (i, doc) in enumerate(kept, start=base + 1):
@@ -512,13 +554,18 @@ class SQLiteStore(Store):
                     account = doc.get("organization.id") or ""
                     related.extend((account, v, rid) for v in {_fold(u) for u in users})
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
-            con.executemany("INSERT OR IGNORE INTO related_users(organization_id, value, rid) VALUES (?, ?, ?)",
-                            related)
+            con.executemany(
+                "INSERT OR IGNORE INTO related_users(organization_id, value, rid) VALUES (?, ?, ?)",
+                related,
+            )
             _add_counts(con, (rows[rid - base - 1] for rid in created), +1)
         return [r or WriteResult("retry", "not attempted") for r in results]
 
     def delete_older_than(
-        self, cutoff: datetime, batch_size: int = 500, progress: Callable[[int], None] | None = None,
+        self,
+        cutoff: datetime,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Delete events before ``cutoff``, ``batch_size`` per short transaction."""
         limit = to_ms(cutoff)
@@ -596,7 +643,11 @@ class SQLiteStore(Store):
             for lo, hi in ranges:
                 params += [lo, hi]
         if query.groups:
-            clauses.append("(" + " OR ".join("(audit_product = ? AND audit_group = ?)" for _ in query.groups) + ")")
+            clauses.append(
+                "("
+                + " OR ".join("(audit_product = ? AND audit_group = ?)" for _ in query.groups)
+                + ")"
+            )
             for product, group in query.groups:
                 params += [product, group]
         node = parse_text(query.text)
@@ -623,7 +674,8 @@ class SQLiteStore(Store):
         if node is not None:
             matches = con.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
-                (to_fts5(node), FTS_DRIVE_LIMIT + 1)).fetchone()[0]
+                (to_fts5(node), FTS_DRIVE_LIMIT + 1),
+            ).fetchone()[0]
             if matches <= FTS_DRIVE_LIMIT:
                 return "events", True
         return HOT, False
@@ -656,8 +708,14 @@ class SQLiteStore(Store):
         next_cursor = encode_cursor(rows[-1][1], hits[-1]["event.id"]) if more and rows else None
         return SearchPage(hits=hits, total=int(total), next_cursor=next_cursor, facets=facets)
 
-    def _scan_hot(self, con: sqlite3.Connection, request: SearchRequest, where: str, params: list[Any],
-                  cursor: tuple[int, str] | None) -> tuple[list, bool, int, dict[str, list[tuple[str, int]]]]:
+    def _scan_hot(
+        self,
+        con: sqlite3.Connection,
+        request: SearchRequest,
+        where: str,
+        params: list[Any],
+        cursor: tuple[int, str] | None,
+    ) -> tuple[list, bool, int, dict[str, list[tuple[str, int]]]]:
         """Page, total and facets from one ordered pass over the account's events_hot entries.
 
         The index is already in page order, so the same scan that counts
@@ -671,7 +729,9 @@ class SQLiteStore(Store):
         total = 0
         cur = con.execute(
             f"SELECT rid, ts_ms, event_id{''.join(', ' + c for c in cols)} FROM {HOT} WHERE {where} "
-            "ORDER BY ts_ms DESC, event_id DESC", params)
+            "ORDER BY ts_ms DESC, event_id DESC",
+            params,
+        )
         while chunk := cur.fetchmany(20_000):
             total += len(chunk)
             for i, counter in enumerate(counters, start=3):
@@ -684,20 +744,36 @@ class SQLiteStore(Store):
                             break
         more = len(page) > request.size
         page = page[: request.size]
-        by_rid = {r[0]: r for r in con.execute(
-            f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE rid IN ({_marks(page)})", page)}
+        by_rid = {
+            r[0]: r
+            for r in con.execute(
+                f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE rid IN ({_marks(page)})",
+                page,
+            )
+        }
         rows = [by_rid[rid] for rid in page]
-        facets = {name: _top(c, request.facet_size) for name, c in zip(request.facets, counters, strict=True)}
+        facets = {
+            name: _top(c, request.facet_size)
+            for name, c in zip(request.facets, counters, strict=True)
+        }
         return rows, more, total, facets
 
-    def _facets(self, con: sqlite3.Connection, request: SearchRequest, where: str,
-                params: list[Any], source: str) -> tuple[int, dict[str, list[tuple[str, int]]]]:
+    def _facets(
+        self,
+        con: sqlite3.Connection,
+        request: SearchRequest,
+        where: str,
+        params: list[Any],
+        source: str,
+    ) -> tuple[int, dict[str, list[tuple[str, int]]]]:
         """Total and facet counts for every match (the cursor does not narrow them)."""
         query = request.query
         if _period_only(query):
             return self._facets_from_rollup(con, request)
         if not request.facets:
-            return int(con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]), {}
+            return int(
+                con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]
+            ), {}
         # One pass over the matches counts every facet (instead of one scan per facet).
         cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
         counters: list[Counter] = [Counter() for _ in cols]
@@ -707,10 +783,14 @@ class SQLiteStore(Store):
             total += len(rows)
             for i, counter in enumerate(counters):
                 counter.update(map(itemgetter(i), rows))
-        return total, {name: _top(c, request.facet_size) for name, c in zip(request.facets, counters, strict=True)}
+        return total, {
+            name: _top(c, request.facet_size)
+            for name, c in zip(request.facets, counters, strict=True)
+        }
 
-    def _facets_from_rollup(self, con: sqlite3.Connection,
-                            request: SearchRequest) -> tuple[int, dict[str, list[tuple[str, int]]]]:
+    def _facets_from_rollup(
+        self, con: sqlite3.Connection, request: SearchRequest
+    ) -> tuple[int, dict[str, list[tuple[str, int]]]]:
         """Whole months from facet_counts, the rest of the period from events_hot."""
         query = request.query
         start = to_ms(query.start) if query.start else None
@@ -742,14 +822,22 @@ class SQLiteStore(Store):
                 sql += " AND month <= ?"
                 args.append(hi)
             for name in names:
-                counters[name].update(dict(con.execute(
-                    "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
-                    f"{sql} GROUP BY value", [query.account, name, *args])))
+                counters[name].update(
+                    dict(
+                        con.execute(
+                            "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
+                            f"{sql} GROUP BY value",
+                            [query.account, name, *args],
+                        )
+                    )
+                )
         cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
         for e_lo, e_hi in edges:
             cur = con.execute(
                 f"SELECT ts_ms{''.join(', ' + c for c in cols)} FROM events INDEXED BY events_hot "
-                "WHERE organization_id = ? AND ts_ms BETWEEN ? AND ?", [query.account, e_lo, e_hi])
+                "WHERE organization_id = ? AND ts_ms BETWEEN ? AND ?",
+                [query.account, e_lo, e_hi],
+            )
             while rows := cur.fetchmany(20_000):
                 counters[TOTAL][""] += len(rows)
                 for i, name in enumerate(request.facets, start=1):
@@ -757,24 +845,30 @@ class SQLiteStore(Store):
         total = int(counters[TOTAL].get("", 0))
         return total, {name: _top(counters[name], request.facet_size) for name in request.facets}
 
-    def _highlight(self, con: sqlite3.Connection, query: Query, rows: list, hits: list[dict]) -> None:
+    def _highlight(
+        self, con: sqlite3.Connection, query: Query, rows: list, hits: list[dict]
+    ) -> None:
         node = parse_text(query.text)
         marked: dict[int, str] = {}
         with_text = [r[0] for r, h in zip(rows, hits, strict=True) if h.get("audit.comments")]
         if node is not None and with_text:
             for start in range(0, len(with_text), CHUNK):
                 chunk = with_text[start : start + CHUNK]
-                marked.update(con.execute(
-                    "SELECT rowid, highlight(events_fts, 0, ?, ?) FROM events_fts "
-                    f"WHERE events_fts MATCH ? AND rowid IN ({_marks(chunk)})",
-                    [HIGHLIGHT_PRE, HIGHLIGHT_POST, to_fts5(node), *chunk],
-                ).fetchall())
+                marked.update(
+                    con.execute(
+                        "SELECT rowid, highlight(events_fts, 0, ?, ?) FROM events_fts "
+                        f"WHERE events_fts MATCH ? AND rowid IN ({_marks(chunk)})",
+                        [HIGHLIGHT_PRE, HIGHLIGHT_POST, to_fts5(node), *chunk],
+                    ).fetchall()
+                )
         for row, hit in zip(rows, hits, strict=True):
             comments = hit.get("audit.comments")
             if comments:
                 text = marked.get(row[0]) or comments
                 hit["_highlight"] = (
-                    html.escape(text, quote=True).replace(HIGHLIGHT_PRE, "<mark>").replace(HIGHLIGHT_POST, "</mark>")
+                    html.escape(text, quote=True)
+                    .replace(HIGHLIGHT_PRE, "<mark>")
+                    .replace(HIGHLIGHT_POST, "</mark>")
                 )
 
     def count(self, query: Query) -> int:
@@ -782,10 +876,13 @@ class SQLiteStore(Store):
         with self._errors("read"):
             source, by_rid = self._plan(con, query)
             where, params = self.where(query, by_rid)
-            return int(con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0])
+            return int(
+                con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]
+            )
 
-    def iterate(self, query: Query, batch_size: int = 1000,
-                fields: Sequence[str] | None = None) -> Iterator[dict]:
+    def iterate(
+        self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None
+    ) -> Iterator[dict]:
         """Every match newest first, from one read snapshot on a connection of its own.
 
         Like OpenSearch's point-in-time, later writes are not seen. While the
@@ -799,7 +896,9 @@ class SQLiteStore(Store):
         try:
             with self._errors("read"):
                 con.execute("BEGIN")  # one snapshot, like OpenSearch's point-in-time
-                cur = con.execute(f"{_SELECT} WHERE {where} ORDER BY ts_ms DESC, event_id DESC", params)
+                cur = con.execute(
+                    f"{_SELECT} WHERE {where} ORDER BY ts_ms DESC, event_id DESC", params
+                )
                 while True:
                     rows = cur.fetchmany(batch_size)
                     if not rows:
@@ -816,7 +915,9 @@ class SQLiteStore(Store):
         with self._errors("read"):
             for start in range(0, len(ids), CHUNK):
                 chunk = ids[start : start + CHUNK]
-                for row in self._con.execute(f"{_SELECT} WHERE event_id IN ({_marks(chunk)})", chunk):
+                for row in self._con.execute(
+                    f"{_SELECT} WHERE event_id IN ({_marks(chunk)})", chunk
+                ):
                     doc = _doc(row)
                     out[doc["event.id"]] = doc
         return out
@@ -827,8 +928,12 @@ class SQLiteStore(Store):
 
     def accounts(self) -> list[str]:
         with self._errors("read"):
-            return [r[0] for r in self._con.execute(
-                "SELECT DISTINCT organization_id FROM events WHERE organization_id IS NOT NULL ORDER BY 1")]
+            return [
+                r[0]
+                for r in self._con.execute(
+                    "SELECT DISTINCT organization_id FROM events WHERE organization_id IS NOT NULL ORDER BY 1"
+                )
+            ]
 
     def count_all(self) -> int:
         """Every event, all accounts (operators, tests)."""
@@ -850,8 +955,10 @@ def _period_only(query: Query) -> bool:
     """True when the query is just an account and a period (the rollup can answer it)."""
     if query.text.strip():
         return False
-    return not any(getattr(query, name) for name in (
-        *TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups"))
+    return not any(
+        getattr(query, name)
+        for name in (*TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups")
+    )
 
 
 def _marks(values: Sequence[Any]) -> str:
