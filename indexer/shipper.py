@@ -93,6 +93,9 @@ class Indexer:
         max_item_retries: attempts for a 429/5xx item before it is dead-lettered.
         unavailable_timeout: give up (raise StoreUnavailable) after the
             backend was unreachable this long; None waits forever.
+        commit_interval: seconds between spool position commits (each costs
+            two fsyncs); what a crash can make the indexer re-send, as
+            duplicates the store ignores.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class Indexer:
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
         unavailable_timeout: float | None = None,
+        commit_interval: float = 0.5,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         self.spool_dir = Path(spool_dir)
@@ -122,6 +126,9 @@ class Indexer:
         self.backoff_cap = backoff_cap
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
+        self.commit_interval = commit_interval
+        self._uncommitted = Batch()
+        self._last_commit = time.monotonic()
         self.stats = IndexerStats()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useraudit-prepare")
 
@@ -133,6 +140,7 @@ class Indexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.commit()
         self.reader.close()
         self.dead_letters.close()
 
@@ -144,6 +152,7 @@ class Indexer:
         while True:
             prepared = pending.result()
             if not prepared.batch:
+                self.commit()
                 return self.stats
             pending = self._pool.submit(self._prepare)  # read ahead while this one ships
             try:
@@ -234,8 +243,22 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
-        self.reader.ack(prepared.batch)
+        # Committing a position costs two fsyncs; do it at most every
+        # commit_interval. A crash re-sends at most that much, and re-sent
+        # events are answered "duplicate": loss is impossible either way.
+        for segment, offset in prepared.batch.cursor.items():
+            if offset > self._uncommitted.cursor.get(segment, -1):
+                self._uncommitted.cursor[segment] = offset
+        if time.monotonic() - self._last_commit >= self.commit_interval:
+            self.commit()
         self.stats.batches += 1
+
+    def commit(self) -> None:
+        """Commit the spool positions of every batch shipped so far."""
+        if self._uncommitted.cursor:
+            self.reader.ack(self._uncommitted)
+            self._uncommitted = Batch()
+        self._last_commit = time.monotonic()
 
     def _write_until_reachable(self, docs: list[dict]) -> list:
         waited_since: float | None = None
