@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from useraudit.catalog import CATALOG, Catalog
-from useraudit.schema import ECS_VERSION, FIELD_BY_NAME, OUTCOMES, PERSON_PARTS, PERSONS, Kind
+from useraudit.schema import ECS_VERSION, FIELDS, OUTCOMES, PERSON_PARTS, PERSONS, Kind
 
 TRUNCATION_MARK = "…[truncated]"
 # Control characters other than tab/newline, plus bidi overrides that can
@@ -60,6 +60,8 @@ class Enricher:
         self.catalog = catalog
         self.ua = ua_parser or build_ua_parser()
         self.clock = clock
+        # user agent string → its parsed fields: most events repeat a few agents.
+        self._ua_fields: dict[str, dict[str, str]] = {}
 
     def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
         # record() may already have cut an oversized event; keep that fact.
@@ -67,32 +69,29 @@ class Enricher:
         doc: dict[str, Any] = {}
         now = datetime.fromtimestamp(self.clock(), UTC)
         for name, value in raw.items():
-            field = FIELD_BY_NAME.get(name)
-            if (
-                field is None
-                or value is None
-                or value == ""
-                or name in ("audit.flags", "event.ingested")
-            ):
+            plan = _PLAN.get(name)
+            if plan is None or value is None or value == "":
                 continue  # unknown keys never reach the mapping
-            if field.kind is Kind.FLAT:
-                doc[name] = _params(value, flags)
-            elif field.multi:
+            how, limit = plan
+            if how is _STR:
+                # The common case, kept cheap: a clean string within its limit.
+                if type(value) is str and len(value) <= limit and not _UNSAFE.search(value):
+                    doc[name] = value
+                else:
+                    doc[name] = _text(value, limit, flags)
+            elif how is _MULTI:
                 values = value if isinstance(value, list) else [value]
-                cleaned = [
-                    _text(v, field.max_chars, flags) for v in values[:64] if v not in (None, "")
-                ]
+                cleaned = [_text(v, limit, flags) for v in values[:64] if v not in (None, "")]
                 if cleaned:
                     doc[name] = cleaned
-            elif field.kind is Kind.INTEGER:
+            elif how is _FLAT:
+                doc[name] = _params(value, flags)
+            elif how is _INT:
                 try:
                     doc[name] = int(value)
                 except (TypeError, ValueError):
                     flags.append("invalid_number")
-            elif field.kind is Kind.DATE:
-                continue  # handled below
-            else:
-                doc[name] = _text(value, field.max_chars, flags)
+            # _SKIP: dates are handled below; flags and ingest time are ours to set
 
         if "event.id" not in doc:
             doc["event.id"] = _fallback_id(raw)
@@ -173,6 +172,16 @@ class Enricher:
         original = doc.get("user_agent.original")
         if not original:
             return
+        fields = self._ua_fields.get(original)
+        if fields is None:
+            fields = self._parse_ua(original)
+            if len(self._ua_fields) >= 10_000:
+                self._ua_fields.clear()  # a crude bound; the parser keeps its own cache too
+            self._ua_fields[original] = fields
+        doc.update(fields)
+
+    def _parse_ua(self, original: str) -> dict[str, str]:
+        doc: dict[str, str] = {}
         result = self.ua.parse(original[:1024])
         ua, os_, device = result.user_agent, result.os, result.device
         if ua is not None:
@@ -187,6 +196,26 @@ class Enricher:
                 doc["user_agent.os.version"] = version
         if device is not None:
             doc["user_agent.device.name"] = device.family
+        return doc
+
+
+_STR, _MULTI, _FLAT, _INT, _SKIP = "str", "multi", "flat", "int", "skip"
+
+
+def _how(field: Any) -> str:
+    if field.name in ("audit.flags", "event.ingested") or field.kind is Kind.DATE:
+        return _SKIP
+    if field.kind is Kind.FLAT:
+        return _FLAT
+    if field.multi:
+        return _MULTI
+    if field.kind is Kind.INTEGER:
+        return _INT
+    return _STR
+
+
+# Field name → (how to clean it, longest value kept), computed once.
+_PLAN: dict[str, tuple[str, int]] = {f.name: (_how(f), f.max_chars) for f in FIELDS}
 
 
 def _text(value: Any, limit: int, flags: list[str]) -> str:
