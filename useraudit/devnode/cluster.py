@@ -288,19 +288,7 @@ def _spawn(home: Path, index: int, layout: dict[str, Any], echo: Echo) -> int:
             layout["cluster_name"],
         ]
         log_path = node._log_file(nhome)
-        with open(log_path, "a") as log:
-            log.write(f"\n$ {shlex.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                cmd,
-                cwd=nhome,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        node._children[proc.pid] = proc
-        node._pid_file(nhome).write_text(f"{proc.pid}\n")
+        proc = node.launch(cmd, nhome, log_path, append=True)
         node._state_file(nhome).write_text(
             json.dumps(
                 {

@@ -443,19 +443,7 @@ def start(
             f"Starting OpenSearch {version.rsplit('.', 1)[0]} on {HOST}:{port} "
             f"(home {home}, log {log_path})"
         )
-        with open(log_path, "w") as log:
-            log.write(f"$ {shlex.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                cmd,
-                cwd=home,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _children[proc.pid] = proc
-        _pid_file(home).write_text(f"{proc.pid}\n")
+        proc = launch(cmd, home, log_path, append=False)
         _state_file(home).write_text(
             json.dumps(
                 {
@@ -503,6 +491,28 @@ def start(
         return NodeStatus(
             home=home, running=True, pid=proc.pid, port=port, version=version, health=health
         )
+
+
+def launch(cmd: list[str], home: Path, log_path: Path, *, append: bool) -> subprocess.Popen:
+    """Start a runner process detached in its own session, logging to *log_path*.
+
+    Records its PID in *home* (the only PID ``stop`` will ever signal) and
+    keeps the Popen so it can be reaped.
+    """
+    with open(log_path, "a" if append else "w") as log:
+        log.write(f"{chr(10) if append else ''}$ {shlex.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    _pid_file(home).write_text(f"{proc.pid}\n")
+    return proc
 
 
 def _terminate(pid: int, home: Path, timeout: float, echo: Echo) -> None:
