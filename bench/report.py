@@ -133,12 +133,15 @@ def plots(results: dict[str, Any]) -> list[str]:
         ("middleware", "gunicorn_ratio", 0.9, True),
         ("middleware", "uvicorn_ratio", 0.9, True),
         ("middleware", "record_vs_structlog", 2.0, False),
-        ("search", "ratio_first_page_p95", 1.25, False),
-        ("export", "throughput_ratio", 0.8, True),
+        ("search", "search.ratio_p95", 1.25, False),
+        ("search", "deep.ratio_p95", 1.25, False),
+        ("export", "ratio", 0.8, True),
         ("load", "ratio_ui_vs_direct_p95", None, False),
         ("indexers", "ratio_2_vs_1", None, True),
     ):
-        value = results.get(name, {}).get("result", {}).get(key)
+        value: Any = results.get(name, {}).get("result", {})
+        for part in key.split("."):  # nested figures: "search.ratio_p95"
+            value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, (int, float)):
             ratios.append((f"{name}\n{key}", value, target, higher_is_better))
     if ratios:
