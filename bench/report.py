@@ -196,6 +196,9 @@ def render(results: dict[str, Any], images: list[str]) -> str:
     ]
     for image in images:
         lines += [f"![{image}](bench/{image})", ""]
+    notes = OUT / "notes.md"
+    if notes.exists():  # hand-kept: full-size runs too long to repeat each time
+        lines += [notes.read_text().rstrip(), ""]
     for name, (_full, _small, _url, baseline) in BENCHES.items():
         entry = results.get(name)
         lines.append(f"## {name}")
