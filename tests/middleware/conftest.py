@@ -133,34 +133,23 @@ def live_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         bind = f"127.0.0.1:{port}"
+        gunicorn = [
+            str(BIN / "gunicorn"),
+            "-w",
+            str(workers),
+            "-b",
+            bind,
+            "--chdir",
+            str(EXAMPLES),
+            "--graceful-timeout",
+            "10",
+        ]
         if kind == "flask":
-            cmd = [
-                str(BIN / "gunicorn"),
-                "-w",
-                str(workers),
-                "-b",
-                bind,
-                "--chdir",
-                str(EXAMPLES),
-                "--graceful-timeout",
-                "10",
-                "flask_app.app:create_app()",
-            ]
+            cmd = [*gunicorn, "flask_app.app:create_app()"]
         elif kind == "django":
             env["EXAMPLE_DB"] = str(request.getfixturevalue("django_db"))
             env["DJANGO_SETTINGS_MODULE"] = "django_app.settings"
-            cmd = [
-                str(BIN / "gunicorn"),
-                "-w",
-                str(workers),
-                "-b",
-                bind,
-                "--chdir",
-                str(EXAMPLES),
-                "--graceful-timeout",
-                "10",
-                "django_app.wsgi:application",
-            ]
+            cmd = [*gunicorn, "django_app.wsgi:application"]
         elif kind == "fastapi":
             # --no-proxy-headers: uvicorn would otherwise rewrite the client
             # address from X-Forwarded-For itself; trusted_proxies decides.

@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import time
@@ -266,27 +265,17 @@ def _spawn(home: Path, index: int, layout: dict[str, Any], echo: Echo) -> int:
             render_config(index, layout["nodes"], layout["port"], layout["cluster_name"])
         )
         heap = layout["heap"]
-        cmd = [
+        cmd = node.runner_command(
             layout["java"],
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-Dfile.encoding=UTF-8",
-            f"-Duseraudit.node.name={node_name(index)}",
-            *shlex.split(os.environ.get("USERAUDIT_OPENSEARCH_JAVA_OPTS", "")),
-            "-cp",
+            heap,
             f"{home / 'classes'}{os.pathsep}{home / 'lib'}{os.sep}*",
             CLUSTER_MAIN_CLASS,
-            "-basePath",
-            str(base),
-            "-confPath",
-            str(conf),
-            "-numOfNode",
-            "1",
-            "-baseHttpPort",
-            str(port - 1),
-            "-clusterName",
+            base,
+            conf,
+            port,
             layout["cluster_name"],
-        ]
+            properties=(f"-Duseraudit.node.name={node_name(index)}",),
+        )
         log_path = node._log_file(nhome)
         proc = node.launch(cmd, nhome, log_path, append=True)
         node._state_file(nhome).write_text(

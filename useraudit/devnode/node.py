@@ -417,27 +417,9 @@ def start(
             resources.files("useraudit.devnode").joinpath("opensearch.yml").read_bytes()
         )
 
-        cmd = [
-            java,
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-Dfile.encoding=UTF-8",
-            *shlex.split(os.environ.get("USERAUDIT_OPENSEARCH_JAVA_OPTS", "")),
-            "-cp",
-            f"{lib}{os.sep}*",
-            MAIN_CLASS,
-            "-basePath",
-            str(base),
-            "-confPath",
-            str(conf),
-            "-numOfNode",
-            "1",
-            # node i listens on baseHttpPort + i; we run node 1 only
-            "-baseHttpPort",
-            str(port - 1),
-            "-clusterName",
-            CLUSTER_NAME,
-        ]
+        cmd = runner_command(
+            java, heap, f"{lib}{os.sep}*", MAIN_CLASS, base, conf, port, CLUSTER_NAME
+        )
         log_path = _log_file(home)
         echo(
             f"Starting OpenSearch {version.rsplit('.', 1)[0]} on {HOST}:{port} "
@@ -491,6 +473,42 @@ def start(
         return NodeStatus(
             home=home, running=True, pid=proc.pid, port=port, version=version, health=health
         )
+
+
+def runner_command(
+    java: str,
+    heap: str,
+    classpath: str,
+    main_class: str,
+    base: Path,
+    conf: Path,
+    port: int,
+    cluster_name: str,
+    properties: tuple[str, ...] = (),
+) -> list[str]:
+    """The java command line for one runner process serving one node on *port*."""
+    return [
+        java,
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-Dfile.encoding=UTF-8",
+        *properties,
+        *shlex.split(os.environ.get("USERAUDIT_OPENSEARCH_JAVA_OPTS", "")),
+        "-cp",
+        classpath,
+        main_class,
+        "-basePath",
+        str(base),
+        "-confPath",
+        str(conf),
+        "-numOfNode",
+        "1",
+        # node i listens on baseHttpPort + i; we run node 1 only
+        "-baseHttpPort",
+        str(port - 1),
+        "-clusterName",
+        cluster_name,
+    ]
 
 
 def launch(cmd: list[str], home: Path, log_path: Path, *, append: bool) -> subprocess.Popen:
