@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from opensearchpy import exceptions as os_exc
 
-from useraudit.schema import flatten
+from useraudit.schema import flatten, picker
 
 from .base import StoreError, StoreUnavailable
 from .query import (
@@ -267,14 +267,16 @@ def iterate(
         "track_total_hits": False,
         "pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE},
     }
+    pick = flatten
     if fields:
         body["_source"] = {"includes": list(fields)}
+        pick = picker(tuple(fields))
     try:
         while True:
             resp = _call(store, store.client.search, body=body)
             hits = resp["hits"]["hits"]
             for hit in hits:
-                yield flatten(hit["_source"])
+                yield pick(hit["_source"])
             if len(hits) < batch_size:
                 return
             body["search_after"] = hits[-1]["sort"]
