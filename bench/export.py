@@ -87,7 +87,14 @@ def child_app(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     rows = int(resp.getheader("X-Rows") or 0)
     server.stop()
+    # A big export's workbook is written by a child process: its peak RSS
+    # and CPU count too (ru_maxrss of the largest reaped child, in kB).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "child_peak_rss_mb": round(children.ru_maxrss / 1024, 1),
+        "child_cpu_s": round(children.ru_utime + children.ru_stime, 2),
+        "app_cpu_s": round(cpu.ru_utime + cpu.ru_stime, 2),
         "rows": rows,
         "seconds": round(elapsed, 2),
         "rows_per_s": round(rows / elapsed),
@@ -103,7 +110,7 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
 
     from openpyxl import Workbook
     from useraudit.webapp.columns import row
-    from useraudit.webapp.export import neutralise
+    from useraudit.webapp.workbook import neutralise
     from useraudit.webapp.filters import Filters, zone
     from werkzeug.datastructures import MultiDict
 

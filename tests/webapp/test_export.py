@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 from useraudit.webapp.columns import parse_ts
-from useraudit.webapp.export import neutralise
+from useraudit.webapp.workbook import neutralise
 
 from useraudit.schema import COLUMNS
 from useraudit.store import Query
@@ -181,3 +181,82 @@ def test_prefetch_reraises_store_errors() -> None:
 
     with pytest.raises(StoreUnavailable):
         list(prefetch(source(), batch=1))
+
+
+def _cells(wb: Any) -> dict[str, list[tuple]]:
+    sheets = {name: list(wb[name].iter_rows(values_only=True)) for name in wb.sheetnames}
+    # "Exported at" differs by the time between the two requests.
+    sheets["Filters"] = [r for r in sheets["Filters"] if r[0] != "Exported at"]
+    return sheets
+
+
+def test_big_exports_written_by_a_child_process_are_the_same_file(
+    seeded_store: Any, users_db: Any, audit_spool: Any
+) -> None:
+    """From USERAUDIT_EXPORT_PROCESS_ROWS rows on, a child process writes the same workbook."""
+    from .conftest import login
+
+    # A fixed period: with period=30d the window (and the Filters sheet's
+    # "To") would move between the two requests.
+    now = datetime.now(UTC)
+    fmt = "%Y-%m-%dT%H:%M"
+    url = (
+        f"/a/acme/actions.xlsx?period=custom&from={now - timedelta(days=30):{fmt}}"
+        f"&to={now + timedelta(minutes=2):{fmt}}&tz=UTC"
+    )
+    books = []
+    for process_rows in (0, 1):
+        client = make_app(
+            seeded_store, users_db, USERAUDIT_EXPORT_PROCESS_ROWS=process_rows,
+            USERAUDIT_EXPORT_MAX_ROWS=300,
+        ).test_client()
+        login(client, "alice")
+        books.append(_cells(_workbook(client.get(url))))
+    in_thread, in_child = books
+    assert len(in_thread) > 2  # several data sheets, so the sheet split is compared too
+    assert in_child == in_thread
+
+
+def test_workbook_process_reports_its_failures_and_is_reaped() -> None:
+    """A failing row source or a failing child ends the download with an error, no child left."""
+    from useraudit.webapp import workbook_process
+
+    from useraudit.store import StoreUnavailable
+
+    def rows() -> Any:
+        yield ["a"] * len(COLUMNS)
+        raise StoreUnavailable("gone")
+
+    body = workbook_process.stream(rows(), [], max_rows=100)
+    with pytest.raises(StoreUnavailable):
+        list(body)
+
+    # A child that cannot run at all (this "python" exits 3 at once).
+    body = workbook_process.stream(iter([]), [], max_rows=100, python="/bin/false")
+    with pytest.raises(workbook_process.WorkbookProcessError, match="exited with 1"):
+        list(body)
+
+
+def test_abandoned_download_stops_the_child_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that goes away mid-download: the child is stopped by its PID and reaped."""
+    import secrets
+    import subprocess
+
+    from useraudit.webapp import workbook_process
+
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(workbook_process.subprocess, "Popen", popen)
+    # The zip is written at the end: enough distinct text that it takes
+    # several chunks, so the download is abandoned while the child writes.
+    rows = ([secrets.token_hex(32) for _ in COLUMNS] for _ in range(20_000))
+    body = workbook_process.stream(rows, [], max_rows=10**6)
+    assert next(body)  # bytes are flowing
+    body.close()
+    (proc,) = started
+    assert proc.returncode is not None and proc.returncode < 0  # killed, not finished
