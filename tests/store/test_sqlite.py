@@ -164,3 +164,72 @@ def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) ->
     assert worst["write"] < 2.0 and worst["read"] < 2.0, worst
     assert store.count(Query(ACCOUNT)) >= 1
     store.close()
+
+
+def _as_file_version_1(path: Path) -> None:
+    """Turn a current file back into the version-1 layout (no week column)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(
+        """
+        BEGIN;
+        DROP INDEX events_ip;
+        CREATE INDEX events_ip_key ON events(organization_id, ip_key, ts_ms);
+        CREATE TABLE old_related (organization_id TEXT NOT NULL, value TEXT NOT NULL,
+          rid INTEGER NOT NULL, PRIMARY KEY (organization_id, value, rid)) WITHOUT ROWID;
+        INSERT INTO old_related SELECT organization_id, value, rid FROM related_users;
+        DROP TABLE related_users;
+        ALTER TABLE old_related RENAME TO related_users;
+        CREATE INDEX related_users_rid ON related_users(rid);
+        ALTER TABLE events DROP COLUMN week;
+        PRAGMA user_version = 1;
+        COMMIT;
+        """
+    )
+    con.close()
+
+
+def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Files from before the week column open, are upgraded once, and answer as before."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, [enricher(e) for e in DATASET])
+    queries = [
+        Query(ACCOUNT, history=("bob",)),
+        Query(ACCOUNT, users=("carol",)),
+        Query(ACCOUNT, target_users=("bob@example.com",)),
+        Query(ACCOUNT, impersonators=("root",)),
+        Query(ACCOUNT, ips=("10.1.0.0/16",)),
+        Query(ACCOUNT, ips=("2001:db8::/32", "192.168.5.20")),
+    ]
+    before = [[h["event.id"] for h in store.search(SearchRequest(q)).hits] for q in queries]
+    assert all(before) and len({tuple(b) for b in before}) == len(before)
+    store.close()
+
+    _as_file_version_1(path)
+    with sqlite3.connect(path) as con:
+        assert "week" not in {r[1] for r in con.execute("PRAGMA table_info(events)")}
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert "file version 2" in upgraded.install()[0]
+    after = [[h["event.id"] for h in upgraded.search(SearchRequest(q)).hits] for q in queries]
+    assert after == before
+    # New writes after the upgrade are found through the week-led indexes too.
+    late = enricher({**DATASET[1], "event.id": "late", "@timestamp": "2026-03-01T00:00:00Z"})
+    assert upgraded.write([late])[0].status == "created"
+    assert "late" in {
+        h["event.id"] for h in upgraded.search(SearchRequest(Query(ACCOUNT, history=("bob",)))).hits
+    }
+    upgraded.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert not con.execute(
+            "SELECT 1 FROM sqlite_master WHERE name IN ('related_users_v1', 'events_ip_key')"
+        ).fetchall()
+
+
+def test_a_newer_file_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    SQLiteStore(f"sqlite:///{path}").install()
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="file version 99, newer"):
+        SQLiteStore(f"sqlite:///{path}").install()
