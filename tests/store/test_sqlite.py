@@ -37,6 +37,7 @@ def test_pragmas(tmp_path: Path) -> None:
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert con.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    assert con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384  # 64 MiB of WAL
     store.close()
 
 

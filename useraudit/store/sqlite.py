@@ -135,6 +135,14 @@ BY_IP = "events INDEXED BY events_ip"
 # Rollup rows: (account, facet, UTC month, value) → count, kept exact in the
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
+# Facets counted together, a JSON array per row (see _scan_hot): sets whose
+# combinations stay few next to the rows they are counted over. Packing
+# action, project and target too was measured slower (330 vs 283 ms p95 at
+# 1M events): their combinations are nearly as many as the rows.
+PACKED_FACETS: tuple[tuple[str, ...], ...] = (
+    ("result", "product", "browser", "os", "device", "impersonator"),
+)
+assert {n for pack in PACKED_FACETS for n in pack} <= set(FACETS)
 _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (name, column(field)) for name, field in FACETS.items()
 )
@@ -436,6 +444,13 @@ class SQLiteStore(Store):
                 con.execute("PRAGMA cache_size=-65536")
                 con.execute("PRAGMA temp_store=MEMORY")
                 con.execute("PRAGMA mmap_size=268435456")
+                # Checkpoint every 64 MiB of WAL instead of every 4 MiB: pages
+                # written again and again (index leaves, FTS segments) are
+                # copied once, not each time (1M-event file: 8,334 → 9,748
+                # events/s). Measured alternative: a checkpoint thread with
+                # autocheckpoint off gained nothing and let the WAL grow to 5 GB.
+                con.execute("PRAGMA wal_autocheckpoint=16384")
+                con.execute("PRAGMA journal_size_limit=67108864")
             except BaseException:
                 con.close()
                 raise
@@ -790,26 +805,46 @@ class SQLiteStore(Store):
         every match also yields the page after the cursor: the search text
         is evaluated once, not once for the page and again for the counts.
         """
-        cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
+        # Few-valued facets travel as one JSON array per row, counted as a
+        # whole and split once per distinct combination: fewer Python
+        # objects per matching row (at 1M events a common word matches
+        # ~67,000 rows of the largest account).
+        wanted = set(request.facets)
+        packs = [[n for n in pack if n in wanted] for pack in PACKED_FACETS]
+        packs = [pack for pack in packs if len(pack) > 1]
+        in_packs = {n for pack in packs for n in pack}
+        single = [n for n in request.facets if n not in in_packs]
+        cols = [FIELD_COLUMN[FACETS[name]] for name in single]
+        cols += [f"json_array({', '.join(FIELD_COLUMN[FACETS[n]] for n in pack)})" for pack in packs]
         counters: list[Counter] = [Counter() for _ in cols]
         need = request.size + 1
         page: list[int] = []
         total = 0
+        # Second column: is the row after the cursor (a small int, not the
+        # event id string of every match)?
+        after, after_params = ("(ts_ms, event_id) < (?, ?)", list(cursor)) if cursor else ("1", [])
         cur = con.execute(
-            f"SELECT rid, ts_ms, event_id{''.join(', ' + c for c in cols)} FROM {HOT} WHERE {where} "
+            f"SELECT rid, {after}{''.join(', ' + c for c in cols)} FROM {HOT} WHERE {where} "
             "ORDER BY ts_ms DESC, event_id DESC",
-            params,
+            [*after_params, *params],
         )
         while chunk := cur.fetchmany(20_000):
             total += len(chunk)
-            for i, counter in enumerate(counters, start=3):
+            for i, counter in enumerate(counters, start=2):
                 counter.update(map(itemgetter(i), chunk))
             if len(page) < need:
                 for r in chunk:
-                    if cursor is None or (r[1], r[2]) < cursor:
+                    if r[1]:
                         page.append(r[0])
                         if len(page) == need:
                             break
+        by_name = dict(zip(single, counters, strict=False))
+        for pack, combos in zip(packs, counters[len(single) :], strict=True):
+            split: dict[str, Counter] = {name: Counter() for name in pack}
+            for combo, n in combos.items():
+                for name, value in zip(pack, json.loads(combo), strict=True):
+                    split[name][value] += n
+            by_name.update(split)
         more = len(page) > request.size
         page = page[: request.size]
         by_rid = {
@@ -820,10 +855,7 @@ class SQLiteStore(Store):
             )
         }
         rows = [by_rid[rid] for rid in page]
-        facets = {
-            name: _top(c, request.facet_size)
-            for name, c in zip(request.facets, counters, strict=True)
-        }
+        facets = {name: _top(by_name[name], request.facet_size) for name in request.facets}
         return rows, more, total, facets
 
     def _facets(
