@@ -25,6 +25,9 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_LOGIN_LIMIT`` Flask-Limiter limit on failed sign-ins, per IP and per username
                           (default ``5 per minute``: the 6th rapid failure is refused)
 ``USERAUDIT_TRUSTED_PROXIES`` how many proxies in front may set X-Forwarded-For (default 0)
+``USERAUDIT_EXPORT_PROCESS_ROWS`` from this many rows an export's workbook is written by a
+                          child process (default 20,000; 0: never)
+``USERAUDIT_EXPORT_MAX_ROWS`` rows per sheet before the next one (default Excel's 1,048,576)
 ``SESSION_COOKIE_SECURE`` default True; set False only for plain-HTTP development on loopback
 """
 
