@@ -224,7 +224,7 @@ def export(account: str) -> Any:
     )
     name = f"user-actions-{account}-{now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
-    rows = doc_rows(prefetch(store.iterate(query, batch_size=2000, fields=COLUMN_FIELDS)), tz)
+    rows = doc_rows(prefetch(store.iterate(query, batch_size=3000, fields=COLUMN_FIELDS)), tz)
     process_rows = current_app.config.get("USERAUDIT_EXPORT_PROCESS_ROWS", PROCESS_ROWS)
     if process_rows and total >= int(process_rows):
         body = workbook_process.stream(rows, about, max_rows=max_rows)

@@ -83,10 +83,17 @@ _WIDTH = len(COLUMNS)
 def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
     """One document as the export's cell values: safe text, a naive local datetime, None for empty."""
     row: list[Any] = [None] * _WIDTH
-    for i, fn in _CELLS:
-        text = fn(doc)
-        if text:
+    texts = [(i, text) for i, fn in _CELLS if (text := fn(doc))]
+    # Illegal characters are rare: one search over the row ("\n" is legal)
+    # instead of one per cell; only a row that has any takes the full path.
+    if ILLEGAL_CHARACTERS_RE.search("\n".join(t for _i, t in texts)):
+        for i, text in texts:
             row[i] = neutralise(text)
+    else:
+        for i, text in texts:
+            if text[0] in _DANGEROUS or len(text) > EXCEL_MAX_CHARS:
+                text = neutralise(text)
+            row[i] = text
     ts = parse_ts(doc.get("@timestamp"))
     row[_TS_INDEX] = ts.astimezone(tz).replace(tzinfo=None) if ts else None
     return row

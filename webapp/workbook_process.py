@@ -31,6 +31,7 @@ from typing import Any
 
 BATCH_ROWS = 1000
 READ_CHUNK = 256 * 1024
+PIPE_BYTES = 1024 * 1024
 
 
 class WorkbookProcessError(RuntimeError):
@@ -56,6 +57,7 @@ def stream(
         stderr=subprocess.PIPE,
     )
     failure: list[BaseException] = []
+    _widen_pipe(proc.stdin)
 
     def feed() -> None:
         assert proc.stdin is not None
@@ -104,6 +106,17 @@ def stream(
         feeder.join(timeout=5)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def _widen_pipe(pipe: Any) -> None:
+    """1 MiB instead of 64 KiB between feeder and child (Linux): fewer stalls
+    when either side briefly runs slower than the other."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default works too
 
 
 def main() -> int:
