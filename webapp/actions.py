@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -177,16 +177,37 @@ def _person(doc: dict, prefix: str) -> tuple[str, str]:
     return str(email or ident or ""), ""
 
 
+def _e(value: Any) -> str:
+    """markupsafe.escape's output (same entities) without a Markup object per
+    value: the rows and facets below escape ~1,750 values per page."""
+    v = value if type(value) is str else str(value)
+    if "&" in v or "<" in v or ">" in v or '"' in v or "'" in v:
+        return (
+            v.replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&#34;")
+            .replace("'", "&#39;")
+        )
+    return v
+
+
+@lru_cache(maxsize=4096)
+def _quote(key: str) -> str:
+    """Jinja's urlencode filter for a path/query part ("/" kept)."""
+    return quote(key, safe="/")
+
+
 def _person_html(doc: dict, prefix: str) -> Markup:
     """Name over e-mail (the e-mail may break after its @)."""
     name, second = _person(doc, prefix)
     if not name:
         return Markup("")
-    out = f'<span class="who" title="{escape(name)}">{escape(name)}</span>'
+    out = f'<span class="who" title="{_e(name)}">{_e(name)}</span>'
     if second:
         local, at, domain = second.partition("@")
-        shown = f"{escape(local)}<wbr>@{escape(domain)}" if at and local else escape(second)
-        out += f' <span class="sub" title="{escape(second)}">{shown}</span>'
+        shown = f"{_e(local)}<wbr>@{_e(domain)}" if at and local else _e(second)
+        out += f' <span class="sub" title="{_e(second)}">{shown}</span>'
     return Markup(out)
 
 
@@ -206,7 +227,7 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
                 "iso": hit.get("@timestamp", ""),
                 "comments_html": safe_highlight(highlight)
                 if highlight
-                else escape(cells["comments"]),
+                else _e(cells["comments"]),
                 "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
                 "target_key": hit.get("user.target.email")
                 or hit.get("user.target.name")
@@ -221,6 +242,80 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# The result rows and the facet lists are the page's long repeated parts:
+# built here as one string each instead of ~2,000 autoescaped Jinja
+# expressions (6-8 ms of a 45 ms page at 1M events; bench.search).
+
+
+def rows_html(rows: list[dict[str, Any]], history_base: str) -> Markup:
+    """The results table's <tr> elements for :func:`_rows`' rows."""
+    out = []
+    for r in rows:
+        people = r["people"]
+        cells = r["cells"]
+        user = target = ""
+        if r["history_key"]:
+            key = str(r["history_key"])
+            user = (
+                f'<a href="{_e(history_base)}{_e(_quote(key))}" '
+                f'title="User history: every action of {_e(key)}" '
+                f'data-testid="history-link">{people["user"]}</a>'
+            )
+        if r["target_key"]:
+            key = str(r["target_key"])
+            target = (
+                f'<a href="{_e(history_base)}{_e(_quote(key))}" '
+                f'title="User history of {_e(key)}">{people["target"]}</a>'
+            )
+        name, ident = r["project_name"], r["project_id"]
+        if name:
+            project = f'<span class="who" title="{_e(name)}">{_e(name)}</span>'
+            if ident and ident != name:
+                project += f' <span class="sub">{_e(ident)}</span>'
+        else:
+            project = str(_e(ident))
+        device = f'<span class="sub">{_e(r["device"])}</span>' if r["device"] else ""
+        time = r["time"]
+        out.append(
+            f'<tr data-event="{_e(r["id"] or "")}">'
+            f'<td class="col-action" title="{_e(r["code"])}">{_e(cells["action"])}</td>'
+            f'<td class="col-timestamp"><time datetime="{_e(r["iso"])}">{_e(time[:10])} '
+            f'<span class="sub">{_e(time[11:])}</span></time></td>'
+            f'<td class="col-user">{user}</td>'
+            f'<td class="col-token">{_e(cells["token"])}</td>'
+            f'<td class="col-target">{target}</td>'
+            f'<td class="col-project">{project}</td>'
+            f'<td class="col-comments">{r["comments_html"]}</td>'
+            f'<td class="col-ip_device"><span class="ip">{_e(r["ip"])}</span>{device}</td>'
+            f'<td class="col-result"><span class="badge badge-{_e(r["outcome"])}">'
+            f'{_e(cells["result"])}</span></td>'
+            f'<td class="col-impersonator">{people["impersonator"]}</td>'
+            "</tr>\n"
+        )
+    return Markup("".join(out))
+
+
+def facets_html(links: dict[str, list[tuple[str, str, str, str, bool]]], base: str) -> Markup:
+    """The facet sections for :func:`facet_links`' buckets."""
+    out = []
+    for name, buckets in links.items():
+        if not buckets:
+            continue
+        out.append(
+            f'<section class="facet" data-facet="{_e(name)}">'
+            f"<h2>{_e(FACET_LABELS[name])}</h2><ul>"
+        )
+        for value, label, count, link, active in buckets:
+            out.append(
+                f'<li><a href="{_e(base)}?{_e(link)}" class="{"active" if active else ""}" '
+                f'data-testid="facet-{_e(name)}" title="{_e(value)}">'
+                f'<span class="facet-v">{_e(label)}</span><span class="count">{_e(count)}</span>'
+                "</a></li>\n"
+            )
+        out.append("</ul></section>\n")
+    return Markup("".join(out))
 
 
 def _history_base(account: str, filters: Filters) -> str:
@@ -268,13 +363,16 @@ def actions(account: str) -> Any:
         for g in p["groups"]
         for a in g["actions"]
     }
+    history_base = _history_base(account, filters)
+    rows = _rows(page, tz) if page else []
     return render_template(
         "useraudit/actions.html",
         account=account,
         accounts=current_user.admin_accounts(),
         f=filters,
         page=page,
-        rows=_rows(page, tz) if page else [],
+        rows=rows,
+        rows_html=rows_html(rows, history_base),
         error=error,
         store_down=store_down,
         columns=COLUMNS,
@@ -282,8 +380,10 @@ def actions(account: str) -> Any:
         page_sizes=PAGE_SIZES,
         zones=_ZONES,
         tree=tree,
-        facet_links=facet_links(filters, page),
-        history_base=_history_base(account, filters),
+        facets_html=facets_html(
+            facet_links(filters, page), url_for(".actions", account=account)
+        ),
+        history_base=history_base,
         tree_html=tree_html(tree, shown, filters.groups, filters.values.get("action", ())),
         tz_options=tz_options(filters.tz),
         tree_codes=tree_codes,
