@@ -10,6 +10,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from useraudit.catalog import CATALOG
 from useraudit.schema import COLUMNS
@@ -329,3 +331,14 @@ def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: 
     with client.get("/audit/static/app.css") as css:
         assert css.status_code == 200 and b".topbar" in css.data
     assert client.get("/audit/a/globex/actions").status_code == 403
+
+
+@given(st.text())
+def test_fast_escape_says_what_markupsafe_says(value: str) -> None:
+    """The rows and facets are escaped by actions._e: same output as Jinja's autoescape."""
+    from markupsafe import escape
+
+    from useraudit.webapp.actions import _e
+
+    assert _e(value) == str(escape(value))
+    assert _e(42) == "42"
