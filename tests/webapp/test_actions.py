@@ -337,7 +337,6 @@ def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: 
 def test_fast_escape_says_what_markupsafe_says(value: str) -> None:
     """The rows and facets are escaped by actions._e: same output as Jinja's autoescape."""
     from markupsafe import escape
-
     from useraudit.webapp.actions import _e
 
     assert _e(value) == str(escape(value))
