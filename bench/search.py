@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    from useraudit.webapp.actions import FACET_SIZE
+    from useraudit.webapp.actions import FACET_SIZE, PAGE_FIELDS
     from useraudit.webapp.filters import Filters
 
     from useraudit.store import SearchRequest
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             facets=tuple(FACETS),
             facet_size=FACET_SIZE,
             highlight=bool(f.text),
+            fields=PAGE_FIELDS,
         )
         body = json.dumps(search_body(req)).encode()
         t0 = time.perf_counter()

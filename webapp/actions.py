@@ -21,7 +21,7 @@ from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
 from useraudit.catalog import CATALOG
-from useraudit.schema import COLUMNS, device_label
+from useraudit.schema import COLUMN_FIELDS, COLUMNS, device_label
 from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.query import FACETS
 
@@ -42,6 +42,8 @@ bp = Blueprint("actions", __name__)
 
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 FACET_SIZE = 8
+# What a row of the table shows, and its id: all a page's hits need.
+PAGE_FIELDS = ("event.id", *COLUMN_FIELDS)
 _ZONES = sorted(available_timezones() - {"localtime", "Factory"})
 
 
@@ -346,6 +348,7 @@ def actions(account: str) -> Any:
                 facets=tuple(FACETS),
                 facet_size=FACET_SIZE,
                 highlight=bool(filters.text),
+                fields=PAGE_FIELDS,
             )
             page = _app.store().search(req)
         except QueryError as exc:

@@ -514,6 +514,19 @@ def test_iterate_matches_search(seeded: Store) -> None:
     assert list(seeded.iterate(Query("nobody"))) == []
 
 
+def test_search_with_fields_keeps_at_least_those(seeded: Store) -> None:
+    """A page asked for some fields holds them, with the same values, in the same order."""
+    fields = ("event.id", "event.action", "user.email", "audit.comments", "user_agent.os.name")
+    for text in ("", "token"):
+        full = seeded.search(SearchRequest(Query(ACCOUNT, text=text), size=20))
+        some = seeded.search(SearchRequest(Query(ACCOUNT, text=text), size=20, fields=fields))
+        assert [h["event.id"] for h in some.hits] == [h["event.id"] for h in full.hits]
+        assert some.total == full.total and some.facets == full.facets
+        for a, b in zip(some.hits, full.hits, strict=True):
+            assert {f: a.get(f) for f in fields} == {f: b.get(f) for f in fields}
+            assert a.get("_highlight") == b.get("_highlight")
+
+
 @pytest.mark.slow
 def test_iterate_exports_100k_events(store: Store, enricher) -> None:  # noqa: ANN001
     """Exporting 100,000 events yields each exactly once, newest first, with bounded memory."""

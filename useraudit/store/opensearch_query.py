@@ -145,6 +145,8 @@ def search_body(request: SearchRequest) -> dict[str, Any]:
     }
     if request.cursor:
         body["search_after"] = list(decode_cursor(request.cursor))
+    if request.fields:
+        body["_source"] = {"includes": list(request.fields)}
     if request.facets:
         # Each monthly index is a shard: a terms aggregation is exact only when
         # every shard returns every value that could make the top list, so
@@ -207,8 +209,9 @@ def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
     more = len(raw_hits) > request.size
     raw_hits = raw_hits[: request.size]
     hits: list[dict] = []
+    pick = picker(tuple(request.fields)) if request.fields else flatten
     for hit in raw_hits:
-        doc = flatten(hit["_source"])
+        doc = pick(hit["_source"])
         if request.highlight and doc.get(COMMENTS):
             fragments = (hit.get("highlight") or {}).get(COMMENTS)
             doc["_highlight"] = (

@@ -121,6 +121,9 @@ class SearchRequest:
     facets: tuple[str, ...] = tuple(FACETS)
     facet_size: int = 10
     highlight: bool = True
+    # The hits need at least these fields (None: all). Fewer bytes for
+    # OpenSearch to read, send and for us to parse; a backend may return more.
+    fields: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_PAGE:
