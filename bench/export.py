@@ -111,8 +111,8 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
 
     from openpyxl import Workbook
     from useraudit.webapp.columns import row
-    from useraudit.webapp.workbook import neutralise
     from useraudit.webapp.filters import Filters, zone
+    from useraudit.webapp.workbook import neutralise
     from werkzeug.datastructures import MultiDict
 
     from useraudit.schema import COLUMNS
