@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
+from itertools import count
 from typing import Any
 
 ECS_VERSION = "8.11.0"
@@ -264,9 +265,9 @@ def picker(fields: tuple[str, ...]) -> Callable[[dict], dict]:
     tree: dict = {}
     for name in fields:
         node = tree
-        for part in name.split(".")[:-1] if name != "@timestamp" else []:
+        *parents, leaf = name.split(".")
+        for part in parents:
             node = node.setdefault(part, {}) if isinstance(node, dict) else node
-        leaf = name.rsplit(".", 1)[-1] if name != "@timestamp" else name
         if not isinstance(node, dict) or not isinstance(node.setdefault(leaf, name), str):
             raise ValueError(f"{name!r} is both a field and a parent of fields here")
 
@@ -274,7 +275,7 @@ def picker(fields: tuple[str, ...]) -> Callable[[dict], dict]:
              "            flat = flatten(doc)",
              "            return {k: flat[k] for k in wanted if k in flat}",
              "    out = {}"]
-    counter = iter(range(1_000_000))
+    counter = count()
 
     def emit(node: dict, var: str, indent: str) -> None:
         for key, sub in node.items():

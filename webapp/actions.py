@@ -254,6 +254,7 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
 def rows_html(rows: list[dict[str, Any]], history_base: str) -> Markup:
     """The results table's <tr> elements for :func:`_rows`' rows."""
     out = []
+    base = _e(history_base)
     for r in rows:
         people = r["people"]
         cells = r["cells"]
@@ -261,14 +262,14 @@ def rows_html(rows: list[dict[str, Any]], history_base: str) -> Markup:
         if r["history_key"]:
             key = str(r["history_key"])
             user = (
-                f'<a href="{_e(history_base)}{_e(_quote(key))}" '
+                f'<a href="{base}{_e(_quote(key))}" '
                 f'title="User history: every action of {_e(key)}" '
                 f'data-testid="history-link">{people["user"]}</a>'
             )
         if r["target_key"]:
             key = str(r["target_key"])
             target = (
-                f'<a href="{_e(history_base)}{_e(_quote(key))}" '
+                f'<a href="{base}{_e(_quote(key))}" '
                 f'title="User history of {_e(key)}">{people["target"]}</a>'
             )
         name, ident = r["project_name"], r["project_id"]
@@ -277,7 +278,7 @@ def rows_html(rows: list[dict[str, Any]], history_base: str) -> Markup:
             if ident and ident != name:
                 project += f' <span class="sub">{_e(ident)}</span>'
         else:
-            project = str(_e(ident))
+            project = _e(ident)
         device = f'<span class="sub">{_e(r["device"])}</span>' if r["device"] else ""
         time = r["time"]
         out.append(

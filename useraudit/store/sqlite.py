@@ -311,6 +311,7 @@ def _timestamp_ms(value: Any) -> int:
 
 
 _INSERT_INDEX = {col: i for i, col in enumerate(_INSERT_COLUMNS)}
+_WEEK = _INSERT_INDEX["week"]
 # Where the account, ts_ms and facet values sit in an INSERT row...
 _COUNT_POSITIONS = [
     _INSERT_INDEX["organization_id"],
@@ -383,8 +384,8 @@ def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
 def _upgrade_from_1(con: sqlite3.Connection) -> None:
     """File version 1 → 2: the week column, and week-led people and IP indexes.
 
-    Runs inside the install transaction; _ddl() then creates what is new and
-    the caller refills related_users from the renamed old table.
+    Runs inside the install transaction, before the caller's _ddl() (whose
+    IF NOT EXISTS statements then find everything in place).
     """
     con.execute("ALTER TABLE events ADD COLUMN week INTEGER NOT NULL DEFAULT 0")
     # Floor division, as Python's // does for the rows written from now on.
@@ -394,6 +395,13 @@ def _upgrade_from_1(con: sqlite3.Connection) -> None:
     con.execute("DROP INDEX IF EXISTS events_ip_key")
     con.execute("DROP INDEX IF EXISTS related_users_rid")
     con.execute("ALTER TABLE related_users RENAME TO related_users_v1")
+    for stmt in _ddl():
+        con.execute(stmt)
+    con.execute(
+        "INSERT INTO related_users SELECT r.organization_id, e.week, r.value, r.rid "
+        "FROM related_users_v1 r JOIN events e ON e.rid = r.rid"
+    )
+    con.execute("DROP TABLE related_users_v1")
 
 
 def path_from_url(url: str) -> Path:
@@ -542,12 +550,6 @@ class SQLiteStore(Store):
                         _upgrade_from_1(con)
                     for stmt in _ddl():
                         con.execute(stmt)
-                    if version == 1:
-                        con.execute(
-                            "INSERT INTO related_users SELECT r.organization_id, e.week, r.value, r.rid "
-                            "FROM related_users_v1 r JOIN events e ON e.rid = r.rid"
-                        )
-                        con.execute("DROP TABLE related_users_v1")
                     con.execute(f"PRAGMA user_version={FILE_VERSION}")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -611,7 +613,7 @@ class SQLiteStore(Store):
                 if users:
                     users = users if isinstance(users, list) else [users]
                     account = doc.get("organization.id") or ""
-                    week = rows[rid - base - 1][3]
+                    week = rows[rid - base - 1][_WEEK]
                     related.extend((account, week, v, rid) for v in {_fold(u) for u in users})
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
             con.executemany(
@@ -749,7 +751,7 @@ class SQLiteStore(Store):
         """
         if query.history or any(getattr(query, name) for name in PERSON_FILTERS):
             return "events", True
-        if query.ips:
+        if _by_ip(query):
             return BY_IP, False
         if query.projects or query.token_ids:
             return "events", False
@@ -991,8 +993,8 @@ class SQLiteStore(Store):
         """
         where, params = self.where(query)
         batch_size = max(1, int(batch_size))
-        with self._errors("read"):
-            source = BY_IP if self._plan(self._con, query)[0] == BY_IP else "events"
+        self._con  # noqa: B018 - make sure the schema exists
+        source = BY_IP if _by_ip(query) else "events"
         con = self._open()
         try:
             with self._errors("read"):
@@ -1061,6 +1063,13 @@ def _period_only(query: Query) -> bool:
     return not any(
         getattr(query, name)
         for name in (*TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups")
+    )
+
+
+def _by_ip(query: Query) -> bool:
+    """Whether the IP index drives the query (people and history come first)."""
+    return bool(query.ips) and not (
+        query.history or any(getattr(query, name) for name in PERSON_FILTERS)
     )
 
 
