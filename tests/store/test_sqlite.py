@@ -13,7 +13,7 @@ import pytest
 from useraudit.store import open_store
 from useraudit.store.base import StoreError, StoreUnavailable
 from useraudit.store.query import Query, SearchRequest
-from useraudit.store.sqlite import SQLiteStore, path_from_url
+from useraudit.store.sqlite import FILE_VERSION, SQLiteStore, path_from_url
 
 from .conftest import ACCOUNT, DATASET, write_all
 
@@ -210,7 +210,7 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, enricher) -> None
     with sqlite3.connect(path) as con:
         assert "week" not in {r[1] for r in con.execute("PRAGMA table_info(events)")}
     upgraded = SQLiteStore(f"sqlite:///{path}")
-    assert "file version 2" in upgraded.install()[0]
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
     after = [[h["event.id"] for h in upgraded.search(SearchRequest(q)).hits] for q in queries]
     assert after == before
     # New writes after the upgrade are found through the week-led indexes too.
@@ -221,10 +221,76 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, enricher) -> None
     }
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION
         assert not con.execute(
             "SELECT 1 FROM sqlite_master WHERE name IN ('related_users_v1', 'events_ip_key')"
         ).fetchall()
+
+
+def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Version 2 kept related_users twice (an index on rid): the upgrade drops it, answers stay."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, [enricher(e) for e in DATASET])
+    history = Query(ACCOUNT, history=("bob",))
+    before = [h["event.id"] for h in store.search(SearchRequest(history)).hits]
+    assert before
+    store.close()
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE INDEX related_users_rid ON related_users(rid)")
+        con.execute("PRAGMA user_version = 2")
+
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
+    assert [h["event.id"] for h in upgraded.search(SearchRequest(history)).hits] == before
+    upgraded.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 3
+        assert not con.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'related_users_rid'"
+        ).fetchall()
+
+
+def test_prune_leaves_no_people_rows_behind(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Deleting events deletes their related_users rows (found by their whole key, no rid index)."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    write_all(store, [enricher(e) for e in DATASET])
+    con = store._con
+    people = con.execute("SELECT count(*) FROM related_users").fetchone()[0]
+    assert people > 0
+    cutoff = datetime(2026, 1, 10, 9, tzinfo=UTC)
+    kept = con.execute(
+        "SELECT count(*) FROM related_users r JOIN events e ON e.rid = r.rid WHERE e.ts_ms >= ?",
+        (int(cutoff.timestamp() * 1000),),
+    ).fetchone()[0]
+    assert 0 < kept < people
+    assert store.delete_older_than(cutoff, batch_size=2) > 0
+    assert con.execute("SELECT count(*) FROM related_users").fetchone()[0] == kept
+    orphans = con.execute(
+        "SELECT count(*) FROM related_users WHERE rid NOT IN (SELECT rid FROM events)"
+    ).fetchone()[0]
+    assert orphans == 0
+
+
+def test_folded_person_columns_are_stored_only_when_folding_changes_them(
+    tmp_path: Path, enricher  # noqa: ANN001
+) -> None:
+    """Lowercase ASCII names and addresses keep no copy; others do, and both are found."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    events = [
+        enricher({**DATASET[0], "event.id": "lower", "user.name": "dana", "user.email": "dana@example.com"}),
+        enricher({**DATASET[0], "event.id": "upper", "user.name": "Émile", "user.email": "Emile@Example.com"}),
+    ]
+    write_all(store, events)
+    rows = dict(
+        (r[0], r[1:])
+        for r in store._con.execute("SELECT event_id, user_name_fold, user_email_fold FROM events")
+    )
+    assert rows["lower"] == (None, None)
+    assert rows["upper"] == ("emile", "emile@example.com")
+    for who, expected in (("DANA", "lower"), ("emile", "upper"), ("EMILE@example.COM", "upper")):
+        hits = store.search(SearchRequest(Query(ACCOUNT, users=(who,)))).hits
+        assert [h["event.id"] for h in hits] == [expected], who
 
 
 def test_a_newer_file_is_refused_naming_it(tmp_path: Path) -> None:

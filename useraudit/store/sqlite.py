@@ -10,7 +10,9 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   Extra columns: ``ts_ms`` (epoch milliseconds, the sort key with
   ``event_id``), ``<name>_fold`` beside the person name and e-mail fields
   (lowercased, Latin accents folded, like OpenSearch's ``.lower``
-  normalizer; the other NAME fields are not filtered on), ``ip_key``
+  normalizer; NULL when that changes nothing, as for most e-mail
+  addresses, and read as ``coalesce(<name>_fold, <name>)``; the other NAME
+  fields are not filtered on), ``ip_key``
   (16-byte IPv6 form of ``source.ip``, IPv4 mapped) so CIDR filters are
   index range scans, and ``week`` (``ts_ms // WEEK_MS``).
 * ``events_fts``: FTS5 over ``audit_comments`` as an external-content table
@@ -123,8 +125,9 @@ DAY_MS = 86_400_000
 # those two indexes made ~8,000 random page writes per 5,000 events). A
 # lookup seeks once per week of the period.
 WEEK_MS = 7 * DAY_MS
-# The file's own layout version (PRAGMA user_version); 1 had no week column.
-FILE_VERSION = 2
+# The file's own layout version (PRAGMA user_version); 1 had no week column,
+# 2 had an index on related_users(rid), a copy of the whole table.
+FILE_VERSION = 3
 # Search text matching at most this many rows (all accounts) is answered by
 # looking those rows up; more, and the account's events_hot entries are scanned.
 FTS_DRIVE_LIMIT = 20_000
@@ -194,7 +197,6 @@ def _ddl() -> list[str]:
         "  organization_id TEXT NOT NULL, week INTEGER NOT NULL, value TEXT NOT NULL,\n"
         "  rid INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, week, value, rid)) WITHOUT ROWID",
-        "CREATE INDEX IF NOT EXISTS related_users_rid ON related_users(rid)",
         # month = year * 12 + month - 1 (UTC).
         "CREATE TABLE IF NOT EXISTS facet_counts (\n"
         "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, month INTEGER NOT NULL,\n"
@@ -267,7 +269,9 @@ def _build_row_function() -> Callable[[dict, int, int], list]:
         else:
             parts.append(f"(v if (v := {get}) is None or type(v) is str else str(v))")
     for name, _col in FOLDED:
-        parts.append(f"(fold(v) if (v := g({name!r})) else None)")
+        # Stored only where folding changes the value (the query reads
+        # coalesce(fold, value)): most addresses and ids are lowercase already.
+        parts.append(f"(f if (v := g({name!r})) and (f := fold(v)) != v else None)")
     parts.append('(ipk(v) if (v := g("source.ip")) else None)')
     src = (
         "def _row(doc, rid, ts_ms):\n    g = doc.get\n    return [\n        "
@@ -548,6 +552,8 @@ class SQLiteStore(Store):
                 try:
                     if version == 1:
                         _upgrade_from_1(con)
+                    elif version == 2:
+                        con.execute("DROP INDEX IF EXISTS related_users_rid")
                     for stmt in _ddl():
                         con.execute(stmt)
                     con.execute(f"PRAGMA user_version={FILE_VERSION}")
@@ -637,8 +643,8 @@ class SQLiteStore(Store):
         while True:
             with self._write() as con:
                 rows = con.execute(
-                    f"SELECT rid, audit_comments, {_COUNT_SELECT} FROM events WHERE ts_ms < ? "
-                    "ORDER BY ts_ms LIMIT ?",
+                    "SELECT rid, audit_comments, week, related_user, "
+                    f"{_COUNT_SELECT} FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?",
                     (limit, batch_size),
                 ).fetchall()
                 if not rows:
@@ -647,10 +653,19 @@ class SQLiteStore(Store):
                     "INSERT INTO events_fts(events_fts, rowid, audit_comments) VALUES ('delete', ?, ?)",
                     [r[:2] for r in rows if r[1]],
                 )
-                _add_counts(con, (r[2:] for r in rows), -1, projected=True)
-                rids = [(r[0],) for r in rows]
-                con.executemany("DELETE FROM related_users WHERE rid = ?", rids)
-                con.executemany("DELETE FROM events WHERE rid = ?", rids)
+                _add_counts(con, (r[4:] for r in rows), -1, projected=True)
+                # related_users rows by their whole key, as write() made them.
+                con.executemany(
+                    "DELETE FROM related_users WHERE organization_id = ? AND week = ? "
+                    "AND value = ? AND rid = ?",
+                    [
+                        (r[4] or "", r[2], value, r[0])
+                        for r in rows
+                        if r[3]
+                        for value in {_fold(u) for u in json.loads(r[3])}
+                    ],
+                )
+                con.executemany("DELETE FROM events WHERE rid = ?", [(r[0],) for r in rows])
             deleted += len(rows)
             if progress:
                 progress(len(rows))
@@ -691,8 +706,8 @@ class SQLiteStore(Store):
                     "rid IN (SELECT rid FROM related_users WHERE organization_id = ? "
                     f"AND week IN ({_marks(weeks)}) AND value IN ({_marks(values)}))"
                     f" AND ({FIELD_COLUMN[prefix + '.id']} IN ({_marks(values)})"
-                    f" OR {FIELD_COLUMN[prefix + '.name']}_fold IN ({_marks(values)})"
-                    f" OR {FIELD_COLUMN[prefix + '.email']}_fold IN ({_marks(values)}))"
+                    f" OR {_folded(FIELD_COLUMN[prefix + '.name'])} IN ({_marks(values)})"
+                    f" OR {_folded(FIELD_COLUMN[prefix + '.email'])} IN ({_marks(values)}))"
                 )
                 params.extend([query.account, *weeks, *folded, *values, *folded, *folded])
         if query.history:
@@ -1071,6 +1086,11 @@ def _by_ip(query: Query) -> bool:
     return bool(query.ips) and not (
         query.history or any(getattr(query, name) for name in PERSON_FILTERS)
     )
+
+
+def _folded(col: str) -> str:
+    """A person column's folded form (its _fold shadow is NULL when folding changes nothing)."""
+    return f"coalesce({col}_fold, {col})"
 
 
 def _marks(values: Sequence[Any]) -> str:
