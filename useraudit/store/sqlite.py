@@ -674,12 +674,16 @@ class SQLiteStore(Store):
 
     # -- reading -------------------------------------------------------------------
 
-    def where(self, query: Query, by_rid: bool = False) -> tuple[str, list[Any]]:
+    def where(
+        self, query: Query, by_rid: bool = False, text_rids: list[int] | None = None
+    ) -> tuple[str, list[Any]]:
         """SQL condition and parameters for ``query``; the account comes first, always.
 
         ``by_rid``: the account test is written ``+organization_id`` so no
         account index is used and the few candidate rows named by a
         ``rid IN (...)`` subquery (people, history, rare words) drive the search.
+        ``text_rids``: every row the search text matches, already found by
+        :meth:`_plan` (the text is then not matched a second time).
         """
         clauses = ["+organization_id = ?" if by_rid else "organization_id = ?"]
         params: list[Any] = [query.account]
@@ -733,8 +737,10 @@ class SQLiteStore(Store):
             )
             for product, group in query.groups:
                 params += [product, group]
-        node = parse_text(query.text)
-        if node is not None:
+        if text_rids is not None:
+            clauses.append("rid IN (SELECT value FROM json_each(?))")
+            params.append(_encode(text_rids))
+        elif (node := parse_text(query.text)) is not None:
             clauses.append("rid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
             params.append(to_fts5(node))
         return " AND ".join(clauses), params
@@ -754,8 +760,10 @@ class SQLiteStore(Store):
         hi = min(last, to_ms(query.end)) if query.end else last
         return list(range(lo // WEEK_MS, hi // WEEK_MS + 1)) if lo <= hi else []
 
-    def _plan(self, con: sqlite3.Connection, query: Query) -> tuple[str, bool]:
-        """(table source for counting, drive by rid?) for ``query``.
+    def _plan(
+        self, con: sqlite3.Connection, query: Query
+    ) -> tuple[str, bool, list[int] | None]:
+        """(table source for counting, drive by rid?, rows the text matches) for ``query``.
 
         People and history filters have few candidates in related_users:
         drive from them. IP, project and token filters have their own
@@ -763,28 +771,33 @@ class SQLiteStore(Store):
         rows (in any account); a common word instead scans the account's
         narrow ``events_hot`` entries, which costs less than reading that
         many wide rows one by one. Everything else scans ``events_hot``.
+        The few matching row ids are kept and passed on: matching a phrase
+        costs as much as the rest of such a search, so it is done once.
         """
         if query.history or any(getattr(query, name) for name in PERSON_FILTERS):
-            return "events", True
+            return "events", True, None
         if _by_ip(query):
-            return BY_IP, False
+            return BY_IP, False, None
         if query.projects or query.token_ids:
-            return "events", False
+            return "events", False, None
         node = parse_text(query.text)
         if node is not None:
-            matches = con.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
-                (to_fts5(node), FTS_DRIVE_LIMIT + 1),
-            ).fetchone()[0]
-            if matches <= FTS_DRIVE_LIMIT:
-                return "events", True
-        return HOT, False
+            rids = [
+                r[0]
+                for r in con.execute(
+                    "SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?",
+                    (to_fts5(node), FTS_DRIVE_LIMIT + 1),
+                )
+            ]
+            if len(rids) <= FTS_DRIVE_LIMIT:
+                return "events", True, rids
+        return HOT, False, None
 
     def search(self, request: SearchRequest) -> SearchPage:
         con = self._con
         with self._errors("read"):
-            source, by_rid = self._plan(con, request.query)
-        where, params = self.where(request.query, by_rid)
+            source, by_rid, text_rids = self._plan(con, request.query)
+        where, params = self.where(request.query, by_rid, text_rids)
         cursor = decode_cursor(request.cursor) if request.cursor else None
         with self._errors("read"):
             if source == HOT and not _period_only(request.query):
@@ -991,8 +1004,8 @@ class SQLiteStore(Store):
     def count(self, query: Query) -> int:
         con = self._con
         with self._errors("read"):
-            source, by_rid = self._plan(con, query)
-            where, params = self.where(query, by_rid)
+            source, by_rid, text_rids = self._plan(con, query)
+            where, params = self.where(query, by_rid, text_rids)
             return int(
                 con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]
             )
