@@ -1,12 +1,19 @@
-"""Hello-world WSGI and ASGI apps for ``bench.middleware``, bare and audited.
+"""Hello-world WSGI and ASGI apps for ``bench.middleware``, bare, audited and "floor".
 
 The audited ones capture one event per request (a capture rule on ``GET /``)
-into a batch-mode spool at ``$USERAUDIT_SPOOL``.
+into a batch-mode spool at ``$USERAUDIT_SPOOL``. The floor ones are the
+least any capturing middleware does: wrap ``send``/``start_response``,
+note the status, and keep one tuple of references per request (a thread
+throws them away). Nothing is built, serialised or written, so their
+throughput is an upper bound for capture in Python under that server.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from contextvars import ContextVar
 from typing import Any
 
 from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
@@ -62,3 +69,66 @@ def wsgi_audited() -> Any:
 
 def asgi_audited() -> Any:
     return make_asgi()
+
+
+# -- the floor: what wrapping the app and keeping one tuple per request costs --
+
+_floor_context: ContextVar[list | None] = ContextVar("bench_floor", default=None)
+
+
+def _floor_buffer() -> list:
+    kept: list = []
+
+    def drop() -> None:
+        while True:
+            time.sleep(0.05)
+            del kept[:]
+
+    threading.Thread(target=drop, daemon=True, name="bench-floor").start()
+    return kept
+
+
+def wsgi_floor() -> Any:
+    kept, now = _floor_buffer(), time.time
+
+    def app(environ: dict, start_response: Any) -> Any:
+        state = [environ, None]
+        token = _floor_context.set(state)
+
+        def noting_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+            state[1] = status
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = wsgi_bare(environ, noting_start_response)
+            kept.append((now(), state[1], environ))
+            return body
+        finally:
+            _floor_context.reset(token)
+
+    return app
+
+
+def asgi_floor() -> Any:
+    kept, now = _floor_buffer(), time.time
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await asgi_bare(scope, receive, send)
+            return
+        state = [scope, None]
+        token = _floor_context.set(state)
+
+        async def noting_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                state[1] = message["status"]
+            elif not message.get("more_body"):
+                kept.append((now(), state[1], scope))
+            await send(message)
+
+        try:
+            await asgi_bare(scope, receive, noting_send)
+        finally:
+            _floor_context.reset(token)
+
+    return app

@@ -8,6 +8,9 @@ Three measurements, same run:
 2. Loopback under real servers (gunicorn sync worker for WSGI, uvicorn for
    ASGI), driven by ``wrk`` (or a Python load generator when wrk is not
    installed) → throughput with capture / throughput bare. Target ≥ 0.9.
+   A third server runs the "floor" app (:mod:`bench._hello`: wrap the app,
+   note the status, keep one tuple per request, write nothing): its ratio
+   is the most any Python capture could reach under that server, same run.
 3. Per-event cost of ``Recorder.record`` (batch) against a bare structlog
    JSON log call to a file → ratio. Target ≤ 2.
 
@@ -316,16 +319,18 @@ def server_ratio(
     kind: str,
     bare: str,
     audited: str,
+    floor: str,
     spool: Path,
     seconds: float,
     rounds: int,
     connections: int,
 ) -> dict[str, Any]:
-    """Both servers up at once; alternating load bursts; medians of per-round ratios.
+    """All servers up at once; alternating load bursts; medians of per-round ratios.
 
     Loopback numbers on a shared machine drift by tens of percent within a
-    minute; alternating short bursts (ABBA order) against servers that are
-    both already warm makes each round's pair see the same conditions. The
+    minute; alternating short bursts (the order rotating every round)
+    against servers that are all already warm makes each round's runs see
+    the same conditions. The
     server's own CPU time per request (all threads, workers included) is
     measured too: on a saturated server throughput is its inverse, and it
     does not depend on what else the machine is doing.
@@ -333,14 +338,17 @@ def server_ratio(
     load = _wrk if shutil.which("wrk") else _pyload
     procs = {}
     try:
-        for name, target in (("bare", bare), ("audited", audited)):
+        names = ["bare", "audited", "floor"]
+        for name, target in zip(names, (bare, audited, floor), strict=True):
             procs[name] = _start(kind, target, spool / f"{kind}-{name}")
         for _proc, url in procs.values():
             load(url, 1.0, connections)  # warm-up
-        rps: dict[str, list[float]] = {"bare": [], "audited": []}
-        cpu_us: dict[str, list[float]] = {"bare": [], "audited": []}
+        rps: dict[str, list[float]] = {name: [] for name in names}
+        cpu_us: dict[str, list[float]] = {name: [] for name in names}
         for r in range(rounds):
-            order = ["bare", "audited"] if r % 2 == 0 else ["audited", "bare"]
+            order = names[r % 3 :] + names[: r % 3]
+            if r % 2:
+                order.reverse()
             for name in order:
                 proc, url = procs[name]
                 cpu0 = _cpu_seconds(proc.pid)
@@ -352,6 +360,7 @@ def server_ratio(
         for proc, _url in procs.values():
             _stop(proc)
     ratios = [a / b for a, b in zip(rps["audited"], rps["bare"], strict=True)]
+    floor_ratios = [a / b for a, b in zip(rps["floor"], rps["bare"], strict=True)]
     cpu_ratios = [b / a for a, b in zip(cpu_us["audited"], cpu_us["bare"], strict=True)]
     return {
         "load_tool": load.__name__.lstrip("_"),
@@ -362,6 +371,9 @@ def server_ratio(
         "bare_cpu_us": round(statistics.median(cpu_us["bare"]), 1),
         "audited_cpu_us": round(statistics.median(cpu_us["audited"]), 1),
         "cpu_ratio": statistics.median(cpu_ratios),
+        "floor_rps": round(statistics.median(rps["floor"])),
+        "floor_ratio": statistics.median(floor_ratios),
+        "floor_cpu_us": round(statistics.median(cpu_us["floor"]), 1),
         "events_spooled": _spooled(spool, kind),
     }
 
@@ -407,12 +419,22 @@ def main(argv: list[str] | None = None) -> None:
             record_vs_structlog=round(per_event["ratio"], 3),
         )
         if not args.no_servers:
-            for kind, bare, audited in (
-                ("gunicorn", "bench._hello:wsgi_bare", "bench._hello:wsgi_audited()"),
-                ("uvicorn", "bench._hello:asgi_bare", "bench._hello:asgi_audited()"),
+            for kind, bare, audited, floor in (
+                (
+                    "gunicorn",
+                    "bench._hello:wsgi_bare",
+                    "bench._hello:wsgi_audited()",
+                    "bench._hello:wsgi_floor()",
+                ),
+                (
+                    "uvicorn",
+                    "bench._hello:asgi_bare",
+                    "bench._hello:asgi_audited()",
+                    "bench._hello:asgi_floor()",
+                ),
             ):
                 r = server_ratio(
-                    kind, bare, audited, spool, args.seconds, args.rounds, args.connections
+                    kind, bare, audited, floor, spool, args.seconds, args.rounds, args.connections
                 )
                 print(
                     f"{kind} ({r['load_tool']}, {args.connections} connections, "
@@ -421,13 +443,17 @@ def main(argv: list[str] | None = None) -> None:
                     f"(target ≥ 0.9), per round {r['round_ratios']}; server CPU per request "
                     f"bare {r['bare_cpu_us']} µs, audited {r['audited_cpu_us']} µs, "
                     f"CPU-bound throughput ratio {r['cpu_ratio']:.3f}; "
-                    f"{r['events_spooled']} events spooled"
+                    f"{r['events_spooled']} events spooled; floor (wrap + one tuple per "
+                    f"request, nothing written) {r['floor_rps']} req/s, ratio "
+                    f"{r['floor_ratio']:.3f}, {r['floor_cpu_us']} µs CPU per request"
                 )
                 result[f"{kind}_ratio"] = round(r["ratio"], 3)
                 result[f"{kind}_cpu_ratio"] = round(r["cpu_ratio"], 3)
                 result[f"{kind}_bare_rps"] = r["bare_rps"]
                 result[f"{kind}_audited_rps"] = r["audited_rps"]
                 result[f"{kind}_cpu_us_per_request"] = [r["bare_cpu_us"], r["audited_cpu_us"]]
+                result[f"{kind}_floor_ratio"] = round(r["floor_ratio"], 3)
+                result[f"{kind}_floor_cpu_us_per_request"] = r["floor_cpu_us"]
         result["load_average"] = round(os.getloadavg()[0], 2)
         result["targets_met"] = result["record_vs_structlog"] <= 2 and all(
             result.get(f"{k}_ratio", 1) >= 0.9 for k in ("gunicorn", "uvicorn")
