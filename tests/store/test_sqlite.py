@@ -228,7 +228,8 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, enricher) -> None
 
 
 def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enricher) -> None:  # noqa: ANN001
-    """Version 2 kept related_users twice (an index on rid): the upgrade drops it, answers stay."""
+    """Version 2 kept related_users twice (an index on rid) and indexes on time, outcome and
+    product/group: the upgrade drops them, answers and retention stay."""
     path = tmp_path / "audit.db"
     store = SQLiteStore(f"sqlite:///{path}")
     write_all(store, [enricher(e) for e in DATASET])
@@ -238,16 +239,25 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     store.close()
     with sqlite3.connect(path) as con:
         con.execute("CREATE INDEX related_users_rid ON related_users(rid)")
+        con.execute("CREATE INDEX events_ts ON events(ts_ms)")
+        con.execute("CREATE INDEX events_event_outcome ON events(organization_id, event_outcome, ts_ms)")
+        con.execute(
+            "CREATE INDEX events_groups ON events(organization_id, audit_product, audit_group, ts_ms)"
+        )
         con.execute("PRAGMA user_version = 2")
 
     upgraded = SQLiteStore(f"sqlite:///{path}")
     assert f"file version {FILE_VERSION}" in upgraded.install()[0]
     assert [h["event.id"] for h in upgraded.search(SearchRequest(history)).hits] == before
+    failures = Query(ACCOUNT, outcomes=("failure",))
+    assert upgraded.search(SearchRequest(failures)).total > 0
+    assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 3
         assert not con.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'related_users_rid'"
+            "SELECT name FROM sqlite_master WHERE name IN "
+            "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups')"
         ).fetchall()
 
 
@@ -270,6 +280,17 @@ def test_prune_leaves_no_people_rows_behind(tmp_path: Path, enricher) -> None:  
         "SELECT count(*) FROM related_users WHERE rid NOT IN (SELECT rid FROM events)"
     ).fetchone()[0]
     assert orphans == 0
+
+
+def test_prune_reaches_events_without_an_account(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Retention walks account by account; events with no account are deleted too."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    orphan = {k: v for k, v in DATASET[0].items() if k != "organization.id"}
+    write_all(store, [enricher({**orphan, "event.id": "no-account"}), enricher(DATASET[0])])
+    assert store.count_all() == 2
+    assert store.accounts() == [ACCOUNT]
+    assert store.delete_older_than(datetime(2100, 1, 1, tzinfo=UTC)) == 2
+    assert store.count_all() == 0
 
 
 def test_folded_person_columns_are_stored_only_when_folding_changes_them(
