@@ -228,8 +228,8 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, enricher) -> None
 
 
 def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enricher) -> None:  # noqa: ANN001
-    """Version 2 kept related_users twice (an index on rid) and indexes on time, outcome and
-    product/group: the upgrade drops them, answers and retention stay."""
+    """Version 2 kept related_users twice (an index on rid) and indexes on time, outcome,
+    action and product/group: the upgrade drops them, answers and retention stay."""
     path = tmp_path / "audit.db"
     store = SQLiteStore(f"sqlite:///{path}")
     write_all(store, [enricher(e) for e in DATASET])
@@ -240,7 +240,12 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     with sqlite3.connect(path) as con:
         con.execute("CREATE INDEX related_users_rid ON related_users(rid)")
         con.execute("CREATE INDEX events_ts ON events(ts_ms)")
-        con.execute("CREATE INDEX events_event_outcome ON events(organization_id, event_outcome, ts_ms)")
+        con.execute(
+            "CREATE INDEX events_event_action ON events(organization_id, event_action, ts_ms)"
+        )
+        con.execute(
+            "CREATE INDEX events_event_outcome ON events(organization_id, event_outcome, ts_ms)"
+        )
         con.execute(
             "CREATE INDEX events_groups ON events(organization_id, audit_product, audit_group, ts_ms)"
         )
@@ -251,13 +256,16 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert [h["event.id"] for h in upgraded.search(SearchRequest(history)).hits] == before
     failures = Query(ACCOUNT, outcomes=("failure",))
     assert upgraded.search(SearchRequest(failures)).total > 0
+    action = DATASET[0]["event.action"]
+    assert upgraded.search(SearchRequest(Query(ACCOUNT, actions=(action,)))).total > 0
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 3
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
-            "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups')"
+            "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
+            "'events_event_action')"
         ).fetchall()
 
 
@@ -294,13 +302,28 @@ def test_prune_reaches_events_without_an_account(tmp_path: Path, enricher) -> No
 
 
 def test_folded_person_columns_are_stored_only_when_folding_changes_them(
-    tmp_path: Path, enricher  # noqa: ANN001
+    tmp_path: Path,
+    enricher,  # noqa: ANN001
 ) -> None:
     """Lowercase ASCII names and addresses keep no copy; others do, and both are found."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
     events = [
-        enricher({**DATASET[0], "event.id": "lower", "user.name": "dana", "user.email": "dana@example.com"}),
-        enricher({**DATASET[0], "event.id": "upper", "user.name": "Émile", "user.email": "Emile@Example.com"}),
+        enricher(
+            {
+                **DATASET[0],
+                "event.id": "lower",
+                "user.name": "dana",
+                "user.email": "dana@example.com",
+            }
+        ),
+        enricher(
+            {
+                **DATASET[0],
+                "event.id": "upper",
+                "user.name": "Émile",
+                "user.email": "Emile@Example.com",
+            }
+        ),
     ]
     write_all(store, events)
     rows = dict(

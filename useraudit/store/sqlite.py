@@ -131,9 +131,15 @@ DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 # The file's own layout version (PRAGMA user_version); 1 had no week column,
 # 2 had an index on related_users(rid) (a copy of the whole table) and
-# indexes on time, outcome and product/group.
+# indexes on time, outcome, action and product/group.
 FILE_VERSION = 3
-_DROPPED_IN_3 = ("related_users_rid", "events_ts", "events_groups", "events_event_outcome")
+_DROPPED_IN_3 = (
+    "related_users_rid",
+    "events_ts",
+    "events_groups",
+    "events_event_outcome",
+    "events_event_action",
+)
 # Search text matching at most this many rows (all accounts) is answered by
 # looking those rows up; more, and the account's events_hot entries are scanned.
 FTS_DRIVE_LIMIT = 20_000
@@ -157,12 +163,15 @@ _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
 )
 
 # (account, column, ts_ms) indexes: filter and order in one. Only for filters
-# selective enough to beat walking the account's rows newest first; person
-# filters go through related_users (every person of an event is listed there)
-# and low-cardinality ones (outcome, browser, OS, device, product/group)
-# scan events_hot. Each index costs ingest: dropping the outcome, group and
-# time indexes took 11,870 -> 12,949 events/s and 1,450 -> 1,352 bytes/event.
-_INDEXED = ("event_action", "audit_project_id", "audit_token_id")
+# selective enough to beat walking the account's rows newest first (see
+# _plan); person filters go through related_users (every person of an event
+# is listed there), and actions, outcomes, browsers, OS, devices and
+# product/group scan events_hot. Each index costs ingest, more so when its
+# keys arrive scattered: dropping the outcome, group and time indexes took
+# 200k events from 11,870 to 12,949 events/s, and the action index (600
+# insertion points per batch at 1M events, never chosen by _plan) 1M events
+# from 12,137 to 13,640.
+_INDEXED = ("audit_project_id", "audit_token_id")
 _HOT = tuple(
     dict.fromkeys(
         [
