@@ -229,7 +229,7 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path, enricher) -> None
 
 def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enricher) -> None:  # noqa: ANN001
     """Version 2 kept related_users twice (an index on rid) and indexes on time, outcome,
-    action and product/group: the upgrade drops them, answers and retention stay."""
+    action, project and product/group: the upgrade drops them, answers and retention stay."""
     path = tmp_path / "audit.db"
     store = SQLiteStore(f"sqlite:///{path}")
     write_all(store, [enricher(e) for e in DATASET])
@@ -249,6 +249,9 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
         con.execute(
             "CREATE INDEX events_groups ON events(organization_id, audit_product, audit_group, ts_ms)"
         )
+        con.execute(
+            "CREATE INDEX events_audit_project_id ON events(organization_id, audit_project_id, ts_ms)"
+        )
         con.execute("PRAGMA user_version = 2")
 
     upgraded = SQLiteStore(f"sqlite:///{path}")
@@ -258,6 +261,8 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.search(SearchRequest(failures)).total > 0
     action = DATASET[0]["event.action"]
     assert upgraded.search(SearchRequest(Query(ACCOUNT, actions=(action,)))).total > 0
+    project = next(e["audit.project.id"] for e in DATASET if e.get("audit.project.id"))
+    assert upgraded.search(SearchRequest(Query(ACCOUNT, projects=(project,)))).total > 0
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
@@ -265,7 +270,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
-            "'events_event_action')"
+            "'events_event_action', 'events_audit_project_id')"
         ).fetchall()
 
 

@@ -131,7 +131,7 @@ DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 # The file's own layout version (PRAGMA user_version); 1 had no week column,
 # 2 had an index on related_users(rid) (a copy of the whole table) and
-# indexes on time, outcome, action and product/group.
+# indexes on time, outcome, action, project and product/group.
 FILE_VERSION = 3
 _DROPPED_IN_3 = (
     "related_users_rid",
@@ -139,6 +139,7 @@ _DROPPED_IN_3 = (
     "events_groups",
     "events_event_outcome",
     "events_event_action",
+    "events_audit_project_id",
 )
 # Search text matching at most this many rows (all accounts) is answered by
 # looking those rows up; more, and the account's events_hot entries are scanned.
@@ -168,10 +169,14 @@ _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
 # is listed there), and actions, outcomes, browsers, OS, devices and
 # product/group scan events_hot. Each index costs ingest, more so when its
 # keys arrive scattered: dropping the outcome, group and time indexes took
-# 200k events from 11,870 to 12,949 events/s, and the action index (600
+# 200k events from 11,870 to 12,949 events/s, the action index (600
 # insertion points per batch at 1M events, never chosen by _plan) 1M events
-# from 12,137 to 13,640.
-_INDEXED = ("audit_project_id", "audit_token_id")
+# from 12,137 to 13,640, and the project index (400 insertion points; a
+# project filter scanning events_hot answers in ~45 ms instead of ~66 ms
+# through it, the index only won for projects of a handful of events)
+# 13,640 to 14,289. A token's events are few and tokens are mostly absent
+# (NULL keys append): that index stays.
+_INDEXED = ("audit_token_id",)
 _HOT = tuple(
     dict.fromkeys(
         [
@@ -846,19 +851,20 @@ class SQLiteStore(Store):
         """(table source for counting, drive by rid?, rows the text matches) for ``query``.
 
         People and history filters have few candidates in related_users:
-        drive from them. IP, project and token filters have their own
-        indexes. Search text drives from FTS5's row ids when it matches few
-        rows (in any account); a common word instead scans the account's
-        narrow ``events_hot`` entries, which costs less than reading that
-        many wide rows one by one. Everything else scans ``events_hot``.
-        The few matching row ids are kept and passed on: matching a phrase
-        costs as much as the rest of such a search, so it is done once.
+        drive from them. IP and token filters have their own indexes.
+        Search text drives from FTS5's row ids when it matches few rows (in
+        any account), and those row ids are passed on: matching a phrase
+        costs as much as the rest of such a search, so it is done once. A
+        common word instead scans the account's narrow ``events_hot``
+        entries, which costs less than reading that many wide rows one by
+        one. Everything else (projects, actions, outcomes...) scans
+        ``events_hot``.
         """
         if query.history or any(getattr(query, name) for name in PERSON_FILTERS):
             return "events", True, None
         if _by_ip(query):
             return BY_IP, False, None
-        if query.projects or query.token_ids:
+        if query.token_ids:
             return "events", False, None
         node = parse_text(query.text)
         if node is not None:
