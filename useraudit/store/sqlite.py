@@ -32,10 +32,12 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   its ends from ``events_hot``. Any other filter or search text counts the
   matching rows in one pass over ``events_hot``.
 
-Indexes are few on purpose (each one costs ingest): event id; ``events_hot``
-= account, time, event id and every facet/term-filter column (the sort
-order, and counting/faceting without reading wide rows); time (retention);
-account + action, outcome, project, token, product/group; account + week + IP.
+Indexes are few on purpose (each one costs ingest, most of all when its
+keys arrive scattered and every batch rewrites hundreds of pages): event id;
+``events_hot`` = account, time, event id and every facet/term-filter column
+(the sort order, retention per account, and counting/faceting without
+reading wide rows; action, outcome, project, browser... filters scan it);
+account + token; account + week + IP.
 
 Where SQLite answers differently from OpenSearch (held by the contract
 suite, ``tests/store/test_contract.py``):
