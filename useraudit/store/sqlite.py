@@ -882,6 +882,13 @@ class SQLiteStore(Store):
         return HOT, False, None
 
     def search(self, request: SearchRequest) -> SearchPage:
+        # Counting a common word's matches makes ~70,000 row tuples that die
+        # by refcount; collections set off meanwhile found nothing and cost
+        # up to 10 % of such a search (1M events, p95 320 -> 285 ms).
+        with _gc_paused():
+            return self._search(request)
+
+    def _search(self, request: SearchRequest) -> SearchPage:
         con = self._con
         with self._errors("read"):
             source, by_rid, text_rids = self._plan(con, request.query)
@@ -1188,13 +1195,14 @@ def _by_ip(query: Query) -> bool:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a batch write.
+    """No cyclic garbage collection during a batch write or a search.
 
     A batch allocates tens of thousands of short-lived lists and tuples, all
     freed by reference counting; they set off dozens of full collections per
     200,000 events that found nothing (gc.get_stats: collected 0) and cost
     ~10 % of ingest. Collection resumes as soon as the batch is written; a
-    concurrent writer re-enabling it early only costs speed.
+    concurrent caller re-enabling it early only costs speed, and only the
+    caller that disabled it enables it again.
     """
     if not gc.isenabled():
         yield
