@@ -24,7 +24,7 @@ from useraudit.middleware.recorder import Recorder
 from useraudit import index_templates
 from useraudit.cli import main as cli
 from useraudit.schema import FIELDS, SCHEMA_VERSION, Kind
-from useraudit.store.base import StoreError
+from useraudit.store.base import StoreError, StoreUnavailable
 from useraudit.store.opensearch import OpenSearchStore
 
 CHROME = (
@@ -243,12 +243,17 @@ def test_kill_9_mid_batch_then_restart_delivers_every_event_exactly_once(
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            os_store.refresh()
-            if os_store.count_all() >= 5000:
-                break
+            try:
+                os_store.refresh()
+                if os_store.count_all() >= 5000:
+                    break
+            except StoreUnavailable:
+                pass  # the indexer's first write created the day's index; its shard is starting
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
     finally:
+        # Also when the polling above fails: an indexer left running would
+        # make wait() block until the suite's timeout instead of failing here.
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
     os_store.refresh()
     shipped_before_kill = os_store.count_all()

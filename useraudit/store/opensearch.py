@@ -215,10 +215,9 @@ class OpenSearchStore(Store):
 
     def count_all(self) -> int:
         """Every event under this prefix, all accounts (operators, tests)."""
-        try:
-            return int(self.client.count(index=self.alias)["count"])
-        except os_exc.NotFoundError:
-            return 0
+        from .opensearch_query import guarded_call
+
+        return int(guarded_call(self, self.client.count, index=self.alias)["count"])
 
     def all_ids(self) -> list[str]:
         """Every stored event id, in no particular order (for tests and checks)."""
@@ -283,12 +282,10 @@ class OpenSearchStore(Store):
         self.client.close()
 
     def _search(self, **kwargs: Any) -> dict:
-        try:
-            return self.client.search(**kwargs)
-        except os_exc.NotFoundError:
-            return {"hits": {"hits": [], "total": {"value": 0}}}
-        except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
-            raise StoreUnavailable(f"OpenSearch at {self.url} unreachable: {exc}") from exc
+        # Shards not (yet) started answer 503: StoreUnavailable, like a search.
+        from .opensearch_query import guarded_call
+
+        return guarded_call(self, self.client.search, **kwargs)
 
 
 def _split_netloc(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:

@@ -198,7 +198,7 @@ def mark(marked: str, original: str) -> str:
 
 
 def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
-    resp = _call(
+    resp = guarded_call(
         store,
         store.client.search,
         index=store.alias,
@@ -235,7 +235,7 @@ def search(store: OpenSearchStore, request: SearchRequest) -> SearchPage:
 
 
 def count(store: OpenSearchStore, query: Query) -> int:
-    resp = _call(
+    resp = guarded_call(
         store,
         store.client.count,
         index=store.alias,
@@ -276,7 +276,7 @@ def iterate(
         pick = picker(tuple(fields))
     try:
         while True:
-            resp = _call(store, store.client.search, body=body)
+            resp = guarded_call(store, store.client.search, body=body)
             hits = resp["hits"]["hits"]
             for hit in hits:
                 yield pick(hit["_source"])
@@ -292,7 +292,13 @@ def iterate(
             pass
 
 
-def _call(store: OpenSearchStore, fn: Any, **kwargs: Any) -> dict:
+def guarded_call(store: OpenSearchStore, fn: Any, **kwargs: Any) -> dict:
+    """``fn(**kwargs)`` with OpenSearch's failures as store errors.
+
+    No index yet → an empty answer; unreachable, overloaded (429) or shards
+    not started (5xx, e.g. an index created a moment ago) → StoreUnavailable,
+    which callers retry or show as "try again"; any other refusal → StoreError.
+    """
     try:
         return fn(**kwargs)
     except os_exc.NotFoundError:
