@@ -227,9 +227,7 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
                 "cells": cells,
                 "time": ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "",
                 "iso": hit.get("@timestamp", ""),
-                "comments_html": safe_highlight(highlight)
-                if highlight
-                else _e(cells["comments"]),
+                "comments_html": safe_highlight(highlight) if highlight else _e(cells["comments"]),
                 "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
                 "target_key": hit.get("user.target.email")
                 or hit.get("user.target.name")
@@ -293,7 +291,7 @@ def rows_html(rows: list[dict[str, Any]], history_base: str) -> Markup:
             f'<td class="col-comments">{r["comments_html"]}</td>'
             f'<td class="col-ip_device"><span class="ip">{_e(r["ip"])}</span>{device}</td>'
             f'<td class="col-result"><span class="badge badge-{_e(r["outcome"])}">'
-            f'{_e(cells["result"])}</span></td>'
+            f"{_e(cells['result'])}</span></td>"
             f'<td class="col-impersonator">{people["impersonator"]}</td>'
             "</tr>\n"
         )
@@ -307,8 +305,7 @@ def facets_html(links: dict[str, list[tuple[str, str, str, str, bool]]], base: s
         if not buckets:
             continue
         out.append(
-            f'<section class="facet" data-facet="{_e(name)}">'
-            f"<h2>{_e(FACET_LABELS[name])}</h2><ul>"
+            f'<section class="facet" data-facet="{_e(name)}"><h2>{_e(FACET_LABELS[name])}</h2><ul>'
         )
         for value, label, count, link, active in buckets:
             out.append(
@@ -367,7 +364,6 @@ def actions(account: str) -> Any:
         for g in p["groups"]
         for a in g["actions"]
     }
-    history_base = _history_base(account, filters)
     rows = _rows(page, tz) if page else []
     return render_template(
         "useraudit/actions.html",
@@ -376,23 +372,17 @@ def actions(account: str) -> Any:
         f=filters,
         page=page,
         rows=rows,
-        rows_html=rows_html(rows, history_base),
+        rows_html=rows_html(rows, _history_base(account, filters)),
         error=error,
         store_down=store_down,
         columns=COLUMNS,
         periods=PERIODS,
         page_sizes=PAGE_SIZES,
-        zones=_ZONES,
         tree=tree,
-        facets_html=facets_html(
-            facet_links(filters, page), url_for(".actions", account=account)
-        ),
-        history_base=history_base,
+        facets_html=facets_html(facet_links(filters, page), url_for(".actions", account=account)),
         tree_html=tree_html(tree, shown, filters.groups, filters.values.get("action", ())),
         tz_options=tz_options(filters.tz),
         tree_codes=tree_codes,
-        facet_labels=FACET_LABELS,
-        facet_params=FACET_PARAMS,
         multi=MULTI,
         value_label=value_label,
         now=datetime.now(UTC).astimezone(tz),

@@ -277,10 +277,6 @@ def ip_range(value: str) -> tuple[bytes, bytes]:
     return net.network_address.packed, net.broadcast_address.packed
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 _encode_std = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), check_circular=False
 ).encode
@@ -365,6 +361,20 @@ def _timestamp_ms(value: Any) -> int:
 
 _INSERT_INDEX = {col: i for i, col in enumerate(_INSERT_COLUMNS)}
 _WEEK = _INSERT_INDEX["week"]
+_ACCOUNT = _INSERT_INDEX["organization_id"]
+
+
+def _related_keys(
+    account: str | None, week: int, rid: int, users: list[Any]
+) -> list[tuple[str, int, str, int]]:
+    """The related_users keys of one event: each folded person value once.
+
+    write() and retention both build them here, so a delete finds exactly
+    the rows the write made (there is no index on rid to find them by).
+    """
+    return [(account or "", week, value, rid) for value in {_fold(u) for u in users}]
+
+
 # Where the account, ts_ms and facet values sit in an INSERT row...
 _COUNT_POSITIONS = [
     _INSERT_INDEX["organization_id"],
@@ -453,7 +463,6 @@ def _upgrade_from_1(con: sqlite3.Connection) -> None:
         f"UPDATE events SET week = ts_ms / {WEEK_MS} - (ts_ms < 0 AND ts_ms % {WEEK_MS} != 0)"
     )
     con.execute("DROP INDEX IF EXISTS events_ip_key")
-    con.execute("DROP INDEX IF EXISTS related_users_rid")
     con.execute("ALTER TABLE related_users RENAME TO related_users_v1")
     for stmt in _ddl():
         con.execute(stmt)
@@ -680,10 +689,13 @@ class SQLiteStore(Store):
                     fts.append((rid, comments))
                 users = doc.get("related.user")
                 if users:
-                    users = users if isinstance(users, list) else [users]
-                    account = doc.get("organization.id") or ""
-                    week = rows[rid - base - 1][_WEEK]
-                    related.extend((account, week, v, rid) for v in {_fold(u) for u in users})
+                    row = rows[rid - base - 1]
+                    related += _related_keys(
+                        row[_ACCOUNT],
+                        row[_WEEK],
+                        rid,
+                        users if isinstance(users, list) else [users],
+                    )
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
             con.executemany(
                 "INSERT OR IGNORE INTO related_users(organization_id, week, value, rid) "
@@ -738,10 +750,10 @@ class SQLiteStore(Store):
                 "DELETE FROM related_users WHERE organization_id = ? AND week = ? "
                 "AND value = ? AND rid = ?",
                 [
-                    (r[4] or "", r[2], value, r[0])
+                    key
                     for r in rows
                     if r[3]
-                    for value in {_fold(u) for u in json.loads(r[3])}
+                    for key in _related_keys(r[4], r[2], r[0], json.loads(r[3]))
                 ],
             )
             con.executemany("DELETE FROM events WHERE rid = ?", [(r[0],) for r in rows])
