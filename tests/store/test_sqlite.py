@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -167,8 +168,35 @@ def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) ->
     store.close()
 
 
+# events_hot as file versions 1 to 3 had it: the six few-valued facets as strings.
+_HOT_BEFORE_4 = (
+    "CREATE INDEX events_hot ON events(organization_id, ts_ms, event_id, event_action, "
+    "event_outcome, user_name, user_target_name, audit_impersonator_name, audit_project_id, "
+    "audit_product, user_agent_name, user_agent_os_name, user_agent_device_name, "
+    "audit_token_id, audit_group)"
+)
+
+
+def _as_file_version_3(path: Path) -> None:
+    """Turn a current file back into the version-3 layout (no facet combinations)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(
+        f"""
+        BEGIN;
+        DROP INDEX events_hot;
+        ALTER TABLE events DROP COLUMN combo;
+        DROP TABLE facet_combos;
+        {_HOT_BEFORE_4};
+        PRAGMA user_version = 3;
+        COMMIT;
+        """
+    )
+    con.close()
+
+
 def _as_file_version_1(path: Path) -> None:
     """Turn a current file back into the version-1 layout (no week column)."""
+    _as_file_version_3(path)
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript(
         """
@@ -237,6 +265,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     before = [h["event.id"] for h in store.search(SearchRequest(history)).hits]
     assert before
     store.close()
+    _as_file_version_3(path)
     with sqlite3.connect(path) as con:
         con.execute("CREATE INDEX related_users_rid ON related_users(rid)")
         con.execute("CREATE INDEX events_ts ON events(ts_ms)")
@@ -266,12 +295,105 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 3
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 4
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
             "'events_event_action', 'events_audit_project_id')"
         ).fetchall()
+
+
+def _facet_answers(store: SQLiteStore) -> list:
+    """Totals, facets and pages of searches that count facets from events_hot."""
+    action = DATASET[0]["event.action"]
+    queries = [
+        Query(ACCOUNT),  # the rollup
+        Query(ACCOUNT, start=datetime(2026, 1, 10, 9, 30, tzinfo=UTC)),  # rollup + edges
+        Query(ACCOUNT, actions=(action,)),
+        Query(ACCOUNT, outcomes=("failure",)),
+        Query(ACCOUNT, browsers=("Firefox", "Chrome")),
+        Query(ACCOUNT, products=("common",)),
+        Query(ACCOUNT, text="token"),
+    ]
+    out = []
+    for q in queries:
+        page = store.search(SearchRequest(q))
+        out.append((page.total, page.facets, [h["event.id"] for h in page.hits]))
+    return out
+
+
+def test_a_version_3_file_gets_facet_combinations(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Version 3 kept the six few-valued facets as strings in events_hot: the upgrade gives
+    every event its combination id and rebuilds events_hot; totals, facets, filters and
+    pages answer as before, and new events reuse the ids."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, [enricher(e) for e in DATASET])
+    before = _facet_answers(store)
+    assert all(total for total, _f, _h in before)
+    assert any(facets.get("browser") and facets.get("result") for _t, facets, _h in before)
+    store.close()
+
+    _as_file_version_3(path)
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
+    assert _facet_answers(upgraded) == before
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM events WHERE combo IS NULL").fetchone()[0] == 0
+        combos = con.execute("SELECT count(*) FROM facet_combos").fetchone()[0]
+        hot = [r[2] for r in con.execute("PRAGMA index_info(events_hot)")]
+    assert 1 < combos < len(DATASET)
+    assert "combo" in hot and "user_agent_name" not in hot
+    # A second copy of every event under new ids: no new combinations, every count doubles.
+    again = [enricher({**e, "event.id": e["event.id"] + "-2"}) for e in DATASET]
+    assert all(r.status == "created" for r in upgraded.write(again))
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM facet_combos").fetchone()[0] == combos
+    doubled = Query(ACCOUNT, outcomes=("failure",))
+    page = upgraded.search(SearchRequest(doubled))
+    assert page.total == 2 * before[3][0]
+    assert page.facets["result"] == [("failure", 2 * before[3][0])]
+    upgraded.close()
+
+
+def test_stores_sharing_a_file_agree_on_combination_ids(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Two stores (as two indexer processes) give one id per combination, and a write
+    that rolls back leaves no id behind in either store's cache."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    one, two = SQLiteStore(url), SQLiteStore(url)
+    docs = [enricher(e) for e in DATASET]
+    write_all(one, docs[: len(docs) // 2])
+    write_all(two, docs[len(docs) // 2 :])
+    # Counted from events_hot (an outcome filter keeps the rollup out of it).
+    mine = [d for d in docs if d.get("organization.id") == ACCOUNT]
+    every = Query(ACCOUNT, outcomes=("success", "failure", "unknown"))
+    for name, field in (("browser", "user_agent.name"), ("result", "event.outcome")):
+        expected = Counter(d[field] for d in mine if d.get(field))
+        for store in (one, two):
+            assert dict(store.search(SearchRequest(every)).facets[name]) == expected
+    with sqlite3.connect(tmp_path / "audit.db") as con:
+        keys = [r[0] for r in con.execute("SELECT key FROM facet_combos")]
+    assert len(keys) == len(set(keys))
+    assert _facet_answers(one) == _facet_answers(two)
+
+    # A new combination in a write that fails is not cached: the next write stores it again.
+    odd = enricher({**DATASET[0], "event.id": "odd", "user_agent.original": "OddBrowser/1.0"})
+    odd["user_agent.name"] = "Odd browser"
+    con = one._con
+    con.execute(
+        "CREATE TEMP TRIGGER fail_once BEFORE INSERT ON related_users "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    with pytest.raises(StoreError):
+        one.write([odd])
+    con.execute("DROP TRIGGER fail_once")
+    assert one.write([odd])[0].status == "created"
+    browsers = dict(
+        one.search(SearchRequest(Query(ACCOUNT, browsers=("Odd browser",)))).facets["browser"]
+    )
+    assert browsers == {"Odd browser": 1}
+    one.close()
+    two.close()
 
 
 def test_prune_leaves_no_people_rows_behind(tmp_path: Path, enricher) -> None:  # noqa: ANN001

@@ -14,7 +14,9 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   addresses, and read as ``coalesce(<name>_fold, <name>)``; the other NAME
   fields are not filtered on), ``ip_key``
   (16-byte IPv6 form of ``source.ip``, IPv4 mapped) so CIDR filters are
-  index range scans, and ``week`` (``ts_ms // WEEK_MS``).
+  index range scans, ``week`` (``ts_ms // WEEK_MS``) and ``combo``: the id
+  in ``facet_combos`` of the event's result, product, browser, OS, device
+  and impersonator together (see :mod:`.sqlite_combos`).
 * ``events_fts``: FTS5 over ``audit_comments`` as an external-content table
   (the text is stored once), ``unicode61 remove_diacritics 2`` (Cyrillic is
   case-folded; Latin accents are ignored), prefix indexes for 2 and 3
@@ -34,9 +36,10 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
 
 Indexes are few on purpose (each one costs ingest, most of all when its
 keys arrive scattered and every batch rewrites hundreds of pages): event id;
-``events_hot`` = account, time, event id and every facet/term-filter column
-(the sort order, retention per account, and counting/faceting without
-reading wide rows; action, outcome, project, browser... filters scan it);
+``events_hot`` = account, time, event id, ``combo`` and the other
+facet/term-filter columns (the sort order, retention per account, and
+counting/faceting without reading wide rows; action, outcome, project,
+browser... filters scan it);
 account + token; account + week + IP.
 
 Where SQLite answers differently from OpenSearch (held by the contract
@@ -79,6 +82,7 @@ import orjson
 
 from useraudit.schema import FIELDS, Kind
 
+from . import sqlite_combos
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import (
     FACETS,
@@ -98,6 +102,7 @@ from .query import (
     to_fts5,
     to_ms,
 )
+from .sqlite_combos import COMBO_COLUMNS, COMBO_FACETS, ComboIds
 
 BUSY_TIMEOUT_MS = 10_000
 # SQLite's default limit on bound parameters is 32766; stay far below.
@@ -133,8 +138,9 @@ DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 # The file's own layout version (PRAGMA user_version); 1 had no week column,
 # 2 had an index on related_users(rid) (a copy of the whole table) and
-# indexes on time, outcome, action, project and product/group.
-FILE_VERSION = 3
+# indexes on time, outcome, action, project and product/group, 3 had the
+# six few-valued facets as strings in events_hot instead of their combination.
+FILE_VERSION = 4
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -153,14 +159,17 @@ BY_IP = "events INDEXED BY events_ip"
 # Rollup rows: (account, facet, UTC month, value) → count, kept exact in the
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
-# Facets counted together, a JSON array per row (see _scan_hot): sets whose
-# combinations stay few next to the rows they are counted over. Packing
-# action, project and target too was measured slower (330 vs 283 ms p95 at
-# 1M events): their combinations are nearly as many as the rows.
-PACKED_FACETS: tuple[tuple[str, ...], ...] = (
-    ("result", "product", "browser", "os", "device", "impersonator"),
-)
-assert {n for pack in PACKED_FACETS for n in pack} <= set(FACETS)
+# The few-valued facets live in events_hot as one combination id (see
+# sqlite_combos); action, project, user and target stay strings there:
+# their combinations are nearly as many as the rows.
+assert all(FIELD_COLUMN[FACETS[name]] == col for name, col in COMBO_FACETS)
+_COMBO_NAMES = frozenset(name for name, _col in COMBO_FACETS)
+# Term filters answered through the combination id.
+_COMBO_FILTERS = {
+    attr: FIELD_COLUMN[field]
+    for attr, field in TERM_FILTERS.items()
+    if FIELD_COLUMN[field] in COMBO_COLUMNS
+}
 _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (name, column(field)) for name, field in FACETS.items()
 )
@@ -180,13 +189,16 @@ _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
 # (NULL keys append): that index stays.
 _INDEXED = ("audit_token_id",)
 _HOT = tuple(
-    dict.fromkeys(
+    col
+    for col in dict.fromkeys(
         [
+            "combo",
             *(column(f) for f in FACETS.values()),
             *(column(f) for f in TERM_FILTERS.values()),
             "audit_group",
         ]
     )
+    if col not in COMBO_COLUMNS
 )
 
 
@@ -204,6 +216,7 @@ def _ddl() -> list[str]:
         cols.append(f"{col} {sql_type}")
     cols += [f"{col} TEXT" for _name, col in FOLDED]
     cols.append("ip_key BLOB")
+    cols.append("combo INTEGER")  # facet_combos.id
     stmts = [
         "CREATE TABLE IF NOT EXISTS events (\n  " + ",\n  ".join(cols) + "\n)",
         # The sort order plus every facet and term-filter column: a narrow copy
@@ -224,6 +237,7 @@ def _ddl() -> list[str]:
         "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, month INTEGER NOT NULL,\n"
         "  value TEXT NOT NULL, n INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, facet, month, value)) WITHOUT ROWID",
+        sqlite_combos.DDL,
         "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
         "  audit_comments, content='events', content_rowid='rid',\n"
         "  tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
@@ -235,7 +249,7 @@ _INSERT_COLUMNS = (
     ["rid", "event_id", "ts_ms", "week"]
     + [col for name, col, _k, _m in COLUMNS if name != "event.id"]
     + [col for _n, col in FOLDED]
-    + ["ip_key"]
+    + ["ip_key", "combo"]
 )
 _INSERT = (
     f"INSERT OR IGNORE INTO events ({', '.join(_INSERT_COLUMNS)}) "
@@ -318,6 +332,7 @@ def _build_row_function() -> Callable[[dict, int, int], list]:
         # coalesce(fold, value)): most addresses and ids are lowercase already.
         parts.append(f"(f if (v := g({name!r})) and (f := fold(v)) != v else None)")
     parts.append('(ipk(v) if (v := g("source.ip")) else None)')
+    parts.append("None")  # combo: given by write() from the row's own values
     src = (
         "def _row(doc, rid, ts_ms):\n    g = doc.get\n    return [\n        "
         + ",\n        ".join(parts)
@@ -362,6 +377,8 @@ def _timestamp_ms(value: Any) -> int:
 _INSERT_INDEX = {col: i for i, col in enumerate(_INSERT_COLUMNS)}
 _WEEK = _INSERT_INDEX["week"]
 _ACCOUNT = _INSERT_INDEX["organization_id"]
+_COMBO = _INSERT_INDEX["combo"]
+_combo_of_row = itemgetter(*(_INSERT_INDEX[col] for col in COMBO_COLUMNS))
 
 
 def _related_keys(
@@ -451,12 +468,25 @@ def _top(counter: Counter, size: int) -> list[tuple[str, int]]:
     return items[:size]
 
 
-def _upgrade_from_1(con: sqlite3.Connection) -> None:
-    """File version 1 → 2: the week column, and week-led people and IP indexes.
+def _upgrade(con: sqlite3.Connection, version: int) -> None:
+    """An older file's rows brought to this layout (inside the install transaction).
 
-    Runs inside the install transaction, before the caller's _ddl() (whose
-    IF NOT EXISTS statements then find everything in place).
+    The caller's _ddl() runs afterwards: its IF NOT EXISTS statements create
+    what is new (events_hot last, so the rewrite of every row below does not
+    also maintain that index).
     """
+    con.execute("DROP INDEX IF EXISTS events_hot")
+    for index in _DROPPED_IN_3:
+        con.execute(f"DROP INDEX IF EXISTS {index}")
+    if version == 1:
+        _upgrade_from_1(con)
+    con.execute("ALTER TABLE events ADD COLUMN combo INTEGER")
+    con.execute(sqlite_combos.DDL)
+    sqlite_combos.fill(con)
+
+
+def _upgrade_from_1(con: sqlite3.Connection) -> None:
+    """File version 1 → 2: the week column, and week-led people and IP indexes."""
     con.execute("ALTER TABLE events ADD COLUMN week INTEGER NOT NULL DEFAULT 0")
     # Floor division, as Python's // does for the rows written from now on.
     con.execute(
@@ -465,7 +495,8 @@ def _upgrade_from_1(con: sqlite3.Connection) -> None:
     con.execute("DROP INDEX IF EXISTS events_ip_key")
     con.execute("ALTER TABLE related_users RENAME TO related_users_v1")
     for stmt in _ddl():
-        con.execute(stmt)
+        if stmt.startswith("CREATE TABLE IF NOT EXISTS related_users"):
+            con.execute(stmt)
     con.execute(
         "INSERT INTO related_users SELECT r.organization_id, e.week, r.value, r.rid "
         "FROM related_users_v1 r JOIN events e ON e.rid = r.rid"
@@ -495,6 +526,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._ready = False
+        self._combos = ComboIds()
 
     # -- connections and errors --------------------------------------------------
 
@@ -615,11 +647,8 @@ class SQLiteStore(Store):
             if version < FILE_VERSION:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    if version == 1:
-                        _upgrade_from_1(con)
-                    if version in (1, 2):
-                        for index in _DROPPED_IN_3:
-                            con.execute(f"DROP INDEX IF EXISTS {index}")
+                    if version:
+                        _upgrade(con, version)
                     for stmt in _ddl():
                         con.execute(stmt)
                     con.execute(f"PRAGMA user_version={FILE_VERSION}")
@@ -657,14 +686,25 @@ class SQLiteStore(Store):
         # Everything Python does per event happens before taking the write lock.
         rows: list[list] = []
         kept: list[tuple[int, dict]] = []
+        known = self._combos.known
+        new_combos: list[list] = []  # rows whose combination has no cached id yet
         for i, doc, ts in prepared:
             try:
-                rows.append(_row(doc, 0, ts))
+                row = _row(doc, 0, ts)
             except (TypeError, ValueError) as exc:
                 results[i] = WriteResult("rejected", f"cannot store: {exc}")
                 continue
+            if (combo := known(_combo_of_row(row))) is None:
+                new_combos.append(row)
+            row[_COMBO] = combo
+            rows.append(row)
             kept.append((i, doc))
+        assigned: dict = {}
         with self._write() as con:
+            if new_combos:
+                assigned = self._combos.assign(con, map(_combo_of_row, new_combos))
+                for row in new_combos:
+                    row[_COMBO] = assigned[_combo_of_row(row)]
             base = con.execute("SELECT coalesce(max(rid), 0) FROM events").fetchone()[0]
             for k, row in enumerate(rows, start=base + 1):
                 row[0] = k
@@ -703,6 +743,8 @@ class SQLiteStore(Store):
                 related,
             )
             _add_counts(con, (rows[rid - base - 1] for rid in created), +1)
+        # Only now: ids given in a transaction that rolled back are not taken.
+        self._combos.remember(assigned)
         return [r or WriteResult("retry", "not attempted") for r in results]
 
     def delete_older_than(
@@ -799,7 +841,11 @@ class SQLiteStore(Store):
         for attr, field in TERM_FILTERS.items():
             values = getattr(query, attr)
             if values:
-                clauses.append(f"{FIELD_COLUMN[field]} IN ({_marks(values)})")
+                col = FIELD_COLUMN[field]
+                if attr in _COMBO_FILTERS:  # events_hot holds these as the combination id
+                    clauses.append(sqlite_combos.filter_sql(col, len(values)))
+                else:
+                    clauses.append(f"{col} IN ({_marks(values)})")
                 params.extend(values)
         for attr, prefix in PERSON_FILTERS.items():
             values = getattr(query, attr)
@@ -831,13 +877,12 @@ class SQLiteStore(Store):
             for lo, hi in ranges:
                 params += [lo, hi]
         if query.groups:
+            product_is = sqlite_combos.filter_sql("audit_product", 1)
             clauses.append(
-                "("
-                + " OR ".join("(audit_product = ? AND audit_group = ?)" for _ in query.groups)
-                + ")"
+                "(" + " OR ".join(f"(audit_group = ? AND {product_is})" for _ in query.groups) + ")"
             )
             for product, group in query.groups:
-                params += [product, group]
+                params += [group, product]
         if text_rids is not None:
             clauses.append("rid IN (SELECT value FROM json_each(?))")
             params.append(_encode(text_rids))
@@ -942,19 +987,9 @@ class SQLiteStore(Store):
         every match also yields the page after the cursor: the search text
         is evaluated once, not once for the page and again for the counts.
         """
-        # Few-valued facets travel as one JSON array per row, counted as a
-        # whole and split once per distinct combination: fewer Python
-        # objects per matching row (at 1M events a common word matches
-        # ~67,000 rows of the largest account).
-        wanted = set(request.facets)
-        packs = [[n for n in pack if n in wanted] for pack in PACKED_FACETS]
-        packs = [pack for pack in packs if len(pack) > 1]
-        in_packs = {n for pack in packs for n in pack}
-        single = [n for n in request.facets if n not in in_packs]
-        cols = [FIELD_COLUMN[FACETS[name]] for name in single]
-        cols += [
-            f"json_array({', '.join(FIELD_COLUMN[FACETS[n]] for n in pack)})" for pack in packs
-        ]
+        # The few-valued facets arrive as one combination id per row (at 1M
+        # events a common word matches ~67,000 rows of the largest account).
+        cols = _hot_facet_columns(request.facets)
         counters: list[Counter] = [Counter() for _ in cols]
         need = request.size + 1
         page: list[int] = []
@@ -977,13 +1012,7 @@ class SQLiteStore(Store):
                         page.append(r[0])
                         if len(page) == need:
                             break
-        by_name = dict(zip(single, counters, strict=False))
-        for pack, combos in zip(packs, counters[len(single) :], strict=True):
-            split: dict[str, Counter] = {name: Counter() for name in pack}
-            for combo, n in combos.items():
-                for name, value in zip(pack, json.loads(combo), strict=True):
-                    split[name][value] += n
-            by_name.update(split)
+        by_name = self._by_facet(con, request.facets, counters)
         more = len(page) > request.size
         page = page[: request.size]
         by_rid = {
@@ -1070,19 +1099,33 @@ class SQLiteStore(Store):
                         )
                     )
                 )
-        cols = [FIELD_COLUMN[FACETS[name]] for name in request.facets]
+        cols = _hot_facet_columns(request.facets)
+        edge_counters: list[Counter] = [Counter() for _ in cols]
         for e_lo, e_hi in edges:
             cur = con.execute(
-                f"SELECT ts_ms{''.join(', ' + c for c in cols)} FROM events INDEXED BY events_hot "
+                f"SELECT ts_ms{''.join(', ' + c for c in cols)} FROM {HOT} "
                 "WHERE organization_id = ? AND ts_ms BETWEEN ? AND ?",
                 [query.account, e_lo, e_hi],
             )
             while rows := cur.fetchmany(20_000):
                 counters[TOTAL][""] += len(rows)
-                for i, name in enumerate(request.facets, start=1):
-                    counters[name].update(map(itemgetter(i), rows))
+                for i, counter in enumerate(edge_counters, start=1):
+                    counter.update(map(itemgetter(i), rows))
+        if edges:
+            for name, counter in self._by_facet(con, request.facets, edge_counters).items():
+                counters[name].update(counter)
         total = int(counters[TOTAL].get("", 0))
         return total, {name: _top(counters[name], request.facet_size) for name in request.facets}
+
+    def _by_facet(
+        self, con: sqlite3.Connection, names: Sequence[str], counters: list[Counter]
+    ) -> dict[str, Counter]:
+        """Per-facet counts from counters over :func:`_hot_facet_columns`."""
+        singles = [n for n in names if n not in _COMBO_NAMES]
+        by_name = dict(zip(singles, counters, strict=False))
+        if len(counters) > len(singles):
+            by_name.update(self._combos.split(con, counters[-1], names))
+        return by_name
 
     def _highlight(
         self, con: sqlite3.Connection, query: Query, rows: list, hits: list[dict]
@@ -1186,6 +1229,14 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+
+
+def _hot_facet_columns(names: Sequence[str]) -> list[str]:
+    """events_hot columns that count ``names``: strings, then ``combo`` if one is wanted."""
+    cols = [FIELD_COLUMN[FACETS[n]] for n in names if n not in _COMBO_NAMES]
+    if any(n in _COMBO_NAMES for n in names):
+        cols.append("combo")
+    return cols
 
 
 def _period_only(query: Query) -> bool:
