@@ -464,6 +464,37 @@ def test_folded_person_columns_are_stored_only_when_folding_changes_them(
         assert [h["event.id"] for h in hits] == [expected], who
 
 
+def test_absent_values_are_stored_as_null_and_zeros_as_themselves(
+    tmp_path: Path,
+    enricher,  # noqa: ANN001
+) -> None:
+    """Write rows carry NULL as 0 (text, blob) or '' (integer) for cheap binding; the
+    file holds NULL for absent fields, and real "0", 0 and "" values unchanged."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    base = {k: v for k, v in DATASET[0].items() if k != "source.address"}
+    absent = enricher({**base, "event.id": "absent"})
+    for field in ("user.target.id", "audit.project.id", "http.response.status_code", "source.ip"):
+        absent.pop(field, None)
+    zeros = enricher({**base, "event.id": "zeros", "user.target.id": "0"})
+    zeros["audit.project.id"] = ""  # (the enricher drops empty strings; the store keeps them)
+    zeros["http.response.status_code"] = 0
+    write_all(store, [absent, zeros])
+    rows = {
+        r[0]: r[1:]
+        for r in store._con.execute(
+            "SELECT event_id, user_target_id, audit_project_id, http_response_status_code, "
+            "ip_key, user_target_name_fold FROM events"
+        )
+    }
+    assert rows["absent"] == (None, None, None, None, None)
+    assert rows["zeros"] == ("0", "", 0, None, None)
+    got = store.get(["absent", "zeros"])
+    assert "user.target.id" not in got["absent"]
+    assert "http.response.status_code" not in got["absent"]
+    assert got["zeros"]["user.target.id"] == "0"
+    assert got["zeros"]["http.response.status_code"] == 0
+
+
 def test_a_newer_file_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     SQLiteStore(f"sqlite:///{path}").install()

@@ -58,10 +58,19 @@ def filter_sql(column: str, count: int) -> str:
     return f"combo IN (SELECT id FROM facet_combos WHERE {column} IN ({','.join('?' * count)}))"
 
 
-class ComboIds:
-    """Cached id ↔ combination mapping of one store file."""
+def stored(combo: Combo) -> Combo:
+    """A combination as stored: every value a string or None (write rows mark NULL otherwise)."""
+    return tuple(v if type(v) is str else None for v in combo)
 
-    def __init__(self) -> None:
+
+class ComboIds:
+    """Cached id ↔ combination mapping of one store file.
+
+    Lookups take combinations as write rows carry them, NULL as ``absent``.
+    """
+
+    def __init__(self, absent: Any = None) -> None:
+        self._absent = absent
         self._ids: dict[Combo, int] = {}
         self._values: dict[int, Combo] = {}
         self._lock = threading.Lock()
@@ -74,7 +83,7 @@ class ComboIds:
 
         Not cached here: call :meth:`remember` after the commit.
         """
-        wanted = {c: combo_key(c) for c in dict.fromkeys(combos)}
+        wanted = {c: combo_key(stored(c)) for c in dict.fromkeys(combos)}
         if not wanted:
             return {}
         con.executemany(
@@ -83,7 +92,7 @@ class ComboIds:
             + ") VALUES (?"
             + ", ?" * len(COMBO_COLUMNS)
             + ") ON CONFLICT(key) DO NOTHING",
-            [(key, *combo) for combo, key in wanted.items()],
+            [(key, *stored(combo)) for combo, key in wanted.items()],
         )
         by_key = {key: combo for combo, key in wanted.items()}
         found: dict[Combo, int] = {}
@@ -98,10 +107,12 @@ class ComboIds:
         return found
 
     def remember(self, assigned: dict[Combo, int]) -> None:
+        absent = self._absent
         with self._lock:
             for combo, id_ in assigned.items():
-                self._ids[combo] = id_
-                self._values[id_] = combo
+                values = stored(combo)
+                self._ids[tuple(absent if v is None else v for v in values)] = id_
+                self._values[id_] = values
 
     def values(self, con: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Combo]:
         """The combination of each id (read from the file for ids not cached yet)."""
