@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from useraudit.store import open_store
 from useraudit.store.base import StoreError, StoreUnavailable
 from useraudit.store.query import Query, SearchRequest
-from useraudit.store.sqlite import FILE_VERSION, SQLiteStore, path_from_url
+from useraudit.store.sqlite import FILE_VERSION, SQLiteStore, _fold, path_from_url
 
 from .conftest import ACCOUNT, DATASET, write_all
 
@@ -177,20 +178,54 @@ _HOT_BEFORE_4 = (
 )
 
 
+def _related_users_by_value(con: sqlite3.Connection) -> None:
+    """related_users as versions 1 to 4 had it: every folded related.user value, no persons."""
+    con.executescript(
+        """
+        DROP TABLE related_users;
+        DROP TABLE people;
+        DROP TABLE person_values;
+        CREATE TABLE related_users (
+          organization_id TEXT NOT NULL, week INTEGER NOT NULL, value TEXT NOT NULL,
+          rid INTEGER NOT NULL,
+          PRIMARY KEY (organization_id, week, value, rid)) WITHOUT ROWID;
+        """
+    )
+    con.executemany(
+        "INSERT INTO related_users VALUES (?, ?, ?, ?)",
+        [
+            (account or "", week, value, rid)
+            for rid, account, week, users in con.execute(
+                "SELECT rid, organization_id, week, related_user FROM events "
+                "WHERE related_user IS NOT NULL"
+            ).fetchall()
+            for value in {_fold(u) for u in json.loads(users)}
+        ],
+    )
+
+
+def _as_file_version_4(path: Path) -> None:
+    """Turn a current file back into the version-4 layout (related_users by value)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    _related_users_by_value(con)
+    con.execute("PRAGMA user_version = 4")
+    con.close()
+
+
 def _as_file_version_3(path: Path) -> None:
-    """Turn a current file back into the version-3 layout (no facet combinations)."""
+    """Turn a current file back into the version-3 layout: version 4 without the facet
+    combinations."""
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript(
         f"""
-        BEGIN;
         DROP INDEX events_hot;
         ALTER TABLE events DROP COLUMN combo;
         DROP TABLE facet_combos;
         {_HOT_BEFORE_4};
-        PRAGMA user_version = 3;
-        COMMIT;
         """
     )
+    _related_users_by_value(con)
+    con.execute("PRAGMA user_version = 3")
     con.close()
 
 
@@ -295,7 +330,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 4
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 5
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
@@ -376,24 +411,116 @@ def test_stores_sharing_a_file_agree_on_combination_ids(tmp_path: Path, enricher
     assert len(keys) == len(set(keys))
     assert _facet_answers(one) == _facet_answers(two)
 
-    # A new combination in a write that fails is not cached: the next write stores it again.
-    odd = enricher({**DATASET[0], "event.id": "odd", "user_agent.original": "OddBrowser/1.0"})
-    odd["user_agent.name"] = "Odd browser"
+    # A new combination and a new person first seen in a write that rolls back are not
+    # cached: their ids went back to the file's pool, and another writer gets them first.
+    def newcomer(name: str, browser: str) -> dict:
+        doc = enricher(
+            {
+                **DATASET[0],
+                "event.id": name,
+                "user.id": f"{name}-id",
+                "user.name": name,
+                "user.email": f"{name}@example.com",
+            }
+        )
+        doc["user_agent.name"] = browser
+        return doc
+
     con = one._con
     con.execute(
-        "CREATE TEMP TRIGGER fail_once BEFORE INSERT ON related_users "
+        "CREATE TEMP TRIGGER fail_once BEFORE INSERT ON person_values "
         "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
     )
     with pytest.raises(StoreError):
-        one.write([odd])
+        one.write([newcomer("odd", "Odd browser")])
     con.execute("DROP TRIGGER fail_once")
-    assert one.write([odd])[0].status == "created"
-    browsers = dict(
-        one.search(SearchRequest(Query(ACCOUNT, browsers=("Odd browser",)))).facets["browser"]
-    )
-    assert browsers == {"Odd browser": 1}
+    assert two.write([newcomer("other", "Other browser")])[0].status == "created"
+    assert one.write([newcomer("odd", "Odd browser")])[0].status == "created"
+    for name, browser in (("odd", "Odd browser"), ("other", "Other browser")):
+        for store in (one, two):
+            page = store.search(SearchRequest(Query(ACCOUNT, browsers=(browser,))))
+            assert dict(page.facets["browser"]) == {browser: 1}
+            found = store.search(SearchRequest(Query(ACCOUNT, history=(f"{name}@example.com",))))
+            assert [h["event.id"] for h in found.hits] == [name]
     one.close()
     two.close()
+
+
+def test_related_users_hold_one_row_per_person(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """An event's actor, target and impersonator are one related_users row each (not one
+    per id, name and e-mail); every value of related.user finds the event, and a value a
+    document's related.user does not hold does not, as on OpenSearch."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    base = {k: v for k, v in DATASET[0].items() if not k.startswith(("user.target", "audit.imp"))}
+    alone = enricher({**base, "event.id": "alone"})
+    both = enricher(
+        {
+            **base,
+            "event.id": "both",
+            "user.target.id": "t-1",
+            "user.target.name": "Tess",
+            "user.target.email": "tess@example.com",
+        }
+    )
+    # Not made by the enricher: its related.user leaves out the target's e-mail.
+    partial = dict(both, **{"event.id": "partial"})
+    partial["related.user"] = [v for v in both["related.user"] if v != "tess@example.com"]
+    write_all(store, [alone, both, partial])
+    rows = dict(
+        store._con.execute(
+            "SELECT e.event_id, count(*) FROM related_users r JOIN events e ON e.rid = r.rid "
+            "GROUP BY e.event_id"
+        ).fetchall()
+    )
+    assert rows["alone"] == 1 and rows["both"] == 2
+    assert rows["partial"] == 3  # the actor, and the target's two listed values alone
+
+    def history(value: str) -> list[str]:
+        page = store.search(SearchRequest(Query(ACCOUNT, history=(value,))))
+        return sorted(h["event.id"] for h in page.hits)
+
+    assert history("TESS@example.com") == ["both"]
+    assert history("t-1") == history("tess") == ["both", "partial"]
+    assert history(alone["user.email"]) == ["alone", "both", "partial"]
+    targets = store.search(SearchRequest(Query(ACCOUNT, target_users=("Tess",)))).hits
+    assert sorted(h["event.id"] for h in targets) == ["both", "partial"]
+    store.close()
+
+
+def test_a_version_4_file_gets_persons(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Version 4 listed every related.user value in related_users: the upgrade lists
+    persons instead; history, person filters and retention answer as before."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, [enricher(e) for e in DATASET])
+    queries = [
+        Query(ACCOUNT, history=("bob",)),
+        Query(ACCOUNT, history=("carol@example.com", "root")),
+        Query(ACCOUNT, users=("carol",)),
+        Query(ACCOUNT, target_users=("bob@example.com",)),
+        Query(ACCOUNT, impersonators=("root",)),
+    ]
+    before = [[h["event.id"] for h in store.search(SearchRequest(q)).hits] for q in queries]
+    assert all(before)
+    per_person = store._con.execute("SELECT count(*) FROM related_users").fetchone()[0]
+    store.close()
+
+    _as_file_version_4(path)
+    with sqlite3.connect(path) as con:
+        by_value = con.execute("SELECT count(*) FROM related_users").fetchone()[0]
+    assert by_value > per_person
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
+    after = [[h["event.id"] for h in upgraded.search(SearchRequest(q)).hits] for q in queries]
+    assert after == before
+    con = upgraded._con
+    assert con.execute("SELECT count(*) FROM related_users").fetchone()[0] == per_person
+    assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
+    orphans = con.execute(
+        "SELECT count(*) FROM related_users WHERE rid NOT IN (SELECT rid FROM events)"
+    ).fetchone()[0]
+    assert orphans == 0
+    upgraded.close()
 
 
 def test_prune_leaves_no_people_rows_behind(tmp_path: Path, enricher) -> None:  # noqa: ANN001

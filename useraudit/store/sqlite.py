@@ -21,12 +21,14 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   (the text is stored once), ``unicode61 remove_diacritics 2`` (Cyrillic is
   case-folded; Latin accents are ignored), prefix indexes for 2 and 3
   characters. ``bm25()`` and ``highlight()`` work on it.
-* ``related_users``: (account, week, folded value, row) for every
-  ``related.user`` value: the User history filter is one index lookup per
-  week of the period, and the person filters (User, Modified user,
-  Impersonator) find their candidates there before checking the role's own
-  columns. People and IP addresses arrive in no order, so these keys lead
-  with the week: new events only touch the current week's pages.
+* ``related_users``: (account, week, person, row) for every person of an
+  event, and ``person_values``: (account, folded value, person) for every
+  ``related.user`` value (see :mod:`.sqlite_people`): the User history
+  filter is one index lookup per week of the period and person carrying
+  the value, and the person filters (User, Modified user, Impersonator)
+  find their candidates there before checking the role's own columns.
+  People and IP addresses arrive in no order, so these keys lead with the
+  week: new events only touch the current week's pages.
 * ``facet_counts``: per account, facet, UTC month and value, how many
   events; updated in the same transaction as every write and delete. The
   landing page (account and period only) takes its facets and total from
@@ -82,7 +84,7 @@ import orjson
 
 from useraudit.schema import FIELDS, Kind
 
-from . import sqlite_combos
+from . import sqlite_combos, sqlite_people
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import (
     FACETS,
@@ -103,6 +105,7 @@ from .query import (
     to_ms,
 )
 from .sqlite_combos import COMBO_COLUMNS, COMBO_FACETS, ComboIds
+from .sqlite_people import People, persons_of
 
 BUSY_TIMEOUT_MS = 10_000
 # SQLite's default limit on bound parameters is 32766; stay far below.
@@ -139,8 +142,9 @@ WEEK_MS = 7 * DAY_MS
 # The file's own layout version (PRAGMA user_version); 1 had no week column,
 # 2 had an index on related_users(rid) (a copy of the whole table) and
 # indexes on time, outcome, action, project and product/group, 3 had the
-# six few-valued facets as strings in events_hot instead of their combination.
-FILE_VERSION = 4
+# six few-valued facets as strings in events_hot instead of their combination,
+# 4 listed every related.user value in related_users instead of persons.
+FILE_VERSION = 5
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -229,9 +233,10 @@ def _ddl() -> list[str]:
         ),
         "CREATE INDEX IF NOT EXISTS events_ip ON events(organization_id, week, ip_key)",
         "CREATE TABLE IF NOT EXISTS related_users (\n"
-        "  organization_id TEXT NOT NULL, week INTEGER NOT NULL, value TEXT NOT NULL,\n"
+        "  organization_id TEXT NOT NULL, week INTEGER NOT NULL, person INTEGER NOT NULL,\n"
         "  rid INTEGER NOT NULL,\n"
-        "  PRIMARY KEY (organization_id, week, value, rid)) WITHOUT ROWID",
+        "  PRIMARY KEY (organization_id, week, person, rid)) WITHOUT ROWID",
+        *sqlite_people.DDL,
         # month = year * 12 + month - 1 (UTC).
         "CREATE TABLE IF NOT EXISTS facet_counts (\n"
         "  organization_id TEXT NOT NULL, facet TEXT NOT NULL, month INTEGER NOT NULL,\n"
@@ -410,17 +415,20 @@ _COMBO = _INSERT_INDEX["combo"]
 _combo_of_row = itemgetter(*(_INSERT_INDEX[col] for col in COMBO_COLUMNS))
 
 
-def _related_keys(
-    account: str | None, week: int, rid: int, users: list[Any]
-) -> list[tuple[str, int, str, int]]:
-    """The related_users keys of one event: each folded person value once.
+def _persons(get: Callable[[str], Any], users: Any) -> list[frozenset[str]]:
+    """An event's persons (see sqlite_people), from its fields and related.user.
 
-    write() and retention both build them here, so a delete finds exactly
-    the rows the write made (there is no index on rid to find them by).
+    write() and retention both find them here, so a delete finds exactly the
+    related_users rows the write made (there is no index on rid to find them by).
     """
-    return [(account or "", week, value, rid) for value in {_fold(u) for u in users}]
+    if not users:
+        return []
+    return persons_of(get, users if isinstance(users, list) else [users], _fold)
 
 
+# The person fields, to find an event's persons again when it is deleted.
+_ROLE_FIELDS = tuple(f for fields in sqlite_people.ROLE_FIELDS for f in fields)
+_ROLE_SELECT = ", ".join(FIELD_COLUMN[f] for f in _ROLE_FIELDS)
 # Where the account, ts_ms and facet values sit in an INSERT row...
 _COUNT_POSITIONS = [
     _INSERT_INDEX["organization_id"],
@@ -504,33 +512,63 @@ def _upgrade(con: sqlite3.Connection, version: int) -> None:
     what is new (events_hot last, so the rewrite of every row below does not
     also maintain that index).
     """
-    con.execute("DROP INDEX IF EXISTS events_hot")
-    for index in _DROPPED_IN_3:
-        con.execute(f"DROP INDEX IF EXISTS {index}")
-    if version == 1:
-        _upgrade_from_1(con)
-    con.execute("ALTER TABLE events ADD COLUMN combo INTEGER")
-    con.execute(sqlite_combos.DDL)
-    sqlite_combos.fill(con)
+    if version < 4:
+        con.execute("DROP INDEX IF EXISTS events_hot")
+        for index in _DROPPED_IN_3:
+            con.execute(f"DROP INDEX IF EXISTS {index}")
+        if version == 1:
+            _upgrade_from_1(con)
+        con.execute("ALTER TABLE events ADD COLUMN combo INTEGER")
+        con.execute(sqlite_combos.DDL)
+        sqlite_combos.fill(con)
+    _rebuild_related_users(con)
+
+
+def _rebuild_related_users(con: sqlite3.Connection) -> None:
+    """related_users by person (file version 4) from the events themselves."""
+    con.execute("DROP TABLE IF EXISTS related_users")
+    for stmt in _ddl():
+        if "related_users" in stmt or stmt in sqlite_people.DDL:
+            con.execute(stmt)
+    people = People()
+    last = 0
+    while True:
+        rows = con.execute(
+            f"SELECT rid, organization_id, week, related_user, {_ROLE_SELECT} FROM events "
+            "WHERE rid > ? AND related_user IS NOT NULL ORDER BY rid LIMIT 20000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        mine = [
+            (r, _persons(dict(zip(_ROLE_FIELDS, r[4:], strict=True)).get, json.loads(r[3])))
+            for r in rows
+        ]
+        ids = people.assign(con, {p for _r, persons in mine for p in persons})
+        related: list[tuple[str, int, int, int]] = []
+        pairs: dict[tuple[str, int], frozenset[str]] = {}
+        for r, persons in mine:
+            account = r[1] or ""
+            for p in persons:
+                related.append((account, r[2], ids[p], r[0]))
+                pairs[(account, ids[p])] = p
+        con.executemany(
+            "INSERT OR IGNORE INTO related_users(organization_id, week, person, rid) "
+            "VALUES (?, ?, ?, ?)",
+            related,
+        )
+        people.remember(ids, people.list_values(con, pairs))
 
 
 def _upgrade_from_1(con: sqlite3.Connection) -> None:
-    """File version 1 → 2: the week column, and week-led people and IP indexes."""
+    """File version 1 → 2: the week column and the week-led IP index."""
     con.execute("ALTER TABLE events ADD COLUMN week INTEGER NOT NULL DEFAULT 0")
     # Floor division, as Python's // does for the rows written from now on.
     con.execute(
         f"UPDATE events SET week = ts_ms / {WEEK_MS} - (ts_ms < 0 AND ts_ms % {WEEK_MS} != 0)"
     )
     con.execute("DROP INDEX IF EXISTS events_ip_key")
-    con.execute("ALTER TABLE related_users RENAME TO related_users_v1")
-    for stmt in _ddl():
-        if stmt.startswith("CREATE TABLE IF NOT EXISTS related_users"):
-            con.execute(stmt)
-    con.execute(
-        "INSERT INTO related_users SELECT r.organization_id, e.week, r.value, r.rid "
-        "FROM related_users_v1 r JOIN events e ON e.rid = r.rid"
-    )
-    con.execute("DROP TABLE related_users_v1")
 
 
 def path_from_url(url: str) -> Path:
@@ -556,6 +594,7 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._ready = False
         self._combos = ComboIds(absent=NULL_TEXT)
+        self._people = People()
 
     # -- connections and errors --------------------------------------------------
 
@@ -717,23 +756,33 @@ class SQLiteStore(Store):
         kept: list[tuple[int, dict]] = []
         known = self._combos.known
         new_combos: list[list] = []  # rows whose combination has no cached id yet
+        persons: list[list[frozenset[str]]] = []
+        person_id = self._people.known
+        new_people: set[frozenset[str]] = set()
         for i, doc, ts in prepared:
             try:
                 row = _row(doc, 0, ts)
+                mine = _persons(doc.get, doc.get("related.user"))
             except (TypeError, ValueError) as exc:
                 results[i] = WriteResult("rejected", f"cannot store: {exc}")
                 continue
             if (combo := known(_combo_of_row(row))) is None:
                 new_combos.append(row)
             row[_COMBO] = combo
+            new_people.update(p for p in mine if person_id(p) is None)
             rows.append(row)
+            persons.append(mine)
             kept.append((i, doc))
         assigned: dict = {}
+        people: dict[frozenset[str], int] = {}
+        listed: set[tuple[str, int]] = set()
         with self._write() as con:
             if new_combos:
                 assigned = self._combos.assign(con, map(_combo_of_row, new_combos))
                 for row in new_combos:
                     row[_COMBO] = assigned[_combo_of_row(row)]
+            if new_people:
+                people = self._people.assign(con, new_people)
             base = con.execute("SELECT coalesce(max(rid), 0) FROM events").fetchone()[0]
             for k, row in enumerate(rows, start=base + 1):
                 row[0] = k
@@ -747,7 +796,8 @@ class SQLiteStore(Store):
                 )
             }
             fts: list[tuple[int, str]] = []
-            related: list[tuple[str, int, str, int]] = []
+            related: list[tuple[str, int, int, int]] = []
+            pairs: dict[tuple[str, int], frozenset[str]] = {}
             for rid, (i, doc) in enumerate(kept, start=base + 1):
                 if rid not in created:
                     results[i] = WriteResult("duplicate")
@@ -756,24 +806,25 @@ class SQLiteStore(Store):
                 comments = doc.get("audit.comments")
                 if comments:
                     fts.append((rid, comments))
-                users = doc.get("related.user")
-                if users:
+                mine = persons[rid - base - 1]
+                if mine:
                     row = rows[rid - base - 1]
-                    related += _related_keys(
-                        row[_ACCOUNT],
-                        row[_WEEK],
-                        rid,
-                        users if isinstance(users, list) else [users],
-                    )
+                    account = row[_ACCOUNT] or ""
+                    for person in mine:
+                        pid = people.get(person) or person_id(person)
+                        related.append((account, row[_WEEK], pid, rid))
+                        pairs[(account, pid)] = person
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)
             con.executemany(
-                "INSERT OR IGNORE INTO related_users(organization_id, week, value, rid) "
+                "INSERT OR IGNORE INTO related_users(organization_id, week, person, rid) "
                 "VALUES (?, ?, ?, ?)",
                 related,
             )
+            listed = self._people.list_values(con, pairs)
             _add_counts(con, (rows[rid - base - 1] for rid in created), +1)
         # Only now: ids given in a transaction that rolled back are not taken.
         self._combos.remember(assigned)
+        self._people.remember(people, listed)
         return [r or WriteResult("retry", "not attempted") for r in results]
 
     def delete_older_than(
@@ -805,7 +856,7 @@ class SQLiteStore(Store):
         with self._write() as con:
             rows = con.execute(
                 "SELECT rid, audit_comments, week, related_user, "
-                f"{_COUNT_SELECT} FROM {HOT} WHERE {which} AND ts_ms < ? "
+                f"{_ROLE_SELECT}, {_COUNT_SELECT} FROM {HOT} WHERE {which} AND ts_ms < ? "
                 "ORDER BY ts_ms LIMIT ?",
                 params,
             ).fetchall()
@@ -815,16 +866,25 @@ class SQLiteStore(Store):
                 "INSERT INTO events_fts(events_fts, rowid, audit_comments) VALUES ('delete', ?, ?)",
                 [r[:2] for r in rows if r[1]],
             )
-            _add_counts(con, (r[4:] for r in rows), -1, projected=True)
+            counted = 4 + len(_ROLE_FIELDS)
+            _add_counts(con, (r[counted:] for r in rows), -1, projected=True)
             # related_users rows by their whole key, as write() made them.
+            mine = {
+                r[0]: _persons(
+                    dict(zip(_ROLE_FIELDS, r[4:counted], strict=True)).get, json.loads(r[3])
+                )
+                for r in rows
+                if r[3]
+            }
+            ids = self._people.find(con, {p for persons in mine.values() for p in persons})
             con.executemany(
                 "DELETE FROM related_users WHERE organization_id = ? AND week = ? "
-                "AND value = ? AND rid = ?",
+                "AND person = ? AND rid = ?",
                 [
-                    key
+                    (r[counted] or "", r[2], ids[p], r[0])
                     for r in rows
-                    if r[3]
-                    for key in _related_keys(r[4], r[2], r[0], json.loads(r[3]))
+                    for p in mine.get(r[0], ())
+                    if p in ids
                 ],
             )
             con.executemany("DELETE FROM events WHERE rid = ?", [(r[0],) for r in rows])
@@ -884,19 +944,22 @@ class SQLiteStore(Store):
                 folded = [_fold(v) for v in values]
                 clauses.append(
                     "rid IN (SELECT rid FROM related_users WHERE organization_id = ? "
-                    f"AND week IN ({_marks(weeks)}) AND value IN ({_marks(values)}))"
+                    f"AND week IN ({_marks(weeks)}) AND {sqlite_people.lookup_sql(len(values))})"
                     f" AND ({FIELD_COLUMN[prefix + '.id']} IN ({_marks(values)})"
                     f" OR {_folded(FIELD_COLUMN[prefix + '.name'])} IN ({_marks(values)})"
                     f" OR {_folded(FIELD_COLUMN[prefix + '.email'])} IN ({_marks(values)}))"
                 )
-                params.extend([query.account, *weeks, *folded, *values, *folded, *folded])
+                params.extend(
+                    [query.account, *weeks, query.account, *folded, *values, *folded, *folded]
+                )
         if query.history:
             clauses.append(
                 "rid IN (SELECT rid FROM related_users WHERE organization_id = ? "
-                f"AND week IN ({_marks(weeks)}) AND value IN ({_marks(query.history)}))"
+                f"AND week IN ({_marks(weeks)}) AND {sqlite_people.lookup_sql(len(query.history))})"
             )
             params.append(query.account)
             params.extend(weeks)
+            params.append(query.account)
             params.extend(_fold(v) for v in query.history)
         if query.ips:
             ranges = [ip_range(v) for v in query.ips]
