@@ -32,12 +32,13 @@ def test_url_forms() -> None:
 
 
 def test_pragmas(tmp_path: Path) -> None:
-    """The file is in WAL mode with synchronous=NORMAL and a busy timeout, and open_store picks SQLite."""
+    """The file is in WAL mode with synchronous=FULL (a commit is on disk before the spool
+    moves past it) and a busy timeout, and open_store picks SQLite."""
     store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
     assert isinstance(store, SQLiteStore)
     con = store._con
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert con.execute("PRAGMA busy_timeout").fetchone()[0] > 0
     assert con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384  # 64 MiB of WAL
     store.close()
