@@ -25,6 +25,7 @@ from useraudit.middleware.recorder import Recorder
 
 from useraudit.devnode import cluster as devcluster
 from useraudit.devnode.node import NodeError
+from useraudit.store.base import StoreUnavailable
 from useraudit.store.opensearch import OpenSearchStore
 
 NODES = 3
@@ -192,8 +193,16 @@ def test_losing_a_node_mid_stream_loses_and_duplicates_nothing(
     try:
 
         def stored() -> int:
-            store.refresh()
-            return store.count_all()
+            # While the dead node's shards move, the cluster answers "try
+            # again" (503, all shards failed) for a moment: poll through it.
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    store.refresh()
+                    return store.count_all()
+                except StoreUnavailable:
+                    assert time.monotonic() < deadline, "unavailable for 120 s"
+                    time.sleep(0.5)
 
         deadline = time.monotonic() + 120
         while stored() < 2000:

@@ -209,8 +209,14 @@ class OpenSearchStore(Store):
         return out
 
     def refresh(self) -> None:
-        self.client.indices.refresh(
-            index=index_templates.index_pattern(self.prefix), ignore_unavailable=True
+        from .opensearch_query import guarded_call
+
+        # Like the reads: a node failing over answers 503, which is "try again".
+        guarded_call(
+            self,
+            self.client.indices.refresh,
+            index=index_templates.index_pattern(self.prefix),
+            ignore_unavailable=True,
         )
 
     def count_all(self) -> int:
