@@ -105,6 +105,14 @@ def _values(args: MultiDict, name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -129,6 +137,11 @@ class Filters:
     @classmethod
     def parse(cls, args: MultiDict, default_tz: str = "UTC") -> Filters:
         """Read the URL; raises QueryError with a friendly message on bad input."""
+        for name, value in args.items(multi=True):
+            if not _is_text(name) or not _is_text(value):
+                # A lone surrogate cannot come out of a UTF-8 URL, but a caller
+                # handing one in would otherwise crash the links built from it.
+                raise QueryError("the address holds characters that are not text")
         values = {name: _values(args, name) for name in MULTI}
         values = {k: v for k, v in values.items() if v}
         groups = _values(args, "group")
