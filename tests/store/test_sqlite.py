@@ -488,6 +488,24 @@ def test_related_users_hold_one_row_per_person(tmp_path: Path, enricher) -> None
     store.close()
 
 
+def test_unhashable_person_values_are_stored_and_found(tmp_path: Path) -> None:
+    """A document not made by the enricher, with a mapping among its people, is stored
+    (one person per related.user value) and found by its other values."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    doc = {
+        "event.id": "odd",
+        "@timestamp": "2026-01-10T10:00:00Z",
+        "organization.id": ACCOUNT,
+        "event.action": "role.changed",
+        "user.id": {"not": "a string"},
+        "related.user": [{"not": "a string"}, "Bob"],
+    }
+    assert store.write([doc])[0].status == "created"
+    page = store.search(SearchRequest(Query(ACCOUNT, history=("bob",))))
+    assert [h["event.id"] for h in page.hits] == ["odd"]
+    store.close()
+
+
 def test_a_version_4_file_gets_persons(tmp_path: Path, enricher) -> None:  # noqa: ANN001
     """Version 4 listed every related.user value in related_users: the upgrade lists
     persons instead; history, person filters and retention answer as before."""

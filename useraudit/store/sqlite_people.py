@@ -53,6 +53,15 @@ def persons_of(
     # Roles are matched on the values as given (the enricher copies them into
     # related.user unchanged) and each value is folded once: this runs for
     # every event written.
+    try:
+        return _persons_of(get, related, fold)
+    except TypeError:  # an unhashable value (not from the enricher): one person per value
+        return [frozenset((v,)) for v in {fold(v) for v in related if v}]
+
+
+def _persons_of(
+    get: Callable[[str], Any], related: Iterable[Any], fold: Callable[[Any], str]
+) -> list[Person]:
     rest = set(related)
     out: list[Person] = []
     for id_field, name_field, email_field in ROLE_FIELDS:
