@@ -16,6 +16,7 @@ from useraudit.store import open_store
 from useraudit.store.base import StoreError, StoreUnavailable
 from useraudit.store.query import Query, SearchRequest
 from useraudit.store.sqlite import FILE_VERSION, SQLiteStore, _fold, path_from_url
+from useraudit.store.sqlite_people import People
 
 from .conftest import ACCOUNT, DATASET, write_all
 
@@ -504,6 +505,36 @@ def test_unhashable_person_values_are_stored_and_found(tmp_path: Path) -> None:
     page = store.search(SearchRequest(Query(ACCOUNT, history=("bob",))))
     assert [h["event.id"] for h in page.hits] == ["odd"]
     store.close()
+
+
+def test_small_caches_start_over_and_answer_the_same(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """The combination and person caches are bounded: past their limit they start again from
+    the file, and totals, facets, history and filters stay what an unbounded cache gives."""
+    people = People()
+    people.limit = 1
+    people.remember({frozenset({"a"}): 1}, set())
+    people.remember({frozenset({"b"}): 2}, set())
+    assert people.known(frozenset({"a"})) is None and people.known(frozenset({"b"})) == 2
+
+    docs = [enricher(e) for e in DATASET]
+    roomy = SQLiteStore(f"sqlite:///{tmp_path / 'roomy.db'}")
+    tight = SQLiteStore(f"sqlite:///{tmp_path / 'tight.db'}")
+    tight._combos.limit = tight._people.limit = 2
+    for start in range(0, len(docs), 3):  # many small batches: the caches start over often
+        for store in (roomy, tight):
+            assert all(r.status == "created" for r in store.write(docs[start : start + 3]))
+    history = [Query(ACCOUNT, history=(v,)) for v in ("bob", "carol@example.com", "root")]
+    answers = {}
+    for name, store in (("roomy", roomy), ("tight", tight)):
+        answers[name] = _facet_answers(store) + [
+            [h["event.id"] for h in store.search(SearchRequest(q)).hits] for q in history
+        ]
+    assert answers["tight"] == answers["roomy"]
+    with sqlite3.connect(tmp_path / "tight.db") as con:
+        keys = [r[0] for r in con.execute("SELECT key FROM people")]
+        assert len(keys) == len(set(keys))
+    roomy.close()
+    tight.close()
 
 
 def test_a_version_4_file_gets_persons(tmp_path: Path, enricher) -> None:  # noqa: ANN001

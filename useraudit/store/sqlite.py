@@ -762,6 +762,7 @@ class SQLiteStore(Store):
         new_combos: list[list] = []  # rows whose combination has no cached id yet
         persons: list[list[frozenset[str]]] = []
         person_id = self._people.known
+        pids: dict[frozenset[str], int] = {}  # taken now: the cache may start over meanwhile
         new_people: set[frozenset[str]] = set()
         for i, doc, ts in prepared:
             try:
@@ -773,7 +774,11 @@ class SQLiteStore(Store):
             if (combo := known(_combo_of_row(row))) is None:
                 new_combos.append(row)
             row[_COMBO] = combo
-            new_people.update(p for p in mine if person_id(p) is None)
+            for p in mine:
+                if (pid := person_id(p)) is None:
+                    new_people.add(p)
+                else:
+                    pids[p] = pid
             rows.append(row)
             persons.append(mine)
             kept.append((i, doc))
@@ -787,6 +792,7 @@ class SQLiteStore(Store):
                     row[_COMBO] = assigned[_combo_of_row(row)]
             if new_people:
                 people = self._people.assign(con, new_people)
+                pids.update(people)
             base = con.execute("SELECT coalesce(max(rid), 0) FROM events").fetchone()[0]
             for k, row in enumerate(rows, start=base + 1):
                 row[0] = k
@@ -815,7 +821,7 @@ class SQLiteStore(Store):
                     row = rows[rid - base - 1]
                     account = row[_ACCOUNT] or ""
                     for person in mine:
-                        pid = people.get(person) or person_id(person)
+                        pid = pids[person]
                         related.append((account, row[_WEEK], pid, rid))
                         pairs[(account, pid)] = person
             con.executemany("INSERT INTO events_fts(rowid, audit_comments) VALUES (?, ?)", fts)

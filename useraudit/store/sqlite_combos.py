@@ -69,6 +69,9 @@ class ComboIds:
     Lookups take combinations as write rows carry them, NULL as ``absent``.
     """
 
+    # Cached combinations at most; past it the cache starts again from the file.
+    limit = 100_000
+
     def __init__(self, absent: Any = None) -> None:
         self._absent = absent
         self._ids: dict[Combo, int] = {}
@@ -109,6 +112,9 @@ class ComboIds:
     def remember(self, assigned: dict[Combo, int]) -> None:
         absent = self._absent
         with self._lock:
+            if len(self._values) + len(assigned) > self.limit:
+                self._ids.clear()
+                self._values.clear()
             for combo, id_ in assigned.items():
                 values = stored(combo)
                 self._ids[tuple(absent if v is None else v for v in values)] = id_
@@ -116,8 +122,14 @@ class ComboIds:
 
     def values(self, con: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Combo]:
         """The combination of each id (read from the file for ids not cached yet)."""
-        ids = [i for i in ids if i is not None]
-        missing = [i for i in ids if i not in self._values]
+        found: dict[int, Combo] = {}
+        missing: list[int] = []
+        for i in ids:
+            if i is not None:
+                if (combo := self._values.get(i)) is not None:
+                    found[i] = combo
+                else:
+                    missing.append(i)
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             rows = con.execute(
@@ -125,8 +137,10 @@ class ComboIds:
                 f"WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            self.remember({tuple(r[1:]): r[0] for r in rows})
-        return {i: self._values[i] for i in ids if i in self._values}
+            read = {r[0]: tuple(r[1:]) for r in rows}
+            found.update(read)
+            self.remember({combo: id_ for id_, combo in read.items()})
+        return found
 
     def split(
         self, con: sqlite3.Connection, counts: Counter, names: Sequence[str]

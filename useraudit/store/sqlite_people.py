@@ -105,6 +105,9 @@ def lookup_sql(count: int) -> str:
 class People:
     """Cached person ids and listed (account, person) pairs of one store file."""
 
+    # Cached persons and listed pairs at most; past it the cache starts again from the file.
+    limit = 200_000
+
     def __init__(self) -> None:
         self._ids: dict[Person, int] = {}
         self._listed: set[tuple[str, int]] = set()
@@ -162,5 +165,8 @@ class People:
 
     def remember(self, assigned: dict[Person, int], listed: set[tuple[str, int]]) -> None:
         with self._lock:
+            if len(self._ids) + len(self._listed) + len(assigned) + len(listed) > self.limit:
+                self._ids.clear()
+                self._listed.clear()
             self._ids.update(assigned)
             self._listed |= listed
