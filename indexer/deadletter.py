@@ -41,6 +41,24 @@ class DeadLetter:
     attempts: int
 
 
+def _switch_to_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """WAL mode, waiting out another process doing the same to a new file.
+
+    Two indexers starting together on one spool both open its dead-letter
+    file; switching a new file to WAL needs it alone, and SQLite answers
+    "database is locked" at once instead of calling the busy handler.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class DeadLetters:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -48,7 +66,7 @@ class DeadLetters:
         self._db = sqlite3.connect(
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(self._db)
         # Dead letters replace spool records: they must survive a crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

@@ -563,10 +563,12 @@ def test_two_indexer_processes_share_one_spool(
     ]
     env = {**os.environ, "USERAUDIT_HOME": str(tmp_path)}
     procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    both = [p.communicate(timeout=300) for p in procs]
+    outputs = [b[0] for b in both]
+    assert all(o.strip() for o in outputs), [b[1][-3000:] for b in both]
     stats = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     assert all(s["shipped"] > 0 for s in stats), stats
     assert sum(s["shipped"] for s in stats) == 20_000
