@@ -27,6 +27,7 @@ from useraudit import index_templates
 from useraudit._json import dumps, loads
 from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
+from . import opensearch_query
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import Query, SearchPage, SearchRequest
 
@@ -209,10 +210,8 @@ class OpenSearchStore(Store):
         return out
 
     def refresh(self) -> None:
-        from .opensearch_query import guarded_call
-
         # Like the reads: a node failing over answers 503, which is "try again".
-        guarded_call(
+        opensearch_query.guarded_call(
             self,
             self.client.indices.refresh,
             index=index_templates.index_pattern(self.prefix),
@@ -221,9 +220,9 @@ class OpenSearchStore(Store):
 
     def count_all(self) -> int:
         """Every event under this prefix, all accounts (operators, tests)."""
-        from .opensearch_query import guarded_call
-
-        return int(guarded_call(self, self.client.count, index=self.alias)["count"])
+        return int(
+            opensearch_query.guarded_call(self, self.client.count, index=self.alias)["count"]
+        )
 
     def all_ids(self) -> list[str]:
         """Every stored event id, in no particular order (for tests and checks)."""
@@ -260,20 +259,14 @@ class OpenSearchStore(Store):
         return [b["key"] for b in resp.get("aggregations", {}).get("a", {}).get("buckets", [])]
 
     def search(self, request: SearchRequest) -> SearchPage:
-        from . import opensearch_query
-
         return opensearch_query.search(self, request)
 
     def count(self, query: Query) -> int:
-        from . import opensearch_query
-
         return opensearch_query.count(self, query)
 
     def iterate(
         self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None
     ) -> Iterator[dict]:
-        from . import opensearch_query
-
         return opensearch_query.iterate(self, query, batch_size, fields)
 
     def delete_older_than(self, cutoff: datetime, batch_size: int = 500) -> int:
@@ -289,9 +282,7 @@ class OpenSearchStore(Store):
 
     def _search(self, **kwargs: Any) -> dict:
         # Shards not (yet) started answer 503: StoreUnavailable, like a search.
-        from .opensearch_query import guarded_call
-
-        return guarded_call(self, self.client.search, **kwargs)
+        return opensearch_query.guarded_call(self, self.client.search, **kwargs)
 
 
 def _split_netloc(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:

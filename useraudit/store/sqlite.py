@@ -232,10 +232,6 @@ def _ddl() -> list[str]:
             for col in dict.fromkeys(_INDEXED)
         ),
         "CREATE INDEX IF NOT EXISTS events_ip ON events(organization_id, week, ip_key)",
-        "CREATE TABLE IF NOT EXISTS related_users (\n"
-        "  organization_id TEXT NOT NULL, week INTEGER NOT NULL, person INTEGER NOT NULL,\n"
-        "  rid INTEGER NOT NULL,\n"
-        "  PRIMARY KEY (organization_id, week, person, rid)) WITHOUT ROWID",
         *sqlite_people.DDL,
         # month = year * 12 + month - 1 (UTC).
         "CREATE TABLE IF NOT EXISTS facet_counts (\n"
@@ -426,9 +422,16 @@ def _persons(get: Callable[[str], Any], users: Any) -> list[frozenset[str]]:
     return persons_of(get, users if isinstance(users, list) else [users], _fold)
 
 
-# The person fields, to find an event's persons again when it is deleted.
+# The person fields, to find a stored event's persons again (deletes, upgrades).
 _ROLE_FIELDS = tuple(f for fields in sqlite_people.ROLE_FIELDS for f in fields)
 _ROLE_SELECT = ", ".join(FIELD_COLUMN[f] for f in _ROLE_FIELDS)
+
+
+def _stored_persons(role_values: Sequence[Any], related_json: str) -> list[frozenset[str]]:
+    """:func:`_persons` of a stored event: its ``_ROLE_SELECT`` columns and related_user."""
+    return _persons(dict(zip(_ROLE_FIELDS, role_values, strict=True)).get, json.loads(related_json))
+
+
 # Where the account, ts_ms and facet values sit in an INSERT row...
 _COUNT_POSITIONS = [
     _INSERT_INDEX["organization_id"],
@@ -527,9 +530,8 @@ def _upgrade(con: sqlite3.Connection, version: int) -> None:
 def _rebuild_related_users(con: sqlite3.Connection) -> None:
     """related_users by person (file version 5) from the events themselves."""
     con.execute("DROP TABLE IF EXISTS related_users")
-    for stmt in _ddl():
-        if "related_users" in stmt or stmt in sqlite_people.DDL:
-            con.execute(stmt)
+    for stmt in sqlite_people.DDL:
+        con.execute(stmt)
     people = People()
     last = 0
     while True:
@@ -541,10 +543,7 @@ def _rebuild_related_users(con: sqlite3.Connection) -> None:
         if not rows:
             return
         last = rows[-1][0]
-        mine = [
-            (r, _persons(dict(zip(_ROLE_FIELDS, r[4:], strict=True)).get, json.loads(r[3])))
-            for r in rows
-        ]
+        mine = [(r, _stored_persons(r[4:], r[3])) for r in rows]
         ids = people.assign(con, {p for _r, persons in mine for p in persons})
         related: list[tuple[str, int, int, int]] = []
         pairs: dict[tuple[str, int], frozenset[str]] = {}
@@ -879,13 +878,7 @@ class SQLiteStore(Store):
             counted = 4 + len(_ROLE_FIELDS)
             _add_counts(con, (r[counted:] for r in rows), -1, projected=True)
             # related_users rows by their whole key, as write() made them.
-            mine = {
-                r[0]: _persons(
-                    dict(zip(_ROLE_FIELDS, r[4:counted], strict=True)).get, json.loads(r[3])
-                )
-                for r in rows
-                if r[3]
-            }
+            mine = {r[0]: _stored_persons(r[4:counted], r[3]) for r in rows if r[3]}
             ids = self._people.find(con, {p for persons in mine.values() for p in persons})
             con.executemany(
                 "DELETE FROM related_users WHERE organization_id = ? AND week = ? "

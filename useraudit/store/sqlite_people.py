@@ -32,6 +32,10 @@ import orjson
 from useraudit.schema import PERSONS
 
 DDL = (
+    "CREATE TABLE IF NOT EXISTS related_users (\n"
+    "  organization_id TEXT NOT NULL, week INTEGER NOT NULL, person INTEGER NOT NULL,\n"
+    "  rid INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (organization_id, week, person, rid)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
     "CREATE TABLE IF NOT EXISTS person_values (\n"
     "  organization_id TEXT NOT NULL, value TEXT NOT NULL, person INTEGER NOT NULL,\n"
