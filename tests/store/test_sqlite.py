@@ -180,6 +180,31 @@ _HOT_BEFORE_4 = (
 )
 
 
+# events_hot as file version 4 and 5 had it: action, user, target and project as strings.
+_HOT_BEFORE_6 = (
+    "CREATE INDEX events_hot ON events(organization_id, ts_ms, event_id, combo, event_action, "
+    "user_name, user_target_name, audit_project_id, audit_token_id, audit_group)"
+)
+
+
+def _as_file_version_5(path: Path) -> None:
+    """Turn a current file back into the version-5 layout (no value ids)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(
+        f"""
+        DROP INDEX events_hot;
+        ALTER TABLE events DROP COLUMN event_action_vid;
+        ALTER TABLE events DROP COLUMN user_name_vid;
+        ALTER TABLE events DROP COLUMN user_target_name_vid;
+        ALTER TABLE events DROP COLUMN audit_project_id_vid;
+        DROP TABLE facet_values;
+        {_HOT_BEFORE_6};
+        PRAGMA user_version = 5;
+        """
+    )
+    con.close()
+
+
 def _related_users_by_value(con: sqlite3.Connection) -> None:
     """related_users as versions 1 to 4 had it: every folded related.user value, no persons."""
     con.executescript(
@@ -208,6 +233,7 @@ def _related_users_by_value(con: sqlite3.Connection) -> None:
 
 def _as_file_version_4(path: Path) -> None:
     """Turn a current file back into the version-4 layout (related_users by value)."""
+    _as_file_version_5(path)
     con = sqlite3.connect(path, isolation_level=None)
     _related_users_by_value(con)
     con.execute("PRAGMA user_version = 4")
@@ -217,6 +243,7 @@ def _as_file_version_4(path: Path) -> None:
 def _as_file_version_3(path: Path) -> None:
     """Turn a current file back into the version-3 layout: version 4 without the facet
     combinations."""
+    _as_file_version_5(path)
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript(
         f"""
@@ -332,7 +359,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 5
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 6
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
@@ -393,6 +420,49 @@ def test_a_version_3_file_gets_facet_combinations(tmp_path: Path, enricher) -> N
     upgraded.close()
 
 
+def test_a_version_5_file_gets_value_ids(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Version 5 kept action, user, target and project as strings in events_hot: the
+    upgrade gives each stored value an id and rebuilds events_hot on the ids; totals,
+    facets, action and project filters and pages answer as before, new events reuse the ids."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, [enricher(e) for e in DATASET])
+    project = next(d["audit.project.id"] for d in DATASET if d.get("audit.project.id"))
+    queries = [Query(ACCOUNT, projects=(project,)), Query(ACCOUNT, text="token", outcomes=("success",))]
+
+    def answers(s: SQLiteStore) -> list:
+        pages = [s.search(SearchRequest(q)) for q in queries]
+        return _facet_answers(s) + [(p.total, p.facets, [h["event.id"] for h in p.hits]) for p in pages]
+
+    before = answers(store)
+    assert all(total for total, _f, _h in before)
+    assert any(facets.get("user") and facets.get("target") for _t, facets, _h in before)
+    store.close()
+
+    _as_file_version_5(path)
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
+    assert answers(upgraded) == before
+    with sqlite3.connect(path) as con:
+        unset = con.execute(
+            "SELECT count(*) FROM events WHERE (event_action IS NULL) != (event_action_vid IS NULL)"
+            " OR (user_target_name IS NULL) != (user_target_name_vid IS NULL)"
+        ).fetchone()[0]
+        ids = con.execute("SELECT count(*) FROM facet_values").fetchone()[0]
+        hot = [r[2] for r in con.execute("PRAGMA index_info(events_hot)")]
+    assert unset == 0 and ids > 1
+    assert "user_name_vid" in hot and "user_name" not in hot
+    # A second copy of every event under new ids: no new values, every count doubles.
+    again = [enricher({**e, "event.id": e["event.id"] + "-2"}) for e in DATASET]
+    assert all(r.status == "created" for r in upgraded.write(again))
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM facet_values").fetchone()[0] == ids
+    page = upgraded.search(SearchRequest(queries[0]))
+    assert page.total == 2 * before[-2][0]
+    assert page.facets["project"] == [(project, 2 * before[-2][0])]
+    upgraded.close()
+
+
 def test_stores_sharing_a_file_agree_on_combination_ids(tmp_path: Path, enricher) -> None:  # noqa: ANN001
     """Two stores (as two indexer processes) give one id per combination, and a write
     that rolls back leaves no id behind in either store's cache."""
@@ -413,7 +483,7 @@ def test_stores_sharing_a_file_agree_on_combination_ids(tmp_path: Path, enricher
     assert len(keys) == len(set(keys))
     assert _facet_answers(one) == _facet_answers(two)
 
-    # A new combination and a new person first seen in a write that rolls back are not
+    # A new combination, person and user name first seen in a write that rolls back are not
     # cached: their ids went back to the file's pool, and another writer gets them first.
     def newcomer(name: str, browser: str) -> dict:
         doc = enricher(
@@ -442,6 +512,7 @@ def test_stores_sharing_a_file_agree_on_combination_ids(tmp_path: Path, enricher
         for store in (one, two):
             page = store.search(SearchRequest(Query(ACCOUNT, browsers=(browser,))))
             assert dict(page.facets["browser"]) == {browser: 1}
+            assert dict(page.facets["user"]) == {name: 1}
             found = store.search(SearchRequest(Query(ACCOUNT, history=(f"{name}@example.com",))))
             assert [h["event.id"] for h in found.hits] == [name]
     one.close()
@@ -519,7 +590,7 @@ def test_small_caches_start_over_and_answer_the_same(tmp_path: Path, enricher) -
     docs = [enricher(e) for e in DATASET]
     roomy = SQLiteStore(f"sqlite:///{tmp_path / 'roomy.db'}")
     tight = SQLiteStore(f"sqlite:///{tmp_path / 'tight.db'}")
-    tight._combos.limit = tight._people.limit = 2
+    tight._combos.limit = tight._people.limit = tight._values.limit = 2
     for start in range(0, len(docs), 3):  # many small batches: the caches start over often
         for store in (roomy, tight):
             assert all(r.status == "created" for r in store.write(docs[start : start + 3]))

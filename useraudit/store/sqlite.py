@@ -84,7 +84,7 @@ import orjson
 
 from useraudit.schema import FIELDS, Kind
 
-from . import sqlite_combos, sqlite_people
+from . import sqlite_combos, sqlite_people, sqlite_values
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import (
     FACETS,
@@ -106,6 +106,7 @@ from .query import (
 )
 from .sqlite_combos import COMBO_COLUMNS, COMBO_FACETS, ComboIds
 from .sqlite_people import People, persons_of
+from .sqlite_values import VALUE_COLUMNS, VALUE_FACETS, ValueIds
 
 BUSY_TIMEOUT_MS = 10_000
 # SQLite's default limit on bound parameters is 32766; stay far below.
@@ -143,8 +144,10 @@ WEEK_MS = 7 * DAY_MS
 # 2 had an index on related_users(rid) (a copy of the whole table) and
 # indexes on time, outcome, action, project and product/group, 3 had the
 # six few-valued facets as strings in events_hot instead of their combination,
-# 4 listed every related.user value in related_users instead of persons.
-FILE_VERSION = 5
+# 4 listed every related.user value in related_users instead of persons,
+# 5 had action, user, target and project as strings in events_hot instead
+# of their value ids.
+FILE_VERSION = 6
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -164,15 +167,24 @@ BY_IP = "events INDEXED BY events_ip"
 # same transactions as writes and deletes. "_total" counts every event.
 TOTAL = "_total"
 # The few-valued facets live in events_hot as one combination id (see
-# sqlite_combos); action, project, user and target stay strings there:
-# their combinations are nearly as many as the rows.
+# sqlite_combos); action, project, user and target, whose combinations are
+# nearly as many as the rows, each as a value id (see sqlite_values).
 assert all(FIELD_COLUMN[FACETS[name]] == col for name, col in COMBO_FACETS)
+assert all(FIELD_COLUMN[FACETS[name]] == col for name, col in VALUE_FACETS)
+assert set(FACETS) == {name for name, _c in COMBO_FACETS + VALUE_FACETS}
 _COMBO_NAMES = frozenset(name for name, _col in COMBO_FACETS)
+_VALUE_ID_COLUMN = {name: sqlite_values.id_column(col) for name, col in VALUE_FACETS}
 # Term filters answered through the combination id.
 _COMBO_FILTERS = {
     attr: FIELD_COLUMN[field]
     for attr, field in TERM_FILTERS.items()
     if FIELD_COLUMN[field] in COMBO_COLUMNS
+}
+# Term filters answered through the value ids.
+_VALUE_FILTERS = {
+    attr: FIELD_COLUMN[field]
+    for attr, field in TERM_FILTERS.items()
+    if FIELD_COLUMN[field] in VALUE_COLUMNS
 }
 _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (name, column(field)) for name, field in FACETS.items()
@@ -192,17 +204,18 @@ _FACET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
 # 13,640 to 14,289. A token's events are few and tokens are mostly absent
 # (NULL keys append): that index stays.
 _INDEXED = ("audit_token_id",)
+_VALUE_ID_COLUMNS = tuple(sqlite_values.id_column(col) for col in VALUE_COLUMNS)
 _HOT = tuple(
     col
     for col in dict.fromkeys(
         [
             "combo",
-            *(column(f) for f in FACETS.values()),
+            *_VALUE_ID_COLUMNS,
             *(column(f) for f in TERM_FILTERS.values()),
             "audit_group",
         ]
     )
-    if col not in COMBO_COLUMNS
+    if col not in COMBO_COLUMNS and col not in VALUE_COLUMNS
 )
 
 
@@ -221,6 +234,7 @@ def _ddl() -> list[str]:
     cols += [f"{col} TEXT" for _name, col in FOLDED]
     cols.append("ip_key BLOB")
     cols.append("combo INTEGER")  # facet_combos.id
+    cols += [f"{col} INTEGER" for col in _VALUE_ID_COLUMNS]  # facet_values.id
     stmts = [
         "CREATE TABLE IF NOT EXISTS events (\n  " + ",\n  ".join(cols) + "\n)",
         # The sort order plus every facet and term-filter column: a narrow copy
@@ -239,6 +253,7 @@ def _ddl() -> list[str]:
         "  value TEXT NOT NULL, n INTEGER NOT NULL,\n"
         "  PRIMARY KEY (organization_id, facet, month, value)) WITHOUT ROWID",
         sqlite_combos.DDL,
+        sqlite_values.DDL,
         "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
         "  audit_comments, content='events', content_rowid='rid',\n"
         "  tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
@@ -250,7 +265,7 @@ _INSERT_COLUMNS = (
     ["rid", "event_id", "ts_ms", "week"]
     + [col for name, col, _k, _m in COLUMNS if name != "event.id"]
     + [col for _n, col in FOLDED]
-    + ["ip_key", "combo"]
+    + ["ip_key", "combo", *_VALUE_ID_COLUMNS]
 )
 # How a write row carries NULL. CPython's sqlite3 binds None through its
 # adapter protocol, ~0.35 us per parameter (an event has ~25 absent fields:
@@ -262,7 +277,7 @@ NULL_TEXT = 0
 NULL_INTEGER = ""
 _INTEGER_COLUMNS = frozenset(
     col for _name, col, kind, multi in COLUMNS if not multi and kind is Kind.INTEGER
-)
+) | frozenset(_VALUE_ID_COLUMNS)
 _NOT_NULL = frozenset(("rid", "event_id", "ts_ms", "week", "combo"))
 _INSERT = (
     f"INSERT OR IGNORE INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES ("
@@ -356,6 +371,7 @@ def _build_row_function() -> Callable[[dict, int, int], list]:
         parts.append(f"(f if (v := g({name!r})) and (f := fold(v)) != v else NT)")
     parts.append('(ipk(v) if (v := g("source.ip")) else NT)')
     parts.append("None")  # combo: given by write() from the row's own values
+    parts += ["NI"] * len(_VALUE_ID_COLUMNS)  # value ids: given by write()
     src = (
         "def _row(doc, rid, ts_ms):\n    g = doc.get\n    return [\n        "
         + ",\n        ".join(parts)
@@ -409,6 +425,10 @@ _WEEK = _INSERT_INDEX["week"]
 _ACCOUNT = _INSERT_INDEX["organization_id"]
 _COMBO = _INSERT_INDEX["combo"]
 _combo_of_row = itemgetter(*(_INSERT_INDEX[col] for col in COMBO_COLUMNS))
+# (value, value id) positions in a write row.
+_VALUE_SLOTS = tuple(
+    (_INSERT_INDEX[col], _INSERT_INDEX[sqlite_values.id_column(col)]) for col in VALUE_COLUMNS
+)
 
 
 def _persons(get: Callable[[str], Any], users: Any) -> list[frozenset[str]]:
@@ -524,7 +544,13 @@ def _upgrade(con: sqlite3.Connection, version: int) -> None:
         con.execute("ALTER TABLE events ADD COLUMN combo INTEGER")
         con.execute(sqlite_combos.DDL)
         sqlite_combos.fill(con)
-    _rebuild_related_users(con)
+    if version < 5:
+        _rebuild_related_users(con)
+    if version < 6:
+        con.execute("DROP INDEX IF EXISTS events_hot")
+        for col in _VALUE_ID_COLUMNS:
+            con.execute(f"ALTER TABLE events ADD COLUMN {col} INTEGER")
+        sqlite_values.fill(con)
 
 
 def _rebuild_related_users(con: sqlite3.Connection) -> None:
@@ -593,6 +619,7 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._ready = False
         self._combos = ComboIds(absent=NULL_TEXT)
+        self._values = ValueIds()
         self._people = People()
 
     # -- connections and errors --------------------------------------------------
@@ -759,6 +786,8 @@ class SQLiteStore(Store):
         kept: list[tuple[int, dict]] = []
         known = self._combos.known
         new_combos: list[list] = []  # rows whose combination has no cached id yet
+        value_id = self._values.known
+        new_values: set[str] = set()
         persons: list[list[frozenset[str]]] = []
         person_id = self._people.known
         pids: dict[frozenset[str], int] = {}  # taken now: the cache may start over meanwhile
@@ -773,6 +802,12 @@ class SQLiteStore(Store):
             if (combo := known(_combo_of_row(row))) is None:
                 new_combos.append(row)
             row[_COMBO] = combo
+            for src, dst in _VALUE_SLOTS:
+                if (value := row[src]) is not NULL_TEXT:
+                    if (vid := value_id(value)) is None:
+                        new_values.add(value)
+                    else:
+                        row[dst] = vid
             for p in mine:
                 if (pid := person_id(p)) is None:
                     new_people.add(p)
@@ -782,6 +817,7 @@ class SQLiteStore(Store):
             persons.append(mine)
             kept.append((i, doc))
         assigned: dict = {}
+        values: dict[str, int] = {}
         people: dict[frozenset[str], int] = {}
         listed: set[tuple[str, int]] = set()
         with self._write() as con:
@@ -789,6 +825,12 @@ class SQLiteStore(Store):
                 assigned = self._combos.assign(con, map(_combo_of_row, new_combos))
                 for row in new_combos:
                     row[_COMBO] = assigned[_combo_of_row(row)]
+            if new_values:
+                values = self._values.assign(con, new_values)
+                for row in rows:
+                    for src, dst in _VALUE_SLOTS:
+                        if row[dst] == NULL_INTEGER and (value := row[src]) is not NULL_TEXT:
+                            row[dst] = values[value]
             if new_people:
                 people = self._people.assign(con, new_people)
                 pids.update(people)
@@ -833,6 +875,7 @@ class SQLiteStore(Store):
             _add_counts(con, (rows[rid - base - 1] for rid in created), +1)
         # Only now: ids given in a transaction that rolled back are not taken.
         self._combos.remember(assigned)
+        self._values.remember(values)
         self._people.remember(people, listed)
         return [r or WriteResult("retry", "not attempted") for r in results]
 
@@ -936,6 +979,8 @@ class SQLiteStore(Store):
                 col = FIELD_COLUMN[field]
                 if attr in _COMBO_FILTERS:  # events_hot holds these as the combination id
                     clauses.append(sqlite_combos.filter_sql(col, len(values)))
+                elif attr in _VALUE_FILTERS:  # ...and these as value ids
+                    clauses.append(sqlite_values.filter_sql(col, len(values)))
                 else:
                     clauses.append(f"{col} IN ({_marks(values)})")
                 params.extend(values)
@@ -1219,7 +1264,10 @@ class SQLiteStore(Store):
     ) -> dict[str, Counter]:
         """Per-facet counts from counters over :func:`_hot_facet_columns`."""
         singles = [n for n in names if n not in _COMBO_NAMES]
-        by_name = dict(zip(singles, counters, strict=False))
+        by_name = {
+            name: self._values.by_value(con, counter)
+            for name, counter in zip(singles, counters, strict=False)
+        }
         if len(counters) > len(singles):
             by_name.update(self._combos.split(con, counters[-1], names))
         return by_name
@@ -1329,8 +1377,8 @@ class SQLiteStore(Store):
 
 
 def _hot_facet_columns(names: Sequence[str]) -> list[str]:
-    """events_hot columns that count ``names``: strings, then ``combo`` if one is wanted."""
-    cols = [FIELD_COLUMN[FACETS[n]] for n in names if n not in _COMBO_NAMES]
+    """events_hot columns that count ``names``: value ids, then ``combo`` if one is wanted."""
+    cols = [_VALUE_ID_COLUMN[n] for n in names if n not in _COMBO_NAMES]
     if any(n in _COMBO_NAMES for n in names):
         cols.append("combo")
     return cols
