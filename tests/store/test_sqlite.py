@@ -187,8 +187,26 @@ _HOT_BEFORE_6 = (
 )
 
 
+def _as_file_version_6(path: Path) -> None:
+    """Turn a current file back into the version-6 layout (comments alone in events_fts)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(
+        """
+        DROP TABLE events_fts;
+        DROP VIEW events_fts_source;
+        CREATE VIRTUAL TABLE events_fts USING fts5(
+          audit_comments, content='events', content_rowid='rid',
+          tokenize='unicode61 remove_diacritics 2', prefix='2 3');
+        INSERT INTO events_fts(events_fts) VALUES ('rebuild');
+        PRAGMA user_version = 6;
+        """
+    )
+    con.close()
+
+
 def _as_file_version_5(path: Path) -> None:
     """Turn a current file back into the version-5 layout (no value ids)."""
+    _as_file_version_6(path)
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript(
         f"""
@@ -359,7 +377,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 6
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 7
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
@@ -460,6 +478,53 @@ def test_a_version_5_file_gets_value_ids(tmp_path: Path, enricher) -> None:  # n
     page = upgraded.search(SearchRequest(queries[0]))
     assert page.total == 2 * before[-2][0]
     assert page.facets["project"] == [(project, 2 * before[-2][0])]
+    upgraded.close()
+
+
+def _fts_is_whole(con: sqlite3.Connection) -> None:
+    """FTS5's own check of events_fts against its content (raises when they differ)."""
+    con.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_a_version_6_file_gets_account_tokens_in_its_text_index(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """Version 6 matched search text across every account: the upgrade rebuilds events_fts
+    with each account's token; searches answer as before, and writes and prunes keep the
+    index equal to its content."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    # Every other event again in a second account: the same words in both.
+    other = [{**e, "event.id": e["event.id"] + "-o", "organization.id": "другая"} for e in DATASET[::2]]
+    docs = [enricher(e) for e in DATASET + other]
+    write_all(store, docs)
+    words = ["token", "tok*", '"api token"', "token -export", "экспорт", "nothing-like-it"]
+    accounts = [ACCOUNT, "другая"]
+
+    def answers(s: SQLiteStore) -> list:
+        out = []
+        for account in accounts:
+            for text in words:
+                page = s.search(SearchRequest(Query(account, text=text), highlight=True))
+                out.append(
+                    (page.total, [(h["event.id"], h.get("_highlight")) for h in page.hits])
+                )
+        return out
+
+    before = answers(store)
+    assert sum(total for total, _h in before) > 0
+    assert any("<mark>" in (hl or "") for _t, hits in before for _id, hl in hits)
+    store.close()
+
+    _as_file_version_6(path)
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
+    assert answers(upgraded) == before
+    con = upgraded._con
+    _fts_is_whole(con)
+    assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
+    again = [enricher({**e, "event.id": e["event.id"] + "-2"}) for e in DATASET + other]
+    assert all(r.status == "created" for r in upgraded.write(again))
+    # The check reads the view: tokens written by Python equal SQL's hex().
+    _fts_is_whole(con)
     upgraded.close()
 
 
