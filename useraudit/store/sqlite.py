@@ -16,11 +16,15 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   (16-byte IPv6 form of ``source.ip``, IPv4 mapped) so CIDR filters are
   index range scans, ``week`` (``ts_ms // WEEK_MS``) and ``combo``: the id
   in ``facet_combos`` of the event's result, product, browser, OS, device
-  and impersonator together (see :mod:`.sqlite_combos`).
-* ``events_fts``: FTS5 over ``audit_comments`` as an external-content table
-  (the text is stored once), ``unicode61 remove_diacritics 2`` (Cyrillic is
+  and impersonator together (see :mod:`.sqlite_combos`), and
+  ``<column>_vid`` beside the action, user name, target name and project:
+  the value's id in ``facet_values`` (see :mod:`.sqlite_values`).
+* ``events_fts``: FTS5 over ``audit_comments`` and an account token, with
+  the view ``events_fts_source`` over ``events`` as external content (the
+  text is stored once), ``unicode61 remove_diacritics 2`` (Cyrillic is
   case-folded; Latin accents are ignored), prefix indexes for 2 and 3
-  characters. ``bm25()`` and ``highlight()`` work on it.
+  characters. Every MATCH names the account. ``bm25()`` and
+  ``highlight()`` work on it.
 * ``related_users``: (account, week, person, row) for every person of an
   event, and ``person_values``: (account, folded value, person) for every
   ``related.user`` value (see :mod:`.sqlite_people`): the User history
@@ -38,8 +42,8 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
 
 Indexes are few on purpose (each one costs ingest, most of all when its
 keys arrive scattered and every batch rewrites hundreds of pages): event id;
-``events_hot`` = account, time, event id, ``combo`` and the other
-facet/term-filter columns (the sort order, retention per account, and
+``events_hot`` = account, time, event id, ``combo``, the value ids and the
+token and group columns (the sort order, retention per account, and
 counting/faceting without reading wide rows; action, outcome, project,
 browser... filters scan it);
 account + token; account + week + IP.
@@ -157,7 +161,7 @@ _DROPPED_IN_3 = (
     "events_event_action",
     "events_audit_project_id",
 )
-# Search text matching at most this many rows (all accounts) is answered by
+# Search text matching at most this many of the account's rows is answered by
 # looking those rows up; more, and the account's events_hot entries are scanned.
 FTS_DRIVE_LIMIT = 20_000
 HOT = "events INDEXED BY events_hot"
@@ -1101,8 +1105,8 @@ class SQLiteStore(Store):
 
         People and history filters have few candidates in related_users:
         drive from them. IP and token filters have their own indexes.
-        Search text drives from FTS5's row ids when it matches few rows (in
-        any account), and those row ids are passed on: matching a phrase
+        Search text drives from FTS5's row ids when it matches few of the
+        account's rows, and those row ids are passed on: matching a phrase
         costs as much as the rest of such a search, so it is done once. A
         common word instead scans the account's narrow ``events_hot``
         entries, which costs less than reading that many wide rows one by
