@@ -446,11 +446,16 @@ def test_a_version_5_file_gets_value_ids(tmp_path: Path, enricher) -> None:  # n
     store = SQLiteStore(f"sqlite:///{path}")
     write_all(store, [enricher(e) for e in DATASET])
     project = next(d["audit.project.id"] for d in DATASET if d.get("audit.project.id"))
-    queries = [Query(ACCOUNT, projects=(project,)), Query(ACCOUNT, text="token", outcomes=("success",))]
+    queries = [
+        Query(ACCOUNT, projects=(project,)),
+        Query(ACCOUNT, text="token", outcomes=("success",)),
+    ]
 
     def answers(s: SQLiteStore) -> list:
         pages = [s.search(SearchRequest(q)) for q in queries]
-        return _facet_answers(s) + [(p.total, p.facets, [h["event.id"] for h in p.hits]) for p in pages]
+        return _facet_answers(s) + [
+            (p.total, p.facets, [h["event.id"] for h in p.hits]) for p in pages
+        ]
 
     before = answers(store)
     assert all(total for total, _f, _h in before)
@@ -493,7 +498,9 @@ def test_a_version_6_file_gets_account_tokens_in_its_text_index(tmp_path: Path, 
     path = tmp_path / "audit.db"
     store = SQLiteStore(f"sqlite:///{path}")
     # Every other event again in a second account: the same words in both.
-    other = [{**e, "event.id": e["event.id"] + "-o", "organization.id": "другая"} for e in DATASET[::2]]
+    other = [
+        {**e, "event.id": e["event.id"] + "-o", "organization.id": "другая"} for e in DATASET[::2]
+    ]
     docs = [enricher(e) for e in DATASET + other]
     write_all(store, docs)
     words = ["token", "tok*", '"api token"', "token -export", "экспорт", "nothing-like-it"]
@@ -504,9 +511,7 @@ def test_a_version_6_file_gets_account_tokens_in_its_text_index(tmp_path: Path, 
         for account in accounts:
             for text in words:
                 page = s.search(SearchRequest(Query(account, text=text), highlight=True))
-                out.append(
-                    (page.total, [(h["event.id"], h.get("_highlight")) for h in page.hits])
-                )
+                out.append((page.total, [(h["event.id"], h.get("_highlight")) for h in page.hits]))
         return out
 
     before = answers(store)

@@ -100,11 +100,11 @@ from .query import (
     QueryError,
     SearchPage,
     SearchRequest,
+    TextNode,
     decode_cursor,
     encode_cursor,
     fold,
     networks,
-    TextNode,
     parse_text,
     to_fts5,
     to_ms,
@@ -296,7 +296,6 @@ def _account_token(account: str) -> str:
 def _match(account: str, node: TextNode) -> str:
     """FTS5 MATCH text for ``node`` in the comments of ``account``'s events."""
     return f'account : "{_account_token(account)}" AND audit_comments : {to_fts5(node)}'
-
 
 
 _INSERT_COLUMNS = (

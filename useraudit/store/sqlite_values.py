@@ -74,8 +74,7 @@ class ValueIds:
             chunk = wanted[start : start + _CHUNK]
             found.update(
                 con.execute(
-                    f"SELECT value, id FROM facet_values WHERE value IN ({','.join('?' * len(chunk))})",
-                    chunk,
+                    f"SELECT value, id FROM facet_values WHERE value IN {_marks(chunk)}", chunk
                 )
             )
         return found
@@ -90,29 +89,26 @@ class ValueIds:
 
     def by_value(self, con: sqlite3.Connection, counts: Counter) -> Counter:
         """``counts`` per value id → counts per value (ids not cached are read from the file)."""
-        names = self._values
+        cached = self._values
+        names = {i: cached[i] for i in counts if i in cached}
         missing = [i for i in counts if i is not None and i not in names]
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
-            self.remember(
-                dict(
-                    con.execute(
-                        f"SELECT value, id FROM facet_values WHERE id IN ({','.join('?' * len(chunk))})",
-                        chunk,
-                    )
+            names.update(
+                con.execute(
+                    f"SELECT id, value FROM facet_values WHERE id IN {_marks(chunk)}", chunk
                 )
             )
-            names = self._values  # remember() may have started the cache over
+        self.remember({names[i]: i for i in missing})
         out: Counter = Counter()
         for id_, n in counts.items():
             if id_ is not None:
-                value = names.get(id_)
-                if value is None:  # the cache started over meanwhile: read this one again
-                    value = con.execute(
-                        "SELECT value FROM facet_values WHERE id = ?", (id_,)
-                    ).fetchone()[0]
-                out[value] += n
+                out[names[id_]] += n
         return out
+
+
+def _marks(values: Sequence[object]) -> str:
+    return f"({','.join('?' * len(values))})"
 
 
 def fill(con: sqlite3.Connection, columns: Sequence[str] = VALUE_COLUMNS) -> None:
@@ -120,7 +116,9 @@ def fill(con: sqlite3.Connection, columns: Sequence[str] = VALUE_COLUMNS) -> Non
     con.execute(DDL)
     con.execute(
         "INSERT INTO facet_values(value) SELECT value FROM ("
-        + " UNION ".join(f"SELECT {col} AS value FROM events WHERE {col} IS NOT NULL" for col in columns)
+        + " UNION ".join(
+            f"SELECT {col} AS value FROM events WHERE {col} IS NOT NULL" for col in columns
+        )
         # WHERE true: an upsert after a SELECT needs one (SQLite's parsing).
         + ") WHERE true ORDER BY value ON CONFLICT(value) DO NOTHING"
     )
