@@ -114,6 +114,9 @@ from .sqlite_people import People, persons_of
 from .sqlite_values import VALUE_COLUMNS, VALUE_FACETS, ValueIds
 
 BUSY_TIMEOUT_MS = 10_000
+# Shared, frozen: building one per event cost ~0.5 us.
+_CREATED = WriteResult("created")
+_DUPLICATE = WriteResult("duplicate")
 # SQLite's default limit on bound parameters is 32766; stay far below.
 CHUNK = 500
 
@@ -461,6 +464,7 @@ _INSERT_INDEX = {col: i for i, col in enumerate(_INSERT_COLUMNS)}
 _WEEK = _INSERT_INDEX["week"]
 _ACCOUNT = _INSERT_INDEX["organization_id"]
 _COMBO = _INSERT_INDEX["combo"]
+_COMMENTS = _INSERT_INDEX["audit_comments"]
 _combo_of_row = itemgetter(*(_INSERT_INDEX[col] for col in COMBO_COLUMNS))
 # (value, value id) positions in a write row.
 _VALUE_SLOTS = tuple(
@@ -891,20 +895,18 @@ class SQLiteStore(Store):
             fts: list[tuple[int, str | None, str]] = []
             related: list[tuple[str, int, int, int]] = []
             pairs: dict[tuple[str, int], frozenset[str]] = {}
-            for rid, (i, doc) in enumerate(kept, start=base + 1):
+            for row, mine, (i, _) in zip(rows, persons, kept, strict=True):
+                rid = row[0]
                 if rid not in created:
-                    results[i] = WriteResult("duplicate")
+                    results[i] = _DUPLICATE
                     continue
-                results[i] = WriteResult("created")
-                comments = doc.get("audit.comments")
-                if comments:
-                    account = rows[rid - base - 1][_ACCOUNT]
+                results[i] = _CREATED
+                account = row[_ACCOUNT]
+                if comments := row[_COMMENTS]:  # NULL_TEXT when absent
                     token = _account_token(account) if type(account) is str else None
                     fts.append((rid, token, comments))
-                mine = persons[rid - base - 1]
                 if mine:
-                    row = rows[rid - base - 1]
-                    account = row[_ACCOUNT] or ""
+                    account = account or ""
                     for person in mine:
                         pid = pids[person]
                         related.append((account, row[_WEEK], pid, rid))
