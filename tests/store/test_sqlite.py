@@ -15,7 +15,7 @@ import pytest
 from useraudit.store import open_store
 from useraudit.store.base import StoreError, StoreUnavailable
 from useraudit.store.query import Query, SearchRequest
-from useraudit.store.sqlite import FILE_VERSION, SQLiteStore, _fold, path_from_url
+from useraudit.store.sqlite import FILE_VERSION, SQLiteStore, _fold, _timestamp_ms, path_from_url
 from useraudit.store.sqlite_people import People
 
 from .conftest import ACCOUNT, DATASET, write_all
@@ -811,6 +811,26 @@ def test_absent_values_are_stored_as_null_and_zeros_as_themselves(
     assert "http.response.status_code" not in got["absent"]
     assert got["zeros"]["user.target.id"] == "0"
     assert got["zeros"]["http.response.status_code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-04T05:06:07.891Z", datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)),
+        (
+            "2026-03-04T08:06:07.891+03:00",
+            datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC),
+        ),
+        ("2026-03-04T05:06:07", datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)),  # naive: UTC
+        ("1969-12-31T23:59:59.999Z", datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_are_read_as_the_queries_compare_them(value: str, expected: datetime) -> None:
+    """Rows and query bounds meet on the same epoch milliseconds, offsets and all."""
+    from useraudit.store.query import to_ms
+
+    assert _timestamp_ms(value) == to_ms(expected)
+    assert _timestamp_ms(to_ms(expected)) == to_ms(expected)  # epoch ms stay as given
 
 
 def test_a_newer_file_is_refused_naming_it(tmp_path: Path) -> None:
