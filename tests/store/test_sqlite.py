@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -404,22 +405,34 @@ def _facet_answers(store: SQLiteStore) -> list:
     return out
 
 
+def _upgraded(
+    path: Path,
+    docs: list[dict],
+    older: Callable[[Path], None],
+    answers: Callable[[SQLiteStore], list],
+) -> tuple[SQLiteStore, list]:
+    """A store over ``docs`` turned into an ``older`` layout and opened again (upgrading
+    it): its ``answers`` must not change. Returns the upgraded store and those answers."""
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, docs)
+    before = answers(store)
+    store.close()
+    older(path)
+    upgraded = SQLiteStore(f"sqlite:///{path}")
+    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
+    assert answers(upgraded) == before
+    return upgraded, before
+
+
 def test_a_version_3_file_gets_facet_combinations(tmp_path: Path, enricher) -> None:  # noqa: ANN001
     """Version 3 kept the six few-valued facets as strings in events_hot: the upgrade gives
     every event its combination id and rebuilds events_hot; totals, facets, filters and
     pages answer as before, and new events reuse the ids."""
     path = tmp_path / "audit.db"
-    store = SQLiteStore(f"sqlite:///{path}")
-    write_all(store, [enricher(e) for e in DATASET])
-    before = _facet_answers(store)
+    docs = [enricher(e) for e in DATASET]
+    upgraded, before = _upgraded(path, docs, _as_file_version_3, _facet_answers)
     assert all(total for total, _f, _h in before)
     assert any(facets.get("browser") and facets.get("result") for _t, facets, _h in before)
-    store.close()
-
-    _as_file_version_3(path)
-    upgraded = SQLiteStore(f"sqlite:///{path}")
-    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
-    assert _facet_answers(upgraded) == before
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT count(*) FROM events WHERE combo IS NULL").fetchone()[0] == 0
         combos = con.execute("SELECT count(*) FROM facet_combos").fetchone()[0]
@@ -443,8 +456,6 @@ def test_a_version_5_file_gets_value_ids(tmp_path: Path, enricher) -> None:  # n
     upgrade gives each stored value an id and rebuilds events_hot on the ids; totals,
     facets, action and project filters and pages answer as before, new events reuse the ids."""
     path = tmp_path / "audit.db"
-    store = SQLiteStore(f"sqlite:///{path}")
-    write_all(store, [enricher(e) for e in DATASET])
     project = next(d["audit.project.id"] for d in DATASET if d.get("audit.project.id"))
     queries = [
         Query(ACCOUNT, projects=(project,)),
@@ -457,15 +468,10 @@ def test_a_version_5_file_gets_value_ids(tmp_path: Path, enricher) -> None:  # n
             (p.total, p.facets, [h["event.id"] for h in p.hits]) for p in pages
         ]
 
-    before = answers(store)
+    docs = [enricher(e) for e in DATASET]
+    upgraded, before = _upgraded(path, docs, _as_file_version_5, answers)
     assert all(total for total, _f, _h in before)
     assert any(facets.get("user") and facets.get("target") for _t, facets, _h in before)
-    store.close()
-
-    _as_file_version_5(path)
-    upgraded = SQLiteStore(f"sqlite:///{path}")
-    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
-    assert answers(upgraded) == before
     with sqlite3.connect(path) as con:
         unset = con.execute(
             "SELECT count(*) FROM events WHERE (event_action IS NULL) != (event_action_vid IS NULL)"
@@ -496,13 +502,11 @@ def test_a_version_6_file_gets_account_tokens_in_its_text_index(tmp_path: Path, 
     with each account's token; searches answer as before, and writes and prunes keep the
     index equal to its content."""
     path = tmp_path / "audit.db"
-    store = SQLiteStore(f"sqlite:///{path}")
     # Every other event again in a second account: the same words in both.
     other = [
         {**e, "event.id": e["event.id"] + "-o", "organization.id": "другая"} for e in DATASET[::2]
     ]
     docs = [enricher(e) for e in DATASET + other]
-    write_all(store, docs)
     words = ["token", "tok*", '"api token"', "token -export", "экспорт", "nothing-like-it"]
     accounts = [ACCOUNT, "другая"]
 
@@ -514,15 +518,9 @@ def test_a_version_6_file_gets_account_tokens_in_its_text_index(tmp_path: Path, 
                 out.append((page.total, [(h["event.id"], h.get("_highlight")) for h in page.hits]))
         return out
 
-    before = answers(store)
+    upgraded, before = _upgraded(path, docs, _as_file_version_6, answers)
     assert sum(total for total, _h in before) > 0
     assert any("<mark>" in (hl or "") for _t, hits in before for _id, hl in hits)
-    store.close()
-
-    _as_file_version_6(path)
-    upgraded = SQLiteStore(f"sqlite:///{path}")
-    assert f"file version {FILE_VERSION}" in upgraded.install()[0]
-    assert answers(upgraded) == before
     con = upgraded._con
     _fts_is_whole(con)
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
