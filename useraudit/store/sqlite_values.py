@@ -89,8 +89,8 @@ class ValueIds:
 
     def by_value(self, con: sqlite3.Connection, counts: Counter) -> Counter:
         """``counts`` per value id → counts per value (ids not cached are read from the file)."""
-        cached = self._values
-        names = {i: cached[i] for i in counts if i in cached}
+        cached = self._values  # another thread may start it over meanwhile: get(), not []
+        names = {i: v for i in counts if (v := cached.get(i)) is not None}
         missing = [i for i in counts if i is not None and i not in names]
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
