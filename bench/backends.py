@@ -44,7 +44,7 @@ from useraudit.indexer.enrich import Enricher
 from useraudit.catalog import CATALOG
 from useraudit.store.base import Store
 from useraudit.store.opensearch import OpenSearchStore
-from useraudit.store.query import Query, SearchRequest, encode_cursor
+from useraudit.store.query import Query, SearchRequest, encode_cursor, to_ms
 from useraudit.store.sqlite import SQLiteStore
 
 ACTIONS = [a for a in CATALOG.actions() if a.product in ("common", "jaicp")]
@@ -243,10 +243,7 @@ def query_phase(sqlite: Store, opensearch: Store, data: Data, reps: int) -> dict
     deep = None
     for i, doc in enumerate(sqlite.iterate(Query(account), batch_size=5000)):
         if i == depth - 1:
-            ts = int(
-                datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00")).timestamp() * 1000
-            )
-            deep = encode_cursor(ts, doc["event.id"])
+            deep = encode_cursor(to_ms(datetime.fromisoformat(doc["@timestamp"])), doc["event.id"])
             break
     count_users = random.Random(3).sample(data.users[account], reps)
     same = {
