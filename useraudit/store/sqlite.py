@@ -61,7 +61,7 @@ suite, ``tests/store/test_contract.py``):
 Connections are per thread, in WAL mode with ``synchronous=FULL`` and a
 busy timeout: readers never block the writer, and writes are short
 ``BEGIN IMMEDIATE`` transactions. Retention deletes in small batches, each
-its own transaction. Every SQLite failure surfaces as a
+its own transaction, and pauses after each as long as it held the lock. Every SQLite failure surfaces as a
 :class:`~useraudit.store.base.StoreError` naming the file.
 """
 
@@ -945,11 +945,19 @@ class SQLiteStore(Store):
         for account in accounts:
             which = "organization_id IS NULL" if account is None else "organization_id = ?"
             args = [] if account is None else [account]
-            while rows := self._delete_batch(which, [*args, limit, batch_size]):
+            while True:
+                started = time.monotonic()
+                rows = self._delete_batch(which, [*args, limit, batch_size])
+                if not rows:
+                    break
                 deleted += len(rows)
                 if progress:
                     progress(len(rows))
-                time.sleep(0)  # let waiting writers in between batches
+                # Leave the write lock free as long as the batch held it. A
+                # writer waiting for it (the indexer) sleeps in SQLite's busy
+                # handler and retries up to 100 ms apart: without a pause it
+                # almost never finds the lock free between two batches.
+                time.sleep(time.monotonic() - started)
         return deleted
 
     def _delete_batch(self, which: str, params: list[Any]) -> list[tuple]:
