@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,10 +88,11 @@ def test_demo_covers_the_catalog_and_the_stories(tmp_path: Path, demo_store_url:
     store.close()
 
 
-def test_demo_serves_the_ui_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """The demo prints working sign-ins for the UI it serves, and SIGTERM stops every server it started."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_demo_serves_the_ui_and_stops_on_a_signal(tmp_path: Path, sig: int) -> None:
+    """The demo prints working sign-ins for the UI it serves, and Ctrl+C (SIGINT) or SIGTERM
+    stops every server it started."""
     import re
-    import signal
     import socket
     import time
     import urllib.request
@@ -127,7 +129,7 @@ def test_demo_serves_the_ui_and_stops_on_sigterm(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as resp:
             assert resp.status == 200 and b"csrf_token" in resp.read()
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, rest
     with socket.socket() as s:
