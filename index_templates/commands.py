@@ -95,7 +95,8 @@ def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bo
         )
     if not dry_run and policy.has_ism(store.client):
         click.echo(
-            "note: this cluster has ISM; `templates install --retention` attaches the same policy there"
+            "note: this cluster has ISM; `templates install --retention` attaches the same "
+            "policy there"
         )
     try:
         done = policy.apply(

@@ -216,8 +216,8 @@ class SpoolWriter:
             if now >= deadline:
                 self.stats.rejected_full += 1
                 raise SpoolFull(
-                    f"spool {self.directory} holds {self._known_size} bytes, limit {self.max_bytes}: "
-                    "is the indexer running?"
+                    f"spool {self.directory} holds {self._known_size} bytes, "
+                    f"limit {self.max_bytes}: is the indexer running?"
                 )
             self._size_checked_at = 0.0
             self._lock.release()

@@ -420,12 +420,13 @@ MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    """The event as spool bytes; oversized params are replaced by a note, never dropped with the event.
+    """The event as spool bytes; oversized params give way to a note.
 
-    An event larger than ``MAX_EVENT_BYTES`` (params of many megabytes) would
-    exceed the spool's record limit and be lost whole; instead its params
-    give way to a marker saying how large they were, and the indexer flags
-    the event ``truncated``.
+    The event itself is never dropped: an event larger than
+    ``MAX_EVENT_BYTES`` (params of many megabytes) would exceed the spool's
+    record limit and be lost whole; instead its params give way to a marker
+    saying how large they were, and the indexer flags the event
+    ``truncated``.
     """
     payload = dumps(event)
     if len(payload) <= MAX_EVENT_BYTES:

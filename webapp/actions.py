@@ -115,8 +115,9 @@ def tree_html(
             key = escape(g["key"])
             mark = " checked" if g["key"] in checked_groups else ""
             out.append(
-                f'<fieldset class="tree-group"><label class="tree-group-label"><input type="checkbox" '
-                f'name="group" value="{key}"{mark}> {escape(g["name"])} <span class="muted">(all)</span></label>'
+                '<fieldset class="tree-group"><label class="tree-group-label">'
+                f'<input type="checkbox" name="group" value="{key}"{mark}> {escape(g["name"])} '
+                '<span class="muted">(all)</span></label>'
             )
             for a in g["actions"]:
                 mark = " checked" if a.code in checked_actions else ""

@@ -71,7 +71,8 @@ def web(
     app = create_app(config)
     server = make_server(host, port, app, threaded=True)
     click.echo(
-        f"useraudit admin UI on http://{host}:{port}/ (store {store_url or 'default'}); Ctrl-C stops"
+        f"useraudit admin UI on http://{host}:{port}/ (store {store_url or 'default'}); "
+        "Ctrl-C stops"
     )
     try:
         server.serve_forever()

@@ -136,7 +136,8 @@ class UserStore:
     def _load(self, where: str, value: str) -> tuple[WebUser, str] | None:
         with self._db() as db:
             row = db.execute(
-                f"SELECT id, username, email, full_name, password_hash, active FROM users WHERE {where} = ?",
+                "SELECT id, username, email, full_name, password_hash, active FROM users "
+                f"WHERE {where} = ?",
                 (value,),
             ).fetchone()
             if row is None or not row[5]:
@@ -189,7 +190,8 @@ class UserStore:
         try:
             with self._db() as db:
                 db.execute(
-                    "INSERT INTO users (id, username, email, full_name, password_hash) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO users (id, username, email, full_name, password_hash) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     (user_id, username.strip(), email, full_name, _hasher.hash(password)),
                 )
         except sqlite3.IntegrityError:
@@ -286,7 +288,8 @@ def grant_cmd(db_path: str | None, username: str, account: str, role: str, revok
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"{'revoked' if revoke else 'granted'} {role} on {account} {'from' if revoke else 'to'} {username}"
+        f"{'revoked' if revoke else 'granted'} {role} on {account} "
+        f"{'from' if revoke else 'to'} {username}"
     )
 
 

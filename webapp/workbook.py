@@ -81,7 +81,10 @@ _WIDTH = len(COLUMNS)
 
 
 def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
-    """One document as the export's cell values: safe text, a naive local datetime, None for empty."""
+    """One document as the export's cell values.
+
+    Safe text, a naive local datetime, None for empty.
+    """
     row: list[Any] = [None] * _WIDTH
     texts = [(i, text) for i, fn in _CELLS if (text := fn(doc))]
     # Illegal characters are rare: one search over the row ("\n" is legal)

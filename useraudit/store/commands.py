@@ -180,7 +180,8 @@ def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: 
             there = target.count(Query(account))
             ok = there == sizes[account]
             click.echo(
-                f"  {account}: source {sizes[account]:,}, target {there:,}{'' if ok else '  MISMATCH'}"
+                f"  {account}: source {sizes[account]:,}, target {there:,}"
+                f"{'' if ok else '  MISMATCH'}"
             )
             if not ok:
                 mismatched.append(account)

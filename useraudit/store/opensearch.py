@@ -115,7 +115,8 @@ class OpenSearchStore(Store):
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"index template {name} on {self.url} is version {version}, newer than this "
-                    f"useraudit's {SCHEMA_VERSION}: upgrade useraudit instead of downgrading the cluster"
+                    f"useraudit's {SCHEMA_VERSION}: upgrade useraudit instead of downgrading "
+                    "the cluster"
                 )
             if version == SCHEMA_VERSION and _same_template(existing, body):
                 return [f"index template {name} is up to date (version {version})"]
@@ -124,7 +125,8 @@ class OpenSearchStore(Store):
             "installed" if existing is None else f"upgraded from version {existing.get('version')}"
         )
         return [
-            f"index template {name} {action} (version {SCHEMA_VERSION}, pattern {body['index_patterns'][0]})"
+            f"index template {name} {action} "
+            f"(version {SCHEMA_VERSION}, pattern {body['index_patterns'][0]})"
         ]
 
     def uninstall(self) -> None:

@@ -61,8 +61,9 @@ suite, ``tests/store/test_contract.py``):
 Connections are per thread, in WAL mode with ``synchronous=FULL`` and a
 busy timeout: readers never block the writer, and writes are short
 ``BEGIN IMMEDIATE`` transactions. Retention deletes in small batches, each
-its own transaction, and pauses after each as long as it held the lock. Every SQLite failure surfaces as a
-:class:`~useraudit.store.base.StoreError` naming the file.
+its own transaction, and pauses after each as long as it held the lock.
+Every SQLite failure surfaces as a :class:`~useraudit.store.base.StoreError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def _ddl() -> list[str]:
         # The sort order plus every facet and term-filter column: a narrow copy
         # of the hot part of each row, so counting and faceting many matches
         # never reads the wide rows (comments, user agent, params...).
-        f"CREATE INDEX IF NOT EXISTS events_hot ON events(organization_id, ts_ms, event_id, {', '.join(_HOT)})",
+        "CREATE INDEX IF NOT EXISTS events_hot "
+        f"ON events(organization_id, ts_ms, event_id, {', '.join(_HOT)})",
         *(
             f"CREATE INDEX IF NOT EXISTS events_{col} ON events(organization_id, {col}, ts_ms)"
             for col in dict.fromkeys(_INDEXED)
@@ -556,8 +558,8 @@ def _add_counts(
     )
     if sign < 0:
         con.executemany(
-            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND month = ? AND value = ? "
-            "AND n <= 0",
+            "DELETE FROM facet_counts WHERE organization_id = ? AND facet = ? AND month = ? "
+            "AND value = ? AND n <= 0",
             [change[:4] for change in changes],
         )
 
@@ -1164,8 +1166,8 @@ class SQLiteStore(Store):
                     page_where += " AND (ts_ms, event_id) < (?, ?)"
                     page_params += list(cursor)
                 rows = con.execute(
-                    f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM {source} WHERE {page_where} "
-                    "ORDER BY ts_ms DESC, event_id DESC LIMIT ?",
+                    f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM {source} "
+                    f"WHERE {page_where} ORDER BY ts_ms DESC, event_id DESC LIMIT ?",
                     [*page_params, request.size + 1],
                 ).fetchall()
                 more = len(rows) > request.size
@@ -1223,7 +1225,8 @@ class SQLiteStore(Store):
         by_rid = {
             r[0]: r
             for r in con.execute(
-                f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events WHERE rid IN ({_marks(page)})",
+                f"SELECT rid, ts_ms, {', '.join(_READ_COLUMNS)} FROM events "
+                f"WHERE rid IN ({_marks(page)})",
                 page,
             )
         }
@@ -1298,7 +1301,8 @@ class SQLiteStore(Store):
                 counters[name].update(
                     dict(
                         con.execute(
-                            "SELECT value, sum(n) FROM facet_counts WHERE organization_id = ? AND facet = ?"
+                            "SELECT value, sum(n) FROM facet_counts "
+                            "WHERE organization_id = ? AND facet = ?"
                             f"{sql} GROUP BY value",
                             [query.account, name, *args],
                         )
