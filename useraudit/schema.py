@@ -34,7 +34,9 @@ ECS_VERSION = "8.11.0"
 SCHEMA_VERSION = 1
 
 
-class Kind(str, Enum):
+# Not StrEnum (UP042): that would change str() and f-string output of members
+# from "Kind.FLAT" to "flat_object", e.g. in index_templates' error message.
+class Kind(str, Enum):  # noqa: UP042
     """Storage kinds; each maps to one OpenSearch type and one SQLite affinity."""
 
     KEYWORD = "keyword"
@@ -271,10 +273,14 @@ def picker(fields: tuple[str, ...]) -> Callable[[dict], dict]:
         if not isinstance(node, dict) or not isinstance(node.setdefault(leaf, name), str):
             raise ValueError(f"{name!r} is both a field and a parent of fields here")
 
-    lines = ["def pick(doc):", "    for key in doc:", "        if '.' in key:",
-             "            flat = flatten(doc)",
-             "            return {k: flat[k] for k in wanted if k in flat}",
-             "    out = {}"]
+    lines = [
+        "def pick(doc):",
+        "    for key in doc:",
+        "        if '.' in key:",
+        "            flat = flatten(doc)",
+        "            return {k: flat[k] for k in wanted if k in flat}",
+        "    out = {}",
+    ]
     counter = count()
 
     def emit(node: dict, var: str, indent: str) -> None:
