@@ -59,11 +59,23 @@ WORDS_RU = (
     "задача оплата поддержка пароль профиль доступ администратор оператор погода"
 ).split()
 UAS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{v}.0.0.0 Safari/537.36"
+    ),
     "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36",
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.{m} Safari/605.1.15"
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1"
+    ),
+    (
+        "Mozilla/5.0 (Linux; Android 14; Pixel {m}) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{v}.0.0.0 Mobile Safari/537.36"
+    ),
 )
 END = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN = timedelta(days=365)
@@ -116,7 +128,9 @@ class Data:
                 "user.id": user,
                 "user.name": user.split("-", 2)[-1] + "@" + account,
                 "user.email": f"{user}@example.com",
-                "source.address": f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.{rnd.randrange(256)}",
+                "source.address": (
+                    f"10.{rnd.randrange(4)}.{rnd.randrange(256)}.{rnd.randrange(256)}"
+                ),
                 "user_agent.original": rnd.choice(self.uas),
                 "audit.project.id": rnd.choice(self.projects),
                 "audit.comments": self.comments(),
@@ -382,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             tmp.cleanup()
 
     print(
-        f"\n{written:,} events, {len(data.accounts)} accounts; queries on the largest ({largest:,} events); "
+        f"\n{written:,} events, {len(data.accounts)} accounts; "
+        f"queries on the largest ({largest:,} events); "
         f"load average {load_before:.1f} → {load_after:.1f} on {os.cpu_count()} CPUs"
     )
     print(f"{'':<12}{'SQLite':>24}{'OpenSearch':>24}{'ratio':>8}")
@@ -402,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         s, o = lat["sqlite"][name], lat["opensearch"][name]
         ratios[name] = round(pct(s, 0.95) / pct(o, 0.95), 2)
         print(
-            f"  {name:<10}{pct(s, 0.5):>14.1f} /{pct(s, 0.95):>7.1f}{pct(o, 0.5):>16.1f} /{pct(o, 0.95):>7.1f}"
+            f"  {name:<10}{pct(s, 0.5):>14.1f} /{pct(s, 0.95):>7.1f}"
+            f"{pct(o, 0.5):>16.1f} /{pct(o, 0.95):>7.1f}"
             f"{ratios[name]:>8.2f}   ({pct(cpu['sqlite'][name], 0.95):.1f})"
         )
     mismatched = {k: v for k, v in same.items() if v[0] != v[1]}

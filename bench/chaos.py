@@ -315,7 +315,8 @@ def run(
             t.join()
         load_seconds = time.monotonic() - started
         echo(
-            f"{len(acks.times)} requests acknowledged in {load_seconds:.1f}s ({acks.retries} retries)"
+            f"{len(acks.times)} requests acknowledged in {load_seconds:.1f}s "
+            f"({acks.retries} retries)"
         )
 
         deadline = time.monotonic() + 600

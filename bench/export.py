@@ -1,6 +1,6 @@
 """Export to XLSX through the admin UI vs raw openpyxl write-only; peak memory.
 
-    python -m bench.export                      # 1,000,000 events seeded; exports of ~100k and ~1M rows
+    python -m bench.export                      # 1M events seeded; exports of ~100k and ~1M rows
     python -m bench.export --events 300000 --rows 100000 --big-rows 0
 
 Seeds (or reuses) the same index as ``bench.search``. Every measurement runs
@@ -228,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         app_runs.append(run_child("app", args, qs))
         raw_runs.append(run_child("raw", args, qs))
         log(
-            f"run {i + 1}: app {app_runs[-1]['rows_per_s']:,} rows/s ({app_runs[-1]['seconds']} s, peak RSS "
-            f"{app_runs[-1]['peak_rss_mb']} MB) | raw {raw_runs[-1]['rows_per_s']:,} rows/s "
-            f"({raw_runs[-1]['seconds']} s) | fetch+raw {raw_runs[-1]['fetch_and_write_rows_per_s']:,} rows/s"
+            f"run {i + 1}: app {app_runs[-1]['rows_per_s']:,} rows/s "
+            f"({app_runs[-1]['seconds']} s, peak RSS {app_runs[-1]['peak_rss_mb']} MB) | "
+            f"raw {raw_runs[-1]['rows_per_s']:,} rows/s ({raw_runs[-1]['seconds']} s) | "
+            f"fetch+raw {raw_runs[-1]['fetch_and_write_rows_per_s']:,} rows/s"
         )
     app_best = max(app_runs, key=lambda r: r["rows_per_s"])
     raw_best = max(raw_runs, key=lambda r: r["rows_per_s"])
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         big = run_child("app", args, big_qs)
         log(
-            f"big export: {big['rows']:,} rows in {big['seconds']} s, peak RSS {big['peak_rss_mb']} MB"
+            f"big export: {big['rows']:,} rows in {big['seconds']} s, "
+            f"peak RSS {big['peak_rss_mb']} MB"
         )
         result.update(
             {

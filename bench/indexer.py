@@ -76,10 +76,25 @@ def run_indexer(url: str, spool: str) -> tuple[float, list[dict], OpenSearchStor
     prefix = f"bench-ix-{uuid.uuid4().hex[:6]}"
     store = OpenSearchStore(url, prefix=prefix)
     store.install()
-    cmd = [sys.executable, "-m", "useraudit", "indexer", "run", "--once", "--spool", spool,
-           "--store", f"{url}/?prefix={prefix}", "--batch", "2000", "--no-install"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "useraudit",
+        "indexer",
+        "run",
+        "--once",
+        "--spool",
+        spool,
+        "--store",
+        f"{url}/?prefix={prefix}",
+        "--batch",
+        "2000",
+        "--no-install",
+    ]
     with tempfile.TemporaryDirectory() as home:
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "USERAUDIT_HOME": home})
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "USERAUDIT_HOME": home}
+        )
     if done.returncode != 0:
         raise RuntimeError(f"indexer failed: {done.stderr[-2000:]}")
     stats = json.loads(done.stdout.strip().splitlines()[-1])

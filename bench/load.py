@@ -113,7 +113,8 @@ def sign_in(port: int) -> str:
 def hammer(
     worker, queries: list[str], seconds: float, clients: int
 ) -> tuple[list[float], int, int]:
-    """Run ``worker(query) -> ok`` from ``clients`` threads for ``seconds``; (latencies, requests, errors)."""
+    """Run ``worker(query) -> ok`` from ``clients`` threads for ``seconds``;
+    (latencies, requests, errors)."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()

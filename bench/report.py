@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "bench"
 RESULTS = OUT / "results.json"
 
-# name -> (full-size arguments, quick arguments, option that takes the node URL, what the ratio is against)
+# name -> (full-size arguments, quick arguments, option that takes the node URL,
+#          what the ratio is against)
 BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
     "middleware": (
         ["--rounds", "6"],
@@ -188,10 +189,13 @@ def render(results: dict[str, Any], images: list[str]) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Every figure is a ratio against a baseline measured **in the same run on the same machine**"
+        "Every figure is a ratio against a baseline measured "
+        "**in the same run on the same machine**"
         " (these machines are shared and noisy; absolute numbers move, ratios much less).",
-        "Regenerate everything with `make bench` (starts a node, runs `python -m bench.report`, stops it);",
-        "`python -m bench.report --quick` runs reduced sizes. Raw results: [`bench/results.json`](bench/results.json).",
+        "Regenerate everything with `make bench` "
+        "(starts a node, runs `python -m bench.report`, stops it);",
+        "`python -m bench.report --quick` runs reduced sizes. "
+        "Raw results: [`bench/results.json`](bench/results.json).",
         "",
     ]
     for image in images:
@@ -210,7 +214,8 @@ def render(results: dict[str, Any], images: list[str]) -> str:
         lines += [
             f"- command: `{entry['command']}`" + (" (quick size)" if entry.get("quick") else ""),
             f"- baseline: {baseline}",
-            f"- when: {entry['date']}, {entry['seconds']} s; machine: {m['cores']} cores, {m['memory_gib']} GiB,"
+            f"- when: {entry['date']}, {entry['seconds']} s; "
+            f"machine: {m['cores']} cores, {m['memory_gib']} GiB,"
             f" Python {m['python']}; exit code {entry['exit_code']}",
             "",
             "| figure | value |",

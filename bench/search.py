@@ -141,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         r = results[name]
         log(
-            f"{name:<7} UI p50 {r['ui_ms_p50']:>7.1f} ms  p95 {r['ui_ms_p95']:>7.1f} ms | raw p50 "
-            f"{r['raw_ms_p50']:>7.1f} ms  p95 {r['raw_ms_p95']:>7.1f} ms | UI/raw {r['ratio_p50']:.2f} "
-            f"(p95 {r['ratio_p95']:.2f})"
+            f"{name:<7} UI p50 {r['ui_ms_p50']:>7.1f} ms  p95 {r['ui_ms_p95']:>7.1f} ms | "
+            f"raw p50 {r['raw_ms_p50']:>7.1f} ms  p95 {r['raw_ms_p95']:>7.1f} ms | "
+            f"UI/raw {r['ratio_p50']:.2f} (p95 {r['ratio_p95']:.2f})"
         )
     server.stop()
     raw_conn.close()
