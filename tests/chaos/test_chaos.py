@@ -1,4 +1,5 @@
-"""The CI-sized chaos run: 10,000 requests with one fault of each kind lose and duplicate nothing."""
+"""The CI-sized chaos run: 10,000 requests with one fault of each kind
+lose and duplicate nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from bench import chaos  # noqa: E402
 
 
 def test_chaos_run_delivers_every_acknowledged_event_exactly_once(tmp_path: Path) -> None:
-    """Gunicorn worker, indexer and OpenSearch each killed once mid-run: stored ids == acknowledged ids."""
+    """Gunicorn worker, indexer and OpenSearch each killed once mid-run:
+    stored ids == acknowledged ids."""
     result = chaos.run(requests=10_000, faults=1, concurrency=16, workdir=tmp_path)
     print(result)
     assert result["acknowledged"] == 10_000

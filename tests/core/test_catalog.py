@@ -64,7 +64,8 @@ def seed_actions() -> list[tuple[str, str, str]]:
 
 
 def test_the_seed_parses_into_many_actions() -> None:
-    """The parser finds every group of the page (guards the test below against a silent misparse)."""
+    """The parser finds every group of the page (guards the test below
+    against a silent misparse)."""
     actions = seed_actions()
     assert len(actions) >= 65
     assert ("common", "Custom role", "Custom role renamed") in actions
@@ -123,7 +124,8 @@ def test_hosts_register_their_own_products_and_actions() -> None:
 
 
 def test_events_catalog_command_prints_every_action() -> None:
-    """`useraudit events catalog --json` prints one line per action with code, label, product and group."""
+    """`useraudit events catalog --json` prints one line per action with
+    code, label, product and group."""
     result = CliRunner().invoke(cli, ["events", "catalog", "--json"])
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.output.splitlines()]

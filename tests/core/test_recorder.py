@@ -131,9 +131,8 @@ def test_diff_describes_a_settings_change_and_hides_secret_values() -> None:
         {"name": "Support", "ttl": 5, "api_key": "old-secret", "legacy": True},
         {"name": "Sales", "ttl": 5, "api_key": "new-secret", "tags": ["x"]},
     )
-    assert (
-        comments
-        == 'api_key: changed; legacy: removed (was true); name: "Support" → "Sales"; tags: added ["x"]'
+    assert comments == (
+        'api_key: changed; legacy: removed (was true); name: "Support" → "Sales"; tags: added ["x"]'
     )
     assert params["name"] == {"from": "Support", "to": "Sales"}
     assert params["api_key"] == {"changed": True}
@@ -151,7 +150,8 @@ def test_event_ids_sort_by_creation_time() -> None:
 
 
 def test_oversized_params_are_replaced_by_a_note_not_lost(spool_dir: Path) -> None:
-    """An event whose params run to megabytes is still spooled, its params replaced by a sized note and flagged."""
+    """An event whose params run to megabytes is still spooled, its params replaced
+    by a sized note and flagged."""
     from useraudit.indexer.enrich import Enricher
 
     rec = Recorder(spool_dir, durability="sync")

@@ -136,7 +136,8 @@ def load() -> tuple[Case, ...]:
 
 
 def as_str(value: Any) -> Any:
-    """Bytes as record() would get them from a careless host (surrogate-escaped); others as they are."""
+    """Bytes as record() would get them from a careless host
+    (surrogate-escaped); others as they are."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return value

@@ -79,7 +79,8 @@ BAD_BYTES: list[tuple[str, bytes]] = [
 UA = [
     (
         "ua-chrome-ok",
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0 Safari/537.36",
     ),
     ("ua-16k", {"kind": "repeat", "unit": "Mozilla/5.0 ", "times": 1400}),
     ("ua-parens", "(" * 5000 + ")" * 5000),
@@ -210,7 +211,8 @@ RAW: list[tuple[str, bytes]] = [
     ),
     (
         "id-object",
-        b'{"event.id": {"nested": "@ID@"}, "organization.id": "corpus", "event.action": "task.created"}',
+        b'{"event.id": {"nested": "@ID@"}, "organization.id": "corpus", '
+        b'"event.action": "task.created"}',
     ),
     (
         "unknown-fields",
@@ -225,7 +227,8 @@ RAW: list[tuple[str, bytes]] = [
     ("dup-keys", b'{"event.id": "@ID@", "organization.id": "corpus", "organization.id": "corpus"}'),
     (
         "escaped-surrogates",
-        b'{"event.id": "@ID@", "organization.id": "corpus", "audit.comments": "\\ud800\\udc00\\udfff"}',
+        b'{"event.id": "@ID@", "organization.id": "corpus", '
+        b'"audit.comments": "\\ud800\\udc00\\udfff"}',
     ),
 ]
 

@@ -47,7 +47,8 @@ def demo_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_demo_covers_the_catalog_and_the_stories(tmp_path: Path, demo_store_url: str) -> None:
-    """Every catalog action per account, a blocked account, impersonation, tokens, IPv6 and masked secrets are stored."""
+    """Every catalog action per account, a blocked account, impersonation, tokens, IPv6
+    and masked secrets are stored."""
     out = run_demo(tmp_path / "demo", demo_store_url)
     assert "shipped / dead-lettered" in out
     store = open_store(demo_store_url)

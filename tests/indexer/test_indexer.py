@@ -1,4 +1,5 @@
-"""The indexer against the real OpenSearch node: mappings, round trips, crashes, outages, bad input."""
+"""The indexer against the real OpenSearch node: mappings, round trips,
+crashes, outages, bad input."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def test_golden_template_matches_the_schema() -> None:
 def test_template_install_creates_explicit_mappings(
     os_store: OpenSearchStore, spool_dir: Path
 ) -> None:
-    """Every schema field gets its declared type on a real index, and unknown fields map to nothing."""
+    """Every schema field gets its declared type on a real index, and
+    unknown fields map to nothing."""
     rec = Recorder(spool_dir, durability="sync")
     rec.record("user.signed_in", account="a1", user="u1")
     rec.close()
@@ -272,7 +274,8 @@ def test_kill_9_mid_batch_then_restart_delivers_every_event_exactly_once(
 def test_bulk_partial_failure_dead_letters_only_the_bad_document(
     os_store: OpenSearchStore, spool_dir: Path
 ) -> None:
-    """One mapping-conflicting document among good ones: the good are indexed, the bad one is dead-lettered with its reason."""
+    """One mapping-conflicting document among good ones: the good are indexed, the bad one is
+    dead-lettered with its reason."""
     real = Enricher()
 
     def careless(raw: dict) -> dict:
@@ -320,7 +323,8 @@ def test_bulk_partial_failure_dead_letters_only_the_bad_document(
 def test_items_answered_429_are_retried_until_they_succeed(
     os_store: OpenSearchStore, spool_dir: Path
 ) -> None:
-    """Items refused with 429 (read-only-allow-delete block) are retried alone with backoff, then stored."""
+    """Items refused with 429 (read-only-allow-delete block) are retried
+    alone with backoff, then stored."""
     rec = Recorder(spool_dir, durability="sync")
     first = rec.record("token.created", account="a")
     ship(spool_dir, os_store)
@@ -351,7 +355,8 @@ def test_items_answered_429_are_retried_until_they_succeed(
 def test_opensearch_outage_mid_stream_loses_and_duplicates_nothing(
     os_store: OpenSearchStore, opensearch_url: str, spool_dir: Path
 ) -> None:
-    """The node becomes unreachable mid-stream; the indexer waits, then delivers every event exactly once."""
+    """The node becomes unreachable mid-stream; the indexer waits, then
+    delivers every event exactly once."""
     host, port = opensearch_url.rsplit("//", 1)[1].split(":")
     proxy = TcpProxy(host, int(port))
     via_proxy = OpenSearchStore(proxy.url, prefix=os_store.prefix, timeout=5)
@@ -396,7 +401,8 @@ def test_opensearch_outage_mid_stream_loses_and_duplicates_nothing(
 def test_bad_inputs_become_sanitised_flagged_events(
     os_store: OpenSearchStore, spool_dir: Path
 ) -> None:
-    """Invalid IPs, 1 MB comments, invalid UTF-8, NUL bytes, 10 kB user agents, unknown codes: all stored, flagged."""
+    """Invalid IPs, 1 MB comments, invalid UTF-8, NUL bytes, 10 kB user agents, unknown
+    codes: all stored, flagged."""
     rec = Recorder(spool_dir, durability="sync")
     cases: dict[str, tuple[dict, dict]] = {}
 
@@ -470,7 +476,8 @@ def test_undecodable_spool_records_are_dead_lettered_not_dropped(
 def test_timestamps_far_off_are_clamped_to_the_event_ids_time(
     os_store: OpenSearchStore, spool_dir: Path
 ) -> None:
-    """A far-future or ancient timestamp is replaced by the id's own time, so redelivery picks the same index."""
+    """A far-future or ancient timestamp is replaced by the id's own time, so
+    redelivery picks the same index."""
     rec = Recorder(spool_dir, durability="sync")
     future = rec.record("task.updated", account="a", timestamp=datetime(2999, 1, 1, tzinfo=UTC))
     ancient = rec.record("task.updated", account="a", timestamp=datetime(1970, 1, 2, tzinfo=UTC))
@@ -486,7 +493,8 @@ def test_timestamps_far_off_are_clamped_to_the_event_ids_time(
 def test_spool_full_is_counted_and_logged_never_raised_into_the_host(
     spool_dir: Path, caplog
 ) -> None:
-    """When the spool is full, record() returns None, counts it and logs an error instead of raising."""
+    """When the spool is full, record() returns None, counts it and logs
+    an error instead of raising."""
     from useraudit.middleware import recorder as recorder_module
 
     rec = Recorder(spool_dir, durability="sync", max_spool_bytes=1500, full_policy="reject")
@@ -514,7 +522,8 @@ def test_fail_closed_recorder_raises_instead(spool_dir: Path) -> None:
 def test_writer_keeps_appending_while_the_indexer_ships(
     os_store: OpenSearchStore, spool_dir: Path
 ) -> None:
-    """A live writer and the indexer run together; everything written is shipped once the writer stops."""
+    """A live writer and the indexer run together; everything written is
+    shipped once the writer stops."""
     rec = Recorder(spool_dir, durability="batch", flush_interval=0.01)
     ids: list[str] = []
     stop = threading.Event()
@@ -539,7 +548,8 @@ def test_writer_keeps_appending_while_the_indexer_ships(
 def test_two_indexer_processes_share_one_spool(
     os_store: OpenSearchStore, spool_dir: Path, tmp_path: Path
 ) -> None:
-    """Two indexers on one spool both ship, and every event is stored once with no duplicate writes."""
+    """Two indexers on one spool both ship, and every event is stored
+    once with no duplicate writes."""
     ids: set[str] = set()
     for _ in range(4):  # four host processes' segments
         rec = Recorder(spool_dir, durability="batch")

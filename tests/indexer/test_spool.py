@@ -74,7 +74,8 @@ def test_read_ahead_acks_only_its_own_batch(spool_dir: Path) -> None:
 
 
 def test_two_readers_share_a_spool_without_reading_a_record_twice(spool_dir: Path) -> None:
-    """Two indexers on one spool split its segments: together they read everything, never the same record."""
+    """Two indexers on one spool split its segments: together they read
+    everything, never the same record."""
     for w in range(4):  # four writer processes' worth of segments
         writer = SpoolWriter(spool_dir, durability="sync")
         writer._open_segment()  # a segment of its own, as another process would have
@@ -272,7 +273,8 @@ def test_many_processes_append_concurrently_without_loss(spool_dir: Path) -> Non
 
 
 def test_forked_child_writes_its_own_segment(spool_dir: Path) -> None:
-    """After fork the child appends to a segment of its own; the parent's buffer is not duplicated."""
+    """After fork the child appends to a segment of its own; the
+    parent's buffer is not duplicated."""
     writer = SpoolWriter(spool_dir, durability="batch", flush_interval=5)
     writer.append(b"parent-1")  # still buffered when we fork
     pid = os.fork()

@@ -1,4 +1,5 @@
-"""Retention on the real node: old indices become read-only, expired ones go, new ones are untouched."""
+"""Retention on the real node: old indices become read-only, expired ones
+go, new ones are untouched."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def test_plan_decides_by_the_end_of_each_indexs_bucket(index: str, expected: str
 
 
 def test_ism_policy_is_read_only_then_delete_and_attaches_itself() -> None:
-    """The ISM policy moves hot → warm (read-only, force merge) → delete and targets our index pattern."""
+    """The ISM policy moves hot → warm (read-only, force merge) → delete
+    and targets our index pattern."""
     body = retention.ism_policy("useraudit", warm_after=30, delete_after=365)["policy"]
     states = {s["name"]: s for s in body["states"]}
     assert states["hot"]["transitions"] == [
@@ -65,7 +67,8 @@ def _seed(store: OpenSearchStore, months: list[str]) -> None:
 
 
 def test_apply_on_the_real_node(os_store: OpenSearchStore) -> None:
-    """Without ISM, `retention apply` makes old indices read-only, deletes expired ones, keeps new ones."""
+    """Without ISM, `retention apply` makes old indices read-only, deletes
+    expired ones, keeps new ones."""
     _seed(os_store, ["2025-06", "2026-08", "2026-11"])
     p = os_store.prefix
     assert not retention.has_ism(os_store.client)  # the dev node runs plain OpenSearch
@@ -93,7 +96,8 @@ def test_apply_on_the_real_node(os_store: OpenSearchStore) -> None:
 
 
 def test_retention_cli_reports_and_dry_run_changes_nothing(os_store: OpenSearchStore) -> None:
-    """`useraudit retention apply --dry-run` lists decisions; `templates install` says ISM is missing."""
+    """`useraudit retention apply --dry-run` lists decisions;
+    `templates install` says ISM is missing."""
     _seed(os_store, ["2020-01"])
     url = f"{os_store.url}/?prefix={os_store.prefix}"
     result = CliRunner().invoke(cli, ["retention", "apply", "--store", url, "--dry-run"])

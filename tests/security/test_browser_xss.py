@@ -1,4 +1,5 @@
-"""XSS payloads in every displayed field, rendered by chromium: no dialog, no script, no injected element.
+"""XSS payloads in every displayed field, rendered by chromium: no dialog,
+no script, no injected element.
 
 The page's CSP (script-src 'self') would stop inline script even if escaping
 failed, so "no dialog" alone proves little: the test also asserts that no
@@ -79,14 +80,16 @@ def server(tenants_store: Any, security_users: Any, tmp_path_factory: Any) -> It
 INJECTED = """() => ({
   pwned: window.__pwned === undefined ? null : window.__pwned,
   img: document.querySelectorAll('img[src="x"]').length,
-  handlers: [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
+  handlers: [...document.querySelectorAll('*')]
+    .filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
   inlineScripts: [...document.querySelectorAll('script')].filter(s => !s.src).length,
   svg: document.querySelectorAll('svg[onload]').length,
 })"""
 
 
 def test_payloads_in_every_field_stay_text(server: Server) -> None:
-    """Rows, facets, chips, highlights and error messages show the payloads as text and run nothing."""
+    """Rows, facets, chips, highlights and error messages show the
+    payloads as text and run nothing."""
     from playwright.sync_api import sync_playwright
 
     pages = [

@@ -104,7 +104,8 @@ def _assert_clean(doc: dict[str, Any]) -> None:
 
 
 def test_record_never_raises_and_every_event_enriches_clean(rec: Recorder, spool_dir: Path) -> None:
-    """Arbitrary action, text, params, people, timestamps: an id back, and a clean stored document."""
+    """Arbitrary action, text, params, people, timestamps: an id back,
+    and a clean stored document."""
     ids: list[str] = []
 
     @FUZZ
@@ -139,7 +140,8 @@ HEADER_BYTES = st.binary(max_size=300)
 
 
 def test_wsgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Recorder) -> None:
-    """Any bytes in any header, any path and method: the app's own status and body, no internal error."""
+    """Any bytes in any header, any path and method: the app's own status
+    and body, no internal error."""
     before = _common.stats.internal_errors
 
     @FUZZ
@@ -202,7 +204,8 @@ def test_wsgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Reco
 
 
 def test_asgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Recorder) -> None:
-    """ASGI: arbitrary header names and values (bytes), paths and methods leave the response untouched."""
+    """ASGI: arbitrary header names and values (bytes), paths and methods
+    leave the response untouched."""
 
     @FUZZ
     @given(
@@ -265,7 +268,8 @@ URL_VALUES = st.one_of(
 @given(pairs=st.lists(st.tuples(st.sampled_from(URL_NAMES), URL_VALUES), max_size=12))
 @example(pairs=[("product", "\ud800")])  # found by this test: a lone surrogate broke qs()
 def test_filters_parse_only_ever_raises_query_error(pairs: list[tuple[str, str]]) -> None:
-    """URL arguments → Filters → Query, and back to a URL: a result or a QueryError, nothing else."""
+    """URL arguments → Filters → Query, and back to a URL: a result or
+    a QueryError, nothing else."""
     try:
         f = Filters.parse(MultiDict(pairs))
         query = f.query("acct", now=datetime.now(UTC))
@@ -315,7 +319,8 @@ def test_cursor_decoding_only_ever_raises_query_error(cursor: str) -> None:
 def test_ui_never_answers_500_to_arbitrary_arguments(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
-    """Random URL arguments on the page and the export, against the real OpenSearch node: 200 or 400."""
+    """Random URL arguments on the page and the export, against the real
+    OpenSearch node: 200 or 400."""
     client = signed_in(make_app(tenants_store, security_users), "ann")
 
     @settings(

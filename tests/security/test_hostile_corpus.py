@@ -157,7 +157,8 @@ def assert_sanitised(doc: dict[str, Any], label: str) -> None:
 def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
     os_store: Any, tmp_path: Path, security_users: Any, ui_spool: Any
 ) -> None:
-    """Corpus × (request, direct, raw spool) → stored+sanitised or dead-lettered; no host error, no UI 500."""
+    """Corpus × (request, direct, raw spool) → stored+sanitised or
+    dead-lettered; no host error, no UI 500."""
     started = time.monotonic()
     cases = corpus.load()
     spool = tmp_path / "spool"

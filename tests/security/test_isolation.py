@@ -212,7 +212,8 @@ def test_fuzzed_routes_and_params_never_show_tenant_b(
 def test_b_cursor_and_facet_values_on_a_pages(
     tenants_store: Any, security_users: Any, b_values: dict[str, list[str]], ui_spool: Any
 ) -> None:
-    """Every tenant-b cursor and facet value, used on tenant-a's page and export, shows no tenant-b row."""
+    """Every tenant-b cursor and facet value, used on tenant-a's page and
+    export, shows no tenant-b row."""
     client = signed_in(make_app(tenants_store, security_users), "ann")
     allowed = a_ids(tenants_store)
     for cursor in b_values["cursor"]:
@@ -246,7 +247,8 @@ def test_b_cursor_and_facet_values_on_a_pages(
 def test_every_route_refuses_anonymous_and_non_admins(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
-    """Each rule in the app's URL map, for anonymous visitors and a VIEWER: sign-in or 403, never data."""
+    """Each rule in the app's URL map, for anonymous visitors and a VIEWER:
+    sign-in or 403, never data."""
     app = make_app(tenants_store, security_users)
     rules = [
         r for r in app.url_map.iter_rules() if r.endpoint != "static" and "static" not in r.rule

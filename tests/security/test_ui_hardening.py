@@ -1,4 +1,5 @@
-"""What tests/webapp does not already show: spoofed X-Forwarded-For, cheap refusals, every formula prefix.
+"""What tests/webapp does not already show: spoofed X-Forwarded-For, cheap
+refusals, every formula prefix.
 
 Sign-in throttling, cookie flags, session renewal, CSRF on sign-in/out and
 security headers are in tests/webapp/test_auth.py (see docs/security.md).
@@ -31,7 +32,8 @@ def _events(spool: Any) -> list[dict[str, Any]]:
 def test_spoofed_forwarded_for_is_ignored_by_the_ui(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
-    """With no trusted proxy, X-Forwarded-For neither names the client in audit events nor resets throttling."""
+    """With no trusted proxy, X-Forwarded-For neither names the client in audit
+    events nor resets throttling."""
     app = make_app(tenants_store, security_users)
     client = app.test_client()
     codes = [
@@ -52,7 +54,8 @@ def test_spoofed_forwarded_for_is_ignored_by_the_ui(
 def test_forwarded_for_counts_only_through_the_trusted_proxy(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
-    """With one trusted proxy the rightmost entry is the client; entries left of it are the client's own lies."""
+    """With one trusted proxy the rightmost entry is the client; entries left of
+    it are the client's own lies."""
     app = make_app(tenants_store, security_users, USERAUDIT_TRUSTED_PROXIES=1)
     client = app.test_client()
     response = login(
@@ -86,7 +89,8 @@ HOSTILE_QUERIES = [
 def test_hostile_search_is_refused_cheaply_or_searched_as_text(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
-    """Regex, wildcards and huge clause lists get a friendly 400 (or plain-text search) within 1.5 s."""
+    """Regex, wildcards and huge clause lists get a friendly 400 (or
+    plain-text search) within 1.5 s."""
     client = signed_in(make_app(tenants_store, security_users), "ann")
     client.get("/a/tenant-a/actions?period=24h")  # warm the app up
     for param in HOSTILE_QUERIES:
@@ -118,7 +122,8 @@ PREFIXES = {
 def test_formula_prefixes_in_every_exported_column_are_inert(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
-    """Each formula starter, in each text column of a real export, reads back as plain text, never a formula."""
+    """Each formula starter, in each text column of a real export, reads back as
+    plain text, never a formula."""
     from useraudit.indexer.enrich import Enricher
 
     now = datetime.now(UTC) - timedelta(minutes=3)

@@ -1,4 +1,5 @@
-"""``useraudit prune`` and ``useraudit migrate`` on real stores (SQLite files, the OpenSearch node)."""
+"""``useraudit prune`` and ``useraudit migrate`` on real stores (SQLite
+files, the OpenSearch node)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def sqlite_seeded(tmp_path: Path, enricher) -> SQLiteStore:  # noqa: ANN001
 
 
 def test_prune_sqlite_in_batches(sqlite_seeded: SQLiteStore) -> None:
-    """prune deletes exactly the events older than the cutoff, reports the count, and keeps the rest searchable."""
+    """prune deletes exactly the events older than the cutoff, reports the count,
+    and keeps the rest searchable."""
     # Halfway between a05 (2026-01-09) and a06 (2026-01-10).
     days = (days_since("2026-01-09T09:00:00Z") + days_since("2026-01-10T09:00:00Z")) / 2
     code, out = run(
@@ -86,7 +88,8 @@ def test_migrate_sqlite_to_opensearch_and_back(
     opensearch_url: str,
     tmp_path: Path,
 ) -> None:
-    """migrate copies every account SQLite → OpenSearch → SQLite with identical documents and verified counts."""
+    """migrate copies every account SQLite → OpenSearch → SQLite with identical
+    documents and verified counts."""
     os_url = f"{opensearch_url}?prefix={os_prefix}"
     code, out = run("migrate", "--from", sqlite_seeded.url, "--to", os_url, "--batch", "4")
     assert code == 0, out

@@ -176,13 +176,15 @@ def test_full_text(seeded: Store, text: str, expected: list[str]) -> None:
 
 
 def test_full_text_accent_folding_differs(seeded: Store, backend: str) -> None:
-    """Documented difference: SQLite (FTS5 remove_diacritics) finds 'Café' for 'cafe'; OpenSearch's standard analyzer does not."""
+    """Documented difference: SQLite (FTS5 remove_diacritics) finds 'Café' for 'cafe'; OpenSearch's
+    standard analyzer does not."""
     expected = {"sqlite": ["a06"], "opensearch": []}[backend]
     assert ids(seeded, text="cafe") == expected
 
 
 def test_full_text_tokenizer_differs_on_addresses(seeded: Store, backend: str) -> None:
-    """Documented difference: OpenSearch keeps 'example.com' as one token, FTS5 splits it, so only SQLite finds 'example' alone."""
+    """Documented difference: OpenSearch keeps 'example.com' as one token, FTS5 splits it, so only
+    SQLite finds 'example' alone."""
     expected = {"sqlite": ["a12"], "opensearch": []}[backend]
     assert ids(seeded, text="example") == expected
     # Searching the whole address works on both.
@@ -190,7 +192,8 @@ def test_full_text_tokenizer_differs_on_addresses(seeded: Store, backend: str) -
 
 
 def test_highlight(seeded: Store) -> None:
-    """Highlights wrap matches in <mark>, escape everything else, and survive matches at either end."""
+    """Highlights wrap matches in <mark>, escape everything else, and
+    survive matches at either end."""
     page = seeded.search(SearchRequest(Query(ACCOUNT, text="custom | billing"), facets=()))
     by_id = {h["event.id"]: h for h in page.hits}
     assert by_id["a01"]["_highlight"].startswith("<mark>Custom</mark> role")
@@ -257,7 +260,8 @@ def test_malformed_text_is_query_error(seeded: Store, text: str) -> None:
     ],
 )
 def test_unsupported_operators_are_plain_text(seeded: Store, text: str) -> None:
-    """Fuzzy, regex, slop and escapes are off: their characters are ordinary text, never an error or a syntax."""
+    """Fuzzy, regex, slop and escapes are off: their characters are ordinary text,
+    never an error or a syntax."""
     page = seeded.search(SearchRequest(Query(ACCOUNT, text=text), facets=()))
     assert all(h["event.id"].startswith("a") for h in page.hits)
 
@@ -329,7 +333,8 @@ PERIODS = [
 
 @pytest.mark.parametrize(("start", "end"), PERIODS)
 def test_facets_under_a_period(seeded: Store, start: str | None, end: str | None) -> None:
-    """Total and facets for a period count exactly the events inside it, whatever the day boundaries."""
+    """Total and facets for a period count exactly the events inside it,
+    whatever the day boundaries."""
     lo = utc(start) if start else None
     hi = utc(end) if end else None
     inside = [
@@ -358,7 +363,8 @@ def test_facets_ignore_the_cursor(seeded: Store) -> None:
 
 
 def test_order_ties_fall_to_event_id(seeded: Store) -> None:
-    """Events with the same timestamp come in descending event.id order, across page boundaries too."""
+    """Events with the same timestamp come in descending event.id order,
+    across page boundaries too."""
     assert ids(seeded) == NEWEST_FIRST
     # A page boundary right inside the tie (a10 | a09, a08).
     page = seeded.search(SearchRequest(Query(ACCOUNT), size=4, facets=()))
@@ -376,7 +382,8 @@ def test_last_page_has_no_cursor(seeded: Store) -> None:
 
 
 def test_cursor_is_stable_across_inserts(seeded: Store, enricher) -> None:  # noqa: ANN001
-    """Events written between pages neither duplicate nor skip older events; newer ones wait for page one."""
+    """Events written between pages neither duplicate nor skip older events;
+    newer ones wait for page one."""
     first = seeded.search(SearchRequest(Query(ACCOUNT), size=4, facets=()))
     assert [h["event.id"] for h in first.hits] == ["a13", "a12", "a11", "a10"]
     new = [
@@ -406,7 +413,8 @@ def test_cursor_is_stable_across_inserts(seeded: Store, enricher) -> None:  # no
 
 
 def test_tenant_isolation(seeded: Store) -> None:
-    """A second account's events never appear in search, facets, count or iterate, whatever the filters."""
+    """A second account's events never appear in search, facets, count or
+    iterate, whatever the filters."""
     page = seeded.search(SearchRequest(Query(ACCOUNT), size=100, facet_size=100))
     assert {h["organization.id"] for h in page.hits} == {ACCOUNT}
     assert page.total == len(DATASET)
@@ -427,7 +435,8 @@ def test_tenant_isolation(seeded: Store) -> None:
 
 
 def test_crafted_cursor_cannot_cross_accounts(seeded: Store) -> None:
-    """Cursors carry sort values only: one built from another account's event still returns only our events."""
+    """Cursors carry sort values only: one built from another account's event
+    still returns only our events."""
     theirs = seeded.search(SearchRequest(Query(OTHER), size=1, facets=())).hits[0]
     assert theirs["event.id"] == "g13"
     ts = int(utc(theirs["@timestamp"]).timestamp() * 1000)
@@ -503,7 +512,8 @@ def test_retention_deletes_only_older_events(seeded: Store) -> None:
 
 
 def test_iterate_matches_search(seeded: Store) -> None:
-    """iterate yields every match newest first, with the same filters as search, in any batch size."""
+    """iterate yields every match newest first, with the same filters
+    as search, in any batch size."""
     for batch in (1, 4, 1000):
         assert [
             d["event.id"] for d in seeded.iterate(Query(ACCOUNT), batch_size=batch)

@@ -148,7 +148,8 @@ def test_random_queries_agree(
     monkeypatch: pytest.MonkeyPatch,
     fts_drive_limit: int,
 ) -> None:
-    """150 random queries over 3,000 random events give identical totals, pages, cursors and facets on both backends, through either SQLite plan for text."""
+    """150 random queries over 3,000 random events give identical totals, pages, cursors and facets
+    on both backends, through either SQLite plan for text."""
     monkeypatch.setattr(sqlite_module, "FTS_DRIVE_LIMIT", fts_drive_limit)
     rnd = random.Random(20261127)
     docs = [enricher(e) for e in generate(rnd, 3000)]

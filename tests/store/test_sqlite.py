@@ -23,7 +23,8 @@ from .conftest import ACCOUNT, DATASET, write_all
 
 
 def test_url_forms() -> None:
-    """sqlite:///abs, sqlite:////abs and sqlite:relative all name the expected file; :memory: is refused."""
+    """sqlite:///abs, sqlite:////abs and sqlite:relative all name the
+    expected file; :memory: is refused."""
     assert path_from_url("sqlite:///var/lib/useraudit/audit.db") == Path(
         "/var/lib/useraudit/audit.db"
     )
@@ -92,7 +93,8 @@ def test_locked_database_is_unavailable_not_a_crash(tmp_path: Path, enricher) ->
 
 
 def test_bad_documents_are_rejected_per_item(tmp_path: Path, enricher) -> None:  # noqa: ANN001
-    """A document without event.id or with an unparseable timestamp is rejected alone; the rest are stored."""
+    """A document without event.id or with an unparseable timestamp is rejected
+    alone; the rest are stored."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     good = enricher(DATASET[0])
     results = store.write(
@@ -108,7 +110,8 @@ def test_bad_documents_are_rejected_per_item(tmp_path: Path, enricher) -> None: 
 
 
 def test_text_never_reaches_fts5_raw(tmp_path: Path, enricher) -> None:  # noqa: ANN001
-    """FTS5 syntax typed by a user (NEAR, column filters, ^, AND) is searched as words, never run."""
+    """FTS5 syntax typed by a user (NEAR, column filters, ^, AND) is
+    searched as words, never run."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     write_all(store, [enricher(e) for e in DATASET])
     for text in (
@@ -125,7 +128,8 @@ def test_text_never_reaches_fts5_raw(tmp_path: Path, enricher) -> None:  # noqa:
 
 
 def test_prune_does_not_lock_out_readers_or_writers(tmp_path: Path, enricher) -> None:  # noqa: ANN001
-    """While retention deletes 20,000 events in batches, searches and writes keep going without waiting long."""
+    """While retention deletes 20,000 events in batches, searches and writes keep
+    going without waiting long."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'a.db'}")
     template = enricher(DATASET[0])
     start = datetime(2025, 1, 1, tzinfo=UTC)
@@ -359,10 +363,12 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
             "CREATE INDEX events_event_outcome ON events(organization_id, event_outcome, ts_ms)"
         )
         con.execute(
-            "CREATE INDEX events_groups ON events(organization_id, audit_product, audit_group, ts_ms)"
+            "CREATE INDEX events_groups "
+            "ON events(organization_id, audit_product, audit_group, ts_ms)"
         )
         con.execute(
-            "CREATE INDEX events_audit_project_id ON events(organization_id, audit_project_id, ts_ms)"
+            "CREATE INDEX events_audit_project_id "
+            "ON events(organization_id, audit_project_id, ts_ms)"
         )
         con.execute("PRAGMA user_version = 2")
 

@@ -42,7 +42,9 @@ def _special_docs(now: datetime) -> list[dict[str, Any]]:
     base = {
         "event.outcome": "success",
         "source.address": "192.0.2.200",
-        "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+        "user_agent.original": (
+            "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+        ),
         "user.id": "u9001",
         "user.name": "mallory",
         "user.email": "mallory@example.com",

@@ -207,7 +207,8 @@ def test_facets_count_and_link_to_filters(alice: Any) -> None:
 
 
 def test_cursor_pages_are_disjoint_and_previous_returns(alice: Any) -> None:
-    """Next pages never repeat rows; Previous goes back to the same rows; all state is in the URL."""
+    """Next pages never repeat rows; Previous goes back to the same
+    rows; all state is in the URL."""
     first_html = alice.get("/a/acme/actions?period=30d&size=25").get_data(as_text=True)
     first = [r["_id"] for r in rows(first_html)]
     seen = set(first)

@@ -16,7 +16,8 @@ def _signed_in(client: Any) -> bool:
 
 
 def test_sign_in_redirects_to_accounts_and_records_success(client: Any, audit_spool: Any) -> None:
-    """A correct password signs in and is recorded as user.signed_in/success in the user's account."""
+    """A correct password signs in and is recorded as
+    user.signed_in/success in the user's account."""
     response = login(client, "alice")
     assert response.status_code == 302 and response.headers["Location"] == "/accounts"
     events = [e for e in audit_spool() if e["event.action"] == "user.signed_in"]
@@ -96,7 +97,8 @@ def test_session_cookie_flags(seeded_store: Any, users_db: Any, audit_spool: Any
 
 
 def test_sign_in_starts_a_new_session(app: Any, client: Any) -> None:
-    """Nothing planted in the session before sign-in survives it, and the old cookie stays anonymous."""
+    """Nothing planted in the session before sign-in survives it, and the
+    old cookie stays anonymous."""
     with client.session_transaction() as sess:
         sess["planted"] = "by-attacker"
     before = client.get_cookie("useraudit_session").value

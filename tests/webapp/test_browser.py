@@ -156,7 +156,8 @@ def test_sign_in_pick_account_and_see_results_with_facets(
 def test_filter_by_product_action_period_and_result(
     page: Any, server: Server, tmp_path: Path
 ) -> None:
-    """Choosing product, an action group, a period and a result narrows the table, all kept in the URL."""
+    """Choosing product, an action group, a period and a result narrows the
+    table, all kept in the URL."""
     sign_in(page, server, "alice")
     page.wait_for_selector("[data-testid=filters]")
     with page.expect_navigation():

@@ -147,7 +147,8 @@ def test_bad_export_filters_get_a_message(alice: Any) -> None:
 
 
 def test_prefetch_keeps_order_and_releases_the_source_early() -> None:
-    """The prefetching thread yields documents in order and closes the store iterator when abandoned."""
+    """The prefetching thread yields documents in order and closes the
+    store iterator when abandoned."""
     import threading
 
     from useraudit.webapp.export import prefetch
@@ -207,7 +208,9 @@ def test_big_exports_written_by_a_child_process_are_the_same_file(
     books = []
     for process_rows in (0, 1):
         client = make_app(
-            seeded_store, users_db, USERAUDIT_EXPORT_PROCESS_ROWS=process_rows,
+            seeded_store,
+            users_db,
+            USERAUDIT_EXPORT_PROCESS_ROWS=process_rows,
             USERAUDIT_EXPORT_MAX_ROWS=300,
         ).test_client()
         login(client, "alice")
