@@ -18,7 +18,7 @@ chosen by a URL (:func:`useraudit.store.open_store`). The contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -84,8 +84,18 @@ class Store(abc.ABC):
         """Make every acknowledged write visible to searches."""
 
     @abc.abstractmethod
-    def delete_older_than(self, cutoff: datetime, batch_size: int = 500) -> int:
-        """Retention: delete events before ``cutoff`` in small batches; returns how many."""
+    def delete_older_than(
+        self,
+        cutoff: datetime,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Retention: delete events before ``cutoff`` in small batches; returns how many.
+
+        ``progress``, if given, is called with each number of events deleted:
+        per batch, or once with the total where the backend deletes in one
+        request.
+        """
 
     def accounts(self) -> list[str]:
         """Account ids that have events (for operators)."""

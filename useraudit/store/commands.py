@@ -14,7 +14,6 @@ Progress bars are click's own (no extra dependency) and go to stderr.
 
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 from collections.abc import Iterator
@@ -75,11 +74,7 @@ def prune(days: float, store_url: str | None, batch: int) -> None:
         with click.progressbar(
             length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
         ) as bar:
-            if "progress" in inspect.signature(store.delete_older_than).parameters:
-                deleted = store.delete_older_than(cutoff, batch_size=batch, progress=bar.update)
-            else:  # OpenSearch deletes in one server-side delete-by-query
-                deleted = store.delete_older_than(cutoff, batch_size=batch)
-                bar.update(deleted)
+            deleted = store.delete_older_than(cutoff, batch_size=batch, progress=bar.update)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

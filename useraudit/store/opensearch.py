@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -271,13 +271,22 @@ class OpenSearchStore(Store):
     ) -> Iterator[dict]:
         return opensearch_query.iterate(self, query, batch_size, fields)
 
-    def delete_older_than(self, cutoff: datetime, batch_size: int = 500) -> int:
+    def delete_older_than(
+        self,
+        cutoff: datetime,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """One server-side delete-by-query; ``progress`` hears the total once."""
         resp = self.client.delete_by_query(
             index=self.alias,
             body={"query": {"range": {"@timestamp": {"lt": cutoff.astimezone(UTC).isoformat()}}}},
             params={"scroll_size": batch_size, "conflicts": "proceed", "refresh": "true"},
         )
-        return int(resp.get("deleted", 0))
+        deleted = int(resp.get("deleted", 0))
+        if progress is not None:
+            progress(deleted)
+        return deleted
 
     def close(self) -> None:
         self.client.close()
