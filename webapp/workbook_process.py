@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 BATCH_ROWS = 1000
 READ_CHUNK = 256 * 1024
@@ -60,13 +60,14 @@ def stream(
     _widen_pipe(proc.stdin)
 
     def feed() -> None:
-        assert proc.stdin is not None
+        stdin = proc.stdin
+        assert stdin is not None
         try:
-            with proc.stdin:
+            with stdin:
                 # A fresh pickler per batch: one kept for the whole export
                 # would remember (and hold) every row it ever sent.
                 def dump(obj: Any) -> None:
-                    pickle.dump(obj, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(obj, stdin, protocol=pickle.HIGHEST_PROTOCOL)
 
                 dump({"about": about, "max_rows": max_rows})
                 batch: list[list[Any]] = []
@@ -87,8 +88,11 @@ def stream(
     feeder = threading.Thread(target=feed, name="useraudit-export-feed", daemon=True)
     feeder.start()
     assert proc.stdout is not None and proc.stderr is not None
+    # Popen's default buffering makes stdout a BufferedReader (typeshed says
+    # IO[bytes]); read1 returns what the pipe has instead of waiting to fill.
+    stdout = cast(io.BufferedReader, proc.stdout)
     try:
-        while chunk := proc.stdout.read1(READ_CHUNK):
+        while chunk := stdout.read1(READ_CHUNK):
             yield chunk
         feeder.join()
         code = proc.wait()

@@ -16,10 +16,14 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from useraudit.cli import store_option
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 UI_USERS = [
     # (username, full name, accounts with USER_ADMIN)
@@ -83,7 +87,7 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
     stop = threading.Event()
     threads: list[threading.Thread] = []
 
-    def serve_in_thread(app: object, port_: int) -> int:
+    def serve_in_thread(app: WSGIApplication, port_: int) -> int:
         server = make_server("127.0.0.1", port_, app, threaded=True)
         servers.append(server)
         thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -22,7 +22,7 @@ text (:func:`~useraudit.store.query.parse_text`), never the raw input.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opensearchpy import exceptions as os_exc
@@ -270,7 +270,7 @@ def iterate(
         "track_total_hits": False,
         "pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE},
     }
-    pick = flatten
+    pick: Callable[[dict], dict] = flatten
     if fields:
         body["_source"] = {"includes": list(fields)}
         pick = picker(tuple(fields))
@@ -318,6 +318,7 @@ def guarded_call(store: OpenSearchStore, fn: Any, **kwargs: Any) -> dict:
 
 def _reason(exc: os_exc.TransportError) -> str:
     info = exc.info if isinstance(exc.info, dict) else {}
-    error = info.get("error") if isinstance(info.get("error"), dict) else {}
+    found = info.get("error")
+    error = found if isinstance(found, dict) else {}
     root = (error.get("root_cause") or [{}])[0] if error else {}
     return str(root.get("reason") or error.get("reason") or exc.error)

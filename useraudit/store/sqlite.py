@@ -1288,7 +1288,7 @@ class SQLiteStore(Store):
             if end is not None and hi is not None and end > _month_start_ms(hi + 1) - 1:
                 edges.append((_month_start_ms(hi + 1), end))
         names = [TOTAL, *request.facets]
-        counters = {name: Counter() for name in names}
+        counters: dict[str, Counter] = {name: Counter() for name in names}
         if whole:
             sql, args = "", []
             if lo is not None:

@@ -147,7 +147,7 @@ class ComboIds:
     ) -> dict[str, Counter]:
         """Per-facet counters for ``names`` from counts per combination id."""
         positions = [(name, i) for i, (name, _col) in enumerate(COMBO_FACETS) if name in names]
-        out = {name: Counter() for name, _i in positions}
+        out: dict[str, Counter] = {name: Counter() for name, _i in positions}
         for id_, combo in self.values(con, counts).items():
             n = counts[id_]
             for name, i in positions:
