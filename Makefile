@@ -8,7 +8,7 @@
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
 #                which rewrites docs/BENCHMARKS.md and its plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
-#   make lint    ruff
+#   make lint    ruff check, ruff format --check and mypy, all three (tests/test_lint.py)
 #
 # Variables: OPENSEARCH_PORT (9200-9299), OPENSEARCH_HOME, OPENSEARCH_HEAP,
 # PYTEST_ARGS, BENCHES, BENCH_ARGS_<name>, e.g.
@@ -133,8 +133,16 @@ bench-one: deps
 demo: venv
 	$(UA) demo
 
+# Every tool runs even when an earlier one finds something; mypy sees the
+# installed layout (useraudit.middleware & co.), see tests/support/mypy_layout.py.
 lint: venv
-	$(VENV)/bin/ruff check .
+	@rc=0; \
+	echo ">> ruff check ."; $(VENV)/bin/ruff check . || rc=1; \
+	echo ">> ruff format --check ."; $(VENV)/bin/ruff format --check . || rc=1; \
+	echo ">> mypy -p useraudit"; \
+	layout=$$($(PY) tests/support/mypy_layout.py) && MYPYPATH="$$layout" $(VENV)/bin/mypy -p useraudit \
+	  || rc=1; \
+	exit $$rc
 
 # -- OpenSearch 3.x compatibility (docs/compatibility.md) ---------------------
 #
