@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import SEED_PAGE
 
 from useraudit.catalog import ACTION_CODE, CATALOG, Catalog, UnknownProduct
 from useraudit.cli import main as cli
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "user-actions-audit.txt"
 PRODUCTS = {"Common events": "common", "Actions in JAICP": "jaicp"}
 
 
@@ -23,7 +23,7 @@ def seed_actions() -> list[tuple[str, str, str]]:
     bullets is a prefix ("Custom role" + "renamed"); a bullet ending in
     "actions" heads the bullets under it.
     """
-    lines = SEED.read_text().splitlines()
+    lines = SEED_PAGE.read_text().splitlines()
     start = lines.index("List of logged actions")
     out: list[tuple[str, str, str]] = []
     product = group = None
