@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from support.tls import Certificates, make_certificates
 from useraudit.index_templates import dashboards_commands as dc
 
 from useraudit.cli import main
@@ -190,44 +190,30 @@ def test_password_without_user_is_a_usage_error() -> None:
 
 
 @pytest.fixture
-def tls_files(tmp_path: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 (made with the openssl CLI)."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
+def tls_files(tmp_path: Path) -> Certificates:
+    """A test CA and a certificate for 127.0.0.1 it signed (made with the openssl CLI)."""
+    return make_certificates(tmp_path / "tls")
 
 
-def test_tls_with_ca_certs_and_insecure(tls_files: tuple[str, str]) -> None:
+def test_tls_with_ca_certs_and_insecure(tls_files: Certificates) -> None:
     """HTTPS verifies with --ca-certs, fails clearly without it; --insecure skips verification."""
-    server = FakeDashboards(users={"admin": "pw"}).start(tls=tls_files)
+    server = FakeDashboards(users={"admin": "pw"}).start(
+        tls=(str(tls_files.cert), str(tls_files.key))
+    )
     try:
         assert server.url.startswith("https://")
         result = run("--url", server.url, "--user", "admin", "--password", "pw")
         assert result.exit_code == 1
         assert "TLS with" in result.output and "--ca-certs" in result.output
         result = run(
-            "--url", server.url, "--user", "admin", "--password", "pw", "--ca-certs", tls_files[0]
+            "--url",
+            server.url,
+            "--user",
+            "admin",
+            "--password",
+            "pw",
+            "--ca-certs",
+            str(tls_files.ca),
         )
         assert result.exit_code == 0, result.output
         result = run(
