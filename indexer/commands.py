@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from useraudit.middleware.recorder import default_spool_dir
 
 from useraudit.cli import store_option
+
+if TYPE_CHECKING:
+    from useraudit.store import Store
+
+log = logging.getLogger("useraudit.indexer")
 
 spool_option = click.option(
     "--spool",
@@ -45,24 +52,56 @@ def indexer() -> None:
 def run(
     spool_dir: Path | None, store_url: str | None, once: bool, batch_records: int, install: bool
 ) -> None:
-    """Ship events from the spool until stopped (Ctrl+C / SIGTERM)."""
-    from useraudit.store import open_store
+    """Ship events from the spool until stopped (Ctrl+C / SIGTERM).
+
+    A store that is down or turns the indexer away (credentials, TLS) is
+    waited for, at start as while shipping, with the reason logged; any
+    other store error, or one at start with --once, stops it with the
+    message and exit code 1. Nothing leaves the spool unless it was stored.
+    """
+    from useraudit.store import StoreError, open_store
 
     from .shipper import Indexer
 
-    store = open_store(store_url)
-    if install:
-        for line in store.install():
-            click.echo(line)
-    spool = spool_dir or default_spool_dir()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with Indexer(spool, store, batch_records=batch_records) as ix:
-        click.echo(f"indexer: {spool} → {store.url}")
-        stats = ix.drain() if once else ix.run(stop)
-        click.echo(json.dumps(stats.as_dict()))
-    store.close()
+    try:
+        store = open_store(store_url)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        if install:
+            for line in _install(store, wait=not once, stop=stop):
+                click.echo(line)
+        if stop.is_set():
+            return
+        spool = spool_dir or default_spool_dir()
+        with Indexer(spool, store, batch_records=batch_records) as ix:
+            click.echo(f"indexer: {spool} → {store.url}")
+            stats = ix.drain() if once else ix.run(stop)
+            click.echo(json.dumps(stats.as_dict()))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+
+
+def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:
+    """Install the index template; while the store is unavailable, wait (``wait``) or fail."""
+    from useraudit.store import StoreUnavailable
+
+    delay = 1.0
+    while True:
+        try:
+            return store.install()
+        except StoreUnavailable as exc:
+            if not wait:
+                raise
+            log.warning("indexer: cannot install the template (%s); again in %.0fs", exc, delay)
+            if stop.wait(delay):
+                return []
+            delay = min(delay * 2, 60.0)
 
 
 @indexer.command()

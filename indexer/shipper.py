@@ -22,9 +22,11 @@ The guarantees and how each is kept:
 * **Nothing dropped silently**: rejected items, damaged spool records and
   events that fail enrichment go to the dead-letter store with the reason.
   An item still failing after ``max_item_retries`` goes there too.
-* **Backend down**: the batch is held and retried (backoff capped at
-  ``backoff_cap`` seconds) until it goes through; the spool keeps filling
-  up to its bound meanwhile.
+* **Backend down**, or turning the indexer away (credentials, permissions,
+  TLS trust: :class:`~useraudit.store.base.StoreRefused`, logged as an
+  error): the batch is held and retried (backoff capped at ``backoff_cap``
+  seconds) until it goes through; the spool keeps filling up to its bound
+  meanwhile.
 
 The next batch is read and enriched on a helper thread while the current one
 is in flight, so Python's share of the work overlaps the backend's.
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
-from useraudit.store.base import Store, StoreUnavailable
+from useraudit.store.base import Store, StoreRefused, StoreUnavailable
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
@@ -276,7 +278,10 @@ class Indexer:
                     raise
                 self.stats.unavailable_waits += 1
                 delay = self._backoff(attempt)
-                log.warning("indexer: store unavailable (%s); retrying in %.1fs", exc, delay)
+                if isinstance(exc, StoreRefused):  # an operator must act: say so loudly
+                    log.error("indexer: %s; holding the batch, retrying in %.1fs", exc, delay)
+                else:
+                    log.warning("indexer: store unavailable (%s); retrying in %.1fs", exc, delay)
                 self.sleep(delay)
                 attempt += 1
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .base import Store, StoreError, StoreRefused, StoreUnavailable, WriteResult
 from .query import Query, QueryError, SearchPage, SearchRequest
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "SearchRequest",
     "Store",
     "StoreError",
+    "StoreRefused",
     "StoreUnavailable",
     "WriteResult",
     "default_url",

@@ -8,7 +8,8 @@ chosen by a URL (:func:`useraudit.store.open_store`). The contract:
   exactly the items that may succeed later and dead-letter the rest. A
   document already stored is ``duplicate``, which counts as delivered.
   When the backend cannot be reached at all, ``write`` raises
-  :class:`StoreUnavailable` and nothing may be assumed written.
+  :class:`StoreUnavailable` and nothing may be assumed written
+  (:class:`StoreRefused` when it answers but turns the client away).
 * ``search``/``count``/``iterate`` always filter on ``Query.account``.
 * ``iterate`` yields every match newest first in bounded memory, however
   many there are (for exports and migrations).
@@ -34,6 +35,15 @@ class StoreError(RuntimeError):
 
 class StoreUnavailable(StoreError):
     """The backend cannot be reached now; retry the whole batch later."""
+
+
+class StoreRefused(StoreUnavailable):
+    """The backend turned this client away: credentials, permissions or TLS trust.
+
+    Retrying helps only once an operator fixes the account or the settings,
+    so a shipper holds its events and retries (as for an outage) while
+    one-off commands stop with the message.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
 from . import opensearch_query
 from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .opensearch_query import store_error
 from .query import Query, SearchPage, SearchRequest
 
 log = logging.getLogger("useraudit.store.opensearch")
@@ -108,8 +109,8 @@ class OpenSearchStore(Store):
             ]
         except os_exc.NotFoundError:
             existing = None
-        except os_exc.ConnectionError as exc:
-            raise StoreUnavailable(f"cannot reach OpenSearch at {self.url}: {exc}") from exc
+        except os_exc.TransportError as exc:
+            raise store_error(self.url, exc, "reading the index template") from exc
         if existing is not None:
             version = int(existing.get("version") or 0)
             if version > SCHEMA_VERSION:
@@ -120,7 +121,10 @@ class OpenSearchStore(Store):
                 )
             if version == SCHEMA_VERSION and _same_template(existing, body):
                 return [f"index template {name} is up to date (version {version})"]
-        self.client.indices.put_index_template(name=name, body=body)
+        try:
+            self.client.indices.put_index_template(name=name, body=body)
+        except os_exc.TransportError as exc:
+            raise store_error(self.url, exc, "installing the index template") from exc
         action = (
             "installed" if existing is None else f"upgraded from version {existing.get('version')}"
         )
@@ -177,17 +181,8 @@ class OpenSearchStore(Store):
         """Send a prepared bulk body; one result per document, in order."""
         try:
             response = self.client.bulk(body=body)
-        except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
-            raise StoreUnavailable(f"OpenSearch at {self.url} unreachable: {exc}") from exc
         except os_exc.TransportError as exc:
-            status = exc.status_code if isinstance(exc.status_code, int) else 0
-            if status == 429 or status >= 500 or status == 0:
-                raise StoreUnavailable(
-                    f"OpenSearch at {self.url} answered {status}: {exc.error}"
-                ) from exc
-            raise StoreError(
-                f"OpenSearch rejected the bulk request ({status}): {exc.error}"
-            ) from exc
+            raise store_error(self.url, exc, "the bulk request") from exc
         items = response.get("items", [])
         if len(items) != count:
             raise StoreUnavailable(f"bulk answered {len(items)} items for {count} documents")
@@ -278,11 +273,18 @@ class OpenSearchStore(Store):
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """One server-side delete-by-query; ``progress`` hears the total once."""
-        resp = self.client.delete_by_query(
-            index=self.alias,
-            body={"query": {"range": {"@timestamp": {"lt": cutoff.astimezone(UTC).isoformat()}}}},
-            params={"scroll_size": batch_size, "conflicts": "proceed", "refresh": "true"},
-        )
+        try:
+            resp = self.client.delete_by_query(
+                index=self.alias,
+                body={
+                    "query": {"range": {"@timestamp": {"lt": cutoff.astimezone(UTC).isoformat()}}}
+                },
+                params={"scroll_size": batch_size, "conflicts": "proceed", "refresh": "true"},
+            )
+        except os_exc.NotFoundError:
+            resp = {}  # no index yet: nothing to delete
+        except os_exc.TransportError as exc:
+            raise store_error(self.url, exc, "the delete") from exc
         deleted = int(resp.get("deleted", 0))
         if progress is not None:
             progress(deleted)
