@@ -13,7 +13,6 @@ import json
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import CSRF_RE, free_port
 from useraudit.indexer.enrich import Enricher
 from useraudit.middleware.recorder import Recorder, new_event_id
 from useraudit.webapp.users import UserStore
@@ -52,17 +52,10 @@ WORDS = (
 TOTAL_RE = re.compile(r'data-testid="total"><strong>([\d,]+)</strong>')
 # The page of the last 24 hours: the events recorded while a test runs.
 LISTING = (("period", "24h"),)
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def useraudit(*args: str) -> list[str]:
     return [sys.executable, "-m", "useraudit", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -13,7 +13,6 @@ Accounts and people:
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from support import CSRF_RE
 
 PASSWORD = "correct horse battery"
 N_EVENTS = 1500
@@ -171,9 +171,6 @@ def app(seeded_store: Any, users_db: Any, audit_spool: Any) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def csrf_token(client: FlaskClient, path: str = "/login") -> str:
