@@ -8,7 +8,8 @@
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
 #                which rewrites docs/BENCHMARKS.md and its plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
-#   make lint    ruff check, ruff format --check and mypy, all three (tests/test_lint.py)
+#   make lint    ruff check, ruff format --check, mypy and the import contracts
+#                (tests/test_lint.py, tests/test_layers.py)
 #
 # Variables: OPENSEARCH_PORT (9200-9299), OPENSEARCH_HOME, OPENSEARCH_HEAP,
 # PYTEST_ARGS, BENCHES, BENCH_ARGS_<name>, e.g.
@@ -47,7 +48,7 @@ bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1))
 .PHONY: help test demo bench bench-one lint deps system-deps test-system-deps java-maven venv
 
 help:
-	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,17p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
@@ -133,15 +134,14 @@ bench-one: deps
 demo: venv
 	$(UA) demo
 
-# Every tool runs even when an earlier one finds something; mypy sees the
-# installed layout (useraudit.middleware & co.), see tests/support/mypy_layout.py.
+# Every tool runs even when an earlier one finds something; mypy and
+# import-linter see the installed layout through useraudit/'s symlinks.
 lint: venv
 	@rc=0; \
 	echo ">> ruff check ."; $(VENV)/bin/ruff check . || rc=1; \
 	echo ">> ruff format --check ."; $(VENV)/bin/ruff format --check . || rc=1; \
-	echo ">> mypy -p useraudit"; \
-	layout=$$($(PY) tests/support/mypy_layout.py) && MYPYPATH="$$layout" $(VENV)/bin/mypy -p useraudit \
-	  || rc=1; \
+	echo ">> mypy -p useraudit"; $(VENV)/bin/mypy -p useraudit || rc=1; \
+	echo ">> lint-imports"; $(VENV)/bin/lint-imports --no-cache || rc=1; \
 	exit $$rc
 
 # -- OpenSearch 3.x compatibility (docs/compatibility.md) ---------------------

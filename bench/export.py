@@ -110,12 +110,12 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     from urllib.parse import parse_qsl
 
     from openpyxl import Workbook
-    from useraudit.webapp.columns import row
-    from useraudit.webapp.filters import Filters, zone
-    from useraudit.webapp.workbook import neutralise
     from werkzeug.datastructures import MultiDict
 
     from useraudit.schema import COLUMNS
+    from useraudit.webapp.columns import row
+    from useraudit.webapp.filters import Filters, zone
+    from useraudit.webapp.workbook import neutralise
 
     store = _store(args)
     f = Filters.parse(MultiDict(parse_qsl(args.qs)))

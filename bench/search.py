@@ -48,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    from useraudit.webapp.actions import FACET_SIZE, PAGE_FIELDS
-    from useraudit.webapp.filters import Filters
-
     from useraudit.store import SearchRequest
     from useraudit.store.opensearch_query import search_body
     from useraudit.store.query import FACETS
+    from useraudit.webapp.actions import FACET_SIZE, PAGE_FIELDS
+    from useraudit.webapp.filters import Filters
 
     store, seed_s = open_seeded(
         args.opensearch, args.prefix or f"bench-ui-{args.events}", args.events, log=log

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from useraudit.cli import store_option
+from useraudit.cli_helpers import clean_exit, store_option
 
 
 @click.group()
@@ -36,18 +36,15 @@ def install(store_url: str | None, warm_after: int, delete_after: int) -> None:
 
     from . import retention
 
-    try:
-        with open_store(store_url) as store:
-            for line in store.install():
-                click.echo(line)
-            if isinstance(store, OpenSearchStore):
-                click.echo(
-                    retention.install_policy(
-                        store.client, store.prefix, warm_after or None, delete_after
-                    )
+    with clean_exit(StoreError), open_store(store_url) as store:
+        for line in store.install():
+            click.echo(line)
+        if isinstance(store, OpenSearchStore):
+            click.echo(
+                retention.install_policy(
+                    store.client, store.prefix, warm_after or None, delete_after
                 )
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+            )
 
 
 @templates.command()
@@ -98,7 +95,7 @@ def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bo
             "note: this cluster has ISM; `templates install --retention` attaches the same "
             "policy there"
         )
-    try:
+    with clean_exit(ValueError, StoreError):
         done = policy.apply(
             store.client,
             store.prefix,
@@ -106,10 +103,6 @@ def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bo
             delete_after=delete_after,
             dry_run=dry_run,
         )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
     for decision, what in done:
         click.echo(f"{decision.index}: {what}")
     click.echo(

@@ -42,6 +42,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 import click
 
 from useraudit.catalog import CATALOG
+from useraudit.cli_helpers import clean_exit
 from useraudit.schema import FIELD_BY_NAME, FIELDS, Kind
 
 from . import DEFAULT_PREFIX, read_alias
@@ -891,7 +892,7 @@ def import_command(
     """Import the saved objects into Dashboards through its saved-objects API."""
     if password is not None and user is None and "@" not in url:
         raise click.UsageError("--password needs --user")
-    try:
+    with clean_exit(DashboardsError):
         result = import_saved_objects(
             url,
             ndjson(prefix),
@@ -904,8 +905,6 @@ def import_command(
             timeout=timeout,
             filename=f"{prefix}.ndjson",
         )
-    except DashboardsError as exc:
-        raise click.ClickException(str(exc)) from exc
     count = result.get("successCount", 0)
     errors = result.get("errors") or []
     if result.get("success") and not errors:

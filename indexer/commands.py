@@ -7,13 +7,14 @@ import logging
 import signal
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from useraudit.middleware.recorder import default_spool_dir
 
-from useraudit.cli import store_option
+from useraudit.cli_helpers import clean_exit, store_option
+from useraudit.config import default_spool_dir
 
 if TYPE_CHECKING:
     from useraudit.store import Store
@@ -66,11 +67,9 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    try:
+    with clean_exit(StoreError):
         store = open_store(store_url)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
+    with clean_exit(StoreError), closing(store):
         if install:
             for line in _install(store, wait=not once, stop=stop):
                 click.echo(line)
@@ -81,10 +80,6 @@ def run(
             click.echo(f"indexer: {spool} → {store.url}")
             stats = ix.drain() if once else ix.run(stop)
             click.echo(json.dumps(stats.as_dict()))
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
 
 
 def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:
@@ -108,8 +103,9 @@ def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:
 @spool_option
 def status(spool_dir: Path | None) -> None:
     """Pending bytes in the spool and dead letters waiting."""
+    from useraudit.spool import SpoolReader
+
     from .deadletter import DeadLetters
-    from .spool import SpoolReader
 
     spool = spool_dir or default_spool_dir()
     reader = SpoolReader(spool)  # claims nothing until it reads

@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
+from useraudit.spool import Batch, SpoolReader
 from useraudit.store.base import Store, StoreRefused, StoreUnavailable
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
-from .spool import Batch, SpoolReader
 
 log = logging.getLogger("useraudit.indexer")
 

@@ -53,10 +53,9 @@ from ._common import (
     MAX_USER_AGENT,
     Capture,
     header_text,
-    swallowed,
 )
+from ._failsafe import AuditError, swallowed
 from .context import RequestContext, current
-from .recorder import AuditError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

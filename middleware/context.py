@@ -40,6 +40,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._failsafe import contain
+
 Person = dict[str, str]
 
 
@@ -133,8 +135,6 @@ def _call(fn: Callable[[], Any], fail_closed: bool) -> Person | None:
     try:
         return person(fn())
     except Exception:
-        from ._common import contain  # imported here: _common imports this module
-
         with contain("user callback", fail_closed):
             raise
     return None

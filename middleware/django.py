@@ -44,9 +44,10 @@ from django.apps import AppConfig
 from django.utils.module_loading import import_string
 
 from . import _common
-from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, contain, header_text
+from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, header_text
+from ._failsafe import AuditError, contain
 from .context import current
-from .recorder import AuditError, configure, get_recorder
+from .recorder import configure, get_recorder
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
 UNAVAILABLE_BODY = b"audit trail unavailable\n"

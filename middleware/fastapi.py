@@ -36,10 +36,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from ._common import contain
+from ._failsafe import AuditError, contain
 from .asgi import UNAVAILABLE_BODY, AuditMiddleware
 from .context import Person, current, person
-from .recorder import AuditError
 
 
 def install(app: FastAPI, **options: Any) -> None:

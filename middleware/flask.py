@@ -38,7 +38,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import Capture
-from .recorder import AuditError, Recorder, get_recorder
+from ._failsafe import AuditError
+from .recorder import Recorder, get_recorder
 from .wsgi import UNAVAILABLE_BODY, AuditMiddleware
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"

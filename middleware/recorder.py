@@ -28,14 +28,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from useraudit.indexer.spool import Durability, FullPolicy, SpoolWriter
-
 from useraudit._json import dumps
+from useraudit.config import default_spool_dir
+from useraudit.spool import Durability, FullPolicy, SpoolWriter
 
 from . import context as _context
+from ._failsafe import AuditError, internal_error
 from .masking import DEFAULT_MASKER, Masker
 
 log = logging.getLogger("useraudit")
@@ -43,10 +43,6 @@ log = logging.getLogger("useraudit")
 OUTCOMES = frozenset(("success", "failure", "unknown"))
 # Longest free text record() spools; the indexer cuts much shorter and flags it.
 MAX_TEXT_CHARS = 1 << 20
-
-
-class AuditError(RuntimeError):
-    """Raised by a fail-closed recorder when an event could not be spooled."""
 
 
 def new_event_id() -> str:
@@ -62,15 +58,6 @@ def new_event_id() -> str:
 
 
 _random_bits = random.getrandbits
-
-
-def home() -> Path:
-    """Where useraudit keeps its local state unless told otherwise."""
-    return Path(os.environ.get("USERAUDIT_HOME") or Path.home() / ".useraudit")
-
-
-def default_spool_dir() -> Path:
-    return Path(os.environ.get("USERAUDIT_SPOOL") or home() / "spool")
 
 
 @dataclass
@@ -307,12 +294,12 @@ class Recorder:
         self.spool.close()
 
     def _failed(self, exc: Exception, action: str) -> None:
-        from useraudit.indexer.spool import SpoolFull
+        from useraudit.spool import SpoolFull
 
         if isinstance(exc, SpoolFull):
             self.stats.rejected_full += 1
         self.stats.errors += 1
-        _internal_errors.append(exc)
+        internal_error(exc, "record()")
         log.error(
             "useraudit: could not record %r: %s",
             action,
@@ -457,9 +444,6 @@ def encode(event: dict[str, Any]) -> bytes:
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
-
-# Every exception record() swallowed, for tests that must fail on hidden bugs.
-_internal_errors: list[Exception] = []
 
 _default: Recorder | None = None
 _default_lock = threading.Lock()

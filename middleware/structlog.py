@@ -40,7 +40,7 @@ import structlog
 
 from useraudit.catalog import CATALOG, Catalog
 
-from ._common import contain
+from ._failsafe import contain
 from .context import current
 from .masking import DEFAULT_MASKER, MASK, Masker
 from .recorder import Recorder, get_recorder

@@ -68,12 +68,10 @@ from ._common import (
     MAX_PATH,
     MAX_USER_AGENT,
     Capture,
-    contain,
     header_text,
-    swallowed,
 )
+from ._failsafe import AuditError, contain, swallowed
 from .context import RequestContext, current
-from .recorder import AuditError
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

@@ -4,7 +4,7 @@ The path of an event, and where each step lives::
 
     record() / WSGI+ASGI middleware / structlog processor   useraudit.middleware
         (masks secrets)
-    → durable spool                                           useraudit.indexer.spool
+    → durable spool                                           useraudit.spool
     → indexer (enrich: user agent, IP; dead letters)          useraudit.indexer
     → Store: OpenSearch or embedded SQLite                    useraudit.store
     → search API → admin UI, facets, XLSX export              useraudit.webapp

@@ -62,13 +62,3 @@ def main(verbose: bool) -> None:
     )
     # opensearch-py logs every request at INFO and expected 404s as warnings.
     logging.getLogger("opensearch").setLevel(logging.DEBUG if verbose else logging.ERROR)
-
-
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="USERAUDIT_STORE",
-    default=None,
-    show_envvar=True,
-    help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
-)

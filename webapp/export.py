@@ -30,8 +30,7 @@ import useraudit
 from useraudit.schema import COLUMN_FIELDS
 from useraudit.store import QueryError
 
-from . import app as _app
-from . import workbook_process
+from . import resources, workbook_process
 from .actions import admin_required
 from .filters import PERIODS, Filters, zone
 from .workbook import EXCEL_MAX_ROWS, doc_rows, write_workbook
@@ -199,7 +198,7 @@ def export(account: str) -> Any:
         filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
         now = datetime.now(UTC)
         query = filters.query(account, now)
-        store = _app.store()
+        store = resources.store()
         total = store.count(query)  # fails here, before any byte is sent, if the store is down
     except QueryError as exc:
         return render_template(

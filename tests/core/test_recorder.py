@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from useraudit.indexer.spool import iter_all
+
 from useraudit.middleware import context
 from useraudit.middleware.masking import MASK, Masker
 from useraudit.middleware.recorder import Recorder, diff, new_event_id
+from useraudit.spool import iter_all
 
 SECRETS = [
     "hunter2-password",

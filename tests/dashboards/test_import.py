@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from support.tls import Certificates, make_certificates
-from useraudit.index_templates import dashboards_commands as dc
 
 from useraudit.cli import main
+from useraudit.index_templates import dashboards_commands as dc
 
 from .fake_dashboards import FakeDashboards
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from useraudit.index_templates import dashboards_commands as dc
 
 from .conftest import EXPECTED, ids

@@ -6,10 +6,10 @@ import json
 from collections import Counter
 
 from click.testing import CliRunner
-from useraudit.index_templates import GOLDEN
-from useraudit.index_templates import dashboards_commands as dc
 
 from useraudit.cli import COMMANDS, main
+from useraudit.index_templates import GOLDEN
+from useraudit.index_templates import dashboards_commands as dc
 from useraudit.schema import FIELD_BY_NAME
 
 from .dql import parse

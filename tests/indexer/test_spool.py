@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from useraudit.indexer.spool import (
+
+from useraudit.spool import (
     HEADER_SIZE,
     MAGIC,
     SpoolFull,
@@ -296,7 +297,7 @@ def test_forked_child_writes_its_own_segment(spool_dir: Path) -> None:
 SYNC_WRITER = textwrap.dedent(
     """
     import sys
-    from useraudit.indexer.spool import SpoolWriter
+    from useraudit.spool import SpoolWriter
     w = SpoolWriter(sys.argv[1], durability="sync")
     i = 0
     while True:

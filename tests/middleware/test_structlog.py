@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import structlog
+
 from useraudit.middleware.context import RequestContext, current
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.structlog import (

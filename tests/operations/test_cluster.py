@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from useraudit.indexer.deadletter import DeadLetters
-from useraudit.indexer.shipper import Indexer
-from useraudit.middleware.recorder import Recorder
 
 from useraudit.devnode import cluster as devcluster
 from useraudit.devnode.node import NodeError
+from useraudit.indexer.deadletter import DeadLetters
+from useraudit.indexer.shipper import Indexer
+from useraudit.middleware.recorder import Recorder
 from useraudit.store.base import StoreUnavailable
 from useraudit.store.opensearch import OpenSearchStore
 

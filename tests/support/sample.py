@@ -1,6 +1,6 @@
-"""Plausible audit events from the whole catalog, for demos, tests and benchmarks.
+"""Plausible audit events from the whole catalog, for tests and benchmarks (not shipped).
 
-    from useraudit.webapp.sample import sample_docs
+    from support.sample import sample_docs
     store.write(list(sample_docs(1000, accounts=("acme",))))
 
 Events are built as raw dicts (what ``record()`` spools) and normalised by

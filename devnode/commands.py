@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from useraudit.cli_helpers import clean_exit
+
 from . import node
 
 home_option = click.option(
@@ -16,10 +18,6 @@ home_option = click.option(
     show_envvar=True,
     help="Node directory (jars, data, logs, PID file). Default: $USERAUDIT_HOME/opensearch.",
 )
-
-
-def _fail(exc: node.NodeError) -> None:
-    raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -70,7 +68,7 @@ def start(
     java_home: Path | None,
 ) -> None:
     """Start the node (fetching its jars once) and wait until it is healthy."""
-    try:
+    with clean_exit(node.NodeError):
         node.start(
             port=port,
             home=home,
@@ -80,8 +78,6 @@ def start(
             java_home=java_home,
             echo=click.echo,
         )
-    except node.NodeError as exc:
-        _fail(exc)
 
 
 @opensearch.command()
@@ -95,10 +91,8 @@ def start(
 )
 def stop(home: Path | None, timeout: float) -> None:
     """Stop the node whose PID is in the home's PID file (no-op if not running)."""
-    try:
+    with clean_exit(node.NodeError):
         node.stop(home=home, timeout=timeout, echo=click.echo)
-    except node.NodeError as exc:
-        _fail(exc)
 
 
 @opensearch.command()
@@ -180,7 +174,7 @@ def cluster_start(
     """Start every node, then wait until the cluster is green with all of them."""
     from . import cluster as devcluster
 
-    try:
+    with clean_exit(node.NodeError):
         st = devcluster.start_cluster(
             nodes=nodes,
             port=port,
@@ -191,8 +185,6 @@ def cluster_start(
             java_home=java_home,
             echo=click.echo,
         )
-    except node.NodeError as exc:
-        _fail(exc)
     click.echo(f"store URL: {st.store_url}")
 
 
@@ -219,7 +211,7 @@ def cluster_stop(home: Path | None, index: int | None, kill: bool, timeout: floa
 
     from . import cluster as devcluster
 
-    try:
+    with clean_exit(node.NodeError):
         if index is None:
             devcluster.stop_cluster(home, timeout=timeout, echo=click.echo)
         elif not devcluster.stop_node(
@@ -230,8 +222,6 @@ def cluster_stop(home: Path | None, index: int | None, kill: bool, timeout: floa
             sig=signal.SIGKILL if kill else signal.SIGTERM,
         ):
             click.echo(f"node {index} was not running")
-    except node.NodeError as exc:
-        _fail(exc)
 
 
 @cluster.command("restart-node")
@@ -249,10 +239,8 @@ def cluster_restart_node(home: Path | None, index: int, wait: float) -> None:
     """Start node INDEX of the cluster again (after `stop --node INDEX`)."""
     from . import cluster as devcluster
 
-    try:
+    with clean_exit(node.NodeError):
         devcluster.start_node(home, index, wait=wait or None, echo=click.echo)
-    except node.NodeError as exc:
-        _fail(exc)
 
 
 @cluster.command("status")

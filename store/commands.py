@@ -17,29 +17,21 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import click
+
+from useraudit.cli_helpers import clean_exit, store_option
 
 from . import open_store
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import Query
 
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="USERAUDIT_STORE",
-    default=None,
-    show_envvar=True,
-    help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
-)
-
 
 def _open(url: str | None) -> Store:
-    try:
+    with clean_exit(StoreError):
         return open_store(url)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def older_than(cutoff: datetime, store: Store) -> int:
@@ -68,17 +60,13 @@ def prune(days: float, store_url: str | None, batch: int) -> None:
     """Delete events older than DAYS days, in small batches."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
     store = _open(store_url)
-    try:
+    with clean_exit(StoreError), closing(store):
         expected = older_than(cutoff, store)
         click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
         with click.progressbar(
             length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
         ) as bar:
             deleted = store.delete_older_than(cutoff, batch_size=batch, progress=bar.update)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
     click.echo(
         f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
     )
@@ -141,7 +129,7 @@ def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: 
     ):
         raise click.ClickException("--from and --to are the same store")
     failed: list[str] = []
-    try:
+    with clean_exit(StoreError), closing(source), closing(target):
         for line in target.install():
             click.echo(line, err=True)
         names = list(accounts) or source.accounts()
@@ -180,11 +168,6 @@ def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: 
             )
             if not ok:
                 mismatched.append(account)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        source.close()
-        target.close()
     for line in failed:
         click.echo(f"  not copied: {line}", err=True)
     if mismatched or totals["rejected"] or totals["retry"]:

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from useraudit import config
+
 from . import node
 from .node import CLUSTER_MAIN_CLASS, HOST, Echo, NodeError
 
@@ -134,9 +136,7 @@ class ClusterStatus:
 
 def default_home() -> Path:
     """``$USERAUDIT_HOME/opensearch-cluster``."""
-    from useraudit.middleware.recorder import home
-
-    return home() / "opensearch-cluster"
+    return config.devcluster_home()
 
 
 def _home(home: Path | str | None) -> Path:

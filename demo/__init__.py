@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from useraudit.cli import store_option
+from useraudit.cli_helpers import store_option
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -59,8 +59,8 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
     from werkzeug.serving import make_server
 
     import useraudit
+    from useraudit.config import home as useraudit_home
     from useraudit.indexer.shipper import Indexer
-    from useraudit.middleware.recorder import home as useraudit_home
     from useraudit.store import Query, open_store
     from useraudit.webapp.app import create_app
     from useraudit.webapp.users import UserStore

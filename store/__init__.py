@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import os
+from useraudit import config
 
 from .base import Store, StoreError, StoreRefused, StoreUnavailable, WriteResult
 from .query import Query, QueryError, SearchPage, SearchRequest
@@ -33,9 +33,7 @@ __all__ = [
 
 
 def default_url() -> str:
-    from useraudit.middleware.recorder import home
-
-    return os.environ.get("USERAUDIT_STORE") or f"sqlite:///{home() / 'audit.db'}"
+    return config.default_store_url()
 
 
 def open_store(url: str | None = None) -> Store:

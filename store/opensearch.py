@@ -5,7 +5,7 @@ several nodes of one cluster as ``http://host1:9200,host2:9200,host3:9200``.
 
 Writes go to the index named by each event's own ``@timestamp`` with
 ``op_type=create`` and ``_id = event.id`` (see
-:mod:`useraudit.index_templates` for why). Bulk item results are
+:mod:`.opensearch_template` for why). Bulk item results are
 classified per item: 201 created, 409 duplicate (already delivered),
 429/5xx retry, any other 4xx rejected (mapping or parse error: dead-letter).
 """
@@ -23,13 +23,12 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 from opensearchpy.serializer import JSONSerializer
 
-from useraudit import index_templates
 from useraudit._json import dumps, loads
 from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
-from . import opensearch_query
+from . import opensearch_template as template
 from .base import Store, StoreError, StoreUnavailable, WriteResult
-from .opensearch_query import store_error
+from .opensearch_query import Reads, store_error
 from .query import Query, SearchPage, SearchRequest
 
 log = logging.getLogger("useraudit.store.opensearch")
@@ -65,7 +64,7 @@ class OpenSearchStore(Store):
         parts = urlsplit(url if "://" in url else f"http://{url}")
         params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         scheme = "https" if parts.scheme == "https" else "http"
-        self.prefix = prefix or params.get("prefix") or index_templates.DEFAULT_PREFIX
+        self.prefix = prefix or params.get("prefix") or template.DEFAULT_PREFIX
         self.bucket = bucket or params.get("bucket") or "month"
         if self.bucket not in BUCKETS:
             raise StoreError(f"bucket must be one of {sorted(BUCKETS)}, not {self.bucket!r}")
@@ -94,15 +93,16 @@ class OpenSearchStore(Store):
             if not kwargs["verify_certs"]:
                 kwargs["ssl_show_warn"] = False
         self.client = client or OpenSearch(**kwargs)
-        self.alias = index_templates.read_alias(self.prefix)
+        self.alias = template.read_alias(self.prefix)
+        self.reads = Reads(self.client, self.alias, self.url)
         self._time_format = BUCKETS[self.bucket]
 
     # -- setup ----------------------------------------------------------------
 
     def install(self) -> list[str]:
         """Install or upgrade the index template; refuse to downgrade."""
-        name = index_templates.template_name(self.prefix)
-        body = index_templates.load_golden(self.prefix)
+        name = template.template_name(self.prefix)
+        body = template.render(self.prefix)
         try:
             existing = self.client.indices.get_index_template(name=name)["index_templates"][0][
                 "index_template"
@@ -136,12 +136,10 @@ class OpenSearchStore(Store):
     def uninstall(self) -> None:
         """Delete the template and every index of this prefix (tests, operators)."""
         self.client.indices.delete(
-            index=index_templates.index_pattern(self.prefix), ignore_unavailable=True
+            index=template.index_pattern(self.prefix), ignore_unavailable=True
         )
         try:
-            self.client.indices.delete_index_template(
-                name=index_templates.template_name(self.prefix)
-            )
+            self.client.indices.delete_index_template(name=template.template_name(self.prefix))
         except os_exc.NotFoundError:
             pass
 
@@ -208,18 +206,15 @@ class OpenSearchStore(Store):
 
     def refresh(self) -> None:
         # Like the reads: a node failing over answers 503, which is "try again".
-        opensearch_query.guarded_call(
-            self,
+        self.reads.call(
             self.client.indices.refresh,
-            index=index_templates.index_pattern(self.prefix),
+            index=template.index_pattern(self.prefix),
             ignore_unavailable=True,
         )
 
     def count_all(self) -> int:
         """Every event under this prefix, all accounts (operators, tests)."""
-        return int(
-            opensearch_query.guarded_call(self, self.client.count, index=self.alias)["count"]
-        )
+        return int(self.reads.call(self.client.count, index=self.alias)["count"])
 
     def all_ids(self) -> list[str]:
         """Every stored event id, in no particular order (for tests and checks)."""
@@ -256,15 +251,15 @@ class OpenSearchStore(Store):
         return [b["key"] for b in resp.get("aggregations", {}).get("a", {}).get("buckets", [])]
 
     def search(self, request: SearchRequest) -> SearchPage:
-        return opensearch_query.search(self, request)
+        return self.reads.search(request)
 
     def count(self, query: Query) -> int:
-        return opensearch_query.count(self, query)
+        return self.reads.count(query)
 
     def iterate(
         self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None
     ) -> Iterator[dict]:
-        return opensearch_query.iterate(self, query, batch_size, fields)
+        return self.reads.iterate(query, batch_size, fields)
 
     def delete_older_than(
         self,
@@ -295,7 +290,7 @@ class OpenSearchStore(Store):
 
     def _search(self, **kwargs: Any) -> dict:
         # Shards not (yet) started answer 503: StoreUnavailable, like a search.
-        return opensearch_query.guarded_call(self, self.client.search, **kwargs)
+        return self.reads.call(self.client.search, **kwargs)
 
 
 def _split_netloc(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
