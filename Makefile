@@ -8,6 +8,8 @@
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
 #                which rewrites docs/BENCHMARKS.md and its plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
+#   make regen   rewrite the files generated from the schema (index template,
+#                Dashboards objects, field table)
 #   make lint    ruff check, ruff format --check, mypy and the import contracts
 #                (tests/test_lint.py, tests/test_layers.py)
 #
@@ -45,10 +47,10 @@ BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
-.PHONY: help test demo bench bench-one lint deps system-deps test-system-deps java-maven venv
+.PHONY: help test demo bench bench-one lint regen deps system-deps test-system-deps java-maven venv
 
 help:
-	@sed -n '1,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,19p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
@@ -143,6 +145,11 @@ lint: venv
 	echo ">> mypy -p useraudit"; $(VENV)/bin/mypy -p useraudit || rc=1; \
 	echo ">> lint-imports"; $(VENV)/bin/lint-imports --no-cache || rc=1; \
 	exit $$rc
+
+# Files derived from the schema and the catalog: the index template, the
+# Dashboards objects, the field table in docs/fields.md (tests/test_regen.py).
+regen: venv
+	$(PY) tests/support/regen.py
 
 # -- OpenSearch 3.x compatibility (docs/compatibility.md) ---------------------
 #
