@@ -1,7 +1,7 @@
 """What useraudit installs into OpenSearch and Dashboards, and the commands that install it.
 
 ``events.json`` beside this file is the composable index template for
-prefix ``useraudit`` that :mod:`useraudit.store.opensearch_template` renders
+prefix ``useraudit`` that :mod:`useraudit.store.opensearch.template` renders
 from the schema, committed so reviewers and Dashboards users can read the
 mapping; a test keeps the two equal (regenerate with ``make regen``).
 ``dashboards/`` holds the Dashboards saved objects, ``retention`` the ISM
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from useraudit.store.opensearch_template import (
+from useraudit.store.opensearch.template import (
     DEFAULT_PREFIX,
     NORMALIZER,
     index_pattern,

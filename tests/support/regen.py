@@ -20,7 +20,7 @@ FIELDS_MARKER = "<!-- generated: make regen -->\n"
 
 
 def _events_template() -> str:
-    from useraudit.store.opensearch_template import render
+    from useraudit.store.opensearch.template import render
 
     return json.dumps(render(), indent=2, sort_keys=True) + "\n"
 

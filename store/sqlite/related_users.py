@@ -16,7 +16,7 @@ value are thus exactly the events whose ``related.user`` holds it.
 
 ``people`` gives each set an id once (never changed or reused, so caches
 stay valid); ids and listed pairs are cached only after the transaction
-that wrote them commits, as with :mod:`.sqlite_combos`.
+that wrote them commits, as with :mod:`.facet_combos`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ several nodes of one cluster as ``http://host1:9200,host2:9200,host3:9200``.
 
 Writes go to the index named by each event's own ``@timestamp`` with
 ``op_type=create`` and ``_id = event.id`` (see
-:mod:`.opensearch_template` for why). Bulk item results are
+:mod:`.template` for why). Bulk item results are
 classified per item: 201 created, 409 duplicate (already delivered),
 429/5xx retry, any other 4xx rejected (mapping or parse error: dead-letter).
 """
@@ -26,10 +26,11 @@ from opensearchpy.serializer import JSONSerializer
 from useraudit._json import dumps, loads
 from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
-from . import opensearch_template as template
-from .base import Store, StoreError, StoreUnavailable, WriteResult
-from .opensearch_query import Reads, store_error
-from .query import Query, SearchPage, SearchRequest
+from ..base import Store, StoreError, StoreUnavailable, WriteResult
+from ..query import Query, SearchPage, SearchRequest
+from . import template
+from .errors import store_error
+from .reads import Reads
 
 log = logging.getLogger("useraudit.store.opensearch")
 
