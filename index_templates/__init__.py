@@ -4,9 +4,10 @@
 prefix ``useraudit`` that :mod:`useraudit.store.opensearch.template` renders
 from the schema, committed so reviewers and Dashboards users can read the
 mapping; a test keeps the two equal (regenerate with ``make regen``).
-``dashboards/`` holds the Dashboards saved objects, ``retention`` the ISM
-policy; the ``templates``, ``retention`` and ``dashboards`` commands live in
-``commands.py`` and ``dashboards_commands.py``.
+``saved_objects.py`` renders the Dashboards saved objects (committed in
+``dashboards/``), ``dashboards_client.py`` imports them over HTTP,
+``retention.py`` is the retention policy; the ``templates``, ``retention``
+and ``dashboards`` commands live in ``commands.py`` and ``dashboards_commands.py``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 from support.tls import Certificates, make_certificates
 
 from useraudit.cli import main
-from useraudit.index_templates import dashboards_commands as dc
+from useraudit.index_templates import dashboards_client
+from useraudit.index_templates import saved_objects as dc
 
 from .fake_dashboards import FakeDashboards
 
@@ -73,9 +74,9 @@ def test_missing_references_are_reported_per_object(fake: FakeDashboards) -> Non
     """Objects whose references are absent are listed with the missing type and id."""
     lines = dc.render_ndjson().splitlines(keepends=True)
     without_pattern = "".join(line for line in lines if json.loads(line)["type"] != "index-pattern")
-    result = dc.import_saved_objects(fake.url, without_pattern)
+    result = dashboards_client.import_saved_objects(fake.url, without_pattern)
     assert result["success"] is False
-    described = dc.describe_errors(result["errors"])
+    described = dashboards_client.describe_errors(result["errors"])
     assert (
         "search useraudit-search-failed-sign-ins (Failed sign-ins): refers to objects that do not "
         "exist: index-pattern useraudit-events" in described

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from useraudit.index_templates import dashboards_commands as dc
+from useraudit.index_templates import saved_objects as dc
 
 from .conftest import EXPECTED, ids
 from .dql import parse

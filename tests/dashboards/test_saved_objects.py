@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from useraudit.cli import COMMANDS, main
 from useraudit.index_templates import GOLDEN
-from useraudit.index_templates import dashboards_commands as dc
+from useraudit.index_templates import saved_objects as dc
 from useraudit.schema import FIELD_BY_NAME
 
 from .dql import parse

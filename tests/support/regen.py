@@ -26,7 +26,7 @@ def _events_template() -> str:
 
 
 def _dashboards() -> str:
-    from useraudit.index_templates.dashboards_commands import render_ndjson
+    from useraudit.index_templates.saved_objects import render_ndjson
 
     return render_ndjson()
 
