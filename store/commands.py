@@ -1,5 +1,7 @@
-"""``useraudit prune`` and ``useraudit migrate``: retention and moving stores.
+"""``useraudit retention``, ``useraudit prune`` and ``useraudit migrate``.
 
+* ``retention apply`` applies the retention policy (:mod:`.retention`: read-only
+  after ``--warm-after``, deleted after ``--delete-after`` days) to either store.
 * ``prune --older-than DAYS`` deletes events older than DAYS days, in small
   batches (``--batch``, default 500), each its own short transaction on
   SQLite, so sign-ins writing audit events are never locked out.
@@ -22,22 +24,24 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from useraudit.cli_helpers import clean_exit, store_option
+from useraudit.cli_helpers import (
+    clean_exit,
+    delete_after_option,
+    store_option,
+    warm_after_option,
+)
 
 from . import open_store
+from . import retention as retention_policy
 from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .opensearch import OpenSearchStore
+from .opensearch import retention as by_index_date
 from .query import Query
 
 
 def _open(url: str | None) -> Store:
     with clean_exit(StoreError):
         return open_store(url)
-
-
-def older_than(cutoff: datetime, store: Store) -> int:
-    """How many events (with an account) are older than ``cutoff``, via the contract."""
-    end = cutoff - timedelta(milliseconds=1)
-    return sum(store.count(Query(account, end=end)) for account in store.accounts())
 
 
 @click.command("prune")
@@ -58,17 +62,81 @@ def older_than(cutoff: datetime, store: Store) -> int:
 )
 def prune(days: float, store_url: str | None, batch: int) -> None:
     """Delete events older than DAYS days, in small batches."""
-    cutoff = datetime.now(UTC) - timedelta(days=days)
     store = _open(store_url)
     with clean_exit(StoreError), closing(store):
-        expected = older_than(cutoff, store)
-        click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
-        with click.progressbar(
-            length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
-        ) as bar:
-            deleted = store.delete_older_than(cutoff, batch_size=batch, progress=bar.update)
+        _delete_before(store, datetime.now(UTC) - timedelta(days=days), batch, dry_run=False)
+
+
+def _delete_before(store: Store, cutoff: datetime, batch: int, *, dry_run: bool) -> None:
+    """Delete (or with ``dry_run`` count) the events before ``cutoff``, with a progress bar."""
+    expected = retention_policy.older_than(cutoff, store)
+    click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
+    if dry_run:
+        click.echo(f"would delete {expected:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC")
+        return
+    with click.progressbar(
+        length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
+    ) as bar:
+        deleted = retention_policy.delete_before(
+            store, cutoff, batch_size=batch, progress=bar.update
+        )
     click.echo(
         f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
+    )
+
+
+@click.group()
+def retention() -> None:
+    """Keep events for --delete-after days (OpenSearch: read-only after --warm-after)."""
+
+
+@retention.command()
+@store_option
+@warm_after_option
+@delete_after_option
+@click.option("--dry-run", is_flag=True, help="Say what would happen, change nothing.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="SQLite: events deleted per transaction.",
+)
+def apply(
+    store_url: str | None, warm_after: int, delete_after: int, dry_run: bool, batch: int
+) -> None:
+    """Apply the retention policy now (OpenSearch: by the date in each index's name)."""
+    with clean_exit(ValueError):
+        policy = retention_policy.RetentionPolicy(warm_after or None, delete_after)
+    store = _open(store_url)
+    with clean_exit(StoreError), closing(store):
+        if isinstance(store, OpenSearchStore):
+            _apply_by_index_date(store, policy, dry_run)
+        else:
+            _delete_before(store, policy.cutoff(), batch, dry_run=dry_run)
+
+
+def _apply_by_index_date(
+    store: OpenSearchStore, policy: retention_policy.RetentionPolicy, dry_run: bool
+) -> None:
+    if not dry_run and by_index_date.has_ism(store.client):
+        click.echo(
+            "note: this cluster has ISM; `useraudit templates install` hands it the same "
+            "policy, which it then applies by itself"
+        )
+    done = by_index_date.apply(
+        store.client,
+        store.prefix,
+        warm_after=policy.warm_after,
+        delete_after=policy.delete_after,
+        dry_run=dry_run,
+    )
+    for decision, what in done:
+        click.echo(f"{decision.index}: {what}")
+    click.echo(
+        f"{sum(1 for _, w in done if w == 'deleted')} deleted, "
+        f"{sum(1 for _, w in done if w.startswith('made read-only'))} made read-only, "
+        f"{sum(1 for _, w in done if w == 'kept')} kept"
     )
 
 

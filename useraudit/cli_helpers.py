@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import click
 
+from useraudit.config import DEFAULT_DELETE_AFTER_DAYS, DEFAULT_WARM_AFTER_DAYS
+
 store_option = click.option(
     "--store",
     "store_url",
@@ -32,3 +34,19 @@ def clean_exit(*errors: type[Exception]) -> Iterator[None]:
         yield
     except errors as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+warm_after_option = click.option(
+    "--warm-after",
+    type=click.IntRange(min=0),
+    default=DEFAULT_WARM_AFTER_DAYS,
+    show_default=True,
+    help="OpenSearch: days until an index becomes read-only and is force-merged (0: never).",
+)
+delete_after_option = click.option(
+    "--delete-after",
+    type=click.IntRange(min=1),
+    default=DEFAULT_DELETE_AFTER_DAYS,
+    show_default=True,
+    help="Days until events are deleted (OpenSearch: whole indices, by the end of their month).",
+)

@@ -21,6 +21,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Retention (store/retention.py): indices read-only after, events deleted after, days.
+DEFAULT_WARM_AFTER_DAYS = 30
+DEFAULT_DELETE_AFTER_DAYS = 365
+
 
 def home() -> Path:
     """Where useraudit keeps its local state unless told otherwise."""

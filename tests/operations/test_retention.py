@@ -10,9 +10,8 @@ from click.testing import CliRunner
 from opensearchpy import exceptions as os_exc
 
 from useraudit.cli import main as cli
-from useraudit.index_templates import retention
 from useraudit.indexer.enrich import Enricher
-from useraudit.store.opensearch import OpenSearchStore
+from useraudit.store.opensearch import OpenSearchStore, retention
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

@@ -1,4 +1,6 @@
-"""Retention for the time-based indices: an ISM policy, or the same by index date.
+"""Retention on OpenSearch: an ISM policy, or the same by index date.
+
+The policy and its defaults are :mod:`useraudit.store.retention`'s.
 
 Where the cluster has the Index State Management plugin, ``templates
 install`` installs :func:`ism_policy` with an ``ism_template`` that attaches
@@ -23,10 +25,9 @@ from typing import Any
 
 from opensearchpy import exceptions as os_exc
 
-from . import index_pattern
+from useraudit.config import DEFAULT_DELETE_AFTER_DAYS, DEFAULT_WARM_AFTER_DAYS
 
-DEFAULT_WARM_AFTER_DAYS = 30
-DEFAULT_DELETE_AFTER_DAYS = 365
+from .template import index_pattern
 
 
 def policy_id(prefix: str) -> str:
