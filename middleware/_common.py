@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import random
 import re
-import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -266,6 +265,17 @@ class Capture:
             ctx.final = True
         flush_pending(ctx)
 
+    def finish_quietly(
+        self, ctx: RequestContext, status: int | None, exc: BaseException | None
+    ) -> None:
+        """:meth:`finished`, once the response is under way: a failure is counted, never raised."""
+        try:
+            self.finished(ctx, status, exc)
+        except AuditError:
+            pass  # counted by the recorder; too late to refuse the response
+        except Exception as err:  # noqa: BLE001 - our bug must not become the host's
+            swallowed(err, "recording the request")
+
     def finished(self, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
         """The request is over (response sent, or the app raised)."""
         if not ctx.started:
@@ -311,8 +321,3 @@ def flush_pending(ctx: RequestContext) -> None:
             error = error or exc
     if error is not None:
         raise error
-
-
-def exc_info_or_none() -> Any:
-    info = sys.exc_info()
-    return info if info[0] is not None else None

@@ -20,6 +20,10 @@ from typing import Any
 log = logging.getLogger("useraudit.middleware")
 
 
+# What a fail-closed request is answered with (503) when its audit event cannot be recorded.
+UNAVAILABLE_BODY = b"audit trail unavailable\n"
+
+
 class AuditError(RuntimeError):
     """Raised by a fail-closed recorder when an event could not be spooled."""
 

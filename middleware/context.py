@@ -40,6 +40,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from useraudit.schema import PERSON_PARTS
+
 from ._failsafe import contain
 
 Person = dict[str, str]
@@ -149,11 +151,7 @@ def person(value: Any) -> Person | None:
     if value is None or value == "":
         return None
     if isinstance(value, dict):
-        out = {
-            k: str(value[k])
-            for k in ("id", "name", "email", "full_name")
-            if value.get(k) not in (None, "")
-        }
+        out = {k: str(value[k]) for k in PERSON_PARTS if value.get(k) not in (None, "")}
         return out or None
     if isinstance(value, (str, int)):
         return {"id": str(value)}

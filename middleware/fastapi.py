@@ -36,8 +36,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from ._failsafe import AuditError, contain
-from .asgi import UNAVAILABLE_BODY, AuditMiddleware
+from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
+from .asgi import AuditMiddleware
 from .context import Person, current, person
 
 

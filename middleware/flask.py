@@ -38,9 +38,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import Capture
-from ._failsafe import AuditError
+from ._failsafe import UNAVAILABLE_BODY, AuditError
 from .recorder import Recorder, get_recorder
-from .wsgi import UNAVAILABLE_BODY, AuditMiddleware
+from .wsgi import AuditMiddleware
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
 
