@@ -39,7 +39,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +51,7 @@ from useraudit.store.base import Store, StoreRefused, StoreUnavailable
 from .deadletter import DeadLetters
 from .enrich import Enricher
 from .spool import Batch, SpoolReader
+from .stages import Stage
 
 log = logging.getLogger("useraudit.indexer")
 
@@ -98,6 +99,8 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
+        stages: steps run on every batch around the store write (sinks,
+            detection, hashing); see :mod:`useraudit.indexer.stages`.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Indexer:
         unavailable_timeout: float | None = None,
         commit_interval: float = 0.5,
         sleep: Callable[[float], Any] = time.sleep,
+        stages: Sequence[Stage] = (),
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.reader = SpoolReader(self.spool_dir)
@@ -132,6 +136,7 @@ class Indexer:
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
+        self.stages = list(stages)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useraudit-prepare")
 
     def __enter__(self) -> Indexer:
@@ -142,9 +147,13 @@ class Indexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.commit()
-        self.reader.close()
-        self.dead_letters.close()
+        try:
+            self.commit()
+        finally:
+            for stage in self.stages:
+                stage.close()
+            self.reader.close()
+            self.dead_letters.close()
 
     # -- loops ----------------------------------------------------------------
 
@@ -217,6 +226,9 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
+        for stage in self.stages:
+            stage.before_store(prepared.docs)
+        stored = [False] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
@@ -225,8 +237,10 @@ class Indexer:
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
+                    stored[i] = True
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
+                    stored[i] = True
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -241,6 +255,10 @@ class Indexer:
                 self.sleep(self._backoff(attempt))
                 attempt += 1
             todo = retry
+        if self.stages:
+            held = [doc for doc, ok in zip(prepared.docs, stored, strict=True) if ok]
+            for stage in self.stages:
+                stage.after_store(held)
         if dead:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
@@ -258,6 +276,8 @@ class Indexer:
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
         if self._uncommitted.cursor:
+            for stage in self.stages:  # durable before the spool forgets the events
+                stage.flush()
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
         self._last_commit = time.monotonic()
