@@ -100,7 +100,8 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
-        stages: pipeline stages (GeoIP, detection, ...), see :mod:`.stages`.
+        stages: pipeline stages (GeoIP, detection, sinks, hashing), see
+            :mod:`useraudit.indexer.stages`.
     """
 
     def __init__(
@@ -147,11 +148,13 @@ class Indexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.commit()
-        self.reader.close()
-        self.dead_letters.close()
-        for stage in self.stages:
-            stage.close()
+        try:
+            self.commit()
+        finally:
+            for stage in self.stages:
+                stage.close()
+            self.reader.close()
+            self.dead_letters.close()
 
     # -- loops ----------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
-        delivered: list[dict] = []
+        stored = [False] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
@@ -236,10 +239,10 @@ class Indexer:
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
-                    delivered.append(prepared.docs[i])
+                    stored[i] = True
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
-                    delivered.append(prepared.docs[i])
+                    stored[i] = True
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -258,8 +261,10 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
-        if delivered and self.stages:
-            self._deliver_to_stages(delivered)
+        if self.stages:
+            delivered = [doc for doc, ok in zip(prepared.docs, stored, strict=True) if ok]
+            if delivered:
+                self._deliver_to_stages(delivered)
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -273,6 +278,8 @@ class Indexer:
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
         if self._uncommitted.cursor:
+            for stage in self.stages:  # durable before the spool forgets the events
+                stage.flush()
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
         self._last_commit = time.monotonic()
@@ -309,7 +316,7 @@ class Indexer:
                 log.exception("indexer: stage %s failed preparing an event", stage.name)
 
     def _deliver_to_stages(self, docs: list[dict]) -> None:
-        """Hand stored events to each stage; an unreachable store holds the batch."""
+        """Hand stored events to each stage; a store or local fault holds the batch."""
         # Spool order within the batch, as the stages are promised.
         for stage in self.stages:
             attempt = 0
@@ -317,11 +324,11 @@ class Indexer:
                 try:
                     stage.delivered(docs)
                     break
-                except StoreUnavailable as exc:
+                except (StoreUnavailable, OSError) as exc:
                     self.stats.unavailable_waits += 1
                     delay = self._backoff(attempt)
                     log.warning(
-                        "indexer: stage %s: store unavailable (%s); retrying in %.1fs",
+                        "indexer: stage %s: %s; retrying in %.1fs",
                         stage.name,
                         exc,
                         delay,
