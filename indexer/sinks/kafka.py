@@ -39,7 +39,9 @@ class KafkaSink(Sink):
         config: dict[str, Any] | None = None,
         timeout: float = 30.0,
     ) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
+
+        self._kafka_exception = KafkaException
 
         super().__init__(name)
         self.topic = topic
@@ -57,6 +59,7 @@ class KafkaSink(Sink):
             "socket.timeout.ms": int(min(timeout, 60) * 1000),
             "client.id": f"useraudit-{name}",
             "error_cb": self._client_error,
+            "logger": logging.getLogger("useraudit.sinks.kafka"),
         }
         settings.update(config or {})
         self._producer = Producer(settings)
@@ -77,6 +80,7 @@ class KafkaSink(Sink):
 
             return on_delivery
 
+        refused: list[Rejection] = []
         for i, event in enumerate(docs):
             account = event.doc.get("organization.id")
             while True:
@@ -91,12 +95,18 @@ class KafkaSink(Sink):
                     break
                 except BufferError:  # the client's queue is full: let it drain
                     self._producer.poll(0.1)
+                except self._kafka_exception as exc:  # refused before sending (too large)
+                    error = exc.args[0]
+                    if error.name() not in _PERMANENT:
+                        raise SinkUnavailable(f"kafka: {error.name()}: {error.str()}") from exc
+                    refused.append(Rejection(i, f"kafka: {error.name()}: {error.str()}"))
+                    break
         left = self._producer.flush(self.timeout + 5)
         if left:
             raise SinkUnavailable(
                 f"kafka {self.bootstrap_servers}: {left} messages not acknowledged"
             )
-        rejections = []
+        rejections = refused
         for index, error in sorted(failures.items()):
             if error.name() in _PERMANENT:
                 rejections.append(Rejection(index, f"kafka: {error.name()}: {error.str()}"))
@@ -104,7 +114,7 @@ class KafkaSink(Sink):
                 raise SinkUnavailable(
                     f"kafka {self.bootstrap_servers}: {error.name()}: {error.str()}"
                 )
-        return rejections
+        return sorted(rejections, key=lambda r: r.index)
 
     def close(self) -> None:
         self._producer.flush(5)

@@ -173,10 +173,21 @@ class SyslogSink(Sink):
             return
         try:
             readable, _, broken = select.select([sock], [], [sock], 0)
+            closed = bool(broken)
+            if readable and not closed:
+                # A syslog server sends nothing; what there is to read is the
+                # end of the connection, or TLS housekeeping (session tickets).
+                sock.setblocking(False)
+                try:
+                    closed = sock.recv(4096) == b""
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    pass
+                finally:
+                    sock.settimeout(self.timeout)
         except (OSError, ValueError) as exc:
             self._disconnect()
             raise SinkUnavailable(f"syslog {self.host}:{self.port}: {exc}") from exc
-        if readable or broken:
+        if closed:
             self._disconnect()
             raise SinkUnavailable(
                 f"syslog {self.host}:{self.port}: the server closed the connection"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.kafka import KafkaBroker
 from support.receivers import WebhookReceiver
+from support.rsyslog import Rsyslog
 from support.tls import Certificates, make_certificates
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.sinks.outbox import ConfiguredSink, SinksStage
@@ -70,3 +74,65 @@ class RunningIndexer:
         self.stop.set()
         self.thread.join(30)
         self.indexer.close()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One real Kafka broker for the session, stopped by PID however the session ends."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    server = Rsyslog(tmp_path / "rsyslog")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def rsyslog_tls(tmp_path: Path, certs: Certificates) -> Iterator[Rsyslog]:
+    server = Rsyslog(tmp_path / "rsyslog-tls", certs)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def consume(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
+    """Every message of ``topic`` from the start, once ``expected`` arrived or time is up."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(message)
+        # a little longer, to see repeats beyond `expected`
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                messages.append(message)
+    finally:
+        consumer.close()
+    return messages
