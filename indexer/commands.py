@@ -77,14 +77,28 @@ def run(
         if stop.is_set():
             return
         spool = spool_dir or default_spool_dir()
-        with Indexer(spool, store, batch_records=batch_records) as ix:
-            click.echo(f"indexer: {spool} → {store.url}")
+        stages = _integrity_stages(store)
+        with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
+            sealing = " (sealing checkpoints)" if stages else ""
+            click.echo(f"indexer: {spool} → {store.url}{sealing}")
             stats = ix.drain() if once else ix.run(stop)
             click.echo(json.dumps(stats.as_dict()))
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
+
+
+def _integrity_stages(store: Store) -> list:
+    """The sealer when a signing key exists (``useraudit integrity keygen``), else nothing."""
+    from useraudit.integrity.keys import KeyFileError, load_current
+    from useraudit.integrity.sealer import Sealer
+
+    try:
+        key = load_current()
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return [] if key is None else [Sealer(store, key)]
 
 
 def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:

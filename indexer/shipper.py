@@ -39,7 +39,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +51,7 @@ from useraudit.store.base import Store, StoreRefused, StoreUnavailable
 from .deadletter import DeadLetters
 from .enrich import Enricher
 from .spool import Batch, SpoolReader
+from .stages import Stage
 
 log = logging.getLogger("useraudit.indexer")
 
@@ -115,6 +116,7 @@ class Indexer:
         unavailable_timeout: float | None = None,
         commit_interval: float = 0.5,
         sleep: Callable[[float], Any] = time.sleep,
+        stages: Sequence[Stage] = (),
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.reader = SpoolReader(self.spool_dir)
@@ -129,6 +131,7 @@ class Indexer:
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
         self.commit_interval = commit_interval
+        self.stages = list(stages)
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
@@ -220,7 +223,10 @@ class Indexer:
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
-            results = self._write_until_reachable([prepared.docs[i] for i in todo])
+            sent = [prepared.docs[i] for i in todo]
+            results = self._write_until_reachable(sent)
+            for stage in self.stages:
+                stage.stored(sent, results)
             retry: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
@@ -257,6 +263,13 @@ class Indexer:
 
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
+        try:
+            for stage in self.stages:
+                stage.commit()
+        except StoreUnavailable as exc:
+            # Positions stay where they are: a crash now re-delivers, never loses.
+            log.warning("indexer: a stage could not finish (%s); positions held", exc)
+            return
         if self._uncommitted.cursor:
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
@@ -300,6 +313,8 @@ class Indexer:
                 raw = json.loads(letter.raw)
                 doc = self.enrich(raw)
                 result = self._write_until_reachable([doc])[0]
+                for stage in self.stages:
+                    stage.stored([doc], [result])
             except Exception as exc:  # noqa: BLE001 - report and keep the letter
                 self.dead_letters.failed_again(
                     letter.id, f"retry failed: {type(exc).__name__}: {exc}"
@@ -311,6 +326,8 @@ class Indexer:
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1
+        for stage in self.stages:
+            stage.commit()
         self.dead_letters.delete(delivered)
         return {"delivered": len(delivered), "still_failing": failed}
 
