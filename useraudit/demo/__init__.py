@@ -116,7 +116,7 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
 
         steps = list(traffic.plan(events))
         # The one attack, so the Security tab shows something on first start.
-        steps += [(what, lambda _b, step=step: step()) for what, step in attack.plan(base)]
+        steps += list(attack.plan(base))
         statuses: dict[int, int] = {}
         with Progress(
             TextColumn("[bold]{task.description}"),

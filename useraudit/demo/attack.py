@@ -18,8 +18,8 @@ ATTACKER_IP = "185.220.101.{}"
 ATTACKER_UA = "python-requests/2.32.3"
 
 
-def plan(base: str) -> Iterator[tuple[str, Callable[[], int]]]:
-    """(description, step) pairs; each step makes one HTTP request as the attacker."""
+def plan(base: str) -> Iterator[tuple[str, Callable[[dict[str, Client]], int]]]:
+    """(description, step) pairs like :func:`traffic.plan`'s, the attacker's own browser."""
     people = traffic.directory()
     members = [u for u, p in people.items() if "acme" in p["accounts"]]
     victim = [u for u in members if not people[u]["admin"]][-1]
@@ -35,5 +35,7 @@ def plan(base: str) -> Iterator[tuple[str, Callable[[], int]]]:
     yield f"attacker signs in as {victim}", _login(attacker, victim, PASSWORD)
 
 
-def _login(client: Client, username: str, password: str) -> Callable[[], int]:
-    return lambda: client.post("/login", form={"username": username, "password": password})
+def _login(client: Client, username: str, password: str) -> Callable[[dict[str, Client]], int]:
+    return lambda _browsers: client.post(
+        "/login", form={"username": username, "password": password}
+    )
