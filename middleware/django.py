@@ -226,6 +226,7 @@ class UserAuditConfig(AppConfig):
                 spool_dir=spool_dir,
                 durability=_setting("DURABILITY", "batch"),
                 fail_closed=bool(_setting("FAIL_CLOSED", False)),
+                account=_setting("ACCOUNT"),
             )
         user_logged_in.connect(_signed_in, dispatch_uid="useraudit.signed_in")
         user_logged_out.connect(_signed_out, dispatch_uid="useraudit.signed_out")
