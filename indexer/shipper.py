@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
-from useraudit.store.base import Store, StoreRefused, StoreUnavailable
+from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteResult
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
@@ -100,7 +100,8 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
-        stages: pipeline stages (GeoIP, detection, ...), see :mod:`.stages`.
+        stages: pipeline stages (GeoIP, detection, sinks, hashing), see
+            :mod:`useraudit.indexer.stages`.
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class Indexer:
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
         self.commit_interval = commit_interval
+        self.stages = list(stages)
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
@@ -147,11 +149,13 @@ class Indexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.commit()
-        self.reader.close()
-        self.dead_letters.close()
-        for stage in self.stages:
-            stage.close()
+        try:
+            self.commit()
+        finally:
+            for stage in self.stages:
+                stage.close()
+            self.reader.close()
+            self.dead_letters.close()
 
     # -- loops ----------------------------------------------------------------
 
@@ -227,19 +231,20 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
-        delivered: list[dict] = []
+        stored: list[WriteResult | None] = [None] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
-            results = self._write_until_reachable([prepared.docs[i] for i in todo])
+            sent = [prepared.docs[i] for i in todo]
+            results = self._write_until_reachable(sent)
             retry: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
-                    delivered.append(prepared.docs[i])
+                    stored[i] = result
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
-                    delivered.append(prepared.docs[i])
+                    stored[i] = result
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -258,8 +263,10 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
-        if delivered and self.stages:
-            self._deliver_to_stages(delivered)
+        if self.stages:
+            held = [i for i, result in enumerate(stored) if result is not None]
+            if held:
+                self._deliver_to_stages([prepared.docs[i] for i in held], [stored[i] for i in held])
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -272,6 +279,13 @@ class Indexer:
 
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
+        try:
+            for stage in self.stages:  # durable before the spool forgets the events
+                stage.flush()
+        except (StoreUnavailable, OSError) as exc:
+            # Positions stay where they are: a crash now re-delivers, never loses.
+            log.warning("indexer: a stage could not finish (%s); positions held", exc)
+            return
         if self._uncommitted.cursor:
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
@@ -308,20 +322,20 @@ class Indexer:
                 self.stats.stage_errors += 1
                 log.exception("indexer: stage %s failed preparing an event", stage.name)
 
-    def _deliver_to_stages(self, docs: list[dict]) -> None:
-        """Hand stored events to each stage; an unreachable store holds the batch."""
+    def _deliver_to_stages(self, docs: list[dict], results: list[WriteResult]) -> None:
+        """Hand stored events to each stage; a store or local fault holds the batch."""
         # Spool order within the batch, as the stages are promised.
         for stage in self.stages:
             attempt = 0
             while True:
                 try:
-                    stage.delivered(docs)
+                    stage.delivered(docs, results)
                     break
-                except StoreUnavailable as exc:
+                except (StoreUnavailable, OSError) as exc:
                     self.stats.unavailable_waits += 1
                     delay = self._backoff(attempt)
                     log.warning(
-                        "indexer: stage %s: store unavailable (%s); retrying in %.1fs",
+                        "indexer: stage %s: %s; retrying in %.1fs",
                         stage.name,
                         exc,
                         delay,
@@ -358,10 +372,12 @@ class Indexer:
             if result.delivered:
                 delivered.append(letter.id)
                 if self.stages:
-                    self._deliver_to_stages([doc])
+                    self._deliver_to_stages([doc], [result])
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1
+        for stage in self.stages:
+            stage.flush()
         self.dead_letters.delete(delivered)
         return {"delivered": len(delivered), "still_failing": failed}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.receivers import https_receiver, smtp_server
+from support.alert_receivers import https_receiver, smtp_server
 from support.tls import Certificates, make_certificates
 
 from useraudit.detect.notify import Notifier, signature

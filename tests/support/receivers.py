@@ -1,124 +1,97 @@
-"""Real servers on loopback that receive alert notifications: HTTPS and SMTP.
+"""Real receivers the sink tests run themselves: an HTTPS webhook endpoint.
 
-``https_receiver`` is an ``http.server`` behind TLS (certificate from
-:mod:`support.tls`) that records each request and answers with the next
-status of a script (then 200), so a test can make it fail and recover.
-``smtp_server`` is aiosmtpd with STARTTLS required and AUTH LOGIN/PLAIN.
+:class:`WebhookReceiver` is a ``ThreadingHTTPServer`` on 127.0.0.1 (TLS with
+the test CA's server certificate) that checks each request's HMAC signature,
+keeps every event it took, and answers what the test scripts: a list of
+statuses to give before answering 200, or "down" (socket closed) for a while.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from . import free_port
-from .tls import Certificates
+from useraudit.indexer.sinks.webhook import verify
 
 
 @dataclass
 class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
+    events: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+    bad_signatures: int = 0
+    statuses: list[int] = field(default_factory=list)
+    batch_ids: list[str] = field(default_factory=list)
+
+    def ids(self) -> list[str]:
+        return [e["event.id"] for e in self.events]
 
 
-@dataclass
-class HttpsReceiver:
-    url: str
-    requests: list[Received] = field(default_factory=list)
-    script: list[int] = field(default_factory=list)  # statuses to answer, then 200
-    up: bool = True  # False: every request answered 503
+class WebhookReceiver:
+    def __init__(self, secret: bytes, cert: Path | None = None, key: Path | None = None) -> None:
+        self.secret = secret
+        self.received = Received()
+        self.script: list[int] = []  # statuses to answer first, in order
+        self.lock = threading.Lock()
+        receiver = self
 
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
 
-@contextmanager
-def https_receiver(certs: Certificates) -> Iterator[HttpsReceiver]:
-    port = free_port()
-    state = HttpsReceiver(f"https://127.0.0.1:{port}/hook")
+            def log_message(self, *args: object) -> None:
+                pass
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
-            state.requests.append(Received(self.path, dict(self.headers.items()), body))
-            status = 503 if not state.up else (state.script.pop(0) if state.script else 200)
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status = receiver._answer(self.headers, body)
+                reply = json.dumps({"status": status}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
 
-        def log_message(self, *args: Any) -> None:
-            pass
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.scheme = "http"
+        if cert is not None and key is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certs.cert, certs.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}/ingest"
 
+    def _answer(self, headers: Any, body: bytes) -> int:
+        with self.lock:
+            self.received.requests += 1
+            if not verify(
+                self.secret,
+                headers.get("X-Useraudit-Timestamp", ""),
+                body,
+                headers.get("X-Useraudit-Signature", ""),
+            ):
+                self.received.bad_signatures += 1
+                self.received.statuses.append(401)
+                return 401
+            status = self.script.pop(0) if self.script else 200
+            self.received.statuses.append(status)
+            if status == 200:
+                self.received.batch_ids.append(headers.get("X-Useraudit-Batch", ""))
+                for line in body.splitlines():
+                    self.received.events.append(json.loads(line))
+            return status
 
-@dataclass
-class SmtpServer:
-    host: str
-    port: int
-    username: str
-    password: str
-    messages: list[Message] = field(default_factory=list)
-    envelopes: list[Any] = field(default_factory=list)
-
-
-@contextmanager
-def smtp_server(
-    certs: Certificates, username: str = "alerts", password: str = "s3cret"
-) -> Iterator[SmtpServer]:
-    """aiosmtpd on a free port: STARTTLS required before AUTH, AUTH required before MAIL."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.smtp import AuthResult, LoginPassword
-
-    port = free_port()
-    state = SmtpServer("127.0.0.1", port, username, password)
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            state.envelopes.append(envelope)
-            state.messages.append(message_from_bytes(envelope.original_content))
-            return "250 OK"
-
-    def authenticator(
-        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        ok = (
-            isinstance(auth_data, LoginPassword)
-            and auth_data.login.decode() == username
-            and auth_data.password.decode() == password
-        )
-        return AuthResult(success=ok)
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certs.cert, certs.key)
-    controller = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=context,
-        require_starttls=True,
-        authenticator=authenticator,
-        auth_required=True,
-    )
-    controller.start()
-    try:
-        yield state
-    finally:
-        controller.stop()
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)

@@ -27,6 +27,8 @@ from typing import Any
 
 import maxminddb
 
+from useraudit.indexer.stages import Stage
+
 GEO_FIELDS = (
     "source.geo.country_iso_code",
     "source.geo.country_name",
@@ -51,7 +53,7 @@ def _open(path: Path, what: str) -> Any:
         raise GeoIPError(f"cannot open the GeoIP {what} database {path}: {exc}") from exc
 
 
-class GeoIPStage:
+class GeoIPStage(Stage):
     name = "geoip"
 
     def __init__(
@@ -102,7 +104,7 @@ class GeoIPStage:
         if ip:
             doc.update(self.lookup(ip))
 
-    def delivered(self, docs: Any) -> None:
+    def delivered(self, docs: Any, results: Any) -> None:
         pass
 
     def close(self) -> None:

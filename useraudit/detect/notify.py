@@ -53,6 +53,7 @@ from limits import parse as parse_limit
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from useraudit.indexer.stages import Stage
 from useraudit.store.alerts import SEVERITIES, Alert, DetectionStore
 from useraudit.store.base import StoreError
 
@@ -237,11 +238,11 @@ class Notifier:
             raise DeliveryError(f"e-mail via {host}:{port}: {exc}") from exc
 
 
-class NotifierThread:
+class NotifierThread(Stage):
     """Runs :class:`Notifier` rounds in the indexer process: when woken, and every ``poll`` s.
 
-    An indexer stage (``delivered`` and ``prepare`` do nothing); the engine's
-    ``on_alert`` calls :meth:`wake`.
+    An indexer stage only for its lifetime (it starts with the indexer and
+    :meth:`close` stops it); the engine's ``on_alert`` calls :meth:`wake`.
     """
 
     name = "notify"
@@ -269,12 +270,6 @@ class NotifierThread:
                 log.warning("notify: outbox unavailable (%s); next round later", exc)
             except Exception:  # noqa: BLE001 - a notifier bug must not take the indexer down
                 log.exception("notify: round failed")
-
-    def prepare(self, doc: dict) -> None:
-        pass
-
-    def delivered(self, docs: Any) -> None:
-        pass
 
     def close(self) -> None:
         self._stop.set()
