@@ -264,9 +264,11 @@ class Indexer:
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
         if self.stages:
-            held = [i for i, result in enumerate(stored) if result is not None]
+            held = [(i, result) for i, result in enumerate(stored) if result is not None]
             if held:
-                self._deliver_to_stages([prepared.docs[i] for i in held], [stored[i] for i in held])
+                self._deliver_to_stages(
+                    [prepared.docs[i] for i, _r in held], [result for _i, result in held]
+                )
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
