@@ -1,6 +1,6 @@
 """``useraudit templates``: install the index template into OpenSearch (or the SQLite schema).
 
-``useraudit retention`` is in :mod:`useraudit.store.commands`, with ``prune``.
+``useraudit retention`` is in :mod:`useraudit.store_commands`, with ``prune``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._failsafe import AuditError, contain, swallowed
 from .context import RequestContext
-from .recorder import Recorder, get_recorder
+from .recorder import Recorder, account_of, check_account, get_recorder
 
 log = logging.getLogger("useraudit.middleware")
 
@@ -135,6 +135,10 @@ class Capture:
             user; called lazily and once more when the response starts.
         get_impersonator: ``request -> admin`` when an administrator acts on
             the user's behalf, else None.
+        account: the account of every request, for a single-tenant app: an
+            id or ``(id, name)``. Give this or ``get_account``; with neither,
+            the recorder's ``account`` applies, else events are filed under
+            ``unassigned`` (docs/capture.md, "Which account an event belongs to").
         get_account: ``request -> account id`` or ``(id, name)``.
         get_route: ``request -> route template`` (``/tokens/<tid>``), read
             when the response starts, after routing; kept in
@@ -155,6 +159,8 @@ class Capture:
         "get_user",
         "get_impersonator",
         "get_account",
+        "account_id",
+        "account_name",
         "get_route",
         "rules",
         "_fail_closed",
@@ -171,9 +177,14 @@ class Capture:
         get_route: Resolver | None = None,
         rules: Any = None,
         fail_closed: bool | None = None,
+        account: str | tuple[str, str] | None = None,
     ) -> None:
         if trusted_proxies < 0:
             raise ValueError("trusted_proxies must be >= 0")
+        account_id, self.account_name = account_of(account)
+        self.account_id = check_account(account_id, "account")
+        if self.account_id and get_account is not None:
+            raise ValueError("useraudit: give either account= or get_account=, not both")
         self._recorder = recorder
         self.trusted_proxies = int(trusted_proxies)
         self.get_user = get_user
@@ -225,7 +236,9 @@ class Capture:
             ctx.resolve_user = lambda: get_user(request)
         if get_impersonator is not None:
             ctx.resolve_impersonator = lambda: get_impersonator(request)
-        if self.get_account is not None:
+        if self.account_id is not None:
+            ctx.account_id, ctx.account_name = self.account_id, self.account_name
+        elif self.get_account is not None:
             with contain("get_account callback", fail_closed):
                 account = self.get_account(request)
                 if isinstance(account, tuple):

@@ -23,11 +23,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("useraudit.catalog_commands", "events"),
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
-    "retention": ("useraudit.store.commands", "retention"),
+    "retention": ("useraudit.store_commands", "retention"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
-    "prune": ("useraudit.store.commands", "prune"),
-    "migrate": ("useraudit.store.commands", "migrate"),
+    "prune": ("useraudit.store_commands", "prune"),
+    "migrate": ("useraudit.store_commands", "migrate"),
+    "integrity": ("useraudit.integrity.commands", "integrity"),
+    "verify": ("useraudit.integrity.commands", "verify"),
 }
 
 

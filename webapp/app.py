@@ -50,7 +50,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from useraudit.middleware import context as audit_context
 from useraudit.store import Store, StoreError
 
-from . import actions, auth, export, resources
+from . import actions, auth, export, notices, resources, security
 
 log = logging.getLogger("useraudit.webapp")
 
@@ -95,6 +95,8 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(auth.bp)
     bp.register_blueprint(actions.bp)
     bp.register_blueprint(export.bp)
+    bp.register_blueprint(security.bp)
+    bp.context_processor(notices.notices)
 
     @bp.before_request
     def _before() -> None:

@@ -159,8 +159,8 @@ def test_retention_has_one_set_of_defaults() -> None:
     the ones in useraudit.config."""
     from useraudit import config
     from useraudit.index_templates.commands import install
-    from useraudit.store.commands import apply
     from useraudit.store.retention import DEFAULT
+    from useraudit.store_commands import apply
 
     def defaults(command: click.Command) -> dict[str, object]:
         wanted = ("warm_after", "delete_after")

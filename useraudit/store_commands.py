@@ -1,6 +1,6 @@
 """``useraudit retention``, ``useraudit prune`` and ``useraudit migrate``.
 
-* ``retention apply`` applies the retention policy (:mod:`.retention`: read-only
+* ``retention apply`` applies the retention policy (:mod:`.store.retention`: read-only
   after ``--warm-after``, deleted after ``--delete-after`` days) to either store.
 * ``prune --older-than DAYS`` deletes events older than DAYS days, in small
   batches (``--batch``, default 500), each its own short transaction on
@@ -11,7 +11,9 @@
   the end it checks, per account, that the target has as many events as
   the source, and exits 1 when not.
 
-Progress bars are click's own (no extra dependency) and go to stderr.
+Progress bars are click's own (no extra dependency) and go to stderr. These
+commands sit above the store and the integrity ledger: a prune is signed into
+the ledger before anything is deleted.
 """
 
 from __future__ import annotations
@@ -30,13 +32,12 @@ from useraudit.cli_helpers import (
     store_option,
     warm_after_option,
 )
-
-from . import open_store
-from . import retention as retention_policy
-from .base import Store, StoreError, StoreUnavailable, WriteResult
-from .opensearch import OpenSearchStore
-from .opensearch import retention as by_index_date
-from .query import Query
+from useraudit.store import open_store
+from useraudit.store import retention as retention_policy
+from useraudit.store.base import Store, StoreError, StoreUnavailable, WriteResult
+from useraudit.store.opensearch import OpenSearchStore
+from useraudit.store.opensearch import retention as by_index_date
+from useraudit.store.query import Query
 
 
 def _open(url: str | None) -> Store:
@@ -74,6 +75,7 @@ def _delete_before(store: Store, cutoff: datetime, batch: int, *, dry_run: bool)
     if dry_run:
         click.echo(f"would delete {expected:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC")
         return
+    _record_prune(store, cutoff)
     with click.progressbar(
         length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
     ) as bar:
@@ -83,6 +85,17 @@ def _delete_before(store: Store, cutoff: datetime, batch: int, *, dry_run: bool)
     click.echo(
         f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
     )
+
+
+def _record_prune(store: Store, cutoff: datetime) -> None:
+    """Sign the cutoff into the integrity ledger first (docs/integrity.md, Retention)."""
+    from useraudit.integrity.keys import KeyFileError
+    from useraudit.integrity.retention import record_prune, signing_key_for_prune
+
+    with clean_exit(KeyFileError):
+        key = signing_key_for_prune(store)
+    if key is not None:
+        record_prune(store, key, cutoff)
 
 
 @click.group()
