@@ -155,7 +155,7 @@ regen: venv
 #
 #   make compat  a node of another OpenSearch version (default: runner 3.8.0.0
 #                on Java 25) on a free port in 9270-9279, the suites that talk
-#                to OpenSearch against it (tests/operations' cluster runs that
+#                to OpenSearch against it (tests/devnode's cluster runs that
 #                version too), node stopped again; the pytest summary goes to
 #                $(COMPAT_REPORT). CI keeps testing 2.19 only (`make test`).
 #   make compat COMPAT_VERSION=3.0.0.0 COMPAT_TESTS='tests/store'
@@ -164,8 +164,7 @@ COMPAT_JAVA_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 COMPAT_PORT ?=
 COMPAT_HEAP ?= 512m
 COMPAT_HOME ?= $(CURDIR)/.useraudit/compat-opensearch-$(COMPAT_VERSION)
-COMPAT_TESTS ?= tests/indexer tests/store tests/operations tests/dashboards tests/demo \
-  tests/test_devnode.py
+COMPAT_TESTS ?= tests/indexer tests/store tests/devnode tests/index_templates tests/demo
 COMPAT_REPORT ?= $(CURDIR)/.useraudit/compat-$(COMPAT_VERSION).txt
 
 .PHONY: compat
