@@ -6,7 +6,7 @@
 #                again (also when tests fail); exit code is pytest's.
 #   make demo    venv (python3-venv if missing), then `useraudit demo`
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
-#                which rewrites docs/BENCHMARKS.md and its plots
+#                which writes docs/bench/last-run.md and the plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
 #   make regen   rewrite the files generated from the schema (index template,
 #                Dashboards objects, field table)
