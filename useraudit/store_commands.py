@@ -39,6 +39,14 @@ from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.opensearch import retention as by_index_date
 from useraudit.store.query import Query
 
+delete_batch_option = click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Events deleted per transaction (SQLite) or delete batch (OpenSearch).",
+)
+
 
 def _open(url: str | None) -> Store:
     with clean_exit(StoreError):
@@ -54,13 +62,7 @@ def _open(url: str | None) -> Store:
     help="Delete events older than this many days.",
 )
 @store_option
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 10_000),
-    default=500,
-    show_default=True,
-    help="Events deleted per transaction / delete batch.",
-)
+@delete_batch_option
 def prune(days: float, store_url: str | None, batch: int) -> None:
     """Delete events older than DAYS days, in small batches."""
     store = _open(store_url)
@@ -108,13 +110,7 @@ def retention() -> None:
 @warm_after_option
 @delete_after_option
 @click.option("--dry-run", is_flag=True, help="Say what would happen, change nothing.")
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 10_000),
-    default=500,
-    show_default=True,
-    help="SQLite: events deleted per transaction.",
-)
+@delete_batch_option
 def apply(
     store_url: str | None, warm_after: int, delete_after: int, dry_run: bool, batch: int
 ) -> None:
