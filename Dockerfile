@@ -17,6 +17,8 @@ COPY indexer ./indexer
 COPY store ./store
 COPY webapp ./webapp
 COPY index_templates ./index_templates
+COPY detect ./detect
+COPY integrity ./integrity
 COPY devnode ./devnode
 COPY demo ./demo
 RUN pip install . \

@@ -281,6 +281,8 @@ def test_image_install_has_everything_the_services_need(tmp_path: Path) -> None:
         | expected("store", "store")
         | expected("devnode", "devnode")
         | expected("demo", "demo")
+        | expected("detect", "detect")
+        | expected("integrity", "integrity")
         | {"useraudit/cli.py", "useraudit/config.py", "useraudit/spool.py"}
     )
     missing = sorted(wanted - names)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 # Everything useraudit/ links to, and the links themselves.
 SOURCES = ("useraudit", "middleware", "indexer", "store", "webapp", "index_templates")
-SOURCES += ("devnode", "demo")
+SOURCES += ("devnode", "demo", "detect", "integrity")
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

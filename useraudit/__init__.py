@@ -6,6 +6,7 @@ The path of an event, and where each step lives::
         (masks secrets)
     → durable spool                                           useraudit.spool
     → indexer (enrich: user agent, IP; dead letters)          useraudit.indexer
+      stages: detection, sealing, sinks                       useraudit.detect, .integrity
     → Store: OpenSearch or embedded SQLite                    useraudit.store
     → search API → admin UI, facets, XLSX export              useraudit.webapp
     OpenSearch → Dashboards (saved objects)                   useraudit.index_templates
