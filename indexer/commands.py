@@ -122,6 +122,7 @@ def run(
     from useraudit.store import StoreError, open_store
 
     from .shipper import Indexer
+    from .watch import start_lines
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -156,7 +157,11 @@ def run(
         if sinks:
             stages.append(sinks)
         with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
-            click.echo(f"indexer: {spool} → {store.url}")
+            for line in start_lines(spool, store.url):
+                if "WARNING" in line:
+                    log.warning(line)
+                else:
+                    click.echo(line)
             for worker in sinks.workers.values() if sinks else ():
                 click.echo(f"  sink {worker.sink.describe()}")
             stats = ix.drain() if once else ix.run(stop)
