@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .context import RequestContext
+from .proxy_watch import ProxyWatch
 from .recorder import (
     AuditError,
     Recorder,
@@ -217,6 +218,7 @@ class Capture:
         "get_account",
         "account_id",
         "account_name",
+        "proxy_watch",
         "get_route",
         "rules",
         "_fail_closed",
@@ -249,6 +251,7 @@ class Capture:
         self.get_route = get_route
         self.rules = rules
         self._fail_closed = fail_closed
+        self.proxy_watch = ProxyWatch()
 
     @property
     def recorder(self) -> Recorder:
@@ -272,9 +275,9 @@ class Capture:
         request_id_header: str | None,
     ) -> RequestContext:
         """A fresh context for one request (not yet bound)."""
-        fail_closed = (
-            self._fail_closed if self._fail_closed is not None else self.recorder.fail_closed
-        )
+        recorder = self.recorder
+        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
+        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool.directory)
         ctx = RequestContext(
             request_id=request_id(request_id_header),
             client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),
