@@ -123,6 +123,7 @@ def run(
     from useraudit.store import StoreError, open_store
 
     from .shipper import Indexer
+    from .watch import start_lines
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,8 +156,13 @@ def run(
         sealer = _integrity_stages(store)
         stages += sealer
         with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
-            sealing = " (sealing checkpoints)" if sealer else ""
-            click.echo(f"indexer: {spool} → {store.url}{sealing}")
+            for line in start_lines(spool, store.url):
+                if "WARNING" in line:
+                    log.warning(line)
+                else:
+                    click.echo(line)
+            if sealer:
+                click.echo("integrity: sealing signed checkpoints")
             for worker in sinks.workers.values() if sinks else ():
                 click.echo(f"  sink {worker.sink.describe()}")
             stats = ix.drain() if once else ix.run(stop)

@@ -52,6 +52,7 @@ from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteRes
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
+from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
 
@@ -67,6 +68,8 @@ class IndexerStats:
     unavailable_waits: int = 0
     batches: int = 0
     stage_errors: int = 0
+    # Spools that get events while no indexer reads them (see useraudit.spool_watch).
+    unread_spools: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,8 +184,10 @@ class Indexer:
     ) -> IndexerStats:
         """Ship until ``stop`` is set, polling the spool every ``idle`` seconds."""
         last_report = time.monotonic()
+        watch = SpoolWatch(self.spool_dir, self.stats, store=self.store.url)
         while not stop.is_set():
             before = self.stats.read + self.stats.damaged
+            watch.tick()
             self.drain()
             if time.monotonic() - last_report >= report_every:
                 log.info("indexer: %s", json.dumps(self.stats.as_dict()))

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._failsafe import AuditError, contain, swallowed
 from .context import RequestContext
+from .proxy_watch import ProxyWatch
 from .recorder import Recorder, account_of, check_account, get_recorder
 
 log = logging.getLogger("useraudit.middleware")
@@ -161,6 +162,7 @@ class Capture:
         "get_account",
         "account_id",
         "account_name",
+        "proxy_watch",
         "get_route",
         "rules",
         "_fail_closed",
@@ -193,6 +195,7 @@ class Capture:
         self.get_route = get_route
         self.rules = rules
         self._fail_closed = fail_closed
+        self.proxy_watch = ProxyWatch()
 
     @property
     def recorder(self) -> Recorder:
@@ -216,9 +219,9 @@ class Capture:
         request_id_header: str | None,
     ) -> RequestContext:
         """A fresh context for one request (not yet bound)."""
-        fail_closed = (
-            self._fail_closed if self._fail_closed is not None else self.recorder.fail_closed
-        )
+        recorder = self.recorder
+        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
+        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool.directory)
         ctx = RequestContext(
             request_id=request_id(request_id_header),
             client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),

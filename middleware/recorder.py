@@ -236,7 +236,7 @@ class Recorder:
             # record bound and lose the whole event.
             ev["audit.comments"] = text(str(comments)[:MAX_TEXT_CHARS])
         if ctx is not None:
-            _put_request(ev, ctx)
+            _put_request(ev, ctx, text)
         return ev
 
     def _put_account(
@@ -401,14 +401,17 @@ _REQUEST_FIELDS = (
     ("user_agent", "user_agent.original"),
     ("request_id", "http.request.id"),
     ("method", "http.request.method"),
-    ("path", "url.path"),
 )
 
 
-def _put_request(ev: dict[str, Any], ctx: _context.RequestContext) -> None:
+def _put_request(
+    ev: dict[str, Any], ctx: _context.RequestContext, text: Callable[[str], str]
+) -> None:
     for attr, name in _REQUEST_FIELDS:
         if value := getattr(ctx, attr):
             ev[name] = value
+    if ctx.path:
+        ev["url.path"] = text(ctx.path)  # ;jsessionid=…, tokens in segments
     if ctx.status is not None:
         ev["http.response.status_code"] = ctx.status
     if ctx.extra:

@@ -120,7 +120,7 @@ class OpenSearchStore(Store):
                     f"useraudit's {SCHEMA_VERSION}: upgrade useraudit instead of downgrading "
                     "the cluster"
                 )
-            if version == SCHEMA_VERSION and _same_template(existing, body):
+            if version == SCHEMA_VERSION and same_template(existing, body):
                 return [f"index template {name} is up to date (version {version})"]
         try:
             self.client.indices.put_index_template(name=name, body=body)
@@ -336,7 +336,7 @@ def _classify(item: dict) -> WriteResult:
     return WriteResult("rejected", reason)
 
 
-def _same_template(existing: dict, wanted: dict) -> bool:
+def same_template(existing: dict, wanted: dict) -> bool:
     """Compare what matters, ignoring how the server echoes settings back."""
 
     def norm(t: dict) -> str:

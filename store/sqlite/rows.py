@@ -158,6 +158,14 @@ def _ip_key_for_row(address: str) -> bytearray | int:
         return NULL_TEXT
 
 
+# The SQL function each connection registers to fold a column as the query values are.
+FOLD_FUNCTION = "useraudit_fold"
+
+
+def fold_or_none(value: Any) -> str | None:
+    return None if value is None else fold_value(value)
+
+
 def fold_value(value: Any) -> str:
     value = value if isinstance(value, str) else str(value)
     return value.lower() if value.isascii() else fold(value)

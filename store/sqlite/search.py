@@ -17,6 +17,7 @@ from typing import Any
 
 from ..query import (
     FACETS,
+    FOLDED_FILTERS,
     PERSON_FILTERS,
     TERM_FILTERS,
     Query,
@@ -44,7 +45,7 @@ from .layout import (
     match,
 )
 from .rollup import month_of_day, month_start_ms
-from .rows import READ_COLUMNS, fold_value, ip_range, read_doc
+from .rows import FOLD_FUNCTION, READ_COLUMNS, fold_value, ip_range, read_doc
 from .writes import Ids
 
 # Search text matching at most this many of the account's rows is answered by
@@ -82,8 +83,14 @@ class Search:
             params.append(to_ms(query.end))
         for attr, field in TERM_FILTERS.items():
             values = getattr(query, attr)
+            if values and attr == "actions" and query.groups:
+                continue  # with groups: one facet (the action picker), below
             if values:
                 col = FIELD_COLUMN[field]
+                if attr in FOLDED_FILTERS:  # case-insensitive: the few combinations, folded
+                    clauses.append(facet_combos.filter_sql(f"{FOLD_FUNCTION}({col})", len(values)))
+                    params.extend(fold_value(v) for v in values)
+                    continue
                 if attr in COMBO_FILTERS:  # events_hot holds these as the combination id
                     clauses.append(facet_combos.filter_sql(col, len(values)))
                 elif attr in VALUE_FILTERS:  # ...and these as value ids
@@ -102,10 +109,21 @@ class Search:
                     f"AND week IN ({marks(weeks)}) AND {related_users.lookup_sql(len(values))})"
                     f" AND ({FIELD_COLUMN[prefix + '.id']} IN ({marks(values)})"
                     f" OR {folded_sql(FIELD_COLUMN[prefix + '.name'])} IN ({marks(values)})"
-                    f" OR {folded_sql(FIELD_COLUMN[prefix + '.email'])} IN ({marks(values)}))"
+                    f" OR {folded_sql(FIELD_COLUMN[prefix + '.email'])} IN ({marks(values)})"
+                    f" OR {FOLD_FUNCTION}({FIELD_COLUMN[prefix + '.full_name']})"
+                    f" IN ({marks(values)}))"
                 )
                 params.extend(
-                    [query.account, *weeks, query.account, *folded, *values, *folded, *folded]
+                    [
+                        query.account,
+                        *weeks,
+                        query.account,
+                        *folded,
+                        *values,
+                        *folded,
+                        *folded,
+                        *folded,
+                    ]
                 )
         if query.history:
             clauses.append(
@@ -124,12 +142,19 @@ class Search:
             for lo, hi in ranges:
                 params += [lo, hi]
         if query.groups:
+            # The action picker: any ticked group or any ticked action.
             product_is = facet_combos.filter_sql("audit_product", 1)
-            clauses.append(
-                "(" + " OR ".join(f"(audit_group = ? AND {product_is})" for _ in query.groups) + ")"
-            )
+            picked = [f"(audit_group = ? AND {product_is})" for _ in query.groups]
             for product, group in query.groups:
                 params += [group, product]
+            if query.actions:
+                picked.append(
+                    facet_values.filter_sql(FIELD_COLUMN["event.action"], len(query.actions))
+                    if "actions" in VALUE_FILTERS
+                    else f"{FIELD_COLUMN['event.action']} IN ({marks(query.actions)})"
+                )
+                params.extend(query.actions)
+            clauses.append("(" + " OR ".join(picked) + ")")
         if text_rids is not None:
             clauses.append("rid IN (SELECT value FROM json_each(?))")
             params.append(text_rids)

@@ -21,7 +21,7 @@ from ..query import Query, QueryError, SearchPage, SearchRequest, to_ms
 from . import versions, writes
 from .highlight import HIGHLIGHT_DDL
 from .layout import BY_IP, HOT, ddl, marks
-from .rows import READ_COLUMNS, SELECT, read_doc
+from .rows import FOLD_FUNCTION, READ_COLUMNS, SELECT, fold_or_none, read_doc
 from .search import Search, driven_by_ip
 from .versions import FILE_VERSION
 
@@ -86,6 +86,9 @@ class SQLiteStore(Store):
                 con.execute("PRAGMA wal_autocheckpoint=16384")
                 con.execute("PRAGMA journal_size_limit=67108864")
                 con.execute(HIGHLIGHT_DDL)  # temp: this connection's own
+                # Case-insensitive filters on the few stored combinations and
+                # on candidate rows' full names: folded as the query values are.
+                con.create_function(FOLD_FUNCTION, 1, fold_or_none, deterministic=True)
             except BaseException:
                 con.close()
                 raise
