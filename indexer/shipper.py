@@ -66,6 +66,7 @@ class IndexerStats:
     damaged: int = 0
     unavailable_waits: int = 0
     batches: int = 0
+    stage_errors: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,8 +100,8 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
-        stages: steps run on every batch around the store write (sinks,
-            detection, hashing); see :mod:`useraudit.indexer.stages`.
+        stages: pipeline stages (GeoIP, detection, sinks, hashing), see
+            :mod:`useraudit.indexer.stages`.
     """
 
     def __init__(
@@ -211,13 +212,16 @@ class Indexer:
                 )
                 continue
             try:
-                docs.append(self.enrich(raw))
-                raws.append(payload)
+                doc = self.enrich(raw)
             except Exception as exc:  # noqa: BLE001 - any bug here must dead-letter, not stop shipping
                 log.exception("indexer: enrichment failed")
                 dead.append(
                     (_event_id(raw), f"enrichment failed: {type(exc).__name__}: {exc}", payload)
                 )
+                continue
+            self._prepare_stages(doc)
+            docs.append(doc)
+            raws.append(payload)
         for d in batch.damaged:
             dead.append((None, f"{d.reason} (segment {d.segment}, offset {d.offset})", d.raw))
         return _Prepared(batch, docs, raws, dead)
@@ -226,8 +230,6 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
-        for stage in self.stages:
-            stage.before_store(prepared.docs)
         stored = [False] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
@@ -255,14 +257,14 @@ class Indexer:
                 self.sleep(self._backoff(attempt))
                 attempt += 1
             todo = retry
-        if self.stages:
-            held = [doc for doc, ok in zip(prepared.docs, stored, strict=True) if ok]
-            for stage in self.stages:
-                stage.after_store(held)
         if dead:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
+        if self.stages:
+            delivered = [doc for doc, ok in zip(prepared.docs, stored, strict=True) if ok]
+            if delivered:
+                self._deliver_to_stages(delivered)
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -305,6 +307,39 @@ class Indexer:
                 self.sleep(delay)
                 attempt += 1
 
+    def _prepare_stages(self, doc: dict) -> None:
+        for stage in self.stages:
+            try:
+                stage.prepare(doc)
+            except Exception:  # noqa: BLE001 - a stage never costs an event
+                self.stats.stage_errors += 1
+                log.exception("indexer: stage %s failed preparing an event", stage.name)
+
+    def _deliver_to_stages(self, docs: list[dict]) -> None:
+        """Hand stored events to each stage; a store or local fault holds the batch."""
+        # Spool order within the batch, as the stages are promised.
+        for stage in self.stages:
+            attempt = 0
+            while True:
+                try:
+                    stage.delivered(docs)
+                    break
+                except (StoreUnavailable, OSError) as exc:
+                    self.stats.unavailable_waits += 1
+                    delay = self._backoff(attempt)
+                    log.warning(
+                        "indexer: stage %s: %s; retrying in %.1fs",
+                        stage.name,
+                        exc,
+                        delay,
+                    )
+                    self.sleep(delay)
+                    attempt += 1
+                except Exception:  # noqa: BLE001 - the events are stored; count and go on
+                    self.stats.stage_errors += 1
+                    log.exception("indexer: stage %s failed on a batch", stage.name)
+                    break
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads retries of many indexers hitting one cluster.
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
@@ -319,6 +354,7 @@ class Indexer:
             try:
                 raw = json.loads(letter.raw)
                 doc = self.enrich(raw)
+                self._prepare_stages(doc)
                 result = self._write_until_reachable([doc])[0]
             except Exception as exc:  # noqa: BLE001 - report and keep the letter
                 self.dead_letters.failed_again(
@@ -328,6 +364,8 @@ class Indexer:
                 continue
             if result.delivered:
                 delivered.append(letter.id)
+                if self.stages:
+                    self._deliver_to_stages([doc])
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1

@@ -1,46 +1,65 @@
-"""Stages: small steps the indexer runs on every batch, beside storing it.
+"""Pipeline stages: small hooks other parts plug into the indexer.
 
-The indexer calls each stage, in order, at three points of a batch's life::
+Detection (``useraudit.detect``), streaming sinks (:mod:`.sinks`) and
+integrity hashing all hang off the same pipeline through this one
+interface. A stage never weakens the indexer's guarantees; the indexer
+calls each stage, in the order given to
+:class:`~useraudit.indexer.shipper.Indexer`, at four points::
 
-    spool → enrich → before_store(docs) → Store.write → after_store(stored) → flush() → commit
+    spool → enrich → prepare(doc) → Store.write → delivered(docs) → flush() → commit
 
-* ``before_store(docs)`` sees the enriched documents about to be written and
-  may change them in place (add fields: a detection verdict, a hash). It
-  must not drop documents: what it cannot handle it marks.
-* ``after_store(docs)`` sees the documents the store now holds (created, or
-  already there from an earlier attempt), in spool order. A crash before
-  the spool position is committed replays them, so a stage must accept the
-  same event id twice.
-* ``flush()`` runs before the spool position moves past those documents:
-  whatever the stage must not lose is durable when it returns.
+``prepare(doc)``
+    On the read-ahead thread, per event, after enrichment and before the
+    write. It may add fields to the document (GeoIP adds ``source.geo.*``).
+    An exception is logged and counted (``stage_errors``) and the event
+    ships without that stage's fields: a stage never costs an event.
 
-A stage must not hold the indexer back: a slow or dead destination is
-the stage's own affair (the sinks keep a durable outbox per destination,
-see docs/sinks.md). An exception from a stage stops the batch, which is
-then shipped again, so a stage raises only for a fault of this machine
-(a full disk), never for a remote one.
+``delivered(docs)``
+    After the store acknowledged the batch (``created`` and ``duplicate``
+    alike: a re-read after a crash must reach the stage again) and before
+    the spool position is committed, in spool order. A stage sees every
+    stored event at least once and must accept the same event id twice.
+    Raising :class:`~useraudit.store.base.StoreUnavailable` or
+    :class:`OSError` (a fault of this machine or its store, such as a full
+    disk) holds the batch and retries the stage with backoff, as for the
+    write itself; any other exception is logged and counted, and shipping
+    goes on. A slow or dead remote destination is the stage's own affair
+    (the sinks keep a durable outbox per destination, docs/sinks.md): it
+    must not hold the indexer back.
+
+``flush()``
+    Before the spool position moves past the delivered events: whatever
+    the stage must not lose is durable when it returns.
+
+``close()``
+    Once, when the indexer stops.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Doc = dict[str, Any]
 
 
 class Stage:
-    """Base class with do-nothing hooks; override the ones you need."""
+    """A stage that does nothing at every point: subclass and override what you need."""
 
     name = "stage"
 
-    def before_store(self, docs: list[Doc]) -> None:
-        """Change the documents about to be stored, in place."""
+    def prepare(self, doc: Doc) -> None:
+        """Add fields to one event before it is stored (read-ahead thread)."""
 
-    def after_store(self, docs: list[Doc]) -> None:
-        """Take note of documents the store holds (may repeat after a crash)."""
+    def delivered(self, docs: Sequence[Doc]) -> None:
+        """Take note of events the store holds (may repeat after a crash)."""
 
     def flush(self) -> None:
-        """Make durable what ``after_store`` took, before the spool commits."""
+        """Make durable what ``delivered`` took, before the spool commits."""
 
     def close(self) -> None:
         """Release resources; called once when the indexer closes."""
+
+
+# The name the detection engine's first milestone used.
+BaseStage = Stage
