@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "templates": ("useraudit.index_templates.commands", "templates"),
     "dashboards": ("useraudit.index_templates.dashboards_commands", "dashboards"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
-    "events": ("useraudit.catalog_commands", "events"),
+    "events": ("useraudit.webapp.events_cli", "events"),
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
     "retention": ("useraudit.index_templates.commands", "retention"),
