@@ -28,6 +28,7 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_EXPORT_PROCESS_ROWS`` from this many rows an export's workbook is written by a
                           child process (default 20,000; 0: never)
 ``USERAUDIT_EXPORT_MAX_ROWS`` rows per sheet before the next one (default Excel's 1,048,576)
+``USERAUDIT_METRICS``     serve Prometheus metrics at ``/metrics`` (default False)
 ``SESSION_COOKIE_SECURE`` default True; set False only for plain-HTTP development on loopback
 """
 
@@ -288,4 +289,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_error_handler(code, _error_page)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _internal_error)
+    from .metrics import install as install_metrics
+
+    install_metrics(app)
     return app
