@@ -166,6 +166,12 @@ def build_blueprint() -> Blueprint:
             raise ApiError(404, "not_found", "no such event in this account")
         return jsonify({"event": _public(doc)})
 
+    @bp.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def unknown(rest: str) -> Any:
+        # Under /api/v1 even a wrong address answers in JSON.
+        raise ApiError(404, "not_found", "no such API route")
+
     return bp
 
 
