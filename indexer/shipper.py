@@ -52,6 +52,7 @@ from .deadletter import DeadLetters
 from .enrich import Enricher
 from .spool import Batch, SpoolReader
 from .stages import Stage
+from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
 
@@ -67,6 +68,8 @@ class IndexerStats:
     unavailable_waits: int = 0
     batches: int = 0
     stage_errors: int = 0
+    # Spools that get events while no indexer reads them (see useraudit.spool_watch).
+    unread_spools: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,8 +184,10 @@ class Indexer:
     ) -> IndexerStats:
         """Ship until ``stop`` is set, polling the spool every ``idle`` seconds."""
         last_report = time.monotonic()
+        watch = SpoolWatch(self.spool_dir, self.stats, store=self.store.url)
         while not stop.is_set():
             before = self.stats.read + self.stats.damaged
+            watch.tick()
             self.drain()
             if time.monotonic() - last_report >= report_every:
                 log.info("indexer: %s", json.dumps(self.stats.as_dict()))
@@ -264,11 +269,9 @@ class Indexer:
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
         if self.stages:
-            held = [(i, result) for i, result in enumerate(stored) if result is not None]
+            held = [(doc, r) for doc, r in zip(prepared.docs, stored, strict=True) if r]
             if held:
-                self._deliver_to_stages(
-                    [prepared.docs[i] for i, _r in held], [result for _i, result in held]
-                )
+                self._deliver_to_stages([doc for doc, _ in held], [r for _, r in held])
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.

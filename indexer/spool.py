@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from useraudit import spool_watch
+
 log = logging.getLogger("useraudit.spool")
 
 MAGIC = b"UAv1"
@@ -132,6 +134,8 @@ class SpoolWriter:
         self._reset_state()
         os.register_at_fork(after_in_child=self._reset_state)
         atexit.register(self.close)
+        # So an indexer reading another spool can tell this one is unread.
+        spool_watch.register_writer(self.directory)
 
     def _reset_state(self) -> None:
         # Fresh locks too: another thread may have held ours at fork time.

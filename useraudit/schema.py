@@ -20,6 +20,7 @@ which is what the *User history* filter searches.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -140,11 +141,11 @@ FIELDS: tuple[Field, ...] = (
         "Client address exactly as received, kept even when it is not an IP.",
     ),
     Field("user_agent.original", K.KEYWORD, "User-Agent header as sent.", max_chars=4096),
-    Field("user_agent.name", K.KEYWORD, "Browser name."),
+    Field("user_agent.name", K.NAME, "Browser name."),
     Field("user_agent.version", K.KEYWORD, "Browser version."),
-    Field("user_agent.os.name", K.KEYWORD, "Operating system name."),
+    Field("user_agent.os.name", K.NAME, "Operating system name."),
     Field("user_agent.os.version", K.KEYWORD, "Operating system version."),
-    Field("user_agent.device.name", K.KEYWORD, "Device name (Other for desktops)."),
+    Field("user_agent.device.name", K.NAME, "Device name (Other for desktops)."),
     Field("http.request.id", K.KEYWORD, "Request id bound by the middleware."),
     Field("http.request.method", K.KEYWORD, "HTTP method."),
     Field("url.path", K.KEYWORD, "Request path.", max_chars=2048),
@@ -152,7 +153,8 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "related.user",
         K.NAME,
-        "Every user named in the event (actor, modified user, impersonator).",
+        "Every user named in the event: id, login, e-mail and full name of the actor, "
+        "modified user and impersonator.",
         multi=True,
     ),
     Field("related.ip", K.IP, "Every IP named in the event.", multi=True),
@@ -322,3 +324,12 @@ def fields_markdown() -> str:
         kind = f.kind.value + ("[]" if f.multi else "")
         rows.append(f"| `{f.name}` | {kind} | {seed_column.get(f.name, '')} | {f.description} |")
     return "\n".join(rows) + "\n"
+
+
+# The account contract (docs/capture.md, "Which account an event belongs to").
+# An account id the admin UI can open: what `useraudit users grant` takes.
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}\Z")
+# Events that reach the indexer without a usable account are filed here and
+# flagged (missing_account / invalid_account): never stored invisibly. The
+# admin UI tells every admin when this account holds events.
+UNASSIGNED_ACCOUNT = "unassigned"

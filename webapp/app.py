@@ -104,7 +104,7 @@ def users() -> UserProvider:
 
 
 def build_blueprint() -> Blueprint:
-    from . import actions, auth, export, security
+    from . import actions, auth, export, notices, security
 
     bp = Blueprint(
         "useraudit",
@@ -117,6 +117,7 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(actions.bp)
     bp.register_blueprint(export.bp)
     bp.register_blueprint(security.bp)
+    bp.context_processor(notices.notices)
 
     @bp.before_request
     def _before() -> None:
