@@ -156,8 +156,9 @@ WEEK_MS = 7 * DAY_MS
 # six few-valued facets as strings in events_hot instead of their combination,
 # 4 listed every related.user value in related_users instead of persons,
 # 5 had action, user, target and project as strings in events_hot instead
-# of their value ids, 6 had no account tokens in events_fts.
-FILE_VERSION = 7
+# of their value ids, 6 had no account tokens in events_fts, 7 had no GeoIP
+# columns (country, city, AS) and no country in facet combinations.
+FILE_VERSION = 8
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -586,6 +587,8 @@ def _upgrade(con: sqlite3.Connection, version: int) -> None:
     what is new (events_hot last, so the rewrite of every row below does not
     also maintain that index).
     """
+    if version < 8:  # first: later steps read every column of events
+        _add_columns(con)
     if version < 4:
         con.execute("DROP INDEX IF EXISTS events_hot")
         for index in _DROPPED_IN_3:
@@ -602,11 +605,34 @@ def _upgrade(con: sqlite3.Connection, version: int) -> None:
         for col in _VALUE_ID_COLUMNS:
             con.execute(f"ALTER TABLE events ADD COLUMN {col} INTEGER")
         sqlite_values.fill(con)
+    if version < 8:
+        _upgrade_to_8(con)
     if version < 7:
         con.execute("DROP TABLE IF EXISTS events_fts")
         for stmt in _FTS_DDL:
             con.execute(stmt)
         con.execute("INSERT INTO events_fts(events_fts) VALUES ('rebuild')")
+
+
+def _upgrade_to_8(con: sqlite3.Connection) -> None:
+    """File version 8: country in the facet combinations and in events_hot.
+
+    Older rows have no GeoIP fields, so their combinations get a NULL
+    country (keys rewritten to the new length, ids unchanged).
+    """
+    combo_cols = {row[1] for row in con.execute("PRAGMA table_info(facet_combos)")}
+    if combo_cols and "source_geo_country_iso_code" not in combo_cols:
+        con.execute("ALTER TABLE facet_combos ADD COLUMN source_geo_country_iso_code TEXT")
+        con.execute("UPDATE facet_combos SET key = json_insert(key, '$[#]', NULL)")
+    con.execute("DROP INDEX IF EXISTS events_hot")  # rebuilt with the country column
+
+
+def _add_columns(con: sqlite3.Connection) -> None:
+    """Columns of fields added to the schema since the file was made (NULL in old rows)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(events)")}
+    for _name, col, kind, _multi in COLUMNS:
+        if col not in have:
+            con.execute(f"ALTER TABLE events ADD COLUMN {col} {_SQL_TYPE.get(kind, 'TEXT')}")
 
 
 def _rebuild_related_users(con: sqlite3.Connection) -> None:
