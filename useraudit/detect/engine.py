@@ -316,7 +316,7 @@ class DetectionEngine(Stage):
         window = ts // (window_s * 1000)
         when = datetime.fromtimestamp(ts / 1000, UTC)
         iso = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        details = {**finding.details, "window_s": window_s}
+        details = {**finding.details, "dedup_s": window_s}
         return Alert(
             id=alert_id(account, rule.name, finding.subject, window),
             account=account,

@@ -311,7 +311,11 @@ class Takeover(Rule):
                 subject=user_of(event),
                 user_id=user_of(event),
                 event_ids=[*burst, eid],
-                details={"failures_before": len(burst), "source.ip": event.get("source.ip")},
+                details={
+                    "failures_before": len(burst),
+                    "window_s": params["window_s"],
+                    "source.ip": event.get("source.ip"),
+                },
             )
         ]
 
@@ -632,7 +636,11 @@ class BulkDownload(Rule):
                 subject=user_of(event),
                 user_id=user_of(event),
                 event_ids=sorted(today),
-                details={"last_24h": len(today), "daily_average": round(average, 2)},
+                details={
+                    "last_24h": len(today),
+                    "daily_average": round(average, 2),
+                    "window_s": DAY_MS // 1000,
+                },
             )
         ]
 
