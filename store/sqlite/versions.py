@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from . import facet_combos, facet_values, related_users
-from .layout import FTS_DDL, VALUE_ID_COLUMNS, WEEK_MS, event_columns
+from .layout import COLUMNS, FTS_DDL, VALUE_ID_COLUMNS, WEEK_MS, event_columns
 from .related_users import People
 from .rows import ROLE_SELECT, stored_persons
 
@@ -42,8 +42,13 @@ def upgrade(con: sqlite3.Connection, version: int) -> None:
     what is new (events_hot last, so the rewrite of every row below does not
     also maintain that index).
     """
-    # New fields' columns first: later steps (and events_hot) read them.
-    add_missing_columns(con)
+    # Schema fields' new columns first: later steps (and events_hot) read
+    # them. Our own columns (combo, value ids) are the steps' business.
+    have = {row[1] for row in con.execute("PRAGMA table_info(events)")}
+    fields = {column for _name, column, _kind, _multi in COLUMNS}
+    for col, sql_type in event_columns():
+        if col in fields and col not in have:
+            con.execute(f"ALTER TABLE events ADD COLUMN {col} {sql_type}")
     if version < 4:
         con.execute("DROP INDEX IF EXISTS events_hot")
         for index in _DROPPED_IN_3:
