@@ -156,12 +156,16 @@ def run(
         sinks = _sinks_stage(spool, sinks_file)
         if sinks:
             stages.append(sinks)
+        sealer = _integrity_stages(store)
+        stages += sealer
         with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
             for line in start_lines(spool, store.url):
                 if "WARNING" in line:
                     log.warning(line)
                 else:
                     click.echo(line)
+            if sealer:
+                click.echo("indexer: sealing checkpoints")
             for worker in sinks.workers.values() if sinks else ():
                 click.echo(f"  sink {worker.sink.describe()}")
             stats = ix.drain() if once else ix.run(stop)
@@ -187,6 +191,18 @@ def _sinks_stage(spool: Path, sinks_file: Path | None) -> SinksStage | None:
     except SinkConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     return SinksStage(spool, configured) if configured else None
+
+
+def _integrity_stages(store: Store) -> list:
+    """The sealer when a signing key exists (``useraudit integrity keygen``), else nothing."""
+    from useraudit.integrity.keys import KeyFileError, load_current
+    from useraudit.integrity.sealer import Sealer
+
+    try:
+        key = load_current()
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return [] if key is None else [Sealer(store, key)]
 
 
 def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:

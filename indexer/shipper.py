@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
-from useraudit.store.base import Store, StoreRefused, StoreUnavailable
+from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteResult
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
@@ -137,6 +137,7 @@ class Indexer:
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
         self.commit_interval = commit_interval
+        self.stages = list(stages)
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
@@ -235,19 +236,20 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
-        stored = [False] * len(prepared.docs)
+        stored: list[WriteResult | None] = [None] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
-            results = self._write_until_reachable([prepared.docs[i] for i in todo])
+            sent = [prepared.docs[i] for i in todo]
+            results = self._write_until_reachable(sent)
             retry: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
-                    stored[i] = True
+                    stored[i] = result
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
-                    stored[i] = True
+                    stored[i] = result
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -267,9 +269,9 @@ class Indexer:
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
         if self.stages:
-            delivered = [doc for doc, ok in zip(prepared.docs, stored, strict=True) if ok]
-            if delivered:
-                self._deliver_to_stages(delivered)
+            held = [(doc, r) for doc, r in zip(prepared.docs, stored, strict=True) if r]
+            if held:
+                self._deliver_to_stages([doc for doc, _ in held], [r for _, r in held])
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -282,9 +284,14 @@ class Indexer:
 
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
-        if self._uncommitted.cursor:
+        try:
             for stage in self.stages:  # durable before the spool forgets the events
                 stage.flush()
+        except (StoreUnavailable, OSError) as exc:
+            # Positions stay where they are: a crash now re-delivers, never loses.
+            log.warning("indexer: a stage could not finish (%s); positions held", exc)
+            return
+        if self._uncommitted.cursor:
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
         self._last_commit = time.monotonic()
@@ -320,14 +327,14 @@ class Indexer:
                 self.stats.stage_errors += 1
                 log.exception("indexer: stage %s failed preparing an event", stage.name)
 
-    def _deliver_to_stages(self, docs: list[dict]) -> None:
+    def _deliver_to_stages(self, docs: list[dict], results: list[WriteResult]) -> None:
         """Hand stored events to each stage; a store or local fault holds the batch."""
         # Spool order within the batch, as the stages are promised.
         for stage in self.stages:
             attempt = 0
             while True:
                 try:
-                    stage.delivered(docs)
+                    stage.delivered(docs, results)
                     break
                 except (StoreUnavailable, OSError) as exc:
                     self.stats.unavailable_waits += 1
@@ -370,10 +377,12 @@ class Indexer:
             if result.delivered:
                 delivered.append(letter.id)
                 if self.stages:
-                    self._deliver_to_stages([doc])
+                    self._deliver_to_stages([doc], [result])
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1
+        for stage in self.stages:
+            stage.flush()
         self.dead_letters.delete(delivered)
         return {"delivered": len(delivered), "still_failing": failed}
 

@@ -1,12 +1,12 @@
 """Pipeline stages: small hooks other parts plug into the indexer.
 
 Detection (``useraudit.detect``), streaming sinks (:mod:`.sinks`) and
-integrity hashing all hang off the same pipeline through this one
+integrity sealing (``useraudit.integrity.sealer``) all hang off the same pipeline through this one
 interface. A stage never weakens the indexer's guarantees; the indexer
 calls each stage, in the order given to
 :class:`~useraudit.indexer.shipper.Indexer`, at four points::
 
-    spool → enrich → prepare(doc) → Store.write → delivered(docs) → flush() → commit
+    spool → enrich → prepare(doc) → Store.write → delivered(docs, results) → flush() → commit
 
 ``prepare(doc)``
     On the read-ahead thread, per event, after enrichment and before the
@@ -14,9 +14,10 @@ calls each stage, in the order given to
     An exception is logged and counted (``stage_errors``) and the event
     ships without that stage's fields: a stage never costs an event.
 
-``delivered(docs)``
+``delivered(docs, results)``
     After the store acknowledged the batch (``created`` and ``duplicate``
-    alike: a re-read after a crash must reach the stage again) and before
+    alike, each document with its store answer, so a stage can tell an event
+    re-delivered after a crash from a new one) and before
     the spool position is committed, in spool order. A stage sees every
     stored event at least once and must accept the same event id twice.
     Raising :class:`~useraudit.store.base.StoreUnavailable` or
@@ -29,7 +30,9 @@ calls each stage, in the order given to
 
 ``flush()``
     Before the spool position moves past the delivered events: whatever
-    the stage must not lose is durable when it returns.
+    the stage must not lose is durable when it returns. Raising
+    :class:`~useraudit.store.base.StoreUnavailable` or :class:`OSError` holds
+    the spool positions: a crash then re-delivers, never loses.
 
 ``close()``
     Once, when the indexer stops.
@@ -39,6 +42,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from useraudit.store.base import WriteResult
 
 Doc = dict[str, Any]
 
@@ -51,7 +56,7 @@ class Stage:
     def prepare(self, doc: Doc) -> None:
         """Add fields to one event before it is stored (read-ahead thread)."""
 
-    def delivered(self, docs: Sequence[Doc]) -> None:
+    def delivered(self, docs: Sequence[Doc], results: Sequence[WriteResult]) -> None:
         """Take note of events the store holds (may repeat after a crash)."""
 
     def flush(self) -> None:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("useraudit.webapp.users", "users"),
     "prune": ("useraudit.store.commands", "prune"),
     "migrate": ("useraudit.store.commands", "migrate"),
+    "integrity": ("useraudit.integrity.commands", "integrity"),
+    "verify": ("useraudit.integrity.commands", "verify"),
 }
 
 

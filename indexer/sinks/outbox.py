@@ -296,7 +296,7 @@ class SinksStage(Stage):
         for worker in self.workers.values():
             worker.start()
 
-    def delivered(self, docs: Sequence[Doc]) -> None:
+    def delivered(self, docs: Sequence[Doc], results: Sequence[object] = ()) -> None:
         if not docs or not self.workers:
             return
         now = self.clock()

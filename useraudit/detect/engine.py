@@ -166,7 +166,7 @@ class DetectionEngine(Stage):
     def close(self) -> None:
         pass
 
-    def delivered(self, docs: Sequence[dict]) -> None:
+    def delivered(self, docs: Sequence[dict], results: Sequence[object] = ()) -> None:
         with self._lock:
             self._run(docs)
 

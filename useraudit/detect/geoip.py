@@ -104,7 +104,7 @@ class GeoIPStage(Stage):
         if ip:
             doc.update(self.lookup(ip))
 
-    def delivered(self, docs: Any) -> None:
+    def delivered(self, docs: Any, results: Any) -> None:
         pass
 
     def close(self) -> None:
