@@ -6,10 +6,11 @@ Usage::
     from useraudit.middleware.wsgi import AuditMiddleware
     from useraudit.middleware.rules import Rule, Rules
 
-    useraudit.configure(spool_dir="/var/lib/useraudit/spool")
+    useraudit.configure()                         # spool etc. from USERAUDIT_*
     app.wsgi_app = AuditMiddleware(
         app.wsgi_app,
-        trusted_proxies=1,                        # one nginx in front
+        account="acme",                           # or get_account=...
+        trusted_proxies=1,                        # behind one nginx; 0 without a proxy
         get_user=lambda environ: environ.get("REMOTE_USER"),
         rules=Rules([Rule("DELETE", "/tokens/{token_id}", "token.deleted")]),
     )

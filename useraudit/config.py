@@ -14,6 +14,12 @@ variable               what                                         default
 ``USERAUDIT_STORE``    the store URL (SQLite or OpenSearch)         ``sqlite:///$USERAUDIT_HOME/audit.db``
 ``USERAUDIT_WEBUSERS`` the admin UI's user database                 ``$USERAUDIT_HOME/webusers.db``
 =====================  ===========================================  =====================
+
+The host app's recorder also reads ``USERAUDIT_ACCOUNT`` (the account of
+events that name none; unset: see docs/capture.md, "Which account an event
+belongs to") and ``USERAUDIT_DURABILITY`` (``batch`` or ``sync``). The whole
+table, and how to give the app, the indexer and the UI the same values, is
+in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -50,3 +56,13 @@ def devnode_home() -> Path:
 def devcluster_home() -> Path:
     """The development three-node cluster's folder."""
     return home() / "opensearch-cluster"
+
+
+def default_account() -> str | None:
+    """The account of events that name none, for a single-tenant app (``USERAUDIT_ACCOUNT``)."""
+    return os.environ.get("USERAUDIT_ACCOUNT") or None
+
+
+def default_durability() -> str:
+    """``batch`` (group commit every 50 ms) or ``sync`` (``USERAUDIT_DURABILITY``)."""
+    return os.environ.get("USERAUDIT_DURABILITY") or "batch"
