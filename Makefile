@@ -4,7 +4,8 @@
 #   make test    venv + system packages, a real OpenSearch node on
 #                127.0.0.1:$(OPENSEARCH_PORT), the whole pytest suite, node stopped
 #                again (also when tests fail); exit code is pytest's.
-#   make demo    venv (python3-venv if missing), then `useraudit demo`
+#   make demo    .venv-demo with the base install only (python3-venv if missing),
+#                then `useraudit demo` (PORT=8080: the admin UI's port)
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
 #                which rewrites docs/BENCHMARKS.md and its plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
@@ -47,7 +48,7 @@ bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1))
 .PHONY: help test demo bench bench-one lint deps system-deps test-system-deps java-maven venv
 
 help:
-	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,15p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
@@ -130,8 +131,19 @@ bench: deps
 bench-one: deps
 	$(call with_node,$(call bench_cmd,$(B)))
 
-demo: venv
-	$(UA) demo
+# The demo needs only the base install, in a venv of its own: no dev extras
+# (Playwright, mypy, matplotlib, Django...). PORT is the admin UI's port.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP = $(DEMO_VENV)/.useraudit-installed
+PORT ?= 8080
+
+$(DEMO_STAMP): pyproject.toml
+	@if [ ! -x $(DEMO_VENV)/bin/python ]; then echo ">> creating $(DEMO_VENV)"; $(PYTHON) -m venv $(DEMO_VENV); fi
+	$(DEMO_VENV)/bin/python -m pip install -q -e .
+	@touch $@
+
+demo: system-deps $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/useraudit demo --port $(PORT)
 
 # Every tool runs even when an earlier one finds something; mypy sees the
 # installed layout (useraudit.middleware & co.), see tests/support/mypy_layout.py.
