@@ -45,7 +45,7 @@ BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
-.PHONY: help test demo bench bench-one lint deps system-deps test-system-deps java-maven venv
+.PHONY: help test demo bench bench-one bench-deps lint deps system-deps test-system-deps java-maven venv
 
 help:
 	@sed -n '1,15p' Makefile | sed 's/^# \{0,1\}//'
@@ -124,11 +124,17 @@ endef
 test: deps
 	$(call with_node,$(PY) -m pytest $(PYTEST_ARGS))
 
-bench: deps
+# The benchmarks' own needs: wrk (Debian) as the load generator, and the
+# peers bench.middleware compares against (the `bench` extra).
+bench-deps: deps
+	$(call apt_ensure,wrk:wrk)
+	$(PY) -m pip install -q -e '.[bench]'
+
+bench: bench-deps
 	$(call with_node,$(PY) -m bench.report --opensearch $(OPENSEARCH_URL) $(BENCH_REPORT_ARGS))
 
 # One benchmark by hand: make bench-one B=search BENCH_ARGS_search='--events 20000'
-bench-one: deps
+bench-one: bench-deps
 	$(call with_node,$(call bench_cmd,$(B)))
 
 # The demo needs only the base install, in a venv of its own: no dev extras
