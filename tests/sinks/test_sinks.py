@@ -291,5 +291,5 @@ def test_indexer_run_with_a_sinks_file(
     assert sorted(receiver.received.ids()) == sorted(ids)
     lines = (tmp_path / "nd" / "useraudit-events.ndjson").read_text().splitlines()
     assert len(lines) == 6
-    status = json.loads(result.output.strip().splitlines()[-1])["sinks"]
+    status = json.loads(result.output.strip().splitlines()[-2])["sinks"]
     assert {s["sink"]: s["delivered"] for s in status} == {"hook": 30, "files": 6}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,14 +27,23 @@ class Received:
     bad_signatures: int = 0
     statuses: list[int] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.time() per event taken
 
     def ids(self) -> list[str]:
         return [e["event.id"] for e in self.events]
 
 
 class WebhookReceiver:
-    def __init__(self, secret: bytes, cert: Path | None = None, key: Path | None = None) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        cert: Path | None = None,
+        key: Path | None = None,
+        keep_events: bool = True,
+    ) -> None:
         self.secret = secret
+        self.keep_events = keep_events
+        self.count = 0  # events taken (also when not kept)
         self.received = Received()
         self.script: list[int] = []  # statuses to answer first, in order
         self.lock = threading.Lock()
@@ -87,8 +97,14 @@ class WebhookReceiver:
             self.received.statuses.append(status)
             if status == 200:
                 self.received.batch_ids.append(headers.get("X-Useraudit-Batch", ""))
-                for line in body.splitlines():
+                lines = body.splitlines()
+                self.count += len(lines)
+                if not self.keep_events:
+                    return status
+                now = time.time()
+                for line in lines:
                     self.received.events.append(json.loads(line))
+                    self.received.arrivals.append(now)
             return status
 
     def close(self) -> None:

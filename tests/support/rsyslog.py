@@ -95,6 +95,8 @@ class Rsyslog:
             'main_queue(queue.timeoutShutdown="30000")\n'
             'template(name="parsed" type="list" option.jsonf="on") {\n'
             '  property(outname="pri" name="pri" format="jsonf")\n'
+            '  property(outname="received" name="timegenerated" dateFormat="unixtimestamp"'
+            ' format="jsonf")\n'
             '  property(outname="timestamp" name="timereported" dateFormat="rfc3339"'
             ' format="jsonf")\n'
             '  property(outname="hostname" name="hostname" format="jsonf")\n'

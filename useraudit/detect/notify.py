@@ -241,8 +241,8 @@ class Notifier:
 class NotifierThread(Stage):
     """Runs :class:`Notifier` rounds in the indexer process: when woken, and every ``poll`` s.
 
-    An indexer stage (``delivered`` and ``prepare`` do nothing); the engine's
-    ``on_alert`` calls :meth:`wake`.
+    An indexer stage only for its lifetime (it starts with the indexer and
+    :meth:`close` stops it); the engine's ``on_alert`` calls :meth:`wake`.
     """
 
     name = "notify"
@@ -270,12 +270,6 @@ class NotifierThread(Stage):
                 log.warning("notify: outbox unavailable (%s); next round later", exc)
             except Exception:  # noqa: BLE001 - a notifier bug must not take the indexer down
                 log.exception("notify: round failed")
-
-    def prepare(self, doc: dict) -> None:
-        pass
-
-    def delivered(self, docs: Any, results: Any = ()) -> None:
-        pass
 
     def close(self) -> None:
         self._stop.set()
