@@ -99,6 +99,8 @@ def header_text(value: str | bytes | None, limit: int) -> str | None:
     """
     if value is None:
         return None
+    if len(value) <= limit and value.isascii():  # the common case: nothing to re-read or cut
+        return (value if isinstance(value, str) else value.decode("ascii")) or None
     if isinstance(value, str):
         try:
             raw = value.encode("latin-1")
