@@ -1,6 +1,6 @@
 """Run the code blocks of a Markdown page the way its reader would.
 
-The convention (also in docs/writing-docs.md):
+The convention (also in docs/writing-docs.md, for writers):
 
 * Fenced blocks tagged ``sh``, ``bash``, ``shell``, ``console`` or ``python``
   are run, in page order, in one fresh working directory per page. Blocks
