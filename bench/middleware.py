@@ -372,6 +372,18 @@ def server_ratio(
                 statistics.median(b / a - 1 for a, b in zip(rps[name], rps["bare"], strict=True)), 3
             ),
             "cpu_us": round(statistics.median(cpu_us[name]), 1),
+            # Server CPU per request is the inverse of saturated throughput and
+            # moves far less than req/s when other work shares the machine.
+            "cpu_ratio": round(
+                statistics.median(b / a for a, b in zip(cpu_us[name], cpu_us["bare"], strict=True)),
+                3,
+            ),
+            "cpu_overhead": round(
+                statistics.median(
+                    a / b - 1 for a, b in zip(cpu_us[name], cpu_us["bare"], strict=True)
+                ),
+                3,
+            ),
         }
     out["events_spooled"] = _spooled(spool, kind)
     return out
@@ -437,24 +449,31 @@ def main(argv: list[str] | None = None) -> None:
                         c = r[name]
                         print(
                             f"  {name:<11} {c['rps']:>6} req/s  ×{c['ratio']:.3f} of bare  "
-                            f"overhead {c['overhead']:.3f}  {c['cpu_us']} µs CPU/request  "
+                            f"overhead {c['overhead']:.3f}  {c['cpu_us']} µs CPU/request "
+                            f"(×{c['cpu_ratio']:.3f}, overhead {c['cpu_overhead']:.3f})  "
                             f"rounds {c['round_ratios']}"
                         )
                 cheapest = min(PEERS, key=lambda n: r[n]["overhead"])
                 share = r["record"]["overhead"] / max(r[cheapest]["overhead"], 1e-9)
+                cpu_cheapest = min(PEERS, key=lambda n: r[n]["cpu_overhead"])
+                cpu_share = r["record"]["cpu_overhead"] / max(r[cpu_cheapest]["cpu_overhead"], 1e-9)
                 print(
                     f"  quiet ×{r['quiet']['ratio']:.3f} (target ≥ 0.97); recording adds "
                     f"{share:.2f} of the cheapest peer's ({cheapest}) overhead (target ≤ 0.25); "
-                    f"{r['events_spooled']} events spooled"
+                    f"{r['events_spooled']} events spooled; by server CPU per request: quiet "
+                    f"×{r['quiet']['cpu_ratio']:.3f}, recording {cpu_share:.2f} of {cpu_cheapest}'s"
                 )
                 for name in r:
                     if isinstance(r[name], dict):
                         result[f"{kind}_{name}_ratio"] = r[name]["ratio"]
                         result[f"{kind}_{name}_overhead"] = r[name]["overhead"]
                         result[f"{kind}_{name}_cpu_us"] = r[name]["cpu_us"]
+                        result[f"{kind}_{name}_cpu_ratio"] = r[name]["cpu_ratio"]
                 result[f"{kind}_bare_rps"] = r["bare"]["rps"]
                 result[f"{kind}_cheapest_peer"] = cheapest
                 result[f"{kind}_record_share_of_cheapest_peer"] = round(share, 3)
+                result[f"{kind}_cpu_cheapest_peer"] = cpu_cheapest
+                result[f"{kind}_record_cpu_share_of_cheapest_peer"] = round(cpu_share, 3)
         result["load_average"] = round(os.getloadavg()[0], 2)
         result["targets_met"] = all(
             result.get(f"{k}_quiet_ratio", 1) >= 0.97
