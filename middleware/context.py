@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Person = dict[str, str]
@@ -57,7 +57,7 @@ class RequestContext:
     impersonator: Person | None = None
     status: int | None = None
     # Anything the host app wants on every event of this request.
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] | None = None
     # The peer address and the X-Forwarded-For header exactly as received;
     # client_ip is what we derived from them (see middleware._common.client_ip).
     peer: str | None = None
@@ -125,6 +125,8 @@ def bind_extra(**fields: Any) -> None:
     """Schema fields to put on every event of this request (explicit fields win)."""
     ctx = current.get()
     if ctx is not None:
+        if ctx.extra is None:
+            ctx.extra = {}
         ctx.extra.update(fields)
 
 
