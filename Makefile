@@ -81,7 +81,7 @@ system-deps:
 	$(call apt_ensure,$(PYTHON):python3 ensurepip:python3-venv)
 
 test-system-deps: system-deps
-	$(call apt_ensure,chromium:chromium docker-compose:docker-compose)
+	$(call apt_ensure,chromium:chromium docker-compose:docker-compose curl:curl)
 
 # The OpenSearch test node runs on Java and fetches its jars with Maven.
 java-maven:
