@@ -305,11 +305,8 @@ class Capture:
             fail_closed=fail_closed,
             request=request,
         )
-        get_user, get_impersonator = self.get_user, self.get_impersonator
-        if get_user is not None:
-            ctx.resolve_user = lambda: get_user(request)
-        if get_impersonator is not None:
-            ctx.resolve_impersonator = lambda: get_impersonator(request)
+        ctx.resolve_user = self.get_user
+        ctx.resolve_impersonator = self.get_impersonator
         if self.account_id is not None:
             ctx.account_id, ctx.account_name = self.account_id, self.account_name
         elif self.get_account is not None:

@@ -62,10 +62,10 @@ class RequestContext:
     # client_ip is what we derived from them (see middleware._common.client_ip).
     peer: str | None = None
     forwarded_for: str | None = None
-    # Late resolution (see the module docstring). The resolvers take no
-    # arguments: the middleware closes over its request object.
-    resolve_user: Callable[[], Any] | None = None
-    resolve_impersonator: Callable[[], Any] | None = None
+    # Late resolution (see the module docstring): the host's callbacks,
+    # called with ``request`` (no closure is made per request).
+    resolve_user: Callable[[Any], Any] | None = None
+    resolve_impersonator: Callable[[Any], Any] | None = None
     # Set when the response started.
     started: bool = False
     # Set when the user was resolved for good (at response start, when
@@ -82,13 +82,13 @@ class RequestContext:
     def actor(self) -> Person | None:
         """The acting user, resolving it lazily until the response starts."""
         if self.user is None and self.resolve_user is not None and not self.final:
-            self.user = _call(self.resolve_user, self.fail_closed)
+            self.user = _call(self.resolve_user, self.request, self.fail_closed)
         return self.user
 
     def acting_for(self) -> Person | None:
         """The impersonator in effect, resolved lazily like :meth:`actor`."""
         if self.impersonator is None and self.resolve_impersonator is not None and not self.final:
-            self.impersonator = _call(self.resolve_impersonator, self.fail_closed)
+            self.impersonator = _call(self.resolve_impersonator, self.request, self.fail_closed)
         return self.impersonator
 
 
@@ -130,10 +130,10 @@ def bind_extra(**fields: Any) -> None:
         ctx.extra.update(fields)
 
 
-def _call(fn: Callable[[], Any], fail_closed: bool) -> Person | None:
+def _call(fn: Callable[[Any], Any], request: Any, fail_closed: bool) -> Person | None:
     # Host callbacks must never break a request: contained and counted.
     try:
-        return person(fn())
+        return person(fn(request))
     except Exception:
         from ._common import contain  # imported here: _common imports this module
 
