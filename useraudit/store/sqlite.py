@@ -89,7 +89,7 @@ import orjson
 
 from useraudit.schema import FIELDS, Kind
 
-from . import sqlite_combos, sqlite_people, sqlite_values
+from . import sqlite_combos, sqlite_people, sqlite_values, stems
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import (
     FACETS,
@@ -114,6 +114,7 @@ from .query import (
 from .sqlite_combos import COMBO_COLUMNS, COMBO_FACETS, ComboIds
 from .sqlite_people import People, persons_of
 from .sqlite_values import VALUE_COLUMNS, VALUE_FACETS, ValueIds
+from .stems import stem_node, stem_text
 
 BUSY_TIMEOUT_MS = 10_000
 # Shared, frozen: building one per event cost ~0.5 us.
@@ -156,8 +157,9 @@ WEEK_MS = 7 * DAY_MS
 # six few-valued facets as strings in events_hot instead of their combination,
 # 4 listed every related.user value in related_users instead of persons,
 # 5 had action, user, target and project as strings in events_hot instead
-# of their value ids, 6 had no account tokens in events_fts.
-FILE_VERSION = 7
+# of their value ids, 6 had no account tokens in events_fts, 7 indexed
+# words instead of their stems (useraudit.store.stems).
+FILE_VERSION = 8
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -278,18 +280,18 @@ def _ddl() -> list[str]:
 # SQL's hex() writes it, so the external content can be a view over events:
 # stored once, and rebuilt by FTS5's own 'rebuild'. Only events with
 # comments are indexed.
+# FTS5 indexes the comments' stems (see .stems), which the view computes with
+# a function every connection of the store registers (STEMS_FUNCTION).
 _TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
+STEMS_FUNCTION = "useraudit_stems"
 _FTS_DDL = (
     "CREATE VIEW IF NOT EXISTS events_fts_source AS\n"
-    "  SELECT rid, 'a' || hex(organization_id) AS account, audit_comments FROM events\n"
+    f"  SELECT rid, 'a' || hex(organization_id) AS account, {STEMS_FUNCTION}(audit_comments)"
+    " AS audit_comments FROM events\n"
     "  WHERE audit_comments IS NOT NULL",
     "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
     "  account, audit_comments, content='events_fts_source', content_rowid='rid',\n"
     f"  {_TOKENIZE}, prefix='2 3')",
-)
-# A page's comments, highlighted (see SQLiteStore._highlight).
-_HIGHLIGHT_DDL = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.highlights USING fts5(audit_comments, {_TOKENIZE})"
 )
 
 
@@ -300,8 +302,8 @@ def _account_token(account: str) -> str:
 
 
 def _match(account: str, node: TextNode) -> str:
-    """FTS5 MATCH text for ``node`` in the comments of ``account``'s events."""
-    return f'account : "{_account_token(account)}" AND audit_comments : {to_fts5(node)}'
+    """FTS5 MATCH text for ``node`` (as stems) in the comments of ``account``'s events."""
+    return f'account : "{_account_token(account)}" AND audit_comments : {to_fts5(stem_node(node))}'
 
 
 _INSERT_COLUMNS = (
@@ -440,6 +442,10 @@ def _ip_key_for_row(address: str) -> bytearray | int:
 
 
 FOLD_FUNCTION = "useraudit_fold"
+
+
+def _stems_or_none(value: Any) -> str | None:
+    return None if value is None else stem_text(str(value))
 
 
 def _fold_or_none(value: Any) -> str | None:
@@ -602,8 +608,9 @@ def _upgrade(con: sqlite3.Connection, version: int) -> None:
         for col in _VALUE_ID_COLUMNS:
             con.execute(f"ALTER TABLE events ADD COLUMN {col} INTEGER")
         sqlite_values.fill(con)
-    if version < 7:
+    if version < 8:
         con.execute("DROP TABLE IF EXISTS events_fts")
+        con.execute("DROP VIEW IF EXISTS events_fts_source")
         for stmt in _FTS_DDL:
             con.execute(stmt)
         con.execute("INSERT INTO events_fts(events_fts) VALUES ('rebuild')")
@@ -714,10 +721,10 @@ class SQLiteStore(Store):
                 # autocheckpoint off gained nothing and let the WAL grow to 5 GB.
                 con.execute("PRAGMA wal_autocheckpoint=16384")
                 con.execute("PRAGMA journal_size_limit=67108864")
-                con.execute(_HIGHLIGHT_DDL)  # temp: this connection's own
                 # Case-insensitive filters on the few stored combinations and
                 # on candidate rows' full names: folded as the query values are.
                 con.create_function(FOLD_FUNCTION, 1, _fold_or_none, deterministic=True)
+                con.create_function(STEMS_FUNCTION, 1, _stems_or_none, deterministic=True)
             except BaseException:
                 con.close()
                 raise
@@ -918,7 +925,7 @@ class SQLiteStore(Store):
                 account = row[_ACCOUNT]
                 if comments := row[_COMMENTS]:  # NULL_TEXT when absent
                     token = _account_token(account) if type(account) is str else None
-                    fts.append((rid, token, comments))
+                    fts.append((rid, token, stem_text(comments)))
                 if mine:
                     account = account or ""
                     for person in mine:
@@ -989,7 +996,11 @@ class SQLiteStore(Store):
                 "INSERT INTO events_fts(events_fts, rowid, account, audit_comments) "
                 "VALUES ('delete', ?, ?, ?)",
                 [
-                    (r[0], None if r[counted] is None else _account_token(r[counted]), r[1])
+                    (
+                        r[0],
+                        None if r[counted] is None else _account_token(r[counted]),
+                        stem_text(r[1]),
+                    )
                     for r in rows
                     if r[1]
                 ],
@@ -1385,21 +1396,9 @@ class SQLiteStore(Store):
             if h.get("audit.comments")
         ]
         if node is not None and with_text:
-            # The page's comments go through FTS5 again in a scratch table of
-            # the connection's own (same tokenizer): evaluating the search on
-            # events_fts row by row seeks through the whole index's lists each
-            # time (1M events, `pro* -role`: 31 ms for a page of 50).
-            con.execute("DELETE FROM temp.highlights")
-            con.executemany(
-                "INSERT INTO temp.highlights(rowid, audit_comments) VALUES (?, ?)", with_text
-            )
-            marked.update(
-                con.execute(
-                    "SELECT rowid, highlight(highlights, 0, ?, ?) FROM temp.highlights "
-                    "WHERE highlights MATCH ?",
-                    [HIGHLIGHT_PRE, HIGHLIGHT_POST, to_fts5(node)],
-                )
-            )
+            # FTS5's highlight() would see stems, not the words as written:
+            # the page's comments are marked word by word with the same keys.
+            marked.update((rid, stems.mark(text, node)) for rid, text in with_text)
         for row, hit in zip(rows, hits, strict=True):
             comments = hit.get("audit.comments")
             if comments:
