@@ -43,9 +43,26 @@ def word_key(word: str) -> str:
     return _ENGLISH.stemWord(folded)
 
 
+_KEYS: dict[str, str] = {}
+_KEYS_MAX = 200_000
+
+
 def stem_text(text: str) -> str:
-    """What FTS5 indexes for ``text``: its words' keys, in order, space-separated."""
-    return " ".join(word_key(w) for w in WORD.findall(text))
+    """What FTS5 indexes for ``text``: its words' keys, in order, space-separated.
+
+    Runs for every event a SQLite store writes: a plain dict remembers the
+    keys of words seen (audit comments repeat a small vocabulary).
+    """
+    keys = _KEYS
+    out = []
+    for word in WORD.findall(text):
+        key = keys.get(word)
+        if key is None:
+            if len(keys) >= _KEYS_MAX:
+                keys.clear()
+            key = keys[word] = word_key(word)
+        out.append(key)
+    return " ".join(out)
 
 
 def stem_node(node: TextNode) -> TextNode:
