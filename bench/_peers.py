@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench._hello import _recorder, asgi_bare, wsgi_bare
 from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
 from useraudit.middleware.rules import Rule, Rules
 from useraudit.middleware.wsgi import AuditMiddleware as WSGIAudit
-
-from bench._hello import _recorder, asgi_bare, wsgi_bare
 
 # A rule for another route: the middleware checks it and records nothing.
 QUIET_RULES = Rules([Rule("POST", "/tokens/{token_id}", "token.created")])
