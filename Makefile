@@ -40,12 +40,13 @@ PYTEST_ARGS ?=
 # `python -m bench.NAME` for each; each prints its result as one JSON line.
 # bench.chaos starts (and restarts) its own node. Extra arguments per
 # benchmark: BENCH_ARGS_search='--events 200000', say.
-BENCHES ?= middleware indexer search backends export chaos
+BENCHES ?= middleware indexer search backends export detect chaos
 # the option by which each benchmark takes the node's URL
 BENCH_URL_OPT_indexer := --url
 BENCH_URL_OPT_search := --opensearch
 BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch
+BENCH_URL_OPT_detect := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
 .PHONY: help test demo bench bench-one bench-deps lint regen deps system-deps test-system-deps java-maven venv

@@ -72,6 +72,12 @@ BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
         "--opensearch",
         "the same queries straight to the store from as many threads",
     ),
+    "detect": (
+        ["--events", "20000", "--rounds", "2"],
+        ["--events", "10000", "--rounds", "1", "--latency-seconds", "10"],
+        "--opensearch",
+        "the same indexer and spool with detection off",
+    ),
     "chaos": (
         ["--requests", "100000", "--faults", "3"],
         ["--requests", "10000", "--faults", "1"],
@@ -140,6 +146,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         ("export", "ratio", 0.8, True),
         ("load", "ratio_ui_vs_direct_p95", None, False),
         ("indexers", "ratio_2_vs_1", None, True),
+        ("detect", "sqlite.ratio_detect_on_vs_off", 0.85, True),
     ):
         value: Any = results.get(name, {}).get("result", {})
         for part in key.split("."):  # nested figures: "search.ratio_p95"

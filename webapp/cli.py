@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -63,6 +65,8 @@ def web(
         "SESSION_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "USERAUDIT_TRUSTED_PROXIES": trusted_proxies,
+        "USERAUDIT_METRICS": os.environ.get("USERAUDIT_METRICS", "").lower()
+        in ("1", "true", "yes"),
     }
     if users_db:
         config["USERAUDIT_USERS"] = users_db
