@@ -21,6 +21,7 @@ code                   status  when
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
@@ -36,6 +37,7 @@ from .filters import Filters
 from .metrics import SEARCH_SECONDS
 
 DEFAULT_RATE = "600 per minute"
+OPENAPI = Path(__file__).with_name("openapi.json")  # committed; tests/webapp/test_openapi.py
 
 
 class ApiError(Exception):
@@ -165,6 +167,10 @@ def build_blueprint() -> Blueprint:
             # Another account's event is "not found" too: no oracle for ids.
             raise ApiError(404, "not_found", "no such event in this account")
         return jsonify({"event": _public(doc)})
+
+    @bp.get("/openapi.json")
+    def openapi() -> Any:
+        return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")
 
     @bp.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
