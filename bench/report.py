@@ -72,6 +72,12 @@ BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
         "--opensearch",
         "the same queries straight to the store from as many threads",
     ),
+    "sinks": (
+        ["--events", "50000", "--rounds", "3"],
+        ["--events", "20000", "--rounds", "1"],
+        "--url",
+        "the same indexer without sinks, same spool, same node (webhook + rsyslog + Kafka attached)",
+    ),
     "chaos": (
         ["--requests", "100000", "--faults", "3"],
         ["--requests", "10000", "--faults", "1"],
@@ -137,6 +143,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         ("search", "search.ratio_p95", 1.25, False),
         ("search", "deep.ratio_p95", 1.25, False),
         ("export", "ratio", 0.8, True),
+        ("sinks", "ratio_with_sinks_vs_alone", 0.8, True),
         ("load", "ratio_ui_vs_direct_p95", None, False),
         ("indexers", "ratio_2_vs_1", None, True),
     ):
