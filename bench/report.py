@@ -76,7 +76,7 @@ BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
         ["--events", "50000", "--rounds", "3"],
         ["--events", "20000", "--rounds", "1"],
         "--url",
-        "the same indexer without sinks, same spool, same node (webhook + rsyslog + Kafka attached)",
+        "the same indexer without sinks, same spool and node (sinks: webhook, rsyslog, Kafka)",
     ),
     "chaos": (
         ["--requests", "100000", "--faults", "3"],
