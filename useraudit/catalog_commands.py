@@ -1,4 +1,4 @@
-"""``useraudit events catalog``: print every known action."""
+"""``useraudit events``: the event catalog, and search/tail/get from the web app's side."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from useraudit.catalog import CATALOG
 
 @click.group()
 def events() -> None:
-    """The event catalog."""
+    """Search, follow and fetch audit events; the event catalog."""
+
+
+def _add_reading_commands() -> None:
+    from useraudit.webapp.events_cli import get, search, tail
+
+    for command in (search, tail, get):
+        events.add_command(command)
 
 
 @events.command()
@@ -46,3 +53,6 @@ def catalog(as_json: bool, product: str | None) -> None:
             for a in actions:
                 if a.group == group:
                     click.echo(f"    {a.code:<45} {a.label}")
+
+
+_add_reading_commands()

@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 from useraudit.store.base import StoreError
 from useraudit.store.query import FACETS, QueryError, SearchRequest, decode_cursor
 
-from . import app as _app
+from . import resources
 from .api_tokens import ApiToken, TokenStore
 from .filters import Filters
 from .metrics import SEARCH_SECONDS
@@ -79,7 +79,7 @@ def _limited(token: ApiToken) -> None:
     from limits import parse
 
     limit = current_app.config.get("USERAUDIT_API_RATE", DEFAULT_RATE)
-    if not _app.limiter().limiter.hit(parse(limit), "api-token", token.id):
+    if not resources.limiter().limiter.hit(parse(limit), "api-token", token.id):
         raise ApiError(429, "rate_limited", f"at most {limit} per token")
 
 
@@ -129,7 +129,7 @@ def build_blueprint() -> Blueprint:
             highlight=False,
         )
         with SEARCH_SECONDS.labels("api").time():
-            page = _app.store().search(req)
+            page = resources.store().search(req)
         return jsonify(
             {
                 "account": token.account,
@@ -146,7 +146,7 @@ def build_blueprint() -> Blueprint:
         filters = _filters()
         req = SearchRequest(filters.query(token.account), size=1, facets=tuple(FACETS))
         with SEARCH_SECONDS.labels("api").time():
-            page = _app.store().search(req)
+            page = resources.store().search(req)
         return jsonify(
             {
                 "account": token.account,
@@ -162,7 +162,7 @@ def build_blueprint() -> Blueprint:
     def event(event_id: str) -> Any:
         token = _authenticate("events:read")
         _limited(token)
-        doc = _app.store().get([event_id[:256]]).get(event_id[:256])
+        doc = resources.store().get([event_id[:256]]).get(event_id[:256])
         if doc is None or doc.get("organization.id") != token.account:
             # Another account's event is "not found" too: no oracle for ids.
             raise ApiError(404, "not_found", "no such event in this account")
@@ -191,6 +191,6 @@ def install(app: Flask) -> None:
 
 
 def _default_tokens_path() -> Any:
-    from useraudit.middleware.recorder import home
+    from useraudit.config import home
 
     return home() / "api_tokens.db"

@@ -1,5 +1,7 @@
 """``useraudit events search|tail|get``: the audit trail from a terminal.
 
+(The ``events`` group itself lives in :mod:`useraudit.catalog_commands`.)
+
 Filters are the User actions page's own (:class:`~useraudit.webapp.filters.Filters`
 parses them, so the two never disagree): give them as ``--filter NAME=VALUE``
 (repeatable; NAME is any of the page's URL parameters: action, user, result,
@@ -23,8 +25,7 @@ from urllib.parse import parse_qsl
 import click
 from werkzeug.datastructures import MultiDict
 
-from useraudit.catalog_commands import catalog
-from useraudit.cli import store_option
+from useraudit.cli_helpers import store_option
 from useraudit.store.query import Query, QueryError
 
 from .columns import CELLS, parse_ts
@@ -55,13 +56,6 @@ def _when(doc: dict) -> str:
     ts = parse_ts(doc.get("@timestamp"))
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
-
-@click.group()
-def events() -> None:
-    """Search, follow and fetch audit events; the event catalog."""
-
-
-events.add_command(catalog)
 
 filter_options = [
     click.option("--account", "accounts", multiple=True, help="Account id (repeatable)."),
@@ -186,7 +180,7 @@ def _open(store_url: str | None) -> Store:
         raise click.ClickException(str(exc)) from exc
 
 
-@events.command()
+@click.command()
 @store_option
 @with_filters
 @format_option
@@ -216,7 +210,7 @@ def search(
         store.close()
 
 
-@events.command()
+@click.command()
 @store_option
 @click.option(
     "--format",
@@ -243,7 +237,7 @@ def get(store_url: str | None, fmt: str, event_ids: tuple[str, ...]) -> None:
         raise click.ClickException(f"not found: {', '.join(missing)}")
 
 
-@events.command()
+@click.command()
 @store_option
 @with_filters
 @format_option
