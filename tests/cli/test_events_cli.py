@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from useraudit.indexer.shipper import Indexer
-from useraudit.middleware.recorder import Recorder
 
 from useraudit.cli import main as cli
+from useraudit.indexer.shipper import Indexer
+from useraudit.middleware.recorder import Recorder
 from useraudit.store.base import Store
 
 
