@@ -61,7 +61,7 @@ def tokens() -> TokenStore:
     return ext["api_tokens"]
 
 
-def _authenticate(scope: str) -> ApiToken:
+def _authenticate(scope: str | None) -> ApiToken:
     header = request.headers.get("Authorization", "")
     scheme, _, text = header.partition(" ")
     if scheme.lower() != "bearer" or not text.strip():
@@ -69,7 +69,7 @@ def _authenticate(scope: str) -> ApiToken:
     token = tokens().authenticate(text.strip(), request.remote_addr or "")
     if token is None:
         raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
-    if scope not in token.scopes:
+    if scope is not None and scope not in token.scopes:
         raise ApiError(403, "insufficient_scope", f"this token lacks the {scope} scope")
     g.api_token = token
     return token
@@ -175,7 +175,8 @@ def build_blueprint() -> Blueprint:
     @bp.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest: str) -> Any:
-        # Under /api/v1 even a wrong address answers in JSON.
+        # Under /api/v1 even a wrong address answers in JSON, and only to a token.
+        _authenticate(None)
         raise ApiError(404, "not_found", "no such API route")
 
     return bp
