@@ -24,7 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+import orjson
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
@@ -46,9 +47,14 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def reply(payload: dict[str, Any], status: int = 200) -> Response:
+    # orjson: a page of 100 documents serialises in a fraction of the time
+    # Flask's json provider (stdlib, sorted keys) takes.
+    return Response(orjson.dumps(payload, default=str), status=status, mimetype="application/json")
+
+
 def error(status: int, code: str, message: str) -> Any:
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
+    response = reply({"error": {"code": code, "message": message}}, status)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="useraudit"'
     return response
@@ -130,7 +136,7 @@ def build_blueprint() -> Blueprint:
         )
         with SEARCH_SECONDS.labels("api").time():
             page = resources.store().search(req)
-        return jsonify(
+        return reply(
             {
                 "account": token.account,
                 "total": page.total,
@@ -147,7 +153,7 @@ def build_blueprint() -> Blueprint:
         req = SearchRequest(filters.query(token.account), size=1, facets=tuple(FACETS))
         with SEARCH_SECONDS.labels("api").time():
             page = resources.store().search(req)
-        return jsonify(
+        return reply(
             {
                 "account": token.account,
                 "total": page.total,
@@ -166,7 +172,7 @@ def build_blueprint() -> Blueprint:
         if doc is None or doc.get("organization.id") != token.account:
             # Another account's event is "not found" too: no oracle for ids.
             raise ApiError(404, "not_found", "no such event in this account")
-        return jsonify({"event": _public(doc)})
+        return reply({"event": _public(doc)})
 
     @bp.get("/openapi.json")
     def openapi() -> Any:
