@@ -1,4 +1,5 @@
-"""``useraudit events``: the event catalog, and search/tail/get from the web app's side."""
+"""``useraudit events``: search, follow and fetch events (:mod:`useraudit.webapp.events_cli`),
+and ``events catalog``, which prints every known action."""
 
 from __future__ import annotations
 
@@ -7,18 +8,7 @@ import json
 import click
 
 from useraudit.catalog import CATALOG
-
-
-@click.group()
-def events() -> None:
-    """Search, follow and fetch audit events; the event catalog."""
-
-
-def _add_reading_commands() -> None:
-    from useraudit.webapp.events_cli import get, search, tail
-
-    for command in (search, tail, get):
-        events.add_command(command)
+from useraudit.webapp.events_cli import events
 
 
 @events.command()
@@ -53,6 +43,3 @@ def catalog(as_json: bool, product: str | None) -> None:
             for a in actions:
                 if a.group == group:
                     click.echo(f"    {a.code:<45} {a.label}")
-
-
-_add_reading_commands()

@@ -1,7 +1,5 @@
 """``useraudit events search|tail|get``: the audit trail from a terminal.
 
-(The ``events`` group itself lives in :mod:`useraudit.catalog_commands`.)
-
 Filters are the User actions page's own (:class:`~useraudit.webapp.filters.Filters`
 parses them, so the two never disagree): give them as ``--filter NAME=VALUE``
 (repeatable; NAME is any of the page's URL parameters: action, user, result,
@@ -55,6 +53,11 @@ CSV_FIELDS = (
 def _when(doc: dict) -> str:
     ts = parse_ts(doc.get("@timestamp"))
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+@click.group()
+def events() -> None:
+    """Search, follow and fetch audit events; the event catalog."""
 
 
 filter_options = [
@@ -180,7 +183,7 @@ def _open(store_url: str | None) -> Store:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.command()
+@events.command()
 @store_option
 @with_filters
 @format_option
@@ -210,7 +213,7 @@ def search(
         store.close()
 
 
-@click.command()
+@events.command()
 @store_option
 @click.option(
     "--format",
@@ -237,7 +240,7 @@ def get(store_url: str | None, fmt: str, event_ids: tuple[str, ...]) -> None:
         raise click.ClickException(f"not found: {', '.join(missing)}")
 
 
-@click.command()
+@events.command()
 @store_option
 @with_filters
 @format_option

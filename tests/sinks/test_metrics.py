@@ -11,12 +11,12 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from support.receivers import WebhookReceiver
 from support.tls import Certificates
+
 from useraudit.indexer.metrics import serve
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.sinks.outbox import ConfiguredSink, SinkSettings, SinksStage
 from useraudit.indexer.sinks.webhook import WebhookSink
 from useraudit.middleware.recorder import Recorder
-
 from useraudit.store.sqlite import SQLiteStore
 
 from .conftest import SECRET, record_events

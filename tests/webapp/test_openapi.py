@@ -22,9 +22,8 @@ DOC = Path(__file__).resolve().parents[2] / "webapp" / "openapi.json"
 
 @pytest.fixture(scope="module")
 def api_app(seeded_store: Any, users_db: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from useraudit.webapp.api_tokens import TokenStore
-
     import useraudit
+    from useraudit.webapp.api_tokens import TokenStore
 
     folder = tmp_path_factory.mktemp("openapi")
     useraudit.configure(spool_dir=folder / "spool", durability="batch")
