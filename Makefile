@@ -40,9 +40,11 @@ PYTEST_ARGS ?=
 # `python -m bench.NAME` for each; each prints its result as one JSON line.
 # bench.chaos starts (and restarts) its own node. Extra arguments per
 # benchmark: BENCH_ARGS_search='--events 200000', say.
-BENCHES ?= middleware indexer search backends export detect chaos
+BENCHES ?= middleware indexer search backends export detect sinks api chaos
 # the option by which each benchmark takes the node's URL
 BENCH_URL_OPT_indexer := --url
+BENCH_URL_OPT_sinks := --url
+BENCH_URL_OPT_api := --opensearch
 BENCH_URL_OPT_search := --opensearch
 BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch

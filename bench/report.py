@@ -72,6 +72,18 @@ BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
         "--opensearch",
         "the same queries straight to the store from as many threads",
     ),
+    "api": (
+        ["--events", "1000000"],
+        ["--events", "100000", "--rounds", "10"],
+        "--opensearch",
+        "the same OpenSearch query sent raw",
+    ),
+    "sinks": (
+        ["--events", "50000", "--rounds", "3"],
+        ["--events", "20000", "--rounds", "1"],
+        "--url",
+        "the same indexer without sinks, same spool and node (sinks: webhook, rsyslog, Kafka)",
+    ),
     "detect": (
         ["--events", "20000", "--rounds", "2"],
         ["--events", "10000", "--rounds", "1", "--latency-seconds", "10"],
@@ -144,6 +156,8 @@ def plots(results: dict[str, Any]) -> list[str]:
         ("search", "search.ratio_p95", 1.25, False),
         ("search", "deep.ratio_p95", 1.25, False),
         ("export", "ratio", 0.8, True),
+        ("sinks", "ratio_with_sinks_vs_alone", 0.8, True),
+        ("api", "list.ratio_p95", 1.25, False),
         ("load", "ratio_ui_vs_direct_p95", None, False),
         ("indexers", "ratio_2_vs_1", None, True),
         ("detect", "sqlite.ratio_detect_on_vs_off", 0.85, True),
