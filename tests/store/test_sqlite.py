@@ -193,8 +193,8 @@ _HOT_BEFORE_6 = (
 )
 
 
-def _as_file_version_7(path: Path) -> None:
-    """Turn a current file back into the version-7 layout (words, not stems, in events_fts)."""
+def _as_file_version_8(path: Path) -> None:
+    """Turn a current file back into the version-8 layout (words, not stems, in events_fts)."""
     con = sqlite3.connect(path, isolation_level=None)
     con.executescript(
         """
@@ -207,19 +207,19 @@ def _as_file_version_7(path: Path) -> None:
           account, audit_comments, content='events_fts_source', content_rowid='rid',
           tokenize='unicode61 remove_diacritics 2', prefix='2 3');
         INSERT INTO events_fts(events_fts) VALUES ('rebuild');
-        PRAGMA user_version = 7;
+        PRAGMA user_version = 8;
         """
     )
     con.close()
 
 
-def test_a_version_7_file_is_reindexed_with_stems(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+def test_a_version_8_file_is_reindexed_with_stems(tmp_path: Path, enricher) -> None:  # noqa: ANN001
     """A file that indexed words is upgraded once: its comments are found by word forms."""
     path = tmp_path / "audit.db"
     store = SQLiteStore(f"sqlite:///{path}")
     write_all(store, [enricher(e) for e in DATASET])
     store.close()
-    _as_file_version_7(path)
+    _as_file_version_8(path)
     old = SQLiteStore(f"sqlite:///{path}")
     # Opened without the upgrade, the words index would not find "creating"...
     with sqlite3.connect(path) as con:
@@ -433,7 +433,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 8
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 9
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "
