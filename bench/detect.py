@@ -41,10 +41,10 @@ from typing import Any
 import orjson
 from mmdb_writer import MmdbF64, MMDBWriter
 from netaddr import IPSet
-from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.spool import SpoolWriter
 
 from useraudit.detect.pipeline import build_stages
+from useraudit.indexer.shipper import Indexer
 from useraudit.store import Store
 from useraudit.store.alerts import alert_id, detection_store
 

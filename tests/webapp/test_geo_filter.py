@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from useraudit.webapp.filters import FACET_LABELS, Filters
 from werkzeug.datastructures import MultiDict
+
+from useraudit.webapp.filters import FACET_LABELS, Filters
 
 
 def test_country_parameter_filters_by_iso_code() -> None:
