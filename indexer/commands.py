@@ -49,8 +49,46 @@ def indexer() -> None:
     show_default=True,
     help="Install or upgrade the index template first.",
 )
+@click.option(
+    "--detect/--no-detect",
+    default=True,
+    show_default=True,
+    help="Run the detection rules on every stored event (docs/detections.md).",
+)
+@click.option(
+    "--detect-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="USERAUDIT_DETECT_CONFIG",
+    show_envvar=True,
+    default=None,
+    help="TOML file of per-account rule switches, thresholds and notifications.",
+)
+@click.option(
+    "--geoip-city",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="USERAUDIT_GEOIP_CITY",
+    show_envvar=True,
+    default=None,
+    help="MaxMind-format City or Country MMDB file (GeoLite2-City.mmdb, ...).",
+)
+@click.option(
+    "--geoip-asn",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="USERAUDIT_GEOIP_ASN",
+    show_envvar=True,
+    default=None,
+    help="MaxMind-format ASN MMDB file (GeoLite2-ASN.mmdb).",
+)
 def run(
-    spool_dir: Path | None, store_url: str | None, once: bool, batch_records: int, install: bool
+    spool_dir: Path | None,
+    store_url: str | None,
+    once: bool,
+    batch_records: int,
+    install: bool,
+    detect: bool,
+    detect_config: Path | None,
+    geoip_city: Path | None,
+    geoip_asn: Path | None,
 ) -> None:
     """Ship events from the spool until stopped (Ctrl+C / SIGTERM).
 
@@ -76,10 +114,26 @@ def run(
                 click.echo(line)
         if stop.is_set():
             return
+        from useraudit.detect.pipeline import build_stages
+
+        try:
+            stages, notes = build_stages(
+                store,
+                detect=detect,
+                settings_path=detect_config,
+                geoip_city=geoip_city,
+                geoip_asn=geoip_asn,
+                install=install,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        for note in notes:
+            click.echo(note)
         spool = spool_dir or default_spool_dir()
-        stages = _integrity_stages(store)
+        seal = _integrity_stages(store)
+        stages = [*seal, *stages]
         with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
-            sealing = " (sealing checkpoints)" if stages else ""
+            sealing = " (sealing checkpoints)" if seal else ""
             click.echo(f"indexer: {spool} → {store.url}{sealing}")
             stats = ix.drain() if once else ix.run(stop)
             click.echo(json.dumps(stats.as_dict()))

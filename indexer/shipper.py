@@ -66,6 +66,7 @@ class IndexerStats:
     damaged: int = 0
     unavailable_waits: int = 0
     batches: int = 0
+    stage_errors: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +100,7 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
+        stages: pipeline stages (GeoIP, detection, ...), see :mod:`.stages`.
     """
 
     def __init__(
@@ -131,10 +133,13 @@ class Indexer:
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
         self.commit_interval = commit_interval
-        self.stages = list(stages)
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
+        self.stages = list(stages)
+        # The optional points (see .stages): only stages that have them.
+        self._stored_hooks = [s.stored for s in self.stages if hasattr(s, "stored")]
+        self._commit_hooks = [s.commit for s in self.stages if hasattr(s, "commit")]
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useraudit-prepare")
 
     def __enter__(self) -> Indexer:
@@ -148,6 +153,8 @@ class Indexer:
         self.commit()
         self.reader.close()
         self.dead_letters.close()
+        for stage in self.stages:
+            stage.close()
 
     # -- loops ----------------------------------------------------------------
 
@@ -205,13 +212,16 @@ class Indexer:
                 )
                 continue
             try:
-                docs.append(self.enrich(raw))
-                raws.append(payload)
+                doc = self.enrich(raw)
             except Exception as exc:  # noqa: BLE001 - any bug here must dead-letter, not stop shipping
                 log.exception("indexer: enrichment failed")
                 dead.append(
                     (_event_id(raw), f"enrichment failed: {type(exc).__name__}: {exc}", payload)
                 )
+                continue
+            self._prepare_stages(doc)
+            docs.append(doc)
+            raws.append(payload)
         for d in batch.damaged:
             dead.append((None, f"{d.reason} (segment {d.segment}, offset {d.offset})", d.raw))
         return _Prepared(batch, docs, raws, dead)
@@ -220,19 +230,22 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
+        delivered: list[dict] = []
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
             sent = [prepared.docs[i] for i in todo]
             results = self._write_until_reachable(sent)
-            for stage in self.stages:
-                stage.stored(sent, results)
+            for stored in self._stored_hooks:
+                stored(sent, results)
             retry: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
+                    delivered.append(prepared.docs[i])
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
+                    delivered.append(prepared.docs[i])
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -251,6 +264,8 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
+        if delivered and self.stages:
+            self._deliver_to_stages(delivered)
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -264,8 +279,8 @@ class Indexer:
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
         try:
-            for stage in self.stages:
-                stage.commit()
+            for commit in self._commit_hooks:
+                commit()
         except StoreUnavailable as exc:
             # Positions stay where they are: a crash now re-delivers, never loses.
             log.warning("indexer: a stage could not finish (%s); positions held", exc)
@@ -298,6 +313,39 @@ class Indexer:
                 self.sleep(delay)
                 attempt += 1
 
+    def _prepare_stages(self, doc: dict) -> None:
+        for stage in self.stages:
+            try:
+                stage.prepare(doc)
+            except Exception:  # noqa: BLE001 - a stage never costs an event
+                self.stats.stage_errors += 1
+                log.exception("indexer: stage %s failed preparing an event", stage.name)
+
+    def _deliver_to_stages(self, docs: list[dict]) -> None:
+        """Hand stored events to each stage; an unreachable store holds the batch."""
+        # Spool order within the batch, as the stages are promised.
+        for stage in self.stages:
+            attempt = 0
+            while True:
+                try:
+                    stage.delivered(docs)
+                    break
+                except StoreUnavailable as exc:
+                    self.stats.unavailable_waits += 1
+                    delay = self._backoff(attempt)
+                    log.warning(
+                        "indexer: stage %s: store unavailable (%s); retrying in %.1fs",
+                        stage.name,
+                        exc,
+                        delay,
+                    )
+                    self.sleep(delay)
+                    attempt += 1
+                except Exception:  # noqa: BLE001 - the events are stored; count and go on
+                    self.stats.stage_errors += 1
+                    log.exception("indexer: stage %s failed on a batch", stage.name)
+                    break
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads retries of many indexers hitting one cluster.
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
@@ -312,9 +360,10 @@ class Indexer:
             try:
                 raw = json.loads(letter.raw)
                 doc = self.enrich(raw)
+                self._prepare_stages(doc)
                 result = self._write_until_reachable([doc])[0]
-                for stage in self.stages:
-                    stage.stored([doc], [result])
+                for stored in self._stored_hooks:
+                    stored([doc], [result])
             except Exception as exc:  # noqa: BLE001 - report and keep the letter
                 self.dead_letters.failed_again(
                     letter.id, f"retry failed: {type(exc).__name__}: {exc}"
@@ -323,11 +372,13 @@ class Indexer:
                 continue
             if result.delivered:
                 delivered.append(letter.id)
+                if self.stages:
+                    self._deliver_to_stages([doc])
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1
-        for stage in self.stages:
-            stage.commit()
+        for commit in self._commit_hooks:
+            commit()
         self.dead_letters.delete(delivered)
         return {"delivered": len(delivered), "still_failing": failed}
 

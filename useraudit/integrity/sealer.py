@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from useraudit.indexer.stages import BaseStage
 from useraudit.store.base import Store, StoreUnavailable, WriteResult
 from useraudit.store.ledger import Ledger, ledger_for
 
@@ -88,8 +89,10 @@ class Chains:
             seq, prev = seq + 1, checkpoint.checkpoint_hash(theirs)
 
 
-class Sealer:
-    """Indexer stage (``indexer.stages.Stage``) that seals what the store accepted."""
+class Sealer(BaseStage):
+    """Indexer stage (:mod:`useraudit.indexer.stages`) that seals what the store accepted."""
+
+    name = "integrity"
 
     def __init__(self, store: Store, key: SigningKey, *, max_entries: int = 5000) -> None:
         self.store = store
