@@ -26,6 +26,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,7 +172,7 @@ class Recorder:
                 # the response starts (see middleware.context).
                 ctx.pending.append((self, event))
                 return event["event.id"]
-            self.spool.append(encode(event))
+            self.spool.append(numbered(event))
         except Exception as exc:
             self._failed(exc, action)
             return None
@@ -181,7 +182,7 @@ class Recorder:
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
-            self.spool.append(encode(event))
+            self.spool.append(numbered(event))
         except Exception as exc:
             self._failed(exc, str(event.get("event.action")))
             return False
@@ -452,6 +453,21 @@ def encode(event: dict[str, Any]) -> bytes:
         slim["audit.flags"] = ["truncated"]
         payload = dumps(slim)
     return payload
+
+
+def numbered(event: dict[str, Any]) -> Callable[[str, int], bytes]:
+    """The spool record of ``event`` once the spool gives it its process's number.
+
+    ``audit.origin.*`` let ``useraudit verify`` see events lost between the
+    host and the store as gaps (docs/integrity.md).
+    """
+
+    def make(origin: str, seq: int) -> bytes:
+        event["audit.origin.id"] = origin
+        event["audit.origin.seq"] = seq
+        return encode(event)
+
+    return make
 
 
 def _json(value: Any) -> str:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("useraudit.store.commands", "migrate"),
     "integrity": ("useraudit.integrity.commands", "integrity"),
     "verify": ("useraudit.integrity.commands", "verify"),
+    "verify-export": ("useraudit.integrity.commands", "verify_export"),
 }
 
 

@@ -89,7 +89,7 @@ import orjson
 
 from useraudit.schema import FIELDS, Kind
 
-from . import sqlite_combos, sqlite_people, sqlite_values
+from . import sqlite_columns, sqlite_combos, sqlite_people, sqlite_values
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import (
     FACETS,
@@ -228,6 +228,14 @@ _HOT = tuple(
 )
 
 
+# (column, SQL type) of every schema field but event.id, in schema order.
+FIELD_COLUMN_TYPES: tuple[tuple[str, str], ...] = tuple(
+    (col, "TEXT" if multi or kind is Kind.FLAT else _SQL_TYPE.get(kind, "TEXT"))
+    for name, col, kind, multi in COLUMNS
+    if name != "event.id"
+)
+
+
 def _ddl() -> list[str]:
     cols = [
         "rid INTEGER PRIMARY KEY",
@@ -235,11 +243,7 @@ def _ddl() -> list[str]:
         "ts_ms INTEGER NOT NULL",
         "week INTEGER NOT NULL",
     ]
-    for name, col, kind, multi in COLUMNS:
-        if name == "event.id":
-            continue
-        sql_type = "TEXT" if multi or kind is Kind.FLAT else _SQL_TYPE.get(kind, "TEXT")
-        cols.append(f"{col} {sql_type}")
+    cols += [f"{col} {sql_type}" for col, sql_type in FIELD_COLUMN_TYPES]
     cols += [f"{col} TEXT" for _name, col in FOLDED]
     cols.append("ip_key BLOB")
     cols.append("combo INTEGER")  # facet_combos.id
@@ -806,6 +810,7 @@ class SQLiteStore(Store):
             else:
                 # Fail now, naming the file, if the schema is not ours.
                 con.execute("SELECT rid, event_id, ts_ms, week FROM events LIMIT 0")
+            sqlite_columns.add_missing(con, FIELD_COLUMN_TYPES)
         self._ready = True
 
     # -- writing -------------------------------------------------------------------
