@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -53,8 +53,9 @@ def older_than(cutoff: datetime, store: Store) -> int:
     "--older-than",
     "days",
     type=click.FloatRange(min=0),
-    required=True,
-    help="Delete events older than this many days.",
+    default=None,
+    help="Delete events older than this many days in every account (default: each "
+    "account's retention, see `useraudit retention`). Accounts under legal hold are skipped.",
 )
 @store_option
 @click.option(
@@ -62,31 +63,49 @@ def older_than(cutoff: datetime, store: Store) -> int:
     type=click.IntRange(1, 10_000),
     default=500,
     show_default=True,
-    help="Events deleted per transaction / delete batch.",
+    help="Events per transaction / delete batch.",
 )
-def prune(days: float, store_url: str | None, batch: int) -> None:
-    """Delete events older than DAYS days, in small batches."""
-    cutoff = datetime.now(UTC) - timedelta(days=days)
+def prune(days: float | None, store_url: str | None, batch: int) -> None:
+    """Delete events past their retention, in small batches; never under a legal hold."""
+    from useraudit.retention import Retention
+
     store = _open(store_url)
     try:
-        _record_prune(store, cutoff)
-        expected = older_than(cutoff, store)
-        click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
+        record = _prune_recorder(store)
+        retention = Retention(store)
+        if days is not None:
+            cutoff = datetime.now(UTC) - timedelta(days=days)
+            expected = older_than(cutoff, store)
+            click.echo(
+                f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True
+            )
+        else:
+            expected = 0
         with click.progressbar(
             length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
         ) as bar:
-            deleted = store.delete_older_than(cutoff, batch_size=batch, progress=bar.update)
+            result = retention.prune(
+                days, batch_size=batch, progress=bar.update, before_delete=record
+            )
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
-    click.echo(
-        f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
-    )
+    deleted = sum(result.deleted.values())
+    for account in result.held:
+        click.echo(f"{account}: under legal hold, nothing deleted")
+    if days is not None:
+        click.echo(
+            f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
+        )
+    else:
+        for account, n in sorted(result.deleted.items()):
+            click.echo(f"{account}: deleted {n:,} events before {result.cutoffs[account]:%Y-%m-%d}")
+        click.echo(f"Deleted {deleted:,} events past their account's retention from {store.url}")
 
 
-def _record_prune(store: Store, cutoff: datetime) -> None:
-    """Sign the cutoff into the integrity ledger first (docs/integrity.md, Retention)."""
+def _prune_recorder(store: Store) -> Callable[[str, datetime], None] | None:
+    """Signs each account's cutoff into the integrity ledger first (docs/integrity.md)."""
     from useraudit.integrity.keys import KeyFileError
     from useraudit.integrity.retention import record_prune, signing_key_for_prune
 
@@ -94,8 +113,14 @@ def _record_prune(store: Store, cutoff: datetime) -> None:
         key = signing_key_for_prune(store)
     except KeyFileError as exc:
         raise StoreError(str(exc)) from exc
-    if key is not None:
-        record_prune(store, key, cutoff)
+    if key is None:
+        return None
+    signing_key = key
+
+    def record(account: str, cutoff: datetime) -> None:
+        record_prune(store, signing_key, cutoff, [account])
+
+    return record
 
 
 def _batches(store: Store, account: str, size: int) -> Iterator[list[dict]]:
