@@ -46,12 +46,13 @@ from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
-from useraudit.store.base import Store, StoreRefused, StoreUnavailable
+from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteResult
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
 from .spool import Batch, SpoolReader
 from .stages import Stage
+from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
 
@@ -67,6 +68,8 @@ class IndexerStats:
     unavailable_waits: int = 0
     batches: int = 0
     stage_errors: int = 0
+    # Spools that get events while no indexer reads them (see useraudit.spool_watch).
+    unread_spools: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -100,7 +103,8 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
-        stages: pipeline stages (GeoIP, detection, ...), see :mod:`.stages`.
+        stages: pipeline stages (GeoIP, detection, sinks, hashing), see
+            :mod:`useraudit.indexer.stages`.
     """
 
     def __init__(
@@ -133,13 +137,11 @@ class Indexer:
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
         self.commit_interval = commit_interval
+        self.stages = list(stages)
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
         self.stages = list(stages)
-        # The optional points (see .stages): only stages that have them.
-        self._stored_hooks = [s.stored for s in self.stages if hasattr(s, "stored")]
-        self._commit_hooks = [s.commit for s in self.stages if hasattr(s, "commit")]
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useraudit-prepare")
 
     def __enter__(self) -> Indexer:
@@ -150,11 +152,13 @@ class Indexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.commit()
-        self.reader.close()
-        self.dead_letters.close()
-        for stage in self.stages:
-            stage.close()
+        try:
+            self.commit()
+        finally:
+            for stage in self.stages:
+                stage.close()
+            self.reader.close()
+            self.dead_letters.close()
 
     # -- loops ----------------------------------------------------------------
 
@@ -180,8 +184,10 @@ class Indexer:
     ) -> IndexerStats:
         """Ship until ``stop`` is set, polling the spool every ``idle`` seconds."""
         last_report = time.monotonic()
+        watch = SpoolWatch(self.spool_dir, self.stats, store=self.store.url)
         while not stop.is_set():
             before = self.stats.read + self.stats.damaged
+            watch.tick()
             self.drain()
             if time.monotonic() - last_report >= report_every:
                 log.info("indexer: %s", json.dumps(self.stats.as_dict()))
@@ -230,22 +236,20 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
-        delivered: list[dict] = []
+        stored: list[WriteResult | None] = [None] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
             sent = [prepared.docs[i] for i in todo]
             results = self._write_until_reachable(sent)
-            for stored in self._stored_hooks:
-                stored(sent, results)
             retry: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
-                    delivered.append(prepared.docs[i])
+                    stored[i] = result
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
-                    delivered.append(prepared.docs[i])
+                    stored[i] = result
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -264,8 +268,10 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
-        if delivered and self.stages:
-            self._deliver_to_stages(delivered)
+        if self.stages:
+            held = [(doc, r) for doc, r in zip(prepared.docs, stored, strict=True) if r]
+            if held:
+                self._deliver_to_stages([doc for doc, _ in held], [r for _, r in held])
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -279,9 +285,9 @@ class Indexer:
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
         try:
-            for commit in self._commit_hooks:
-                commit()
-        except StoreUnavailable as exc:
+            for stage in self.stages:  # durable before the spool forgets the events
+                stage.flush()
+        except (StoreUnavailable, OSError) as exc:
             # Positions stay where they are: a crash now re-delivers, never loses.
             log.warning("indexer: a stage could not finish (%s); positions held", exc)
             return
@@ -321,20 +327,20 @@ class Indexer:
                 self.stats.stage_errors += 1
                 log.exception("indexer: stage %s failed preparing an event", stage.name)
 
-    def _deliver_to_stages(self, docs: list[dict]) -> None:
-        """Hand stored events to each stage; an unreachable store holds the batch."""
+    def _deliver_to_stages(self, docs: list[dict], results: list[WriteResult]) -> None:
+        """Hand stored events to each stage; a store or local fault holds the batch."""
         # Spool order within the batch, as the stages are promised.
         for stage in self.stages:
             attempt = 0
             while True:
                 try:
-                    stage.delivered(docs)
+                    stage.delivered(docs, results)
                     break
-                except StoreUnavailable as exc:
+                except (StoreUnavailable, OSError) as exc:
                     self.stats.unavailable_waits += 1
                     delay = self._backoff(attempt)
                     log.warning(
-                        "indexer: stage %s: store unavailable (%s); retrying in %.1fs",
+                        "indexer: stage %s: %s; retrying in %.1fs",
                         stage.name,
                         exc,
                         delay,
@@ -362,8 +368,6 @@ class Indexer:
                 doc = self.enrich(raw)
                 self._prepare_stages(doc)
                 result = self._write_until_reachable([doc])[0]
-                for stored in self._stored_hooks:
-                    stored([doc], [result])
             except Exception as exc:  # noqa: BLE001 - report and keep the letter
                 self.dead_letters.failed_again(
                     letter.id, f"retry failed: {type(exc).__name__}: {exc}"
@@ -373,12 +377,12 @@ class Indexer:
             if result.delivered:
                 delivered.append(letter.id)
                 if self.stages:
-                    self._deliver_to_stages([doc])
+                    self._deliver_to_stages([doc], [result])
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1
-        for commit in self._commit_hooks:
-            commit()
+        for stage in self.stages:
+            stage.flush()
         self.dead_letters.delete(delivered)
         return {"delivered": len(delivered), "still_failing": failed}
 

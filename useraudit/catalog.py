@@ -369,6 +369,15 @@ _USERAUDIT: list[tuple[str, str, str, tuple, bool]] = [
     ("audit_log.retention_changed", "Retention period changed", "User actions", _CFG_CHANGE, False),
     ("audit_log.legal_hold_placed", "Legal hold placed", "User actions", _CFG_CHANGE, False),
     ("audit_log.legal_hold_lifted", "Legal hold lifted", "User actions", _CFG_CHANGE, False),
+    (
+        "security_alert.acknowledged",
+        "Security alert acknowledged",
+        "Security alerts",
+        _CFG_CHANGE,
+        False,
+    ),
+    ("security_alert.resolved", "Security alert resolved", "Security alerts", _CFG_CHANGE, False),
+    ("security_alert.reopened", "Security alert reopened", "Security alerts", _CFG_CHANGE, False),
 ]
 
 

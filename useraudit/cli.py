@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("useraudit.catalog_commands", "events"),
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
+    "doctor": ("useraudit.doctor", "doctor"),
     "retention": ("useraudit.retention_commands", "retention"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),

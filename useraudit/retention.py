@@ -187,8 +187,8 @@ class Retention:
             from useraudit.integrity.sealer import Sealer
 
             sealer = Sealer(self.store, key)
-            sealer.stored([doc], results)
-            sealer.commit()
+            sealer.delivered([doc], results)
+            sealer.flush()
         self.store.refresh()
 
 

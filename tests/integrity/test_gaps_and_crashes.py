@@ -153,8 +153,8 @@ def test_a_number_used_twice_is_out_of_sequence(
     event = json.loads(json.dumps(env_store.get([first])[first]))
     event["event.id"] = "e" * 32
     sealer = Sealer(env_store, key)
-    sealer.stored([event], env_store.write([event]))
-    sealer.commit()
+    sealer.delivered([event], env_store.write([event]))
+    sealer.flush()
     code, lines = verify_json()
     assert code == 1
     [finding] = [f for f in lines if f.get("kind") == "out-of-sequence"]

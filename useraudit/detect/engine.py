@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from useraudit.indexer.stages import Stage
 from useraudit.store.alerts import Alert, DetectionStore, alert_id, merge_alert
 from useraudit.store.base import StoreUnavailable
 
@@ -54,7 +55,7 @@ class DetectStats:
         return dict(self.__dict__)
 
 
-class DetectionEngine:
+class DetectionEngine(Stage):
     """Runs rules on delivered events; an indexer :class:`~useraudit.indexer.stages.Stage`.
 
     Args:
@@ -165,7 +166,7 @@ class DetectionEngine:
     def close(self) -> None:
         pass
 
-    def delivered(self, docs: Sequence[dict]) -> None:
+    def delivered(self, docs: Sequence[dict], results: Sequence[object] = ()) -> None:
         with self._lock:
             self._run(docs)
 

@@ -39,8 +39,21 @@ def build_stages(
     alerts = detection_store(store)
     if install:
         notes += alerts.install()
-    engine = DetectionEngine(alerts, settings=settings, geo=geo_levels)
+    notifier = None
+    if any((conf.get("notify") or {}) for conf in settings.accounts.values()):
+        from .notify import Notifier, NotifierThread
+
+        notifier = NotifierThread(Notifier(alerts, settings))
+        notes.append(
+            "notifications: on for "
+            + ", ".join(sorted(a for a, c in settings.accounts.items() if c.get("notify")))
+        )
+    engine = DetectionEngine(
+        alerts, settings=settings, geo=geo_levels, on_alert=notifier.wake if notifier else None
+    )
     stages.append(engine)
+    if notifier is not None:
+        stages.append(notifier)
     off = [f"{r['rule']} ({r['why']})" for r in engine.status("") if r["state"] == "off"]
     notes.append(
         f"detection: {len(engine.rules) - len(off)} rules on"

@@ -1,7 +1,7 @@
 """The sealer: the indexer stage that writes signed checkpoints.
 
 Documents the store accepted are turned into entries and kept per account;
-:meth:`Sealer.commit`, which the indexer calls before it commits spool
+`Sealer.flush`, which the indexer calls before it commits spool
 positions, appends one checkpoint per account (several for very many
 events) to the account's chain. Documents answered "duplicate" (events
 re-delivered after a crash) are read back and the stored version is
@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from useraudit.indexer.stages import BaseStage
+from useraudit.indexer.stages import Stage
 from useraudit.store.base import Store, StoreUnavailable, WriteResult
 from useraudit.store.ledger import Ledger, ledger_for
 
@@ -89,8 +89,8 @@ class Chains:
             seq, prev = seq + 1, checkpoint.checkpoint_hash(theirs)
 
 
-class Sealer(BaseStage):
-    """Indexer stage (:mod:`useraudit.indexer.stages`) that seals what the store accepted."""
+class Sealer(Stage):
+    """Indexer stage (:class:`~useraudit.indexer.stages.Stage`) sealing what the store accepted."""
 
     name = "integrity"
 
@@ -102,7 +102,7 @@ class Sealer(BaseStage):
         self.sealed = 0
         self.checkpoints = 0
 
-    def stored(self, docs: Sequence[dict], results: Sequence[WriteResult]) -> None:
+    def delivered(self, docs: Sequence[dict], results: Sequence[WriteResult]) -> None:
         again: list[str] = []
         for doc, result in zip(docs, results, strict=True):
             if result.status == "created":
@@ -115,7 +115,7 @@ class Sealer(BaseStage):
             for doc in self.store.get(again).values():
                 self._pending[account_of(doc)].append(entry_of(doc))
 
-    def commit(self) -> None:
+    def flush(self) -> None:
         for account in list(self._pending):
             entries = self._pending[account]
             while entries:

@@ -129,6 +129,13 @@ class OpenSearchDetectionStore(DetectionStore):
                     raise store_error(self.url, exc, f"creating {index}") from exc
             except os_exc.TransportError as exc:
                 raise store_error(self.url, exc, f"creating {index}") from exc
+        # Searches on an index whose shard has not started answer 503.
+        self._call(
+            "waiting for the alerts indices",
+            self.client.cluster.health,
+            index=f"{self.alerts_index},{self.state_index}",
+            wait_for_status="yellow",
+        )
         return [f"alerts template {name} installed (version {TEMPLATE_VERSION})"]
 
     def uninstall(self) -> None:
@@ -199,6 +206,7 @@ class OpenSearchDetectionStore(DetectionStore):
             self.client.search,
             index=self.alerts_index,
             body={"query": query, "sort": sort, "size": limit},
+            ignore_unavailable=True,  # not installed yet: no alerts
         )
         return [Alert.from_dict(h["_source"]) for h in resp["hits"]["hits"]]
 
@@ -310,4 +318,9 @@ class OpenSearchDetectionStore(DetectionStore):
         return conflicts
 
     def refresh(self) -> None:
-        self._call("refreshing alerts", self.client.indices.refresh, index=self.alerts_index)
+        self._call(
+            "refreshing alerts",
+            self.client.indices.refresh,
+            index=self.alerts_index,
+            ignore_unavailable=True,
+        )
