@@ -610,6 +610,23 @@ class SpoolReader:
         _fsync_dir(self.directory)
 
 
+def record_at(path: str | os.PathLike[str], offset: int) -> bytes | None:
+    """The payload of the intact record at ``offset`` of a segment, or None."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            header = fh.read(HEADER_SIZE)
+            if len(header) < HEADER_SIZE:
+                return None
+            magic, length, crc = _HEADER.unpack(header)
+            if magic != MAGIC or length > MAX_RECORD:
+                return None
+            payload = fh.read(length)
+    except OSError:
+        return None
+    return payload if len(payload) == length and zlib.crc32(payload) == crc else None
+
+
 def _writer_alive(fd: int) -> bool:
     """True while some process holds the segment's exclusive writer lock."""
     try:

@@ -129,7 +129,7 @@ class Retention:
         result = PruneResult()
         now = self.clock()
         settings = self.settings.all()
-        accounts = sorted(set(self.store.accounts()) | (set(settings) - {DEFAULTS}))
+        accounts = sorted(set(self.store.accounts()) | named_accounts(settings))
         result.held = [a for a in accounts if settings.get(a, {}).get("legal_hold")]
         if older_than_days is not None and not result.held:
             # One cutoff for all, nothing held: one pass, events without an account too.
@@ -190,6 +190,11 @@ class Retention:
             sealer.delivered([doc], results)
             sealer.flush()
         self.store.refresh()
+
+
+def named_accounts(settings: dict[str, Any]) -> set[str]:
+    """Accounts named in the settings (not the defaults, not other keys such as ``~spool:``)."""
+    return {key for key in settings if key != DEFAULTS and not key.startswith("~")}
 
 
 def _days(value: Any) -> str:

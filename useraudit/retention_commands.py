@@ -13,7 +13,7 @@ import click
 from useraudit.cli import store_option
 from useraudit.index_templates.commands import retention
 
-from .retention import Retention
+from .retention import Retention, named_accounts
 from .store.account_settings import DEFAULTS
 from .store.base import StoreError
 from .store.commands import _open
@@ -83,7 +83,7 @@ def show(store_url: str | None) -> None:
     """Retention and holds per account, as JSON."""
 
     def collect(r: Retention) -> dict:
-        accounts = sorted(set(r.store.accounts()) | set(r.settings.all()) - {DEFAULTS})
+        accounts = sorted(set(r.store.accounts()) | named_accounts(r.settings.all()))
         return {
             "default_days": r.settings.get(DEFAULTS).get("retention_days"),
             "accounts": {a: {"days": r.days(a), "legal_hold": r.hold(a)} for a in accounts},

@@ -28,6 +28,8 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_EXPORT_PROCESS_ROWS`` from this many rows an export's workbook is written by a
                           child process (default 20,000; 0: never)
 ``USERAUDIT_EXPORT_MAX_ROWS`` rows per sheet before the next one (default Excel's 1,048,576)
+``USERAUDIT_COMPLETENESS_LAG`` seconds the completeness mark may trail before the User
+                          actions page says indexing is behind (default 120)
 ``SESSION_COOKIE_SECURE`` default True; set False only for plain-HTTP development on loopback
 """
 

@@ -28,7 +28,8 @@ from flask_login import current_user
 
 import useraudit
 from useraudit.schema import COLUMN_FIELDS
-from useraudit.store import QueryError
+from useraudit.store import QueryError, StoreError
+from useraudit.store.completeness import complete_up_to
 
 from . import app as _app
 from . import workbook_process
@@ -189,6 +190,12 @@ def describe(account: str, filters: Filters, tz: ZoneInfo, now: datetime) -> lis
         ("From", start.astimezone(tz).strftime(fmt) if start else "(any)"),
         ("To", (end or now).astimezone(tz).strftime(fmt)),
     ]
+    try:
+        mark = complete_up_to(_app.store())
+    except StoreError:
+        mark = None
+    # Events after this time may not be in the file yet (docs/integrity.md, completeness).
+    about.append(("Complete up to", mark.astimezone(tz).strftime(fmt) if mark else "(unknown)"))
     return about + filters.describe()
 
 
