@@ -303,4 +303,12 @@ def export_ndjson(account: str) -> Any:
         job = _Export(account, "ndjson")
     except QueryError as exc:
         return _refused(exc)
-    return job.response(NdjsonWriter().chunks(job.docs(None)), NDJSON_MIME)
+    writer = NdjsonWriter()
+    if request.args.get("proof", "") in ("1", "true", "yes"):
+        # Checkpoints and inclusion paths after the lines (docs/integrity.md).
+        from useraudit.integrity.export import Proofs
+
+        from .ndjson_proof import ProofNdjsonWriter
+
+        writer = ProofNdjsonWriter(Proofs(job.store, account))
+    return job.response(writer.chunks(job.docs(None)), NDJSON_MIME)

@@ -72,9 +72,9 @@ def write(path: Path, objs: list[dict]) -> None:
 
 def test_an_untouched_export_verifies_offline(exported: tuple[Path, Path, list[str]]) -> None:
     path, public, ids = exported
-    events = [o for o in lines(path) if "event.id" in o]
-    assert sorted(e["event.id"] for e in events) == sorted(ids)
-    assert all(e["organization.id"] == "acme" for e in events)
+    events = [o for o in lines(path) if "event" in o]
+    assert sorted(e["event"]["id"] for e in events) == sorted(ids)
+    assert all(e["organization"]["id"] == "acme" for e in events)
     result = verify_export(path, public)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verified: 12 events" in result.stdout
@@ -83,18 +83,18 @@ def test_an_untouched_export_verifies_offline(exported: tuple[Path, Path, list[s
 def test_a_changed_field_fails_naming_the_line(exported: tuple[Path, Path, list[str]]) -> None:
     path, public, _ids = exported
     objs = lines(path)
-    objs[4]["user.id"] = "someone-else"
+    objs[4]["user"]["id"] = "someone-else"
     write(path, objs)
     result = verify_export(path, public)
     assert result.returncode == 1
-    assert result.stdout.startswith(f"line 5: event {objs[4]['event.id']}: does not match")
+    assert result.stdout.startswith(f"line 5: event {objs[4]['event']['id']}: does not match")
 
 
 def test_inserted_and_swapped_lines_fail(exported: tuple[Path, Path, list[str]]) -> None:
     path, public, _ids = exported
     objs = lines(path)
     objs[1], objs[2] = objs[2], objs[1]
-    forged = {**objs[0], "event.id": "f" * 32}
+    forged = {**objs[0], "event": {**objs[0]["event"], "id": "f" * 32}}
     objs.insert(11, forged)
     write(path, objs)
     out = verify_export(path, public).stdout
@@ -124,3 +124,45 @@ def test_rotation_keeps_old_exports_verifiable(
     keyring.write_text(CliRunner().invoke(main, ["integrity", "public-key"]).output)
     assert keyring.read_text().count("BEGIN PUBLIC KEY") == 2
     assert verify_export(path, keyring).returncode == 0
+
+
+def test_the_ui_ndjson_export_carries_the_same_proof(
+    exported: tuple[Path, Path, list[str]], env_store: Store, tmp_path: Path
+) -> None:
+    """``actions.ndjson?proof=1`` of the admin UI verifies offline like the CLI's file."""
+    from support import CSRF_RE
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    _path, public, ids = exported
+    users = UserStore(tmp_path / "webusers.db")
+    users.add("alice", "correct horse battery staple")
+    users.grant("alice", "acme", "USER_ADMIN")
+    client = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SESSION_COOKIE_SECURE": False,
+            "USERAUDIT_STORE": env_store,
+            "USERAUDIT_USERS": users,
+        }
+    ).test_client()
+    token = CSRF_RE.search(client.get("/login").get_data(as_text=True))
+    assert token
+    client.post(
+        "/login",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrf_token": token.group(1),
+        },
+    )
+    plain = client.get("/a/acme/actions.ndjson?period=30d").get_data(as_text=True)
+    proven = client.get("/a/acme/actions.ndjson?period=30d&proof=1").get_data(as_text=True)
+    assert proven.startswith(plain)  # the same lines, then the proof
+    ui_file = tmp_path / "ui.ndjson"
+    ui_file.write_text(proven)
+    result = verify_export(ui_file, public)
+    assert result.returncode == 0, result.stdout
+    assert f"verified: {len(ids)} events" in result.stdout
+    assert verify_export(_path.parent / "missing", public).returncode != 0

@@ -2,7 +2,7 @@
 
 File layout (UTF-8, one JSON object per line)::
 
-    {"@timestamp": ..., "event.id": ..., ...}          one line per event, as any NDJSON export
+    {"@timestamp": ..., "event": {"id": ...}, ...}     one line per event, as the NDJSON export
     ...
     {"useraudit.checkpoint": {signed body + "sig"}}     each checkpoint the proofs need
     {"useraudit.proof": {"line": 1, "checkpoint": "acme/3", "index": 17, "path": [hex, ...]}}
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+from useraudit.schema import flatten, nest
 from useraudit.store.base import Store
 from useraudit.store.ledger import ledger_for
 from useraudit.store.query import Query
@@ -49,6 +50,61 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class Proofs:
+    """The proof of each line of an account's NDJSON export, as the lines are written.
+
+    Call :meth:`line` with each event document in the order its lines are
+    written; :meth:`trailer` then gives the checkpoint and proof lines that
+    follow the last event. The webapp's NDJSON export uses it through a
+    writer of its own (``webapp/ndjson.py``), the CLI through :func:`write_export`.
+    """
+
+    def __init__(self, store: Store, account: str) -> None:
+        self.account = account
+        self.where: dict[str, tuple[int, int]] = {}  # event id -> (checkpoint seq, leaf index)
+        self.chain: dict[int, dict[str, Any]] = {}
+        for doc in ledger_for(store).iterate(account):
+            if doc.get("kind") != "events":
+                continue
+            self.chain[doc["seq"]] = doc
+            for index, entry in enumerate(doc.get("leaves") or ()):
+                self.where.setdefault(entry[0], (doc["seq"], index))
+        self.stats = ExportStats()
+        self._trees: dict[int, list[list[bytes]]] = {}
+        self._proofs: list[dict[str, Any]] = []
+
+    def line(self, doc: dict[str, Any]) -> None:
+        self.stats.events += 1
+        event_id = str(doc.get("event.id"))
+        found = self.where.get(event_id)
+        if found is None:
+            self.stats.unsealed.append(event_id)
+            return
+        seq, index = found
+        tree = self._trees.get(seq)
+        if tree is None:
+            leaves = [checkpoint.entry_leaf(e) for e in self.chain[seq]["leaves"]]
+            tree = self._trees[seq] = merkle.levels(leaves)
+        self._proofs.append(
+            {
+                "line": self.stats.events,
+                "checkpoint": checkpoint.checkpoint_id(self.account, seq),
+                "index": index,
+                "path": [p.hex() for p in merkle.inclusion_path(tree, index)],
+            }
+        )
+        self.stats.proven += 1
+
+    def trailer(self) -> bytes:
+        lines = []
+        for seq in sorted(self._trees):
+            signed = {**checkpoint.body_of(self.chain[seq]), "sig": self.chain[seq]["sig"]}
+            lines.append(_dumps({CHECKPOINT: signed}))
+            self.stats.checkpoints += 1
+        lines += [_dumps({PROOF: proof}) for proof in self._proofs]
+        return "".join(line + "\n" for line in lines).encode()
+
+
 def write_export(
     store: Store,
     out: IO[str],
@@ -56,50 +112,14 @@ def write_export(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> ExportStats:
-    """Write ``account``'s events (newest first) and the proof of each to ``out``."""
-    stats = ExportStats()
-    where: dict[str, tuple[int, int]] = {}  # event id -> (checkpoint seq, leaf index)
-    chain: dict[int, dict[str, Any]] = {}
-    for doc in ledger_for(store).iterate(account):
-        if doc.get("kind") != "events":
-            continue
-        chain[doc["seq"]] = doc
-        for index, entry in enumerate(doc.get("leaves") or ()):
-            where.setdefault(entry[0], (doc["seq"], index))
-    proofs: list[dict[str, Any]] = []
-    trees: dict[int, list[list[bytes]]] = {}
-    line = 0
+    """Write ``account``'s events (newest first, ECS-nested) and their proof to ``out``."""
+    proofs = Proofs(store, account)
     for doc in store.iterate(Query(account, start=start, end=end), batch_size=2000):
-        line += 1
-        stats.events += 1
         flat = project(doc)
-        out.write(_dumps(flat) + "\n")
-        found = where.get(str(flat.get("event.id")))
-        if found is None:
-            stats.unsealed.append(str(flat.get("event.id")))
-            continue
-        seq, index = found
-        tree = trees.get(seq)
-        if tree is None:
-            leaves = [checkpoint.entry_leaf(e) for e in chain[seq]["leaves"]]
-            tree = trees[seq] = merkle.levels(leaves)
-        path = merkle.inclusion_path(tree, index)
-        proofs.append(
-            {
-                "line": line,
-                "checkpoint": checkpoint.checkpoint_id(account, seq),
-                "index": index,
-                "path": [p.hex() for p in path],
-            }
-        )
-        stats.proven += 1
-    for seq in sorted(trees):
-        signed = {**checkpoint.body_of(chain[seq]), "sig": chain[seq]["sig"]}
-        out.write(_dumps({CHECKPOINT: signed}) + "\n")
-        stats.checkpoints += 1
-    for proof in proofs:
-        out.write(_dumps({PROOF: proof}) + "\n")
-    return stats
+        out.write(_dumps(nest(flat)) + "\n")
+        proofs.line(flat)
+    out.write(proofs.trailer().decode())
+    return proofs.stats
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ def verify_file(fh: IO[str], keyring: Keyring) -> ExportCheck:
                 continue
             proofs[proof["line"]] = proof
         else:
-            events[number] = obj
+            events[number] = flatten(obj)  # nested ECS lines and flat ones alike
     result.checkpoints = len(checkpoints)
     for number, doc in sorted(events.items()):
         result.events += 1
