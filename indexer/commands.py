@@ -239,6 +239,41 @@ def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:
 
 @indexer.command()
 @spool_option
+@store_option
+@click.option("--count", default=20, show_default=True, help="Canary events to send.")
+@click.option("--interval", default=0.2, show_default=True, help="Seconds between canaries.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for each.")
+def canary(
+    spool_dir: Path | None, store_url: str | None, count: int, interval: float, timeout: float
+) -> None:
+    """Capture-to-searchable latency: send canary events, print p50 and p99 (JSON).
+
+    Needs a running indexer on the spool; exit 1 when a canary never became
+    searchable within --timeout.
+    """
+    from useraudit.store import StoreError, open_store
+
+    from .canary import measure
+
+    try:
+        store = open_store(store_url)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        report = measure(
+            spool_dir or default_spool_dir(), store, count=count, interval=interval, timeout=timeout
+        )
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(json.dumps(report.as_dict()))
+    if report.found < report.sent:
+        raise SystemExit(1)
+
+
+@indexer.command()
+@spool_option
 def status(spool_dir: Path | None) -> None:
     """Pending bytes in the spool and dead letters waiting."""
     from .deadletter import DeadLetters

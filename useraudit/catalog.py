@@ -369,6 +369,7 @@ _USERAUDIT: list[tuple[str, str, str, tuple, bool]] = [
     ("audit_log.retention_changed", "Retention period changed", "User actions", _CFG_CHANGE, False),
     ("audit_log.legal_hold_placed", "Legal hold placed", "User actions", _CFG_CHANGE, False),
     ("audit_log.legal_hold_lifted", "Legal hold lifted", "User actions", _CFG_CHANGE, False),
+    ("audit_log.canary", "Indexing latency probe (canary)", "User actions", _ACCESS, False),
     (
         "security_alert.acknowledged",
         "Security alert acknowledged",
