@@ -78,6 +78,20 @@ def verify_all(store: Store, keyring: Keyring) -> tuple[float, int, bool]:
     return time.perf_counter() - start, report.events, report.clean
 
 
+def drop(url: str) -> None:
+    """Remove what a run left on a shared OpenSearch node (SQLite files go with the temp dir)."""
+    from useraudit.store.account_settings import AccountSettings
+    from useraudit.store.ledger import ledger_for
+    from useraudit.store.opensearch import OpenSearchStore
+
+    store = open_store(url)
+    if isinstance(store, OpenSearchStore):
+        ledger_for(store).drop()
+        AccountSettings(store).drop()
+        store.uninstall()
+    store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -93,12 +107,14 @@ def main() -> None:
         on: list[float] = []
         off: list[float] = []
         sealed_url = ""
+        urls: list[str] = []
         for r in range(args.rounds):
             order = [(True, on), (False, off)] if r % 2 == 0 else [(False, off), (True, on)]
             for sealing, times in order:
                 copy = work / f"spool-{r}-{sealing}"
                 shutil.copytree(spool, copy)
                 url = store_url(args.store, work, f"r{r}-{'on' if sealing else 'off'}")
+                urls.append(url)
                 times.append(ship(copy, url, keys if sealing else None, work))
                 print(f"round {r} sealing={sealing}: {args.events / times[-1]:,.0f} ev/s")
                 shutil.rmtree(copy)
@@ -116,6 +132,8 @@ def main() -> None:
             print(f"export {n / exports[-1]:,.0f} ev/s, verify {counted / verifies[-1]:,.0f} ev/s")
         assert clean and counted == args.events == n, (clean, counted, n)
         store.close()
+        for url in urls:
+            drop(url)
     result = {
         "events": args.events,
         "store": "sqlite" if args.store == "sqlite" else "opensearch",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from useraudit.cli import store_option
+
+if TYPE_CHECKING:
+    from useraudit.store.opensearch import OpenSearchStore
 
 
 @click.group()
@@ -99,6 +103,7 @@ def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bo
             "policy there"
         )
     try:
+        _refuse_under_legal_hold(store, dry_run)
         done = policy.apply(
             store.client,
             store.prefix,
@@ -117,3 +122,16 @@ def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bo
         f"{sum(1 for _, w in done if w.startswith('made read-only'))} made read-only, "
         f"{sum(1 for _, w in done if w == 'kept')} kept"
     )
+
+
+def _refuse_under_legal_hold(store: OpenSearchStore, dry_run: bool) -> None:
+    """Whole indices hold every account's events: none may go while any account is held."""
+    from useraudit.retention import Retention
+
+    held = Retention(store).held()
+    if held and not dry_run:
+        raise click.ClickException(
+            f"legal hold on {', '.join(held)}: deleting whole indices would delete their events; "
+            "lift the hold (`useraudit retention release`) or use `useraudit prune`, "
+            "which skips held accounts"
+        )

@@ -226,7 +226,7 @@ def test_kill_9_of_indexers_sharing_a_spool_leaves_a_clean_history(
             victims.append(victim)
             before = stored_count(env_store)
             deadline = time.monotonic() + 180
-            while stored_count(env_store) < before + 1500:  # type: ignore[attr-defined]
+            while stored_count(env_store) < before + 1500:
                 assert time.monotonic() < deadline, "indexers shipped nothing"
                 time.sleep(0.05)
                 env_store.refresh()
@@ -237,7 +237,7 @@ def test_kill_9_of_indexers_sharing_a_spool_leaves_a_clean_history(
         deadline = time.monotonic() + 300
         while True:
             env_store.refresh()
-            if stored_count(env_store) == 18_000:  # type: ignore[attr-defined]
+            if stored_count(env_store) == 18_000:
                 break
             assert time.monotonic() < deadline, stored_count(env_store)
             time.sleep(0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from useraudit.indexer.enrich import Enricher
 
@@ -82,3 +83,30 @@ def test_a_legal_hold_stops_every_deletion_until_lifted(
     ]
     check = verify()
     assert check.exit_code == 0, check.output
+
+
+def test_retention_apply_refuses_to_drop_indices_under_a_legal_hold(
+    os_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    enricher: Enricher,
+    request: pytest.FixtureRequest,
+) -> None:
+    from .conftest import drop_side_indices, store_url
+
+    request.addfinalizer(lambda: drop_side_indices(os_store))
+    monkeypatch.setenv("USERAUDIT_STORE", store_url(os_store))
+    old = enricher(
+        {
+            "event.id": "old-1",
+            "@timestamp": "2024-01-05T10:00:00Z",
+            "event.action": "user.signed_in",
+            "organization.id": "acme",
+        }
+    )
+    assert os_store.write([old])[0].status == "created"
+    assert cli("retention", "hold", "acme", "--reason", "case 9").exit_code == 0
+    refused = CliRunner().invoke(main, ["retention", "apply", "--delete-after", "30"])
+    assert refused.exit_code == 1
+    assert "legal hold on acme" in refused.output
+    os_store.refresh()
+    assert os_store.get(["old-1"])  # still there
