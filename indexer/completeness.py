@@ -26,11 +26,10 @@ from typing import Any
 
 import orjson
 
+from useraudit.spool import OFFSET_SUFFIX, SEGMENT_SUFFIX, record_at
+from useraudit.stages import Stage
 from useraudit.store.base import Store, StoreUnavailable, WriteResult
 from useraudit.store.completeness import publish
-
-from .spool import OFFSET_SUFFIX, SEGMENT_SUFFIX, record_at
-from .stages import Stage
 
 log = logging.getLogger("useraudit.completeness")
 

@@ -25,10 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("useraudit.demo", "demo"),
     "doctor": ("useraudit.doctor", "doctor"),
     "retention": ("useraudit.retention_commands", "retention"),
+    "canary": ("useraudit.canary", "canary"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
-    "prune": ("useraudit.store.commands", "prune"),
-    "migrate": ("useraudit.store.commands", "migrate"),
+    "prune": ("useraudit.store_commands", "prune"),
+    "migrate": ("useraudit.store_commands", "migrate"),
     "integrity": ("useraudit.integrity.commands", "integrity"),
     "verify": ("useraudit.integrity.commands", "verify"),
     "verify-export": ("useraudit.integrity.commands", "verify_export"),
@@ -66,13 +67,3 @@ def main(verbose: bool) -> None:
     )
     # opensearch-py logs every request at INFO and expected 404s as warnings.
     logging.getLogger("opensearch").setLevel(logging.DEBUG if verbose else logging.ERROR)
-
-
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="USERAUDIT_STORE",
-    default=None,
-    show_envvar=True,
-    help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
-)

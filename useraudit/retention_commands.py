@@ -1,7 +1,7 @@
 """``useraudit retention set|default|hold|release|show``: retention per account, legal holds.
 
-Added to the ``retention`` group beside ``retention apply`` (index
-lifecycle on OpenSearch); ``useraudit prune`` applies what is set here.
+Added to the ``retention`` group of :mod:`useraudit.store_commands` beside
+``retention apply``; ``useraudit prune`` applies what is set here.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ import json
 
 import click
 
-from useraudit.cli import store_option
-from useraudit.index_templates.commands import retention
+from useraudit.cli_helpers import store_option
+from useraudit.store_commands import _open, retention
 
 from .retention import Retention, named_accounts
 from .store.account_settings import DEFAULTS
 from .store.base import StoreError
-from .store.commands import _open
 
 
 def _run(store_url: str | None, action):  # noqa: ANN001, ANN202 - a callback on Retention

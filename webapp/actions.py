@@ -26,7 +26,7 @@ from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.completeness import complete_up_to
 from useraudit.store.query import FACETS
 
-from . import app as _app
+from . import resources
 from .columns import CELLS, local_time
 from .filters import (
     FACET_LABELS,
@@ -329,7 +329,7 @@ def _history_base(account: str, filters: Filters) -> str:
 def _completeness(tz: Any) -> tuple[datetime | None, bool]:
     """The completeness mark in ``tz``, and whether indexing lags more than configured."""
     try:
-        mark = complete_up_to(_app.store())
+        mark = complete_up_to(resources.store())
     except StoreError:
         return None, False
     if mark is None:
@@ -362,7 +362,7 @@ def actions(account: str) -> Any:
                 highlight=bool(filters.text),
                 fields=PAGE_FIELDS,
             )
-            page = _app.store().search(req)
+            page = resources.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
         except StoreError as exc:

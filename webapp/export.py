@@ -37,8 +37,7 @@ import useraudit
 from useraudit.store import Query, QueryError, StoreError
 from useraudit.store.completeness import complete_up_to
 
-from . import app as _app
-from . import workbook_process
+from . import resources, workbook_process
 from .actions import admin_required
 from .csvfile import CSV_MIME, csv_chunks
 from .export_columns import EXPORT_FIELDS
@@ -201,7 +200,7 @@ def describe(
         ("To", (end or now).astimezone(tz)),
     ]
     try:
-        mark = complete_up_to(_app.store())
+        mark = complete_up_to(resources.store())
     except StoreError:
         mark = None
     # Events after this time may not be in the file yet (docs/integrity.md, completeness).
@@ -223,7 +222,7 @@ class _Export:
         self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
         self.now = datetime.now(UTC)
         self.query: Query = self.filters.query(account, self.now)
-        self.store = _app.store()
+        self.store = resources.store()
         # Fails here, before any byte is sent, if the store is down.
         self.total = self.store.count(self.query)
         self.tz = zone(self.filters.tz)

@@ -7,11 +7,11 @@ import threading
 from pathlib import Path
 
 from click.testing import CliRunner
-from useraudit.indexer.canary import measure, percentile
+
+from useraudit.canary import measure, percentile
+from useraudit.cli import main
 from useraudit.indexer.enrich import Enricher
 from useraudit.indexer.shipper import Indexer
-
-from useraudit.cli import main
 from useraudit.store.base import Store
 
 from .conftest import store_url
@@ -38,7 +38,7 @@ def test_canaries_are_timed_until_a_search_finds_them(
         assert 0 < report.p50_ms <= report.p99_ms < 30_000
         result = CliRunner().invoke(
             main,
-            ["indexer", "canary", "--spool", str(spool_dir), "--store", store_url(store)]
+            ["canary", "--spool", str(spool_dir), "--store", store_url(store)]
             + ["--count", "2", "--interval", "0"],
         )
         assert result.exit_code == 0, result.output
@@ -50,7 +50,7 @@ def test_canaries_are_timed_until_a_search_finds_them(
     # With no indexer running, a canary is never found: the command says so, exit 1.
     lost = CliRunner().invoke(
         main,
-        ["indexer", "canary", "--spool", str(spool_dir), "--store", store_url(store)]
+        ["canary", "--spool", str(spool_dir), "--store", store_url(store)]
         + ["--count", "1", "--timeout", "1"],
     )
     assert lost.exit_code == 1

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from useraudit.indexer.enrich import Enricher
-from useraudit.indexer.shipper import Indexer
-from useraudit.indexer.spool import SpoolWriter
-from useraudit.middleware.recorder import Recorder
 
 from useraudit.cli import main
+from useraudit.indexer.enrich import Enricher
+from useraudit.indexer.shipper import Indexer
 from useraudit.integrity.keys import SigningKey
 from useraudit.integrity.sealer import Sealer
+from useraudit.middleware.recorder import Recorder
+from useraudit.spool import SpoolWriter
 from useraudit.store.base import Store
 from useraudit.store.ledger import ledger_for
 
@@ -110,7 +110,7 @@ def test_the_spool_numbers_records_in_order_per_process(spool_dir: Path) -> None
 
 
 def test_record_stamps_origin_and_number(spool_dir: Path, enricher: Enricher) -> None:
-    from useraudit.indexer.spool import iter_all
+    from useraudit.spool import iter_all
 
     rec = Recorder(spool_dir, durability="sync")
     for _ in range(3):

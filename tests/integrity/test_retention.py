@@ -105,7 +105,9 @@ def test_retention_apply_refuses_to_drop_indices_under_a_legal_hold(
     )
     assert os_store.write([old])[0].status == "created"
     assert cli("retention", "hold", "acme", "--reason", "case 9").exit_code == 0
-    refused = CliRunner().invoke(main, ["retention", "apply", "--delete-after", "30"])
+    refused = CliRunner().invoke(
+        main, ["retention", "apply", "--warm-after", "0", "--delete-after", "30"]
+    )
     assert refused.exit_code == 1
     assert "legal hold on acme" in refused.output
     os_store.refresh()
