@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from useraudit.indexer.enrich import Enricher
 
 from useraudit.cli import main
+from useraudit.indexer.enrich import Enricher
 from useraudit.integrity.keys import SigningKey
 from useraudit.store.base import Store
 from useraudit.store.query import Query
