@@ -166,6 +166,7 @@ def run(
             stages.append(sinks)
         sealer = _integrity_stages(store)
         stages += sealer
+        stages.append(_completeness_stage(store, spool))
         with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
             for line in start_lines(spool, store.url):
                 if "WARNING" in line:
@@ -205,6 +206,13 @@ def _sinks_stage(spool: Path, sinks_file: Path | None) -> SinksStage | None:
     with clean_exit(SinkConfigError):
         configured = load_sinks(sinks_file)
     return SinksStage(spool, configured) if configured else None
+
+
+def _completeness_stage(store: Store, spool: Path):  # noqa: ANN202 - a Stage
+    """Publishes how far this spool is searchable (docs/integrity.md, completeness)."""
+    from .completeness import CompletenessStage
+
+    return CompletenessStage(store, spool)
 
 
 def _integrity_stages(store: Store) -> list:

@@ -176,7 +176,7 @@ class Recorder:
                 # the response starts (see middleware.context).
                 ctx.pending.append((self, event))
                 return event["event.id"]
-            self.spool.append(encode(event))
+            self.spool.append(numbered(event))
         except Exception as exc:
             self._failed(exc, action)
             return None
@@ -186,7 +186,7 @@ class Recorder:
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
-            self.spool.append(encode(event))
+            self.spool.append(numbered(event))
         except Exception as exc:
             self._failed(exc, str(event.get("event.action")))
             return False
@@ -516,6 +516,21 @@ def encode(event: dict[str, Any]) -> bytes:
         slim["audit.flags"] = ["truncated"]
         payload = dumps(slim)
     return payload
+
+
+def numbered(event: dict[str, Any]) -> Callable[[str, int], bytes]:
+    """The spool record of ``event`` once the spool gives it its process's number.
+
+    ``audit.origin.*`` let ``useraudit verify`` see events lost between the
+    host and the store as gaps (docs/integrity.md).
+    """
+
+    def make(origin: str, seq: int) -> bytes:
+        event["audit.origin.id"] = origin
+        event["audit.origin.seq"] = seq
+        return encode(event)
+
+    return make
 
 
 def _json(value: Any) -> str:

@@ -165,6 +165,17 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("related.ip", K.IP, "Every IP named in the event.", multi=True),
     Field("ecs.version", K.KEYWORD, "ECS version these fields follow."),
+    Field(
+        "audit.origin.id",
+        K.KEYWORD,
+        "The host process that recorded the event (random per process, new after fork).",
+    ),
+    Field(
+        "audit.origin.seq",
+        K.INTEGER,
+        "The event's number within its host process, from 1 in spool order: "
+        "a missing number is an event lost between the host and the store.",
+    ),
 )
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 from useraudit.catalog import CATALOG
 from useraudit.schema import COLUMN_FIELDS, COLUMNS, device_label
 from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
+from useraudit.store.completeness import complete_up_to
 from useraudit.store.query import FACETS
 
 from . import resources
@@ -326,6 +327,18 @@ def _history_base(account: str, filters: Filters) -> str:
     return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
+def _completeness(tz: Any) -> tuple[datetime | None, bool]:
+    """The completeness mark in ``tz``, and whether indexing lags more than configured."""
+    try:
+        mark = complete_up_to(resources.store())
+    except StoreError:
+        return None, False
+    if mark is None:
+        return None, False
+    lag = float(current_app.config.get("USERAUDIT_COMPLETENESS_LAG", 120))
+    return mark.astimezone(tz), (datetime.now(UTC) - mark).total_seconds() > lag
+
+
 @bp.get("/a/<account>/actions")
 @admin_required
 def actions(account: str) -> Any:
@@ -368,8 +381,11 @@ def actions(account: str) -> Any:
         for a in g["actions"]
     }
     rows = _rows(page, tz) if page else []
+    complete, lagging = _completeness(tz) if page is not None else (None, False)
     return render_template(
         "useraudit/actions.html",
+        complete=complete,
+        lagging=lagging,
         account=account,
         accounts=current_user.admin_accounts(),
         f=filters,

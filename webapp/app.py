@@ -31,6 +31,8 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_API_TOKENS``  API token database (default ``$USERAUDIT_HOME/api_tokens.db``)
 ``USERAUDIT_API_RATE``    requests per token (default ``600 per minute``)
 ``USERAUDIT_METRICS``     serve Prometheus metrics at ``/metrics`` (default False)
+``USERAUDIT_COMPLETENESS_LAG`` seconds the completeness mark may trail before the User
+                          actions page says indexing is behind (default 120)
 ``SESSION_COOKIE_SECURE`` default True; set False only for plain-HTTP development on loopback
 """
 

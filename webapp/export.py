@@ -35,7 +35,8 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
 import useraudit
-from useraudit.store import Query, QueryError
+from useraudit.store import Query, QueryError, StoreError
+from useraudit.store.completeness import complete_up_to
 
 from . import resources, workbook_process
 from .actions import admin_required
@@ -199,6 +200,12 @@ def describe(
         ("From", start.astimezone(tz) if start else "(any)"),
         ("To", (end or now).astimezone(tz)),
     ]
+    try:
+        mark = complete_up_to(resources.store())
+    except StoreError:
+        mark = None
+    # Events after this time may not be in the file yet (docs/integrity.md, completeness).
+    about.append(("Complete up to", mark.astimezone(tz) if mark else "(unknown)"))
     return about + list(filters.describe())
 
 
@@ -302,4 +309,12 @@ def export_ndjson(account: str) -> Any:
         job = _Export(account, "ndjson")
     except QueryError as exc:
         return _refused(exc)
-    return job.response(NdjsonWriter().chunks(job.docs(None)), NDJSON_MIME)
+    writer = NdjsonWriter()
+    if request.args.get("proof", "") in ("1", "true", "yes"):
+        # Checkpoints and inclusion paths after the lines (docs/integrity.md).
+        from useraudit.integrity.export import Proofs
+
+        from .ndjson_proof import ProofNdjsonWriter
+
+        writer = ProofNdjsonWriter(Proofs(job.store, account))
+    return job.response(writer.chunks(job.docs(None)), NDJSON_MIME)

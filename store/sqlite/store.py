@@ -221,18 +221,21 @@ class SQLiteStore(Store):
         cutoff: datetime,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
+        account: str | None = None,
     ) -> int:
         """Delete events before ``cutoff``, ``batch_size`` per short transaction."""
         limit = to_ms(cutoff)
         batch_size = max(1, int(batch_size))
         deleted = 0
         with self._errors("read"):
-            accounts: list[str | None] = [*self._account_ids(), None]
+            accounts: list[str | None] = (
+                [*self._account_ids(), None] if account is None else [account]
+            )
         # Account by account through events_hot (account, time): no index on
         # time alone is kept just for retention.
-        for account in accounts:
-            which = "organization_id IS NULL" if account is None else "organization_id = ?"
-            args = [] if account is None else [account]
+        for one in accounts:
+            which = "organization_id IS NULL" if one is None else "organization_id = ?"
+            args = [] if one is None else [one]
             while True:
                 started = time.monotonic()
                 rows = self._delete_batch(which, [*args, limit, batch_size])
