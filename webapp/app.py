@@ -104,7 +104,7 @@ def users() -> UserProvider:
 
 
 def build_blueprint() -> Blueprint:
-    from . import actions, auth, export
+    from . import actions, auth, export, notices, security
 
     bp = Blueprint(
         "useraudit",
@@ -116,6 +116,8 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(auth.bp)
     bp.register_blueprint(actions.bp)
     bp.register_blueprint(export.bp)
+    bp.register_blueprint(security.bp)
+    bp.context_processor(notices.notices)
 
     @bp.before_request
     def _before() -> None:
