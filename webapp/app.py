@@ -24,6 +24,10 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_SELF_ACCOUNT`` account for sign-in failures of unknown usernames (default ``useraudit``)
 ``USERAUDIT_LOGIN_LIMIT`` Flask-Limiter limit on failed sign-ins, per IP and per username
                           (default ``5 per minute``: the 6th rapid failure is refused)
+``USERAUDIT_LIMITS_STORAGE`` where sign-in attempts are counted: ``memory://`` (default, one
+                          process) or ``sqlite:///path`` shared by every process of the UI
+``USERAUDIT_SESSIONS_DB`` server-side sessions for a host's own user provider (the built-in
+                          user store keeps them in its own file)
 ``USERAUDIT_TRUSTED_PROXIES`` how many proxies in front may set X-Forwarded-For (default 0)
 ``USERAUDIT_EXPORT_PROCESS_ROWS`` from this many rows an export's workbook is written by a
                           child process (default 20,000; 0: never)
@@ -39,17 +43,21 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, render_template, request
+from flask import Blueprint, Flask, current_app, g, render_template, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from useraudit.middleware import context as audit_context
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from useraudit.store import Store, StoreError, open_store
 
+from . import limits_sqlite  # noqa: F401 - registers the sqlite:// limits storage
+from .sessions import SessionRegistry
 from .users import UserProvider, UserStore
 
 log = logging.getLogger("useraudit.webapp")
@@ -94,6 +102,11 @@ def store() -> Store:
 
 def limiter() -> Limiter:
     return current_app.extensions["useraudit"]["limiter"]
+
+
+def signin_limiter() -> FixedWindowRateLimiter:
+    """Counts sign-in attempts: ``hit`` adds and compares in one atomic step."""
+    return current_app.extensions["useraudit"]["signin_limiter"]
 
 
 def users() -> UserProvider:
@@ -239,18 +252,44 @@ def init_extensions(app: Flask) -> None:
         login_manager.init_app(app)
     # One limiter per app: its memory storage must not be shared between apps
     # in one process (tests, several mounts).
+    # USERAUDIT_LIMITS_STORAGE shares the counts between processes: `useraudit
+    # web` points it at one SQLite file for all its workers (limits_sqlite).
+    storage_uri = app.config.get("USERAUDIT_LIMITS_STORAGE") or "memory://"
     ext["limiter"] = Limiter(
         get_remote_address,
         app=app,
-        storage_uri="memory://",
+        storage_uri=storage_uri,
         default_limits=[],
         strategy="fixed-window",
     )
+    ext["signin_limiter"] = FixedWindowRateLimiter(storage_from_string(storage_uri))
 
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> Any:
+    # The signed cookie must also name a session the server still holds:
+    # signed out, signed out everywhere, or a new password/rights end it.
+    if not sessions().is_active(session.get(SESSION_KEY), user_id):
+        return None
     return users().get(user_id)
+
+
+SESSION_KEY = "_useraudit_sid"
+
+
+def sessions() -> SessionRegistry:
+    """The server-side session registry: the built-in user store's, else its own file."""
+    ext = current_app.extensions["useraudit"]
+    if ext.get("sessions") is None:
+        own = getattr(users(), "sessions", None)
+        if isinstance(own, SessionRegistry):
+            ext["sessions"] = own
+        else:
+            from useraudit.middleware.recorder import home
+
+            path = current_app.config.get("USERAUDIT_SESSIONS_DB") or home() / "websessions.db"
+            ext["sessions"] = SessionRegistry(path)
+    return ext["sessions"]
 
 
 def mount(app: Flask, url_prefix: str = "/audit", config: Mapping[str, Any] | None = None) -> Flask:
