@@ -33,6 +33,7 @@ from useraudit.store import QueryError
 from . import app as _app
 from . import workbook_process
 from .actions import admin_required
+from .export_slots import ExportSlots, holding
 from .filters import PERIODS, Filters, zone
 from .workbook import EXCEL_MAX_ROWS, doc_rows, write_workbook
 
@@ -205,6 +206,47 @@ def export(account: str) -> Any:
         return render_template(
             "useraudit/error.html", status=400, title="Cannot export", message=str(exc)
         ), 400
+    release = _export_slots().acquire(current_user.get_id())
+    if release is None:
+        return (
+            render_template(
+                "useraudit/error.html",
+                status=429,
+                title="Export already running",
+                message="Your previous export, or too many others, are still being written. "
+                "Try again when it has finished.",
+            ),
+            429,
+            {"Retry-After": "30"},
+        )
+    try:
+        response = _export_response(account, filters, now, query, store, total, release)
+    except BaseException:
+        release()
+        raise
+    response.call_on_close(release)  # also when the client goes away mid-download
+    return response
+
+
+def _export_slots() -> ExportSlots:
+    ext = current_app.extensions["useraudit"]
+    if ext.get("export_slots") is None:
+        ext["export_slots"] = ExportSlots(
+            int(current_app.config.get("USERAUDIT_EXPORTS_PER_PROCESS", 2)),
+            int(current_app.config.get("USERAUDIT_EXPORTS_PER_USER", 1)),
+        )
+    return ext["export_slots"]
+
+
+def _export_response(
+    account: str,
+    filters: Filters,
+    now: datetime,
+    query: Any,
+    store: Any,
+    total: int,
+    release: Any,
+) -> Response:
     tz = zone(filters.tz)
     about = describe(account, filters, tz, now)
     described: dict[str, list[str]] = {}
@@ -231,7 +273,7 @@ def export(account: str) -> Any:
     else:
         body = stream_workbook(rows, about, max_rows=max_rows)
     return Response(
-        body,
+        holding(body, release),
         mimetype=XLSX_MIME,
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
