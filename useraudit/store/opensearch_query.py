@@ -40,6 +40,7 @@ from .query import (
     SQS_FLAGS,
     TERM_FILTERS,
     Query,
+    QueryError,
     SearchPage,
     SearchRequest,
     decode_cursor,
@@ -307,6 +308,10 @@ def guarded_call(store: OpenSearchStore, fn: Any, **kwargs: Any) -> dict:
         return fn(**kwargs)
     except os_exc.NotFoundError:
         return {"hits": {"hits": [], "total": {"value": 0}}, "count": 0}
+    except os_exc.RequestError as exc:
+        # 400: the node understood us and refused this query (an odd date,
+        # address or value): the user's to change, not an outage.
+        raise QueryError(f"the audit log cannot run this search: {_reason(exc)[:200]}") from exc
     except os_exc.TransportError as exc:
         raise store_error(store.url, exc, "the search") from exc
 
