@@ -25,7 +25,7 @@ from useraudit.schema import COLUMN_FIELDS, COLUMNS, device_label
 from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.query import FACETS
 
-from . import app as _app
+from . import resources
 from .columns import CELLS, local_time
 from .filters import (
     FACET_LABELS,
@@ -349,7 +349,7 @@ def actions(account: str) -> Any:
                 highlight=bool(filters.text),
                 fields=PAGE_FIELDS,
             )
-            page = _app.store().search(req)
+            page = resources.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
         except StoreError as exc:

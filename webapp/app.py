@@ -43,22 +43,20 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, render_template, request, session
+from flask import Blueprint, Flask, g, render_template, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from useraudit.middleware import context as audit_context
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from useraudit.store import Store, StoreError, open_store
+from useraudit.middleware import context as audit_context
+from useraudit.store import Store, StoreError
 
-from . import limits_sqlite  # noqa: F401 - registers the sqlite:// limits storage
-from .sessions import SessionRegistry
-from .users import UserProvider, UserStore
+from . import actions, auth, export, notices, resources, security
 
 log = logging.getLogger("useraudit.webapp")
 
@@ -92,33 +90,7 @@ CSP = (
 )
 
 
-def store() -> Store:
-    """The store this app reads, opened on first use."""
-    ext = current_app.extensions["useraudit"]
-    if ext.get("store") is None:
-        ext["store"] = open_store(current_app.config.get("USERAUDIT_STORE"))
-    return ext["store"]
-
-
-def limiter() -> Limiter:
-    return current_app.extensions["useraudit"]["limiter"]
-
-
-def signin_limiter() -> FixedWindowRateLimiter:
-    """Counts sign-in attempts: ``hit`` adds and compares in one atomic step."""
-    return current_app.extensions["useraudit"]["signin_limiter"]
-
-
-def users() -> UserProvider:
-    ext = current_app.extensions["useraudit"]
-    if ext.get("users") is None:
-        ext["users"] = UserStore(current_app.config.get("USERAUDIT_USERS_DB"))
-    return ext["users"]
-
-
 def build_blueprint() -> Blueprint:
-    from . import actions, auth, export, notices, security
-
     bp = Blueprint(
         "useraudit",
         __name__,
@@ -269,27 +241,9 @@ def init_extensions(app: Flask) -> None:
 def _load_user(user_id: str) -> Any:
     # The signed cookie must also name a session the server still holds:
     # signed out, signed out everywhere, or a new password/rights end it.
-    if not sessions().is_active(session.get(SESSION_KEY), user_id):
+    if not resources.sessions().is_active(session.get(resources.SESSION_KEY), user_id):
         return None
-    return users().get(user_id)
-
-
-SESSION_KEY = "_useraudit_sid"
-
-
-def sessions() -> SessionRegistry:
-    """The server-side session registry: the built-in user store's, else its own file."""
-    ext = current_app.extensions["useraudit"]
-    if ext.get("sessions") is None:
-        own = getattr(users(), "sessions", None)
-        if isinstance(own, SessionRegistry):
-            ext["sessions"] = own
-        else:
-            from useraudit.middleware.recorder import home
-
-            path = current_app.config.get("USERAUDIT_SESSIONS_DB") or home() / "websessions.db"
-            ext["sessions"] = SessionRegistry(path)
-    return ext["sessions"]
+    return resources.users().get(user_id)
 
 
 def mount(app: Flask, url_prefix: str = "/audit", config: Mapping[str, Any] | None = None) -> Flask:

@@ -36,7 +36,7 @@ from wtforms.validators import DataRequired, Length
 
 import useraudit
 
-from . import app as _app
+from . import resources
 from .users import WebUser
 
 bp = Blueprint("auth", __name__)
@@ -83,7 +83,7 @@ def audit_session(
 def _refund(keys: list[str]) -> None:
     """Give back attempts that were not a wrong password (success, a form error)."""
     item = parse(current_app.config["USERAUDIT_LOGIN_LIMIT"])
-    limiter = _app.signin_limiter()
+    limiter = resources.signin_limiter()
     for key in keys:
         limiter.hit(item, key, cost=-1)
 
@@ -93,7 +93,7 @@ def _take_attempt(username: str) -> list[str] | None:
     compare, in the limiter's storage): parallel attempts cannot all pass a
     check made before any of them was counted. None when over the limit."""
     item = parse(current_app.config["USERAUDIT_LOGIN_LIMIT"])
-    limiter = _app.signin_limiter()
+    limiter = resources.signin_limiter()
     taken: list[str] = []
     for key in (f"signin-ip:{request.remote_addr}", f"signin-user:{username.lower()}"):
         if not limiter.hit(item, key):
@@ -115,7 +115,7 @@ def login() -> Any:
     username = (request.form.get("username") or "").strip()[:128]
     taken = _take_attempt(username)
     if taken is None:
-        by_username = getattr(_app.users(), "by_username", None)
+        by_username = getattr(resources.users(), "by_username", None)
         known = by_username(username) if by_username else None
         audit_session(
             "user.signed_in",
@@ -131,10 +131,10 @@ def login() -> Any:
             return render_template(
                 "useraudit/login.html", form=form, error="Enter a username and password."
             ), 400
-        user = _app.users().authenticate(username, form.password.data or "")
+        user = resources.users().authenticate(username, form.password.data or "")
         if user is None:
             wrong_password = True
-            by_username = getattr(_app.users(), "by_username", None)
+            by_username = getattr(resources.users(), "by_username", None)
             known = by_username(username) if by_username else None
             audit_session(
                 "user.signed_in",
@@ -148,7 +148,7 @@ def login() -> Any:
             ), 401
         session.clear()  # a fresh session: nothing from before sign-in survives
         lifetime = current_app.permanent_session_lifetime.total_seconds()
-        session[_app.SESSION_KEY] = _app.sessions().start(user.id, lifetime)
+        session[resources.SESSION_KEY] = resources.sessions().start(user.id, lifetime)
         login_user(user)
         session.permanent = True
         audit_session("user.signed_in", user)
@@ -163,7 +163,7 @@ def login() -> Any:
 def logout() -> Any:
     user = current_user._get_current_object()  # type: ignore[attr-defined]
     audit_session("user.signed_out", user)
-    _app.sessions().end(session.get(_app.SESSION_KEY))  # the saved cookie is dead too
+    resources.sessions().end(session.get(resources.SESSION_KEY))  # the saved cookie is dead too
     logout_user()
     session.clear()
     flash("You have signed out.", "info")
@@ -175,7 +175,7 @@ def logout() -> Any:
 def logout_everywhere() -> Any:
     """End every session of the signed-in user, in every browser."""
     user = current_user._get_current_object()  # type: ignore[attr-defined]
-    ended = _app.sessions().end_all(user.id)
+    ended = resources.sessions().end_all(user.id)
     audit_session("user.signed_out", user, reason=f"signed out everywhere ({ended} sessions)")
     logout_user()
     session.clear()

@@ -90,7 +90,7 @@ def web(
     cost a socket, not one of the --threads; silent connections are closed
     after --channel-timeout seconds.
     """
-    from useraudit.middleware.recorder import home
+    from useraudit.config import home
 
     from .app import create_app
     from .serve import serve

@@ -36,8 +36,7 @@ from flask_login import current_user
 import useraudit
 from useraudit.store import Query, QueryError
 
-from . import app as _app
-from . import workbook_process
+from . import resources, workbook_process
 from .actions import admin_required
 from .csvfile import CSV_MIME, csv_chunks
 from .export_columns import EXPORT_FIELDS
@@ -230,7 +229,7 @@ class _Export:
         self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
         self.now = datetime.now(UTC)
         self.query: Query = self.filters.query(account, self.now)
-        self.store = _app.store()
+        self.store = resources.store()
         # Fails here, before any byte is sent, if the store is down.
         self.total = self.store.count(self.query)
         self.tz = zone(self.filters.tz)
