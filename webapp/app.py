@@ -56,7 +56,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from useraudit.middleware import context as audit_context
 from useraudit.store import Store, StoreError
 
-from . import actions, auth, export, notices, resources, security
+from . import (
+    actions,
+    auth,
+    export,
+    limits_sqlite,  # noqa: F401 - registers the sqlite:// limits storage
+    notices,
+    resources,
+    security,
+)
 
 log = logging.getLogger("useraudit.webapp")
 
