@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -106,16 +108,24 @@ def web(
         "USERAUDIT_TRUSTED_PROXIES": trusted_proxies,
         # One file for every thread and process serving this UI.
         "USERAUDIT_LIMITS_STORAGE": f"sqlite:///{limits_db or home() / 'signin-limits.db'}",
+        "USERAUDIT_METRICS": os.environ.get("USERAUDIT_METRICS", "").lower()
+        in ("1", "true", "yes"),
     }
     if users_db:
         config["USERAUDIT_USERS"] = users_db
     if secret_key:
         config["SECRET_KEY"] = secret_key
     app = create_app(config)
+    from useraudit import config as ua_config
+
+    shown_store = store_url or ua_config.default_store_url()
+    if "@" in shown_store and "://" in shown_store:  # never print a password
+        scheme, rest = shown_store.split("://", 1)
+        shown_store = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     click.echo(
-        f"useraudit admin UI on http://{host}:{port}/ (store {store_url or 'default'}; "
-        f"{threads} threads, cookies {'Secure' if secure_cookies else 'not Secure'}); "
-        "Ctrl-C stops"
+        f"useraudit admin UI on http://{host}:{port}/ (store {shown_store}, users "
+        f"{users_db or ua_config.default_users_db()}; {threads} threads, cookies "
+        f"{'Secure' if secure_cookies else 'not Secure'}); Ctrl-C stops"
     )
     serve(
         app,

@@ -193,20 +193,20 @@ def test_the_request_path_is_masked_too(tmp_path: Path) -> None:
     """A path parameter or matrix parameter carrying a credential is masked
     in url.path, like any other text."""
     from useraudit.middleware import context
+    from useraudit.spool import iter_all
 
     token = context.current.set(
         context.RequestContext(
             path="/app;jsessionid=Sx900-path-q7Zp/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0",
         )
     )
+    rec = Recorder(tmp_path / "spool", durability="sync", account_id="acme")
     try:
-        rec = Recorder(tmp_path / "spool", durability="sync")
-        rec.record("user.signed_in", user="u1")
-        rec.close()
+        assert rec.record("user.signed_in", user="u1") is not None
     finally:
         context.current.reset(token)
-    from useraudit.spool import iter_all
-
-    (built,) = [json.loads(p) for p in iter_all(tmp_path / "spool")]
+        rec.close()
+    (raw,) = list(iter_all(tmp_path / "spool"))
+    built = json.loads(raw)
     assert "Sx900" not in built["url.path"] and "eyJhbGci" not in built["url.path"]
     assert built["url.path"].startswith("/app;jsessionid=[MASKED]")
