@@ -6,7 +6,8 @@ What had to be repaired is listed in ``audit.flags`` so it can be found:
 * ``unknown_action``  the code is not in the catalog (label = the code);
 * ``invalid_ip``      ``source.address`` is not an IP (kept raw, no ``source.ip``);
 * ``truncated``       a string was longer than its field allows (cut, marked);
-* ``sanitized``       NUL/control characters or invalid UTF-8 were replaced;
+* ``sanitized``       control, line-break, invisible or bidi characters or invalid
+                      UTF-8 were replaced (see FREE_TEXT_FIELDS and docs/security.md);
 * ``invalid_outcome`` the outcome was not success/failure/unknown (stored as unknown);
 * ``invalid_timestamp`` / ``clock_skew``  the time was unparseable or far off (ingest time used);
 * ``missing_account`` / ``invalid_account``  no account, or an id the UI cannot open: filed
@@ -39,9 +40,19 @@ from useraudit.schema import (
 )
 
 TRUNCATION_MARK = "…[truncated]"
-# Control characters other than tab/newline, plus bidi overrides that can
-# make a log line read differently from what it says.
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# Log forging: what may make a stored value read as something it is not.
+# One-line fields (ids, names, e-mails, project, token, reason, action...)
+# never hold a line break or an invisible/direction-changing character: each
+# becomes U+FFFD, visibly. Free text (comments, params values) keeps its
+# line feeds and tabs; its other line breaks (CR, CRLF, NEL, LS, PS) become
+# a line feed, and the zero-width joiners Persian, Indic scripts and emoji
+# need are kept. Either way the event is flagged ``sanitized``.
+_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f"
+_INVISIBLE = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff"
+_UNSAFE = re.compile(f"[{_CONTROLS}{_INVISIBLE}\n\r\x85\u2028\u2029\u200c\u200d]")
+_UNSAFE_IN_TEXT = re.compile(f"[{_CONTROLS}{_INVISIBLE}]")
+_LINE_BREAKS = re.compile("\r\n?|[\x85\u2028\u2029]")
+FREE_TEXT_FIELDS = frozenset(("audit.comments",))
 MAX_PARAMS_CHARS = 64 * 1024
 MAX_PARAM_DEPTH = 8
 MAX_FUTURE = timedelta(days=1)
@@ -86,10 +97,13 @@ class Enricher:
             how, limit = plan
             if how is _STR:
                 # The common case, kept cheap: a clean string within its limit.
-                if type(value) is str and len(value) <= limit and not _UNSAFE.search(value):
-                    doc[name] = value
-                else:
-                    doc[name] = _text(value, limit, flags)
+                free = name in FREE_TEXT_FIELDS
+                unsafe = _UNSAFE_IN_TEXT if free else _UNSAFE
+                if type(value) is str and len(value) <= limit and not unsafe.search(value):
+                    if not free or not _LINE_BREAKS.search(value):
+                        doc[name] = value
+                        continue
+                doc[name] = _text(value, limit, flags, free=free)
             elif how is _MULTI:
                 values = value if isinstance(value, list) else [value]
                 cleaned = [_text(v, limit, flags) for v in values[:64] if v not in (None, "")]
@@ -237,10 +251,17 @@ def _how(field: Any) -> str:
 _PLAN: dict[str, tuple[str, int]] = {f.name: (_how(f), f.max_chars) for f in FIELDS}
 
 
-def _text(value: Any, limit: int, flags: list[str]) -> str:
+def _text(value: Any, limit: int, flags: list[str], free: bool = False) -> str:
     if not isinstance(value, str):
         value = str(value)
-    if _UNSAFE.search(value):
+    if free:
+        if _LINE_BREAKS.search(value):
+            value = _LINE_BREAKS.sub("\n", value)
+            flags.append("sanitized")
+        if _UNSAFE_IN_TEXT.search(value):
+            value = _UNSAFE_IN_TEXT.sub("\ufffd", value)
+            flags.append("sanitized")
+    elif _UNSAFE.search(value):
         value = _UNSAFE.sub("\ufffd", value)
         flags.append("sanitized")
     if len(value) > limit:
@@ -269,8 +290,8 @@ def _params(value: Any, flags: list[str]) -> Any:
         if v is None or isinstance(v, bool):
             return v
         # flat_object indexes leaves as strings; store them so, and the same
-        # key can never have two mapping types.
-        return _text(str(v), 2048, flags)
+        # key can never have two mapping types. Values are free text, keys are not.
+        return _text(str(v), 2048, flags, free=True)
 
     out = walk(value if isinstance(value, dict) else {"value": value}, 0)
     if len(repr(out)) > MAX_PARAMS_CHARS:

@@ -125,9 +125,15 @@ class Query:
 
 def networks(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        return ipaddress.ip_network(value.strip(), strict=False)
+        net = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise QueryError(f"{value!r} is not an IP address or CIDR range") from None
+    mapped = getattr(net.network_address, "ipv4_mapped", None)
+    if mapped is not None and net.prefixlen >= 96:
+        # ::ffff:10.0.0.0/104 is 10.0.0.0/8: OpenSearch refuses the mapped
+        # CIDR form as ambiguous, and both stores keep IPv4 as mapped anyway.
+        return ipaddress.IPv4Network((mapped, net.prefixlen - 96))
+    return net
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,10 @@ HIGHLIGHT_PRE = "\x02"
 HIGHLIGHT_POST = "\x03"
 
 
+# Cursors carry a sort timestamp in ms: 1970 to the year 3000.
+MAX_CURSOR_MS = 32_503_680_000_000
+
+
 def encode_cursor(timestamp_ms: int, event_id: str) -> str:
     raw = json.dumps([timestamp_ms, event_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -193,6 +203,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         if (
             not isinstance(ts, int)
             or isinstance(ts, bool)
+            or not 0 <= ts <= MAX_CURSOR_MS  # a date both stores can compare
             or not isinstance(event_id, str)
             or len(event_id) > 64
         ):

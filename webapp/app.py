@@ -24,6 +24,10 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_SELF_ACCOUNT`` account for sign-in failures of unknown usernames (default ``useraudit``)
 ``USERAUDIT_LOGIN_LIMIT`` Flask-Limiter limit on failed sign-ins, per IP and per username
                           (default ``5 per minute``: the 6th rapid failure is refused)
+``USERAUDIT_LIMITS_STORAGE`` where sign-in attempts are counted: ``memory://`` (default, one
+                          process) or ``sqlite:///path`` shared by every process of the UI
+``USERAUDIT_SESSIONS_DB`` server-side sessions for a host's own user provider (the built-in
+                          user store keeps them in its own file)
 ``USERAUDIT_TRUSTED_PROXIES`` how many proxies in front may set X-Forwarded-For (default 0)
 ``USERAUDIT_EXPORT_PROCESS_ROWS`` from this many rows an export's workbook is written by a
                           child process (default 20,000; 0: never)
@@ -44,18 +48,28 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, g, render_template, request
+from flask import Blueprint, Flask, g, render_template, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from useraudit.middleware import context as audit_context
 from useraudit.store import Store, StoreError
 
-from . import actions, auth, export, notices, resources, security
+from . import (
+    actions,
+    auth,
+    export,
+    limits_sqlite,  # noqa: F401 - registers the sqlite:// limits storage
+    notices,
+    resources,
+    security,
+)
 
 log = logging.getLogger("useraudit.webapp")
 
@@ -223,17 +237,25 @@ def init_extensions(app: Flask) -> None:
         login_manager.init_app(app)
     # One limiter per app: its memory storage must not be shared between apps
     # in one process (tests, several mounts).
+    # USERAUDIT_LIMITS_STORAGE shares the counts between processes: `useraudit
+    # web` points it at one SQLite file for all its workers (limits_sqlite).
+    storage_uri = app.config.get("USERAUDIT_LIMITS_STORAGE") or "memory://"
     ext["limiter"] = Limiter(
         get_remote_address,
         app=app,
-        storage_uri="memory://",
+        storage_uri=storage_uri,
         default_limits=[],
         strategy="fixed-window",
     )
+    ext["signin_limiter"] = FixedWindowRateLimiter(storage_from_string(storage_uri))
 
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> Any:
+    # The signed cookie must also name a session the server still holds:
+    # signed out, signed out everywhere, or a new password/rights end it.
+    if not resources.sessions().is_active(session.get(resources.SESSION_KEY), user_id):
+        return None
     return resources.users().get(user_id)
 
 

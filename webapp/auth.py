@@ -27,9 +27,10 @@ from flask import (
     session,
     url_for,
 )
-from flask_limiter.errors import RateLimitExceeded
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from limits import parse
+from werkzeug.exceptions import TooManyRequests
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -50,9 +51,11 @@ class LoginForm(FlaskForm):
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths: never an open redirect."""
+    """Only same-site relative paths: never an open redirect, never a header break."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
+    if len(target) > 2048 or any(ch < " " or ch == "\x7f" for ch in target):
+        return None  # CR/LF would break the Location header; controls are never a path
     parts = urlsplit(target)
     return None if parts.scheme or parts.netloc else target
 
@@ -77,9 +80,27 @@ def audit_session(
         )
 
 
-def _failed(response: Any) -> bool:
-    # A successful sign-in redirects; anything else spent one attempt.
-    return response.status_code != 302
+def _refund(keys: list[str]) -> None:
+    """Give back attempts that were not a wrong password (success, a form error)."""
+    item = parse(current_app.config["USERAUDIT_LOGIN_LIMIT"])
+    limiter = resources.signin_limiter()
+    for key in keys:
+        limiter.hit(item, key, cost=-1)
+
+
+def _take_attempt(username: str) -> list[str] | None:
+    """Count one attempt per client IP and per username, atomically (add, then
+    compare, in the limiter's storage): parallel attempts cannot all pass a
+    check made before any of them was counted. None when over the limit."""
+    item = parse(current_app.config["USERAUDIT_LOGIN_LIMIT"])
+    limiter = resources.signin_limiter()
+    taken: list[str] = []
+    for key in (f"signin-ip:{request.remote_addr}", f"signin-user:{username.lower()}"):
+        if not limiter.hit(item, key):
+            _refund([*taken, key])
+            return None
+        taken.append(key)
+    return taken
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -92,18 +113,8 @@ def login() -> Any:
         return render_template("useraudit/login.html", form=form)
 
     username = (request.form.get("username") or "").strip()[:128]
-    limit = current_app.config["USERAUDIT_LOGIN_LIMIT"]
-    limiter = resources.limiter()
-    try:
-        with limiter.limit(
-            limit, key_func=lambda: f"signin-ip:{request.remote_addr}", deduct_when=_failed
-        ):
-            pass
-        with limiter.limit(
-            limit, key_func=lambda: f"signin-user:{username.lower()}", deduct_when=_failed
-        ):
-            pass
-    except RateLimitExceeded:
+    taken = _take_attempt(username)
+    if taken is None:
         by_username = getattr(resources.users(), "by_username", None)
         known = by_username(username) if by_username else None
         audit_session(
@@ -113,31 +124,38 @@ def login() -> Any:
             outcome="failure",
             reason="too many failed sign-in attempts",
         )
-        raise
-
-    if not form.validate_on_submit():
-        return render_template(
-            "useraudit/login.html", form=form, error="Enter a username and password."
-        ), 400
-    user = resources.users().authenticate(username, form.password.data or "")
-    if user is None:
-        by_username = getattr(resources.users(), "by_username", None)
-        known = by_username(username) if by_username else None
-        audit_session(
-            "user.signed_in",
-            known,
-            username=username,
-            outcome="failure",
-            reason="wrong username or password",
-        )
-        return render_template(
-            "useraudit/login.html", form=form, error="Wrong username or password."
-        ), 401
-    session.clear()  # a fresh session: nothing from before sign-in survives
-    login_user(user)
-    session.permanent = True
-    audit_session("user.signed_in", user)
-    return redirect(safe_next(form.next.data) or url_for("useraudit.actions.accounts"))
+        raise TooManyRequests()
+    wrong_password = False
+    try:
+        if not form.validate_on_submit():
+            return render_template(
+                "useraudit/login.html", form=form, error="Enter a username and password."
+            ), 400
+        user = resources.users().authenticate(username, form.password.data or "")
+        if user is None:
+            wrong_password = True
+            by_username = getattr(resources.users(), "by_username", None)
+            known = by_username(username) if by_username else None
+            audit_session(
+                "user.signed_in",
+                known,
+                username=username,
+                outcome="failure",
+                reason="wrong username or password",
+            )
+            return render_template(
+                "useraudit/login.html", form=form, error="Wrong username or password."
+            ), 401
+        session.clear()  # a fresh session: nothing from before sign-in survives
+        lifetime = current_app.permanent_session_lifetime.total_seconds()
+        session[resources.SESSION_KEY] = resources.sessions().start(user.id, lifetime)
+        login_user(user)
+        session.permanent = True
+        audit_session("user.signed_in", user)
+        return redirect(safe_next(form.next.data) or url_for("useraudit.actions.accounts"))
+    finally:
+        if not wrong_password:
+            _refund(taken)  # only wrong passwords count towards the limit
 
 
 @bp.post("/logout")
@@ -145,7 +163,21 @@ def login() -> Any:
 def logout() -> Any:
     user = current_user._get_current_object()  # type: ignore[attr-defined]
     audit_session("user.signed_out", user)
+    resources.sessions().end(session.get(resources.SESSION_KEY))  # the saved cookie is dead too
     logout_user()
     session.clear()
     flash("You have signed out.", "info")
+    return redirect(url_for("useraudit.auth.login"))
+
+
+@bp.post("/logout/everywhere")
+@login_required
+def logout_everywhere() -> Any:
+    """End every session of the signed-in user, in every browser."""
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    ended = resources.sessions().end_all(user.id)
+    audit_session("user.signed_out", user, reason=f"signed out everywhere ({ended} sessions)")
+    logout_user()
+    session.clear()
+    flash("You have signed out of every browser.", "info")
     return redirect(url_for("useraudit.auth.login"))

@@ -32,17 +32,46 @@ import click
 )
 @click.option(
     "--secure-cookies/--no-secure-cookies",
+    envvar="USERAUDIT_SECURE_COOKIES",
+    show_envvar=True,
     default=None,
-    help="Mark cookies Secure (default: on unless serving plain HTTP on loopback).",
+    help="Mark cookies Secure (default: on, except on loopback with no --trusted-proxies).",
 )
 @click.option(
     "--trusted-proxies",
     default=0,
     show_default=True,
     type=int,
-    help="How many reverse proxies in front may set X-Forwarded-For.",
+    help="How many reverse proxies in front may set X-Forwarded-For/-Proto (their scheme is "
+    "then believed, and cookies are Secure).",
 )
-@click.option("--threads", default=8, show_default=True, type=int)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker threads: requests handled at once (slow clients do not take one).",
+)
+@click.option(
+    "--connection-limit",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Open connections at most; more wait in the listen backlog.",
+)
+@click.option(
+    "--channel-timeout",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    help="Seconds a connection may stay silent (a slow or stalled client) before it is closed.",
+)
+@click.option(
+    "--limits-db",
+    envvar="USERAUDIT_LIMITS_DB",
+    default=None,
+    help="Sign-in attempt counts (default $USERAUDIT_HOME/signin-limits.db).",
+)
 def web(
     store_url: str | None,
     host: str,
@@ -52,19 +81,33 @@ def web(
     secure_cookies: bool | None,
     trusted_proxies: int,
     threads: int,
+    connection_limit: int,
+    channel_timeout: int,
+    limits_db: str | None,
 ) -> None:
-    """Serve the User actions admin UI (sign in with `useraudit users add`)."""
-    from werkzeug.serving import make_server
+    """Serve the User actions admin UI (sign in with `useraudit users add`).
+
+    Served by waitress, a production WSGI server: it reads each request
+    whole in its I/O loop before a worker thread sees it, so slow clients
+    cost a socket, not one of the --threads; silent connections are closed
+    after --channel-timeout seconds.
+    """
+    from useraudit.config import home
 
     from .app import create_app
+    from .serve import serve
 
     if secure_cookies is None:
-        secure_cookies = host not in ("127.0.0.1", "localhost", "::1")
+        # Behind a TLS proxy (--trusted-proxies) the browser speaks HTTPS even
+        # when we listen on loopback: Secure then, as on any public address.
+        secure_cookies = trusted_proxies > 0 or host not in ("127.0.0.1", "localhost", "::1")
     config = {
         "USERAUDIT_STORE": store_url,
         "SESSION_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "USERAUDIT_TRUSTED_PROXIES": trusted_proxies,
+        # One file for every thread and process serving this UI.
+        "USERAUDIT_LIMITS_STORAGE": f"sqlite:///{limits_db or home() / 'signin-limits.db'}",
         "USERAUDIT_METRICS": os.environ.get("USERAUDIT_METRICS", "").lower()
         in ("1", "true", "yes"),
     }
@@ -73,7 +116,6 @@ def web(
     if secret_key:
         config["SECRET_KEY"] = secret_key
     app = create_app(config)
-    server = make_server(host, port, app, threaded=True)
     from useraudit import config as ua_config
 
     shown_store = store_url or ua_config.default_store_url()
@@ -82,9 +124,15 @@ def web(
         shown_store = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     click.echo(
         f"useraudit admin UI on http://{host}:{port}/ (store {shown_store}, users "
-        f"{users_db or ua_config.default_users_db()}); Ctrl-C stops"
+        f"{users_db or ua_config.default_users_db()}; {threads} threads, cookies "
+        f"{'Secure' if secure_cookies else 'not Secure'}); Ctrl-C stops"
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout,
+        trusted_proxies=trusted_proxies,
+    )

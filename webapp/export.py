@@ -42,6 +42,7 @@ from . import resources, workbook_process
 from .actions import admin_required
 from .csvfile import CSV_MIME, csv_chunks
 from .export_columns import EXPORT_FIELDS
+from .export_slots import ExportSlots, holding
 from .filters import PERIODS, Filters, zone
 from .ndjson import NDJSON_MIME, NdjsonWriter
 from .workbook import EXCEL_MAX_ROWS, AboutValue, doc_rows, write_workbook
@@ -219,6 +220,19 @@ class _Export:
     """What every format shares: the parsed filters, the query, the count, the record."""
 
     def __init__(self, account: str, fmt: str) -> None:
+        # A slot first (1 per user, 2 per process): many exports at once
+        # must not starve the pages. Given back when the stream ends.
+        release = _export_slots().acquire(current_user.get_id())
+        if release is None:
+            raise _ExportBusy()
+        self.release = release
+        try:
+            self._prepare(account, fmt)
+        except BaseException:
+            release()
+            raise
+
+    def _prepare(self, account: str, fmt: str) -> None:
         self.account = account
         self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
         self.now = datetime.now(UTC)
@@ -255,17 +269,45 @@ class _Export:
         return prefetch(self.store.iterate(self.query, batch_size=batch, fields=fields))
 
     def response(self, body: Iterable[bytes], mimetype: str) -> Response:
-        return Response(
-            body,
+        response = Response(
+            holding(body, self.release),
             mimetype=mimetype,
             headers={
                 "Content-Disposition": f'attachment; filename="{self.filename}"',
                 "X-Rows": str(self.total),
             },
         )
+        response.call_on_close(self.release)  # also when the client goes away mid-download
+        return response
+
+
+class _ExportBusy(QueryError):
+    """The user's previous export, or too many others, are still streaming."""
+
+
+def _export_slots() -> ExportSlots:
+    ext = current_app.extensions["useraudit"]
+    if ext.get("export_slots") is None:
+        ext["export_slots"] = ExportSlots(
+            int(current_app.config.get("USERAUDIT_EXPORTS_PER_PROCESS", 2)),
+            int(current_app.config.get("USERAUDIT_EXPORTS_PER_USER", 1)),
+        )
+    return ext["export_slots"]
 
 
 def _refused(exc: QueryError) -> Any:
+    if isinstance(exc, _ExportBusy):
+        return (
+            render_template(
+                "useraudit/error.html",
+                status=429,
+                title="Export already running",
+                message="Your previous export, or too many others, are still being written. "
+                "Try again when it has finished.",
+            ),
+            429,
+            {"Retry-After": "30"},
+        )
     return render_template(
         "useraudit/error.html", status=400, title="Cannot export", message=str(exc)
     ), 400

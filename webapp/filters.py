@@ -28,6 +28,7 @@ size        page size (25, 50, 100)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -118,10 +119,21 @@ def _is_text(value: str) -> bool:
     return True
 
 
+# IANA names: Area/Location, letters, digits, _ + - only, short.
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{0,30}(?:/[A-Za-z0-9_+-]{1,30}){0,2}")
+# Custom periods are clamped here: no event is older (the indexer clamps
+# timestamps before 2000) and every store and zone can represent these.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, 23, 59, tzinfo=UTC)
+
+
 def zone(name: str) -> ZoneInfo:
+    if not _ZONE_NAME.fullmatch(name):
+        raise QueryError(f"unknown time zone {name[:64]!r}")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # A folder of the zone database (America), or a file that is not one.
         raise QueryError(f"unknown time zone {name!r}") from None
 
 
@@ -167,7 +179,9 @@ class Filters:
             raise QueryError(f"unknown period {period!r}")
         tz = (args.get("tz") or default_tz).strip()
         zone(tz)
-        text = (args.get("q") or "").strip()
+        text = " ".join((args.get("q") or "").split())  # pasted tabs and line breaks: spaces
+        if any(ch < " " or ch == "\x7f" for ch in text):
+            raise QueryError("the search text holds control characters such as NUL")
         if len(text) > MAX_TEXT:
             raise QueryError(f"search text is limited to {MAX_TEXT} characters")
         cursors = tuple(c for c in args.getlist("c") if c)
@@ -209,7 +223,11 @@ class Filters:
                 local = datetime.strptime(value[:16], LOCAL_FORMAT)
             except ValueError:
                 raise QueryError(f"the {label} date should look like 2026-01-31T23:59") from None
-            return local.replace(tzinfo=tz).astimezone(UTC)
+            try:
+                utc = local.replace(tzinfo=tz).astimezone(UTC)
+            except OverflowError:  # year 1 east of UTC, year 9999 west of it
+                utc = EARLIEST if local.year < 5000 else LATEST
+            return min(max(utc, EARLIEST), LATEST)
 
         start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
         if start and end and start > end:

@@ -39,6 +39,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from useraudit import config
 from useraudit.cli_helpers import clean_exit
 
+from .sessions import SessionRegistry
+
 USER_ADMIN = "USER_ADMIN"
 
 _hasher = PasswordHasher()
@@ -117,6 +119,9 @@ class UserStore:
                 );
                 """
             )
+        # Sign-in sessions live in the same file: a password or rights change
+        # below ends them in every process of the UI.
+        self.sessions = SessionRegistry(self.path)
         try:
             os.chmod(self.path, 0o600)  # password hashes: owner only
         except OSError:
@@ -209,26 +214,33 @@ class UserStore:
             )
         if not cur.rowcount:
             raise ValueError(f"no user {username!r}")
+        user = self.by_username(username)
+        if user is not None:
+            self.sessions.end_all(user.id)  # a new password ends every old sign-in
 
     def grant(self, username: str, account: str, role: str = USER_ADMIN) -> None:
         user = self.by_username(username)
         if user is None:
             raise ValueError(f"no user {username!r}")
         with self._db() as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT OR IGNORE INTO grants (user_id, account, role) VALUES (?, ?, ?)",
                 (user.id, account, role),
             )
+        if cur.rowcount:
+            self.sessions.end_all(user.id)  # rights changed: sign in again
 
     def revoke(self, username: str, account: str, role: str = USER_ADMIN) -> None:
         user = self.by_username(username)
         if user is None:
             raise ValueError(f"no user {username!r}")
         with self._db() as db:
-            db.execute(
+            cur = db.execute(
                 "DELETE FROM grants WHERE user_id = ? AND account = ? AND role = ?",
                 (user.id, account, role),
             )
+        if cur.rowcount:
+            self.sessions.end_all(user.id)  # rights changed: sign in again
 
 
 # -- command line -----------------------------------------------------------------

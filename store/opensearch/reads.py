@@ -16,7 +16,7 @@ from opensearchpy import exceptions as os_exc
 
 from useraudit.schema import flatten, picker
 
-from ..query import Query, SearchPage, SearchRequest, encode_cursor
+from ..query import Query, QueryError, SearchPage, SearchRequest, encode_cursor
 from .errors import store_error
 from .queries import COMMENTS, PIT_KEEP_ALIVE, SORT, build_query, mark, search_body
 
@@ -136,5 +136,14 @@ class Reads:
             return fn(**kwargs)
         except os_exc.NotFoundError:
             return {"hits": {"hits": [], "total": {"value": 0}}, "count": 0}
+        except os_exc.RequestError as exc:
+            # 400: the node understood us and refused this query (an odd date,
+            # address or value): the user's to change, not an outage.
+            reason = (
+                str(exc.info.get("error", {}).get("reason", ""))
+                if isinstance(exc.info, dict)
+                else ""
+            )
+            raise QueryError(f"the audit log cannot run this search: {reason[:200]}") from exc
         except os_exc.TransportError as exc:
             raise store_error(self.url, exc, "the search") from exc

@@ -118,7 +118,7 @@ class SQLiteStore(Store):
         msg = str(exc)
         low = msg.lower()
         where = f"SQLite store {self.path}"
-        if "fts5" in low and "syntax" in low:
+        if ("fts5" in low and "syntax" in low) or "unterminated string" in low:
             return QueryError("the search text could not be understood")
         if "locked" in low or "busy" in low:
             return StoreUnavailable(
