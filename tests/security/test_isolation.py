@@ -258,7 +258,7 @@ def test_every_route_refuses_anonymous_and_non_admins(
     viewer = signed_in(app, "vic")
     open_to_all = {"/login"}
     for rule in rules:
-        path = rule.rule.replace("<account>", "tenant-a")
+        path = rule.rule.replace("<account>", "tenant-a").replace("<alert_id>", "some-alert")
         assert "<" not in path, f"new route parameter to cover: {rule.rule}"
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             response = anonymous.open(path, method=method)
@@ -292,7 +292,7 @@ def test_every_post_route_refuses_a_missing_or_foreign_csrf_token(
     posts = [r for r in app.url_map.iter_rules() if "POST" in (r.methods or set())]
     assert posts
     for rule in posts:
-        path = rule.rule.replace("<account>", "tenant-a")
+        path = rule.rule.replace("<account>", "tenant-a").replace("<alert_id>", "some-alert")
         for data in ({}, {"csrf_token": foreign}, {"csrf_token": "x" * 90}):
             response = client.post(path, data={**data, "username": "ann", "password": "x"})
             assert response.status_code == 400, (path, data, response.status_code)
