@@ -6,10 +6,14 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from useraudit.cli_helpers import clean_exit, store_option
+
+if TYPE_CHECKING:
+    from useraudit.store.base import Store
 
 keys_option = click.option(
     "--keys",
@@ -38,6 +42,13 @@ def _keyring(public_key: Path | None, key_dir: Path | None):  # noqa: ANN202 - K
         return Keyring.from_directory(key_dir)
     except KeyFileError as exc:
         raise click.ClickException(f"{exc} (give the published key with --public-key)") from exc
+
+
+def _open(url: str | None) -> Store:
+    from useraudit.store import StoreError, open_store
+
+    with clean_exit(StoreError):
+        return open_store(url)
 
 
 def _when(value: str | None) -> datetime | None:
@@ -102,6 +113,79 @@ def checkpoints(store_url: str | None, account: str | None) -> None:
             click.echo(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
     finally:
         store.close()
+
+
+@integrity.command("export")
+@store_option
+@click.option("--account", required=True, help="The account whose events are exported.")
+@click.option("--from", "start", default=None, help="Events at or after this time (ISO).")
+@click.option("--to", "end", default=None, help="Events at or before this time (ISO).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: standard output).",
+)
+def export_cmd(
+    store_url: str | None, account: str, start: str | None, end: str | None, out: Path | None
+) -> None:
+    """NDJSON export that carries its proof: checkpoints and inclusion paths.
+
+    Check it anywhere with `useraudit verify-export FILE --public-key K`.
+    """
+    from useraudit.store.base import StoreError
+
+    from .export import write_export
+
+    store = _open(store_url)
+    try:
+        if out is None:
+            stats = write_export(store, sys.stdout, account, _when(start), _when(end))
+        else:
+            with open(out, "w", encoding="utf-8") as fh:
+                stats = write_export(store, fh, account, _when(start), _when(end))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(
+        f"exported {stats.events} events, {stats.proven} with proof, "
+        f"{stats.checkpoints} checkpoints",
+        err=True,
+    )
+    if stats.unsealed:
+        click.echo(
+            f"{len(stats.unsealed)} events are not sealed yet (first: {stats.unsealed[0]}): "
+            "export again in a moment, or run `useraudit verify`",
+            err=True,
+        )
+
+
+@click.command("verify-export")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The published keyring (PEM public keys).",
+)
+def verify_export(file, public_key: Path) -> None:  # noqa: ANN001 - click.File
+    """Check a proof-carrying export offline: exit 0 only when every line holds."""
+    from .export import verify_file
+
+    result = verify_file(file, _keyring(public_key, None))
+    for problem in result.problems:
+        click.echo(f"line {problem.line}: {problem.reason}")
+    if result.ok:
+        click.echo(
+            f"verified: {result.events} events, each in one of {result.checkpoints} "
+            "signed checkpoints"
+        )
+        return
+    if not result.events and not result.problems:
+        click.echo("no events in this file")
+    sys.exit(1)
 
 
 @click.command()

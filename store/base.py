@@ -99,12 +99,14 @@ class Store(abc.ABC):
         cutoff: datetime,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
+        account: str | None = None,
     ) -> int:
         """Retention: delete events before ``cutoff`` in small batches; returns how many.
 
         ``progress``, if given, is called with each number of events deleted:
         per batch, or once with the total where the backend deletes in one
-        request.
+        request. ``account``, if given, limits the deletion to that account
+        (retention per account).
         """
 
     def accounts(self) -> list[str]:

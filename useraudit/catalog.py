@@ -366,6 +366,10 @@ _JAICP: list[tuple[str, str, str, tuple, bool]] = [
 # useraudit's own admin UI audits itself under a product of its own.
 _USERAUDIT: list[tuple[str, str, str, tuple, bool]] = [
     ("audit_log.downloaded", "User actions log downloaded", "User actions", _ACCESS, False),
+    ("audit_log.retention_changed", "Retention period changed", "User actions", _CFG_CHANGE, False),
+    ("audit_log.legal_hold_placed", "Legal hold placed", "User actions", _CFG_CHANGE, False),
+    ("audit_log.legal_hold_lifted", "Legal hold lifted", "User actions", _CFG_CHANGE, False),
+    ("audit_log.canary", "Indexing latency probe (canary)", "User actions", _ACCESS, False),
     (
         "security_alert.acknowledged",
         "Security alert acknowledged",

@@ -21,16 +21,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboards": ("useraudit.index_templates.dashboards_commands", "dashboards"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
+    "api-tokens": ("useraudit.webapp.api_tokens_cli", "api_tokens"),
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
     "doctor": ("useraudit.doctor", "doctor"),
-    "retention": ("useraudit.store_commands", "retention"),
+    "retention": ("useraudit.retention_commands", "retention"),
+    "canary": ("useraudit.canary", "canary"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
     "prune": ("useraudit.store_commands", "prune"),
     "migrate": ("useraudit.store_commands", "migrate"),
     "integrity": ("useraudit.integrity.commands", "integrity"),
     "verify": ("useraudit.integrity.commands", "verify"),
+    "verify-export": ("useraudit.integrity.commands", "verify_export"),
 }
 
 

@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -154,6 +154,8 @@ class SpoolWriter:
         self._inflight_bytes = 0
         self._appended_seq = 0
         self._durable_seq = 0
+        # Who numbers the records (see append): new in every process, after fork too.
+        self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._flusher: threading.Thread | None = None
         self._closed = False
         self._size_checked_at = 0.0
@@ -161,8 +163,14 @@ class SpoolWriter:
 
     # -- public -------------------------------------------------------------
 
-    def append(self, payload: bytes) -> None:
+    def append(self, payload: bytes | Callable[[str, int], bytes]) -> None:
         """Queue (batch) or durably write (sync) one record.
+
+        ``payload`` may be a function of ``(origin, number)`` that makes the
+        record: it is called under the writer's lock with this process's
+        origin id and the record's number (1, 2, 3... in spool order), so
+        numbers follow the order records become durable and a crash can
+        only lose the highest ones, never leave a hole below a kept one.
 
         In ``sync`` mode concurrent appends share one write and one fsync
         (group commit): whoever takes the I/O lock first writes everything
@@ -170,13 +178,21 @@ class SpoolWriter:
         Raises SpoolFull, or OSError when the disk fails; callers decide
         whether that fails the request (see ``fail_closed``).
         """
-        record = frame(payload)
+        record = frame(payload) if isinstance(payload, bytes) else b""
         with self._lock:
             if self._closed:
                 # Used again after close(): carry on with a new segment and flusher.
                 self._closed = False
                 self._flusher = None
+            make = None if record else payload
+            if make is not None:
+                assert callable(make)
+                number = self._appended_seq + 1
+                record = frame(make(self.origin, number))
             self._reserve(len(record))
+            if make is not None and number != self._appended_seq + 1:
+                # _reserve let go of the lock while it waited: another append took the number.
+                record = frame(make(self.origin, self._appended_seq + 1))
             self._buffer.append(record)
             self._buffered_bytes += len(record)
             self._appended_seq += 1
@@ -592,6 +608,23 @@ class SpoolReader:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         _fsync_dir(self.directory)
+
+
+def record_at(path: str | os.PathLike[str], offset: int) -> bytes | None:
+    """The payload of the intact record at ``offset`` of a segment, or None."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            header = fh.read(HEADER_SIZE)
+            if len(header) < HEADER_SIZE:
+                return None
+            magic, length, crc = _HEADER.unpack(header)
+            if magic != MAGIC or length > MAX_RECORD:
+                return None
+            payload = fh.read(length)
+    except OSError:
+        return None
+    return payload if len(payload) == length and zlib.crc32(payload) == crc else None
 
 
 def _writer_alive(fd: int) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
@@ -58,16 +58,46 @@ def _open(url: str | None) -> Store:
     "--older-than",
     "days",
     type=click.FloatRange(min=0),
-    required=True,
-    help="Delete events older than this many days.",
+    default=None,
+    help="Delete events older than this many days in every account (default: each "
+    "account's retention, see `useraudit retention`). Accounts under legal hold are skipped.",
 )
 @store_option
 @delete_batch_option
-def prune(days: float, store_url: str | None, batch: int) -> None:
-    """Delete events older than DAYS days, in small batches."""
+def prune(days: float | None, store_url: str | None, batch: int) -> None:
+    """Delete events past their retention, in small batches; never under a legal hold."""
     store = _open(store_url)
     with clean_exit(StoreError), closing(store):
-        _delete_before(store, datetime.now(UTC) - timedelta(days=days), batch, dry_run=False)
+        _prune(store, days, batch)
+
+
+def _prune(store: Store, days: float | None, batch: int) -> None:
+    """Each account's retention (or ``days`` for all), held accounts skipped, ledger first."""
+    from useraudit.retention import Retention
+
+    record = _prune_recorder(store)
+    expected = 0
+    cutoff = datetime.now(UTC) - timedelta(days=days or 0)
+    if days is not None:
+        expected = retention_policy.older_than(cutoff, store)
+        click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
+    with click.progressbar(
+        length=max(expected, 1), label="Deleting", show_pos=True, file=sys.stderr
+    ) as bar:
+        result = Retention(store).prune(
+            days, batch_size=batch, progress=bar.update, before_delete=record
+        )
+    deleted = sum(result.deleted.values())
+    for account in result.held:
+        click.echo(f"{account}: under legal hold, nothing deleted")
+    if days is not None:
+        click.echo(
+            f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
+        )
+        return
+    for account, n in sorted(result.deleted.items()):
+        click.echo(f"{account}: deleted {n:,} events before {result.cutoffs[account]:%Y-%m-%d}")
+    click.echo(f"Deleted {deleted:,} events past their account's retention from {store.url}")
 
 
 def _delete_before(store: Store, cutoff: datetime, batch: int, *, dry_run: bool) -> None:
@@ -89,15 +119,31 @@ def _delete_before(store: Store, cutoff: datetime, batch: int, *, dry_run: bool)
     )
 
 
-def _record_prune(store: Store, cutoff: datetime) -> None:
-    """Sign the cutoff into the integrity ledger first (docs/integrity.md, Retention)."""
+def _prune_recorder(store: Store) -> Callable[[str, datetime], None] | None:
+    """Signs each account's cutoff into the integrity ledger first (docs/integrity.md)."""
     from useraudit.integrity.keys import KeyFileError
     from useraudit.integrity.retention import record_prune, signing_key_for_prune
 
     with clean_exit(KeyFileError):
         key = signing_key_for_prune(store)
-    if key is not None:
-        record_prune(store, key, cutoff)
+    if key is None:
+        return None
+    signing_key = key
+
+    def record(account: str, cutoff: datetime) -> None:
+        record_prune(store, signing_key, cutoff, [account])
+
+    return record
+
+
+def _record_prune(store: Store, cutoff: datetime) -> None:
+    """Sign one cutoff for every sealed account into the ledger first (docs/integrity.md)."""
+    record = _prune_recorder(store)
+    if record is not None:
+        from useraudit.store.ledger import ledger_for
+
+        for account in ledger_for(store).accounts():
+            record(account, cutoff)
 
 
 @click.group()
@@ -119,10 +165,25 @@ def apply(
         policy = retention_policy.RetentionPolicy(warm_after or None, delete_after)
     store = _open(store_url)
     with clean_exit(StoreError), closing(store):
+        held = [] if dry_run else _held(store)
         if isinstance(store, OpenSearchStore):
+            if held:
+                raise click.ClickException(
+                    f"legal hold on {', '.join(held)}: deleting whole indices would delete "
+                    "their events; lift the hold (`useraudit retention release`) or use "
+                    "`useraudit prune`, which skips held accounts"
+                )
             _apply_by_index_date(store, policy, dry_run)
+        elif held:  # delete account by account, the held ones untouched
+            _prune(store, policy.delete_after, batch)
         else:
             _delete_before(store, policy.cutoff(), batch, dry_run=dry_run)
+
+
+def _held(store: Store) -> list[str]:
+    from useraudit.retention import Retention
+
+    return Retention(store).held()
 
 
 def _apply_by_index_date(

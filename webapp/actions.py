@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 from useraudit.catalog import CATALOG
 from useraudit.schema import COLUMN_FIELDS, COLUMNS, device_label
 from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
+from useraudit.store.completeness import complete_up_to
 from useraudit.store.query import FACETS
 
 from . import resources
@@ -37,6 +38,7 @@ from .filters import (
     value_label,
     zone,
 )
+from .metrics import SEARCH_SECONDS
 
 bp = Blueprint("actions", __name__)
 
@@ -325,6 +327,18 @@ def _history_base(account: str, filters: Filters) -> str:
     return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
+def _completeness(tz: Any) -> tuple[datetime | None, bool]:
+    """The completeness mark in ``tz``, and whether indexing lags more than configured."""
+    try:
+        mark = complete_up_to(resources.store())
+    except StoreError:
+        return None, False
+    if mark is None:
+        return None, False
+    lag = float(current_app.config.get("USERAUDIT_COMPLETENESS_LAG", 120))
+    return mark.astimezone(tz), (datetime.now(UTC) - mark).total_seconds() > lag
+
+
 @bp.get("/a/<account>/actions")
 @admin_required
 def actions(account: str) -> Any:
@@ -349,7 +363,8 @@ def actions(account: str) -> Any:
                 highlight=bool(filters.text),
                 fields=PAGE_FIELDS,
             )
-            page = resources.store().search(req)
+            with SEARCH_SECONDS.labels("actions").time():
+                page = resources.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
         except StoreError as exc:
@@ -366,8 +381,11 @@ def actions(account: str) -> Any:
         for a in g["actions"]
     }
     rows = _rows(page, tz) if page else []
+    complete, lagging = _completeness(tz) if page is not None else (None, False)
     return render_template(
         "useraudit/actions.html",
+        complete=complete,
+        lagging=lagging,
         account=account,
         accounts=current_user.admin_accounts(),
         f=filters,

@@ -26,6 +26,7 @@ import io
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,8 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
 import useraudit
-from useraudit.store import Query, QueryError
+from useraudit.store import Query, QueryError, StoreError
+from useraudit.store.completeness import complete_up_to
 
 from . import resources, workbook_process
 from .actions import admin_required
@@ -198,6 +200,12 @@ def describe(
         ("From", start.astimezone(tz) if start else "(any)"),
         ("To", (end or now).astimezone(tz)),
     ]
+    try:
+        mark = complete_up_to(resources.store())
+    except StoreError:
+        mark = None
+    # Events after this time may not be in the file yet (docs/integrity.md, completeness).
+    about.append(("Complete up to", mark.astimezone(tz) if mark else "(unknown)"))
     return about + list(filters.describe())
 
 
@@ -214,7 +222,10 @@ class _Export:
         self.account = account
         self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
         self.now = datetime.now(UTC)
-        self.query: Query = self.filters.query(account, self.now)
+        query = self.filters.query(account, self.now)
+        # An open period ends now, as the Filters sheet says: events that
+        # arrive during the download are not in the file or its count.
+        self.query: Query = query if query.end else replace(query, end=self.now)
         self.store = resources.store()
         # Fails here, before any byte is sent, if the store is down.
         self.total = self.store.count(self.query)
@@ -238,7 +249,10 @@ class _Export:
         self.filename = f"user-actions-{account}-{self.now.astimezone(self.tz):%Y%m%d-%H%M}.{fmt}"
 
     def docs(self, fields: tuple[str, ...] | None) -> Iterator[dict]:
-        return prefetch(self.store.iterate(self.query, batch_size=3000, fields=fields))
+        # Whole documents (NDJSON) are several times larger than the columns: smaller
+        # batches keep the memory bound of the column exports.
+        batch = 3000 if fields else 1000
+        return prefetch(self.store.iterate(self.query, batch_size=batch, fields=fields))
 
     def response(self, body: Iterable[bytes], mimetype: str) -> Response:
         return Response(
@@ -295,4 +309,12 @@ def export_ndjson(account: str) -> Any:
         job = _Export(account, "ndjson")
     except QueryError as exc:
         return _refused(exc)
-    return job.response(NdjsonWriter().chunks(job.docs(None)), NDJSON_MIME)
+    writer = NdjsonWriter()
+    if request.args.get("proof", "") in ("1", "true", "yes"):
+        # Checkpoints and inclusion paths after the lines (docs/integrity.md).
+        from useraudit.integrity.export import Proofs
+
+        from .ndjson_proof import ProofNdjsonWriter
+
+        writer = ProofNdjsonWriter(Proofs(job.store, account))
+    return job.response(writer.chunks(job.docs(None)), NDJSON_MIME)

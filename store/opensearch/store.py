@@ -267,14 +267,18 @@ class OpenSearchStore(Store):
         cutoff: datetime,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
+        account: str | None = None,
     ) -> int:
         """One server-side delete-by-query; ``progress`` hears the total once."""
+        query: dict[str, Any] = {
+            "range": {"@timestamp": {"lt": cutoff.astimezone(UTC).isoformat()}}
+        }
+        if account is not None:
+            query = {"bool": {"filter": [query, {"term": {"organization.id": account}}]}}
         try:
             resp = self.client.delete_by_query(
                 index=self.alias,
-                body={
-                    "query": {"range": {"@timestamp": {"lt": cutoff.astimezone(UTC).isoformat()}}}
-                },
+                body={"query": query},
                 params={"scroll_size": batch_size, "conflicts": "proceed", "refresh": "true"},
             )
         except os_exc.NotFoundError:

@@ -33,6 +33,14 @@ def key(key_dir: Path) -> SigningKey:
     return generate(key_dir)
 
 
+def drop_side_indices(store: Store) -> None:
+    """The ledger and settings indices beside the events (os_store removes only those)."""
+    from useraudit.store.account_settings import AccountSettings
+
+    ledger_for(store).drop()
+    AccountSettings(store).drop()
+
+
 @pytest.fixture(params=["opensearch", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "opensearch":
@@ -40,7 +48,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         try:
             yield os_store
         finally:
-            ledger_for(os_store).drop()
+            drop_side_indices(os_store)
     else:
         from useraudit.store.sqlite import SQLiteStore
 

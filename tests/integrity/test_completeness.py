@@ -1,0 +1,118 @@
+"""The completeness mark: measured from the spool, published per spool, shown in the UI."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from openpyxl import load_workbook
+
+from useraudit.indexer.completeness import CompletenessStage, spool_mark
+from useraudit.indexer.enrich import Enricher
+from useraudit.indexer.shipper import Indexer
+from useraudit.middleware.recorder import Recorder
+from useraudit.store.base import Store
+from useraudit.store.completeness import complete_up_to, publish
+
+
+def record(spool: Path, n: int) -> list[float]:
+    rec = Recorder(spool, durability="sync")
+    times = []
+    for i in range(n):
+        times.append(time.time())
+        rec.record("user.signed_in", account="acme", user={"id": f"u{i}"})
+        time.sleep(0.01)
+    rec.close()
+    return times
+
+
+def test_the_mark_is_the_oldest_unshipped_event(spool_dir: Path) -> None:
+    assert spool_mark(spool_dir, 1000.0) == 999.0  # nothing waits: now minus the allowance
+    times = record(spool_dir, 3)
+    # A minute later, the first of them still holds the mark back.
+    mark = spool_mark(spool_dir, time.time() + 60)
+    assert times[0] - 0.01 <= mark <= times[0] + 0.01
+
+
+def test_the_indexer_publishes_and_the_oldest_spool_wins(
+    store: Store, spool_dir: Path, tmp_path: Path, enricher: Enricher
+) -> None:
+    other = tmp_path / "other-spool"
+    waiting = record(other, 2)  # a host whose indexer is not running
+    time.sleep(1.5)
+    record(spool_dir, 4)
+    with Indexer(
+        spool_dir, store, enricher=enricher, stages=[CompletenessStage(store, spool_dir, every=0)]
+    ) as ix:
+        ix.drain()
+    after = time.time()
+    mark = complete_up_to(store)
+    assert mark is not None
+    assert after - 5 <= mark.timestamp() <= after  # caught up: almost now
+    # The other spool's mark, once published, holds the store's mark back.
+    publish(store, other, spool_mark(other, after), after)
+    held = complete_up_to(store)  # published to the second, rounded down
+    assert held is not None and waiting[0] - 1 <= held.timestamp() <= waiting[0]
+
+
+@pytest.fixture
+def ui(store: Store, spool_dir: Path, enricher: Enricher, tmp_path: Path) -> FlaskClient:
+    """The admin UI on ``store``, alice signed in as an admin of acme."""
+    from support import CSRF_RE
+
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    record(spool_dir, 2)
+    with Indexer(spool_dir, store, enricher=enricher) as ix:
+        ix.drain()
+    store.refresh()
+    users = UserStore(tmp_path / "webusers.db")
+    users.add("alice", "correct horse battery staple")
+    users.grant("alice", "acme", "USER_ADMIN")
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SESSION_COOKIE_SECURE": False,
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": users,
+        }
+    )
+    client = app.test_client()
+    token = CSRF_RE.search(client.get("/login").get_data(as_text=True))
+    assert token
+    answer = client.post(
+        "/login",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrf_token": token.group(1),
+        },
+    )
+    assert answer.status_code == 302
+    return client
+
+
+def test_the_page_shows_the_mark_and_a_banner_when_indexing_lags(
+    store: Store, ui: FlaskClient, spool_dir: Path
+) -> None:
+    now = time.time()
+    publish(store, spool_dir, now - 2, now)
+    page = ui.get("/a/acme/actions").get_data(as_text=True)
+    shown = datetime.fromtimestamp(now - 2, UTC).replace(microsecond=0)
+    assert f"complete up to {shown:%H:%M:%S}" in page
+    assert 'data-testid="indexing-lag"' not in page
+    publish(store, spool_dir, now - 3600, now)
+    page = ui.get("/a/acme/actions").get_data(as_text=True)
+    assert 'data-testid="indexing-lag"' in page
+    old = datetime.fromtimestamp(now - 3600, UTC).replace(microsecond=0)
+    assert f"Indexing is behind: actions after {old:%Y-%m-%d %H:%M:%S}" in page
+    xlsx = ui.get("/a/acme/actions.xlsx")
+    about = dict(load_workbook(io.BytesIO(xlsx.data))["Filters"].iter_rows(values_only=True))
+    assert about["Complete up to"] == old.replace(tzinfo=None)  # an Excel time, in UTC here
+    assert (datetime.now(UTC) - old) > timedelta(minutes=59)

@@ -1,0 +1,148 @@
+"""Canary events: capture-to-searchable latency, measured end to end.
+
+A canary is an ordinary event (``audit_log.canary`` in account
+``useraudit``) recorded through ``record()`` into the spool in ``sync``
+mode; the clock stops when a search of the store finds it. So a canary
+goes through everything a real event does — spool, indexer, stages, the
+store, its refresh — and its latency is what a reader of the UI waits.
+:func:`measure` sends ``count`` canaries and gives p50 and p99.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from useraudit.cli_helpers import store_option
+from useraudit.config import default_spool_dir
+from useraudit.middleware.recorder import Recorder, new_event_id
+from useraudit.store.base import Store, StoreUnavailable
+from useraudit.store.query import Query
+
+CANARY_ACTION = "audit_log.canary"
+CANARY_ACCOUNT = "useraudit"
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    sent: int
+    found: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sent": self.sent,
+            "found": self.found,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _searchable(store: Store, event_id: str, since_ms: int) -> bool:
+    from datetime import UTC, datetime
+
+    start = datetime.fromtimestamp(since_ms / 1000 - 1, UTC)
+    query = Query(CANARY_ACCOUNT, start=start, actions=(CANARY_ACTION,))
+    try:
+        return any(d.get("event.id") == event_id for d in store.iterate(query, batch_size=100))
+    except StoreUnavailable:  # e.g. the first index of the month, shards still starting
+        return False
+
+
+def measure(
+    spool: Path,
+    store: Store,
+    *,
+    count: int = 20,
+    interval: float = 0.2,
+    timeout: float = 60.0,
+    poll: float = 0.02,
+) -> CanaryReport:
+    """Record ``count`` canaries one after the other; time each until a search finds it."""
+    recorder = Recorder(spool, durability="sync")
+    latencies: list[float] = []
+    try:
+        for i in range(count):
+            event_id = new_event_id()
+            started = time.time()
+            recorder.record(
+                CANARY_ACTION,
+                account=CANARY_ACCOUNT,
+                user={"id": "useraudit-canary"},
+                event_id=event_id,
+                params={"n": i + 1, "of": count},
+            )
+            deadline = started + timeout
+            while time.time() < deadline:
+                if _searchable(store, event_id, int(started * 1000)):
+                    latencies.append((time.time() - started) * 1000)
+                    break
+                time.sleep(poll)
+            time.sleep(interval)
+    finally:
+        recorder.close()
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    return CanaryReport(
+        count,
+        len(latencies),
+        None if p50 is None else round(p50, 1),
+        None if p99 is None else round(p99, 1),
+    )
+
+
+spool_option = click.option(
+    "--spool",
+    "spool_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="USERAUDIT_SPOOL",
+    default=None,
+    show_envvar=True,
+    help="Spool directory the running indexer reads (default: $USERAUDIT_HOME/spool).",
+)
+
+
+@click.command()
+@spool_option
+@store_option
+@click.option("--count", default=20, show_default=True, help="Canary events to send.")
+@click.option("--interval", default=0.2, show_default=True, help="Seconds between canaries.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for each.")
+def canary(
+    spool_dir: Path | None, store_url: str | None, count: int, interval: float, timeout: float
+) -> None:
+    """Capture-to-searchable latency: send canary events, print p50 and p99 (JSON).
+
+    Needs a running indexer on the spool; exit 1 when a canary never became
+    searchable within --timeout.
+    """
+    from useraudit.store import StoreError, open_store
+
+    try:
+        store = open_store(store_url)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        report = measure(
+            spool_dir or default_spool_dir(), store, count=count, interval=interval, timeout=timeout
+        )
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(json.dumps(report.as_dict()))
+    if report.found < report.sent:
+        raise SystemExit(1)
