@@ -33,6 +33,7 @@ FACETS: dict[str, str] = {
     "browser": "user_agent.name",
     "os": "user_agent.os.name",
     "device": "user_agent.device.name",
+    "country": "source.geo.country_iso_code",
 }
 
 # Person filters match the id exactly, or the login name, e-mail or full
@@ -53,6 +54,7 @@ TERM_FILTERS: dict[str, str] = {
     "browsers": "user_agent.name",
     "oses": "user_agent.os.name",
     "devices": "user_agent.device.name",
+    "countries": "source.geo.country_iso_code",
 }
 
 # Term filters that ignore case (and Latin accents): browser, OS and device
@@ -101,6 +103,8 @@ class Query:
     browsers: tuple[str, ...] = ()
     oses: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    # ISO country codes from GeoIP (source.geo.country_iso_code).
+    countries: tuple[str, ...] = ()
     # Full text over comments, simple-query-string semantics.
     text: str = ""
 

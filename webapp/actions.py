@@ -38,6 +38,7 @@ from .filters import (
     value_label,
     zone,
 )
+from .metrics import SEARCH_SECONDS
 
 bp = Blueprint("actions", __name__)
 
@@ -362,7 +363,8 @@ def actions(account: str) -> Any:
                 highlight=bool(filters.text),
                 fields=PAGE_FIELDS,
             )
-            page = resources.store().search(req)
+            with SEARCH_SECONDS.labels("actions").time():
+                page = resources.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
         except StoreError as exc:

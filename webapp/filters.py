@@ -67,6 +67,7 @@ MULTI: dict[str, tuple[str, str]] = {
     "browser": ("browsers", "Browser"),
     "os": ("oses", "OS"),
     "device": ("devices", "Device"),
+    "country": ("countries", "Country"),
 }
 # Facet (store.query.FACETS key) → URL parameter a click on it sets.
 FACET_PARAMS = {
@@ -80,6 +81,7 @@ FACET_PARAMS = {
     "browser": "browser",
     "os": "os",
     "device": "device",
+    "country": "country",
 }
 FACET_LABELS = {
     "action": "Action",
@@ -92,6 +94,7 @@ FACET_LABELS = {
     "browser": "Browser",
     "os": "OS",
     "device": "Device",
+    "country": "Country",
 }
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
