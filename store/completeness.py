@@ -41,3 +41,15 @@ def complete_up_to(store: Store) -> datetime | None:
     ]
     times = [datetime.fromisoformat(m) for m in marks if isinstance(m, str)]
     return min(times) if times else None
+
+
+CANARY = "~canary"
+
+
+def publish_canary(store: Store, report: dict) -> None:
+    """Keep the latest canary figures (p50/p99 capture-to-searchable) for /metrics."""
+    AccountSettings(store).put(CANARY, {**report, "at": datetime.now(UTC).isoformat()})
+
+
+def last_canary(store: Store) -> dict:
+    return AccountSettings(store).get(CANARY)

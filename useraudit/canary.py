@@ -22,6 +22,7 @@ from useraudit.cli_helpers import store_option
 from useraudit.config import default_spool_dir
 from useraudit.middleware.recorder import Recorder, new_event_id
 from useraudit.store.base import Store, StoreUnavailable
+from useraudit.store.completeness import publish_canary
 from useraudit.store.query import Query
 
 CANARY_ACTION = "audit_log.canary"
@@ -139,6 +140,7 @@ def canary(
         report = measure(
             spool_dir or default_spool_dir(), store, count=count, interval=interval, timeout=timeout
         )
+        publish_canary(store, report.as_dict())  # served by /metrics (webapp/metrics.py)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -30,6 +30,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from useraudit.store.base import StoreError
+from useraudit.store.completeness import complete_up_to
 from useraudit.store.query import FACETS, QueryError, SearchRequest, decode_cursor
 
 from . import resources
@@ -136,12 +137,16 @@ def build_blueprint() -> Blueprint:
         )
         with SEARCH_SECONDS.labels("api").time():
             page = resources.store().search(req)
+        mark = complete_up_to(resources.store())
         return reply(
             {
                 "account": token.account,
                 "total": page.total,
                 "events": [_public(hit) for hit in page.hits],
                 "next_cursor": page.next_cursor,
+                # Every event acknowledged before this time is in the answer
+                # (docs/integrity.md, completeness mark); null until an indexer published one.
+                "complete_up_to": mark.isoformat() if mark else None,
             }
         )
 

@@ -33,9 +33,13 @@ class OpenSearchLedger(Ledger):
         self.store = store
         self.client = store.client
         self.index = f"{store.prefix}-ledger"
-        self._ensure()
+        # Created on the first checkpoint written: reading a store that never
+        # sealed anything (prune, verify) must not leave an empty index behind.
+        self._ready = False
 
     def _ensure(self) -> None:
+        if self._ready:
+            return
         try:
             if not self.client.indices.exists(index=self.index):
                 self.client.indices.create(
@@ -50,8 +54,10 @@ class OpenSearchLedger(Ledger):
                 raise store_error(self.store.url, exc, "creating the ledger index") from exc
         except os_exc.TransportError as exc:
             raise store_error(self.store.url, exc, "creating the ledger index") from exc
+        self._ready = True
 
     def create(self, doc: dict[str, Any]) -> bool:
+        self._ensure()
         try:
             self.client.index(
                 index=self.index,
@@ -85,6 +91,8 @@ class OpenSearchLedger(Ledger):
                     "sort": [{"seq": "desc"}],
                 },
             )
+        except os_exc.NotFoundError:
+            return 0
         except os_exc.TransportError as exc:
             raise store_error(self.store.url, exc, "reading the ledger") from exc
         hits = resp["hits"]["hits"]
@@ -109,6 +117,8 @@ class OpenSearchLedger(Ledger):
                 for hit in hits:
                     yield hit["_source"]
                 after = hits[-1]["sort"]
+        except os_exc.NotFoundError:
+            return
         except os_exc.TransportError as exc:
             raise store_error(self.store.url, exc, "reading the ledger") from exc
 
@@ -119,6 +129,8 @@ class OpenSearchLedger(Ledger):
                 index=self.index,
                 body={"size": 0, "aggs": {"a": {"terms": {"field": "account", "size": 10000}}}},
             )
+        except os_exc.NotFoundError:
+            return []
         except os_exc.TransportError as exc:
             raise store_error(self.store.url, exc, "reading the ledger") from exc
         return sorted(b["key"] for b in resp["aggregations"]["a"]["buckets"])

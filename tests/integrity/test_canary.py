@@ -60,3 +60,27 @@ def test_canaries_are_timed_until_a_search_finds_them(
         "p50_ms": None,
         "p99_ms": None,
     }
+
+
+def test_metrics_serve_the_last_canary_and_the_mark(store: Store, tmp_path: Path) -> None:
+    import time
+
+    from useraudit.store.completeness import publish, publish_canary
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    publish_canary(store, {"sent": 5, "found": 5, "p50_ms": 212.5, "p99_ms": 1480.0})
+    publish(store, tmp_path / "spool", 1_800_000_000.0, time.time())
+    client = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": UserStore(tmp_path / "webusers.db"),
+            "USERAUDIT_METRICS": True,
+        }
+    ).test_client()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'useraudit_capture_to_searchable_ms{quantile="0.5"} 212.5' in text
+    assert 'useraudit_capture_to_searchable_ms{quantile="0.99"} 1480.0' in text
+    assert "useraudit_complete_up_to_seconds 1.8e+09" in text

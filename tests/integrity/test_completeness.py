@@ -116,3 +116,35 @@ def test_the_page_shows_the_mark_and_a_banner_when_indexing_lags(
     about = dict(load_workbook(io.BytesIO(xlsx.data))["Filters"].iter_rows(values_only=True))
     assert about["Complete up to"] == old.replace(tzinfo=None)  # an Excel time, in UTC here
     assert (datetime.now(UTC) - old) > timedelta(minutes=59)
+
+
+def test_the_api_carries_the_mark(
+    store: Store, spool_dir: Path, enricher: Enricher, tmp_path: Path
+) -> None:
+    from useraudit.webapp.api_tokens import TokenStore
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    record(spool_dir, 1)
+    with Indexer(spool_dir, store, enricher=enricher) as ix:
+        ix.drain()
+    store.refresh()
+    tokens = TokenStore(tmp_path / "tokens.db")
+    _, secret = tokens.create("acme", "siem", ("events:read",), created_by={"id": "u-alice"})
+    client = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": UserStore(tmp_path / "webusers.db"),
+            "USERAUDIT_API_TOKENS": str(tmp_path / "tokens.db"),
+        }
+    ).test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    before = client.get("/api/v1/events", headers=headers).get_json()
+    assert before["complete_up_to"] is None and before["total"] == 1
+    now = time.time()
+    publish(store, spool_dir, now - 30, now)
+    after = client.get("/api/v1/events", headers=headers).get_json()
+    expected = datetime.fromtimestamp(now - 30, UTC).replace(microsecond=0)
+    assert datetime.fromisoformat(after["complete_up_to"]) == expected

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from openpyxl import load_workbook
+
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.wsgi import AuditMiddleware

@@ -115,6 +115,7 @@ def test_the_sqlite_limits_storage_adds_atomically(tmp_path: Path) -> None:
     from limits import parse
     from limits.storage import storage_from_string
     from limits.strategies import FixedWindowRateLimiter
+
     from useraudit.webapp import limits_sqlite  # noqa: F401
 
     limiter = FixedWindowRateLimiter(storage_from_string(f"sqlite:///{tmp_path / 'l.db'}"))

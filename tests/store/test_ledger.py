@@ -30,6 +30,15 @@ def cp(account: str, seq: int, **extra: object) -> dict:
     return {"account": account, "seq": seq, "kind": "events", "leaves": [["e", "t", None, None]]}
 
 
+def test_reading_an_empty_ledger_leaves_nothing_behind(store: Store) -> None:
+    """prune and verify read the ledger of stores that never sealed: no index appears."""
+    ledger = ledger_for(store)
+    assert ledger.accounts() == [] and ledger.head("acme") == 0
+    assert list(ledger.iterate()) == [] and ledger.get("acme", 1) is None
+    if hasattr(store, "client"):
+        assert not store.client.indices.exists(index=f"{store.prefix}-ledger")  # type: ignore[attr-defined]
+
+
 def test_create_is_first_writer_wins(ledger: Ledger) -> None:
     assert ledger.create({**cp("acme", 1), "root": "first"})
     assert not ledger.create({**cp("acme", 1), "root": "second"})
