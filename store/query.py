@@ -212,7 +212,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 #   several words      all of them (default operator AND); ``+`` is accepted
 #   "a phrase"         the words in this order
 #   word*              prefix (at least 2 letters; the ``*`` only at the end)
-#   a | b              either
+#   a OR b, a | b      either (OR in capitals; a lowercase "or" is a word)
 #   -word, -"phrase"   exclusion; a query needs at least one positive term
 #   ( ... )            grouping, at most MAX_DEPTH deep
 #
@@ -221,7 +221,10 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 # from FTS5). Those characters are plain text (which both tokenizers drop)
 # except ``*``, which is an error anywhere but at the end of a word.
 # Each word or phrase is handed to the engine quoted, so each engine splits it
-# with the same tokenizer it indexed the comments with.
+# with the same tokenizer it indexed the comments with. Words are stemmed
+# (English and Russian Snowball: "reviewer" finds "Reviewers", "оператора"
+# finds "оператор"): by OpenSearch's analyzer, by :mod:`.stems` for SQLite;
+# a prefix (``word*``) is matched against the stems as typed.
 
 MAX_CLAUSES = 20
 MAX_DEPTH = 6
@@ -293,7 +296,9 @@ def _lex(text: str) -> list[tuple[str, str]]:
             j = i
             while j < n and not text[j].isspace() and text[j] not in _SPECIAL:
                 j += 1
-            tokens.append(("word", text[i:j]))
+            word = text[i:j]
+            # OR in capitals is the operator, as in web search boxes; "or" is a word.
+            tokens.append(("|", word) if word == "OR" else ("word", word))
             i = j
     return tokens
 

@@ -22,9 +22,10 @@ from .rows import ROLE_SELECT, stored_persons
 # six few-valued facets as strings in events_hot instead of their combination,
 # 4 listed every related.user value in related_users instead of persons,
 # 5 had action, user, target and project as strings in events_hot instead
-# of their value ids, 6 had no account tokens in events_fts, 7 had no country
-# (GeoIP) in the facet combinations and events_hot.
-FILE_VERSION = 8
+# of their value ids, 6 had no account tokens in events_fts, 7 indexed
+# words instead of their stems (.stems), 8 had no country (GeoIP) in the
+# facet combinations and events_hot.
+FILE_VERSION = 9
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -65,17 +66,18 @@ def upgrade(con: sqlite3.Connection, version: int) -> None:
         for col in VALUE_ID_COLUMNS:
             con.execute(f"ALTER TABLE events ADD COLUMN {col} INTEGER")
         facet_values.fill(con)
-    if version < 7:
+    if version < 8:
         con.execute("DROP TABLE IF EXISTS events_fts")
+        con.execute("DROP VIEW IF EXISTS events_fts_source")
         for stmt in FTS_DDL:
             con.execute(stmt)
         con.execute("INSERT INTO events_fts(events_fts) VALUES ('rebuild')")
-    if version < 8:
+    if version < 9:
         _country_in_combos(con)
 
 
 def _country_in_combos(con: sqlite3.Connection) -> None:
-    """File version 8: the GeoIP country is a facet, so a part of every combination.
+    """File version 9: the GeoIP country is a facet, so a part of every combination.
 
     Older rows have no GeoIP fields: their combinations get a NULL country
     (keys rewritten to the new length, ids unchanged), and events_hot is
