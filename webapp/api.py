@@ -179,6 +179,32 @@ def build_blueprint() -> Blueprint:
             raise ApiError(404, "not_found", "no such event in this account")
         return reply({"event": _public(doc)})
 
+    @bp.get("/alerts")
+    def alerts() -> Any:
+        token = _authenticate("alerts:read")
+        _limited(token)
+        from useraudit.store.alerts import STATUSES
+
+        from .security import alerts_store
+
+        statuses = tuple(v for v in request.args.getlist("status") if v)
+        unknown = set(statuses) - set(STATUSES)
+        if unknown:
+            raise QueryError(f"status must be among {', '.join(STATUSES)}")
+        found = alerts_store().list_alerts(token.account, statuses=statuses, limit=500)
+        return reply({"account": token.account, "alerts": [a.as_dict() for a in found]})
+
+    @bp.get("/alerts/<alert_id>")
+    def alert(alert_id: str) -> Any:
+        token = _authenticate("alerts:read")
+        _limited(token)
+        from .security import alerts_store
+
+        found = alerts_store().get(token.account, alert_id[:256])
+        if found is None or found.account != token.account:
+            raise ApiError(404, "not_found", "no such alert in this account")
+        return reply({"alert": found.as_dict()})
+
     @bp.get("/openapi.json")
     def openapi() -> Any:
         return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")

@@ -194,3 +194,34 @@ def test_cli_creates_lists_and_revokes_for_a_user_admin(
     assert gone.exit_code == 0
     listed = runner.invoke(cli, ["api-tokens", "list", "acme", "--tokens-db", db])
     assert json.loads(listed.output)["active"] is False
+
+
+def test_alerts_need_their_scope_and_stay_in_the_account(api, seeded_store) -> None:
+    from useraudit.store.alerts import Alert, alert_id, detection_store
+
+    client, tokens, _ = api
+    alerts = detection_store(seeded_store)
+    alerts.install()
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    made = {}
+    for account in ("acme", "globex"):
+        ident = alert_id(account, "api_test", f"subject-{account}-{time.time_ns()}", 600)
+        made[account] = ident
+        alerts.upsert([Alert(ident, account, "api_test", "high", f"s-{account}", "API test",
+                             now, now, ["e1"])])  # fmt: skip
+    alerts.refresh()
+    _, events_only = tokens.create("acme", "events", ("events:read",), created_by=ALICE)
+    check_error(client.get("/api/v1/alerts", headers=bearer(events_only)), 403,
+                "insufficient_scope")  # fmt: skip
+    _, secret = tokens.create("acme", "alerts", ("alerts:read",), created_by=ALICE)
+    listed = client.get("/api/v1/alerts?status=open", headers=bearer(secret))
+    assert listed.status_code == 200
+    ids = {a["id"] for a in listed.json["alerts"]}
+    assert made["acme"] in ids and made["globex"] not in ids
+    assert {a["account"] for a in listed.json["alerts"]} == {"acme"}
+    one = client.get(f"/api/v1/alerts/{made['acme']}", headers=bearer(secret))
+    assert one.status_code == 200 and one.json["alert"]["rule"] == "api_test"
+    check_error(client.get(f"/api/v1/alerts/{made['globex']}", headers=bearer(secret)), 404,
+                "not_found")  # fmt: skip
+    check_error(client.get("/api/v1/alerts?status=bogus", headers=bearer(secret)), 400,
+                "invalid_query")  # fmt: skip

@@ -29,7 +29,10 @@ def api_app(seeded_store: Any, users_db: Any, tmp_path_factory: pytest.TempPathF
     useraudit.configure(spool_dir=folder / "spool", durability="batch")
     tokens = TokenStore(folder / "tokens.db")
     _, TOKEN["acme"] = tokens.create(
-        "acme", "schemathesis", ("events:read",), created_by={"id": "u1", "name": "alice"}
+        "acme",
+        "schemathesis",
+        ("events:read", "alerts:read"),
+        created_by={"id": "u1", "name": "alice"},
     )
     return make_app(
         seeded_store,
@@ -56,7 +59,13 @@ def test_every_response_matches_the_document(api_schema: Any) -> None:
     # schemathesis's pytest plugin does not run on this pytest; drive its
     # strategies with hypothesis directly, operation by operation.
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert {op.path for op in operations} == {"/events", "/facets", "/events/{event_id}"}
+    assert {op.path for op in operations} == {
+        "/events",
+        "/facets",
+        "/events/{event_id}",
+        "/alerts",
+        "/alerts/{alert_id}",
+    }
     statuses: dict[str, set[int]] = {}
     for operation in operations:
 
