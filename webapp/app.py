@@ -104,7 +104,7 @@ def users() -> UserProvider:
 
 
 def build_blueprint() -> Blueprint:
-    from . import actions, auth, export
+    from . import actions, auth, event, export, prefs
 
     bp = Blueprint(
         "useraudit",
@@ -116,6 +116,8 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(auth.bp)
     bp.register_blueprint(actions.bp)
     bp.register_blueprint(export.bp)
+    bp.register_blueprint(event.bp)
+    bp.register_blueprint(prefs.bp)
 
     @bp.before_request
     def _before() -> None:
@@ -231,6 +233,9 @@ def init_extensions(app: Flask) -> None:
         ext["users"] = provider
     elif isinstance(provider, str):
         app.config["USERAUDIT_USERS_DB"] = provider
+    from . import i18n
+
+    i18n.init_app(app)
     if "csrf" not in app.extensions:
         csrf.init_app(app)
     if not hasattr(app, "login_manager"):

@@ -64,6 +64,7 @@ MULTI: dict[str, tuple[str, str]] = {
     "browser": ("browsers", "Browser"),
     "os": ("oses", "OS"),
     "device": ("devices", "Device"),
+    "request": ("request_ids", "Request"),
 }
 # Facet (store.query.FACETS key) → URL parameter a click on it sets.
 FACET_PARAMS = {
@@ -199,7 +200,11 @@ class Filters:
 
         start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
         if start and end and start > end:
-            raise QueryError("the period ends before it starts")
+            raise QueryError(
+                f"the period ends before it starts: To ({self.end_local.replace('T', ' ')}) "
+                f"is earlier than From ({self.start_local.replace('T', ' ')}); "
+                "swap them or choose other dates"
+            )
         return start, end
 
     def query(self, account: str, now: datetime | None = None) -> Query:

@@ -113,6 +113,12 @@ FILTER_CASES = [
         {"users": ("alice",), "ips": ("10.1.0.0/16",)}, ["a13", "a11", "a01"], id="user-and-ip"
     ),
     pytest.param({"history": ("root",), "text": "deleted"}, ["a07"], id="history-and-text"),
+    pytest.param({"request_ids": ("req-1",)}, ["a07", "a04"], id="request"),
+    pytest.param({"request_ids": ("req-1", "req-2")}, ["a07", "a05", "a04"], id="requests-or"),
+    pytest.param({"request_ids": ("REQ-1",)}, [], id="request-id-is-exact"),
+    pytest.param(
+        {"request_ids": ("req-1",), "outcomes": ("failure",)}, ["a07"], id="request-and-outcome"
+    ),
 ]
 
 

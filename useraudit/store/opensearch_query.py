@@ -35,6 +35,7 @@ from .query import (
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
     PERSON_FILTERS,
+    PIVOT_FILTERS,
     SQS_FLAGS,
     TERM_FILTERS,
     Query,
@@ -67,7 +68,7 @@ def build_query(query: Query) -> dict[str, Any]:
         if query.end:
             rng["lte"] = to_ms(query.end)
         filters.append({"range": {"@timestamp": rng}})
-    for attr, field in TERM_FILTERS.items():
+    for attr, field in (*TERM_FILTERS.items(), *PIVOT_FILTERS.items()):
         values = getattr(query, attr)
         if values:
             filters.append({"terms": {field: list(values)}})

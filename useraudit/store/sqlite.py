@@ -92,10 +92,12 @@ from useraudit.schema import FIELDS, Kind
 from . import sqlite_combos, sqlite_people, sqlite_values
 from .base import Store, StoreError, StoreUnavailable, WriteResult
 from .query import (
+    EXTRA_FILTERS,
     FACETS,
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
     PERSON_FILTERS,
+    PIVOT_FILTERS,
     TERM_FILTERS,
     Query,
     QueryError,
@@ -1048,6 +1050,11 @@ class SQLiteStore(Store):
                 else:
                     clauses.append(f"{col} IN ({_marks(values)})")
                 params.extend(values)
+        for attr, field in PIVOT_FILTERS.items():
+            values = getattr(query, attr)
+            if values:
+                clauses.append(f"{FIELD_COLUMN[field]} IN ({_marks(values)})")
+                params.extend(values)
         for attr, prefix in PERSON_FILTERS.items():
             values = getattr(query, attr)
             if values:
@@ -1466,8 +1473,7 @@ def _period_only(query: Query) -> bool:
     if query.text.strip():
         return False
     return not any(
-        getattr(query, name)
-        for name in (*TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups")
+        getattr(query, name) for name in (*TERM_FILTERS, *PERSON_FILTERS, *EXTRA_FILTERS)
     )
 
 
