@@ -120,8 +120,46 @@ def _add_catalog_labels(pot: Path) -> None:  # pragma: no cover - a maintainer's
             catalog.add(group)
     for action in CATALOG.actions():
         catalog.add(action.label)
+    for text in _code_labels():
+        catalog.add(text)
     with pot.open("wb") as fh:
         write_po(fh, catalog, sort_output=True, omit_header=False)
+
+
+# The error pages' texts (webapp/app.py), translated by error.html.
+ERROR_TEXTS = (
+    "Please sign in to see user actions.",
+    "Form expired",
+    "The form was open too long or came from elsewhere. Go back, reload the page and try again.",
+    "Not allowed",
+    "You need the USER_ADMIN role on this account to see its user actions.",
+    "Not found",
+    "There is nothing at this address.",
+    "That method is not supported here.",
+    "Too many attempts",
+    "Too many attempts in a short time. Wait a minute and try again.",
+    "Audit log unavailable",
+    "The audit log store cannot be reached right now. Try again in a moment.",
+    "Something went wrong",
+    "An unexpected error happened. It has been logged.",
+)
+
+
+def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
+    """Labels kept in Python tables and translated where they are shown."""
+    from useraudit.schema import COLUMNS
+
+    from .event import PEOPLE
+    from .filters import FACET_LABELS, MULTI, PERIODS
+
+    return [
+        *(c.label for c in COLUMNS),
+        *(label for _attr, label in MULTI.values()),
+        *FACET_LABELS.values(),
+        *(label for label, _delta in PERIODS.values()),
+        *(title for _prefix, title in PEOPLE),
+        *ERROR_TEXTS,
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover
