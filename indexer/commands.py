@@ -18,6 +18,8 @@ from useraudit.cli import store_option
 if TYPE_CHECKING:
     from useraudit.store import Store
 
+    from .sinks.outbox import SinksStage
+
 log = logging.getLogger("useraudit.indexer")
 
 spool_option = click.option(
@@ -28,6 +30,17 @@ spool_option = click.option(
     default=None,
     show_envvar=True,
     help="Spool directory (default: $USERAUDIT_HOME/spool).",
+)
+
+
+sinks_option = click.option(
+    "--sinks",
+    "sinks_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="USERAUDIT_SINKS",
+    default=None,
+    show_envvar=True,
+    help="TOML file of streaming sinks (webhook, syslog, kafka, file); see docs/sinks.md.",
 )
 
 
@@ -49,8 +62,55 @@ def indexer() -> None:
     show_default=True,
     help="Install or upgrade the index template first.",
 )
+@click.option(
+    "--detect/--no-detect",
+    default=True,
+    show_default=True,
+    help="Run the detection rules on every stored event (docs/detections.md).",
+)
+@click.option(
+    "--detect-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="USERAUDIT_DETECT_CONFIG",
+    show_envvar=True,
+    default=None,
+    help="TOML file of per-account rule switches, thresholds and notifications.",
+)
+@click.option(
+    "--geoip-city",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="USERAUDIT_GEOIP_CITY",
+    show_envvar=True,
+    default=None,
+    help="MaxMind-format City or Country MMDB file (GeoLite2-City.mmdb, ...).",
+)
+@click.option(
+    "--geoip-asn",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="USERAUDIT_GEOIP_ASN",
+    show_envvar=True,
+    default=None,
+    help="MaxMind-format ASN MMDB file (GeoLite2-ASN.mmdb).",
+)
+@sinks_option
+@click.option(
+    "--sink-wait",
+    default=60.0,
+    show_default=True,
+    help="With --once: seconds to wait for the sinks to deliver what was shipped.",
+)
 def run(
-    spool_dir: Path | None, store_url: str | None, once: bool, batch_records: int, install: bool
+    spool_dir: Path | None,
+    store_url: str | None,
+    once: bool,
+    batch_records: int,
+    install: bool,
+    detect: bool,
+    detect_config: Path | None,
+    geoip_city: Path | None,
+    geoip_asn: Path | None,
+    sinks_file: Path | None,
+    sink_wait: float,
 ) -> None:
     """Ship events from the spool until stopped (Ctrl+C / SIGTERM).
 
@@ -62,6 +122,7 @@ def run(
     from useraudit.store import StoreError, open_store
 
     from .shipper import Indexer
+    from .watch import start_lines
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,15 +137,79 @@ def run(
                 click.echo(line)
         if stop.is_set():
             return
+        from useraudit.detect.pipeline import build_stages
+
+        try:
+            stages, notes = build_stages(
+                store,
+                detect=detect,
+                settings_path=detect_config,
+                geoip_city=geoip_city,
+                geoip_asn=geoip_asn,
+                install=install,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        for note in notes:
+            click.echo(note)
         spool = spool_dir or default_spool_dir()
-        with Indexer(spool, store, batch_records=batch_records) as ix:
-            click.echo(f"indexer: {spool} → {store.url}")
+        sinks = _sinks_stage(spool, sinks_file)
+        if sinks:
+            stages.append(sinks)
+        sealer = _integrity_stages(store)
+        stages += sealer
+        with Indexer(spool, store, batch_records=batch_records, stages=stages) as ix:
+            for line in start_lines(spool, store.url):
+                if "WARNING" in line:
+                    log.warning(line)
+                else:
+                    click.echo(line)
+            if sealer:
+                click.echo("integrity: sealing signed checkpoints")
+            for worker in sinks.workers.values() if sinks else ():
+                click.echo(f"  sink {worker.sink.describe()}")
             stats = ix.drain() if once else ix.run(stop)
-            click.echo(json.dumps(stats.as_dict()))
+            shipped = stats.as_dict()  # the indexer's own clock, before waiting for sinks
+            if sinks and once:
+                started = time.monotonic()
+                if not sinks.wait_caught_up(sink_wait):
+                    click.echo(
+                        f"sinks: not caught up after {sink_wait:.0f}s; the rest goes next run"
+                    )
+                caught_up = round(time.monotonic() - started, 3)
+                click.echo(json.dumps({"sinks": sinks.status(), "sinks_wait_s": caught_up}))
+            elif sinks:
+                click.echo(json.dumps({"sinks": sinks.status()}))
+            click.echo(json.dumps(shipped))
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
+
+
+def _sinks_stage(spool: Path, sinks_file: Path | None) -> SinksStage | None:
+    if sinks_file is None:
+        return None
+    from .sinks.config import SinkConfigError, load_sinks
+    from .sinks.outbox import SinksStage
+
+    try:
+        configured = load_sinks(sinks_file)
+    except SinkConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return SinksStage(spool, configured) if configured else None
+
+
+def _integrity_stages(store: Store) -> list:
+    """The sealer when a signing key exists (``useraudit integrity keygen``), else nothing."""
+    from useraudit.integrity.keys import KeyFileError, load_current
+    from useraudit.integrity.sealer import Sealer
+
+    try:
+        key = load_current()
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return [] if key is None else [Sealer(store, key)]
 
 
 def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:
@@ -181,3 +306,65 @@ def dlq_retry(spool_dir: Path | None, store_url: str | None) -> None:
     store = open_store(store_url)
     with Indexer(spool_dir or default_spool_dir(), store, unavailable_timeout=30) as ix:
         click.echo(json.dumps(ix.retry_dead_letters()))
+
+
+@indexer.group()
+def sinks() -> None:
+    """Streaming sinks: backlog, dead letters, sending dead letters again."""
+
+
+@sinks.command("status")
+@spool_option
+def sinks_status(spool_dir: Path | None) -> None:
+    """Backlog bytes and dead letters (by reason) of every sink on this spool, as JSON."""
+    from .sinks.outbox import outbox_status
+
+    click.echo(json.dumps(outbox_status(spool_dir or default_spool_dir())))
+
+
+@sinks.command("dlq-list")
+@spool_option
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True)
+def sinks_dlq_list(spool_dir: Path | None, name: str, limit: int) -> None:
+    """One JSON line per dead letter of sink NAME, oldest first."""
+    from .deadletter import DeadLetters
+    from .sinks.outbox import sinks_dir
+
+    folder = sinks_dir(spool_dir or default_spool_dir()) / name
+    if not folder.is_dir():
+        raise click.ClickException(f"no sink named {name!r} under {folder.parent}")
+    letters = DeadLetters(folder / "deadletter.sqlite")
+    for letter in letters.list(limit):
+        click.echo(
+            json.dumps(
+                {
+                    "id": letter.id,
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.at)),
+                    "event_id": letter.event_id,
+                    "reason": letter.reason,
+                    "attempts": letter.attempts,
+                },
+                ensure_ascii=False,
+            )
+        )
+
+
+@sinks.command("dlq-retry")
+@spool_option
+@store_option
+@click.argument("name")
+def sinks_dlq_retry(spool_dir: Path | None, store_url: str | None, name: str) -> None:
+    """Queue sink NAME's dead letters again (ids-only ones are fetched from the store)."""
+    from useraudit.store import StoreError, open_store
+
+    from .sinks.outbox import requeue_dead_letters
+
+    store = open_store(store_url)
+    try:
+        result = requeue_dead_letters(spool_dir or default_spool_dir(), name, store.get)
+    except (ValueError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(json.dumps(result))

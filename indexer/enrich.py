@@ -8,7 +8,9 @@ What had to be repaired is listed in ``audit.flags`` so it can be found:
 * ``truncated``       a string was longer than its field allows (cut, marked);
 * ``sanitized``       NUL/control characters or invalid UTF-8 were replaced;
 * ``invalid_outcome`` the outcome was not success/failure/unknown (stored as unknown);
-* ``invalid_timestamp`` / ``clock_skew``  the time was unparseable or far off (ingest time used).
+* ``invalid_timestamp`` / ``clock_skew``  the time was unparseable or far off (ingest time used);
+* ``missing_account`` / ``invalid_account``  no account, or an id the UI cannot open: filed
+  under ``unassigned`` (``schema.UNASSIGNED_ACCOUNT``), the given id kept as the account name.
 
 User agents are parsed with ua-parser, through its Rust backend
 (``ua-parser-rs``) when installed, behind a cache; the parser is built when
@@ -25,7 +27,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from useraudit.catalog import CATALOG, Catalog
-from useraudit.schema import ECS_VERSION, FIELDS, OUTCOMES, PERSON_PARTS, PERSONS, Kind
+from useraudit.schema import (
+    ACCOUNT_ID,
+    ECS_VERSION,
+    FIELDS,
+    OUTCOMES,
+    PERSON_PARTS,
+    PERSONS,
+    UNASSIGNED_ACCOUNT,
+    Kind,
+)
 
 TRUNCATION_MARK = "…[truncated]"
 # Control characters other than tab/newline, plus bidi overrides that can
@@ -101,6 +112,14 @@ class Enricher:
         doc["event.ingested"] = _iso(now)
         doc["event.kind"] = "event"
         doc["ecs.version"] = ECS_VERSION
+
+        account = doc.get("organization.id")
+        if account is None or not ACCOUNT_ID.match(account):
+            # Never invisible: the UI lists the unassigned account and warns.
+            flags.append("missing_account" if account is None else "invalid_account")
+            if account is not None:
+                doc.setdefault("organization.name", account)
+            doc["organization.id"] = UNASSIGNED_ACCOUNT
 
         outcome = str(doc.get("event.outcome") or "unknown").lower()
         if outcome not in OUTCOMES:

@@ -39,18 +39,20 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
-from useraudit.store.base import Store, StoreRefused, StoreUnavailable
+from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteResult
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
 from .spool import Batch, SpoolReader
+from .stages import Stage
+from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
 
@@ -65,6 +67,9 @@ class IndexerStats:
     damaged: int = 0
     unavailable_waits: int = 0
     batches: int = 0
+    stage_errors: int = 0
+    # Spools that get events while no indexer reads them (see useraudit.spool_watch).
+    unread_spools: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,6 +103,8 @@ class Indexer:
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
+        stages: pipeline stages (GeoIP, detection, sinks, hashing), see
+            :mod:`useraudit.indexer.stages`.
     """
 
     def __init__(
@@ -115,6 +122,7 @@ class Indexer:
         unavailable_timeout: float | None = None,
         commit_interval: float = 0.5,
         sleep: Callable[[float], Any] = time.sleep,
+        stages: Sequence[Stage] = (),
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.reader = SpoolReader(self.spool_dir)
@@ -129,9 +137,11 @@ class Indexer:
         self.unavailable_timeout = unavailable_timeout
         self.sleep = sleep
         self.commit_interval = commit_interval
+        self.stages = list(stages)
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
+        self.stages = list(stages)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useraudit-prepare")
 
     def __enter__(self) -> Indexer:
@@ -142,9 +152,13 @@ class Indexer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.commit()
-        self.reader.close()
-        self.dead_letters.close()
+        try:
+            self.commit()
+        finally:
+            for stage in self.stages:
+                stage.close()
+            self.reader.close()
+            self.dead_letters.close()
 
     # -- loops ----------------------------------------------------------------
 
@@ -170,8 +184,10 @@ class Indexer:
     ) -> IndexerStats:
         """Ship until ``stop`` is set, polling the spool every ``idle`` seconds."""
         last_report = time.monotonic()
+        watch = SpoolWatch(self.spool_dir, self.stats, store=self.store.url)
         while not stop.is_set():
             before = self.stats.read + self.stats.damaged
+            watch.tick()
             self.drain()
             if time.monotonic() - last_report >= report_every:
                 log.info("indexer: %s", json.dumps(self.stats.as_dict()))
@@ -202,13 +218,16 @@ class Indexer:
                 )
                 continue
             try:
-                docs.append(self.enrich(raw))
-                raws.append(payload)
+                doc = self.enrich(raw)
             except Exception as exc:  # noqa: BLE001 - any bug here must dead-letter, not stop shipping
                 log.exception("indexer: enrichment failed")
                 dead.append(
                     (_event_id(raw), f"enrichment failed: {type(exc).__name__}: {exc}", payload)
                 )
+                continue
+            self._prepare_stages(doc)
+            docs.append(doc)
+            raws.append(payload)
         for d in batch.damaged:
             dead.append((None, f"{d.reason} (segment {d.segment}, offset {d.offset})", d.raw))
         return _Prepared(batch, docs, raws, dead)
@@ -217,16 +236,20 @@ class Indexer:
         self.stats.read += len(prepared.batch.records)
         self.stats.damaged += len(prepared.batch.damaged)
         dead = list(prepared.dead)
+        stored: list[WriteResult | None] = [None] * len(prepared.docs)
         todo = list(range(len(prepared.docs)))
         attempt = 0
         while todo:
-            results = self._write_until_reachable([prepared.docs[i] for i in todo])
+            sent = [prepared.docs[i] for i in todo]
+            results = self._write_until_reachable(sent)
             retry: list[int] = []
             for i, result in zip(todo, results, strict=True):
                 if result.status == "created":
                     self.stats.shipped += 1
+                    stored[i] = result
                 elif result.status == "duplicate":
                     self.stats.duplicates += 1
+                    stored[i] = result
                 elif result.status == "retry" and attempt < self.max_item_retries:
                     retry.append(i)
                 else:
@@ -245,6 +268,10 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
+        if self.stages:
+            held = [(doc, r) for doc, r in zip(prepared.docs, stored, strict=True) if r]
+            if held:
+                self._deliver_to_stages([doc for doc, _ in held], [r for _, r in held])
         # Committing a position costs two fsyncs; do it at most every
         # commit_interval. A crash re-sends at most that much, and re-sent
         # events are answered "duplicate": loss is impossible either way.
@@ -257,6 +284,13 @@ class Indexer:
 
     def commit(self) -> None:
         """Commit the spool positions of every batch shipped so far."""
+        try:
+            for stage in self.stages:  # durable before the spool forgets the events
+                stage.flush()
+        except (StoreUnavailable, OSError) as exc:
+            # Positions stay where they are: a crash now re-delivers, never loses.
+            log.warning("indexer: a stage could not finish (%s); positions held", exc)
+            return
         if self._uncommitted.cursor:
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
@@ -285,6 +319,39 @@ class Indexer:
                 self.sleep(delay)
                 attempt += 1
 
+    def _prepare_stages(self, doc: dict) -> None:
+        for stage in self.stages:
+            try:
+                stage.prepare(doc)
+            except Exception:  # noqa: BLE001 - a stage never costs an event
+                self.stats.stage_errors += 1
+                log.exception("indexer: stage %s failed preparing an event", stage.name)
+
+    def _deliver_to_stages(self, docs: list[dict], results: list[WriteResult]) -> None:
+        """Hand stored events to each stage; a store or local fault holds the batch."""
+        # Spool order within the batch, as the stages are promised.
+        for stage in self.stages:
+            attempt = 0
+            while True:
+                try:
+                    stage.delivered(docs, results)
+                    break
+                except (StoreUnavailable, OSError) as exc:
+                    self.stats.unavailable_waits += 1
+                    delay = self._backoff(attempt)
+                    log.warning(
+                        "indexer: stage %s: %s; retrying in %.1fs",
+                        stage.name,
+                        exc,
+                        delay,
+                    )
+                    self.sleep(delay)
+                    attempt += 1
+                except Exception:  # noqa: BLE001 - the events are stored; count and go on
+                    self.stats.stage_errors += 1
+                    log.exception("indexer: stage %s failed on a batch", stage.name)
+                    break
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads retries of many indexers hitting one cluster.
         return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
@@ -299,6 +366,7 @@ class Indexer:
             try:
                 raw = json.loads(letter.raw)
                 doc = self.enrich(raw)
+                self._prepare_stages(doc)
                 result = self._write_until_reachable([doc])[0]
             except Exception as exc:  # noqa: BLE001 - report and keep the letter
                 self.dead_letters.failed_again(
@@ -308,9 +376,13 @@ class Indexer:
                 continue
             if result.delivered:
                 delivered.append(letter.id)
+                if self.stages:
+                    self._deliver_to_stages([doc], [result])
             else:
                 self.dead_letters.failed_again(letter.id, result.reason)
                 failed += 1
+        for stage in self.stages:
+            stage.flush()
         self.dead_letters.delete(delivered)
         return {"delivered": len(delivered), "still_failing": failed}
 

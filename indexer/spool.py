@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from useraudit import spool_watch
+
 log = logging.getLogger("useraudit.spool")
 
 MAGIC = b"UAv1"
@@ -132,6 +134,8 @@ class SpoolWriter:
         self._reset_state()
         os.register_at_fork(after_in_child=self._reset_state)
         atexit.register(self.close)
+        # So an indexer reading another spool can tell this one is unread.
+        spool_watch.register_writer(self.directory)
 
     def _reset_state(self) -> None:
         # Fresh locks too: another thread may have held ours at fork time.
@@ -145,6 +149,9 @@ class SpoolWriter:
         self._segment_size = 0
         self._buffer: list[bytes] = []
         self._buffered_bytes = 0
+        # Taken from the buffer by a write still in progress: not on disk yet,
+        # no longer buffered, and still counted against max_bytes.
+        self._inflight_bytes = 0
         self._appended_seq = 0
         self._durable_seq = 0
         self._flusher: threading.Thread | None = None
@@ -185,6 +192,27 @@ class SpoolWriter:
             if self._durable_seq < seq:
                 self._write_pending()
 
+    def append_many(self, payloads: list[bytes]) -> None:
+        """Queue several records at once (``batch`` durability; ``flush()`` makes them durable).
+
+        All or none: when they do not fit, SpoolFull is raised and none is queued.
+        """
+        if self.durability != "batch":
+            raise ValueError("append_many needs durability='batch'")
+        records = [frame(p) for p in payloads]
+        nbytes = sum(map(len, records))
+        with self._lock:
+            if self._closed:
+                self._closed = False
+                self._flusher = None
+            self._reserve(nbytes)
+            self._buffer.extend(records)
+            self._buffered_bytes += nbytes
+            self._appended_seq += len(records)
+            self.stats.appended += len(records)
+            if self._flusher is None:
+                self._start_flusher()
+
     def flush(self) -> None:
         """Write and fsync whatever is buffered."""
         with self._io_lock:
@@ -211,7 +239,8 @@ class SpoolWriter:
             if now - self._size_checked_at > 0.5:
                 self._known_size = spool_size(self.directory)
                 self._size_checked_at = now
-            if self._known_size + self._buffered_bytes + nbytes <= self.max_bytes:
+            used = self._known_size + self._inflight_bytes + self._buffered_bytes
+            if used + nbytes <= self.max_bytes:
                 return
             if now >= deadline:
                 self.stats.rejected_full += 1
@@ -256,6 +285,7 @@ class SpoolWriter:
             records, upto = self._buffer, self._appended_seq
             self._buffer = []
             nbytes, self._buffered_bytes = self._buffered_bytes, 0
+            self._inflight_bytes += nbytes
         if not records:
             return
         data = b"".join(records)
@@ -272,11 +302,13 @@ class SpoolWriter:
             with self._lock:  # keep them for the next attempt, in order
                 self._buffer[:0] = records
                 self._buffered_bytes += nbytes
+                self._inflight_bytes -= nbytes
             raise
         self._segment_size += len(data)
         self._durable_seq = upto
         with self._lock:
             self._known_size += len(data)
+            self._inflight_bytes -= nbytes
         self.stats.flushed += len(records)
 
     def _open_segment(self) -> None:

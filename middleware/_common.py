@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .context import RequestContext
-from .recorder import AuditError, Recorder, _internal_errors, get_recorder
+from .proxy_watch import ProxyWatch
+from .recorder import (
+    AuditError,
+    Recorder,
+    _internal_errors,
+    account_of,
+    check_account,
+    get_recorder,
+)
 
 log = logging.getLogger("useraudit.middleware")
 
@@ -184,6 +192,10 @@ class Capture:
             user; called lazily and once more when the response starts.
         get_impersonator: ``request -> admin`` when an administrator acts on
             the user's behalf, else None.
+        account: the account of every request, for a single-tenant app: an
+            id or ``(id, name)``. Give this or ``get_account``; with neither,
+            the recorder's ``account`` applies, else events are filed under
+            ``unassigned`` (docs/capture.md, "Which account an event belongs to").
         get_account: ``request -> account id`` or ``(id, name)``.
         get_route: ``request -> route template`` (``/tokens/<tid>``), read
             when the response starts, after routing; kept in
@@ -204,6 +216,9 @@ class Capture:
         "get_user",
         "get_impersonator",
         "get_account",
+        "account_id",
+        "account_name",
+        "proxy_watch",
         "get_route",
         "rules",
         "_fail_closed",
@@ -220,9 +235,14 @@ class Capture:
         get_route: Resolver | None = None,
         rules: Any = None,
         fail_closed: bool | None = None,
+        account: str | tuple[str, str] | None = None,
     ) -> None:
         if trusted_proxies < 0:
             raise ValueError("trusted_proxies must be >= 0")
+        account_id, self.account_name = account_of(account)
+        self.account_id = check_account(account_id, "account")
+        if self.account_id and get_account is not None:
+            raise ValueError("useraudit: give either account= or get_account=, not both")
         self._recorder = recorder
         self.trusted_proxies = int(trusted_proxies)
         self.get_user = get_user
@@ -231,6 +251,7 @@ class Capture:
         self.get_route = get_route
         self.rules = rules
         self._fail_closed = fail_closed
+        self.proxy_watch = ProxyWatch()
 
     @property
     def recorder(self) -> Recorder:
@@ -254,9 +275,9 @@ class Capture:
         request_id_header: str | None,
     ) -> RequestContext:
         """A fresh context for one request (not yet bound)."""
-        fail_closed = (
-            self._fail_closed if self._fail_closed is not None else self.recorder.fail_closed
-        )
+        recorder = self.recorder
+        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
+        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool.directory)
         ctx = RequestContext(
             request_id=request_id(request_id_header),
             client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),
@@ -274,7 +295,9 @@ class Capture:
             ctx.resolve_user = lambda: get_user(request)
         if get_impersonator is not None:
             ctx.resolve_impersonator = lambda: get_impersonator(request)
-        if self.get_account is not None:
+        if self.account_id is not None:
+            ctx.account_id, ctx.account_name = self.account_id, self.account_name
+        elif self.get_account is not None:
             with contain("get_account callback", fail_closed):
                 account = self.get_account(request)
                 if isinstance(account, tuple):

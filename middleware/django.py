@@ -13,10 +13,11 @@ Settings::
     USERAUDIT = {
         "SPOOL_DIR": "/var/lib/useraudit/spool",   # passed to useraudit.configure
         "DURABILITY": "batch",                     # or "sync"
-        "TRUSTED_PROXIES": 1,
+        "TRUSTED_PROXIES": 0,                      # N only behind N reverse proxies
+        "ACCOUNT": "acme",                         # one tenant; or GET_ACCOUNT below
         "GET_USER": "myapp.audit.acting_user",     # dotted paths, all optional
         "GET_IMPERSONATOR": "myapp.audit.impersonator",
-        "GET_ACCOUNT": "myapp.audit.account",
+        # "GET_ACCOUNT": "myapp.audit.account",  # many tenants: request -> id
         "RULES": "myapp.audit.RULES",
         "FAIL_CLOSED": False,
     }
@@ -43,10 +44,10 @@ from typing import Any
 from django.apps import AppConfig
 from django.utils.module_loading import import_string
 
-from . import _common
+from . import _common, signin
 from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, contain, header_text
 from .context import current
-from .recorder import AuditError, configure, get_recorder
+from .recorder import AuditError, configure
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
 UNAVAILABLE_BODY = b"audit trail unavailable\n"
@@ -96,6 +97,7 @@ class AuditMiddleware:
             get_user=_callable("GET_USER", django_user),
             get_impersonator=_callable("GET_IMPERSONATOR", session_impersonator),
             get_account=_callable("GET_ACCOUNT", None),
+            account=_setting("ACCOUNT"),
             get_route=_callable("GET_ROUTE", django_route),
             rules=_callable("RULES", None),
             fail_closed=_setting("FAIL_CLOSED"),
@@ -191,23 +193,22 @@ def _unavailable() -> Any:
 
 
 def _signed_in(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
-    get_recorder().record("user.signed_in", user=user)
+    signin.signed_in(user)
 
 
 def _signed_out(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
-    get_recorder().record("user.signed_out", user=user)
+    signin.signed_out(user)
 
 
 def _sign_in_failed(sender: Any, credentials: Any = None, request: Any = None, **_: Any) -> None:
+    # Django has already cleansed the credentials; only the name is read.
     username = None
     if isinstance(credentials, dict):
-        username = credentials.get("username") or credentials.get("email")
-    get_recorder().record(
-        "user.signed_in",
-        outcome="failure",
-        user={"name": str(username)} if username else None,
-        reason="invalid credentials",
-    )
+        from django.contrib.auth import get_user_model
+
+        field = getattr(get_user_model(), "USERNAME_FIELD", "username")
+        username = credentials.get(field) or credentials.get("username") or credentials.get("email")
+    signin.sign_in_failed(username, "invalid credentials (django.contrib.auth)")
 
 
 class UserAuditConfig(AppConfig):
@@ -225,6 +226,7 @@ class UserAuditConfig(AppConfig):
                 spool_dir=spool_dir,
                 durability=_setting("DURABILITY", "batch"),
                 fail_closed=bool(_setting("FAIL_CLOSED", False)),
+                account=_setting("ACCOUNT"),
             )
         user_logged_in.connect(_signed_in, dispatch_uid="useraudit.signed_in")
         user_logged_out.connect(_signed_out, dispatch_uid="useraudit.signed_out")

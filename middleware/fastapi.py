@@ -7,7 +7,7 @@ ran, so the acting user is handed to the audit context *by* a dependency::
     from useraudit.middleware.fastapi import ActingUser, audited, install
 
     app = FastAPI()
-    install(app, trusted_proxies=1)
+    install(app, account="acme")          # or get_account=lambda scope: ...
 
     CurrentUser = Annotated[User, Depends(audited(get_current_user,
                                                   impersonator=lambda u: u.impersonator))]
@@ -19,6 +19,17 @@ ran, so the acting user is handed to the audit context *by* a dependency::
     @app.get("/whoami")
     def whoami(actor: ActingUser):                         # the audit view of the user
         return actor
+
+Sign-ins: FastAPI has no sign-in of its own, so the token or session
+endpoint calls the helpers re-exported here from :mod:`.signin`::
+
+    from useraudit.middleware.fastapi import sign_in_failed, signed_in, signed_out
+
+    user = authenticate(form.username, form.password)
+    if user is None:
+        sign_in_failed(form.username, reason="wrong password")
+        raise HTTPException(401)
+    signed_in(user)
 
 ``audited(dep)`` wraps your own user dependency: whatever it returns is bound
 as the request's acting user (and ``impersonator(user)``, when given, as the
@@ -36,15 +47,24 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from ._common import contain
-from .asgi import UNAVAILABLE_BODY, AuditMiddleware
+from ._common import Capture, contain
+from .asgi import UNAVAILABLE_BODY, AuditMiddleware, default_route, default_user
 from .context import Person, current, person
 from .recorder import AuditError
+from .signin import sign_in_failed, signed_in, signed_out
+
+__all__ = ["install", "audited", "ActingUser", "sign_in_failed", "signed_in", "signed_out"]
 
 
 def install(app: FastAPI, **options: Any) -> None:
-    """Add the ASGI middleware (keyword arguments: Capture's) and a 503 handler for AuditError."""
-    app.add_middleware(AuditMiddleware, **options)  # type: ignore[arg-type]
+    """Add the ASGI middleware (keyword arguments: Capture's) and a 503 handler for AuditError.
+
+    The settings are checked here, not at the first request (Starlette builds
+    its middleware stack lazily): a bad ``account=`` fails at start-up.
+    """
+    options.setdefault("get_user", default_user)
+    options.setdefault("get_route", default_route)
+    app.add_middleware(AuditMiddleware, capture=Capture(**options))  # type: ignore[arg-type]
     app.add_exception_handler(AuditError, _unavailable)
 
 

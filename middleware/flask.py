@@ -4,7 +4,7 @@ Usage::
 
     from useraudit.middleware.flask import UserAudit
 
-    audit = UserAudit(trusted_proxies=1)
+    audit = UserAudit(account="acme")    # or get_account=lambda environ: ...
 
     def create_app(config=None):
         app = Flask(__name__)
@@ -29,19 +29,28 @@ What it does:
 * a fail-closed recorder's :class:`AuditError` raised in a view is answered
   with 503 rather than Flask's 500.
 
-Failed sign-ins have no Flask-Login signal: record them in the view, or with a
-rule such as ``Rule("POST", "/login", "user.signed_in", success="", failure="401,403")``.
+Failed sign-ins have no Flask-Login signal: the sign-in view calls
+:func:`sign_in_failed` (re-exported here from :mod:`.signin`) with the
+attempted user name and a reason::
+
+    if user is None or not user.check_password(password):
+        sign_in_failed(username, reason="wrong password")
+        return "Invalid credentials", 401
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import signin
 from ._common import Capture
 from .recorder import AuditError, Recorder, get_recorder
+from .signin import signed_in, signed_out
 from .wsgi import UNAVAILABLE_BODY, AuditMiddleware
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
+
+__all__ = ["UserAudit", "sign_in_failed", "flask_user", "flask_route", "IMPERSONATOR_SESSION_KEY"]
 
 
 def flask_user(_environ: Any = None) -> Any:
@@ -110,14 +119,33 @@ class UserAudit:
     def _recorder(self) -> Recorder:
         return self.recorder or get_recorder()
 
+    def sign_in_failed(
+        self, username: Any, reason: str = signin.DEFAULT_FAILURE_REASON
+    ) -> str | None:
+        """Record a failed sign-in (Flask-Login has no signal for it); see :mod:`.signin`."""
+        return signin.sign_in_failed(username, reason, recorder=self._recorder)
+
     def _logged_in(self, sender: Any, user: Any = None, **_: Any) -> None:
-        self._recorder.record("user.signed_in", user=user)
+        signed_in(user, recorder=self._recorder)
 
     def _logged_out(self, sender: Any, user: Any = None, **_: Any) -> None:
-        self._recorder.record("user.signed_out", user=user)
+        signed_out(user, recorder=self._recorder)
 
     def _login_confirmed(self, sender: Any, **_: Any) -> None:
-        self._recorder.record("user.signed_in", comments="re-authenticated (fresh login confirmed)")
+        signed_in(recorder=self._recorder, comments="re-authenticated (fresh login confirmed)")
+
+
+def sign_in_failed(username: Any, reason: str = signin.DEFAULT_FAILURE_REASON) -> str | None:
+    """Record a failed sign-in from a view: Flask-Login has no signal for it.
+
+    Uses the recorder of the app's :class:`UserAudit` (the process-wide one
+    by default). Only the attempted name (cut, masked) and the reason are kept.
+    """
+    from flask import current_app, has_app_context
+
+    ext = current_app.extensions.get("useraudit") if has_app_context() else None
+    recorder = ext.recorder if isinstance(ext, UserAudit) else None
+    return signin.sign_in_failed(username, reason, recorder=recorder)
 
 
 def _unavailable(exc: AuditError) -> Any:

@@ -26,6 +26,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 from useraudit.indexer.spool import Durability, FullPolicy, SpoolWriter
 
 from useraudit._json import dumps
+from useraudit.schema import ACCOUNT_ID, UNASSIGNED_ACCOUNT
 
 from . import context as _context
 from .masking import DEFAULT_MASKER, Masker
@@ -89,7 +91,11 @@ class Recorder:
             ``"sync"`` (fsync before ``record`` returns).
         masker: the masking rules (default: :data:`DEFAULT_MASKER`).
         fail_closed: raise :class:`AuditError` instead of carrying on.
-        account_id / account_name / product: defaults for every event.
+        account: the account of every event that names none, for a
+            single-tenant app (``account_id`` is its older name).
+        get_account: ``() -> id`` or ``(id, name)``, asked for events
+            recorded outside a request (jobs, scripts) that name no account.
+        account_name / product: defaults for every event.
     """
 
     def __init__(
@@ -105,7 +111,12 @@ class Recorder:
         account_id: str | None = None,
         account_name: str | None = None,
         product: str | None = None,
+        account: str | None = None,
+        get_account: Callable[[], Any] | None = None,
     ) -> None:
+        account_id = check_account(account or account_id, "account")
+        if account_id and get_account is not None:
+            raise ValueError("useraudit: give either account= or get_account=, not both")
         self.spool = SpoolWriter(
             spool_dir or default_spool_dir(),
             durability=durability,
@@ -116,6 +127,7 @@ class Recorder:
         self.masker = masker
         self.fail_closed = fail_closed
         self.account_id = account_id
+        self.get_account = get_account
         self.account_name = account_name
         self.product = product
         self.stats = RecorderStats()
@@ -238,8 +250,13 @@ class Recorder:
             account = account or ctx.account_id
             account_name = account_name or ctx.account_name
         account = account or self.account_id
+        if not account and self.get_account is not None:
+            account, name = _call_get_account(self.get_account)
+            account_name = account_name or name
         if account:
             ev["organization.id"] = account
+        else:
+            _no_account(action)
         account_name = account_name or self.account_name
         if account_name:
             ev["organization.name"] = account_name
@@ -321,6 +338,54 @@ class Recorder:
         )
         if self.fail_closed:
             raise AuditError(f"audit event {action!r} was not recorded: {exc}") from exc
+
+
+def check_account(account: str | None, what: str) -> str | None:
+    """A fixed account id, refused at configuration when the admin UI could not open it."""
+    if account is None or account == "":
+        return None
+    if not isinstance(account, str) or not ACCOUNT_ID.match(account):
+        raise ValueError(
+            f"useraudit: {what}={account!r} is not an account id the admin UI can open: "
+            "use 1-128 letters, digits and _ . : @ -"
+        )
+    return account
+
+
+def account_of(value: Any) -> tuple[str | None, str | None]:
+    """What a ``get_account`` callback returned: an id, ``(id, name)`` or None."""
+    if value is None:
+        return None, None
+    if isinstance(value, tuple):
+        ident, name = (value + (None, None))[:2]
+        return (str(ident) if ident else None), (str(name) if name else None)
+    return str(value), None
+
+
+def _call_get_account(fn: Callable[[], Any]) -> tuple[str | None, str | None]:
+    try:
+        return account_of(fn())
+    except Exception as exc:  # a host callback must never lose the event
+        _internal_errors.append(exc)
+        log.error("useraudit: get_account callback failed: %r", exc, exc_info=exc)
+        return None, None
+
+
+_warned_no_account = False
+
+
+def _no_account(action: str) -> None:
+    # Once per process: loud enough to be seen in the host's log, cheap after.
+    global _warned_no_account
+    if not _warned_no_account:
+        _warned_no_account = True
+        log.warning(
+            "useraudit: event %r has no account; it will be filed under %r. "
+            "Give the middleware account='...' (one tenant) or get_account=... "
+            "(see docs/capture.md, 'Which account an event belongs to')",
+            action,
+            UNASSIGNED_ACCOUNT,
+        )
 
 
 _second: tuple[int, str] = (-1, "")

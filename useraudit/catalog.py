@@ -366,6 +366,15 @@ _JAICP: list[tuple[str, str, str, tuple, bool]] = [
 # useraudit's own admin UI audits itself under a product of its own.
 _USERAUDIT: list[tuple[str, str, str, tuple, bool]] = [
     ("audit_log.downloaded", "User actions log downloaded", "User actions", _ACCESS, False),
+    (
+        "security_alert.acknowledged",
+        "Security alert acknowledged",
+        "Security alerts",
+        _CFG_CHANGE,
+        False,
+    ),
+    ("security_alert.resolved", "Security alert resolved", "Security alerts", _CFG_CHANGE, False),
+    ("security_alert.reopened", "Security alert reopened", "Security alerts", _CFG_CHANGE, False),
 ]
 
 

@@ -23,11 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("useraudit.catalog_commands", "events"),
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
+    "doctor": ("useraudit.doctor", "doctor"),
     "retention": ("useraudit.index_templates.commands", "retention"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
     "prune": ("useraudit.store.commands", "prune"),
     "migrate": ("useraudit.store.commands", "migrate"),
+    "integrity": ("useraudit.integrity.commands", "integrity"),
+    "verify": ("useraudit.integrity.commands", "verify"),
 }
 
 

@@ -20,6 +20,7 @@ which is what the *User history* filter searches.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -322,3 +323,12 @@ def fields_markdown() -> str:
         kind = f.kind.value + ("[]" if f.multi else "")
         rows.append(f"| `{f.name}` | {kind} | {seed_column.get(f.name, '')} | {f.description} |")
     return "\n".join(rows) + "\n"
+
+
+# The account contract (docs/capture.md, "Which account an event belongs to").
+# An account id the admin UI can open: what `useraudit users grant` takes.
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}\Z")
+# Events that reach the indexer without a usable account are filed here and
+# flagged (missing_account / invalid_account): never stored invisibly. The
+# admin UI tells every admin when this account holds events.
+UNASSIGNED_ACCOUNT = "unassigned"

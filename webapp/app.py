@@ -104,7 +104,7 @@ def users() -> UserProvider:
 
 
 def build_blueprint() -> Blueprint:
-    from . import actions, auth, event, export, prefs
+    from . import actions, auth, event, export, notices, prefs, security
 
     bp = Blueprint(
         "useraudit",
@@ -118,6 +118,8 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(export.bp)
     bp.register_blueprint(event.bp)
     bp.register_blueprint(prefs.bp)
+    bp.register_blueprint(security.bp)
+    bp.context_processor(notices.notices)
 
     @bp.before_request
     def _before() -> None:

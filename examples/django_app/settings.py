@@ -35,6 +35,7 @@ USERAUDIT = {
     "SPOOL_DIR": os.environ.get("USERAUDIT_SPOOL", "var/spool"),
     "DURABILITY": os.environ.get("USERAUDIT_DURABILITY", "batch"),
     "TRUSTED_PROXIES": int(os.environ.get("USERAUDIT_TRUSTED_PROXIES", "0")),
+    "ACCOUNT": os.environ.get("USERAUDIT_ACCOUNT", "example"),  # one tenant
     "RULES": "django_app.views.RULES",
 }
 LOGGING = {

@@ -42,6 +42,7 @@ RULES = Rules(
 useraudit.configure(
     spool_dir=os.environ.get("USERAUDIT_SPOOL", "var/spool"),
     durability=os.environ.get("USERAUDIT_DURABILITY", "batch"),  # type: ignore[arg-type]
+    account=os.environ.get("USERAUDIT_ACCOUNT", "example"),  # one tenant
 )
 
 app = FastAPI(title="useraudit FastAPI example")

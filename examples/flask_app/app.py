@@ -162,6 +162,7 @@ def create_app(config: dict | None = None) -> Flask:
     useraudit.configure(
         spool_dir=os.environ.get("USERAUDIT_SPOOL", "var/spool"),
         durability=os.environ.get("USERAUDIT_DURABILITY", "batch"),  # type: ignore[arg-type]
+        account=os.environ.get("USERAUDIT_ACCOUNT", "example"),  # one tenant
     )
     structlog.configure(
         processors=[

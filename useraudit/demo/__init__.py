@@ -98,7 +98,10 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
     # Request logs would drown the progress bar.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     recorder = useraudit.configure(spool_dir=spool, durability="batch", flush_interval=0.05)
-    ix = Indexer(spool, store)
+    from useraudit.detect.pipeline import build_stages
+
+    stages, _notes = build_stages(store)
+    ix = Indexer(spool, store, stages=stages)
 
     def ship() -> None:
         ix.run(stop, idle=0.1)
@@ -109,7 +112,11 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
         indexer.start()
         base = f"http://127.0.0.1:{host_port}"
         browsers = traffic.clients(base)
+        from . import attack
+
         steps = list(traffic.plan(events))
+        # The one attack, so the Security tab shows something on first start.
+        steps += list(attack.plan(base))
         statuses: dict[int, int] = {}
         with Progress(
             TextColumn("[bold]{task.description}"),

@@ -188,7 +188,8 @@ def _details(code: str, rnd: random.Random, people: list[str], i: int) -> dict[s
             # What a careless form would send: masked before it leaves the host.
             body["params"]["api_key"] = "sk_demo_should_never_be_stored"
     if code == "user.roles_updated":
-        body["params"] = {"roles": rnd.sample(["USER_ADMIN", "EDITOR", "VIEWER", "OPERATOR"], 2)}
+        # Everyday role changes; granting USER_ADMIN is the demo attack's business.
+        body["params"] = {"roles": rnd.sample(["ANALYST", "EDITOR", "VIEWER", "OPERATOR"], 2)}
     if rnd.random() < 0.06:
         body["outcome"] = "failure"
         body["reason"] = rnd.choice(["permission denied", "validation failed", "quota exceeded"])

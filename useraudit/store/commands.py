@@ -69,6 +69,7 @@ def prune(days: float, store_url: str | None, batch: int) -> None:
     cutoff = datetime.now(UTC) - timedelta(days=days)
     store = _open(store_url)
     try:
+        _record_prune(store, cutoff)
         expected = older_than(cutoff, store)
         click.echo(f"{store.url}: {expected:,} events before {cutoff:%Y-%m-%d %H:%M} UTC", err=True)
         with click.progressbar(
@@ -82,6 +83,19 @@ def prune(days: float, store_url: str | None, batch: int) -> None:
     click.echo(
         f"Deleted {deleted:,} events older than {cutoff:%Y-%m-%d %H:%M} UTC from {store.url}"
     )
+
+
+def _record_prune(store: Store, cutoff: datetime) -> None:
+    """Sign the cutoff into the integrity ledger first (docs/integrity.md, Retention)."""
+    from useraudit.integrity.keys import KeyFileError
+    from useraudit.integrity.retention import record_prune, signing_key_for_prune
+
+    try:
+        key = signing_key_for_prune(store)
+    except KeyFileError as exc:
+        raise StoreError(str(exc)) from exc
+    if key is not None:
+        record_prune(store, key, cutoff)
 
 
 def _batches(store: Store, account: str, size: int) -> Iterator[list[dict]]:

@@ -1,0 +1,1 @@
+"""Streaming sinks: the indexer forwards stored events to other systems (docs/sinks.md)."""

@@ -1,0 +1,70 @@
+"""Pipeline stages: small hooks other parts plug into the indexer.
+
+Detection (``useraudit.detect``), streaming sinks (:mod:`.sinks`) and
+integrity sealing (``useraudit.integrity.sealer``) all hang off the same pipeline through this one
+interface. A stage never weakens the indexer's guarantees; the indexer
+calls each stage, in the order given to
+:class:`~useraudit.indexer.shipper.Indexer`, at four points::
+
+    spool → enrich → prepare(doc) → Store.write → delivered(docs, results) → flush() → commit
+
+``prepare(doc)``
+    On the read-ahead thread, per event, after enrichment and before the
+    write. It may add fields to the document (GeoIP adds ``source.geo.*``).
+    An exception is logged and counted (``stage_errors``) and the event
+    ships without that stage's fields: a stage never costs an event.
+
+``delivered(docs, results)``
+    After the store acknowledged the batch (``created`` and ``duplicate``
+    alike, each document with its store answer, so a stage can tell an event
+    re-delivered after a crash from a new one) and before
+    the spool position is committed, in spool order. A stage sees every
+    stored event at least once and must accept the same event id twice.
+    Raising :class:`~useraudit.store.base.StoreUnavailable` or
+    :class:`OSError` (a fault of this machine or its store, such as a full
+    disk) holds the batch and retries the stage with backoff, as for the
+    write itself; any other exception is logged and counted, and shipping
+    goes on. A slow or dead remote destination is the stage's own affair
+    (the sinks keep a durable outbox per destination, docs/sinks.md): it
+    must not hold the indexer back.
+
+``flush()``
+    Before the spool position moves past the delivered events: whatever
+    the stage must not lose is durable when it returns. Raising
+    :class:`~useraudit.store.base.StoreUnavailable` or :class:`OSError` holds
+    the spool positions: a crash then re-delivers, never loses.
+
+``close()``
+    Once, when the indexer stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from useraudit.store.base import WriteResult
+
+Doc = dict[str, Any]
+
+
+class Stage:
+    """A stage that does nothing at every point: subclass and override what you need."""
+
+    name = "stage"
+
+    def prepare(self, doc: Doc) -> None:
+        """Add fields to one event before it is stored (read-ahead thread)."""
+
+    def delivered(self, docs: Sequence[Doc], results: Sequence[WriteResult]) -> None:
+        """Take note of events the store holds (may repeat after a crash)."""
+
+    def flush(self) -> None:
+        """Make durable what ``delivered`` took, before the spool commits."""
+
+    def close(self) -> None:
+        """Release resources; called once when the indexer closes."""
+
+
+# The name the detection engine's first milestone used.
+BaseStage = Stage

@@ -1,0 +1,81 @@
+"""What the requests themselves say about ``trusted_proxies``, for ``useraudit doctor``.
+
+Two settings are wrong in ways that only the traffic shows:
+
+* ``trusted_proxies=0`` while requests arrive with ``X-Forwarded-For``: the
+  app probably sits behind a proxy, and every event carries the proxy's
+  address instead of the client's;
+* ``trusted_proxies=N`` while requests arrive with fewer than N
+  ``X-Forwarded-For`` entries: clients reach the app directly (or through
+  fewer proxies), and whoever sends the header chooses the IP in the log.
+
+Each middleware counts both per process (two integer comparisons per
+request) and writes the counts to ``<spool>/capture-<pid>.json`` on its
+first request and then at most every ``WRITE_EVERY`` seconds, checked every
+64 requests. ``useraudit doctor`` reads these files beside the spool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+FILE_PREFIX = "capture-"
+WRITE_EVERY = 10.0
+
+
+class ProxyWatch:
+    __slots__ = ("requests", "forwarded_untrusted", "direct_trusted", "_written_at")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.forwarded_untrusted = 0
+        self.direct_trusted = 0
+        self._written_at = 0.0
+
+    def observe(self, forwarded_for: str | None, trusted: int, spool: Any) -> None:
+        """Count one request; now and then write the counts beside ``spool`` (a Path)."""
+        self.requests += 1
+        if trusted == 0:
+            if forwarded_for:
+                self.forwarded_untrusted += 1
+        elif not forwarded_for or forwarded_for.count(",") + 1 < trusted:
+            self.direct_trusted += 1
+        if self.requests == 1 or (
+            self.requests & 63 == 0 and time.monotonic() - self._written_at >= WRITE_EVERY
+        ):
+            self.write(Path(spool), trusted)
+
+    def write(self, spool: Path, trusted: int) -> None:
+        self._written_at = time.monotonic()
+        entry = {
+            "pid": os.getpid(),
+            "at": time.time(),
+            "trusted_proxies": trusted,
+            "requests": self.requests,
+            "forwarded_untrusted": self.forwarded_untrusted,
+            "direct_trusted": self.direct_trusted,
+        }
+        tmp = spool / f".{FILE_PREFIX}{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(entry))
+            os.replace(tmp, spool / f"{FILE_PREFIX}{os.getpid()}.json")
+        except OSError:
+            pass  # a diagnostic only: the request and its events matter, not this file
+
+
+def read_all(spool: Path, max_age: float = 24 * 3600.0) -> list[dict[str, Any]]:
+    """The capture files of processes that wrote one within ``max_age`` seconds."""
+    now = time.time()
+    out = []
+    for path in sorted(spool.glob(f"{FILE_PREFIX}*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(entry, dict) and now - float(entry.get("at", 0)) <= max_age:
+            out.append(entry)
+    return out

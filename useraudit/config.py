@@ -1,0 +1,52 @@
+"""Where useraudit keeps its state, and the defaults every part falls back to.
+
+The bottom layer: capture, the indexer, the stores, the admin UI and the
+command line all read their default paths and URLs here, so a default is
+changed in one place. Every function reads the environment when called
+(never at import), so a host app, a test or a command may set
+``USERAUDIT_HOME`` and friends at any time before it asks.
+
+=====================  ===========================================  =====================
+variable               what                                         default
+=====================  ===========================================  =====================
+``USERAUDIT_HOME``     local state: spool, SQLite store, web users  ``~/.useraudit``
+``USERAUDIT_SPOOL``    the durable spool directory                  ``$USERAUDIT_HOME/spool``
+``USERAUDIT_STORE``    the store URL (SQLite or OpenSearch)         ``sqlite:///$USERAUDIT_HOME/audit.db``
+``USERAUDIT_WEBUSERS`` the admin UI's user database                 ``$USERAUDIT_HOME/webusers.db``
+=====================  ===========================================  =====================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """Where useraudit keeps its local state unless told otherwise."""
+    return Path(os.environ.get("USERAUDIT_HOME") or Path.home() / ".useraudit")
+
+
+def default_spool_dir() -> Path:
+    """The spool ``record()`` writes and the indexer reads."""
+    return Path(os.environ.get("USERAUDIT_SPOOL") or home() / "spool")
+
+
+def default_store_url() -> str:
+    """The store every command and the UI open unless given ``--store``."""
+    return os.environ.get("USERAUDIT_STORE") or f"sqlite:///{home() / 'audit.db'}"
+
+
+def default_users_db() -> Path:
+    """The admin UI's user database (accounts, password hashes, grants)."""
+    return Path(os.environ.get("USERAUDIT_WEBUSERS") or home() / "webusers.db")
+
+
+def devnode_home() -> Path:
+    """The development OpenSearch node's folder (``useraudit opensearch``)."""
+    return home() / "opensearch"
+
+
+def devcluster_home() -> Path:
+    """The development three-node cluster's folder."""
+    return home() / "opensearch-cluster"
