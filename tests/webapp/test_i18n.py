@@ -91,7 +91,7 @@ def test_browser_language_is_the_default(seeded_store: Any, users_db: Any) -> No
 
 
 def test_numbers_and_dates_follow_the_language(seeded_store: Any, users_db: Any) -> None:
-    """12,345 / 12 345 (no-break space) and 2026-12-06 / 06.12.2026, as each language writes them."""
+    """12,345 / 12 345 (no-break space), 2026-12-06 / 06.12.2026: as each language writes them."""
     from datetime import datetime
 
     from useraudit.webapp.i18n import day, number
