@@ -10,6 +10,7 @@ carry only sort values.
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache, wraps
 from typing import Any
@@ -27,6 +28,7 @@ from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.query import FACETS
 
 from . import app as _app
+from . import chart
 from .columns import CELLS, local_time
 from .filters import (
     FACET_LABELS,
@@ -44,6 +46,8 @@ from .prefs import default_tz, preferences
 from .zones import datalist_options, offset_label
 
 bp = Blueprint("actions", __name__)
+# Threads that fetch the activity chart while the request thread searches.
+_CHART_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="useraudit-chart")
 
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 FACET_SIZE = 8
@@ -395,10 +399,21 @@ def actions(account: str) -> Any:
         filters = as_typed(request.args, default)
     page: SearchPage | None = None
     store_down = False
+    try:
+        tz = zone(filters.tz)
+    except QueryError:
+        tz = zone(default)
+    chart_spec: tuple[int, int] | None = None
+    chart_job: Future[Any] | None = None
     if error is None:
         try:
+            query = filters.query(account)
+            chart_spec = chart.plan(query, tz)
+            if chart_spec is not None:
+                # The chart's aggregation runs beside the page's search, not after it.
+                chart_job = _CHART_POOL.submit(chart.fetch, _app.store(), query, chart_spec)
             req = SearchRequest(
-                filters.query(account),
+                query,
                 size=filters.size,
                 cursor=filters.cursor,
                 facets=tuple(FACETS),
@@ -412,10 +427,6 @@ def actions(account: str) -> Any:
         except StoreError as exc:
             current_app.logger.warning("search failed: %s", exc)
             store_down, status = True, 503
-    try:
-        tz = zone(filters.tz)
-    except QueryError:
-        tz = zone(default)
     tree = _catalog_tree()
     shown = filters.values.get("product", ())
     tree_codes = {
@@ -426,6 +437,18 @@ def actions(account: str) -> Any:
         for a in g["actions"]
     }
     rows = _rows(page, tz) if page else []
+    activity = None
+    if chart_job is not None and chart_spec is not None:
+        try:
+            found = chart_job.result()
+        except (StoreError, QueryError) as exc:  # the table is there; the chart is a bonus
+            current_app.logger.warning("chart failed: %s", exc)
+        else:
+            if page is not None and page.total:
+                keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
+                activity = chart.build(
+                    found, query, chart_spec, tz, url_for(".actions", account=account), keep
+                )
     tz_arg = filters.tz if filters.tz != "UTC" else ""
     active = len(filters.values) + (1 if filters.groups else 0) + (1 if filters.text else 0)
     return render_template(
@@ -457,6 +480,6 @@ def actions(account: str) -> Any:
         value_label=shown_value,
         active_count=active,
         tz_auto=not request.args.get("tz") and "tz" not in preferences(),
-        chart=None,
+        chart=activity,
         now=datetime.now(UTC).astimezone(tz),
     ), status

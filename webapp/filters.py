@@ -92,6 +92,7 @@ FACET_LABELS = {
     "device": "Device",
 }
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+END_OF_MINUTE = timedelta(seconds=59, milliseconds=999)
 
 
 def _values(args: MultiDict, name: str) -> tuple[str, ...]:
@@ -199,6 +200,8 @@ class Filters:
             return local.replace(tzinfo=tz).astimezone(UTC)
 
         start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
+        if end is not None:
+            end += END_OF_MINUTE  # "To 10:59" includes everything up to 10:59:59.999
         if start and end and start > end:
             raise QueryError(
                 f"the period ends before it starts: To ({self.end_local.replace('T', ' ')}) "

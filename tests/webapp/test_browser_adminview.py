@@ -303,3 +303,76 @@ def test_event_page_passes_axe(
         assert axe_problems(page, axe_source) == []
     finally:
         context.close()
+
+
+def test_russian_from_the_header_switch(
+    browser: Any,
+    server: Server,
+    initech: Any,
+    axe_source: str,
+    tmp_path: Path,  # noqa: F811
+) -> None:
+    """The header's RU link turns the page, its catalog labels and the details into Russian,
+    axe-clean; EN brings English back."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    try:
+        sign_in(page, server, ADMIN)
+        with page.expect_navigation():
+            page.click("[data-testid=lang-ru]")
+        assert page.locator("html").get_attribute("lang") == "ru"
+        assert page.locator("h1").inner_text() == "Действия пользователей"
+        assert "Пользователь вошёл" in page.locator("td.col-action").all_inner_texts()
+        assert page.locator("[data-testid=range-top]").inner_text() == "1–3 из 3"
+        assert axe_problems(page, axe_source) == []
+        shot(page, "russian", tmp_path)
+        page.locator("tr[data-event] a.row-open").first.click()
+        page.wait_for_selector("[data-testid=event-dialog] [data-testid=event-reason]")
+        assert "причина" in page.locator("[data-testid=event-dialog]").inner_text().lower()
+        page.keyboard.press("Escape")
+        with page.expect_navigation():
+            page.click("[data-testid=lang-en]")
+        assert page.locator("h1").inner_text() == "User actions"
+    finally:
+        page.goto(server.url + "/language/en")
+        context.close()
+
+
+def test_activity_chart_adds_up_and_a_bar_narrows_the_period(
+    browser: Any,
+    server: Server,
+    tmp_path: Path,
+    axe_source: str,  # noqa: F811
+) -> None:
+    """The chart's bars add up to the table's total; clicking a bar (from the keyboard) shows
+    exactly its events, failures included."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    try:
+        sign_in(page, server, "alice")
+        page.goto(server.url + "/a/acme/actions?period=30d&tz=Asia/Kolkata")
+        bars = page.locator("[data-testid=chart-bar]")
+        totals = [int(t) for t in bars.evaluate_all("bs => bs.map(b => b.dataset.total)")]
+        total = int(page.locator("[data-testid=total] strong").inner_text().replace(",", ""))
+        assert 28 <= len(totals) <= 32 and sum(totals) == total
+        assert axe_problems(page, axe_source) == []
+        shot(page, "chart", tmp_path)
+        busiest = max(
+            range(len(totals)),
+            key=lambda i: (int(bars.nth(i).get_attribute("data-failure") or 0), totals[i]),
+        )
+        bar = bars.nth(busiest)
+        failures = int(bar.get_attribute("data-failure") or 0)
+        bar.focus()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        shown = int(page.locator("[data-testid=total] strong").inner_text().replace(",", ""))
+        assert shown == totals[busiest]
+        assert page.locator("[data-testid=period]").input_value() == "custom"
+        assert column_failures(page) == failures or shown > 50
+    finally:
+        context.close()
+
+
+def column_failures(page: Any) -> int:
+    return sum(1 for t in page.locator("td.col-result").all_inner_texts() if t == "Failure")

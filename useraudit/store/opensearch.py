@@ -29,6 +29,7 @@ from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
 from . import opensearch_query
 from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .histogram import Bucket
 from .opensearch_query import store_error
 from .query import Query, SearchPage, SearchRequest
 
@@ -260,6 +261,9 @@ class OpenSearchStore(Store):
 
     def count(self, query: Query) -> int:
         return opensearch_query.count(self, query)
+
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        return opensearch_query.histogram(self, query, interval_ms, offset_ms)
 
     def iterate(
         self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None

@@ -30,6 +30,9 @@ from opensearchpy import exceptions as os_exc
 from useraudit.schema import flatten, picker
 
 from .base import StoreError, StoreRefused, StoreUnavailable
+from .histogram import Bucket
+from .histogram import check as histogram_check
+from .histogram import collect as collect_buckets
 from .query import (
     FACETS,
     HIGHLIGHT_POST,
@@ -244,6 +247,42 @@ def count(store: OpenSearchStore, query: Query) -> int:
         ignore_unavailable=True,
     )
     return int(resp.get("count", 0))
+
+
+def histogram(
+    store: OpenSearchStore, query: Query, interval_ms: int, offset_ms: int = 0
+) -> list[Bucket]:
+    """A date_histogram of the matches with an outcome split (see :mod:`.histogram`)."""
+    offset = histogram_check(interval_ms, offset_ms)
+    agg: dict[str, Any] = {
+        "field": "@timestamp",
+        "fixed_interval": f"{interval_ms}ms",
+        "min_doc_count": 1,
+    }
+    if offset:
+        agg["offset"] = f"{offset}ms"
+    resp = guarded_call(
+        store,
+        store.client.search,
+        index=store.alias,
+        body={
+            "size": 0,
+            "track_total_hits": False,
+            "query": build_query(query),
+            "aggs": {
+                "t": {
+                    "date_histogram": agg,
+                    "aggs": {"o": {"terms": {"field": "event.outcome", "size": 10, "missing": ""}}},
+                }
+            },
+        },
+        ignore_unavailable=True,
+    )
+    rows: list[tuple[int, str | None, int]] = []
+    for b in resp.get("aggregations", {}).get("t", {}).get("buckets", []):
+        for o in b["o"]["buckets"]:
+            rows.append((int(b["key"]), o["key"] or None, int(o["doc_count"])))
+    return collect_buckets(rows)
 
 
 def iterate(

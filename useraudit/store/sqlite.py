@@ -89,8 +89,9 @@ import orjson
 
 from useraudit.schema import FIELDS, Kind
 
-from . import sqlite_combos, sqlite_people, sqlite_values
+from . import histogram, sqlite_combos, sqlite_people, sqlite_values
 from .base import Store, StoreError, StoreUnavailable, WriteResult
+from .histogram import Bucket
 from .query import (
     EXTRA_FILTERS,
     FACETS,
@@ -1390,6 +1391,21 @@ class SQLiteStore(Store):
             return int(
                 con.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]
             )
+
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        """Matches grouped by bucket and outcome in one query (see :mod:`.histogram`)."""
+        offset = histogram.check(interval_ms, offset_ms)
+        con = self._con
+        with self._errors("read"):
+            source, by_rid, text_rids = self._plan(con, query)
+            where, params = self.where(query, by_rid, text_rids)
+            rows = con.execute(
+                f"SELECT (ts_ms - ?) / ? * ? + ?, combo, count(*) FROM {source} "
+                f"WHERE {where} GROUP BY 1, 2",
+                [offset, interval_ms, interval_ms, offset, *params],
+            ).fetchall()
+            outcomes = dict(con.execute("SELECT id, event_outcome FROM facet_combos").fetchall())
+        return histogram.collect([(start, outcomes.get(combo), n) for start, combo, n in rows])
 
     def iterate(
         self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None
