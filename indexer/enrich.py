@@ -147,7 +147,7 @@ class Enricher:
         related = {
             doc[f"{prefix}.{part}"]
             for prefix, _role in PERSONS
-            for part in ("id", "name", "email")
+            for part in ("id", "name", "email", "full_name")
             if doc.get(f"{prefix}.{part}")
         }
         if related:

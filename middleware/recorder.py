@@ -309,7 +309,7 @@ class Recorder:
             if ctx.method:
                 ev["http.request.method"] = ctx.method
             if ctx.path:
-                ev["url.path"] = ctx.path
+                ev["url.path"] = text(ctx.path)  # ;jsessionid=…, tokens in segments
             if ctx.status is not None:
                 ev["http.response.status_code"] = ctx.status
             if ctx.extra:

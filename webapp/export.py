@@ -1,9 +1,16 @@
-"""Export to XLSX: every matching action, streamed, safe to open.
+"""Exports: every matching action as XLSX, CSV or NDJSON, streamed, safe to open.
 
 ``GET <account>/actions.xlsx?<the page's filters>`` answers the workbook of
-:mod:`.workbook` with every row that matches (``Store.iterate``, newest
-first — not just the page on screen). The export itself is audited as
-``audit_log.downloaded`` with the filters in its params.
+:mod:`.workbook`, ``actions.csv`` the CSV of :mod:`.csvfile` (``bom=1``
+for Excel) and ``actions.ndjson`` the ECS documents of :mod:`.ndjson`,
+each with every row that matches (``Store.iterate``, newest first — not
+just the page on screen). All three read the filters with the page's own
+:class:`~.filters.Filters` and count with the page's query, so a file
+holds exactly the rows the page counts (``X-Rows``). Every export is
+audited as ``audit_log.downloaded`` with its format and filters.
+
+CSV and NDJSON are written in the request's thread from the same
+prefetching reader as the workbook, in chunks of about 256 KiB.
 
 Memory stays flat however many rows: the store is read one batch ahead in
 a thread (:func:`prefetch`) and the finished zip is handed to the client
@@ -27,14 +34,16 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
 import useraudit
-from useraudit.schema import COLUMN_FIELDS
-from useraudit.store import QueryError
+from useraudit.store import Query, QueryError
 
 from . import app as _app
 from . import workbook_process
 from .actions import admin_required
+from .csvfile import CSV_MIME, csv_chunks
+from .export_columns import EXPORT_FIELDS
 from .filters import PERIODS, Filters, zone
-from .workbook import EXCEL_MAX_ROWS, doc_rows, write_workbook
+from .ndjson import NDJSON_MIME, NdjsonWriter
+from .workbook import EXCEL_MAX_ROWS, AboutValue, doc_rows, write_workbook
 
 bp = Blueprint("export", __name__)
 
@@ -124,7 +133,7 @@ def prefetch(docs: Iterable[dict], batch: int = 500, depth: int = 4) -> Iterator
 
 def stream_workbook(
     rows: Iterable[list[Any]],
-    about: list[tuple[str, str]],
+    about: list[tuple[str, AboutValue]],
     *,
     max_rows: int = EXCEL_MAX_ROWS,
 ) -> Iterator[bytes]:
@@ -176,65 +185,115 @@ def stream_workbook(
         worker.join(timeout=5)
 
 
-def describe(account: str, filters: Filters, tz: ZoneInfo, now: datetime) -> list[tuple[str, str]]:
-    """The Filters sheet: what was exported, by whom, when."""
+def describe(
+    account: str, filters: Filters, tz: ZoneInfo, now: datetime
+) -> list[tuple[str, AboutValue]]:
+    """The Filters sheet: what was exported, by whom, when (times in ``tz``)."""
     start, end = filters.bounds(now)
-    fmt = "%Y-%m-%d %H:%M:%S %Z"
-    about = [
+    about: list[tuple[str, AboutValue]] = [
         ("Account", account),
-        ("Exported at", now.astimezone(tz).strftime(fmt)),
+        ("Exported at", now.astimezone(tz)),
         ("Exported by", getattr(current_user, "username", "") or ""),
         ("Time zone", filters.tz),
         ("Period", PERIODS[filters.period][0]),
-        ("From", start.astimezone(tz).strftime(fmt) if start else "(any)"),
-        ("To", (end or now).astimezone(tz).strftime(fmt)),
+        ("From", start.astimezone(tz) if start else "(any)"),
+        ("To", (end or now).astimezone(tz)),
     ]
-    return about + filters.describe()
+    return about + list(filters.describe())
+
+
+def _as_text(value: AboutValue) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return str(value)
+
+
+class _Export:
+    """What every format shares: the parsed filters, the query, the count, the record."""
+
+    def __init__(self, account: str, fmt: str) -> None:
+        self.account = account
+        self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
+        self.now = datetime.now(UTC)
+        self.query: Query = self.filters.query(account, self.now)
+        self.store = _app.store()
+        # Fails here, before any byte is sent, if the store is down.
+        self.total = self.store.count(self.query)
+        self.tz = zone(self.filters.tz)
+        self.about = describe(account, self.filters, self.tz, self.now)
+        described: dict[str, list[str]] = {}
+        for label, value in self.about:
+            if label != "Exported by":
+                described.setdefault(label, []).append(_as_text(value))
+        useraudit.record(
+            "audit_log.downloaded",
+            account=account,
+            user=current_user.person(),
+            params={
+                "format": fmt,
+                "rows": self.total,
+                "query": self.filters.qs(),
+                "filters": {k: ", ".join(v) for k, v in described.items()},
+            },
+        )
+        self.filename = f"user-actions-{account}-{self.now.astimezone(self.tz):%Y%m%d-%H%M}.{fmt}"
+
+    def docs(self, fields: tuple[str, ...] | None) -> Iterator[dict]:
+        return prefetch(self.store.iterate(self.query, batch_size=3000, fields=fields))
+
+    def response(self, body: Iterable[bytes], mimetype: str) -> Response:
+        return Response(
+            body,
+            mimetype=mimetype,
+            headers={
+                "Content-Disposition": f'attachment; filename="{self.filename}"',
+                "X-Rows": str(self.total),
+            },
+        )
+
+
+def _refused(exc: QueryError) -> Any:
+    return render_template(
+        "useraudit/error.html", status=400, title="Cannot export", message=str(exc)
+    ), 400
 
 
 @bp.get("/a/<account>/actions.xlsx")
 @admin_required
 def export(account: str) -> Any:
     try:
-        filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
-        now = datetime.now(UTC)
-        query = filters.query(account, now)
-        store = _app.store()
-        total = store.count(query)  # fails here, before any byte is sent, if the store is down
+        job = _Export(account, "xlsx")
     except QueryError as exc:
-        return render_template(
-            "useraudit/error.html", status=400, title="Cannot export", message=str(exc)
-        ), 400
-    tz = zone(filters.tz)
-    about = describe(account, filters, tz, now)
-    described: dict[str, list[str]] = {}
-    for label, value in about:
-        if label != "Exported by":
-            described.setdefault(label, []).append(value)
-    useraudit.record(
-        "audit_log.downloaded",
-        account=account,
-        user=current_user.person(),
-        params={
-            "format": "xlsx",
-            "rows": total,
-            "query": filters.qs(),
-            "filters": {k: ", ".join(v) for k, v in described.items()},
-        },
-    )
-    name = f"user-actions-{account}-{now.astimezone(tz):%Y%m%d-%H%M}.xlsx"
+        return _refused(exc)
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
-    rows = doc_rows(prefetch(store.iterate(query, batch_size=3000, fields=COLUMN_FIELDS)), tz)
+    rows = doc_rows(job.docs(EXPORT_FIELDS), job.tz)
     process_rows = current_app.config.get("USERAUDIT_EXPORT_PROCESS_ROWS", PROCESS_ROWS)
-    if process_rows and total >= int(process_rows):
-        body = workbook_process.stream(rows, about, max_rows=max_rows)
+    if process_rows and job.total >= int(process_rows):
+        body = workbook_process.stream(rows, job.about, max_rows=max_rows)
     else:
-        body = stream_workbook(rows, about, max_rows=max_rows)
-    return Response(
-        body,
-        mimetype=XLSX_MIME,
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "X-Rows": str(total),
-        },
-    )
+        body = stream_workbook(rows, job.about, max_rows=max_rows)
+    return job.response(body, XLSX_MIME)
+
+
+@bp.get("/a/<account>/actions.csv")
+@admin_required
+def export_csv(account: str) -> Any:
+    try:
+        job = _Export(account, "csv")
+    except QueryError as exc:
+        return _refused(exc)
+    bom = request.args.get("bom", "") in ("1", "true", "yes")
+    response = job.response(csv_chunks(job.docs(EXPORT_FIELDS), job.tz, bom=bom), CSV_MIME)
+    response.mimetype_params["charset"] = "utf-8"
+    response.mimetype_params["header"] = "present"
+    return response
+
+
+@bp.get("/a/<account>/actions.ndjson")
+@admin_required
+def export_ndjson(account: str) -> Any:
+    try:
+        job = _Export(account, "ndjson")
+    except QueryError as exc:
+        return _refused(exc)
+    return job.response(NdjsonWriter().chunks(job.docs(None)), NDJSON_MIME)

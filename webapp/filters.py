@@ -6,7 +6,10 @@ anything malformed becomes a :class:`~useraudit.store.QueryError` with a
 message safe to show) and builds the store's :class:`~useraudit.store.Query`
 with the account taken from the route, never from the URL's arguments.
 
-Parameters (multi-valued ones may repeat or hold comma-separated values):
+Parameters (multi-valued ones repeat, one value each: ``user=a&user=b``;
+a value is never split on commas, which names and e-mails may contain).
+Values of one parameter are ORed, parameters ANDed; ``group`` and
+``action`` are one facet (the action picker), so they are ORed too:
 
 ==========  ==========================================================
 product     product code (``common``, ``jaicp``, any registered)
@@ -98,10 +101,9 @@ END_OF_MINUTE = timedelta(seconds=59, milliseconds=999)
 def _values(args: MultiDict, name: str) -> tuple[str, ...]:
     out: dict[str, None] = {}
     for raw in args.getlist(name):
-        for part in raw.split(","):
-            part = part.strip()
-            if part:
-                out.setdefault(part[:256], None)
+        value = raw.strip()
+        if value:
+            out.setdefault(value[:256], None)
     if len(out) > MAX_VALUES:
         raise QueryError(f"at most {MAX_VALUES} values per filter")
     return tuple(out)
@@ -135,6 +137,15 @@ class Filters:
     size: int = DEFAULT_SIZE
 
     # -- parsing ---------------------------------------------------------------
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]], default_tz: str = "UTC") -> Filters:
+        """The filters of (name, value) pairs, as a query string holds them.
+
+        For callers without a Flask request (a CLI, a JSON API): the same
+        parameters and checks as the User actions page.
+        """
+        return cls.parse(MultiDict(list(pairs)), default_tz)
 
     @classmethod
     def parse(cls, args: MultiDict, default_tz: str = "UTC") -> Filters:

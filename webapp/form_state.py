@@ -29,7 +29,8 @@ def as_typed(args: MultiDict, default_tz: str) -> Filters:
     """The submitted values, unchecked, in the shape the template reads."""
     values: dict[str, tuple[str, ...]] = {}
     for name in MULTI:
-        parts = tuple(p.strip() for raw in args.getlist(name) for p in raw.split(",") if p.strip())
+        # As typed, one value per box (never split on commas: see filters._values).
+        parts = tuple(dict.fromkeys(v.strip() for v in args.getlist(name) if v.strip()))
         if parts:
             values[name] = parts
     period = args.get("period") or DEFAULT_PERIOD

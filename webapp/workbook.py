@@ -4,14 +4,17 @@ Written by :mod:`.export` in a thread of the web process, or for big
 exports by :mod:`.workbook_process` in a child process; both call
 :func:`write_workbook`, so both produce the same file:
 
-* the table's columns and labels (from :data:`useraudit.schema.COLUMNS`,
-  widths included), a frozen, auto-filtered header row;
+* one fact per column (:data:`.export_columns.EXPORT_COLUMNS`: name,
+  e-mail and id of each person, IP, browser, OS, device, reason), widths
+  included, a frozen, auto-filtered header row; long comments and reasons
+  wrapped;
 * real Excel datetimes in the admin's time zone;
 * formula injection neutralised: a text cell starting with ``= + - @``,
   tab, CR, LF or NUL gets a leading ``'`` (OWASP / ASVS 5.0 1.2.10), so
   Excel shows it as text and never evaluates it;
 * past Excel's 1,048,576 rows, further sheets ("User actions 2", ...);
-* a "Filters" sheet saying what was exported, by whom, when.
+* a "Filters" sheet saying what was exported, by whom, when, its values
+  typed: counts as numbers, times as Excel datetimes.
 
 openpyxl's write-only mode (with lxml) streams rows to a temporary file,
 so memory stays flat however many rows.
@@ -20,7 +23,9 @@ so memory stays flat however many rows.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from copy import copy
+from datetime import datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -31,16 +36,23 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from useraudit.schema import COLUMNS
-
-from .columns import CELLS, parse_ts
+from .export_columns import (
+    EXPORT_COLUMNS,
+    TEXT_CELLS,
+    TIMESTAMP_INDEX,
+    WIDTH,
+    WRAPPED,
+    local_timestamp,
+)
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_CHARS = 32_767
 SHEET_TITLE = "User actions"
-_DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "\n", "\x00")
-_TEXT_KEYS = [c.key for c in COLUMNS if c.key != "timestamp"]
-_TS_INDEX = [c.key for c in COLUMNS].index("timestamp")
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "\n", "\x00")
+# Text longer than this in a wrapped column gets the wrapping style.
+WRAP_FROM = 50
+# A Filters-sheet value: text, a count, or a (naive, local) time.
+AboutValue = str | int | datetime
 
 
 def neutralise(value: str) -> str:
@@ -49,7 +61,7 @@ def neutralise(value: str) -> str:
         return value
     if ILLEGAL_CHARACTERS_RE.search(value):
         value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
-    if value[0] in _DANGEROUS:
+    if value[0] in DANGEROUS:
         value = "'" + value
     if len(value) > EXCEL_MAX_CHARS:
         value = value[: EXCEL_MAX_CHARS - 1] + "…"
@@ -59,7 +71,7 @@ def neutralise(value: str) -> str:
 def _header(ws: Worksheet) -> list[WriteOnlyCell]:
     font, fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor="1F3A5F")
     cells = []
-    for col in COLUMNS:
+    for col in EXPORT_COLUMNS:
         cell = WriteOnlyCell(ws, value=col.label)
         cell.font, cell.fill = font, fill
         cell.alignment = Alignment(vertical="center")
@@ -70,14 +82,10 @@ def _header(ws: Worksheet) -> list[WriteOnlyCell]:
 def _new_sheet(wb: Workbook, number: int) -> Worksheet:
     ws = wb.create_sheet(SHEET_TITLE if number == 1 else f"{SHEET_TITLE} {number}")
     ws.freeze_panes = "A2"
-    for i, col in enumerate(COLUMNS, start=1):
+    for i, col in enumerate(EXPORT_COLUMNS, start=1):
         ws.column_dimensions[get_column_letter(i)].width = col.width
     ws.append(_header(ws))
     return ws
-
-
-_CELLS = [(i, CELLS[c.key]) for i, c in enumerate(COLUMNS) if c.key != "timestamp"]
-_WIDTH = len(COLUMNS)
 
 
 def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
@@ -85,8 +93,8 @@ def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
 
     Safe text, a naive local datetime, None for empty.
     """
-    row: list[Any] = [None] * _WIDTH
-    texts = [(i, text) for i, fn in _CELLS if (text := fn(doc))]
+    row: list[Any] = [None] * WIDTH
+    texts = [(i, text) for i, fn in TEXT_CELLS if (text := fn(doc))]
     # Illegal characters are rare: one search over the row ("\n" is legal)
     # instead of one per cell; only a row that has any takes the full path.
     if ILLEGAL_CHARACTERS_RE.search("\n".join(t for _i, t in texts)):
@@ -94,11 +102,11 @@ def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
             row[i] = neutralise(text)
     else:
         for i, text in texts:
-            if text[0] in _DANGEROUS or len(text) > EXCEL_MAX_CHARS:
+            if text[0] in DANGEROUS or len(text) > EXCEL_MAX_CHARS:
                 text = neutralise(text)
             row[i] = text
-    ts = parse_ts(doc.get("@timestamp"))
-    row[_TS_INDEX] = ts.astimezone(tz).replace(tzinfo=None) if ts else None
+    ts = local_timestamp(doc, tz)
+    row[TIMESTAMP_INDEX] = ts.replace(tzinfo=None) if ts else None
     return row
 
 
@@ -107,10 +115,26 @@ def doc_rows(docs: Iterable[dict], tz: ZoneInfo) -> Iterator[list[Any]]:
         yield export_row(doc, tz)
 
 
+def _wrapping_style(ws: Worksheet) -> Any:
+    """The style array of a wrapped, top-aligned cell, registered once per sheet."""
+    cell = WriteOnlyCell(ws)
+    cell.alignment = Alignment(wrap_text=True, vertical="top")
+    return cell._style
+
+
+def about_cell(value: AboutValue) -> AboutValue:
+    """A Filters-sheet value as Excel should hold it: numbers and times typed, text safe."""
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)  # Excel has no zones; the sheet names it
+    return value
+
+
 def write_workbook(
     out: IO[bytes] | io.RawIOBase | str,
     rows: Iterable[list[Any]],
-    about: list[tuple[str, str]],
+    about: Sequence[tuple[str, AboutValue]],
     *,
     max_rows: int = EXCEL_MAX_ROWS,
 ) -> int:
@@ -118,14 +142,23 @@ def write_workbook(
     wb = Workbook(write_only=True)
     sheets: list[tuple[Worksheet, int]] = []
     number, ws, in_sheet, total = 1, _new_sheet(wb, 1), 0, 0
-    last = get_column_letter(len(COLUMNS))
+    last = get_column_letter(WIDTH)
     append = ws.append
+    wrapped = sorted(WRAPPED)
+    style = _wrapping_style(ws)
     for row in rows:
         if in_sheet >= max_rows - 1:
             sheets.append((ws, in_sheet))
             number += 1
             ws, in_sheet = _new_sheet(wb, number), 0
             append = ws.append
+            style = _wrapping_style(ws)
+        for i in wrapped:
+            text = row[i]
+            if text is not None and len(text) > WRAP_FROM:
+                cell = WriteOnlyCell(ws, value=text)
+                cell._style = copy(style)
+                row[i] = cell
         append(row)
         in_sheet += 1
         total += 1
@@ -137,9 +170,12 @@ def write_workbook(
     info.column_dimensions["A"].width = 22
     info.column_dimensions["B"].width = 70
     bold = Font(bold=True)
-    for label, value in [*about, ("Rows exported", str(total))]:
+    for label, value in [*about, ("Rows exported", total)]:
         key = WriteOnlyCell(info, value=neutralise(label))
         key.font = bold
-        info.append([key, neutralise(value)])
+        cell = WriteOnlyCell(info, value=about_cell(value))
+        if isinstance(value, datetime):
+            cell.number_format = "yyyy-mm-dd hh:mm:ss"
+        info.append([key, cell])
     wb.save(out)
     return total

@@ -40,7 +40,7 @@ class WorkbookProcessError(RuntimeError):
 
 def stream(
     rows: Iterable[list[Any]],
-    about: list[tuple[str, str]],
+    about: list[tuple[str, Any]],
     *,
     max_rows: int,
     python: str = sys.executable,

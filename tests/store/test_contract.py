@@ -72,6 +72,34 @@ FILTER_CASES = [
     ),
     pytest.param({"groups": (("jaicp", "Custom role"),)}, [], id="group-of-other-product"),
     pytest.param(
+        {"groups": (("common", "Custom role"),), "actions": ("token.created",)},
+        ["a09", "a04", "a02", "a01"],
+        id="group-or-action",
+    ),
+    pytest.param(
+        {"groups": (("common", "Custom role"),), "actions": ("custom_role.deleted",)},
+        ["a09", "a02", "a01"],
+        id="group-or-action-inside-it",
+    ),
+    pytest.param(
+        {
+            "groups": (("common", "Custom role"),),
+            "actions": ("token.created",),
+            "outcomes": ("success",),
+            "users": ("carol",),
+        },
+        ["a04"],
+        id="picker-and-other-facets",
+    ),
+    pytest.param({"browsers": ("firefox",)}, ["a12", "a08", "a05", "a02"], id="browser-any-case"),
+    pytest.param({"oses": ("IOS",)}, ["a04"], id="os-any-case"),
+    pytest.param({"devices": ("IPHONE", "pixel")}, ["a04"], id="devices-any-case"),
+    pytest.param(
+        {"browsers": ("FIREFOX", "mobile safari")},
+        ["a12", "a08", "a05", "a04", "a02"],
+        id="browsers-any-case-or",
+    ),
+    pytest.param(
         {"users": ("ALICE",)}, ["a13", "a11", "a07", "a03", "a01"], id="user-name-any-case"
     ),
     pytest.param({"users": ("u-bob",)}, ["a12", "a05", "a02"], id="user-id"),
@@ -79,6 +107,13 @@ FILTER_CASES = [
     pytest.param({"users": ("jose",)}, ["a06"], id="user-name-accent-folded"),
     pytest.param({"users": ("JOSÉ",)}, ["a06"], id="user-name-accented"),
     pytest.param({"users": ("U-BOB",)}, [], id="user-id-is-exact"),
+    pytest.param(
+        {"users": ("alice smith",)}, ["a13", "a11", "a07", "a03", "a01"], id="user-full-name"
+    ),
+    pytest.param({"users": ("jose nunez",)}, ["a06"], id="user-full-name-accents-ignored"),
+    pytest.param({"users": ("CAROL ДМИТРИЕВА",)}, ["a04"], id="user-full-name-cyrillic-any-case"),
+    pytest.param({"target_users": ("Carol Дмитриева",)}, ["a08"], id="target-full-name"),
+    pytest.param({"impersonators": ("root admin",)}, ["a07", "a04"], id="impersonator-full-name"),
     pytest.param(
         {"users": ("alice", "dave")},
         ["a13", "a11", "a09", "a08", "a07", "a03", "a01"],
@@ -136,6 +171,7 @@ HISTORY_CASES = [
     pytest.param(("Root@example.COM",), ["a07", "a04"], id="impersonator-by-email"),
     pytest.param(("eve", "jose"), ["a10", "a06"], id="several"),
     pytest.param(("nobody",), [], id="unknown-user"),
+    pytest.param(("carol дмитриева",), ["a08", "a04"], id="full-name-cyrillic"),
 ]
 
 

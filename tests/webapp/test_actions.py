@@ -239,7 +239,7 @@ def test_cursor_pages_are_disjoint_and_previous_returns(alice: Any) -> None:
         pytest.param(
             "period=custom&from=2026-02-01T00:00&to=2026-01-01T00:00", id="end-before-start"
         ),
-        pytest.param("user=" + ",".join(f"u{i}" for i in range(101)), id="too-many-values"),
+        pytest.param("&".join(f"user=u{i}" for i in range(101)), id="too-many-values"),
         pytest.param("group=nocolon", id="bad-group"),
         pytest.param("c=%00%01", id="binary-cursor"),
     ],
@@ -287,11 +287,11 @@ def test_store_unavailable_shows_the_error_state(users_db: Any, audit_spool: Any
 def test_filters_round_trip_through_the_url(alice: Any) -> None:
     """The form shows every filter from the URL, so reloading or sharing keeps the view."""
     url = (
-        "/a/acme/actions?product=common&action=user.signed_in&user=anna.ivanova,boris.li&result=failure"
+        "/a/acme/actions?product=common&action=user.signed_in&user=anna.ivanova&user=boris.li&result=failure"
         "&ip=10.0.0.0/8&q=password&period=custom&from=2026-01-01T00:00&tz=Europe/Berlin&size=25"
     )
     html = alice.get(url).get_data(as_text=True)
-    assert 'value="anna.ivanova, boris.li"' in html
+    assert 'value="anna.ivanova"' in html and 'value="boris.li"' in html
     assert '<option value="common" selected>' in html
     assert 'value="user.signed_in" checked' in html
     assert 'value="failure" checked' in html

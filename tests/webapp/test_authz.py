@@ -15,6 +15,8 @@ ROUTES = [
     "/a/{account}/actions?q=Reviewers&period=30d",
     "/a/{account}/actions.xlsx",
     "/a/{account}/actions.xlsx?period=30d",
+    "/a/{account}/actions.csv?period=30d",
+    "/a/{account}/actions.ndjson?period=30d",
 ]
 
 
@@ -121,6 +123,7 @@ def test_export_is_scoped_to_the_account(as_user: Any, seeded_store: Any) -> Non
     import io
 
     from openpyxl import load_workbook
+    from useraudit.webapp.export_columns import EXPORT_COLUMNS
 
     response = as_user("bob").get("/a/acme/actions.xlsx?period=30d&q=renamed")
     assert response.status_code == 200
@@ -128,7 +131,8 @@ def test_export_is_scoped_to_the_account(as_user: Any, seeded_store: Any) -> Non
     rows = list(ws.iter_rows(min_row=2, values_only=True))
     expected = seeded_store.count(Query(account="acme", text="renamed", start=_days_ago(30)))
     assert len(rows) == expected > 0
-    assert not any("globexsecret" in (r[6] or "") for r in rows)
+    comments = [c.label for c in EXPORT_COLUMNS].index("Comments")
+    assert not any("globexsecret" in (r[comments] or "") for r in rows)
 
 
 def _days_ago(days: int) -> Any:

@@ -243,6 +243,12 @@ def test_pagination_next_and_previous(page: Any, server: Server) -> None:
     assert ids(page) == second  # the state is in the URL
 
 
+def _export_col(label: str) -> int:
+    from useraudit.webapp.export_columns import EXPORT_COLUMNS
+
+    return [c.label for c in EXPORT_COLUMNS].index(label)
+
+
 def test_export_download_matches_the_query(
     page: Any, server: Server, seeded_store: Any, tmp_path: Path
 ) -> None:
@@ -263,7 +269,7 @@ def test_export_download_matches_the_query(
     )
     assert len(rows) == len(expected) > 50
     assert [r[0] for r in rows] == [d["message"] for d in expected]
-    assert {r[8] for r in rows} == {"Success"}
+    assert {r[_export_col("Result")] for r in rows} == {"Success"}
 
 
 def test_comment_payloads_render_as_text_and_no_dialog_fires(page: Any, server: Server) -> None:
@@ -291,7 +297,7 @@ def test_exported_formula_payloads_are_inert(page: Any, server: Server, tmp_path
     info.value.save_as(path)
     (row,) = list(load_workbook(path)["User actions"].iter_rows(min_row=2))
     assert all(c.data_type != "f" for c in row)
-    assert row[6].value == "'" + FORMULAS["audit.comments"]
+    assert row[_export_col("Comments")].value == "'" + FORMULAS["audit.comments"]
 
 
 def test_empty_and_error_states(page: Any, server: Server, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Export to XLSX: every matching row, the table's columns, safe cells, several sheets."""
+"""Exports: every matching row as XLSX, CSV or NDJSON; one fact per column, safe cells."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 from useraudit.webapp.columns import parse_ts
+from useraudit.webapp.export_columns import EXPORT_COLUMNS
 from useraudit.webapp.workbook import neutralise
 
-from useraudit.schema import COLUMNS
 from useraudit.store import Query
 
 from .conftest import FORMULAS, make_app
@@ -22,6 +22,13 @@ def _workbook(response: Any) -> Any:
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     assert response.mimetype.endswith("spreadsheetml.sheet")
     return load_workbook(io.BytesIO(response.data))
+
+
+LABELS = [c.label for c in EXPORT_COLUMNS]
+
+
+def _col(label: str) -> int:
+    return LABELS.index(label)
 
 
 @pytest.fixture
@@ -49,14 +56,16 @@ def test_export_holds_every_matching_row_not_just_the_page(alice: Any, seeded_st
 
 
 def test_layout_header_widths_freeze_and_autofilter(alice: Any) -> None:
-    """Header labels and widths come from schema.COLUMNS; the header is frozen and filterable."""
+    """Header labels and widths come from EXPORT_COLUMNS; the header is frozen and filterable."""
+    from openpyxl.utils import get_column_letter
+
     wb = _workbook(alice.get("/a/acme/actions.xlsx?period=7d"))
     ws = wb["User actions"]
-    assert [c.value for c in ws[1]] == [c.label for c in COLUMNS]
+    assert [c.value for c in ws[1]] == LABELS
     assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == f"A1:J{ws.max_row}"
-    for i, col in enumerate(COLUMNS):
-        assert ws.column_dimensions[chr(ord("A") + i)].width == col.width
+    assert ws.auto_filter.ref == f"A1:{get_column_letter(len(LABELS))}{ws.max_row}"
+    for i, col in enumerate(EXPORT_COLUMNS, start=1):
+        assert ws.column_dimensions[get_column_letter(i)].width == col.width
     assert isinstance(ws.cell(2, 2).value, datetime) and ws.cell(2, 2).is_date
     assert wb.sheetnames == ["User actions", "Filters"]
 
@@ -70,7 +79,60 @@ def test_filters_sheet_describes_the_export(alice: Any) -> None:
     assert about["Account"] == "acme" and about["Exported by"] == "alice"
     assert about["Time zone"] == "Asia/Tokyo" and about["Period"] == "Last 30 days"
     assert about["Result"] == "Failure" and about["Comments contain"] == "password"
-    assert int(about["Rows exported"]) == wb["User actions"].max_row - 1
+    assert about["Rows exported"] == wb["User actions"].max_row - 1
+
+
+def test_filters_sheet_is_typed(alice: Any) -> None:
+    """Counts are numbers and times are Excel datetimes on the Filters sheet, not text."""
+    wb = _workbook(
+        alice.get(
+            "/a/acme/actions.xlsx?period=custom&from=2026-01-02T03:04&to=2030-01-01T00:00"
+            "&tz=Asia/Tokyo"
+        )
+    )
+    sheet = wb["Filters"]
+    cells = {row[0].value: row[1] for row in sheet.iter_rows()}
+    assert cells["From"].value == datetime(2026, 1, 2, 3, 4) and cells["From"].is_date
+    assert cells["To"].value == datetime(2030, 1, 1) and cells["To"].is_date
+    assert isinstance(cells["Exported at"].value, datetime) and cells["Exported at"].is_date
+    assert isinstance(cells["Rows exported"].value, int)
+    assert cells["Rows exported"].data_type == "n"
+    assert cells["Account"].value == "acme"
+
+
+def test_people_and_client_have_a_column_each(alice: Any, seeded_store: Any) -> None:
+    """Name, e-mail and id of each person, IP, browser, OS, device and reason are separate cells."""
+    wb = _workbook(alice.get("/a/acme/actions.xlsx?period=30d&result=failure"))
+    rows = list(wb["User actions"].iter_rows(min_row=2, values_only=True))
+    start = datetime.now(UTC) - timedelta(days=30)
+    docs = list(seeded_store.iterate(Query(account="acme", outcomes=("failure",), start=start)))
+    assert len(rows) == len(docs) > 10
+    for row, doc in zip(rows, docs, strict=True):
+        assert row[_col("User")] == doc.get("user.full_name")
+        assert row[_col("User e-mail")] == doc.get("user.email")
+        assert row[_col("User ID")] == doc.get("user.id")
+        assert row[_col("Modified user e-mail")] == doc.get("user.target.email")
+        assert row[_col("Impersonator ID")] == doc.get("audit.impersonator.id")
+        assert row[_col("IP")] == doc.get("source.ip")
+        assert row[_col("Browser")] == doc.get("user_agent.name")
+        assert row[_col("OS")] == doc.get("user_agent.os.name")
+        assert row[_col("Device")] == doc.get("user_agent.device.name")
+        assert row[_col("Reason")] == doc.get("event.reason")
+        assert row[_col("Result")] == "Failure"
+    assert any(r[_col("Reason")] == "wrong password" for r in rows)
+
+
+def test_long_text_is_wrapped(alice: Any) -> None:
+    """Long comments are wrapped in their cells; short ones keep the default style."""
+    wb = _workbook(alice.get("/a/acme/actions.xlsx?period=30d&product=jaicp"))
+    ws = wb["User actions"]
+    col = _col("Comments") + 1
+    cells = [ws.cell(r, col) for r in range(2, ws.max_row + 1)]
+    long_ = [c for c in cells if c.value and len(c.value) > 50]
+    short = [c for c in cells if c.value and len(c.value) <= 50]
+    assert long_ and short
+    assert all(c.alignment.wrap_text for c in long_)
+    assert not any(c.alignment.wrap_text for c in short)
 
 
 def test_export_is_audited_with_its_filters(alice: Any, audit_spool: Any) -> None:
@@ -93,10 +155,10 @@ def test_formula_payloads_are_inert(alice: Any) -> None:
     (row,) = list(ws.iter_rows(min_row=2))
     values = [c.value for c in row]
     assert all(c.data_type != "f" for c in row)
-    assert values[6] == "'" + FORMULAS["audit.comments"]
-    assert values[2].startswith("'+1+2")
-    assert values[3] == "'" + FORMULAS["audit.token.id"]
-    assert values[5].startswith("'@SUM")
+    assert values[_col("Comments")] == "'" + FORMULAS["audit.comments"]
+    assert values[_col("User")].startswith("'+1+2")
+    assert values[_col("Token ID")] == "'" + FORMULAS["audit.token.id"]
+    assert values[_col("Project")].startswith("'@SUM")
 
 
 @pytest.mark.parametrize(
@@ -135,9 +197,9 @@ def test_rows_past_the_sheet_limit_continue_on_further_sheets(
     total = 0
     for name in data:
         ws = wb[name]
-        assert [c.value for c in ws[1]] == [c.label for c in COLUMNS] and ws.max_row <= 100
+        assert [c.value for c in ws[1]] == LABELS and ws.max_row <= 100
         total += ws.max_row - 1
-    assert total == int(dict(wb["Filters"].iter_rows(values_only=True))["Rows exported"])
+    assert total == dict(wb["Filters"].iter_rows(values_only=True))["Rows exported"]
 
 
 def test_bad_export_filters_get_a_message(alice: Any) -> None:
@@ -227,7 +289,7 @@ def test_workbook_process_reports_its_failures_and_is_reaped() -> None:
     from useraudit.store import StoreUnavailable
 
     def rows() -> Any:
-        yield ["a"] * len(COLUMNS)
+        yield ["a"] * len(LABELS)
         raise StoreUnavailable("gone")
 
     body = workbook_process.stream(rows(), [], max_rows=100)
@@ -257,7 +319,7 @@ def test_abandoned_download_stops_the_child_process(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(workbook_process.subprocess, "Popen", popen)
     # The zip is written at the end: enough distinct text that it takes
     # several chunks, so the download is abandoned while the child writes.
-    rows = ([secrets.token_hex(32) for _ in COLUMNS] for _ in range(20_000))
+    rows = ([secrets.token_hex(32) for _ in LABELS] for _ in range(20_000))
     body = workbook_process.stream(rows, [], max_rows=10**6)
     assert next(body)  # bytes are flowing
     body.close()

@@ -35,9 +35,11 @@ from .histogram import check as histogram_check
 from .histogram import collect as collect_buckets
 from .query import (
     FACETS,
+    FOLDED_FILTERS,
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
     PERSON_FILTERS,
+    PERSON_PARTS_FOLDED,
     PIVOT_FILTERS,
     SQS_FLAGS,
     TERM_FILTERS,
@@ -46,6 +48,7 @@ from .query import (
     SearchRequest,
     decode_cursor,
     encode_cursor,
+    fold,
     networks,
     parse_text,
     to_ms,
@@ -73,26 +76,32 @@ def build_query(query: Query) -> dict[str, Any]:
         filters.append({"range": {"@timestamp": rng}})
     for attr, field in (*TERM_FILTERS.items(), *PIVOT_FILTERS.items()):
         values = getattr(query, attr)
-        if values:
+        if not values or (attr == "actions" and query.groups):
+            continue  # actions with groups: one facet, below
+        if attr in FOLDED_FILTERS:
+            filters.append({"terms": {f"{field}.lower": [fold(v) for v in values]}})
+        else:
             filters.append({"terms": {field: list(values)}})
     for attr, prefix in PERSON_FILTERS.items():
         values = getattr(query, attr)
         if values:
-            lowered = [v.lower() for v in values]
+            folded = [fold(v) for v in values]
             filters.append(
                 {
                     "bool": {
                         "minimum_should_match": 1,
                         "should": [
                             {"terms": {f"{prefix}.id": list(values)}},
-                            {"terms": {f"{prefix}.name.lower": lowered}},
-                            {"terms": {f"{prefix}.email.lower": lowered}},
+                            *(
+                                {"terms": {f"{prefix}.{part}.lower": folded}}
+                                for part in PERSON_PARTS_FOLDED
+                            ),
                         ],
                     }
                 }
             )
     if query.history:
-        filters.append({"terms": {"related.user.lower": [v.lower() for v in query.history]}})
+        filters.append({"terms": {"related.user.lower": [fold(v) for v in query.history]}})
     if query.ips:
         filters.append(
             {
@@ -103,24 +112,21 @@ def build_query(query: Query) -> dict[str, Any]:
             }
         )
     if query.groups:
-        filters.append(
+        # The action picker: any ticked group or any ticked action.
+        picked: list[dict[str, Any]] = [
             {
                 "bool": {
-                    "minimum_should_match": 1,
-                    "should": [
-                        {
-                            "bool": {
-                                "filter": [
-                                    {"term": {"audit.product": p}},
-                                    {"term": {"audit.group": g}},
-                                ]
-                            }
-                        }
-                        for p, g in query.groups
-                    ],
+                    "filter": [
+                        {"term": {"audit.product": p}},
+                        {"term": {"audit.group": g}},
+                    ]
                 }
             }
-        )
+            for p, g in query.groups
+        ]
+        if query.actions:
+            picked.append({"terms": {"event.action": list(query.actions)}})
+        filters.append({"bool": {"minimum_should_match": 1, "should": picked}})
     bool_: dict[str, Any] = {"filter": filters}
     node = parse_text(query.text)
     if node is not None:

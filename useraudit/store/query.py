@@ -35,14 +35,15 @@ FACETS: dict[str, str] = {
     "device": "user_agent.device.name",
 }
 
-# Person filters match any of these identifiers, case-insensitively.
+# Person filters match the id exactly, or the login name, e-mail or full
+# (display) name, folded (:func:`fold`: case and Latin accents ignored, any script).
 PERSON_FILTERS: dict[str, str] = {
     "users": "user",
     "target_users": "user.target",
     "impersonators": "audit.impersonator",
 }
 
-# Simple term filters: Query attribute → field (exact match).
+# Simple term filters: Query attribute → field (exact match, except FOLDED_FILTERS).
 TERM_FILTERS: dict[str, str] = {
     "products": "audit.product",
     "actions": "event.action",
@@ -54,6 +55,12 @@ TERM_FILTERS: dict[str, str] = {
     "devices": "user_agent.device.name",
 }
 
+# Term filters that ignore case (and Latin accents): browser, OS and device
+# names are shown as the user-agent parser spells them ("iPhone", "Mac OS X"),
+# which nobody types exactly.
+FOLDED_FILTERS: frozenset[str] = frozenset({"browsers", "oses", "devices"})
+# The person fields a person filter matches besides the id.
+PERSON_PARTS_FOLDED = ("name", "email", "full_name")
 # Filters outside TERM_FILTERS and PERSON_FILTERS that each backend handles itself.
 EXTRA_FILTERS = ("history", "ips", "groups", "request_ids")
 # Exact-match filters on fields that are neither facets nor stored in the
@@ -71,7 +78,12 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    """Filters. Values within one filter are OR-ed; filters are AND-ed."""
+    """Filters. Values within one facet are OR-ed; facets are AND-ed.
+
+    ``actions`` and ``groups`` are one facet (the UI's action picker): an
+    event matches when its action is one of ``actions`` *or* it belongs to
+    one of ``groups``. Every other attribute is a facet of its own.
+    """
 
     account: str
     # The period, both ends inclusive, to the millisecond; naive times are UTC.

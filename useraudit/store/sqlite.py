@@ -95,6 +95,7 @@ from .histogram import Bucket
 from .query import (
     EXTRA_FILTERS,
     FACETS,
+    FOLDED_FILTERS,
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
     PERSON_FILTERS,
@@ -441,6 +442,13 @@ def _ip_key_for_row(address: str) -> bytearray | int:
         return NULL_TEXT
 
 
+FOLD_FUNCTION = "useraudit_fold"
+
+
+def _fold_or_none(value: Any) -> str | None:
+    return None if value is None else _fold(value)
+
+
 def _fold(value: Any) -> str:
     value = value if isinstance(value, str) else str(value)
     return value.lower() if value.isascii() else fold(value)
@@ -710,6 +718,9 @@ class SQLiteStore(Store):
                 con.execute("PRAGMA wal_autocheckpoint=16384")
                 con.execute("PRAGMA journal_size_limit=67108864")
                 con.execute(_HIGHLIGHT_DDL)  # temp: this connection's own
+                # Case-insensitive filters on the few stored combinations and
+                # on candidate rows' full names: folded as the query values are.
+                con.create_function(FOLD_FUNCTION, 1, _fold_or_none, deterministic=True)
             except BaseException:
                 con.close()
                 raise
@@ -1042,8 +1053,14 @@ class SQLiteStore(Store):
             params.append(to_ms(query.end))
         for attr, field in TERM_FILTERS.items():
             values = getattr(query, attr)
+            if values and attr == "actions" and query.groups:
+                continue  # with groups: one facet (the action picker), below
             if values:
                 col = FIELD_COLUMN[field]
+                if attr in FOLDED_FILTERS:  # case-insensitive: the few combinations, folded
+                    clauses.append(sqlite_combos.filter_sql(f"{FOLD_FUNCTION}({col})", len(values)))
+                    params.extend(_fold(v) for v in values)
+                    continue
                 if attr in _COMBO_FILTERS:  # events_hot holds these as the combination id
                     clauses.append(sqlite_combos.filter_sql(col, len(values)))
                 elif attr in _VALUE_FILTERS:  # ...and these as value ids
@@ -1067,10 +1084,21 @@ class SQLiteStore(Store):
                     f"AND week IN ({_marks(weeks)}) AND {sqlite_people.lookup_sql(len(values))})"
                     f" AND ({FIELD_COLUMN[prefix + '.id']} IN ({_marks(values)})"
                     f" OR {_folded(FIELD_COLUMN[prefix + '.name'])} IN ({_marks(values)})"
-                    f" OR {_folded(FIELD_COLUMN[prefix + '.email'])} IN ({_marks(values)}))"
+                    f" OR {_folded(FIELD_COLUMN[prefix + '.email'])} IN ({_marks(values)})"
+                    f" OR {FOLD_FUNCTION}({FIELD_COLUMN[prefix + '.full_name']})"
+                    f" IN ({_marks(values)}))"
                 )
                 params.extend(
-                    [query.account, *weeks, query.account, *folded, *values, *folded, *folded]
+                    [
+                        query.account,
+                        *weeks,
+                        query.account,
+                        *folded,
+                        *values,
+                        *folded,
+                        *folded,
+                        *folded,
+                    ]
                 )
         if query.history:
             clauses.append(
@@ -1089,12 +1117,19 @@ class SQLiteStore(Store):
             for lo, hi in ranges:
                 params += [lo, hi]
         if query.groups:
+            # The action picker: any ticked group or any ticked action.
             product_is = sqlite_combos.filter_sql("audit_product", 1)
-            clauses.append(
-                "(" + " OR ".join(f"(audit_group = ? AND {product_is})" for _ in query.groups) + ")"
-            )
+            picked = [f"(audit_group = ? AND {product_is})" for _ in query.groups]
             for product, group in query.groups:
                 params += [group, product]
+            if query.actions:
+                picked.append(
+                    sqlite_values.filter_sql(FIELD_COLUMN["event.action"], len(query.actions))
+                    if "actions" in _VALUE_FILTERS
+                    else f"{FIELD_COLUMN['event.action']} IN ({_marks(query.actions)})"
+                )
+                params.extend(query.actions)
+            clauses.append("(" + " OR ".join(picked) + ")")
         if text_rids is not None:
             clauses.append("rid IN (SELECT value FROM json_each(?))")
             params.append(text_rids)

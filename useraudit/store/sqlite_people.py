@@ -44,7 +44,8 @@ DDL = (
 
 # The fields each role contributes to related.user.
 ROLE_FIELDS: tuple[tuple[str, ...], ...] = tuple(
-    tuple(f"{prefix}.{part}" for part in ("id", "name", "email")) for prefix, _role in PERSONS
+    tuple(f"{prefix}.{part}" for part in ("id", "name", "email", "full_name"))
+    for prefix, _role in PERSONS
 )
 
 Person = frozenset[str]
@@ -68,8 +69,8 @@ def _persons_of(
 ) -> list[Person]:
     rest = set(related)
     out: list[Person] = []
-    for id_field, name_field, email_field in ROLE_FIELDS:
-        values: tuple[Any, ...] = (get(id_field), get(name_field), get(email_field))
+    for fields in ROLE_FIELDS:
+        values: tuple[Any, ...] = tuple(map(get, fields))
         if not all(values):
             values = tuple(filter(None, values))
             if not values:
@@ -80,6 +81,11 @@ def _persons_of(
         if rest.issuperset(values):
             out.append(_person(values, fold))
             rest.difference_update(values)
+        elif len(values) > 1 and get(fields[-1]) and rest.issuperset(values[:-1]):
+            # Stored before related.user listed full names: the person
+            # without theirs, as it was written then.
+            out.append(_person(values[:-1], fold))
+            rest.difference_update(values[:-1])
     if rest:
         out += [frozenset((fold(v),)) for v in rest if v]
     return out
