@@ -8,13 +8,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-# The packages live in top-level folders mapped by pyproject.toml's package-dir.
+# The packages live in top-level folders; useraudit/ links to each of them
+# (relative symlinks, which COPY keeps), see docs/development.md.
 COPY pyproject.toml README.md ./
 COPY useraudit ./useraudit
 COPY middleware ./middleware
 COPY indexer ./indexer
+COPY store ./store
 COPY webapp ./webapp
 COPY index_templates ./index_templates
+COPY detect ./detect
+COPY integrity ./integrity
+COPY devnode ./devnode
+COPY demo ./demo
 RUN pip install . \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/useraudit useraudit \
  && mkdir -p /var/lib/useraudit/spool \

@@ -6,9 +6,12 @@
 #                again (also when tests fail); exit code is pytest's.
 #   make demo    venv (python3-venv if missing), then `useraudit demo`
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
-#                which rewrites docs/BENCHMARKS.md and its plots
+#                which writes docs/bench/last-run.md and the plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
-#   make lint    ruff check, ruff format --check and mypy, all three (tests/test_lint.py)
+#   make regen   rewrite the files generated from the schema (index template,
+#                Dashboards objects, field table)
+#   make lint    ruff check, ruff format --check, mypy and the import contracts
+#                (tests/test_lint.py, tests/test_layers.py)
 #
 # Variables: OPENSEARCH_PORT (9200-9299), OPENSEARCH_HOME, OPENSEARCH_HEAP,
 # PYTEST_ARGS, BENCHES, BENCH_ARGS_<name>, e.g.
@@ -44,11 +47,11 @@ BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
-.PHONY: help test demo bench bench-one lint deps system-deps test-system-deps java-maven venv \
+.PHONY: help test demo bench bench-one lint regen deps system-deps test-system-deps java-maven venv \
   browser-test-deps
 
 help:
-	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,19p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
@@ -144,22 +147,26 @@ bench-one: deps
 demo: venv
 	$(UA) demo
 
-# Every tool runs even when an earlier one finds something; mypy sees the
-# installed layout (useraudit.middleware & co.), see tests/support/mypy_layout.py.
+# Every tool runs even when an earlier one finds something; mypy and
+# import-linter see the installed layout through useraudit/'s symlinks.
 lint: venv
 	@rc=0; \
 	echo ">> ruff check ."; $(VENV)/bin/ruff check . || rc=1; \
 	echo ">> ruff format --check ."; $(VENV)/bin/ruff format --check . || rc=1; \
-	echo ">> mypy -p useraudit"; \
-	layout=$$($(PY) tests/support/mypy_layout.py) && MYPYPATH="$$layout" $(VENV)/bin/mypy -p useraudit \
-	  || rc=1; \
+	echo ">> mypy -p useraudit"; $(VENV)/bin/mypy -p useraudit || rc=1; \
+	echo ">> lint-imports"; $(VENV)/bin/lint-imports --no-cache || rc=1; \
 	exit $$rc
+
+# Files derived from the schema and the catalog: the index template, the
+# Dashboards objects, the field table in docs/fields.md (tests/test_regen.py).
+regen: venv
+	$(PY) tests/support/regen.py
 
 # -- OpenSearch 3.x compatibility (docs/compatibility.md) ---------------------
 #
 #   make compat  a node of another OpenSearch version (default: runner 3.8.0.0
 #                on Java 25) on a free port in 9270-9279, the suites that talk
-#                to OpenSearch against it (tests/operations' cluster runs that
+#                to OpenSearch against it (tests/devnode's cluster runs that
 #                version too), node stopped again; the pytest summary goes to
 #                $(COMPAT_REPORT). CI keeps testing 2.19 only (`make test`).
 #   make compat COMPAT_VERSION=3.0.0.0 COMPAT_TESTS='tests/store'
@@ -168,8 +175,7 @@ COMPAT_JAVA_HOME ?= /usr/lib/jvm/temurin-25-jdk-amd64
 COMPAT_PORT ?=
 COMPAT_HEAP ?= 512m
 COMPAT_HOME ?= $(CURDIR)/.useraudit/compat-opensearch-$(COMPAT_VERSION)
-COMPAT_TESTS ?= tests/indexer tests/store tests/operations tests/dashboards tests/demo \
-  tests/test_devnode.py
+COMPAT_TESTS ?= tests/indexer tests/store tests/devnode tests/index_templates tests/demo
 COMPAT_REPORT ?= $(CURDIR)/.useraudit/compat-$(COMPAT_VERSION).txt
 
 .PHONY: compat

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from useraudit.middleware.recorder import get_recorder
-
 import useraudit
+from useraudit.middleware.recorder import get_recorder
 
 
 def _configure() -> None:
@@ -27,6 +26,7 @@ def _configure() -> None:
 
 def flask_app() -> Any:
     from flask import Flask
+
     from useraudit.middleware.flask import UserAudit
 
     _configure()
@@ -46,6 +46,7 @@ def flask_app() -> Any:
 def fastapi_app() -> Any:
     from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
+
     from useraudit.middleware.asgi import AuditMiddleware
 
     _configure()

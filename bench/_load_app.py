@@ -11,9 +11,8 @@ from typing import Any
 
 
 def app() -> Any:
-    from useraudit.webapp.app import create_app
-
     import useraudit
+    from useraudit.webapp.app import create_app
 
     useraudit.configure(spool_dir=os.environ["USERAUDIT_SPOOL"])
     return create_app(

@@ -23,8 +23,7 @@ def open_seeded(
     Nearly all events belong to ``acme``; 2 % to ``globex`` so the tenant
     filter has something to exclude. Returns (store, seconds spent seeding or None).
     """
-    from useraudit.webapp.sample import seed_store
-
+    from tests.support.sample import seed_store
     from useraudit.store.opensearch import OpenSearchStore
 
     store = OpenSearchStore(url, prefix=prefix, timeout=120)

@@ -39,9 +39,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from useraudit.indexer.enrich import Enricher
-
 from useraudit.catalog import CATALOG
+from useraudit.indexer.enrich import Enricher
 from useraudit.store.base import Store
 from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.query import Query, SearchRequest, encode_cursor, to_ms

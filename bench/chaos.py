@@ -45,9 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from useraudit.indexer.deadletter import DeadLetters
-
 from useraudit.devnode import node as devnode
+from useraudit.indexer.deadletter import DeadLetters
 from useraudit.store.opensearch import OpenSearchStore
 
 REPO = Path(__file__).resolve().parents[1]

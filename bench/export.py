@@ -125,10 +125,11 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     from urllib.parse import parse_qsl
 
     from openpyxl import Workbook
+    from werkzeug.datastructures import MultiDict
+
     from useraudit.webapp.export_columns import EXPORT_COLUMNS, EXPORT_FIELDS
     from useraudit.webapp.filters import Filters, zone
     from useraudit.webapp.workbook import export_row
-    from werkzeug.datastructures import MultiDict
 
     store = _store(args)
     f = Filters.parse(MultiDict(parse_qsl(args.qs)))
@@ -177,12 +178,12 @@ def child_text_raw(args: argparse.Namespace, fmt: str) -> dict[str, Any]:
     import csv
     from urllib.parse import parse_qsl
 
-    from useraudit.webapp.csvfile import csv_row
-    from useraudit.webapp.export_columns import EXPORT_COLUMNS, EXPORT_FIELDS
-    from useraudit.webapp.filters import Filters, zone
     from werkzeug.datastructures import MultiDict
 
     from useraudit.schema import nest
+    from useraudit.webapp.csvfile import csv_row
+    from useraudit.webapp.export_columns import EXPORT_COLUMNS, EXPORT_FIELDS
+    from useraudit.webapp.filters import Filters, zone
 
     store = _store(args)
     f = Filters.parse(MultiDict(parse_qsl(args.qs)))

@@ -26,10 +26,10 @@ import time
 import uuid
 
 from opensearchpy import OpenSearch, helpers
+
 from useraudit.indexer.enrich import Enricher
 from useraudit.middleware import context
 from useraudit.middleware.recorder import Recorder
-
 from useraudit.schema import nest
 from useraudit.store.opensearch import OpenSearchStore
 
@@ -162,7 +162,7 @@ def main() -> None:
     for rnd in range(args.rounds):
         with tempfile.TemporaryDirectory() as spool:
             fill_spool(spool, args.events, seed=rnd)
-            from useraudit.indexer.spool import iter_all
+            from useraudit.spool import iter_all
 
             docs = [enricher(json.loads(p)) for p in iter_all(spool)]
             order = ("indexer", "raw") if rnd % 2 == 0 else ("raw", "indexer")

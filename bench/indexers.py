@@ -22,7 +22,6 @@ import uuid
 from pathlib import Path
 
 from useraudit.middleware.recorder import Recorder
-
 from useraudit.store.opensearch import OpenSearchStore
 
 from ._data import ACTIONS

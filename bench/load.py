@@ -218,10 +218,10 @@ def main() -> None:
                     failures.append(f"{status} {q} {body[:200]!r}")
                 return ok
 
-        from useraudit.webapp.filters import Filters
         from werkzeug.datastructures import MultiDict
 
         from useraudit.store.query import FACETS, SearchRequest
+        from useraudit.webapp.filters import Filters
 
         def direct(q: str, _state: object) -> bool:
             f = Filters.parse(MultiDict(parse_qsl(q)))

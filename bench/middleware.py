@@ -138,6 +138,7 @@ def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
 def record_vs_structlog(spool: Path, n: int) -> dict[str, float]:
     """One audit event via record() (batch) vs one structlog JSON line to a file."""
     import structlog
+
     from useraudit.middleware.context import RequestContext, current
     from useraudit.middleware.recorder import Recorder
 
@@ -379,7 +380,7 @@ def server_ratio(
 
 
 def _spooled(spool: Path, kind: str) -> int:
-    from useraudit.indexer.spool import iter_all
+    from useraudit.spool import iter_all
 
     return sum(1 for _ in iter_all(spool / f"{kind}-audited"))
 

@@ -1,4 +1,4 @@
-"""Run every benchmark and regenerate docs/BENCHMARKS.md with plots.
+"""Run every benchmark; write the run to docs/bench/last-run.md and redraw the plots.
 
     python -m bench.report [--opensearch URL] [--quick] [--only indexer,search]
 
@@ -186,23 +186,18 @@ def plots(results: dict[str, Any]) -> list[str]:
 
 
 def render(results: dict[str, Any], images: list[str]) -> str:
+    """The last run, benchmark by benchmark (docs/BENCHMARKS.md keeps the current figures)."""
     lines = [
-        "# Benchmarks",
+        "# The last benchmark report",
         "",
-        "Every figure is a ratio against a baseline measured "
-        "**in the same run on the same machine**"
-        " (these machines are shared and noisy; absolute numbers move, ratios much less).",
-        "Regenerate everything with `make bench` "
-        "(starts a node, runs `python -m bench.report`, stops it);",
-        "`python -m bench.report --quick` runs reduced sizes. "
-        "Raw results: [`bench/results.json`](bench/results.json).",
+        "What `python -m bench.report` measured last, as it printed it; the current "
+        "figure of each benchmark, with its target, is in [../BENCHMARKS.md](../BENCHMARKS.md) "
+        "and earlier runs in [history.md](history.md). Raw results: "
+        "[`results.json`](results.json).",
         "",
     ]
     for image in images:
-        lines += [f"![{image}](bench/{image})", ""]
-    notes = OUT / "notes.md"
-    if notes.exists():  # hand-kept: full-size runs too long to repeat each time
-        lines += [notes.read_text().rstrip(), ""]
+        lines += [f"![{image}]({image})", ""]
     for name, (_full, _small, _url, baseline) in BENCHES.items():
         entry = results.get(name)
         lines.append(f"## {name}")
@@ -254,8 +249,8 @@ def main() -> None:
             results[name] = run(name, args.quick, args.opensearch)
             RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     images = plots(results)
-    (REPO / "docs" / "BENCHMARKS.md").write_text(render(results, images))
-    print(f"wrote docs/BENCHMARKS.md and {len(images)} plot(s)")
+    (OUT / "last-run.md").write_text(render(results, images))
+    print(f"wrote docs/bench/last-run.md and {len(images)} plot(s)")
 
 
 if __name__ == "__main__":

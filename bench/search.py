@@ -12,7 +12,7 @@ the Query, ``Store.search``, render the full HTML page):
     deep     the same filters, page ``--depth`` via the cursor stack in the URL
 
 Each is interleaved with the identical OpenSearch request body
-(``opensearch_query.search_body`` for the same SearchRequest) POSTed raw to
+(``opensearch.queries.search_body`` for the same SearchRequest) POSTed raw to
 ``/_search`` over a kept-alive connection and JSON-decoded. The target is
 UI/raw ≤ 1.25 at p50. Last line: one JSON object.
 """
@@ -48,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
+    from useraudit.store import SearchRequest
+    from useraudit.store.opensearch.queries import search_body
+    from useraudit.store.query import FACETS
     from useraudit.webapp.actions import FACET_SIZE, PAGE_FIELDS
     from useraudit.webapp.filters import Filters
-
-    from useraudit.store import SearchRequest
-    from useraudit.store.opensearch_query import search_body
-    from useraudit.store.query import FACETS
 
     store, seed_s = open_seeded(
         args.opensearch, args.prefix or f"bench-ui-{args.events}", args.events, log=log

@@ -1,17 +1,13 @@
-"""OpenSearch index templates, rendered from :mod:`useraudit.schema`.
+"""What useraudit installs into OpenSearch and Dashboards, and the commands that install it.
 
 ``events.json`` beside this file is the composable index template for
-prefix ``useraudit``, committed so reviewers and Dashboards users can read
-the mapping; ``render()`` produces it from the schema and a test keeps the
-two equal (regenerate with ``python -m useraudit.index_templates``).
-
-Indices are time-based, named from each event's own ``@timestamp``
-(``useraudit-events-2026.11`` monthly, or ``…-2026.11.27`` daily), and all
-join the read alias ``useraudit-events``. The target index is a pure
-function of the event, so a redelivered event meets its first copy in the
-same index and ``op_type=create`` turns it into a no-op. We deliberately use
-no rollover write alias or data stream: after a rollover a retry would land
-in the new index and duplicate.
+prefix ``useraudit`` that :mod:`useraudit.store.opensearch.template` renders
+from the schema, committed so reviewers and Dashboards users can read the
+mapping; a test keeps the two equal (regenerate with ``make regen``).
+``saved_objects.py`` renders the Dashboards saved objects (committed in
+``dashboards/``), ``dashboards_client.py`` imports them over HTTP,
+``retention.py`` is the retention policy; the ``templates``, ``retention``
+and ``dashboards`` commands live in ``commands.py`` and ``dashboards_commands.py``.
 """
 
 from __future__ import annotations
@@ -21,104 +17,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from useraudit.schema import FIELDS, SCHEMA_VERSION, Field, Kind
+from useraudit.store.opensearch.template import (
+    DEFAULT_PREFIX,
+    NORMALIZER,
+    index_pattern,
+    properties,
+    read_alias,
+    render,
+    template_name,
+)
 
-HERE = Path(__file__).parent
-GOLDEN = HERE / "events.json"
-DEFAULT_PREFIX = "useraudit"
-NORMALIZER = "useraudit_lowercase"
+__all__ = [
+    "DEFAULT_PREFIX",
+    "GOLDEN",
+    "NORMALIZER",
+    "index_pattern",
+    "load_golden",
+    "properties",
+    "read_alias",
+    "render",
+    "template_name",
+    "write_golden",
+]
 
-
-def template_name(prefix: str) -> str:
-    return f"{prefix}-events"
-
-
-def index_pattern(prefix: str) -> str:
-    return f"{prefix}-events-*"
-
-
-def read_alias(prefix: str) -> str:
-    return f"{prefix}-events"
-
-
-def _mapping(field: Field) -> dict[str, Any]:
-    kind = field.kind
-    if kind is Kind.KEYWORD:
-        return {"type": "keyword", "ignore_above": field.max_chars}
-    if kind is Kind.NAME:
-        # Exact value for display and facets; `.lower` for case-insensitive search.
-        return {
-            "type": "keyword",
-            "ignore_above": field.max_chars,
-            "fields": {
-                "lower": {
-                    "type": "keyword",
-                    "normalizer": NORMALIZER,
-                    "ignore_above": field.max_chars,
-                }
-            },
-        }
-    if kind is Kind.TEXT:
-        return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}}
-    if kind is Kind.IP:
-        return {"type": "ip"}
-    if kind is Kind.DATE:
-        return {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
-    if kind is Kind.INTEGER:
-        return {"type": "integer"}
-    if kind is Kind.BOOLEAN:
-        return {"type": "boolean"}
-    if kind is Kind.FLAT:
-        # Any shape of params, one mapping entry: cannot blow up the mapping.
-        return {"type": "flat_object"}
-    raise ValueError(f"no mapping for {kind}")
-
-
-def properties() -> dict[str, Any]:
-    """Nested ``properties`` for every schema field."""
-    root: dict[str, Any] = {}
-    for field in FIELDS:
-        node = root
-        parts = [field.name] if field.name == "@timestamp" else field.name.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {"properties": {}})["properties"]
-        node[parts[-1]] = _mapping(field)
-    return root
-
-
-def render(
-    prefix: str = DEFAULT_PREFIX, *, replicas: str = "0-1", refresh_interval: str = "5s"
-) -> dict[str, Any]:
-    """The composable index template body for ``PUT _index_template/<prefix>-events``."""
-    return {
-        "index_patterns": [index_pattern(prefix)],
-        "priority": 200,
-        "version": SCHEMA_VERSION,
-        "_meta": {"managed_by": "useraudit", "schema_version": SCHEMA_VERSION},
-        "template": {
-            "aliases": {read_alias(prefix): {}},
-            "settings": {
-                "index": {
-                    "number_of_shards": 1,
-                    # One replica where there is a second node, none on a single node.
-                    "auto_expand_replicas": replicas,
-                    "refresh_interval": refresh_interval,
-                    "mapping": {"total_fields": {"limit": 200}},
-                },
-                "analysis": {
-                    "normalizer": {
-                        NORMALIZER: {"type": "custom", "filter": ["lowercase", "asciifolding"]}
-                    }
-                },
-            },
-            "mappings": {
-                # Unknown fields stay in _source but never create mappings.
-                "dynamic": "false",
-                "date_detection": False,
-                "properties": properties(),
-            },
-        },
-    }
+GOLDEN = Path(__file__).parent / "events.json"
 
 
 def load_golden(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""``useraudit templates``: install the index template into OpenSearch (or the SQLite schema)."""
+"""``useraudit templates``: install the index template into OpenSearch (or the SQLite schema).
+
+``useraudit retention`` is in :mod:`useraudit.store_commands`, with ``prune``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,12 @@ import json
 
 import click
 
-from useraudit.cli import store_option
+from useraudit.cli_helpers import (
+    clean_exit,
+    delete_after_option,
+    store_option,
+    warm_after_option,
+)
 
 
 @click.group()
@@ -16,38 +24,26 @@ def templates() -> None:
 
 @templates.command()
 @store_option
-@click.option(
-    "--warm-after",
-    type=int,
-    default=30,
-    show_default=True,
-    help="ISM: days until an index becomes read-only (0: never).",
-)
-@click.option(
-    "--delete-after", type=int, default=365, show_default=True, help="ISM: days until deletion."
-)
+@warm_after_option
+@delete_after_option
 def install(store_url: str | None, warm_after: int, delete_after: int) -> None:
     """Install or upgrade; a no-op when up to date; refuses to downgrade.
 
-    On OpenSearch with the ISM plugin, also installs the retention policy.
+    On OpenSearch with the ISM plugin, also installs the retention policy
+    (see `useraudit retention apply` for clusters without it).
     """
     from useraudit.store import StoreError, open_store
-    from useraudit.store.opensearch import OpenSearchStore
+    from useraudit.store.opensearch import OpenSearchStore, retention
 
-    from . import retention
-
-    try:
-        with open_store(store_url) as store:
-            for line in store.install():
-                click.echo(line)
-            if isinstance(store, OpenSearchStore):
-                click.echo(
-                    retention.install_policy(
-                        store.client, store.prefix, warm_after or None, delete_after
-                    )
+    with clean_exit(StoreError), open_store(store_url) as store:
+        for line in store.install():
+            click.echo(line)
+        if isinstance(store, OpenSearchStore):
+            click.echo(
+                retention.install_policy(
+                    store.client, store.prefix, warm_after or None, delete_after
                 )
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+            )
 
 
 @templates.command()
@@ -57,63 +53,3 @@ def show(prefix: str) -> None:
     from . import load_golden
 
     click.echo(json.dumps(load_golden(prefix), indent=2, sort_keys=True))
-
-
-@click.group()
-def retention() -> None:
-    """Read-only after N days, deleted after M days (ISM, or by index date)."""
-
-
-@retention.command()
-@store_option
-@click.option(
-    "--warm-after",
-    type=int,
-    default=30,
-    show_default=True,
-    help="Days after which an index becomes read-only and is force-merged (0: never).",
-)
-@click.option(
-    "--delete-after",
-    type=int,
-    default=365,
-    show_default=True,
-    help="Days after which an index is deleted.",
-)
-@click.option("--dry-run", is_flag=True, help="Say what would happen, change nothing.")
-def apply(store_url: str | None, warm_after: int, delete_after: int, dry_run: bool) -> None:
-    """Apply the retention policy now, by the date in each index's name."""
-    from useraudit.store import StoreError, open_store
-    from useraudit.store.opensearch import OpenSearchStore
-
-    from . import retention as policy
-
-    store = open_store(store_url)
-    if not isinstance(store, OpenSearchStore):
-        raise click.ClickException(
-            "retention apply is for OpenSearch; on SQLite use `useraudit prune`"
-        )
-    if not dry_run and policy.has_ism(store.client):
-        click.echo(
-            "note: this cluster has ISM; `templates install --retention` attaches the same "
-            "policy there"
-        )
-    try:
-        done = policy.apply(
-            store.client,
-            store.prefix,
-            warm_after=warm_after or None,
-            delete_after=delete_after,
-            dry_run=dry_run,
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for decision, what in done:
-        click.echo(f"{decision.index}: {what}")
-    click.echo(
-        f"{sum(1 for _, w in done if w == 'deleted')} deleted, "
-        f"{sum(1 for _, w in done if w.startswith('made read-only'))} made read-only, "
-        f"{sum(1 for _, w in done if w == 'kept')} kept"
-    )

@@ -7,13 +7,14 @@ import logging
 import signal
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from useraudit.middleware.recorder import default_spool_dir
 
-from useraudit.cli import store_option
+from useraudit.cli_helpers import clean_exit, store_option
+from useraudit.config import default_spool_dir
 
 if TYPE_CHECKING:
     from useraudit.store import Store
@@ -127,11 +128,9 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    try:
+    with clean_exit(StoreError):
         store = open_store(store_url)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
+    with clean_exit(StoreError), closing(store):
         if install:
             for line in _install(store, wait=not once, stop=stop):
                 click.echo(line)
@@ -139,7 +138,7 @@ def run(
             return
         from useraudit.detect.pipeline import build_stages
 
-        try:
+        with clean_exit(ValueError):
             stages, notes = build_stages(
                 store,
                 detect=detect,
@@ -148,8 +147,6 @@ def run(
                 geoip_asn=geoip_asn,
                 install=install,
             )
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
         for note in notes:
             click.echo(note)
         spool = spool_dir or default_spool_dir()
@@ -181,10 +178,6 @@ def run(
             elif sinks:
                 click.echo(json.dumps({"sinks": sinks.status()}))
             click.echo(json.dumps(shipped))
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
 
 
 def _sinks_stage(spool: Path, sinks_file: Path | None) -> SinksStage | None:
@@ -193,10 +186,8 @@ def _sinks_stage(spool: Path, sinks_file: Path | None) -> SinksStage | None:
     from .sinks.config import SinkConfigError, load_sinks
     from .sinks.outbox import SinksStage
 
-    try:
+    with clean_exit(SinkConfigError):
         configured = load_sinks(sinks_file)
-    except SinkConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
     return SinksStage(spool, configured) if configured else None
 
 
@@ -205,10 +196,8 @@ def _integrity_stages(store: Store) -> list:
     from useraudit.integrity.keys import KeyFileError, load_current
     from useraudit.integrity.sealer import Sealer
 
-    try:
+    with clean_exit(KeyFileError):
         key = load_current()
-    except KeyFileError as exc:
-        raise click.ClickException(str(exc)) from exc
     return [] if key is None else [Sealer(store, key)]
 
 
@@ -233,8 +222,9 @@ def _install(store: Store, *, wait: bool, stop: threading.Event) -> list[str]:
 @spool_option
 def status(spool_dir: Path | None) -> None:
     """Pending bytes in the spool and dead letters waiting."""
+    from useraudit.spool import SpoolReader
+
     from .deadletter import DeadLetters
-    from .spool import SpoolReader
 
     spool = spool_dir or default_spool_dir()
     reader = SpoolReader(spool)  # claims nothing until it reads

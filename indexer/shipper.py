@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from useraudit._json import loads
+from useraudit.spool import Batch, SpoolReader
+from useraudit.stages import Stage
 from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteResult
 
 from .deadletter import DeadLetters
 from .enrich import Enricher
-from .spool import Batch, SpoolReader
-from .stages import Stage
 from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
@@ -104,7 +104,7 @@ class Indexer:
             two fsyncs); what a crash can make the indexer re-send, as
             duplicates the store ignores.
         stages: pipeline stages (GeoIP, detection, sinks, hashing), see
-            :mod:`useraudit.indexer.stages`.
+            :mod:`useraudit.stages`.
     """
 
     def __init__(

@@ -11,22 +11,14 @@ import ipaddress
 import logging
 import random
 import re
-import sys
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
+from ._failsafe import AuditError, contain, swallowed
 from .context import RequestContext
 from .proxy_watch import ProxyWatch
-from .recorder import (
-    AuditError,
-    Recorder,
-    _internal_errors,
-    account_of,
-    check_account,
-    get_recorder,
-)
+from .recorder import Recorder, account_of, check_account, get_recorder
 
 log = logging.getLogger("useraudit.middleware")
 
@@ -41,54 +33,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 # middleware (installed twice, or Flask extension + manual wrap) passes
 # the request straight through instead of capturing it twice.
 active: ContextVar[bool] = ContextVar("useraudit_active", default=False)
-
-
-class CaptureError(AuditError):
-    """Raised by :func:`contain` instead of swallowing, when failing closed."""
-
-
-@dataclass
-class CaptureStats:
-    internal_errors: int = 0
-
-
-stats = CaptureStats()
-
-
-class contain:  # noqa: N801 - used like a function: `with contain("what"):`
-    """Swallow, log and count errors of our own code and of host callbacks.
-
-    The swallowed exception is appended to ``recorder._internal_errors``
-    (which the test suite checks after every test) and counted in
-    :data:`stats`. With ``fail_closed`` it is re-raised as
-    :class:`CaptureError`, which the middleware answers with 503.
-    """
-
-    __slots__ = ("what", "fail_closed")
-
-    def __init__(self, what: str, fail_closed: bool = False) -> None:
-        self.what = what
-        self.fail_closed = fail_closed
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or not isinstance(exc, Exception):
-            return False  # KeyboardInterrupt, SystemExit... are not ours to eat
-        if isinstance(exc, AuditError):
-            return False  # already counted by the recorder, meant to propagate
-        swallowed(exc, self.what, self.fail_closed)
-        return True
-
-
-def swallowed(exc: Exception, what: str, fail_closed: bool = False) -> None:
-    """Count and log an error we contain (the hot paths call this from ``except``)."""
-    stats.internal_errors += 1
-    _internal_errors.append(exc)
-    log.error("useraudit: %s failed: %r", what, exc, exc_info=exc)
-    if fail_closed:
-        raise CaptureError(f"useraudit: {what} failed: {exc!r}") from exc
 
 
 def header_text(value: str | bytes | None, limit: int) -> str | None:
@@ -337,6 +281,17 @@ class Capture:
             ctx.final = True
         flush_pending(ctx)
 
+    def finish_quietly(
+        self, ctx: RequestContext, status: int | None, exc: BaseException | None
+    ) -> None:
+        """:meth:`finished`, once the response is under way: a failure is counted, never raised."""
+        try:
+            self.finished(ctx, status, exc)
+        except AuditError:
+            pass  # counted by the recorder; too late to refuse the response
+        except Exception as err:  # noqa: BLE001 - our bug must not become the host's
+            swallowed(err, "recording the request")
+
     def finished(self, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
         """The request is over (response sent, or the app raised)."""
         if not ctx.started:
@@ -382,8 +337,3 @@ def flush_pending(ctx: RequestContext) -> None:
             error = error or exc
     if error is not None:
         raise error
-
-
-def exc_info_or_none() -> Any:
-    info = sys.exc_info()
-    return info if info[0] is not None else None

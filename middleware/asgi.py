@@ -53,18 +53,15 @@ from ._common import (
     MAX_USER_AGENT,
     Capture,
     header_text,
-    swallowed,
 )
+from ._failsafe import UNAVAILABLE_BODY, AuditError, swallowed
 from .context import RequestContext, current
-from .recorder import AuditError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-UNAVAILABLE_BODY = b"audit trail unavailable\n"
 
 
 def default_route(scope: Scope) -> Any:
@@ -136,7 +133,7 @@ class AuditMiddleware:
                 and not finished
             ):
                 finished = True
-                _finish(capture, ctx, status, None)
+                capture.finish_quietly(ctx, status, None)
             await send(message)
 
         ctx_token = current.set(ctx)
@@ -146,19 +143,19 @@ class AuditMiddleware:
         except AuditError:
             if not finished:
                 finished = True
-                _finish(capture, ctx, status, sys.exc_info()[1])
+                capture.finish_quietly(ctx, status, sys.exc_info()[1])
             if started or not capture.fail_closed:
                 raise
             await _unavailable(send)
         except BaseException as exc:
             if not finished:
                 finished = True
-                _finish(capture, ctx, status, exc)
+                capture.finish_quietly(ctx, status, exc)
             raise
         else:
             if not finished:  # the app returned without a final body message
                 finished = True
-                _finish(capture, ctx, status, None)
+                capture.finish_quietly(ctx, status, None)
         finally:
             _common.active.reset(active_token)
             current.reset(ctx_token)
@@ -185,17 +182,6 @@ class AuditMiddleware:
             user_agent=header_text(user_agent, MAX_USER_AGENT),
             request_id_header=request_id.decode("latin-1") if request_id else None,
         )
-
-
-def _finish(
-    capture: Capture, ctx: RequestContext, status: int | None, exc: BaseException | None
-) -> None:
-    try:
-        capture.finished(ctx, status, exc)
-    except AuditError:
-        pass  # counted by the recorder; the response is under way
-    except Exception as err:  # noqa: BLE001 - our bug must not become the host's
-        swallowed(err, "recording the request")
 
 
 async def _unavailable(send: Send) -> None:

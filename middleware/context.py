@@ -40,6 +40,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from useraudit.schema import PERSON_PARTS
+
+from ._failsafe import contain
+
 Person = dict[str, str]
 
 
@@ -133,8 +137,6 @@ def _call(fn: Callable[[], Any], fail_closed: bool) -> Person | None:
     try:
         return person(fn())
     except Exception:
-        from ._common import contain  # imported here: _common imports this module
-
         with contain("user callback", fail_closed):
             raise
     return None
@@ -149,11 +151,7 @@ def person(value: Any) -> Person | None:
     if value is None or value == "":
         return None
     if isinstance(value, dict):
-        out = {
-            k: str(value[k])
-            for k in ("id", "name", "email", "full_name")
-            if value.get(k) not in (None, "")
-        }
+        out = {k: str(value[k]) for k in PERSON_PARTS if value.get(k) not in (None, "")}
         return out or None
     if isinstance(value, (str, int)):
         return {"id": str(value)}

@@ -45,12 +45,12 @@ from django.apps import AppConfig
 from django.utils.module_loading import import_string
 
 from . import _common, signin
-from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, contain, header_text
+from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, header_text
+from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
 from .context import current
-from .recorder import AuditError, configure
+from .recorder import configure
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
-UNAVAILABLE_BODY = b"audit trail unavailable\n"
 
 
 def django_user(request: Any) -> Any:
@@ -130,12 +130,12 @@ class AuditMiddleware:
             try:
                 response = self.get_response(request)
             except BaseException as exc:
-                _finish(capture, ctx, None, exc)
+                capture.finish_quietly(ctx, None, exc)
                 raise
             try:
                 capture.started(ctx, response.status_code)
             except AuditError:
-                _finish(capture, ctx, 503, None)
+                capture.finish_quietly(ctx, 503, None)
                 return _unavailable()
             view_exc = getattr(request, "_useraudit_exception", None)
             if getattr(response, "streaming", False) and view_exc is None:
@@ -170,20 +170,12 @@ def _stream(content: Iterator[bytes], capture: Capture, ctx: Any, status: int) -
             yield chunk
             token = current.set(ctx)
     except BaseException as exc:
-        _finish(capture, ctx, status, exc)
+        capture.finish_quietly(ctx, status, exc)
         raise
     else:
-        _finish(capture, ctx, status, None)
+        capture.finish_quietly(ctx, status, None)
     finally:
         current.reset(token)
-
-
-def _finish(capture: Capture, ctx: Any, status: int | None, exc: BaseException | None) -> None:
-    try:
-        with contain("recording the request"):
-            capture.finished(ctx, status, exc)
-    except AuditError:
-        pass
 
 
 def _unavailable() -> Any:

@@ -47,10 +47,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from ._common import Capture, contain
-from .asgi import UNAVAILABLE_BODY, AuditMiddleware, default_route, default_user
+from ._common import Capture
+from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
+from .asgi import AuditMiddleware, default_route, default_user
 from .context import Person, current, person
-from .recorder import AuditError
 from .signin import sign_in_failed, signed_in, signed_out
 
 __all__ = ["install", "audited", "ActingUser", "sign_in_failed", "signed_in", "signed_out"]

@@ -44,9 +44,10 @@ from typing import Any
 
 from . import signin
 from ._common import Capture
-from .recorder import AuditError, Recorder, get_recorder
+from ._failsafe import UNAVAILABLE_BODY, AuditError
+from .recorder import Recorder, get_recorder
 from .signin import signed_in, signed_out
-from .wsgi import UNAVAILABLE_BODY, AuditMiddleware
+from .wsgi import AuditMiddleware
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
 

@@ -29,26 +29,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from useraudit.indexer.spool import Durability, FullPolicy, SpoolWriter
-
 from useraudit._json import dumps
-from useraudit.schema import ACCOUNT_ID, UNASSIGNED_ACCOUNT
+from useraudit.config import default_spool_dir
+from useraudit.schema import ACCOUNT_ID, PERSON_PARTS, PERSONS, UNASSIGNED_ACCOUNT
+from useraudit.spool import Durability, FullPolicy, SpoolWriter
 
 from . import context as _context
+from ._failsafe import AuditError, internal_error
 from .masking import DEFAULT_MASKER, Masker
 
 log = logging.getLogger("useraudit")
 
-OUTCOMES = frozenset(("success", "failure", "unknown"))
 # Longest free text record() spools; the indexer cuts much shorter and flags it.
 MAX_TEXT_CHARS = 1 << 20
-
-
-class AuditError(RuntimeError):
-    """Raised by a fail-closed recorder when an event could not be spooled."""
 
 
 def new_event_id() -> str:
@@ -64,15 +59,6 @@ def new_event_id() -> str:
 
 
 _random_bits = random.getrandbits
-
-
-def home() -> Path:
-    """Where useraudit keeps its local state unless told otherwise."""
-    return Path(os.environ.get("USERAUDIT_HOME") or Path.home() / ".useraudit")
-
-
-def default_spool_dir() -> Path:
-    return Path(os.environ.get("USERAUDIT_SPOOL") or home() / "spool")
 
 
 @dataclass
@@ -200,26 +186,6 @@ class Recorder:
         self.stats.recorded += 1
         return True
 
-    def build(self, action: str, **kw: Any) -> dict[str, Any]:
-        """The raw event ``record`` would spool (masked, not yet normalised)."""
-        return self._build(
-            action,
-            kw.get("outcome"),
-            kw.get("user"),
-            kw.get("target_user"),
-            kw.get("impersonator"),
-            kw.get("account"),
-            kw.get("account_name"),
-            kw.get("project"),
-            kw.get("project_name"),
-            kw.get("token_id"),
-            kw.get("params"),
-            kw.get("comments"),
-            kw.get("reason"),
-            kw.get("timestamp"),
-            kw.get("event_id"),
-        )
-
     def _build(
         self,
         action: str,
@@ -246,47 +212,17 @@ class Recorder:
             "event.action": action,
             "event.outcome": outcome or "success",
         }
-        if ctx is not None:
-            account = account or ctx.account_id
-            account_name = account_name or ctx.account_name
-        account = account or self.account_id
-        if not account and self.get_account is not None:
-            account, name = _call_get_account(self.get_account)
-            account_name = account_name or name
-        if account:
-            ev["organization.id"] = account
-        else:
-            _no_account(action)
-        account_name = account_name or self.account_name
-        if account_name:
-            ev["organization.name"] = account_name
-        person = _context.person
-        actor = person(user) if user is not None else None
-        if actor is None and ctx is not None:
-            actor = ctx.actor()
-        if actor:
-            for key, value in actor.items():
-                ev[_USER_KEYS.get(key) or f"user.{key}"] = value
-        if target_user is not None:
-            target = person(target_user)
-            if target:
-                for key, value in target.items():
-                    ev[_TARGET_KEYS.get(key) or f"user.target.{key}"] = value
-        admin = person(impersonator) if impersonator is not None else None
-        if admin is None and ctx is not None:
-            admin = ctx.acting_for()
-        if admin:
-            for key, value in admin.items():
-                ev[_IMPERSONATOR_KEYS.get(key) or f"audit.impersonator.{key}"] = value
+        self._put_account(ev, ctx, account, account_name)
+        _put_people(ev, ctx, user, target_user, impersonator)
         text = self.masker.text
-        if project is not None and project != "":
-            ev["audit.project.id"] = text(str(project))
-        if project_name is not None and project_name != "":
-            ev["audit.project.name"] = text(str(project_name))
-        if token_id is not None and token_id != "":
-            ev["audit.token.id"] = text(str(token_id))
-        if reason is not None and reason != "":
-            ev["event.reason"] = text(str(reason))
+        for name, value in (
+            ("audit.project.id", project),
+            ("audit.project.name", project_name),
+            ("audit.token.id", token_id),
+            ("event.reason", reason),
+        ):
+            if value is not None and value != "":
+                ev[name] = text(str(value))
         if self.product:
             ev["audit.product"] = self.product
         if params:
@@ -300,22 +236,31 @@ class Recorder:
             # record bound and lose the whole event.
             ev["audit.comments"] = text(str(comments)[:MAX_TEXT_CHARS])
         if ctx is not None:
-            if ctx.client_ip:
-                ev["source.address"] = ctx.client_ip
-            if ctx.user_agent:
-                ev["user_agent.original"] = ctx.user_agent
-            if ctx.request_id:
-                ev["http.request.id"] = ctx.request_id
-            if ctx.method:
-                ev["http.request.method"] = ctx.method
-            if ctx.path:
-                ev["url.path"] = text(ctx.path)  # ;jsessionid=…, tokens in segments
-            if ctx.status is not None:
-                ev["http.response.status_code"] = ctx.status
-            if ctx.extra:
-                for key, value in ctx.extra.items():
-                    ev.setdefault(key, value)
+            _put_request(ev, ctx, text)
         return ev
+
+    def _put_account(
+        self,
+        ev: dict[str, Any],
+        ctx: _context.RequestContext | None,
+        account: str | None,
+        account_name: str | None,
+    ) -> None:
+        """The account: given, else the request's, else this recorder's (or its get_account)."""
+        if ctx is not None:
+            account = account or ctx.account_id
+            account_name = account_name or ctx.account_name
+        account = account or self.account_id
+        if not account and self.get_account is not None:
+            account, name = _call_get_account(self.get_account)
+            account_name = account_name or name
+        if account:
+            ev["organization.id"] = account
+        else:
+            _no_account(ev["event.action"])
+        account_name = account_name or self.account_name
+        if account_name:
+            ev["organization.name"] = account_name
 
     def flush(self) -> None:
         self.spool.flush()
@@ -324,12 +269,12 @@ class Recorder:
         self.spool.close()
 
     def _failed(self, exc: Exception, action: str) -> None:
-        from useraudit.indexer.spool import SpoolFull
+        from useraudit.spool import SpoolFull
 
         if isinstance(exc, SpoolFull):
             self.stats.rejected_full += 1
         self.stats.errors += 1
-        _internal_errors.append(exc)
+        internal_error(exc, "record()")
         log.error(
             "useraudit: could not record %r: %s",
             action,
@@ -366,7 +311,7 @@ def _call_get_account(fn: Callable[[], Any]) -> tuple[str | None, str | None]:
     try:
         return account_of(fn())
     except Exception as exc:  # a host callback must never lose the event
-        _internal_errors.append(exc)
+        internal_error(exc, "get_account callback")
         log.error("useraudit: get_account callback failed: %r", exc, exc_info=exc)
         return None, None
 
@@ -416,19 +361,66 @@ def _iso(ts: datetime | None) -> str:
         return ts.isoformat(timespec="milliseconds")
 
 
-_USER_KEYS = {k: f"user.{k}" for k in ("id", "name", "email", "full_name")}
-_TARGET_KEYS = {k: f"user.target.{k}" for k in ("id", "name", "email", "full_name")}
-_IMPERSONATOR_KEYS = {k: f"audit.impersonator.{k}" for k in ("id", "name", "email", "full_name")}
+# "user" → {"id": "user.id", ...}: the event field of each part of each person.
+_PERSON_FIELDS = {
+    prefix: {part: f"{prefix}.{part}" for part in PERSON_PARTS} for prefix, _role in PERSONS
+}
 
 
 def _put_person(ev: dict[str, Any], prefix: str, person: dict[str, str] | None) -> None:
     if person:
+        fields = _PERSON_FIELDS[prefix]
         for key, value in person.items():
-            ev[f"{prefix}.{key}"] = value
+            ev[fields.get(key) or f"{prefix}.{key}"] = value
+
+
+def _put_people(
+    ev: dict[str, Any],
+    ctx: _context.RequestContext | None,
+    user: Any,
+    target_user: Any,
+    impersonator: Any,
+) -> None:
+    """Actor, modified user and impersonator: given, else (actor, impersonator) the request's."""
+    person = _context.person
+    actor = person(user) if user is not None else None
+    if actor is None and ctx is not None:
+        actor = ctx.actor()
+    _put_person(ev, "user", actor)
+    if target_user is not None:
+        _put_person(ev, "user.target", person(target_user))
+    admin = person(impersonator) if impersonator is not None else None
+    if admin is None and ctx is not None:
+        admin = ctx.acting_for()
+    _put_person(ev, "audit.impersonator", admin)
+
+
+# RequestContext attribute → event field, for what the middleware saw of the request.
+_REQUEST_FIELDS = (
+    ("client_ip", "source.address"),
+    ("user_agent", "user_agent.original"),
+    ("request_id", "http.request.id"),
+    ("method", "http.request.method"),
+)
+
+
+def _put_request(
+    ev: dict[str, Any], ctx: _context.RequestContext, text: Callable[[str], str]
+) -> None:
+    for attr, name in _REQUEST_FIELDS:
+        if value := getattr(ctx, attr):
+            ev[name] = value
+    if ctx.path:
+        ev["url.path"] = text(ctx.path)  # ;jsessionid=…, tokens in segments
+    if ctx.status is not None:
+        ev["http.response.status_code"] = ctx.status
+    if ctx.extra:
+        for key, value in ctx.extra.items():
+            ev.setdefault(key, value)
 
 
 def _has_person(ev: dict[str, Any], prefix: str) -> bool:
-    return any(f"{prefix}.{part}" in ev for part in ("id", "name", "email", "full_name"))
+    return any(field in ev for field in _PERSON_FIELDS[prefix].values())
 
 
 def describe_params(params: Any) -> str:
@@ -522,9 +514,6 @@ def encode(event: dict[str, Any]) -> bytes:
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
-
-# Every exception record() swallowed, for tests that must fail on hidden bugs.
-_internal_errors: list[Exception] = []
 
 _default: Recorder | None = None
 _default_lock = threading.Lock()

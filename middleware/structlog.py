@@ -34,13 +34,15 @@ bound through ``structlog.contextvars``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import structlog
 
 from useraudit.catalog import CATALOG, Catalog
+from useraudit.schema import OUTCOMES
 
-from ._common import contain
+from ._failsafe import contain
 from .context import current
 from .masking import DEFAULT_MASKER, MASK, Masker
 from .recorder import Recorder, get_recorder
@@ -57,20 +59,12 @@ CONTEXT_KEYS: dict[str, str] = {
     "http_route": "route",
 }
 
-RECORD_ARGS = (
-    "outcome",
-    "user",
-    "target_user",
-    "impersonator",
-    "account",
-    "account_name",
-    "project",
-    "project_name",
-    "token_id",
-    "comments",
-    "reason",
-    "event_id",
-    "timestamp",
+# Keys passed to Recorder.record() as its own arguments: every keyword it takes
+# but ``params``, which is made of the remaining keys.
+RECORD_ARGS = tuple(
+    name
+    for name, parameter in inspect.signature(Recorder.record).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "params"
 )
 
 # structlog/stdlib bookkeeping keys that are never action parameters.
@@ -188,7 +182,7 @@ class RouteAuditEvents:
         for key in ("comments", "reason"):
             if kwargs.get(key) is not None:
                 kwargs[key] = masker.text(str(kwargs[key]))
-        if kwargs.get("outcome") not in (None, "success", "failure", "unknown"):
+        if kwargs.get("outcome") not in (None, *OUTCOMES):
             kwargs["outcome"] = "unknown"
         return kwargs
 

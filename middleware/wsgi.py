@@ -68,18 +68,15 @@ from ._common import (
     MAX_PATH,
     MAX_USER_AGENT,
     Capture,
-    contain,
     header_text,
-    swallowed,
 )
+from ._failsafe import UNAVAILABLE_BODY, AuditError, contain, swallowed
 from .context import RequestContext, current
-from .recorder import AuditError
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-UNAVAILABLE_BODY = b"audit trail unavailable\n"
 UNAVAILABLE_HEADERS = [
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Content-Length", str(len(UNAVAILABLE_BODY))),
@@ -172,10 +169,10 @@ class AuditMiddleware:
             except AuditError:
                 if state.started or not capture.fail_closed:
                     raise
-                self._finish(ctx, state, sys.exc_info()[1])
+                capture.finish_quietly(ctx, state.status, sys.exc_info()[1])
                 return _unavailable(start_response)
             except BaseException as exc:
-                self._finish(ctx, state, exc)
+                capture.finish_quietly(ctx, state.status, exc)
                 raise
             if state.refused:
                 _close(iterable)
@@ -209,14 +206,6 @@ class AuditMiddleware:
             user_agent=header_text(environ.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
             request_id_header=environ.get("HTTP_X_REQUEST_ID"),
         )
-
-    def _finish(self, ctx: RequestContext, state: _State, exc: BaseException | None) -> None:
-        try:
-            self.capture.finished(ctx, state.status, exc)
-        except AuditError:
-            pass  # counted by the recorder; too late to refuse the response
-        except Exception as err:  # noqa: BLE001 - our bug must not become the host's
-            swallowed(err, "recording the request")
 
 
 class _Body:
@@ -277,7 +266,7 @@ class _Body:
     def _end(self, exc: BaseException | None) -> None:
         if not self._done:
             self._done = True
-            self._mw._finish(self._ctx, self._state, exc)
+            self._mw.capture.finish_quietly(self._ctx, self._state.status, exc)
 
 
 def _close(iterable: Any) -> None:

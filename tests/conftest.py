@@ -63,16 +63,21 @@ def spool_dir(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def internal_errors(monkeypatch: pytest.MonkeyPatch) -> list[Exception]:
+    """Every error useraudit swallowed in this test, caught through the failsafe hook."""
+    from useraudit.middleware import _failsafe
+
+    caught: list[Exception] = []
+    monkeypatch.setattr(_failsafe, "on_internal_error", lambda exc, _what: caught.append(exc))
+    return caught
+
+
 @pytest.fixture(autouse=True)
-def no_swallowed_errors() -> Iterator[None]:
-    """Fail any test in which record() swallowed an internal error it did not expect.
+def no_swallowed_errors(internal_errors: list[Exception]) -> Iterator[None]:
+    """Fail any test in which useraudit swallowed an internal error it did not expect.
 
-    Tests that provoke failures on purpose clear the list themselves.
+    Tests that provoke failures on purpose take ``internal_errors`` and clear it.
     """
-    from useraudit.middleware import recorder
-
-    recorder._internal_errors.clear()
     yield
-    errors = list(recorder._internal_errors)
-    recorder._internal_errors.clear()
-    assert not errors, f"useraudit swallowed internal errors: {errors!r}"
+    assert not internal_errors, f"useraudit swallowed internal errors: {internal_errors!r}"

@@ -4,8 +4,9 @@ The path of an event, and where each step lives::
 
     record() / WSGI+ASGI middleware / structlog processor   useraudit.middleware
         (masks secrets)
-    → durable spool                                           useraudit.indexer.spool
+    → durable spool                                           useraudit.spool
     → indexer (enrich: user agent, IP; dead letters)          useraudit.indexer
+      stages: detection, sealing, sinks                       useraudit.detect, .integrity
     → Store: OpenSearch or embedded SQLite                    useraudit.store
     → search API → admin UI, facets, XLSX export              useraudit.webapp
     OpenSearch → Dashboards (saved objects)                   useraudit.index_templates

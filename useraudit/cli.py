@@ -24,11 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
     "doctor": ("useraudit.doctor", "doctor"),
-    "retention": ("useraudit.index_templates.commands", "retention"),
+    "retention": ("useraudit.store_commands", "retention"),
     "web": ("useraudit.webapp.cli", "web"),
     "users": ("useraudit.webapp.users", "users"),
-    "prune": ("useraudit.store.commands", "prune"),
-    "migrate": ("useraudit.store.commands", "migrate"),
+    "prune": ("useraudit.store_commands", "prune"),
+    "migrate": ("useraudit.store_commands", "migrate"),
     "integrity": ("useraudit.integrity.commands", "integrity"),
     "verify": ("useraudit.integrity.commands", "verify"),
 }
@@ -65,13 +65,3 @@ def main(verbose: bool) -> None:
     )
     # opensearch-py logs every request at INFO and expected 404s as warnings.
     logging.getLogger("opensearch").setLevel(logging.DEBUG if verbose else logging.ERROR)
-
-
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="USERAUDIT_STORE",
-    default=None,
-    show_envvar=True,
-    help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
-)

@@ -6,20 +6,21 @@ changed in one place. Every function reads the environment when called
 (never at import), so a host app, a test or a command may set
 ``USERAUDIT_HOME`` and friends at any time before it asks.
 
-=====================  ===========================================  =====================
-variable               what                                         default
-=====================  ===========================================  =====================
-``USERAUDIT_HOME``     local state: spool, SQLite store, web users  ``~/.useraudit``
-``USERAUDIT_SPOOL``    the durable spool directory                  ``$USERAUDIT_HOME/spool``
-``USERAUDIT_STORE``    the store URL (SQLite or OpenSearch)         ``sqlite:///$USERAUDIT_HOME/audit.db``
-``USERAUDIT_WEBUSERS`` the admin UI's user database                 ``$USERAUDIT_HOME/webusers.db``
-=====================  ===========================================  =====================
+* ``USERAUDIT_HOME``: local state (spool, SQLite store, web users), ``~/.useraudit``;
+* ``USERAUDIT_SPOOL``: the durable spool, ``$USERAUDIT_HOME/spool``;
+* ``USERAUDIT_STORE``: the store URL, ``sqlite:///$USERAUDIT_HOME/audit.db``;
+* ``USERAUDIT_WEBUSERS``: the admin UI's users, ``$USERAUDIT_HOME/webusers.db``;
+* ``USERAUDIT_KEYS``: integrity signing keys, ``$USERAUDIT_HOME/integrity/keys``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+# Retention (store/retention.py): indices read-only after, events deleted after, days.
+DEFAULT_WARM_AFTER_DAYS = 30
+DEFAULT_DELETE_AFTER_DAYS = 365
 
 
 def home() -> Path:
@@ -40,6 +41,11 @@ def default_store_url() -> str:
 def default_users_db() -> Path:
     """The admin UI's user database (accounts, password hashes, grants)."""
     return Path(os.environ.get("USERAUDIT_WEBUSERS") or home() / "webusers.db")
+
+
+def default_key_dir() -> Path:
+    """The integrity signing keys (``useraudit integrity keygen``)."""
+    return Path(os.environ.get("USERAUDIT_KEYS") or home() / "integrity" / "keys")
 
 
 def devnode_home() -> Path:

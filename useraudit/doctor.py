@@ -234,7 +234,7 @@ def schema_current(url: str) -> Check:
     from useraudit import index_templates
     from useraudit.schema import SCHEMA_VERSION
     from useraudit.store import StoreUnavailable
-    from useraudit.store.opensearch import OpenSearchStore, _same_template
+    from useraudit.store.opensearch.store import OpenSearchStore, same_template
 
     store = OpenSearchStore(url)
     try:
@@ -256,7 +256,7 @@ def schema_current(url: str) -> Check:
             "run `useraudit templates install` (the indexer installs it when it starts)",
         )
     version = int(existing.get("version") or 0)
-    if version == SCHEMA_VERSION and _same_template(
+    if version == SCHEMA_VERSION and same_template(
         existing, index_templates.load_golden(store.prefix)
     ):
         return Check(name, True, f"index template {template} version {version}, current")

@@ -27,8 +27,7 @@ from useraudit.schema import COLUMN_FIELDS, COLUMNS, device_label
 from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.query import FACETS
 
-from . import app as _app
-from . import chart
+from . import chart, resources
 from .columns import CELLS, local_time
 from .filters import (
     FACET_LABELS,
@@ -411,7 +410,7 @@ def actions(account: str) -> Any:
             chart_spec = chart.plan(query, tz)
             if chart_spec is not None:
                 # The chart's aggregation runs beside the page's search, not after it.
-                chart_job = _CHART_POOL.submit(chart.fetch, _app.store(), query, chart_spec)
+                chart_job = _CHART_POOL.submit(chart.fetch, resources.store(), query, chart_spec)
             req = SearchRequest(
                 query,
                 size=filters.size,
@@ -421,7 +420,7 @@ def actions(account: str) -> Any:
                 highlight=bool(filters.text),
                 fields=PAGE_FIELDS,
             )
-            page = _app.store().search(req)
+            page = resources.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
         except StoreError as exc:

@@ -39,18 +39,18 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, render_template, request
+from flask import Blueprint, Flask, g, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from useraudit.middleware import context as audit_context
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from useraudit.store import Store, StoreError, open_store
+from useraudit.middleware import context as audit_context
+from useraudit.store import Store, StoreError
 
-from .users import UserProvider, UserStore
+from . import actions, auth, event, export, i18n, notices, prefs, resources, security
 
 log = logging.getLogger("useraudit.webapp")
 
@@ -84,28 +84,7 @@ CSP = (
 )
 
 
-def store() -> Store:
-    """The store this app reads, opened on first use."""
-    ext = current_app.extensions["useraudit"]
-    if ext.get("store") is None:
-        ext["store"] = open_store(current_app.config.get("USERAUDIT_STORE"))
-    return ext["store"]
-
-
-def limiter() -> Limiter:
-    return current_app.extensions["useraudit"]["limiter"]
-
-
-def users() -> UserProvider:
-    ext = current_app.extensions["useraudit"]
-    if ext.get("users") is None:
-        ext["users"] = UserStore(current_app.config.get("USERAUDIT_USERS_DB"))
-    return ext["users"]
-
-
 def build_blueprint() -> Blueprint:
-    from . import actions, auth, event, export, notices, prefs, security
-
     bp = Blueprint(
         "useraudit",
         __name__,
@@ -235,8 +214,6 @@ def init_extensions(app: Flask) -> None:
         ext["users"] = provider
     elif isinstance(provider, str):
         app.config["USERAUDIT_USERS_DB"] = provider
-    from . import i18n
-
     i18n.init_app(app)
     if "csrf" not in app.extensions:
         csrf.init_app(app)
@@ -255,7 +232,7 @@ def init_extensions(app: Flask) -> None:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> Any:
-    return users().get(user_id)
+    return resources.users().get(user_id)
 
 
 def mount(app: Flask, url_prefix: str = "/audit", config: Mapping[str, Any] | None = None) -> Flask:

@@ -35,7 +35,7 @@ from wtforms.validators import DataRequired, Length
 
 import useraudit
 
-from . import app as _app
+from . import resources
 from .users import WebUser
 
 bp = Blueprint("auth", __name__)
@@ -93,7 +93,7 @@ def login() -> Any:
 
     username = (request.form.get("username") or "").strip()[:128]
     limit = current_app.config["USERAUDIT_LOGIN_LIMIT"]
-    limiter = _app.limiter()
+    limiter = resources.limiter()
     try:
         with limiter.limit(
             limit, key_func=lambda: f"signin-ip:{request.remote_addr}", deduct_when=_failed
@@ -104,7 +104,7 @@ def login() -> Any:
         ):
             pass
     except RateLimitExceeded:
-        by_username = getattr(_app.users(), "by_username", None)
+        by_username = getattr(resources.users(), "by_username", None)
         known = by_username(username) if by_username else None
         audit_session(
             "user.signed_in",
@@ -119,9 +119,9 @@ def login() -> Any:
         return render_template(
             "useraudit/login.html", form=form, error="Enter a username and password."
         ), 400
-    user = _app.users().authenticate(username, form.password.data or "")
+    user = resources.users().authenticate(username, form.password.data or "")
     if user is None:
-        by_username = getattr(_app.users(), "by_username", None)
+        by_username = getattr(resources.users(), "by_username", None)
         known = by_username(username) if by_username else None
         audit_session(
             "user.signed_in",

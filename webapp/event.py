@@ -28,7 +28,7 @@ from useraudit.catalog import CATALOG
 from useraudit.schema import FIELD_BY_NAME, device_label
 from useraudit.store import QueryError
 
-from . import app as _app
+from . import resources
 from .actions import admin_required
 from .columns import action_label, parse_ts
 from .filters import zone
@@ -218,7 +218,7 @@ def details(account: str, doc: dict, tz_name: str) -> dict[str, Any]:
 def event(account: str, event_id: str) -> Any:
     if not EVENT_ID_RE.match(event_id):
         abort(404)
-    doc = _app.store().get([event_id]).get(event_id)
+    doc = resources.store().get([event_id]).get(event_id)
     if not doc or doc.get("organization.id") != account:
         abort(404)
     tz = (request.args.get("tz") or "").strip() or default_tz()

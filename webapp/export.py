@@ -36,13 +36,13 @@ from flask_login import current_user
 import useraudit
 from useraudit.store import Query, QueryError
 
-from . import app as _app
-from . import workbook_process
+from . import resources, workbook_process
 from .actions import admin_required
 from .csvfile import CSV_MIME, csv_chunks
 from .export_columns import EXPORT_FIELDS
 from .filters import PERIODS, Filters, zone
 from .ndjson import NDJSON_MIME, NdjsonWriter
+from .prefs import default_tz
 from .workbook import EXCEL_MAX_ROWS, AboutValue, doc_rows, write_workbook
 
 bp = Blueprint("export", __name__)
@@ -213,10 +213,11 @@ class _Export:
 
     def __init__(self, account: str, fmt: str) -> None:
         self.account = account
-        self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
+        # The page's default zone is the admin's saved one; the file must match the page.
+        self.filters = Filters.parse(request.args, default_tz())
         self.now = datetime.now(UTC)
         self.query: Query = self.filters.query(account, self.now)
-        self.store = _app.store()
+        self.store = resources.store()
         # Fails here, before any byte is sent, if the store is down.
         self.total = self.store.count(self.query)
         self.tz = zone(self.filters.tz)

@@ -149,7 +149,6 @@ def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
     """Labels kept in Python tables and translated where they are shown."""
     from useraudit.schema import COLUMNS
 
-    from .event import PEOPLE
     from .filters import FACET_LABELS, MULTI, PERIODS
 
     return [
@@ -157,7 +156,6 @@ def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
         *(label for _attr, label in MULTI.values()),
         *FACET_LABELS.values(),
         *(label for label, _delta in PERIODS.values()),
-        *(title for _prefix, title in PEOPLE),
         *ERROR_TEXTS,
     ]
 

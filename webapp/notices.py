@@ -31,7 +31,7 @@ CACHE_SECONDS = 60.0
 
 def unassigned_count() -> int:
     """Events filed under the unassigned account in the last WINDOW (cached)."""
-    from .app import store
+    from .resources import store
 
     ext = current_app.extensions["useraudit"]
     cached = ext.get("unassigned_count")

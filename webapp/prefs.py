@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect, request, session, url_for
 from flask_login import current_user
 
-from . import app as _app
+from . import resources
 from .auth import safe_next
 from .zones import canonical, is_offered
 
@@ -40,7 +40,7 @@ def _valid(key: str, value: str) -> bool:
 
 def preferences() -> dict[str, str]:
     """The admin's saved preferences; before sign-in, the session's."""
-    provider: Any = _app.users()
+    provider: Any = resources.users()
     if current_user and current_user.is_authenticated and hasattr(provider, "preferences"):
         saved = provider.preferences(current_user.get_id())
     else:
@@ -57,7 +57,7 @@ def remember(key: str, value: str) -> None:
     """Save one preference for the signed-in user (invalid values are ignored)."""
     if key not in KEYS or not _valid(key, value):
         return
-    provider: Any = _app.users()
+    provider: Any = resources.users()
     if current_user.is_authenticated and hasattr(provider, "set_preference"):
         if provider.preferences(current_user.get_id()).get(key) != value:
             provider.set_preference(current_user.get_id(), key, value)

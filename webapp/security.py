@@ -26,7 +26,7 @@ import useraudit
 from useraudit.store import Query, SearchRequest, StoreError
 from useraudit.store.alerts import SEVERITIES, STATUSES, Alert, DetectionStore, detection_store
 
-from . import app as _app
+from . import resources
 from .actions import admin_required
 
 bp = Blueprint("security", __name__)
@@ -57,7 +57,7 @@ AUDIT_ACTION = {
 def alerts_store() -> DetectionStore:
     ext = current_app.extensions["useraudit"]
     if ext.get("alerts") is None:
-        ext["alerts"] = detection_store(_app.store())
+        ext["alerts"] = detection_store(resources.store())
     return ext["alerts"]
 
 
@@ -105,7 +105,7 @@ def security(account: str) -> Any:
         start = (now - timedelta(days=TIMELINE_DAYS - 1)).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
-        store = _app.store()
+        store = resources.store()
         failures_by_day = []
         for i in range(TIMELINE_DAYS):
             day_start = start + timedelta(days=i)

@@ -36,6 +36,9 @@ import click
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from useraudit import config
+from useraudit.cli_helpers import clean_exit
+
 USER_ADMIN = "USER_ADMIN"
 
 _hasher = PasswordHasher()
@@ -85,9 +88,7 @@ class UserProvider(Protocol):
 
 
 def default_path() -> Path:
-    from useraudit.middleware.recorder import home
-
-    return Path(os.environ.get("USERAUDIT_WEBUSERS") or home() / "webusers.db")
+    return config.default_users_db()
 
 
 class UserStore:
@@ -276,10 +277,8 @@ def users() -> None:
 @click.password_option(envvar="USERAUDIT_PASSWORD")
 def add_cmd(db_path: str | None, username: str, email: str, full_name: str, password: str) -> None:
     """Create a user (prompts for the password)."""
-    try:
+    with clean_exit(ValueError):
         user = UserStore(db_path).add(username, password, email=email, full_name=full_name)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"added {user.username} ({user.id})")
 
 
@@ -289,10 +288,8 @@ def add_cmd(db_path: str | None, username: str, email: str, full_name: str, pass
 @click.password_option(envvar="USERAUDIT_PASSWORD")
 def passwd_cmd(db_path: str | None, username: str, password: str) -> None:
     """Set a user's password."""
-    try:
+    with clean_exit(ValueError):
         UserStore(db_path).set_password(username, password)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"password of {username} changed")
 
 
@@ -305,10 +302,8 @@ def passwd_cmd(db_path: str | None, username: str, password: str) -> None:
 def grant_cmd(db_path: str | None, username: str, account: str, role: str, revoke: bool) -> None:
     """Give USERNAME a role on ACCOUNT (USER_ADMIN opens its User actions)."""
     store = UserStore(db_path)
-    try:
+    with clean_exit(ValueError):
         (store.revoke if revoke else store.grant)(username, account, role)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(
         f"{'revoked' if revoke else 'granted'} {role} on {account} "
         f"{'from' if revoke else 'to'} {username}"

@@ -11,11 +11,11 @@ from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+
+import useraudit
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.django import IMPERSONATOR_SESSION_KEY
 from useraudit.middleware.rules import Rule, Rules
-
-import useraudit
 
 RULES = Rules(
     [

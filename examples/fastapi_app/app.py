@@ -26,11 +26,11 @@ from demo_accounts import (
 )
 from fastapi import Body, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import StreamingResponse
+
+import useraudit
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.fastapi import ActingUser, audited, install
 from useraudit.middleware.rules import Rule, Rules
-
-import useraudit
 
 RULES = Rules(
     [

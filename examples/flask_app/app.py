@@ -19,12 +19,12 @@ import structlog
 from demo_accounts import BY_ID, USERS, api_user, check_password, new_api_token
 from flask import Blueprint, Flask, Response, abort, g, jsonify, request, session
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+
+import useraudit
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.flask import IMPERSONATOR_SESSION_KEY, UserAudit, flask_user
 from useraudit.middleware.rules import Rule, Rules
 from useraudit.middleware.structlog import mask_secrets, merge_audit_context, route_audit_events
-
-import useraudit
 
 RULES = Rules(
     [

@@ -1,7 +1,7 @@
 """Each sink's durable outbox, and the worker that empties it.
 
 The indexer hands every stored event to :class:`SinksStage` (a
-:class:`~useraudit.indexer.stages.Stage`), which appends it to one outbox per
+:class:`~useraudit.stages.Stage`), which appends it to one outbox per
 sink — a small spool of its own under ``<spool>/sinks/<name>/`` — and flushes
 the outboxes before the main spool's position moves. From there a
 :class:`SinkWorker` thread per sink delivers at its own pace:
@@ -35,9 +35,10 @@ from typing import Any
 
 import orjson
 
+from useraudit.spool import Batch, SpoolFull, SpoolReader, SpoolWriter
+from useraudit.stages import Stage
+
 from ..deadletter import DeadLetters
-from ..spool import Batch, SpoolFull, SpoolReader, SpoolWriter
-from ..stages import Stage
 from .base import Doc, Event, EventFilter, Sink, SinkUnavailable
 
 log = logging.getLogger("useraudit.sinks")

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from useraudit.indexer.enrich import Enricher
 
 from useraudit.detect import DetectionEngine, DetectionSettings
+from useraudit.indexer.enrich import Enricher
 from useraudit.store.alerts import Alert, DetectionStore
-from useraudit.store.alerts_sqlite import SQLiteDetectionStore
+from useraudit.store.sqlite.alerts import SQLiteDetectionStore
 
 CHROME_WIN = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -19,7 +19,7 @@ from support.tls import Certificates, make_certificates
 from useraudit.detect.notify import Notifier, signature
 from useraudit.detect.settings import DetectionSettings, SettingsError
 from useraudit.store.alerts import Alert, alert_id
-from useraudit.store.alerts_sqlite import SQLiteDetectionStore
+from useraudit.store.sqlite.alerts import SQLiteDetectionStore
 
 SECRET = "hook-secret"
 
@@ -228,10 +228,9 @@ def test_the_indexer_notifies_as_alerts_arrive(tmp_path: Path, certs: Certificat
     """record() → spool → indexer with detection and a webhook configured → the receiver, once."""
     import time
 
-    from useraudit.indexer.shipper import Indexer
-
     import useraudit
     from useraudit.detect.pipeline import build_stages
+    from useraudit.indexer.shipper import Indexer
     from useraudit.store.sqlite import SQLiteStore
 
     spool = tmp_path / "spool"

@@ -24,9 +24,9 @@ import httpx
 import pytest
 from support import free_port
 from support.mmdb import write_asn, write_city
-from useraudit.indexer.shipper import Indexer
 
 from useraudit.detect.pipeline import build_stages
+from useraudit.indexer.shipper import Indexer
 from useraudit.store.alerts import Alert, DetectionStore, detection_store
 from useraudit.store.base import Store
 

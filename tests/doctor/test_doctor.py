@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from support import free_port
-from useraudit.indexer.shipper import Indexer
-from useraudit.indexer.spool import frame
-from useraudit.middleware.recorder import Recorder
 
 from useraudit import doctor, spool_watch
+from useraudit.indexer.shipper import Indexer
+from useraudit.middleware.recorder import Recorder
+from useraudit.spool import frame
 from useraudit.store.sqlite import SQLiteStore
 
 
@@ -188,6 +188,7 @@ def test_events_have_an_account_and_a_user(spool: Path, sqlite_url: str) -> None
 
 def _flask_app(spool: Path, trusted: int) -> Any:
     from flask import Flask
+
     from useraudit.middleware.flask import UserAudit
 
     app = Flask("doctor")

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.tcpproxy import TcpProxy
-from useraudit.indexer.enrich import TRUNCATION_MARK, Enricher
-from useraudit.indexer.shipper import Indexer
-from useraudit.indexer.spool import frame
-from useraudit.middleware import context
-from useraudit.middleware.recorder import Recorder
 
 from useraudit import index_templates
 from useraudit.cli import main as cli
+from useraudit.indexer.enrich import TRUNCATION_MARK, Enricher
+from useraudit.indexer.shipper import Indexer
+from useraudit.middleware import context
+from useraudit.middleware.recorder import Recorder
 from useraudit.schema import FIELDS, SCHEMA_VERSION, Kind
+from useraudit.spool import frame
 from useraudit.store.base import StoreError, StoreUnavailable
 from useraudit.store.opensearch import OpenSearchStore
 
@@ -491,11 +491,12 @@ def test_timestamps_far_off_are_clamped_to_the_event_ids_time(
 
 
 def test_spool_full_is_counted_and_logged_never_raised_into_the_host(
-    spool_dir: Path, caplog
+    spool_dir: Path,
+    caplog,
+    internal_errors: list[Exception],
 ) -> None:
     """When the spool is full, record() returns None, counts it and logs
     an error instead of raising."""
-    from useraudit.middleware import recorder as recorder_module
 
     rec = Recorder(spool_dir, durability="sync", max_spool_bytes=1500, full_policy="reject")
     results = [rec.record("task.created", account="a", comments="x" * 200) for _ in range(10)]
@@ -503,10 +504,12 @@ def test_spool_full_is_counted_and_logged_never_raised_into_the_host(
     assert None in results and results[0] is not None
     assert rec.stats.rejected_full == results.count(None)
     assert "could not record 'task.created'" in caplog.text
-    recorder_module._internal_errors.clear()  # provoked on purpose
+    internal_errors.clear()  # provoked on purpose
 
 
-def test_fail_closed_recorder_raises_instead(spool_dir: Path) -> None:
+def test_fail_closed_recorder_raises_instead(
+    spool_dir: Path, internal_errors: list[Exception]
+) -> None:
     """A fail_closed recorder raises AuditError when the event cannot be spooled."""
     from useraudit.middleware import recorder as recorder_module
 
@@ -516,7 +519,7 @@ def test_fail_closed_recorder_raises_instead(spool_dir: Path) -> None:
     with pytest.raises(recorder_module.AuditError, match="not recorded"):
         rec.record("task.created", account="a", comments="x" * 200)
     rec.close()
-    recorder_module._internal_errors.clear()
+    internal_errors.clear()
 
 
 def test_writer_keeps_appending_while_the_indexer_ships(

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from useraudit import spool_watch
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.watch import SpoolWatch
 from useraudit.middleware.recorder import Recorder
-
-from useraudit import spool_watch
 from useraudit.store.sqlite import SQLiteStore
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from useraudit.indexer.enrich import Enricher
 from useraudit.indexer.shipper import Indexer
-
 from useraudit.integrity.keys import SigningKey, generate
 from useraudit.integrity.sealer import Sealer
 from useraudit.store.base import Store

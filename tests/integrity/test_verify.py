@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from useraudit.indexer.enrich import Enricher
-from useraudit.middleware.recorder import Recorder
 
 from useraudit.cli import main
+from useraudit.indexer.enrich import Enricher
 from useraudit.integrity.keys import SigningKey
+from useraudit.middleware.recorder import Recorder
 from useraudit.store.base import Store
 from useraudit.store.ledger import ledger_for
 

@@ -201,7 +201,7 @@ def stored(store: Any) -> list[dict]:
 
 
 def spool_events(spool: Path) -> list[dict]:
-    from useraudit.indexer.spool import iter_all
+    from useraudit.spool import iter_all
 
     return [json.loads(p) for p in iter_all(spool)]
 

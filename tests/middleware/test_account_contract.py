@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask
+
 from useraudit.indexer.enrich import Enricher
 from useraudit.middleware import recorder as recorder_mod
 from useraudit.middleware.recorder import Recorder
-
 from useraudit.schema import UNASSIGNED_ACCOUNT
 
 from .conftest import ROOT, ship, spool_events
@@ -75,6 +75,7 @@ class AsgiClient:
 
 def _fastapi(rec: Recorder, **options: Any) -> Any:
     from fastapi import FastAPI
+
     from useraudit.middleware.fastapi import install
 
     app = FastAPI()
@@ -169,21 +170,24 @@ def test_record_outside_a_request_uses_fixed_account_or_callback(spool_dir: Path
         Recorder(spool_dir / "c", account="a", get_account=lambda: "b")
 
 
-def test_failing_account_callback_keeps_the_event(spool_dir: Path) -> None:
+def test_failing_account_callback_keeps_the_event(
+    spool_dir: Path, internal_errors: list[Exception]
+) -> None:
     """A get_account that raises loses no event: it is spooled without account (then filed
     under unassigned) and the error is logged and counted."""
     rec = Recorder(spool_dir, durability="sync", get_account=lambda: 1 / 0)
     assert rec.record("custom_role.created", user="cron") is not None
     (event,) = spool_events(spool_dir)
     assert "organization.id" not in event
-    assert len(recorder_mod._internal_errors) == 1
-    recorder_mod._internal_errors.clear()
+    assert len(internal_errors) == 1
+    internal_errors.clear()
     rec.close()
 
 
 def test_structlog_events_take_the_configured_account(spool_dir: Path) -> None:
     """An audit event routed from a structlog call gets the recorder's fixed account."""
     import structlog
+
     from useraudit.middleware.structlog import RouteAuditEvents
 
     rec = Recorder(spool_dir, durability="sync", account="acme")
@@ -248,6 +252,7 @@ def test_accountless_events_are_listed_and_admins_are_told(
     """Shipped into either store, an accountless event is in the unassigned account; every
     admin sees a notice saying so and how to fix it; an admin of that account can open it."""
     from support import CSRF_RE
+
     from useraudit.webapp.app import create_app
     from useraudit.webapp.users import UserStore
 

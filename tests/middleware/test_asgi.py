@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from useraudit.middleware import recorder as recorder_mod
+
 from useraudit.middleware.asgi import AuditMiddleware
 from useraudit.middleware.context import current
 from useraudit.middleware.recorder import Recorder
@@ -174,7 +174,9 @@ def test_installed_twice_captures_once(rec: Recorder) -> None:
     ]
 
 
-def test_fail_closed_sends_503_instead_of_the_app_response(spool_dir: Path) -> None:
+def test_fail_closed_sends_503_instead_of_the_app_response(
+    spool_dir: Path, internal_errors: list[Exception]
+) -> None:
     """A held event the spool refuses at http.response.start turns the response into 503."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
@@ -191,10 +193,10 @@ def test_fail_closed_sends_503_instead_of_the_app_response(spool_dir: Path) -> N
     finally:
         rec.close()
     assert sent[0]["status"] == 503 and b"secret" not in b"".join(m.get("body", b"") for m in sent)
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()
 
 
-def test_callback_errors_are_contained(rec: Recorder) -> None:
+def test_callback_errors_are_contained(rec: Recorder, internal_errors: list[Exception]) -> None:
     """A get_user that raises costs the user field, not the response."""
 
     def bad(scope: Any) -> Any:
@@ -202,11 +204,13 @@ def test_callback_errors_are_contained(rec: Recorder) -> None:
 
     sent = run(AuditMiddleware(simple_app(rec), recorder=rec, get_user=bad), http_scope())
     assert sent[0]["status"] == 200 and len(events(rec)) == 1
-    assert recorder_mod._internal_errors and isinstance(recorder_mod._internal_errors[0], KeyError)
-    recorder_mod._internal_errors.clear()
+    assert internal_errors and isinstance(internal_errors[0], KeyError)
+    internal_errors.clear()
 
 
-def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
+def test_our_own_setup_bug_serves_the_request_uncaptured(
+    rec: Recorder, internal_errors: list[Exception]
+) -> None:
     """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
     mw = AuditMiddleware(simple_app(rec), recorder=rec)
 
@@ -216,5 +220,5 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
     mw.context = broken  # type: ignore[method-assign]
     sent = run(mw, http_scope())
     assert sent[0]["status"] == 200
-    assert [type(e) for e in recorder_mod._internal_errors] == [ZeroDivisionError]
-    recorder_mod._internal_errors.clear()
+    assert [type(e) for e in internal_errors] == [ZeroDivisionError]
+    internal_errors.clear()

@@ -7,9 +7,9 @@ import types
 
 import pytest
 from click.testing import CliRunner
-from useraudit.middleware.rules import Rule, Rules
 
 from useraudit.cli import main
+from useraudit.middleware.rules import Rule, Rules
 
 
 def test_client_ip_command_follows_trusted_proxies() -> None:

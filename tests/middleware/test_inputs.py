@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from useraudit.indexer.enrich import Enricher
-from useraudit.middleware import recorder as recorder_mod
 from useraudit.middleware._common import clean_ip, client_ip, header_text
 from useraudit.middleware.asgi import AuditMiddleware as ASGIMiddleware
 from useraudit.middleware.recorder import Recorder
@@ -212,6 +212,7 @@ def test_any_input_gives_the_app_response_and_a_believable_ip(
     path: str,
     trusted: int,
     method: str,
+    internal_errors: list[Exception],
 ) -> None:
     """For any headers the response is unchanged; the IP is the peer or the trusted XFF entry."""
     environ = make_environ(
@@ -258,4 +259,4 @@ def test_any_input_gives_the_app_response_and_a_believable_ip(
             allowed.add(clean_ip(parts[-trusted]))
     assert ctx.client_ip in allowed
     assert len(ctx.request_id) <= 128 and "\n" not in ctx.request_id
-    assert not recorder_mod._internal_errors
+    assert not internal_errors

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from useraudit.middleware import recorder as recorder_mod
+
 from useraudit.middleware.recorder import Recorder
 
 from .conftest import spool_events
@@ -34,6 +34,7 @@ class User:
 def flask_app(rec: Recorder, **options: Any) -> Any:
     from flask import Flask
     from flask_login import LoginManager, login_user, logout_user
+
     from useraudit.middleware.flask import UserAudit
 
     users = {"u-1": User("u-1", "alice")}
@@ -78,7 +79,9 @@ def test_flask_extension_installs_once_and_records_sign_in_out(rec: Recorder) ->
     assert spool_events(rec.spool.directory)[0]["source.address"] == "198.51.100.4"
 
 
-def test_flask_fail_closed_view_error_is_503(spool_dir: Path) -> None:
+def test_flask_fail_closed_view_error_is_503(
+    spool_dir: Path, internal_errors: list[Exception]
+) -> None:
     """A fail-closed recorder that cannot spool inside a view answers 503, not Flask's 500."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
@@ -90,11 +93,12 @@ def test_flask_fail_closed_view_error_is_503(spool_dir: Path) -> None:
         resp.close()
     finally:
         rec.close()
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()
 
 
 def fastapi_app(rec: Recorder) -> Any:
     from fastapi import Depends, FastAPI, Header, HTTPException
+
     from useraudit.middleware.fastapi import ActingUser, audited, install
 
     app = FastAPI()
@@ -145,7 +149,7 @@ def test_fastapi_dependency_binds_the_jwt_user(rec: Recorder) -> None:
     )
 
 
-def test_fastapi_fail_closed_is_503(spool_dir: Path) -> None:
+def test_fastapi_fail_closed_is_503(spool_dir: Path, internal_errors: list[Exception]) -> None:
     """AuditError from a fail-closed recorder in an endpoint becomes 503."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
@@ -154,13 +158,14 @@ def test_fastapi_fail_closed_is_503(spool_dir: Path) -> None:
         assert call(fastapi_app(rec), "/strict").status_code == 503
     finally:
         rec.close()
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()
 
 
 def test_route_templates_are_bound_after_routing(rec: Recorder) -> None:
     """Flask's url_rule and FastAPI's route path land in RequestContext.route after routing."""
     from fastapi import FastAPI
     from flask import Flask
+
     from useraudit.middleware.context import current
     from useraudit.middleware.fastapi import install
     from useraudit.middleware.flask import UserAudit

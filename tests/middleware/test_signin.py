@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.signin import MAX_ATTEMPTED_NAME
 
@@ -51,6 +52,7 @@ def test_flask_login_success_failure_and_sign_out(rec: Recorder) -> None:
     sign_in_failed() the failure with the attempted name (cut) and the reason."""
     from flask import Flask, request
     from flask_login import LoginManager, login_user, logout_user
+
     from useraudit.middleware.flask import UserAudit, sign_in_failed
 
     users = {"alice": User("u-1", "alice")}
@@ -100,6 +102,7 @@ def test_fastapi_helpers_record_the_three_outcomes(rec: Recorder) -> None:
     integration: three events under the installed account."""
     from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel
+
     from useraudit.middleware.fastapi import install, sign_in_failed, signed_in, signed_out
 
     class Credentials(BaseModel):

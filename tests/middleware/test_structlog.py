@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+
 from useraudit.middleware.context import RequestContext, current
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.structlog import (
@@ -169,3 +171,42 @@ def test_processors_are_small_slotted_classes() -> None:
     """Settings live in __slots__, so a processor costs no per-instance dict."""
     for proc in (MergeAuditContext(), RouteAuditEvents(), MaskSecrets()):
         assert not hasattr(proc, "__dict__")
+
+
+class _Kept(Recorder):
+    """A real recorder that also keeps the keyword arguments each record() call got."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        super().__init__(spool_dir, durability="sync")
+        self.calls: list[dict[str, Any]] = []
+
+    def record(self, action: str, **kwargs: Any) -> str | None:  # type: ignore[override]
+        self.calls.append(kwargs)
+        return super().record(action, **kwargs)
+
+
+def test_every_record_argument_is_routed_as_an_argument(spool_dir: Path) -> None:
+    """Each keyword record() takes (but params) reaches it as that argument, not as a param:
+    the processor's list follows record()'s signature."""
+    import inspect
+
+    keywords = [
+        name
+        for name, p in inspect.signature(Recorder.record).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "params"
+    ]
+    assert {"outcome", "user", "project", "token_id", "comments", "event_id"} <= set(keywords)
+    rec = _Kept(spool_dir)
+    try:
+        route = RouteAuditEvents(rec)
+        event = {"event": "token.created", **{name: f"v-{name}" for name in keywords}}
+        event["timestamp"] = datetime(2026, 1, 2, tzinfo=UTC)
+        event["outcome"] = "failure"
+        event["colour"] = "blue"
+        route(None, "info", event)
+    finally:
+        rec.close()
+    (kwargs,) = rec.calls
+    assert set(kwargs) == {*keywords, "params"}
+    assert kwargs["params"] == {"colour": "blue"}
+    assert kwargs["outcome"] == "failure" and kwargs["project"] == "v-project"

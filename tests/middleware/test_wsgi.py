@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from useraudit.middleware import _common
-from useraudit.middleware import recorder as recorder_mod
+
+from useraudit.middleware import _common, _failsafe
 from useraudit.middleware.context import current
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.rules import Rule, Rules
@@ -278,24 +278,28 @@ def test_impersonation_is_on_every_event(rec: Recorder) -> None:
     assert all(e["audit.impersonator.name"] == "alice" and e["user.id"] == "bob" for e in got)
 
 
-def test_failing_callbacks_never_break_the_host(rec: Recorder) -> None:
+def test_failing_callbacks_never_break_the_host(
+    rec: Recorder, internal_errors: list[Exception]
+) -> None:
     """get_user/get_account raising: the response is the app's; the errors are counted."""
 
     def bad(_: Any) -> Any:
         raise RuntimeError("callback bug")
 
-    before = _common.stats.internal_errors
+    before = _failsafe.stats.internal_errors
     mw = AuditMiddleware(
         recording_app(rec), recorder=rec, get_user=bad, get_impersonator=bad, get_account=bad
     )
     assert Server().run(mw) == b"ok"
     assert len(events(rec)) == 1
-    assert _common.stats.internal_errors - before >= 3
-    assert all(isinstance(e, RuntimeError) for e in recorder_mod._internal_errors)
-    recorder_mod._internal_errors.clear()
+    assert _failsafe.stats.internal_errors - before >= 3
+    assert all(isinstance(e, RuntimeError) for e in internal_errors)
+    internal_errors.clear()
 
 
-def test_fail_closed_answers_503_when_a_callback_fails(rec: Recorder) -> None:
+def test_fail_closed_answers_503_when_a_callback_fails(
+    rec: Recorder, internal_errors: list[Exception]
+) -> None:
     """fail_closed turns a capture failure into 503 instead of an unaudited success."""
 
     def bad(_: Any) -> Any:
@@ -306,10 +310,12 @@ def test_fail_closed_answers_503_when_a_callback_fails(rec: Recorder) -> None:
         AuditMiddleware(recording_app(rec), recorder=rec, get_account=bad, fail_closed=True)
     )
     assert server.calls[0][0].startswith("503") and b"unavailable" in body
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()
 
 
-def test_fail_closed_recorder_that_cannot_spool_answers_503(spool_dir: Path) -> None:
+def test_fail_closed_recorder_that_cannot_spool_answers_503(
+    spool_dir: Path, internal_errors: list[Exception]
+) -> None:
     """A fail-closed recorder whose spool is full answers 503, not the app's 200."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
@@ -327,11 +333,12 @@ def test_fail_closed_recorder_that_cannot_spool_answers_503(spool_dir: Path) -> 
     finally:
         rec.close()
     assert rec.stats.rejected_full == 1
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()
 
 
 def test_held_event_that_cannot_be_spooled_fails_closed_before_the_response(
     spool_dir: Path,
+    internal_errors: list[Exception],
 ) -> None:
     """A held event is spooled at start_response; if that fails, the client gets 503."""
     rec = Recorder(
@@ -358,7 +365,7 @@ def test_held_event_that_cannot_be_spooled_fails_closed_before_the_response(
         assert closed == [True]
     finally:
         rec.close()
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()
 
 
 def test_request_body_is_never_read(rec: Recorder) -> None:
@@ -367,7 +374,9 @@ def test_request_body_is_never_read(rec: Recorder) -> None:
     assert Server().run(mw, REQUEST_METHOD="POST", CONTENT_LENGTH=str(1 << 30)) == b"ok"
 
 
-def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
+def test_our_own_setup_bug_serves_the_request_uncaptured(
+    rec: Recorder, internal_errors: list[Exception]
+) -> None:
     """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
     mw = AuditMiddleware(recording_app(rec), recorder=rec)
 
@@ -377,8 +386,8 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(rec: Recorder) -> None:
     mw.context = broken  # type: ignore[method-assign]
     server = Server()
     assert server.run(mw) == b"ok" and server.calls[0][0] == "200 OK"
-    assert [type(e) for e in recorder_mod._internal_errors] == [ZeroDivisionError]
-    recorder_mod._internal_errors.clear()
+    assert [type(e) for e in internal_errors] == [ZeroDivisionError]
+    internal_errors.clear()
 
 
 def test_content_length_body_records_before_its_last_chunk_leaves(rec: Recorder) -> None:
@@ -418,7 +427,9 @@ def test_user_is_not_loaded_for_requests_with_nothing_to_record(rec: Recorder) -
     assert calls == ["/tokens"] and events(rec)[0]["user.id"] == "u"
 
 
-def test_fail_open_middleware_over_fail_closed_recorder_keeps_the_response(spool_dir: Path) -> None:
+def test_fail_open_middleware_over_fail_closed_recorder_keeps_the_response(
+    spool_dir: Path, internal_errors: list[Exception]
+) -> None:
     """fail_closed=False on the middleware wins for its own rule events: the app's 200 goes out."""
     rec = Recorder(
         spool_dir, durability="sync", fail_closed=True, max_spool_bytes=10, full_policy="reject"
@@ -436,4 +447,4 @@ def test_fail_open_middleware_over_fail_closed_recorder_keeps_the_response(spool
     finally:
         rec.close()
     assert rec.stats.rejected_full == 1
-    recorder_mod._internal_errors.clear()
+    internal_errors.clear()

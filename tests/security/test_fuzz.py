@@ -21,16 +21,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from middleware.test_asgi import http_scope, run
 from middleware.test_wsgi import make_environ
+from werkzeug.datastructures import MultiDict
+
 from useraudit.indexer.enrich import _UNSAFE, Enricher
-from useraudit.indexer.spool import iter_all
-from useraudit.middleware import _common
+from useraudit.middleware import _failsafe
 from useraudit.middleware.asgi import AuditMiddleware as ASGIMiddleware
 from useraudit.middleware.context import current
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.wsgi import AuditMiddleware
-from useraudit.webapp.filters import MULTI, Filters
-from werkzeug.datastructures import MultiDict
-
+from useraudit.spool import iter_all
 from useraudit.store.query import (
     Query,
     QueryError,
@@ -39,6 +38,7 @@ from useraudit.store.query import (
     to_fts5,
     to_simple_query_string,
 )
+from useraudit.webapp.filters import MULTI, Filters
 
 from .conftest import make_app, signed_in
 
@@ -142,7 +142,7 @@ HEADER_BYTES = st.binary(max_size=300)
 def test_wsgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Recorder) -> None:
     """Any bytes in any header, any path and method: the app's own status
     and body, no internal error."""
-    before = _common.stats.internal_errors
+    before = _failsafe.stats.internal_errors
 
     @FUZZ
     @given(
@@ -199,7 +199,7 @@ def test_wsgi_middleware_with_arbitrary_header_bytes_paths_and_methods(rec: Reco
         assert calls[0][0] == status and seen[0] is not None
 
     check()
-    assert _common.stats.internal_errors == before
+    assert _failsafe.stats.internal_errors == before
     assert rec.stats.errors == 0
 
 

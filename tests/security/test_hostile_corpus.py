@@ -34,16 +34,16 @@ import corpus
 from corpus import HEADER_TARGETS, Case, as_str, as_wsgi
 from flask import Flask, request
 from openpyxl import load_workbook
+
 from useraudit.indexer.deadletter import DeadLetters
 from useraudit.indexer.enrich import _UNSAFE
 from useraudit.indexer.shipper import Indexer
-from useraudit.middleware import _common
+from useraudit.middleware import _failsafe
 from useraudit.middleware import context as audit_context
 from useraudit.middleware.recorder import Recorder, new_event_id
 from useraudit.middleware.wsgi import AuditMiddleware
-from useraudit.webapp.filters import MULTI
-
 from useraudit.schema import FIELD_BY_NAME
+from useraudit.webapp.filters import MULTI
 
 from .conftest import make_app, signed_in
 
@@ -163,7 +163,7 @@ def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
     cases = corpus.load()
     spool = tmp_path / "spool"
     rec = Recorder(spool, durability="batch")
-    internal_before = _common.stats.internal_errors
+    internal_before = _failsafe.stats.internal_errors
     expected: dict[tuple[str, str], str] = {}  # (path, case id) -> event id
     raw_inputs: dict[tuple[str, str], bytes] = {}
     client = host_app(rec).test_client()
@@ -183,7 +183,7 @@ def test_every_hostile_input_is_stored_or_dead_lettered_and_nothing_breaks(
         expected[("direct", case.id)] = eid
     rec.close()
     assert rec.stats.errors == 0 and rec.stats.recorded == len(expected) - len(raw_inputs)
-    assert _common.stats.internal_errors == internal_before, "the middleware swallowed an error"
+    assert _failsafe.stats.internal_errors == internal_before, "the middleware swallowed an error"
     captured = time.monotonic()
 
     with Indexer(spool, os_store) as ix:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
+
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware.masking import MASK, Masker, is_secret_key_name
 from useraudit.middleware.recorder import Recorder, new_event_id

@@ -27,10 +27,11 @@ import pytest
 from flask import Flask, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.serving import make_server
+
 from useraudit.middleware.masking import MASK, Masker
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.wsgi import AuditMiddleware
-from werkzeug.serving import make_server
 
 MIB = 1 << 20
 BUDGET = 0.050

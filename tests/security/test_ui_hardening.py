@@ -23,7 +23,7 @@ from .conftest import PASSWORD, csrf_token, login, make_app, signed_in
 def _events(spool: Any) -> list[dict[str, Any]]:
     import json
 
-    from useraudit.indexer.spool import iter_all
+    from useraudit.spool import iter_all
 
     spool.flush()
     return [json.loads(p) for p in iter_all(spool.spool.directory)]

@@ -13,10 +13,10 @@ from support.kafka import KafkaBroker
 from support.receivers import WebhookReceiver
 from support.rsyslog import Rsyslog
 from support.tls import Certificates, make_certificates
+
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.sinks.outbox import ConfiguredSink, SinksStage
 from useraudit.middleware.recorder import Recorder
-
 from useraudit.store.sqlite import SQLiteStore
 
 SECRET = b"test-secret-0123456789abcdef"

@@ -24,15 +24,15 @@ from pathlib import Path
 from support.receivers import WebhookReceiver
 from support.rsyslog import Rsyslog
 from support.tls import Certificates
+
 from useraudit.indexer.sinks.base import Sink
 from useraudit.indexer.sinks.files import FileSink
 from useraudit.indexer.sinks.kafka import KafkaSink
 from useraudit.indexer.sinks.outbox import ConfiguredSink, SinkSettings
 from useraudit.indexer.sinks.syslog import SyslogSink
 from useraudit.indexer.sinks.webhook import WebhookSink
-from useraudit.indexer.spool import SpoolReader
 from useraudit.middleware.recorder import Recorder
-
+from useraudit.spool import SpoolReader
 from useraudit.store.query import Query
 from useraudit.store.sqlite import SQLiteStore
 

@@ -10,15 +10,15 @@ import pytest
 from click.testing import CliRunner
 from support.receivers import WebhookReceiver
 from support.tls import Certificates
+
+from useraudit.cli import main as cli
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.sinks.base import EventFilter
 from useraudit.indexer.sinks.config import SinkConfigError, load_sinks
 from useraudit.indexer.sinks.files import FileSink
 from useraudit.indexer.sinks.outbox import ConfiguredSink, SinkSettings, SinksStage
 from useraudit.indexer.sinks.webhook import WebhookSink
-from useraudit.indexer.spool import SpoolReader
-
-from useraudit.cli import main as cli
+from useraudit.spool import SpoolReader
 from useraudit.store.query import Query
 from useraudit.store.sqlite import SQLiteStore
 

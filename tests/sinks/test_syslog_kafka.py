@@ -9,12 +9,12 @@ from pathlib import Path
 
 from support.rsyslog import Rsyslog
 from support.tls import Certificates
+
 from useraudit.indexer.shipper import Indexer
 from useraudit.indexer.sinks.base import Event
 from useraudit.indexer.sinks.kafka import KafkaSink
 from useraudit.indexer.sinks.outbox import ConfiguredSink, SinkSettings, SinksStage
 from useraudit.indexer.sinks.syslog import SyslogSink, format_message, octet_frame
-
 from useraudit.store.sqlite import SQLiteStore
 
 from .conftest import consume, record_events

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from useraudit.indexer.enrich import Enricher
 
+from useraudit.indexer.enrich import Enricher
 from useraudit.store.base import Store
 
 ACCOUNT = "acme"

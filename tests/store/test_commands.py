@@ -1,11 +1,13 @@
-"""``useraudit prune`` and ``useraudit migrate`` on real stores (SQLite
+"""``useraudit retention``, ``prune`` and ``migrate`` on real stores (SQLite
 files, the OpenSearch node)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -134,3 +136,56 @@ def test_migrate_refuses_same_store(sqlite_seeded: SQLiteStore) -> None:
     """Copying a store onto itself is refused."""
     code, out = run("migrate", "--from", sqlite_seeded.url, "--to", sqlite_seeded.url)
     assert code == 1 and "same store" in out
+
+
+def test_retention_apply_on_sqlite_deletes_past_delete_after(sqlite_seeded: SQLiteStore) -> None:
+    """`retention apply` is one command for both stores: on SQLite it deletes what
+    --delete-after has expired (after a dry run that only counts)."""
+    # A whole number of days whose cutoff falls between a05 (Jan 9) and a06 (Jan 10).
+    delete_after = math.ceil(days_since("2026-01-10T09:00:00Z"))
+    args = ["retention", "apply", "--store", sqlite_seeded.url, "--delete-after", str(delete_after)]
+    code, out = run(*args, "--dry-run")
+    assert code == 0, out
+    assert "would delete 10 events" in out
+    assert sqlite_seeded.count(Query(ACCOUNT)) == len(DATASET)
+    code, out = run(*args, "--batch", "3")
+    assert code == 0, out
+    assert "Deleted 10 events" in out
+    assert sqlite_seeded.count(Query(ACCOUNT)) == len(DATASET) - 5
+
+
+def test_retention_has_one_set_of_defaults() -> None:
+    """`templates install` (ISM) and `retention apply` offer the same options and defaults,
+    the ones in useraudit.config."""
+    from useraudit import config
+    from useraudit.index_templates.commands import install
+    from useraudit.store.retention import DEFAULT
+    from useraudit.store_commands import apply
+
+    def defaults(command: click.Command) -> dict[str, object]:
+        wanted = ("warm_after", "delete_after")
+        return {p.name: p.default for p in command.params if p.name in wanted}
+
+    expected = {
+        "warm_after": config.DEFAULT_WARM_AFTER_DAYS,
+        "delete_after": config.DEFAULT_DELETE_AFTER_DAYS,
+    }
+    assert defaults(install) == defaults(apply) == expected
+    assert (DEFAULT.warm_after, DEFAULT.delete_after) == tuple(expected.values())
+
+
+def test_retention_refuses_warm_after_not_before_delete_after(sqlite_seeded: SQLiteStore) -> None:
+    """An impossible policy is a one-line error, and nothing is deleted."""
+    code, out = run(
+        "retention",
+        "apply",
+        "--store",
+        sqlite_seeded.url,
+        "--warm-after",
+        "400",
+        "--delete-after",
+        "365",
+    )
+    assert code == 1
+    assert "warm_after must be shorter than delete_after" in out
+    assert sqlite_seeded.count(Query(ACCOUNT)) == len(DATASET)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from useraudit.catalog import CATALOG
-from useraudit.store import sqlite as sqlite_module
 from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.query import Query, SearchRequest
 from useraudit.store.sqlite import SQLiteStore
+from useraudit.store.sqlite import search as sqlite_search
 
 from .conftest import CHROME, FIREFOX, IPHONE, write_all
 
@@ -137,7 +137,7 @@ def random_query(rnd: random.Random) -> Query:
 @pytest.mark.parametrize(
     "fts_drive_limit",
     [
-        pytest.param(sqlite_module.FTS_DRIVE_LIMIT, id="text-drives-by-rowid"),
+        pytest.param(sqlite_search.FTS_DRIVE_LIMIT, id="text-drives-by-rowid"),
         pytest.param(0, id="text-scans-events_hot"),
     ],
 )
@@ -150,7 +150,7 @@ def test_random_queries_agree(
 ) -> None:
     """150 random queries over 3,000 random events give identical totals, pages, cursors and facets
     on both backends, through either SQLite plan for text."""
-    monkeypatch.setattr(sqlite_module, "FTS_DRIVE_LIMIT", fts_drive_limit)
+    monkeypatch.setattr(sqlite_search, "FTS_DRIVE_LIMIT", fts_drive_limit)
     rnd = random.Random(20261127)
     docs = [enricher(e) for e in generate(rnd, 3000)]
     sqlite = SQLiteStore(f"sqlite:///{tmp_path / 'diff.db'}")

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from useraudit.indexer.enrich import Enricher
 
+from useraudit.indexer.enrich import Enricher
 from useraudit.integrity.canonical import canonical, event_hash, project
 from useraudit.store.base import Store
 from useraudit.store.ledger import Ledger, ledger_for

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from support.secure_front import SecureFront
 from support.tls import Certificates, make_certificates
+
 from useraudit.indexer.enrich import Enricher
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware.recorder import Recorder
-
 from useraudit.store.base import StoreRefused
 from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.query import Query, SearchRequest

@@ -26,12 +26,12 @@ from pathlib import Path
 import httpx
 import pytest
 from support import CSRF_RE, free_port
+
 from useraudit.indexer.enrich import Enricher
 from useraudit.middleware.recorder import Recorder, new_event_id
-from useraudit.webapp.users import UserStore
-
 from useraudit.store.query import Query
 from useraudit.store.sqlite import SQLiteStore
+from useraudit.webapp.users import UserStore
 
 PASSWORD = "correct horse battery"
 ACCOUNT = "acme"

@@ -91,7 +91,7 @@ def _special_docs(now: datetime) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def seeded_store(opensearch_url: str) -> Iterator[Any]:
     """A real OpenSearch index (unique prefix) holding sample events of acme and globex."""
-    from useraudit.webapp.sample import seed_store
+    from support.sample import seed_store
 
     from useraudit.store.opensearch import OpenSearchStore
 
@@ -133,9 +133,8 @@ def audit_spool(tmp_path: Path) -> Callable[[], list[dict[str, Any]]]:
     """Point useraudit.record() at a fresh spool; returns a reader of what was recorded."""
     import json
 
-    from useraudit.indexer.spool import iter_all
-
     import useraudit
+    from useraudit.spool import iter_all
 
     spool = tmp_path / "spool"
     recorder = useraudit.configure(spool_dir=spool, durability="sync")

@@ -302,6 +302,7 @@ def test_filters_round_trip_through_the_url(alice: Any) -> None:
 def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: Any) -> None:
     """Mounted under /audit in a host app, the UI works and the host's own routes are untouched."""
     from flask import Flask
+
     from useraudit.webapp.app import mount
 
     from .conftest import CSRF_RE, PASSWORD
@@ -336,6 +337,7 @@ def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: 
 def test_fast_escape_says_what_markupsafe_says(value: str) -> None:
     """The rows and facets are escaped by actions._e: same output as Jinja's autoescape."""
     from markupsafe import escape
+
     from useraudit.webapp.actions import _e
 
     assert _e(value) == str(escape(value))

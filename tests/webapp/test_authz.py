@@ -123,6 +123,7 @@ def test_export_is_scoped_to_the_account(as_user: Any, seeded_store: Any) -> Non
     import io
 
     from openpyxl import load_workbook
+
     from useraudit.webapp.export_columns import EXPORT_COLUMNS
 
     response = as_user("bob").get("/a/acme/actions.xlsx?period=30d&q=renamed")

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
+
+from useraudit.store import Query
 from useraudit.webapp.columns import parse_ts
 from useraudit.webapp.export_columns import EXPORT_COLUMNS
 from useraudit.webapp.workbook import neutralise
-
-from useraudit.store import Query
 
 from .conftest import FORMULAS, make_app
 
@@ -235,9 +235,8 @@ def test_prefetch_keeps_order_and_releases_the_source_early() -> None:
 
 def test_prefetch_reraises_store_errors() -> None:
     """A store failure in the middle of an export reaches the response side."""
-    from useraudit.webapp.export import prefetch
-
     from useraudit.store import StoreUnavailable
+    from useraudit.webapp.export import prefetch
 
     def source() -> Any:
         yield {"i": 0}
@@ -285,9 +284,8 @@ def test_big_exports_written_by_a_child_process_are_the_same_file(
 
 def test_workbook_process_reports_its_failures_and_is_reaped() -> None:
     """A failing row source or a failing child ends the download with an error, no child left."""
-    from useraudit.webapp import workbook_process
-
     from useraudit.store import StoreUnavailable
+    from useraudit.webapp import workbook_process
 
     def rows() -> Any:
         yield ["a"] * len(LABELS)

@@ -10,13 +10,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from useraudit.schema import nest
+from useraudit.store import Query
 from useraudit.webapp.columns import parse_ts
 from useraudit.webapp.csvfile import csv_chunks, neutralise_csv
 from useraudit.webapp.export_columns import EXPORT_COLUMNS
 from useraudit.webapp.ndjson import NdjsonWriter
-
-from useraudit.schema import nest
-from useraudit.store import Query
 
 from .conftest import FORMULAS
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
-from useraudit.webapp.filters import Filters
 from werkzeug.datastructures import MultiDict
 
 from useraudit.store import QueryError
+from useraudit.webapp.filters import Filters
 
 
 def test_a_comma_is_part_of_the_value() -> None:

@@ -14,13 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from support import CSRF_RE
-from useraudit.indexer.enrich import Enricher
-from useraudit.webapp.filters import Filters
 from werkzeug.datastructures import MultiDict
 
 from useraudit.detect import DetectionEngine
+from useraudit.indexer.enrich import Enricher
 from useraudit.store import SearchRequest
 from useraudit.store.alerts import detection_store
+from useraudit.webapp.filters import Filters
 
 from .conftest import login, make_app
 

@@ -1,0 +1,256 @@
+"""The detection engine: an indexer stage that runs every rule once per stored event.
+
+Per batch the indexer hands over (``delivered``, after the store
+acknowledged the events and before the spool position moves):
+
+1. the events some enabled rule looks at, per account, in time order;
+2. the state keys those rules name, loaded in one store round trip;
+3. each rule evaluated on each event, reading and adding state;
+4. the findings turned into alerts with stable ids (rule, account, subject,
+   window) and upserted: **alerts first**, so a crash before the state is
+   saved replays the batch against the same state and finds the same
+   alerts, which merge into the stored ones instead of doubling;
+5. the changed state saved compare-and-set; where another indexer saved a
+   key meanwhile, the two values are merged (a union) and saved again.
+
+A rule that raises is logged and counted (``rule_errors``) and the other
+rules still run. A store that cannot be reached raises
+:class:`~useraudit.store.base.StoreUnavailable` out of ``delivered``, and
+the indexer holds the batch and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from useraudit.stages import Stage
+from useraudit.store.alerts import Alert, DetectionStore, alert_id, merge_alert
+from useraudit.store.base import StoreUnavailable
+
+from .rules import BUILTIN_RULES, Finding, Rule, ts_ms
+from .settings import DetectionSettings
+from .state import StateView, bound, merge_values
+
+log = logging.getLogger("useraudit.detect")
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
+ACCOUNT_SETTINGS = ("admin_roles", "working_hours")
+
+
+@dataclass
+class DetectStats:
+    examined: int = 0
+    findings: int = 0
+    alerts_created: int = 0
+    alerts_updated: int = 0
+    state_conflicts: int = 0
+    rule_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class DetectionEngine(Stage):
+    """Runs rules on delivered events; an indexer :class:`~useraudit.stages.Stage`.
+
+    Args:
+        store: where alerts and state live (:func:`useraudit.store.alerts.detection_store`).
+        rules: the built-in rules by default; host apps add theirs.
+        settings: per-account switches and thresholds.
+        geo: which GeoIP levels enrichment provides: ``set()`` (no database),
+            ``{"country"}``, or ``{"country", "city"}``. Rules that need a
+            level not provided are off, and :meth:`status` says why.
+        on_alert: called with every alert created or updated (after it is
+            stored), e.g. to wake the notifier.
+    """
+
+    name = "detect"
+
+    def __init__(
+        self,
+        store: DetectionStore,
+        rules: Sequence[Rule] = BUILTIN_RULES,
+        settings: DetectionSettings | None = None,
+        *,
+        geo: Iterable[str] = (),
+        on_alert: Any = None,
+    ) -> None:
+        names = [r.name for r in rules]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates or not all(names):
+            raise ValueError(f"rule names must be unique and non-empty: {sorted(duplicates)}")
+        self.store = store
+        self.rules = list(rules)
+        self.settings = settings or DetectionSettings()
+        self.settings.check({r.name: r.defaults for r in self.rules})
+        self.geo = set(geo)
+        self.on_alert = on_alert
+        self.stats = DetectStats()
+        self._params: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.by_action: dict[str, list[Rule]] = {}
+        self.any_action: list[Rule] = []
+        for rule in self.rules:
+            if rule.needs_geo and rule.needs_geo not in self.geo:
+                continue
+            if rule.actions is None:
+                self.any_action.append(rule)
+            else:
+                for action in rule.actions:
+                    self.by_action.setdefault(action, []).append(rule)
+
+    # -- what is on ------------------------------------------------------------------
+
+    def params(self, account: str, rule: Rule) -> dict[str, Any]:
+        cached = self._params.get((account, rule.name))
+        if cached is None:
+            cached = self.settings.rule_params(account, rule.name, rule.defaults)
+            rule_level = (self.settings.account(account).get("rules") or {}).get(rule.name) or {}
+            for name in ACCOUNT_SETTINGS:
+                value = self.settings.value(account, name)
+                if value is not None and name not in rule_level:
+                    cached[name] = value
+            self._params[(account, rule.name)] = cached
+        return cached
+
+    def status(self, account: str) -> list[dict[str, Any]]:
+        """Each rule: on or off for the account, and why, with its parameters."""
+        out = []
+        for rule in self.rules:
+            params = self.params(account, rule)
+            if rule.needs_geo and rule.needs_geo not in self.geo:
+                state, why = "off", f"needs a GeoIP {rule.needs_geo} database (none configured)"
+            elif not params.get("enabled", True):
+                state, why = "off", "disabled in the settings"
+            else:
+                state, why = "on", ""
+            out.append(
+                {
+                    "rule": rule.name,
+                    "title": rule.title,
+                    "severity": rule.severity,
+                    "state": state,
+                    "why": why,
+                    "params": {k: v for k, v in params.items() if k != "enabled"},
+                }
+            )
+        return out
+
+    def _rules_for(self, event: dict) -> list[tuple[Rule, dict[str, Any]]]:
+        candidates = self.by_action.get(str(event.get("event.action")), ())
+        account = str(event.get("organization.id") or "")
+        out = []
+        for rule in (*candidates, *self.any_action):
+            params = self.params(account, rule)
+            if params.get("enabled", True):
+                try:
+                    if rule.wants(event, params):
+                        out.append((rule, params))
+                except Exception:  # noqa: BLE001 - a host rule's bug must not stop detection
+                    self.stats.rule_errors += 1
+                    log.exception(
+                        "detect: rule %s failed on event %s", rule.name, event.get("event.id")
+                    )
+        return out
+
+    # -- the stage ---------------------------------------------------------------------
+
+    def prepare(self, doc: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def delivered(self, docs: Sequence[dict], results: Sequence[object] = ()) -> None:
+        with self._lock:
+            self._run(docs)
+
+    def _run(self, docs: Sequence[dict]) -> None:
+        work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
+        for doc in docs:
+            if not doc.get("organization.id"):
+                continue
+            rules = self._rules_for(doc)
+            if rules:
+                work.append((doc, rules))
+        if not work:
+            return
+        work.sort(key=lambda w: (str(w[0]["@timestamp"]), str(w[0]["event.id"])))
+        keys: dict[tuple[str, str], None] = {}
+        for doc, rules in work:
+            account = str(doc["organization.id"])
+            for rule, params in rules:
+                for key in rule.keys(doc, params):
+                    keys[(account, key)] = None
+        loaded = self.store.load_state(list(keys))
+        values = {k: v for k, (v, _version) in loaded.items()}
+        views: dict[str, StateView] = {}
+        alerts: dict[str, Alert] = {}
+        for doc, rules in work:
+            account = str(doc["organization.id"])
+            view = views.setdefault(account, StateView(account, values))
+            self.stats.examined += 1
+            for rule, params in rules:
+                try:
+                    findings = rule.evaluate(doc, view, params)
+                except Exception:  # noqa: BLE001 - a host rule's bug must not stop detection
+                    self.stats.rule_errors += 1
+                    log.exception(
+                        "detect: rule %s failed on event %s", rule.name, doc.get("event.id")
+                    )
+                    continue
+                for finding in findings:
+                    self.stats.findings += 1
+                    alert = self._alert(account, rule, params, doc, finding)
+                    known = alerts.get(alert.id)
+                    alerts[alert.id] = merge_alert(known, alert)[0] if known else alert
+        if alerts:
+            results = self.store.upsert(list(alerts.values()))
+            self.stats.alerts_created += results.count("created")
+            self.stats.alerts_updated += results.count("updated")
+            if self.on_alert is not None and any(r != "unchanged" for r in results):
+                self.on_alert()
+        dirty = {k for view in views.values() for k in view.dirty}
+        self._save({k: bound(values[k]) for k in dirty}, {k: loaded[k][1] for k in dirty})
+
+    def _save(
+        self, values: dict[tuple[str, str], dict], versions: dict[tuple[str, str], Any]
+    ) -> None:
+        for _attempt in range(20):
+            items = [(a, k, values[(a, k)], versions[(a, k)]) for a, k in values]
+            conflicts = self.store.save_state(items)
+            if not conflicts:
+                return
+            self.stats.state_conflicts += len(conflicts)
+            fresh = self.store.load_state(conflicts)
+            values = {k: merge_values(fresh[k][0], values[k]) for k in conflicts}
+            versions = {k: fresh[k][1] for k in conflicts}
+        raise StoreUnavailable("detection state kept changing under this indexer; retrying")
+
+    def _alert(
+        self, account: str, rule: Rule, params: Mapping[str, Any], doc: dict, finding: Finding
+    ) -> Alert:
+        ts = ts_ms(doc)
+        window_s = int(finding.window_s or params.get("dedup_s") or 3600)
+        window = ts // (window_s * 1000)
+        when = datetime.fromtimestamp(ts / 1000, UTC)
+        iso = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        details = {**finding.details, "window_s": window_s}
+        return Alert(
+            id=alert_id(account, rule.name, finding.subject, window),
+            account=account,
+            rule=rule.name,
+            severity=finding.severity or rule.severity,
+            subject=finding.subject,
+            title=finding.title or rule.title,
+            first_seen=iso,
+            last_seen=iso,
+            event_ids=list(dict.fromkeys(finding.event_ids)),
+            user_id=finding.user_id,
+            details=details,
+        )

@@ -1,0 +1,326 @@
+"""Alerts and detection state on OpenSearch: two indices with their own template.
+
+* ``<prefix>-alerts``: one document per alert, ``_id`` = the alert id.
+  ``upsert`` is a bulk of scripted upserts (``retry_on_conflict``), so two
+  indexers merging into one alert serialise on the document and neither
+  loses the other's events; a replay that adds no event id is a ``noop``.
+* ``<prefix>-detect-state``: one document per (account, key), value kept
+  unindexed (``enabled: false``: rule state never grows the mapping). Reads
+  are realtime ``mget``s; writes carry ``if_seq_no``/``if_primary_term``
+  (or ``create`` for a new key), so a save over someone else's is refused
+  with 409 and reported as a conflict.
+
+Both are installed by the template ``<prefix>-alerts`` (pattern
+``<prefix>-alerts*`` and ``<prefix>-detect-state*``), one shard each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy import exceptions as os_exc
+
+from ..alerts import (
+    MAX_EVENT_IDS,
+    NEW,
+    Alert,
+    DetectionStore,
+    UpsertResult,
+    check_status,
+    status_change,
+)
+from ..base import StoreError, StoreUnavailable
+from .errors import store_error
+
+TEMPLATE_VERSION = 1
+
+# Merges one incoming alert into the stored one, as alerts.merge_alert does.
+_UPSERT = """
+def s = ctx._source;
+def a = params.alert;
+if (s.id == null) { for (e in a.entrySet()) { s[e.getKey()] = e.getValue(); } return; }
+int added = 0;
+for (def i : a.event_ids) {
+  if (!s.event_ids.contains(i)) {
+    added++;
+    if (s.event_ids.size() < params.cap) { s.event_ids.add(i); }
+  }
+}
+if (added == 0) { ctx.op = 'none'; return; }
+s.count += added;
+if (a.first_seen.compareTo(s.first_seen) < 0) { s.first_seen = a.first_seen; }
+if (a.last_seen.compareTo(s.last_seen) > 0) { s.last_seen = a.last_seen; }
+if (s.status == 'resolved') {
+  s.status = 'open';
+  s.history.add(['status': 'open', 'by': 'detection', 'at': a.last_seen]);
+}
+"""
+
+
+def _template(prefix: str) -> dict[str, Any]:
+    return {
+        "index_patterns": [f"{prefix}-alerts*", f"{prefix}-detect-state*"],
+        "version": TEMPLATE_VERSION,
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+            "mappings": {
+                "dynamic": "false",
+                "properties": {
+                    "id": {"type": "keyword"},
+                    "account": {"type": "keyword"},
+                    "rule": {"type": "keyword"},
+                    "severity": {"type": "keyword"},
+                    "subject": {"type": "keyword"},
+                    "user_id": {"type": "keyword"},
+                    "title": {"type": "text"},
+                    "status": {"type": "keyword"},
+                    "status_by": {"type": "keyword"},
+                    "status_at": {"type": "date"},
+                    "first_seen": {"type": "date"},
+                    "last_seen": {"type": "date"},
+                    "count": {"type": "long"},
+                    "event_ids": {"type": "keyword"},
+                    "notified": {"type": "boolean"},
+                    "details": {"type": "object", "enabled": False},
+                    "history": {"type": "object", "enabled": False},
+                    "key": {"type": "keyword"},
+                    "value": {"type": "object", "enabled": False},
+                },
+            },
+        },
+    }
+
+
+def _state_id(account: str, key: str) -> str:
+    return hashlib.sha256(f"{account}\x1f{key}".encode()).hexdigest()[:40]
+
+
+class OpenSearchDetectionStore(DetectionStore):
+    def __init__(self, client: OpenSearch, prefix: str, url: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.url = url
+        self.alerts_index = f"{prefix}-alerts"
+        self.state_index = f"{prefix}-detect-state"
+
+    def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except os_exc.TransportError as exc:
+            raise store_error(self.url, exc, doing) from exc
+
+    def install(self) -> list[str]:
+        name = f"{self.prefix}-alerts"
+        self._call(
+            "installing the alerts template",
+            self.client.indices.put_index_template,
+            name=name,
+            body=_template(self.prefix),
+        )
+        for index in (self.alerts_index, self.state_index):
+            try:
+                self.client.indices.create(index=index)
+            except os_exc.RequestError as exc:
+                if "resource_already_exists" not in str(exc):
+                    raise store_error(self.url, exc, f"creating {index}") from exc
+            except os_exc.TransportError as exc:
+                raise store_error(self.url, exc, f"creating {index}") from exc
+        # Searches on an index whose shard has not started answer 503.
+        self._call(
+            "waiting for the alerts indices",
+            self.client.cluster.health,
+            index=f"{self.alerts_index},{self.state_index}",
+            wait_for_status="yellow",
+        )
+        return [f"alerts template {name} installed (version {TEMPLATE_VERSION})"]
+
+    def uninstall(self) -> None:
+        """Delete both indices and the template (tests, operators)."""
+        self.client.indices.delete(
+            index=f"{self.alerts_index},{self.state_index}", ignore_unavailable=True
+        )
+        try:
+            self.client.indices.delete_index_template(name=f"{self.prefix}-alerts")
+        except os_exc.NotFoundError:
+            pass
+
+    # -- alerts ------------------------------------------------------------------
+
+    def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
+        if not alerts:
+            return []
+        body: list[dict[str, Any]] = []
+        for alert in alerts:
+            body.append(
+                {"update": {"_index": self.alerts_index, "_id": alert.id, "retry_on_conflict": 10}}
+            )
+            body.append(
+                {
+                    "scripted_upsert": True,
+                    "upsert": {},
+                    "script": {
+                        "source": _UPSERT,
+                        "lang": "painless",
+                        "params": {"alert": alert.as_dict(), "cap": MAX_EVENT_IDS},
+                    },
+                }
+            )
+        response = self._call("the alerts bulk request", self.client.bulk, body=body)
+        results: list[UpsertResult] = []
+        for item in response.get("items", []):
+            info = item["update"]
+            status = info.get("status", 500)
+            if status == 429 or status >= 500:
+                raise StoreUnavailable(f"alerts upsert answered {status}: {info.get('error')}")
+            if status >= 300:
+                raise StoreError(f"alerts upsert refused ({status}): {info.get('error')}")
+            result = info.get("result")
+            results.append(
+                "created"
+                if result == "created"
+                else "updated"
+                if result == "updated"
+                else "unchanged"
+            )
+        if len(results) != len(alerts):
+            raise StoreUnavailable(f"alerts bulk answered {len(results)} of {len(alerts)} items")
+        return results
+
+    def get(self, account: str, alert_id: str) -> Alert | None:
+        try:
+            doc = self.client.get(index=self.alerts_index, id=alert_id)
+        except os_exc.NotFoundError:
+            return None
+        except os_exc.TransportError as exc:
+            raise store_error(self.url, exc, "reading an alert") from exc
+        alert = Alert.from_dict(doc["_source"])
+        return alert if alert.account == account else None
+
+    def _search(self, query: dict, sort: list, limit: int) -> list[Alert]:
+        resp = self._call(
+            "the alerts search",
+            self.client.search,
+            index=self.alerts_index,
+            body={"query": query, "sort": sort, "size": limit},
+            ignore_unavailable=True,  # not installed yet: no alerts
+        )
+        return [Alert.from_dict(h["_source"]) for h in resp["hits"]["hits"]]
+
+    def list_alerts(
+        self, account: str, statuses: Sequence[str] = (), limit: int = 500
+    ) -> list[Alert]:
+        filters: list[dict] = [{"term": {"account": account}}]
+        if statuses:
+            filters.append({"terms": {"status": list(statuses)}})
+        return self._search(
+            {"bool": {"filter": filters}}, [{"last_seen": "desc"}, {"id": "asc"}], limit
+        )
+
+    def set_status(self, account: str, alert_id: str, status: str, by: str, at: str) -> Alert:
+        check_status(status)
+        for _attempt in range(10):
+            try:
+                doc = self.client.get(index=self.alerts_index, id=alert_id)
+            except os_exc.NotFoundError:
+                raise KeyError(alert_id) from None
+            except os_exc.TransportError as exc:
+                raise store_error(self.url, exc, "reading an alert") from exc
+            alert = Alert.from_dict(doc["_source"])
+            if alert.account != account:
+                raise KeyError(alert_id)
+            changed = status_change(alert, status, by, at)
+            try:
+                self.client.index(
+                    index=self.alerts_index,
+                    id=alert_id,
+                    body=changed.as_dict(),
+                    if_seq_no=doc["_seq_no"],
+                    if_primary_term=doc["_primary_term"],
+                    refresh="wait_for",
+                )
+                return changed
+            except os_exc.ConflictError:
+                continue  # the indexer merged events meanwhile: apply to the new version
+            except os_exc.TransportError as exc:
+                raise store_error(self.url, exc, "changing an alert") from exc
+        raise StoreUnavailable(f"alert {alert_id} kept changing; try again")
+
+    def pending_notifications(self, limit: int = 100) -> list[Alert]:
+        return self._search(
+            {"bool": {"filter": [{"term": {"notified": False}}]}},
+            [{"last_seen": "asc"}, {"id": "asc"}],
+            limit,
+        )
+
+    def mark_notified(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
+            return
+        body: list[dict] = []
+        for alert in alerts:
+            body.append(
+                {"update": {"_index": self.alerts_index, "_id": alert.id, "retry_on_conflict": 10}}
+            )
+            body.append({"doc": {"notified": True}})
+        self._call("marking alerts notified", self.client.bulk, body=body, refresh="wait_for")
+
+    # -- state -----------------------------------------------------------------------
+
+    def load_state(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[dict, Any]]:
+        out: dict[tuple[str, str], tuple[dict, Any]] = {k: ({}, NEW) for k in keys}
+        if not keys:
+            return out
+        by_id = {_state_id(a, k): (a, k) for a, k in keys}
+        resp = self._call(
+            "reading detection state",
+            self.client.mget,
+            index=self.state_index,
+            body={"ids": list(by_id)},
+            realtime=True,
+        )
+        for doc in resp["docs"]:
+            if doc.get("found"):
+                pair = by_id[doc["_id"]]
+                out[pair] = (
+                    doc["_source"].get("value") or {},
+                    (doc["_seq_no"], doc["_primary_term"]),
+                )
+        return out
+
+    def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
+        if not items:
+            return []
+        body: list[dict] = []
+        for account, key, value, version in items:
+            meta: dict[str, Any] = {"_index": self.state_index, "_id": _state_id(account, key)}
+            if version == NEW:
+                body.append({"create": meta})
+            else:
+                meta["if_seq_no"], meta["if_primary_term"] = version
+                body.append({"index": meta})
+            body.append({"account": account, "key": key, "value": value})
+        response = self._call("saving detection state", self.client.bulk, body=body)
+        conflicts: list[tuple[str, str]] = []
+        for (account, key, _v, _ver), item in zip(items, response["items"], strict=True):
+            info = next(iter(item.values()))
+            status = info.get("status", 500)
+            if status == 409:
+                conflicts.append((account, key))
+            elif status == 429 or status >= 500:
+                raise StoreUnavailable(f"saving detection state answered {status}")
+            elif status >= 300:
+                raise StoreError(f"saving detection state refused ({status}): {info.get('error')}")
+        return conflicts
+
+    def refresh(self) -> None:
+        self._call(
+            "refreshing alerts",
+            self.client.indices.refresh,
+            index=self.alerts_index,
+            ignore_unavailable=True,
+        )

@@ -1,0 +1,236 @@
+"""Alerts and detection state in the SQLite store's file: two tables of their own.
+
+``alerts``: one row per alert id, the alert as JSON plus the columns that
+are filtered or sorted on (account, status, last_seen, notified).
+``detect_state``: (account, key) → JSON value and a version number that
+every save increments; a save names the version it read (compare-and-set).
+Writes are short ``BEGIN IMMEDIATE`` transactions, as in the events store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..alerts import NEW, Alert, DetectionStore, UpsertResult, merge_alert, status_change
+from ..base import StoreError, StoreUnavailable
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        notified INTEGER NOT NULL,
+        body TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS alerts_account ON alerts(account, last_seen)",
+    "CREATE INDEX IF NOT EXISTS alerts_outbox ON alerts(notified, last_seen)",
+    """CREATE TABLE IF NOT EXISTS detect_state (
+        account TEXT NOT NULL,
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (account, key)) WITHOUT ROWID""",
+)
+
+
+class SQLiteDetectionStore(DetectionStore):
+    def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._installed = False
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            with self._errors("open"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(
+                    str(self.path),
+                    timeout=self.busy_timeout_ms / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=FULL")
+            with self._lock:
+                self._connections.append(con)
+            self._local.con = con
+            if not self._installed:
+                self._create(con)
+        return con
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            low = str(exc).lower()
+            if "locked" in low or "busy" in low:
+                raise StoreUnavailable(
+                    f"SQLite store {self.path} is locked by another process ({exc})"
+                ) from exc
+            raise StoreError(f"cannot {action} alerts in SQLite store {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot {action} SQLite store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        con = self._con
+        with self._errors("write"):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _create(self, con: sqlite3.Connection) -> None:
+        with self._errors("create"):
+            for statement in _DDL:
+                con.execute(statement)
+        self._installed = True
+
+    def install(self) -> list[str]:
+        self._create(self._con)
+        return [f"alerts and detection state tables ready in {self.path}"]
+
+    # -- alerts ------------------------------------------------------------------
+
+    def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
+        results: list[UpsertResult] = []
+        with self._write() as con:
+            for alert in alerts:
+                row = con.execute("SELECT body FROM alerts WHERE id = ?", (alert.id,)).fetchone()
+                result: UpsertResult
+                if row is None:
+                    stored, result = alert, "created"
+                else:
+                    stored, result = merge_alert(Alert.from_dict(json.loads(row[0])), alert)
+                if result != "unchanged":
+                    self._put(con, stored)
+                results.append(result)
+        return results
+
+    def _put(self, con: sqlite3.Connection, alert: Alert) -> None:
+        con.execute(
+            "INSERT OR REPLACE INTO alerts (id, account, status, last_seen, notified, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                alert.id,
+                alert.account,
+                alert.status,
+                alert.last_seen,
+                int(alert.notified),
+                json.dumps(alert.as_dict(), ensure_ascii=False),
+            ),
+        )
+
+    def get(self, account: str, alert_id: str) -> Alert | None:
+        with self._errors("read"):
+            row = self._con.execute(
+                "SELECT body FROM alerts WHERE id = ? AND account = ?", (alert_id, account)
+            ).fetchone()
+        return Alert.from_dict(json.loads(row[0])) if row else None
+
+    def list_alerts(
+        self, account: str, statuses: Sequence[str] = (), limit: int = 500
+    ) -> list[Alert]:
+        sql = "SELECT body FROM alerts WHERE account = ?"
+        params: list[Any] = [account]
+        if statuses:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            params += list(statuses)
+        sql += " ORDER BY last_seen DESC, id LIMIT ?"
+        params.append(int(limit))
+        with self._errors("read"):
+            rows = self._con.execute(sql, params).fetchall()
+        return [Alert.from_dict(json.loads(r[0])) for r in rows]
+
+    def set_status(self, account: str, alert_id: str, status: str, by: str, at: str) -> Alert:
+        with self._write() as con:
+            row = con.execute(
+                "SELECT body FROM alerts WHERE id = ? AND account = ?", (alert_id, account)
+            ).fetchone()
+            if row is None:
+                raise KeyError(alert_id)
+            changed = status_change(Alert.from_dict(json.loads(row[0])), status, by, at)
+            self._put(con, changed)
+        return changed
+
+    def pending_notifications(self, limit: int = 100) -> list[Alert]:
+        with self._errors("read"):
+            rows = self._con.execute(
+                "SELECT body FROM alerts WHERE notified = 0 ORDER BY last_seen, id LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        return [Alert.from_dict(json.loads(r[0])) for r in rows]
+
+    def mark_notified(self, alerts: Sequence[Alert]) -> None:
+        with self._write() as con:
+            for alert in alerts:
+                row = con.execute("SELECT body FROM alerts WHERE id = ?", (alert.id,)).fetchone()
+                if row is None:
+                    continue
+                stored = Alert.from_dict(json.loads(row[0]))
+                stored.notified = True
+                self._put(con, stored)
+
+    # -- state -----------------------------------------------------------------------
+
+    def load_state(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[dict, Any]]:
+        out: dict[tuple[str, str], tuple[dict, Any]] = {k: ({}, NEW) for k in keys}
+        con = self._con
+        with self._errors("read"):
+            for account, key in keys:
+                row = con.execute(
+                    "SELECT version, value FROM detect_state WHERE account = ? AND key = ?",
+                    (account, key),
+                ).fetchone()
+                if row is not None:
+                    out[(account, key)] = (json.loads(row[1]), row[0])
+        return out
+
+    def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
+        conflicts: list[tuple[str, str]] = []
+        with self._write() as con:
+            for account, key, value, version in items:
+                body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                if version == NEW:
+                    cur = con.execute(
+                        "INSERT OR IGNORE INTO detect_state (account, key, version, value)"
+                        " VALUES (?, ?, 1, ?)",
+                        (account, key, body),
+                    )
+                else:
+                    cur = con.execute(
+                        "UPDATE detect_state SET version = version + 1, value = ?"
+                        " WHERE account = ? AND key = ? AND version = ?",
+                        (body, account, key, version),
+                    )
+                if cur.rowcount != 1:
+                    conflicts.append((account, key))
+        return conflicts
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            for con in self._connections:
+                con.close()
+            self._connections.clear()
+        self._local = threading.local()
