@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
-from flask_babel import format_timedelta
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
@@ -40,7 +39,7 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import clock, day, label, number
+from .i18n import ago, clock, day, label, number
 from .prefs import default_tz, preferences
 from .zones import datalist_options, offset_label
 
@@ -225,6 +224,7 @@ def _person_html(doc: dict, prefix: str) -> Markup:
 def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     rows = []
     now = datetime.now(UTC)
+    ago_text = _("%(span)s ago")  # translated once, filled per row
     for hit in page.hits:
         cells = {key: CELLS[key](hit) for key in ("action", "token", "comments", "result")}
         code = hit.get("event.action", "")
@@ -241,7 +241,7 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
                 "day": day(ts) if ts else "",
                 "clock": clock(ts) if ts else "",
                 "exact": f"{ts:%Y-%m-%d %H:%M:%S} {offset_label(tz, ts)}" if ts else "",
-                "ago": _ago(ts, now) if ts else "",
+                "ago": _ago(ts, now, ago_text) if ts else "",
                 "iso": hit.get("@timestamp", ""),
                 "comments_html": safe_highlight(highlight) if highlight else _e(cells["comments"]),
                 "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
@@ -261,9 +261,9 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _ago(ts: datetime, now: datetime) -> str:
+def _ago(ts: datetime, now: datetime, template: str) -> str:
     """ "3 hours ago" in the page's language (the time's tooltip)."""
-    return _("%(span)s ago", span=format_timedelta(now - ts, threshold=1.1))
+    return template % {"span": ago(now - ts)}
 
 
 OUTCOME_TEXT = {"success": "Success", "failure": "Failure", "unknown": "Unknown"}

@@ -18,11 +18,12 @@ Refresh the catalogs after changing strings::
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
-from flask import Flask, has_request_context, request
-from flask_babel import Babel, get_locale, gettext
+from flask import Flask, g, has_request_context, request
+from flask_babel import Babel, get_locale, get_translations
 
 from .prefs import LANGUAGES, preferences
 
@@ -53,20 +54,47 @@ def init_app(app: Flask) -> None:
 
 
 def current_language() -> str:
-    locale = get_locale()
-    return locale.language if locale else "en"
+    """The page's language, looked up once per request (the table asks ~100 times)."""
+    if not has_request_context():
+        return "en"
+    lang = g.get("_useraudit_lang")
+    if lang is None:
+        locale = get_locale()
+        lang = g._useraudit_lang = locale.language if locale else "en"
+    return str(lang)
 
 
 def label(text: str) -> str:
-    """A catalog label (product, group, action) in the page's language."""
-    return gettext(text) if text else text
+    """A catalog label (product, group, action) in the page's language.
+
+    The page asks for a few hundred (the action tree, facets, rows): the
+    catalog is looked up once per request, not through Flask-Babel per call.
+    """
+    if not text or not has_request_context():
+        return text
+    translations = g.get("_useraudit_translations")
+    if translations is None:
+        translations = g._useraudit_translations = get_translations()
+    return str(translations.ugettext(text))
+
+
+def ago(delta: timedelta) -> str:
+    """ "3 hours" in the page's language (a row's relative time)."""
+    from babel.dates import format_timedelta
+
+    return str(format_timedelta(delta, threshold=1.1, locale=current_language()))
+
+
+@lru_cache(maxsize=8)
+def _group_symbol(lang: str) -> str:
+    from babel.numbers import get_group_symbol
+
+    return str(get_group_symbol(lang))
 
 
 def number(value: int) -> str:
-    """1,234 / 1 234 as the page's language writes it."""
-    from babel.numbers import format_decimal
-
-    return format_decimal(value, locale=get_locale() or "en")
+    """1,234 / 1 234 as the page's language writes it (Babel's grouping sign)."""
+    return f"{value:,}".replace(",", _group_symbol(current_language()))
 
 
 # Numeric, fixed-width dates as each language writes them: the table's
