@@ -4,7 +4,8 @@
 #   make test    venv + system packages, a real OpenSearch node on
 #                127.0.0.1:$(OPENSEARCH_PORT), the whole pytest suite, node stopped
 #                again (also when tests fail); exit code is pytest's.
-#   make demo    venv (python3-venv if missing), then `useraudit demo`
+#   make demo    .venv-demo with the base install only (python3-venv if missing),
+#                then `useraudit demo` (PORT=8080: the admin UI's port)
 #   make bench   every benchmark against such a node, via `python -m bench.report`,
 #                which writes docs/bench/last-run.md and the plots
 #                (BENCH_REPORT_ARGS='--quick' or '--only indexer,search')
@@ -39,19 +40,22 @@ PYTEST_ARGS ?=
 # `python -m bench.NAME` for each; each prints its result as one JSON line.
 # bench.chaos starts (and restarts) its own node. Extra arguments per
 # benchmark: BENCH_ARGS_search='--events 200000', say.
-BENCHES ?= middleware indexer search backends export chaos
+BENCHES ?= middleware indexer search backends export detect sinks api chaos
 # the option by which each benchmark takes the node's URL
 BENCH_URL_OPT_indexer := --url
+BENCH_URL_OPT_sinks := --url
+BENCH_URL_OPT_api := --opensearch
 BENCH_URL_OPT_search := --opensearch
 BENCH_URL_OPT_backends := --opensearch
 BENCH_URL_OPT_export := --opensearch
+BENCH_URL_OPT_detect := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
-.PHONY: help test demo bench bench-one lint regen deps system-deps test-system-deps java-maven venv \
+.PHONY: help test demo bench bench-one bench-deps lint regen deps system-deps test-system-deps java-maven venv \
   browser-test-deps
 
 help:
-	@sed -n '1,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,20p' Makefile | sed 's/^# \{0,1\}//'
 
 # -- set-up ------------------------------------------------------------------
 
@@ -84,7 +88,7 @@ system-deps:
 	$(call apt_ensure,$(PYTHON):python3 ensurepip:python3-venv)
 
 test-system-deps: system-deps
-	$(call apt_ensure,chromium:chromium docker-compose:docker-compose)
+	$(call apt_ensure,chromium:chromium docker-compose:docker-compose curl:curl)
 
 # The OpenSearch test node runs on Java and fetches its jars with Maven.
 java-maven:
@@ -137,15 +141,32 @@ endef
 test: deps
 	$(call with_node,$(PY) -m pytest $(PYTEST_ARGS))
 
-bench: deps
+# The benchmarks' own needs: wrk (Debian) as the load generator, and the
+# peers bench.middleware compares against (the `bench` extra).
+bench-deps: deps
+	$(call apt_ensure,wrk:wrk)
+	$(PY) -m pip install -q -e '.[bench]'
+
+bench: bench-deps
 	$(call with_node,$(PY) -m bench.report --opensearch $(OPENSEARCH_URL) $(BENCH_REPORT_ARGS))
 
 # One benchmark by hand: make bench-one B=search BENCH_ARGS_search='--events 20000'
-bench-one: deps
+bench-one: bench-deps
 	$(call with_node,$(call bench_cmd,$(B)))
 
-demo: venv
-	$(UA) demo
+# The demo needs only the base install, in a venv of its own: no dev extras
+# (Playwright, mypy, matplotlib, Django...). PORT is the admin UI's port.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP = $(DEMO_VENV)/.useraudit-installed
+PORT ?= 8080
+
+$(DEMO_STAMP): pyproject.toml
+	@if [ ! -x $(DEMO_VENV)/bin/python ]; then echo ">> creating $(DEMO_VENV)"; $(PYTHON) -m venv $(DEMO_VENV); fi
+	$(DEMO_VENV)/bin/python -m pip install -q -e .
+	@touch $@
+
+demo: system-deps $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/useraudit demo --port $(PORT)
 
 # Every tool runs even when an earlier one finds something; mypy and
 # import-linter see the installed layout through useraudit/'s symlinks.

@@ -51,6 +51,7 @@ def _recorder() -> Recorder:
         os.environ.get("USERAUDIT_SPOOL", "var/bench-spool"),
         durability="batch",
         flush_interval=float(os.environ.get("USERAUDIT_FLUSH_INTERVAL", "0.05")),
+        account="bench",
     )
 
 

@@ -74,6 +74,11 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     home = home or useraudit_home() / "demo"
+    # Refuse before touching anything: a second demo must neither seed a
+    # store nobody will see nor delete the data of the one already running.
+    if serve:
+        _check_port_free(port)
+    _claim_home(home)
     if home.exists():
         shutil.rmtree(home)  # every demo run starts from a clean slate
     home.mkdir(parents=True)
@@ -197,3 +202,47 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
         if "ix" in locals():
             ix.close()
         store.close()
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise click.ClickException(
+                f"port {port} on 127.0.0.1 is already in use (another demo?). Nothing was "
+                f"seeded or deleted. Stop the other program, or pick another port: "
+                f"make demo PORT={port + 1} (useraudit demo --port {port + 1})"
+            ) from None
+
+
+# Held open while the demo runs: the lock lives as long as the process.
+_home_lock: object = None
+
+
+def _claim_home(home: Path) -> None:
+    """Lock ``home`` for this demo, or refuse when a running demo holds it."""
+    import fcntl
+    import os
+
+    global _home_lock
+    home.parent.mkdir(parents=True, exist_ok=True)
+    path = home.parent / f".{home.name}.lock"
+    fh = open(path, "a+")  # noqa: SIM115 - kept open on purpose, see _home_lock
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise click.ClickException(
+            f"a demo (pid {holder}) is running with its data in {home}; its data was left "
+            "alone. Stop it first (Ctrl+C), or give this one another --home."
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    _home_lock = fh

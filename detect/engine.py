@@ -22,7 +22,9 @@ the indexer holds the batch and retries.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +69,11 @@ class DetectionEngine(Stage):
             level not provided are off, and :meth:`status` says why.
         on_alert: called with every alert created or updated (after it is
             stored), e.g. to wake the notifier.
+        background: evaluate on a worker thread of its own, so a batch's
+            detection overlaps the next batch's write; ``flush()`` (before
+            the indexer commits spool positions) waits until every batch
+            handed over is done, or raises ``StoreUnavailable`` after
+            ``flush_timeout`` seconds so the positions are held.
     """
 
     name = "detect"
@@ -79,6 +86,8 @@ class DetectionEngine(Stage):
         *,
         geo: Iterable[str] = (),
         on_alert: Any = None,
+        background: bool = False,
+        flush_timeout: float = 30.0,
     ) -> None:
         names = [r.name for r in rules]
         duplicates = {n for n in names if names.count(n) > 1}
@@ -92,7 +101,16 @@ class DetectionEngine(Stage):
         self.on_alert = on_alert
         self.stats = DetectStats()
         self._params: dict[tuple[str, str], dict[str, Any]] = {}
+        self._enabled_cache: dict[tuple[str, str], list[tuple[Rule, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        self.flush_timeout = flush_timeout
+        self._queue: queue.Queue[Sequence[dict] | None] | None = None
+        self._worker: threading.Thread | None = None
+        self._closing = False
+        if background:
+            self._queue = queue.Queue(maxsize=2)  # bounded: a slow store slows the indexer
+            self._worker = threading.Thread(target=self._work, name="useraudit-detect", daemon=True)
+            self._worker.start()
         self.by_action: dict[str, list[Rule]] = {}
         self.any_action: list[Rule] = []
         for rule in self.rules:
@@ -141,21 +159,33 @@ class DetectionEngine(Stage):
             )
         return out
 
+    def _enabled(self, account: str, action: str) -> list[tuple[Rule, dict[str, Any]]]:
+        """Enabled rules (with their parameters) that look at ``action`` in ``account``."""
+        key = (account, action)
+        found = self._enabled_cache.get(key)
+        if found is None:
+            found = [
+                (rule, params)
+                for rule in (*self.by_action.get(action, ()), *self.any_action)
+                if (params := self.params(account, rule)).get("enabled", True)
+            ]
+            if len(self._enabled_cache) > 100_000:
+                self._enabled_cache.clear()
+            self._enabled_cache[key] = found
+        return found
+
     def _rules_for(self, event: dict) -> list[tuple[Rule, dict[str, Any]]]:
-        candidates = self.by_action.get(str(event.get("event.action")), ())
         account = str(event.get("organization.id") or "")
         out = []
-        for rule in (*candidates, *self.any_action):
-            params = self.params(account, rule)
-            if params.get("enabled", True):
-                try:
-                    if rule.wants(event, params):
-                        out.append((rule, params))
-                except Exception:  # noqa: BLE001 - a host rule's bug must not stop detection
-                    self.stats.rule_errors += 1
-                    log.exception(
-                        "detect: rule %s failed on event %s", rule.name, event.get("event.id")
-                    )
+        for rule, params in self._enabled(account, str(event.get("event.action"))):
+            try:
+                if rule.wants(event, params):
+                    out.append((rule, params))
+            except Exception:  # noqa: BLE001 - a host rule's bug must not stop detection
+                self.stats.rule_errors += 1
+                log.exception(
+                    "detect: rule %s failed on event %s", rule.name, event.get("event.id")
+                )
         return out
 
     # -- the stage ---------------------------------------------------------------------
@@ -164,11 +194,57 @@ class DetectionEngine(Stage):
         pass
 
     def close(self) -> None:
-        pass
+        if self._queue is not None and self._worker is not None:
+            try:
+                self.flush()
+            finally:
+                self._closing = True
+                self._queue.put(None)
+                self._worker.join(timeout=self.flush_timeout)
 
     def delivered(self, docs: Sequence[dict], results: Sequence[object] = ()) -> None:
+        if self._queue is not None:
+            self._queue.put(list(docs))
+            return
         with self._lock:
             self._run(docs)
+
+    def flush(self) -> None:
+        """Wait until every batch handed over was evaluated and its alerts stored."""
+        if self._queue is None:
+            return
+        deadline = time.monotonic() + self.flush_timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreUnavailable("detection has not caught up; spool positions held")
+                self._queue.all_tasks_done.wait(left)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            docs = self._queue.get()
+            try:
+                if docs is None:
+                    return
+                attempt = 0
+                while not self._closing:
+                    try:
+                        with self._lock:
+                            self._run(docs)
+                        break
+                    except StoreUnavailable as exc:
+                        delay = min(10.0, 0.1 * 2**attempt)
+                        log.warning("detect: store unavailable (%s); again in %.1fs", exc, delay)
+                        time.sleep(delay)
+                        attempt += 1
+                    except Exception:  # noqa: BLE001 - counted; the events are stored already
+                        self.stats.rule_errors += 1
+                        log.exception("detect: a batch failed")
+                        break
+            finally:
+                self._queue.task_done()
 
     def _run(self, docs: Sequence[dict]) -> None:
         work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
@@ -240,7 +316,7 @@ class DetectionEngine(Stage):
         window = ts // (window_s * 1000)
         when = datetime.fromtimestamp(ts / 1000, UTC)
         iso = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        details = {**finding.details, "window_s": window_s}
+        details = {**finding.details, "dedup_s": window_s}
         return Alert(
             id=alert_id(account, rule.name, finding.subject, window),
             account=account,

@@ -49,7 +49,11 @@ def build_stages(
             + ", ".join(sorted(a for a, c in settings.accounts.items() if c.get("notify")))
         )
     engine = DetectionEngine(
-        alerts, settings=settings, geo=geo_levels, on_alert=notifier.wake if notifier else None
+        alerts,
+        settings=settings,
+        geo=geo_levels,
+        on_alert=notifier.wake if notifier else None,
+        background=True,
     )
     stages.append(engine)
     if notifier is not None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 MAX_PER_MEMBER = 16
-MAX_MEMBERS = 256
+MAX_MEMBERS = 512
 DAY_MS = 86_400_000
 DEFAULT_HORIZON_MS = 35 * DAY_MS
 
@@ -42,13 +42,17 @@ def merge_values(a: dict, b: dict, horizon_ms: int = DEFAULT_HORIZON_MS) -> dict
 
 
 def bound(value: dict, horizon_ms: int = DEFAULT_HORIZON_MS) -> dict:
+    """``value`` without entries past the horizon or the caps (members' order kept)."""
     newest = max((e[0] for entries in value.values() for e in entries), default=0)
     floor = newest - horizon_ms
     kept: dict[str, list] = {}
     for member, entries in value.items():
-        fresh = sorted((e for e in entries if e[0] >= floor), key=lambda e: (e[0], e[1]))
+        fresh = [e for e in entries if e[0] >= floor]
+        if len(fresh) > MAX_PER_MEMBER:
+            fresh.sort(key=lambda e: (e[0], e[1]))
+            fresh = fresh[-MAX_PER_MEMBER:]
         if fresh:
-            kept[member] = fresh[-MAX_PER_MEMBER:]
+            kept[member] = fresh
     if len(kept) > MAX_MEMBERS:
         recent = sorted(kept, key=lambda m: (kept[m][-1][0], m))[-MAX_MEMBERS:]
         kept = {m: kept[m] for m in recent}
@@ -70,13 +74,19 @@ class StateView:
     def value(self, key: str) -> dict[str, list[Entry]]:
         return self._values.get((self.account, key), {})
 
-    def entries(self, key: str, member: str | None = None) -> Iterator[tuple[str, Entry]]:
-        """(member, entry) pairs of a key, or of one member of it."""
+    def entries(
+        self, key: str, member: str | None = None, prefix: str = ""
+    ) -> Iterator[tuple[str, Entry]]:
+        """(member, entry) pairs of a key, of one member of it, or of members with a prefix."""
         value = self.value(key)
-        members = [member] if member is not None else list(value)
-        for m in members:
-            for e in value.get(m, ()):
-                yield m, e
+        if member is not None:
+            for e in value.get(member, ()):
+                yield member, e
+            return
+        for m, entries in value.items():
+            if m.startswith(prefix):
+                for e in entries:
+                    yield m, e
 
     def add(self, key: str, member: str, ts_ms: int, event_id: str, extra: Any = None) -> None:
         """Record an entry (a no-op when this event's entry is already there)."""

@@ -95,6 +95,15 @@ def indexer() -> None:
 )
 @sinks_option
 @click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    envvar="USERAUDIT_INDEXER_METRICS_PORT",
+    show_envvar=True,
+    help="Serve Prometheus metrics on this port (see docs/metrics.md).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option(
     "--sink-wait",
     default=60.0,
     show_default=True,
@@ -111,6 +120,8 @@ def run(
     geoip_city: Path | None,
     geoip_asn: Path | None,
     sinks_file: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
     sink_wait: float,
 ) -> None:
     """Ship events from the spool until stopped (Ctrl+C / SIGTERM).
@@ -165,6 +176,11 @@ def run(
                 click.echo("integrity: sealing signed checkpoints")
             for worker in sinks.workers.values() if sinks else ():
                 click.echo(f"  sink {worker.sink.describe()}")
+            if metrics_port is not None:
+                from .metrics import serve
+
+                serve(ix, sinks, metrics_port, metrics_host)
+                click.echo(f"  metrics on http://{metrics_host}:{metrics_port}/metrics")
             stats = ix.drain() if once else ix.run(stop)
             shipped = stats.as_dict()  # the indexer's own clock, before waiting for sinks
             if sinks and once:

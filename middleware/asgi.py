@@ -3,8 +3,9 @@
 Usage (Starlette, FastAPI, any ASGI app)::
 
     from useraudit.middleware.asgi import AuditMiddleware
-    app.add_middleware(AuditMiddleware, trusted_proxies=1)
-    # or: app = AuditMiddleware(app, trusted_proxies=1)
+    app.add_middleware(AuditMiddleware, account="acme")
+    # or: app = AuditMiddleware(app, account="acme")
+    # behind one reverse proxy (and only then): trusted_proxies=1
 
 A pure ASGI class: ``http`` scopes are captured; ``websocket``,
 ``lifespan`` and unknown scope types are passed to the app untouched. Only

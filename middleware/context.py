@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from useraudit.schema import PERSON_PARTS
@@ -61,15 +61,15 @@ class RequestContext:
     impersonator: Person | None = None
     status: int | None = None
     # Anything the host app wants on every event of this request.
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] | None = None
     # The peer address and the X-Forwarded-For header exactly as received;
     # client_ip is what we derived from them (see middleware._common.client_ip).
     peer: str | None = None
     forwarded_for: str | None = None
-    # Late resolution (see the module docstring). The resolvers take no
-    # arguments: the middleware closes over its request object.
-    resolve_user: Callable[[], Any] | None = None
-    resolve_impersonator: Callable[[], Any] | None = None
+    # Late resolution (see the module docstring): the host's callbacks,
+    # called with ``request`` (no closure is made per request).
+    resolve_user: Callable[[Any], Any] | None = None
+    resolve_impersonator: Callable[[Any], Any] | None = None
     # Set when the response started.
     started: bool = False
     # Set when the user was resolved for good (at response start, when
@@ -86,13 +86,13 @@ class RequestContext:
     def actor(self) -> Person | None:
         """The acting user, resolving it lazily until the response starts."""
         if self.user is None and self.resolve_user is not None and not self.final:
-            self.user = _call(self.resolve_user, self.fail_closed)
+            self.user = _call(self.resolve_user, self.request, self.fail_closed)
         return self.user
 
     def acting_for(self) -> Person | None:
         """The impersonator in effect, resolved lazily like :meth:`actor`."""
         if self.impersonator is None and self.resolve_impersonator is not None and not self.final:
-            self.impersonator = _call(self.resolve_impersonator, self.fail_closed)
+            self.impersonator = _call(self.resolve_impersonator, self.request, self.fail_closed)
         return self.impersonator
 
 
@@ -129,13 +129,15 @@ def bind_extra(**fields: Any) -> None:
     """Schema fields to put on every event of this request (explicit fields win)."""
     ctx = current.get()
     if ctx is not None:
+        if ctx.extra is None:
+            ctx.extra = {}
         ctx.extra.update(fields)
 
 
-def _call(fn: Callable[[], Any], fail_closed: bool) -> Person | None:
+def _call(fn: Callable[[Any], Any], request: Any, fail_closed: bool) -> Person | None:
     # Host callbacks must never break a request: contained and counted.
     try:
-        return person(fn())
+        return person(fn(request))
     except Exception:
         with contain("user callback", fail_closed):
             raise

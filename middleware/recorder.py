@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from useraudit import config as _config
 from useraudit._json import dumps
 from useraudit.config import default_spool_dir
 from useraudit.schema import ACCOUNT_ID, PERSON_PARTS, PERSONS, UNASSIGNED_ACCOUNT
@@ -88,7 +89,7 @@ class Recorder:
         self,
         spool_dir: str | os.PathLike[str] | None = None,
         *,
-        durability: Durability = "batch",
+        durability: Durability | None = None,
         flush_interval: float = 0.05,
         max_spool_bytes: int = 1024 * 1024 * 1024,
         full_policy: FullPolicy = "block",
@@ -100,12 +101,18 @@ class Recorder:
         account: str | None = None,
         get_account: Callable[[], Any] | None = None,
     ) -> None:
-        account_id = check_account(account or account_id, "account")
-        if account_id and get_account is not None:
+        explicit = account or account_id
+        if explicit and get_account is not None:
             raise ValueError("useraudit: give either account= or get_account=, not both")
+        if explicit:
+            account_id = check_account(explicit, "account")
+        elif get_account is None:  # USERAUDIT_ACCOUNT is the default; a callback wins over it
+            account_id = check_account(_config.default_account(), "USERAUDIT_ACCOUNT")
+        else:
+            account_id = None
         self.spool = SpoolWriter(
             spool_dir or default_spool_dir(),
-            durability=durability,
+            durability=durability or _config.default_durability(),  # type: ignore[arg-type]
             flush_interval=flush_interval,
             max_bytes=max_spool_bytes,
             full_policy=full_policy,

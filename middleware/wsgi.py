@@ -6,10 +6,11 @@ Usage::
     from useraudit.middleware.wsgi import AuditMiddleware
     from useraudit.middleware.rules import Rule, Rules
 
-    useraudit.configure(spool_dir="/var/lib/useraudit/spool")
+    useraudit.configure()                         # spool etc. from USERAUDIT_*
     app.wsgi_app = AuditMiddleware(
         app.wsgi_app,
-        trusted_proxies=1,                        # one nginx in front
+        account="acme",                           # or get_account=...
+        trusted_proxies=1,                        # behind one nginx; 0 without a proxy
         get_user=lambda environ: environ.get("REMOTE_USER"),
         rules=Rules([Rule("DELETE", "/tokens/{token_id}", "token.deleted")]),
     )
@@ -84,14 +85,25 @@ UNAVAILABLE_HEADERS = [
 
 
 class _State:
-    __slots__ = ("status", "started", "refused", "length")
+    __slots__ = ("status", "started", "refused", "headers", "_length")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.started = False
         self.refused = False
-        # Content-Length the app declared: lets us see the last chunk coming.
-        self.length: int | None = None
+        self.headers: list[tuple[str, str]] | None = None
+        self._length: int | None | bool = False  # False: not looked up yet
+
+    @property
+    def length(self) -> int | None:
+        """Content-Length the app declared: lets us see the last chunk coming.
+
+        Looked up only for streamed bodies (a list body needs no such care),
+        so the common request does not scan its headers.
+        """
+        if self._length is False:
+            self._length = _content_length(self.headers) if self.headers else None
+        return self._length  # type: ignore[return-value]
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
@@ -140,7 +152,7 @@ class AuditMiddleware:
             if not state.started:
                 state.started = True
                 state.status = _common.status_code(status)
-                state.length = _content_length(headers)
+                state.headers = headers
                 try:
                     capture.started(ctx, state.status)
                 except AuditError:

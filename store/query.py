@@ -33,6 +33,7 @@ FACETS: dict[str, str] = {
     "browser": "user_agent.name",
     "os": "user_agent.os.name",
     "device": "user_agent.device.name",
+    "country": "source.geo.country_iso_code",
 }
 
 # Person filters match the id exactly, or the login name, e-mail or full
@@ -53,6 +54,7 @@ TERM_FILTERS: dict[str, str] = {
     "browsers": "user_agent.name",
     "oses": "user_agent.os.name",
     "devices": "user_agent.device.name",
+    "countries": "source.geo.country_iso_code",
 }
 
 # Term filters that ignore case (and Latin accents): browser, OS and device
@@ -106,6 +108,8 @@ class Query:
     browsers: tuple[str, ...] = ()
     oses: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    # ISO country codes from GeoIP (source.geo.country_iso_code).
+    countries: tuple[str, ...] = ()
     # Events of these requests (http.request.id): the details panel's "same request".
     request_ids: tuple[str, ...] = ()
     # Full text over comments, simple-query-string semantics.
@@ -215,7 +219,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 #   several words      all of them (default operator AND); ``+`` is accepted
 #   "a phrase"         the words in this order
 #   word*              prefix (at least 2 letters; the ``*`` only at the end)
-#   a | b              either
+#   a OR b, a | b      either (OR in capitals; a lowercase "or" is a word)
 #   -word, -"phrase"   exclusion; a query needs at least one positive term
 #   ( ... )            grouping, at most MAX_DEPTH deep
 #
@@ -224,7 +228,10 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 # from FTS5). Those characters are plain text (which both tokenizers drop)
 # except ``*``, which is an error anywhere but at the end of a word.
 # Each word or phrase is handed to the engine quoted, so each engine splits it
-# with the same tokenizer it indexed the comments with.
+# with the same tokenizer it indexed the comments with. Words are stemmed
+# (English and Russian Snowball: "reviewer" finds "Reviewers", "оператора"
+# finds "оператор"): by OpenSearch's analyzer, by :mod:`.stems` for SQLite;
+# a prefix (``word*``) is matched against the stems as typed.
 
 MAX_CLAUSES = 20
 MAX_DEPTH = 6
@@ -296,7 +303,9 @@ def _lex(text: str) -> list[tuple[str, str]]:
             j = i
             while j < n and not text[j].isspace() and text[j] not in _SPECIAL:
                 j += 1
-            tokens.append(("word", text[i:j]))
+            word = text[i:j]
+            # OR in capitals is the operator, as in web search boxes; "or" is a word.
+            tokens.append(("|", word) if word == "OR" else ("word", word))
             i = j
     return tokens
 

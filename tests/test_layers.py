@@ -110,3 +110,17 @@ def test_a_planted_import_is_caught(copy: Path, module: str, line: str, named: s
     else:
         assert after.returncode != 0, f"{line} in {module} was not caught:\n{after.stdout}"
         assert named in " ".join(after.stdout.split()), after.stdout
+
+
+def test_a_checkout_imports_without_installing() -> None:
+    """In the repository root, `import useraudit.middleware` & co. find the top-level folders
+    through useraudit/'s links, with no site-packages at all (python -S: no editable install)."""
+    code = (
+        "import useraudit.middleware.context, useraudit.indexer, useraudit.store.query, "
+        "useraudit.spool, useraudit.config; print(useraudit.store.query.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == REPO / "useraudit" / "store" / "query.py"

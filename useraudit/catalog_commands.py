@@ -1,4 +1,5 @@
-"""``useraudit events catalog``: print every known action."""
+"""``useraudit events``: search, follow and fetch events (:mod:`useraudit.webapp.events_cli`),
+and ``events catalog``, which prints every known action."""
 
 from __future__ import annotations
 
@@ -7,11 +8,7 @@ import json
 import click
 
 from useraudit.catalog import CATALOG
-
-
-@click.group()
-def events() -> None:
-    """The event catalog."""
+from useraudit.webapp.events_cli import events
 
 
 @events.command()

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboards": ("useraudit.index_templates.dashboards_commands", "dashboards"),
     "indexer": ("useraudit.indexer.commands", "indexer"),
     "events": ("useraudit.catalog_commands", "events"),
+    "api-tokens": ("useraudit.webapp.api_tokens_cli", "api_tokens"),
     "capture": ("useraudit.middleware.commands", "capture"),
     "demo": ("useraudit.demo", "demo"),
     "doctor": ("useraudit.doctor", "doctor"),

@@ -6,11 +6,31 @@ changed in one place. Every function reads the environment when called
 (never at import), so a host app, a test or a command may set
 ``USERAUDIT_HOME`` and friends at any time before it asks.
 
+variable               what                                         default
+=====================  ===========================================  =====================
+``USERAUDIT_HOME``     local state: spool, SQLite store, web users  ``~/.useraudit``
+``USERAUDIT_SPOOL``    the durable spool directory                  ``$USERAUDIT_HOME/spool``
+``USERAUDIT_STORE``    the store URL (SQLite or OpenSearch)         ``sqlite:///$USERAUDIT_HOME/audit.db``
+``USERAUDIT_WEBUSERS`` the admin UI's user database                 ``$USERAUDIT_HOME/webusers.db``
+=====================  ===========================================  =====================
+
+The host app's recorder also reads ``USERAUDIT_ACCOUNT`` (the account of
+events that name none; unset: see docs/capture.md, "Which account an event
+belongs to") and ``USERAUDIT_DURABILITY`` (``batch`` or ``sync``). The whole
+table, and how to give the app, the indexer and the UI the same values, is
+in docs/configuration.md.
+=======
 * ``USERAUDIT_HOME``: local state (spool, SQLite store, web users), ``~/.useraudit``;
 * ``USERAUDIT_SPOOL``: the durable spool, ``$USERAUDIT_HOME/spool``;
 * ``USERAUDIT_STORE``: the store URL, ``sqlite:///$USERAUDIT_HOME/audit.db``;
 * ``USERAUDIT_WEBUSERS``: the admin UI's users, ``$USERAUDIT_HOME/webusers.db``;
 * ``USERAUDIT_KEYS``: integrity signing keys, ``$USERAUDIT_HOME/integrity/keys``.
+
+The host app's recorder also reads ``USERAUDIT_ACCOUNT`` (the account of
+events that name none; unset: see docs/capture.md, "Which account an event
+belongs to") and ``USERAUDIT_DURABILITY`` (``batch`` or ``sync``). The whole
+table, and how to give the app, the indexer and the UI the same values, is
+in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -56,3 +76,13 @@ def devnode_home() -> Path:
 def devcluster_home() -> Path:
     """The development three-node cluster's folder."""
     return home() / "opensearch-cluster"
+
+
+def default_account() -> str | None:
+    """The account of events that name none, for a single-tenant app (``USERAUDIT_ACCOUNT``)."""
+    return os.environ.get("USERAUDIT_ACCOUNT") or None
+
+
+def default_durability() -> str:
+    """``batch`` (group commit every 50 ms) or ``sync`` (``USERAUDIT_DURABILITY``)."""
+    return os.environ.get("USERAUDIT_DURABILITY") or "batch"

@@ -32,7 +32,7 @@ ECS_VERSION = "8.11.0"
 
 # Bumped whenever the index template changes shape; `templates install`
 # refuses to downgrade a cluster that has a newer one.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 # Not StrEnum (UP042): that would change str() and f-string output of members
@@ -135,6 +135,12 @@ FIELDS: tuple[Field, ...] = (
         multi=True,
     ),
     Field("source.ip", K.IP, "Client IP, proxy-aware (see the middleware's trusted_proxies)."),
+    # GeoIP enrichment (docs/detections.md), when the indexer has a database.
+    Field("source.geo.country_iso_code", K.KEYWORD, "Client country, ISO 3166 code (GeoIP)."),
+    Field("source.geo.country_name", K.KEYWORD, "Client country name (GeoIP)."),
+    Field("source.geo.city_name", K.KEYWORD, "Client city (GeoIP City database)."),
+    Field("source.as.number", K.INTEGER, "Client network's autonomous system number (GeoIP ASN)."),
+    Field("source.as.organization.name", K.KEYWORD, "Client network's owner (GeoIP ASN)."),
     Field(
         "source.address",
         K.KEYWORD,

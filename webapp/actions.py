@@ -40,6 +40,7 @@ from .filters import (
 )
 from .form_state import as_typed, field_at_fault
 from .i18n import ago, clock, day, label, number
+from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
 from .zones import datalist_options, offset_label
 
@@ -420,7 +421,8 @@ def actions(account: str) -> Any:
                 highlight=bool(filters.text),
                 fields=PAGE_FIELDS,
             )
-            page = resources.store().search(req)
+            with SEARCH_SECONDS.labels("actions").time():
+                page = resources.store().search(req)
         except QueryError as exc:
             error, status = str(exc), 400
         except StoreError as exc:

@@ -28,6 +28,9 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_EXPORT_PROCESS_ROWS`` from this many rows an export's workbook is written by a
                           child process (default 20,000; 0: never)
 ``USERAUDIT_EXPORT_MAX_ROWS`` rows per sheet before the next one (default Excel's 1,048,576)
+``USERAUDIT_API_TOKENS``  API token database (default ``$USERAUDIT_HOME/api_tokens.db``)
+``USERAUDIT_API_RATE``    requests per token (default ``600 per minute``)
+``USERAUDIT_METRICS``     serve Prometheus metrics at ``/metrics`` (default False)
 ``SESSION_COOKIE_SECURE`` default True; set False only for plain-HTTP development on loopback
 """
 
@@ -270,4 +273,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_error_handler(code, _error_page)
     app.register_error_handler(StoreError, _store_error)
     app.register_error_handler(Exception, _internal_error)
+    from .api import install as install_api
+    from .metrics import install as install_metrics
+
+    install_api(app)
+    install_metrics(app)
     return app

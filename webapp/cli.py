@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -63,6 +65,8 @@ def web(
         "SESSION_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "USERAUDIT_TRUSTED_PROXIES": trusted_proxies,
+        "USERAUDIT_METRICS": os.environ.get("USERAUDIT_METRICS", "").lower()
+        in ("1", "true", "yes"),
     }
     if users_db:
         config["USERAUDIT_USERS"] = users_db
@@ -70,9 +74,15 @@ def web(
         config["SECRET_KEY"] = secret_key
     app = create_app(config)
     server = make_server(host, port, app, threaded=True)
+    from useraudit import config as ua_config
+
+    shown_store = store_url or ua_config.default_store_url()
+    if "@" in shown_store and "://" in shown_store:  # never print a password
+        scheme, rest = shown_store.split("://", 1)
+        shown_store = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     click.echo(
-        f"useraudit admin UI on http://{host}:{port}/ (store {store_url or 'default'}); "
-        "Ctrl-C stops"
+        f"useraudit admin UI on http://{host}:{port}/ (store {shown_store}, users "
+        f"{users_db or ua_config.default_users_db()}); Ctrl-C stops"
     )
     try:
         server.serve_forever()

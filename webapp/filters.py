@@ -67,6 +67,7 @@ MULTI: dict[str, tuple[str, str]] = {
     "browser": ("browsers", "Browser"),
     "os": ("oses", "OS"),
     "device": ("devices", "Device"),
+    "country": ("countries", "Country"),
     "request": ("request_ids", "Request"),
 }
 # Facet (store.query.FACETS key) → URL parameter a click on it sets.
@@ -81,6 +82,7 @@ FACET_PARAMS = {
     "browser": "browser",
     "os": "os",
     "device": "device",
+    "country": "country",
 }
 FACET_LABELS = {
     "action": "Action",
@@ -93,6 +95,7 @@ FACET_LABELS = {
     "browser": "Browser",
     "os": "OS",
     "device": "Device",
+    "country": "Country",
 }
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 END_OF_MINUTE = timedelta(seconds=59, milliseconds=999)

@@ -89,7 +89,7 @@ def events_link(account: str, alert: Alert) -> str:
 
 def _window(alert: Alert) -> int:
     # Rules that look back (failures before a success) start before first_seen.
-    return int(alert.details.get("window_s", 0)) if alert.rule in ("brute_force", "takeover") else 0
+    return int(alert.details.get("window_s", 0))
 
 
 def _day(ts: datetime) -> str:

@@ -27,6 +27,7 @@ every batch sent within that window is sent again, with the same event ids.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import select
 import socket
 import ssl
@@ -51,17 +52,26 @@ SD_FIELDS = (
 )
 
 
+_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z")
+
+
 def _printable(value: str, limit: int) -> str:
     """RFC 5424 header fields: printable US-ASCII, no spaces, "-" when empty."""
+    if value and value.isascii() and value.isprintable() and " " not in value:
+        return value[:limit]  # the usual case, without a loop per character
     cleaned = "".join(c if 33 <= ord(c) <= 126 else "_" for c in value)[:limit]
     return cleaned or "-"
 
 
 def _sd_escape(value: str) -> str:
+    if "\\" not in value and '"' not in value and "]" not in value:
+        return value
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
 def _timestamp(value: Any) -> str:
+    if isinstance(value, str) and _RFC3339_UTC.fullmatch(value):
+        return value  # the indexer stores UTC times in this form already
     if isinstance(value, str) and value:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

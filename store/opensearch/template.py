@@ -14,12 +14,31 @@ committed for reviewers and Dashboards users (``make regen`` rewrites it).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from useraudit.schema import FIELDS, SCHEMA_VERSION, Field, Kind
 
 DEFAULT_PREFIX = "useraudit"
 NORMALIZER = "useraudit_lowercase"
+# Full text: words lowercased and stemmed, English then Russian Snowball (each
+# stemmer leaves the other script's words alone). The SQLite store stems the
+# same way with the same algorithms (store/sqlite/stems.py).
+TEXT_ANALYZER = "useraudit_text"
+ANALYSIS: dict[str, Any] = {
+    "normalizer": {NORMALIZER: {"type": "custom", "filter": ["lowercase", "asciifolding"]}},
+    "filter": {
+        "useraudit_english": {"type": "snowball", "language": "English"},
+        "useraudit_russian": {"type": "snowball", "language": "Russian"},
+    },
+    "analyzer": {
+        TEXT_ANALYZER: {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["lowercase", "useraudit_english", "useraudit_russian"],
+        }
+    },
+}
 
 
 def template_name(prefix: str) -> str:
@@ -52,7 +71,11 @@ def _mapping(field: Field) -> dict[str, Any]:
             },
         }
     if kind is Kind.TEXT:
-        return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}}
+        return {
+            "type": "text",
+            "analyzer": TEXT_ANALYZER,
+            "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}},
+        }
     if kind is Kind.IP:
         return {"type": "ip"}
     if kind is Kind.DATE:
@@ -98,11 +121,7 @@ def render(
                     "refresh_interval": refresh_interval,
                     "mapping": {"total_fields": {"limit": 200}},
                 },
-                "analysis": {
-                    "normalizer": {
-                        NORMALIZER: {"type": "custom", "filter": ["lowercase", "asciifolding"]}
-                    }
-                },
+                "analysis": copy.deepcopy(ANALYSIS),
             },
             "mappings": {
                 # Unknown fields stay in _source but never create mappings.

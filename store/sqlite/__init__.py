@@ -19,12 +19,13 @@ Layout, derived from :data:`useraudit.schema.FIELDS`:
   and impersonator together (see :mod:`.facet_combos`), and
   ``<column>_vid`` beside the action, user name, target name and project:
   the value's id in ``facet_values`` (see :mod:`.facet_values`).
-* ``events_fts``: FTS5 over ``audit_comments`` and an account token, with
-  the view ``events_fts_source`` over ``events`` as external content (the
-  text is stored once), ``unicode61 remove_diacritics 2`` (Cyrillic is
-  case-folded; Latin accents are ignored), prefix indexes for 2 and 3
-  characters. Every MATCH names the account. ``bm25()`` and
-  ``highlight()`` work on it.
+* ``events_fts``: FTS5 over the *stems* of ``audit_comments`` (English and
+  Russian Snowball, :mod:`.stems`) and an account token, with the view
+  ``events_fts_source`` over ``events`` as external content (the text is
+  stored once; the view stems it through a function each connection
+  registers), ``unicode61 remove_diacritics 2`` (Cyrillic is case-folded;
+  Latin accents are ignored), prefix indexes for 2 and 3 characters. Every
+  MATCH names the account.
 * ``related_users``: (account, week, person, row) for every person of an
   event, and ``person_values``: (account, folded value, person) for every
   ``related.user`` value (see :mod:`.related_users`): the User history
@@ -56,7 +57,8 @@ suite, ``tests/store/test_contract.py``):
   non-alphanumeric character (``example`` finds ``alice@example.com``;
   OpenSearch keeps ``example.com`` as one token). Quoted phrases and whole
   addresses match on both.
-* highlighting: a phrase is one ``<mark>`` here, one per word on OpenSearch.
+* highlighting: computed in Python from the stems (:mod:`.stems`), one
+  ``<mark>`` per word, as on OpenSearch.
 
 Connections are per thread, in WAL mode with ``synchronous=FULL`` and a
 busy timeout: readers never block the writer, and writes are short
@@ -73,7 +75,7 @@ The package, one concern per module:
 * :mod:`.writes`: writing and deleting, with the side tables;
 * :mod:`.rollup`: the monthly facet counts;
 * :mod:`.search`: the query plan, the page, the total and the facets;
-* :mod:`.highlight`: search words marked in the comments;
+* :mod:`.highlight`, :mod:`.stems`: search words as stems, marked in the comments;
 * :mod:`.facet_combos`, :mod:`.facet_values`, :mod:`.related_users`: the id tables;
 * :mod:`.store`: :class:`SQLiteStore`, connections and errors.
 

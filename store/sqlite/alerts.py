@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..alerts import NEW, Alert, DetectionStore, UpsertResult, merge_alert, status_change
 from ..base import StoreError, StoreUnavailable
 
@@ -111,30 +113,49 @@ class SQLiteDetectionStore(DetectionStore):
     def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
         results: list[UpsertResult] = []
         with self._write() as con:
+            known: dict[str, Alert] = {}
+            ids = [a.id for a in alerts]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                rows = con.execute(
+                    f"SELECT body FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                for (body,) in rows:
+                    stored = Alert.from_dict(orjson.loads(body))
+                    known[stored.id] = stored
+            changed: list[Alert] = []
             for alert in alerts:
-                row = con.execute("SELECT body FROM alerts WHERE id = ?", (alert.id,)).fetchone()
                 result: UpsertResult
-                if row is None:
-                    stored, result = alert, "created"
+                existing = known.get(alert.id)
+                if existing is None:
+                    merged, result = alert, "created"
                 else:
-                    stored, result = merge_alert(Alert.from_dict(json.loads(row[0])), alert)
+                    merged, result = merge_alert(existing, alert)
                 if result != "unchanged":
-                    self._put(con, stored)
+                    known[alert.id] = merged
+                    changed.append(merged)
                 results.append(result)
+            self._put_many(con, changed)
         return results
 
     def _put(self, con: sqlite3.Connection, alert: Alert) -> None:
-        con.execute(
+        self._put_many(con, [alert])
+
+    def _put_many(self, con: sqlite3.Connection, alerts: Sequence[Alert]) -> None:
+        con.executemany(
             "INSERT OR REPLACE INTO alerts (id, account, status, last_seen, notified, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                alert.id,
-                alert.account,
-                alert.status,
-                alert.last_seen,
-                int(alert.notified),
-                json.dumps(alert.as_dict(), ensure_ascii=False),
-            ),
+            [
+                (
+                    a.id,
+                    a.account,
+                    a.status,
+                    a.last_seen,
+                    int(a.notified),
+                    orjson.dumps(a.as_dict()).decode(),
+                )
+                for a in alerts
+            ],
         )
 
     def get(self, account: str, alert_id: str) -> Alert | None:
@@ -193,36 +214,53 @@ class SQLiteDetectionStore(DetectionStore):
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[dict, Any]]:
         out: dict[tuple[str, str], tuple[dict, Any]] = {k: ({}, NEW) for k in keys}
-        con = self._con
         with self._errors("read"):
-            for account, key in keys:
-                row = con.execute(
-                    "SELECT version, value FROM detect_state WHERE account = ? AND key = ?",
-                    (account, key),
-                ).fetchone()
-                if row is not None:
-                    out[(account, key)] = (json.loads(row[1]), row[0])
+            for account, key, version, value in self._rows(self._con, keys, values=True):
+                out[(account, key)] = (orjson.loads(value), version)
         return out
+
+    def _rows(
+        self, con: sqlite3.Connection, keys: Sequence[tuple[str, str]], values: bool = False
+    ) -> list[tuple]:
+        """Stored rows of the keys, found through the primary key, account by account."""
+        by_account: dict[str, list[str]] = {}
+        for account, key in keys:
+            by_account.setdefault(account, []).append(key)
+        what = "account, key, version, value" if values else "account, key, version"
+        rows: list[tuple] = []
+        for account, names in by_account.items():
+            for i in range(0, len(names), 500):
+                chunk = names[i : i + 500]
+                rows += con.execute(
+                    f"SELECT {what} FROM detect_state"
+                    f" WHERE account = ? AND key IN ({','.join('?' * len(chunk))})",
+                    [account, *chunk],
+                ).fetchall()
+        return rows
 
     def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
         conflicts: list[tuple[str, str]] = []
         with self._write() as con:
+            # Inside the write transaction nobody else can move a version.
+            pairs = [(account, key) for account, key, _value, _version in items]
+            current = {(a, k): v for a, k, v in self._rows(con, pairs)}
+            inserts, updates = [], []
             for account, key, value, version in items:
-                body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-                if version == NEW:
-                    cur = con.execute(
-                        "INSERT OR IGNORE INTO detect_state (account, key, version, value)"
-                        " VALUES (?, ?, 1, ?)",
-                        (account, key, body),
-                    )
-                else:
-                    cur = con.execute(
-                        "UPDATE detect_state SET version = version + 1, value = ?"
-                        " WHERE account = ? AND key = ? AND version = ?",
-                        (body, account, key, version),
-                    )
-                if cur.rowcount != 1:
+                if current.get((account, key), NEW) != version:
                     conflicts.append((account, key))
+                elif version == NEW:
+                    inserts.append((account, key, orjson.dumps(value).decode()))
+                else:
+                    updates.append((orjson.dumps(value).decode(), account, key))
+            con.executemany(
+                "INSERT INTO detect_state (account, key, version, value) VALUES (?, ?, 1, ?)",
+                inserts,
+            )
+            con.executemany(
+                "UPDATE detect_state SET version = version + 1, value = ?"
+                " WHERE account = ? AND key = ?",
+                updates,
+            )
         return conflicts
 
     def refresh(self) -> None:

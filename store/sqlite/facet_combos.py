@@ -35,6 +35,7 @@ COMBO_FACETS: tuple[tuple[str, str], ...] = (
     ("os", "user_agent_os_name"),
     ("device", "user_agent_device_name"),
     ("impersonator", "audit_impersonator_name"),
+    ("country", "source_geo_country_iso_code"),
 )
 COMBO_COLUMNS: tuple[str, ...] = tuple(col for _name, col in COMBO_FACETS)
 

@@ -1,8 +1,8 @@
 """The search words marked in a page's comments, as OpenSearch's highlighter does.
 
-The page's comments go through FTS5 again in a scratch table of the
-connection's own (same tokenizer): evaluating the search on ``events_fts``
-row by row seeks through the whole index's lists each time (docs/sqlite.md).
+``events_fts`` holds stems (:mod:`.stems`), so FTS5's ``highlight()`` would
+see stems, not the words as written: the page's comments are marked word by
+word in Python with the same keys the index and the search use.
 """
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from __future__ import annotations
 import html
 import sqlite3
 
-from ..query import HIGHLIGHT_POST, HIGHLIGHT_PRE, Query, parse_text, to_fts5
-from .layout import TOKENIZE
-
-# Each connection's own scratch table (temp), created when it opens.
-HIGHLIGHT_DDL = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.highlights USING fts5(audit_comments, {TOKENIZE})"
-)
+from ..query import HIGHLIGHT_POST, HIGHLIGHT_PRE, Query, parse_text
+from .stems import mark
 
 
 def highlight(con: sqlite3.Connection, query: Query, rows: list, hits: list[dict]) -> None:
@@ -29,17 +24,7 @@ def highlight(con: sqlite3.Connection, query: Query, rows: list, hits: list[dict
         if h.get("audit.comments")
     ]
     if node is not None and with_text:
-        con.execute("DELETE FROM temp.highlights")
-        con.executemany(
-            "INSERT INTO temp.highlights(rowid, audit_comments) VALUES (?, ?)", with_text
-        )
-        marked.update(
-            con.execute(
-                "SELECT rowid, highlight(highlights, 0, ?, ?) FROM temp.highlights "
-                "WHERE highlights MATCH ?",
-                [HIGHLIGHT_PRE, HIGHLIGHT_POST, to_fts5(node)],
-            )
-        )
+        marked.update((rid, mark(text, node)) for rid, text in with_text)
     for row, hit in zip(rows, hits, strict=True):
         comments = hit.get("audit.comments")
         if comments:

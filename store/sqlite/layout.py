@@ -16,6 +16,7 @@ from ..query import FACETS, PERSON_FILTERS, TERM_FILTERS, TextNode, to_fts5
 from . import facet_combos, facet_values, related_users
 from .facet_combos import COMBO_COLUMNS, COMBO_FACETS
 from .facet_values import VALUE_COLUMNS, VALUE_FACETS
+from .stems import stem_node
 
 
 def column(name: str) -> str:
@@ -145,10 +146,14 @@ def ddl() -> list[str]:
 # account beside the comments and every MATCH names it (docs/sqlite.md). The
 # token is "a" and the hex of the account id, as SQL's hex() writes it, so the
 # external content can be a view over events. Only events with comments are indexed.
+# FTS5 indexes the comments' stems (.stems), which the view computes with a
+# function every connection of the store registers (STEMS_FUNCTION).
 TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
+STEMS_FUNCTION = "useraudit_stems"
 FTS_DDL = (
     "CREATE VIEW IF NOT EXISTS events_fts_source AS\n"
-    "  SELECT rid, 'a' || hex(organization_id) AS account, audit_comments FROM events\n"
+    f"  SELECT rid, 'a' || hex(organization_id) AS account, {STEMS_FUNCTION}(audit_comments)"
+    " AS audit_comments FROM events\n"
     "  WHERE audit_comments IS NOT NULL",
     "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(\n"
     "  account, audit_comments, content='events_fts_source', content_rowid='rid',\n"
@@ -163,8 +168,8 @@ def account_token(account: str) -> str:
 
 
 def match(account: str, node: TextNode) -> str:
-    """FTS5 MATCH text for ``node`` in the comments of ``account``'s events."""
-    return f'account : "{account_token(account)}" AND audit_comments : {to_fts5(node)}'
+    """FTS5 MATCH text for ``node`` (as stems) in the comments of ``account``'s events."""
+    return f'account : "{account_token(account)}" AND audit_comments : {to_fts5(stem_node(node))}'
 
 
 def marks(values: Sequence[Any]) -> str:

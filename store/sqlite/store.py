@@ -20,10 +20,10 @@ from ..base import Store, StoreError, StoreUnavailable, WriteResult
 from ..histogram import Bucket
 from ..query import Query, QueryError, SearchPage, SearchRequest, to_ms
 from . import versions, writes
-from .highlight import HIGHLIGHT_DDL
-from .layout import BY_IP, HOT, ddl, marks
+from .layout import BY_IP, HOT, STEMS_FUNCTION, ddl, marks
 from .rows import FOLD_FUNCTION, READ_COLUMNS, SELECT, fold_or_none, read_doc
 from .search import Search, driven_by_ip
+from .stems import stems_or_none
 from .versions import FILE_VERSION
 
 BUSY_TIMEOUT_MS = 10_000
@@ -86,10 +86,11 @@ class SQLiteStore(Store):
                 # again are copied once (docs/sqlite.md).
                 con.execute("PRAGMA wal_autocheckpoint=16384")
                 con.execute("PRAGMA journal_size_limit=67108864")
-                con.execute(HIGHLIGHT_DDL)  # temp: this connection's own
                 # Case-insensitive filters on the few stored combinations and
                 # on candidate rows' full names: folded as the query values are.
                 con.create_function(FOLD_FUNCTION, 1, fold_or_none, deterministic=True)
+                # The full-text view's stems (layout.FTS_DDL).
+                con.create_function(STEMS_FUNCTION, 1, stems_or_none, deterministic=True)
             except BaseException:
                 con.close()
                 raise

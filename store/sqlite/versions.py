@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from . import facet_combos, facet_values, related_users
-from .layout import FTS_DDL, VALUE_ID_COLUMNS, WEEK_MS, event_columns
+from .layout import COLUMNS, FTS_DDL, VALUE_ID_COLUMNS, WEEK_MS, event_columns
 from .related_users import People
 from .rows import ROLE_SELECT, stored_persons
 
@@ -22,8 +22,10 @@ from .rows import ROLE_SELECT, stored_persons
 # six few-valued facets as strings in events_hot instead of their combination,
 # 4 listed every related.user value in related_users instead of persons,
 # 5 had action, user, target and project as strings in events_hot instead
-# of their value ids, 6 had no account tokens in events_fts.
-FILE_VERSION = 7
+# of their value ids, 6 had no account tokens in events_fts, 7 indexed
+# words instead of their stems (.stems), 8 had no country (GeoIP) in the
+# facet combinations and events_hot.
+FILE_VERSION = 9
 _DROPPED_IN_3 = (
     "related_users_rid",
     "events_ts",
@@ -41,6 +43,13 @@ def upgrade(con: sqlite3.Connection, version: int) -> None:
     what is new (events_hot last, so the rewrite of every row below does not
     also maintain that index).
     """
+    # Schema fields' new columns first: later steps (and events_hot) read
+    # them. Our own columns (combo, value ids) are the steps' business.
+    have = {row[1] for row in con.execute("PRAGMA table_info(events)")}
+    fields = {column for _name, column, _kind, _multi in COLUMNS}
+    for col, sql_type in event_columns():
+        if col in fields and col not in have:
+            con.execute(f"ALTER TABLE events ADD COLUMN {col} {sql_type}")
     if version < 4:
         con.execute("DROP INDEX IF EXISTS events_hot")
         for index in _DROPPED_IN_3:
@@ -57,11 +66,28 @@ def upgrade(con: sqlite3.Connection, version: int) -> None:
         for col in VALUE_ID_COLUMNS:
             con.execute(f"ALTER TABLE events ADD COLUMN {col} INTEGER")
         facet_values.fill(con)
-    if version < 7:
+    if version < 8:
         con.execute("DROP TABLE IF EXISTS events_fts")
+        con.execute("DROP VIEW IF EXISTS events_fts_source")
         for stmt in FTS_DDL:
             con.execute(stmt)
         con.execute("INSERT INTO events_fts(events_fts) VALUES ('rebuild')")
+    if version < 9:
+        _country_in_combos(con)
+
+
+def _country_in_combos(con: sqlite3.Connection) -> None:
+    """File version 9: the GeoIP country is a facet, so a part of every combination.
+
+    Older rows have no GeoIP fields: their combinations get a NULL country
+    (keys rewritten to the new length, ids unchanged), and events_hot is
+    rebuilt by ddl() with the country column.
+    """
+    have = {row[1] for row in con.execute("PRAGMA table_info(facet_combos)")}
+    if have and "source_geo_country_iso_code" not in have:
+        con.execute("ALTER TABLE facet_combos ADD COLUMN source_geo_country_iso_code TEXT")
+        con.execute("UPDATE facet_combos SET key = json_insert(key, '$[#]', NULL)")
+    con.execute("DROP INDEX IF EXISTS events_hot")
 
 
 def _rebuild_related_users(con: sqlite3.Connection) -> None:

@@ -38,6 +38,7 @@ from .rows import (
     stored_persons,
     timestamp_ms,
 )
+from .stems import stem_text
 
 # Shared, frozen: one WriteResult per event cost ~0.5 us.
 CREATED = WriteResult("created")
@@ -175,7 +176,7 @@ class Batch:
             account = row[ACCOUNT]
             if comments := row[COMMENTS]:  # NULL_TEXT when absent
                 token = account_token(account) if type(account) is str else None
-                fts.append((rid, token, comments))
+                fts.append((rid, token, stem_text(comments)))
             account = account or ""
             for person in mine:
                 pid = self.pids[person]
@@ -220,7 +221,7 @@ def delete_batch(
         "INSERT INTO events_fts(events_fts, rowid, account, audit_comments) "
         "VALUES ('delete', ?, ?, ?)",
         [
-            (r[0], None if r[counted] is None else account_token(r[counted]), r[1])
+            (r[0], None if r[counted] is None else account_token(r[counted]), stem_text(r[1]))
             for r in rows
             if r[1]
         ],

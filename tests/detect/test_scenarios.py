@@ -204,3 +204,71 @@ def test_kill_9_while_detecting_then_restart_gives_the_same_alerts(
     assert {k: a.count for k, a in got.items()} == expected()
     for key, before in partial.items():
         assert got[key].id == before.id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "opensearch"])
+def test_two_indexers_on_one_spool_raise_one_alert(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One user's failures split over two segments, shipped by two indexers at once: one alert."""
+    import threading
+
+    import orjson
+
+    from useraudit.spool import SpoolWriter
+
+    from .conftest import event
+
+    spool = tmp_path / "spool"
+    writers = [SpoolWriter(spool, durability="sync"), SpoolWriter(spool, durability="sync")]
+    failures = [
+        event("user.signed_in", "alice", outcome="failure", ip=f"100.64.4.{i}") for i in range(10)
+    ]
+    for i, raw in enumerate(failures):
+        writers[i % 2].append(orjson.dumps(raw))
+    for w in writers:
+        w.close()
+    if backend == "opensearch":
+        first = request.getfixturevalue("os_store")
+        from useraudit.store.opensearch import OpenSearchStore
+
+        stores: list[Store] = [first, OpenSearchStore(first.url, prefix=first.prefix)]
+    else:
+        from useraudit.store.sqlite import SQLiteStore
+
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+        stores = [SQLiteStore(url), SQLiteStore(url)]
+        stores[0].install()
+    alerts = detection_store(stores[0])
+    alerts.install()
+    barrier = threading.Barrier(2)
+
+    def ship(store: Store) -> None:
+        stages, _notes = build_stages(store, install=False)
+        with Indexer(spool, store, stages=stages, batch_records=2) as ix:
+            barrier.wait()
+            ix.drain()
+
+    threads = [threading.Thread(target=ship, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    got = found(alerts)
+    try:
+        assert list(got) == [("brute_force", "u-alice")]
+        # Each indexer saw at least its own five failures: both found the burst,
+        # and the store merged the findings into one alert naming all ten.
+        alert = got[("brute_force", "u-alice")]
+        assert sorted(alert.event_ids) == sorted(r["event.id"] for r in failures)
+        assert alert.count == 10
+    finally:
+        uninstall = getattr(alerts, "uninstall", None)
+        if uninstall is not None:
+            uninstall()
+        alerts.close()
+        if backend == "sqlite":
+            for s in stores:
+                s.close()
+        else:
+            stores[1].close()

@@ -244,6 +244,14 @@ def test_b_cursor_and_facet_values_on_a_pages(
     )
 
 
+# Values for the other route parameters: none names anything that exists.
+ROUTE_PARAMS = {
+    "<alert_id>": "no-such-alert",
+    "<event_id>": "no-such-event",
+    "<path:rest>": "no-such-route",
+}
+
+
 def test_every_route_refuses_anonymous_and_non_admins(
     tenants_store: Any, security_users: Any, ui_spool: Any
 ) -> None:
@@ -256,16 +264,20 @@ def test_every_route_refuses_anonymous_and_non_admins(
     assert len(rules) >= 6
     anonymous = app.test_client()
     viewer = signed_in(app, "vic")
-    open_to_all = {"/login"}
+    open_to_all = {"/login", "/api/v1/openapi.json"}  # the API description holds no data
     for rule in rules:
         path = rule.rule.replace("<account>", "tenant-a")
+        for param, value in ROUTE_PARAMS.items():
+            path = path.replace(param, value)
         assert "<" not in path, f"new route parameter to cover: {rule.rule}"
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             response = anonymous.open(path, method=method)
             if path in open_to_all:
                 assert response.status_code in (200, 400), (path, method)
                 continue
-            assert response.status_code in (302, 400, 401, 403), (
+            # The API's catch-all answers every unknown address with a JSON 404.
+            refusals = (404,) if rule.endpoint == "useraudit_api.unknown" else ()
+            assert response.status_code in (302, 400, 401, 403, *refusals), (
                 path,
                 method,
                 response.status_code,
@@ -293,7 +305,75 @@ def test_every_post_route_refuses_a_missing_or_foreign_csrf_token(
     assert posts
     for rule in posts:
         path = rule.rule.replace("<account>", "tenant-a")
+        for param, value in (("<event_id>", "x"), ("<path:rest>", "x"), ("<alert_id>", "x")):
+            path = path.replace(param, value)
         for data in ({}, {"csrf_token": foreign}, {"csrf_token": "x" * 90}):
             response = client.post(path, data={**data, "username": "ann", "password": "x"})
             assert response.status_code == 400, (path, data, response.status_code)
     assert client.get("/a/tenant-a/actions").status_code == 200  # still signed in
+
+
+API_ROUTES = st.one_of(
+    st.sampled_from(["/api/v1/events", "/api/v1/facets"]),
+    st.builds(lambda i: f"/api/v1/events/{quote(i, safe='')}", st.text(max_size=40)),
+)
+
+
+def test_fuzzed_api_routes_params_and_cursors_never_show_tenant_b(
+    tenants_store: Any, security_users: Any, b_values: dict[str, list[str]], ui_spool: Any, tmp_path
+) -> None:
+    """The API with tenant-a's token: any route, parameter, tenant-b cursor or id → no b data."""
+    from useraudit.webapp.api_tokens import TokenStore
+
+    tokens = TokenStore(tmp_path / "tokens.db")
+    person = {"id": "ann", "name": "ann"}
+    _, a_token = tokens.create("tenant-a", "fuzz", ("events:read",), created_by=person)
+    _, b_token = tokens.create("tenant-b", "b", ("events:read",), created_by=person)
+    app = make_app(tenants_store, security_users, USERAUDIT_API_TOKENS=str(tmp_path / "tokens.db"),
+                   USERAUDIT_API_RATE="100000 per minute")  # fmt: skip
+    client = app.test_client()
+    # tenant-b's own API cursors, as its integrator sees them
+    b_cursors: list[str] = []
+    page = client.get(
+        "/api/v1/events?period=30d&size=25", headers={"Authorization": f"Bearer {b_token}"}
+    ).json
+    while page.get("next_cursor") and len(b_cursors) < 3:
+        b_cursors.append(page["next_cursor"])
+        page = client.get(
+            "/api/v1/events",
+            query_string={"period": "30d", "size": 25, "cursor": page["next_cursor"]},
+            headers={"Authorization": f"Bearer {b_token}"},
+        ).json
+    assert b_cursors, "tenant-b has several API pages"
+    b_ids = b_values["event.id"]
+    allowed = a_ids(tenants_store)
+    routes = st.one_of(API_ROUTES, st.sampled_from([f"/api/v1/events/{i}" for i in b_ids[:20]]))
+    headers = {"Authorization": f"Bearer {a_token}"}
+
+    @FUZZ
+    @given(route=routes, pairs=params(b_values), cursor=st.sampled_from([None, *b_cursors]))
+    def check(route: str, pairs: list[tuple[str, str]], cursor: str | None) -> None:
+        if cursor:
+            pairs = [*pairs, ("cursor", cursor)]
+        qs = urlencode(pairs, encoding="utf-8", errors="surrogatepass")
+        response = client.get(f"{route}?{qs}", headers=headers)
+        label = f"{route}?{qs}"
+        assert response.status_code in (200, 400, 404), (label, response.status_code)
+        assert response.is_json, label
+        body = response.json
+        if response.status_code != 200:
+            assert body["error"]["code"] in ("invalid_query", "not_found"), label
+            return
+        events = body.get("events") or ([body["event"]] if "event" in body else [])
+        for event in events:
+            assert event["organization.id"] == "tenant-a", label
+            assert event["event.id"] in allowed, label
+        for values in (body.get("facets") or {}).values():
+            for facet in values:
+                assert MARKER not in str(facet["value"]) and B_NET not in str(facet["value"]), label
+
+    check()
+    # and any token that is not tenant-a's own gets nothing at all
+    for fake in ("uat_", f"{a_token}x", a_token.replace("_", "-"), "Bearer", b_token[:-1]):
+        response = client.get("/api/v1/events", headers={"Authorization": f"Bearer {fake}"})
+        assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"

@@ -189,22 +189,24 @@ def test_no_secret_of_the_corpus_is_stored_shown_or_exported(
     assert MASK in shown and MASK in exported
 
 
-def test_the_request_path_is_masked_too() -> None:
+def test_the_request_path_is_masked_too(tmp_path: Path) -> None:
     """A path parameter or matrix parameter carrying a credential is masked
     in url.path, like any other text."""
     from useraudit.middleware import context
+    from useraudit.spool import iter_all
 
     token = context.current.set(
         context.RequestContext(
             path="/app;jsessionid=Sx900-path-q7Zp/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0",
         )
     )
+    rec = Recorder(tmp_path / "spool", durability="sync", account_id="acme")
     try:
-        event = Recorder.__new__(Recorder)
-        event.masker = Masker()
-        event.account_id = event.account_name = event.product = event.get_account = None
-        built = event.build("user.signed_in", user="u1")
+        assert rec.record("user.signed_in", user="u1") is not None
     finally:
         context.current.reset(token)
+        rec.close()
+    (raw,) = list(iter_all(tmp_path / "spool"))
+    built = json.loads(raw)
     assert "Sx900" not in built["url.path"] and "eyJhbGci" not in built["url.path"]
     assert built["url.path"].startswith("/app;jsessionid=[MASKED]")

@@ -102,7 +102,9 @@ def test_octet_counting_frames_count_utf8_bytes() -> None:
     framed = octet_frame(message)
     length, _, rest = framed.partition(b" ")
     assert int(length) == len(rest) == len(message)
-    assert message.startswith(b"<109>1 2026-01-01T00:00:00.000000Z host_name useraudit - a_b_c ")
+    assert message.startswith(b"<109>1 2026-01-01T00:00:00Z host_name useraudit - a_b_c ")
+    odd = format_message({"@timestamp": "2026-01-01T03:00:00+03:00"})
+    assert odd.startswith(b"<109>1 2026-01-01T00:00:00.000000Z ")
 
 
 def test_kafka_one_topic_keyed_by_account(spool_dir: Path, store: SQLiteStore, kafka) -> None:

@@ -191,7 +191,8 @@ TEXT_CASES = [
     pytest.param('"custom role"', ["a09", "a01"], id="phrase"),
     pytest.param('"role support"', ["a01"], id="phrase-order-matters"),
     pytest.param('"support role"', [], id="phrase-wrong-order"),
-    pytest.param("support* -roles", ["a11", "a01"], id="prefix-and-exclusion"),
+    pytest.param("support* -bot", ["a08", "a01"], id="prefix-and-exclusion"),
+    pytest.param("support* -roles", ["a11"], id="prefix-and-stemmed-exclusion"),
     pytest.param("deleted | renamed", ["a13", "a09", "a07", "a02"], id="or"),
     pytest.param("(token | role) deleted", ["a09", "a07"], id="group"),
     pytest.param("оператор", ["a02"], id="cyrillic-word"),
@@ -199,7 +200,17 @@ TEXT_CASES = [
     pytest.param("опер*", ["a02"], id="cyrillic-prefix"),
     pytest.param('"главный оператор"', ["a02"], id="cyrillic-phrase"),
     pytest.param("погода -шаблона", [], id="cyrillic-exclusion"),
-    pytest.param("погода -шаблон", ["a05"], id="no-stemming"),
+    pytest.param("погода -шаблон", [], id="cyrillic-exclusion-stemmed"),
+    pytest.param("creating", ["a04", "a01"], id="english-stem"),
+    pytest.param("roles", ["a09", "a08", "a02", "a01"], id="english-plural-finds-singular"),
+    pytest.param('"api tokens"', ["a07", "a04"], id="english-phrase-stemmed"),
+    pytest.param("оператора", ["a02"], id="russian-stem"),
+    pytest.param("погоды шаблон", ["a05"], id="russian-word-forms"),
+    pytest.param('"главного оператора"', ["a02"], id="russian-phrase-stemmed"),
+    pytest.param("deleted OR renamed", ["a13", "a09", "a07", "a02"], id="or-keyword"),
+    # OR binds looser than the implicit AND: token OR (погода -deploy).
+    pytest.param("token OR погода -deploy", ["a07", "a05", "a04"], id="or-keyword-precedence"),
+    pytest.param("deleted or renamed", [], id="lowercase-or-is-a-word"),
     pytest.param("1500", ["a12"], id="number"),
     pytest.param("sign-in blocked", ["a03"], id="hyphenated-word"),
     pytest.param("tok-1", ["a07"], id="token-id-in-text"),
@@ -260,6 +271,48 @@ def test_highlight_without_text_is_escaped_comments(seeded: Store) -> None:
     assert "_highlight" not in page.hits[0]
 
 
+def test_highlight_marks_word_forms(seeded: Store) -> None:
+    """A stemmed search marks the words as written: "creating" marks "created"."""
+    page = seeded.search(SearchRequest(Query(ACCOUNT, text="creating -deploy"), facets=()))
+    (hit,) = page.hits
+    assert marked_words(hit["_highlight"]) == ["created"]
+    page = seeded.search(SearchRequest(Query(ACCOUNT, text="оператора"), facets=()))
+    assert marked_words(page.hits[0]["_highlight"]) == ["оператор", "оператор"]
+
+
+def test_stemming_finds_word_forms_in_english_and_russian(store: Store, enricher) -> None:  # noqa: ANN001
+    """Both stores stem alike: "reviewer" finds "Reviewers", "рецензента" finds "рецензенты"."""
+    events = [
+        raw(
+            "s1",
+            "2026-03-01T09:00:00Z",
+            "custom_role.renamed",
+            "alice",
+            "Role Editors renamed to Reviewers",
+        ),
+        raw(
+            "s2",
+            "2026-03-02T09:00:00Z",
+            "custom_role.renamed",
+            "bob",
+            "Роль Редакторы переименована в Рецензенты",
+        ),
+        raw(
+            "s3", "2026-03-03T09:00:00Z", "custom_role.created", "carol", "Reviewing rules created"
+        ),
+    ]
+    write_all(store, [enricher(e) for e in events])
+    assert ids(store, text="reviewer") == ["s3", "s1"]
+    assert ids(store, text="Reviewers") == ["s3", "s1"]
+    assert ids(store, text="editor") == ["s1"]
+    assert ids(store, text="рецензента") == ["s2"]
+    assert ids(store, text="редактор переименовали") == ["s2"]
+    assert ids(store, text="reviewer OR рецензент") == ["s3", "s2", "s1"]
+    assert ids(store, text="reviewer -rules") == ["s1"]
+    page = store.search(SearchRequest(Query(ACCOUNT, text="reviewer"), facets=()))
+    assert [marked_words(h["_highlight"]) for h in page.hits] == [["Reviewing"], ["Reviewers"]]
+
+
 def test_highlight_prefix_marks_whole_word(seeded: Store) -> None:
     """A prefix search highlights the whole matching word."""
     page = seeded.search(SearchRequest(Query(ACCOUNT, text="опер*"), facets=()))
@@ -276,6 +329,8 @@ MALFORMED = [
     pytest.param("-token", id="only-exclusion"),
     pytest.param("token | -role", id="exclusion-alone-in-or"),
     pytest.param("token |", id="dangling-or"),
+    pytest.param("token OR", id="dangling-or-keyword"),
+    pytest.param("OR token", id="leading-or-keyword"),
     pytest.param("()", id="empty-group"),
     pytest.param("...", id="no-letters"),
     pytest.param("(" * 7 + "a" + ")" * 7, id="too-deep"),

@@ -193,6 +193,54 @@ _HOT_BEFORE_6 = (
 )
 
 
+def _as_file_version_7(path: Path) -> None:
+    """Turn a current file back into the version-7 layout (words, not stems, in events_fts)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(
+        """
+        DROP TABLE events_fts;
+        DROP VIEW events_fts_source;
+        CREATE VIEW events_fts_source AS
+          SELECT rid, 'a' || hex(organization_id) AS account, audit_comments FROM events
+          WHERE audit_comments IS NOT NULL;
+        CREATE VIRTUAL TABLE events_fts USING fts5(
+          account, audit_comments, content='events_fts_source', content_rowid='rid',
+          tokenize='unicode61 remove_diacritics 2', prefix='2 3');
+        INSERT INTO events_fts(events_fts) VALUES ('rebuild');
+        PRAGMA user_version = 7;
+        """
+    )
+    con.close()
+
+
+def test_a_version_7_file_is_reindexed_with_stems(tmp_path: Path, enricher) -> None:  # noqa: ANN001
+    """A file that indexed words is upgraded once: its comments are found by word forms."""
+    path = tmp_path / "audit.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    write_all(store, [enricher(e) for e in DATASET])
+    store.close()
+    _as_file_version_7(path)
+    old = SQLiteStore(f"sqlite:///{path}")
+    # Opened without the upgrade, the words index would not find "creating"...
+    with sqlite3.connect(path) as con:
+        assert (
+            con.execute(
+                "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'audit_comments : creat'"
+            ).fetchone()[0]
+            == 0
+        )
+    assert f"file version {FILE_VERSION}" in old.install()[0]
+    found = [h["event.id"] for h in old.search(SearchRequest(Query(ACCOUNT, text="creating"))).hits]
+    assert found == ["a04", "a01"]
+    # ...and deleting an upgraded row removes its stems from the index.
+    assert old.delete_older_than(datetime(2026, 1, 6, tzinfo=UTC)) == 1
+    found = [h["event.id"] for h in old.search(SearchRequest(Query(ACCOUNT, text="creating"))).hits]
+    assert found == ["a04"]
+    con = old._con
+    con.execute("INSERT INTO events_fts(events_fts, rank) VALUES ('integrity-check', 1)")
+    old.close()
+
+
 def _as_file_version_6(path: Path) -> None:
     """Turn a current file back into the version-6 layout (comments alone in events_fts)."""
     con = sqlite3.connect(path, isolation_level=None)
@@ -385,7 +433,7 @@ def test_a_version_2_file_loses_its_copy_of_related_users(tmp_path: Path, enrich
     assert upgraded.delete_older_than(datetime(2026, 1, 10, 9, tzinfo=UTC)) > 0
     upgraded.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 7
+        assert con.execute("PRAGMA user_version").fetchone()[0] == FILE_VERSION == 9
         assert not con.execute(
             "SELECT name FROM sqlite_master WHERE name IN "
             "('related_users_rid', 'events_ts', 'events_event_outcome', 'events_groups', "

@@ -336,3 +336,49 @@ def test_store_down_state(browser: Any, users_db: Any, tmp_path: Path) -> None:
     finally:
         context.close()
         srv.stop()
+
+
+def test_search_understands_word_forms_and_explains_its_syntax(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    """'reviewer OR operator' finds and marks "Reviewers" and "Operators"; the syntax help
+    opens from the keyboard and explains OR and -."""
+    sign_in(page, server, "alice")
+    page.goto(server.url + "/a/acme/actions?period=30d")
+    page.focus("[data-testid=search-help] summary")
+    page.keyboard.press("Enter")
+    panel = page.locator("[data-testid=search-help] .search-help-panel")
+    assert panel.is_visible()
+    text = panel.inner_text()
+    assert "OR" in text and "-test" in text and "Reviewers" in text
+    shot(page, "search-help", tmp_path)
+    page.keyboard.press("Enter")  # the summary still has focus: closes again
+    assert not panel.is_visible()
+    page.fill("[data-testid=search]", "reviewer OR operator")
+    with page.expect_navigation():
+        page.press("[data-testid=search]", "Enter")
+    marks = {m.lower() for m in page.locator("td.col-comments mark").all_inner_texts()}
+    assert marks and marks <= {"reviewers", "operators"}
+    assert len(ids(page)) > 0
+
+
+def test_csv_export_button_downloads_the_pages_rows(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    """The CSV button downloads a UTF-8 CSV (with BOM, for Excel) of exactly the page's rows."""
+    import csv as csv_module
+    import re as re_module
+
+    sign_in(page, server, "alice")
+    page.goto(server.url + "/a/acme/actions?period=30d&result=failure&tz=Asia/Tokyo")
+    total = int(re_module.sub(r"\D", "", page.locator("[data-testid=total] strong").inner_text()))
+    with page.expect_download() as info:
+        page.click("[data-testid=export-csv]")
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.suffix == ".csv" and path.read_bytes().startswith(b"\xef\xbb\xbf")
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header, *rows = list(csv_module.reader(fh))
+    assert len(rows) == total > 0
+    assert {r[header.index("Result")] for r in rows} == {"Failure"}
+    assert all(r[header.index("Date and time")].endswith("+09:00") for r in rows)

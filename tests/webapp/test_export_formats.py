@@ -198,3 +198,21 @@ def test_export_links_carry_the_pages_filters(alice: Any) -> None:
     assert links["export-ndjson"].startswith("/a/acme/actions.ndjson?")
     for link in links.values():
         assert "result=failure" in link and "period=30d" in link
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_exports_hold_only_the_routes_account(as_user: Any, fmt: str) -> None:
+    """bob administers acme and globex: acme's export never holds globex's events."""
+    bob = as_user("bob")
+    acme = bob.get(f"/a/acme/actions.{fmt}?period=30d&q=renamed").data
+    globex = bob.get(f"/a/globex/actions.{fmt}?period=30d&q=renamed").data
+    assert b"globexsecret" in globex and b"globexsecret" not in acme
+    assert acme.count(b"\n") > 5
+
+
+def test_people_are_found_by_the_full_name_the_table_shows(alice: Any) -> None:
+    """The User filter takes the full name shown in the table, any case, and the export agrees."""
+    header, *rows = _csv(alice.get("/a/acme/actions.csv?period=30d&user=ANNA+IVANOVA"))
+    assert rows and {r[header.index("User")] for r in rows} == {"Anna Ivanova"}
+    page = alice.get("/a/acme/actions?period=30d&user=anna+ivanova").get_data(as_text=True)
+    assert f"<strong>{len(rows):,}</strong>" in page

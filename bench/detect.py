@@ -1,0 +1,357 @@
+"""Detection's cost in the indexer, and how soon an alert is stored, same run.
+
+    python -m bench.detect [--events 20000] [--rounds 2] [--opensearch http://127.0.0.1:9250]
+                           [--latency-seconds 20] [--rate-fraction 0.5]
+
+1. **Throughput**: one spool of ``--events`` events (a realistic mix: sign-ins
+   with some failures and bursts, downloads, role and token changes,
+   impersonated work, configuration changes; 7 accounts, 2,000 users, IPs
+   in 256 networks a GeoIP database places in cities) is shipped by the
+   in-process indexer into a fresh store, with no stages (detection off)
+   and with GeoIP + every detection rule on (working hours set, so even the
+   off-hours rule runs). Rounds alternate which goes first; each side's best
+   is compared: ``ratio_detect_on_vs_off`` (target ≥ 0.85).
+2. **Latency**: the indexer runs as a daemon (``run()``, default polling)
+   with every rule on while a writer appends the same mix at
+   ``--rate-fraction`` × the detection-off throughput and, every 0.25 s, a
+   burst of five failed sign-ins for a new user. Each burst's alert id is
+   known in advance (rule + account + subject + window); a poller reads it
+   by id (realtime on OpenSearch) and the time from the fifth failure's
+   append to the stored alert is one sample: ``alert_p95_ms`` (target ≤ 2000).
+
+The store is SQLite in a temporary folder, and OpenSearch too with
+``--opensearch``. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from mmdb_writer import MmdbF64, MMDBWriter
+from netaddr import IPSet
+from useraudit.indexer.spool import SpoolWriter
+
+from useraudit.detect.pipeline import build_stages
+from useraudit.indexer.shipper import Indexer
+from useraudit.store import Store
+from useraudit.store.alerts import alert_id, detection_store
+
+from ._data import ACTIONS, user_agents
+
+ACCOUNTS = [f"acc-{i}" for i in range(7)]
+USERS = 2000
+# Working hours set (so the off-hours rule evaluates every admin action) and
+# wide enough that the bench's own clock falls inside them, as on a workday.
+SETTINGS = """
+[defaults]
+working_hours = { start = "00:00", end = "23:59", days = [0, 1, 2, 3, 4, 5, 6], timezone = "UTC" }
+"""
+CITIES = [
+    ("DE", "Berlin", 52.52, 13.40),
+    ("FR", "Paris", 48.86, 2.35),
+    ("US", "New York", 40.71, -74.0),
+    ("JP", "Tokyo", 35.68, 139.69),
+    ("BR", "São Paulo", -23.55, -46.63),
+    ("AU", "Sydney", -33.87, 151.21),
+    ("IN", "Mumbai", 19.08, 72.88),
+    ("RU", "Moscow", 55.75, 37.62),
+]
+
+
+def write_geo(folder: Path) -> Path:
+    """A small GeoIP2-City database: 10.X.0.0/16 placed in one of CITIES."""
+    writer = MMDBWriter(ip_version=6, database_type="GeoIP2-City", ipv4_compatible=True)
+    for x in range(256):
+        iso, city, lat, lon = CITIES[x % len(CITIES)]
+        writer.insert_network(
+            IPSet([f"10.{x}.0.0/16"]),
+            {
+                "country": {"iso_code": iso, "names": {"en": iso}},
+                "city": {"names": {"en": city}},
+                "location": {"latitude": MmdbF64(lat), "longitude": MmdbF64(lon)},
+            },
+        )
+    path = folder / "city.mmdb"
+    writer.to_db_file(str(path))
+    return path
+
+
+class Mix:
+    """Raw events as record() spools them; each user keeps a home network and device."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.rnd = random.Random(seed)
+        self.uas = user_agents(40, self.rnd)
+        self.home = {
+            u: (
+                f"10.{self.rnd.randrange(256)}.{self.rnd.randrange(256)}",
+                self.rnd.choice(self.uas),
+            )
+            for u in range(USERS)
+        }
+        self.n = 0
+
+    def event(self, action: str, user: int, **extra: Any) -> dict[str, Any]:
+        self.n += 1
+        net, ua = self.home[user]
+        raw = {
+            "event.id": f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}",
+            "@timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "event.action": action,
+            "event.outcome": "success",
+            "organization.id": ACCOUNTS[user % len(ACCOUNTS)],
+            "user.id": f"u{user}",
+            "user.name": f"user{user}",
+            "source.address": f"{net}.{self.rnd.randrange(1, 255)}",
+            "user_agent.original": ua,
+        }
+        raw.update(extra)
+        return raw
+
+    def next(self) -> dict[str, Any]:
+        r = self.rnd.random()
+        user = self.rnd.randrange(USERS)
+        if r < 0.25:
+            outcome = "failure" if self.rnd.random() < 0.1 else "success"
+            extra: dict[str, Any] = {"event.outcome": outcome}
+            if self.rnd.random() < 0.01:  # travelling, or a new phone
+                extra["source.address"] = f"10.{self.rnd.randrange(256)}.7.7"
+                extra["user_agent.original"] = self.rnd.choice(self.uas)
+            return self.event("user.signed_in", user, **extra)
+        if r < 0.30:
+            return self.event(
+                self.rnd.choice(["message_log.downloaded", "session_log.downloaded"]), user
+            )
+        if r < 0.32:
+            roles = self.rnd.sample(["EDITOR", "VIEWER", "OPERATOR", "ANALYST"], 2)
+            if self.rnd.random() < 0.05:  # now and then someone is made an admin
+                roles.append("USER_ADMIN")
+            return self.event(
+                "user.roles_updated",
+                user,
+                **{
+                    "user.target.id": f"u{self.rnd.randrange(USERS)}",
+                    "audit.params": {"roles": roles},
+                },
+            )
+        if r < 0.35:
+            return self.event(self.rnd.choice(["token.created", "token.refreshed"]), user)
+        if r < 0.36:  # support staff acting on a user's behalf
+            return self.event(
+                self.rnd.choice(ACTIONS), user, **{"audit.impersonator.id": "u-support"}
+            )
+        return self.event(self.rnd.choice(ACTIONS), user)
+
+
+def fill(spool: Path, events: int) -> None:
+    mix = Mix()
+    writer = SpoolWriter(spool, max_bytes=4 * 1024**3)
+    writer.append_many([orjson.dumps(mix.next()) for _ in range(events)])
+    writer.close()
+
+
+def open_backend(kind: str, folder: Path, url: str | None) -> Store:
+    if kind == "sqlite":
+        from useraudit.store.sqlite import SQLiteStore
+
+        store: Store = SQLiteStore(f"sqlite:///{folder / f'audit-{uuid.uuid4().hex[:6]}.db'}")
+    else:
+        from useraudit.store.opensearch import OpenSearchStore
+
+        store = OpenSearchStore(str(url), prefix=f"bench-dt-{uuid.uuid4().hex[:6]}")
+    store.install()
+    return store
+
+
+def drop(store: Store) -> None:
+    alerts = detection_store(store)
+    for thing in (alerts, store):
+        uninstall = getattr(thing, "uninstall", None)
+        if uninstall is not None:
+            uninstall()
+    alerts.close()
+    store.close()
+
+
+def ship(
+    kind: str, spool: Path, folder: Path, url: str | None, detect: bool, geo: Path, conf: Path
+) -> tuple[float, dict]:
+    copy = folder / f"spool-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(spool, copy)
+    store = open_backend(kind, folder, url)
+    stages = build_stages(store, settings_path=conf, geoip_city=geo)[0] if detect else []
+    try:
+        with Indexer(copy, store, stages=stages) as ix:
+            start = time.perf_counter()
+            stats = ix.drain()
+            elapsed = time.perf_counter() - start
+        engine = next((s for s in stages if getattr(s, "name", "") == "detect"), None)
+        info = {"read": stats.read, "detection": engine.stats.as_dict() if engine else {}}
+        assert stats.shipped == stats.read and stats.stage_errors == 0, stats
+        return elapsed, info
+    finally:
+        drop(store)
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def latency(
+    kind: str, folder: Path, url: str | None, rate: float, seconds: float, geo: Path, conf: Path
+) -> list[float]:
+    """Milliseconds from each burst's fifth failure appended to its alert stored."""
+    spool = folder / f"live-{uuid.uuid4().hex[:6]}"
+    store = open_backend(kind, folder, url)
+    stages = build_stages(store, settings_path=conf, geoip_city=geo)[0]
+    alerts = detection_store(store)
+    writer = SpoolWriter(spool, max_bytes=4 * 1024**3)
+    stop = threading.Event()
+    pending: dict[str, tuple[str, float]] = {}  # alert id → (account, appended at)
+    samples: list[float] = []
+    lock = threading.Lock()
+    mix = Mix(seed=99)
+
+    def write() -> None:
+        burst, next_burst, sent, start = 0, time.monotonic(), 0, time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            due = int((now - start) * rate) - sent
+            if due > 0:
+                writer.append_many([orjson.dumps(mix.next()) for _ in range(min(due, 500))])
+                sent += min(due, 500)
+            if now >= next_burst:
+                user = USERS + burst
+                mix.home[user] = ("10.200.1", mix.uas[0])
+                events = [
+                    mix.event("user.signed_in", user, **{"event.outcome": "failure"})
+                    for _ in range(5)
+                ]
+                writer.append_many([orjson.dumps(e) for e in events])
+                appended = time.monotonic()
+                ts = datetime.fromisoformat(events[-1]["@timestamp"])
+                window = int(ts.timestamp() * 1000) // 3_600_000
+                account = events[-1]["organization.id"]
+                with lock:
+                    pending[alert_id(account, "brute_force", f"u{user}", window)] = (
+                        account,
+                        appended,
+                    )
+                burst += 1
+                next_burst += 0.25
+            time.sleep(0.005)
+
+    def poll() -> None:
+        while not stop.is_set() or pending:
+            with lock:
+                todo = list(pending.items())
+            for aid, (account, appended) in todo:
+                if alerts.get(account, aid) is not None:
+                    samples.append((time.monotonic() - appended) * 1000)
+                    with lock:
+                        del pending[aid]
+            if stop.is_set() and time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+
+    ix = Indexer(spool, store, stages=stages)
+    ix_stop = threading.Event()
+    threads = [
+        threading.Thread(target=ix.run, args=(ix_stop,), daemon=True),
+        threading.Thread(target=write, daemon=True),
+        threading.Thread(target=poll, daemon=True),
+    ]
+    deadline = float("inf")
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    deadline = time.monotonic() + 10
+    writer.close()
+    threads[2].join(20)
+    ix_stop.set()
+    threads[0].join(30)
+    ix.close()
+    missing = len(pending)
+    drop(store)
+    shutil.rmtree(spool, ignore_errors=True)
+    if missing:
+        raise RuntimeError(f"{missing} bursts raised no alert within 10 s")
+    return samples
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--opensearch", default=None, help="also measure on this node")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--rate-fraction", type=float, default=0.5)
+    args = parser.parse_args()
+
+    result: dict[str, Any] = {
+        "bench": "detect",
+        "events": args.events,
+        "target_ratio": 0.85,
+        "target_p95_ms": 2000,
+    }
+    kinds = ["sqlite"] + (["opensearch"] if args.opensearch else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        geo = write_geo(folder)
+        conf = folder / "detections.toml"
+        conf.write_text(SETTINGS)
+        spool = folder / "spool"
+        fill(spool, args.events)
+        for kind in kinds:
+            runs: dict[bool, list[float]] = {False: [], True: []}
+            info: dict = {}
+            for rnd in range(args.rounds):
+                for detect in (False, True) if rnd % 2 == 0 else (True, False):
+                    elapsed, info_ = ship(kind, spool, folder, args.opensearch, detect, geo, conf)
+                    runs[detect].append(elapsed)
+                    info = info_ if detect else info
+                    print(
+                        f"{kind} round {rnd + 1} detect {'on ' if detect else 'off'}: "
+                        f"{args.events / elapsed:,.0f} events/s",
+                        flush=True,
+                    )
+            off, on = args.events / min(runs[False]), args.events / min(runs[True])
+            rate = off * args.rate_fraction
+            samples = latency(kind, folder, args.opensearch, rate, args.latency_seconds, geo, conf)
+            print(
+                f"{kind} latency: {len(samples)} alerts at {rate:,.0f} events/s, "
+                f"p50 {statistics.median(samples):.0f} ms, p95 {p95(samples):.0f} ms",
+                flush=True,
+            )
+            result[kind] = {
+                "off_events_per_s": round(off),
+                "on_events_per_s": round(on),
+                "ratio_detect_on_vs_off": round(on / off, 3),
+                "detection_counters": info.get("detection", {}),
+                "findings_per_1000_events": round(
+                    1000 * info.get("detection", {}).get("findings", 0) / args.events, 1
+                ),
+                "latency_load_events_per_s": round(rate),
+                "alert_samples": len(samples),
+                "alert_p50_ms": round(statistics.median(samples)),
+                "alert_p95_ms": round(p95(samples)),
+            }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
