@@ -51,7 +51,8 @@ BENCH_URL_OPT_export := --opensearch
 BENCH_URL_OPT_detect := --opensearch
 bench_cmd = $(PY) -m bench.$(1) $(if $(BENCH_URL_OPT_$(1)),$(BENCH_URL_OPT_$(1)) $(OPENSEARCH_URL)) $(BENCH_ARGS_$(1))
 
-.PHONY: help test demo bench bench-one bench-deps lint regen deps system-deps test-system-deps java-maven venv
+.PHONY: help test demo bench bench-one bench-deps lint regen deps system-deps test-system-deps java-maven venv \
+  browser-test-deps
 
 help:
 	@sed -n '1,20p' Makefile | sed 's/^# \{0,1\}//'
@@ -109,7 +110,17 @@ $(STAMP): pyproject.toml
 
 venv: system-deps $(STAMP)
 
-deps: venv test-system-deps java-maven
+deps: venv test-system-deps java-maven browser-test-deps
+
+# npm packages the chromium tests inject into pages (axe-core), pinned by the
+# committed lock file; installed once, again when the lock changes.
+BROWSER_TESTS := tests/browser
+$(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json
+	@command -v npm >/dev/null || { echo "ERROR: npm not found: apt-get install -y npm" >&2; exit 1; }
+	npm ci --prefix $(BROWSER_TESTS) --no-audit --no-fund
+	@touch $@
+
+browser-test-deps: $(BROWSER_TESTS)/node_modules/.installed
 
 # -- targets -------------------------------------------------------------------
 

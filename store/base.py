@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from .histogram import Bucket
 from .query import Query, SearchPage, SearchRequest
 
 WriteStatus = Literal["created", "duplicate", "retry", "rejected"]
@@ -108,6 +109,25 @@ class Store(abc.ABC):
         request. ``account``, if given, limits the deletion to that account
         (retention per account).
         """
+
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        """Matches per ``interval_ms`` bucket and outcome, oldest first (see :mod:`.histogram`).
+
+        This fallback walks ``iterate``; the backends answer it in one request.
+        """
+        from . import histogram
+
+        offset = histogram.check(interval_ms, offset_ms)
+        counts: dict[tuple[int, str | None], int] = {}
+        for doc in self.iterate(query, fields=("@timestamp", "event.outcome")):
+            from datetime import datetime
+
+            from .query import to_ms
+
+            ts = datetime.fromisoformat(str(doc["@timestamp"]).replace("Z", "+00:00"))
+            key = (histogram.bucket_of(to_ms(ts), interval_ms, offset), doc.get("event.outcome"))
+            counts[key] = counts.get(key, 0) + 1
+        return histogram.collect([(s, o, n) for (s, o), n in counts.items()])
 
     def accounts(self) -> list[str]:
         """Account ids that have events (for operators)."""

@@ -63,6 +63,11 @@ TERM_FILTERS: dict[str, str] = {
 FOLDED_FILTERS: frozenset[str] = frozenset({"browsers", "oses", "devices"})
 # The person fields a person filter matches besides the id.
 PERSON_PARTS_FOLDED = ("name", "email", "full_name")
+# Filters outside TERM_FILTERS and PERSON_FILTERS that each backend handles itself.
+EXTRA_FILTERS = ("history", "ips", "groups", "request_ids")
+# Exact-match filters on fields that are neither facets nor stored in the
+# backends' narrow indexes: rare, selective pivots.
+PIVOT_FILTERS: dict[str, str] = {"request_ids": "http.request.id"}
 
 MAX_TEXT = 512
 MAX_VALUES = 100
@@ -105,6 +110,8 @@ class Query:
     devices: tuple[str, ...] = ()
     # ISO country codes from GeoIP (source.geo.country_iso_code).
     countries: tuple[str, ...] = ()
+    # Events of these requests (http.request.id): the details panel's "same request".
+    request_ids: tuple[str, ...] = ()
     # Full text over comments, simple-query-string semantics.
     text: str = ""
 
@@ -113,7 +120,7 @@ class Query:
             raise QueryError("an account is required")
         if len(self.text) > MAX_TEXT:
             raise QueryError(f"search text is limited to {MAX_TEXT} characters")
-        for name in (*TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups"):
+        for name in (*TERM_FILTERS, *PERSON_FILTERS, *EXTRA_FILTERS):
             if len(getattr(self, name)) > MAX_VALUES:
                 raise QueryError(f"at most {MAX_VALUES} values per filter")
         for value in self.ips:

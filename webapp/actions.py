@@ -10,13 +10,14 @@ carry only sort values.
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache, wraps
 from typing import Any
 from urllib.parse import quote, quote_plus
-from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
@@ -26,7 +27,7 @@ from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.completeness import complete_up_to
 from useraudit.store.query import FACETS
 
-from . import resources
+from . import chart, resources
 from .columns import CELLS, local_time
 from .filters import (
     FACET_LABELS,
@@ -38,15 +39,20 @@ from .filters import (
     value_label,
     zone,
 )
+from .form_state import as_typed, field_at_fault
+from .i18n import ago, clock, day, label, number
 from .metrics import SEARCH_SECONDS
+from .prefs import default_tz, preferences
+from .zones import datalist_options, offset_label
 
 bp = Blueprint("actions", __name__)
+# Threads that fetch the activity chart while the request thread searches.
+_CHART_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="useraudit-chart")
 
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 FACET_SIZE = 8
 # What a row of the table shows, and its id: all a page's hits need.
 PAGE_FIELDS = ("event.id", *COLUMN_FIELDS)
-_ZONES = sorted(available_timezones() - {"localtime", "Factory"})
 
 
 def admin_required(view: Any) -> Any:
@@ -89,15 +95,9 @@ def safe_highlight(fragment: str) -> Markup:
     return Markup(_TAG.sub("&lt;", fragment))
 
 
-# The page's two big static-ish blocks are built with plain string joins:
-# rendering ~600 time zones and the catalog tree through Jinja loops cost
-# more than the rest of the page together.
-_TZ_HTML = "".join(f"<option>{escape(z)}</option>" for z in _ZONES)
-
-
-def tz_options(selected: str) -> Markup:
-    mark = f"<option>{escape(selected)}</option>"
-    return Markup(_TZ_HTML.replace(mark, f"<option selected>{escape(selected)}</option>", 1))
+# The page's two big static-ish blocks (the zone list, the catalog tree) are
+# built with plain string joins: through Jinja loops they cost more than the
+# rest of the page together.
 
 
 def tree_html(
@@ -112,20 +112,21 @@ def tree_html(
     for p in tree:
         if shown and p["code"] not in shown:
             continue
-        out.append(f'<p class="tree-product">{escape(p["label"])}</p>')
+        out.append(f'<p class="tree-product">{escape(label(p["label"]))}</p>')
         for g in p["groups"]:
             key = escape(g["key"])
             mark = " checked" if g["key"] in checked_groups else ""
             out.append(
                 '<fieldset class="tree-group"><label class="tree-group-label">'
-                f'<input type="checkbox" name="group" value="{key}"{mark}> {escape(g["name"])} '
-                '<span class="muted">(all)</span></label>'
+                f'<input type="checkbox" name="group" value="{key}"{mark}> '
+                f"{escape(label(g['name']))} "
+                f'<span class="muted">{escape(_("(all)"))}</span></label>'
             )
             for a in g["actions"]:
                 mark = " checked" if a.code in checked_actions else ""
                 out.append(
                     f'<label class="tree-action"><input type="checkbox" name="action" '
-                    f'value="{escape(a.code)}"{mark}> {escape(a.label)}</label>'
+                    f'value="{escape(a.code)}"{mark}> {escape(label(a.label))}</label>'
                 )
             out.append("</fieldset>")
     return Markup("".join(out))
@@ -148,9 +149,17 @@ def facet_links(
             values = [v for v in current if v != value] if active else [*current, value]
             tail = "&".join(f"{param}={quote_plus(v)}" for v in values)
             link = "&".join(p for p in (rest, tail) if p)
-            rows.append((value, value_label(param, value), f"{count:,}", link, active))
+            rows.append((value, shown_value(param, value), number(count), link, active))
         out[name] = rows
     return out
+
+
+def shown_value(param: str, value: str) -> str:
+    """A filter value in words, in the page's language (catalog labels, results)."""
+    text = value_label(param, value)
+    if param in ("action", "product", "result") and text != value:
+        return label(text)
+    return text
 
 
 def _catalog_tree() -> list[dict[str, Any]]:
@@ -204,22 +213,25 @@ def _quote(key: str) -> str:
 
 
 def _person_html(doc: dict, prefix: str) -> Markup:
-    """Name over e-mail (the e-mail may break after its @)."""
+    """Name, then the e-mail, on one line (the full text in the tooltip)."""
     name, second = _person(doc, prefix)
     if not name:
         return Markup("")
-    out = f'<span class="who" title="{_e(name)}">{_e(name)}</span>'
+    out = f'<span class="who">{_e(name)}</span>'
     if second:
-        local, at, domain = second.partition("@")
-        shown = f"{_e(local)}<wbr>@{_e(domain)}" if at and local else _e(second)
-        out += f' <span class="sub" title="{_e(second)}">{shown}</span>'
+        out += f' <span class="sub">{_e(second)}</span>'
     return Markup(out)
 
 
 def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     rows = []
+    now = datetime.now(UTC)
+    ago_text = _("%(span)s ago")  # translated once, filled per row
     for hit in page.hits:
         cells = {key: CELLS[key](hit) for key in ("action", "token", "comments", "result")}
+        code = hit.get("event.action", "")
+        if CATALOG.get(code) is not None:
+            cells["action"] = label(cells["action"])
         ts = local_time(hit, tz)
         highlight = hit.get("_highlight")
         if isinstance(highlight, list):
@@ -228,7 +240,10 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
             {
                 "id": hit.get("event.id"),
                 "cells": cells,
-                "time": ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "",
+                "day": day(ts) if ts else "",
+                "clock": clock(ts) if ts else "",
+                "exact": f"{ts:%Y-%m-%d %H:%M:%S} {offset_label(tz, ts)}" if ts else "",
+                "ago": _ago(ts, now, ago_text) if ts else "",
                 "iso": hit.get("@timestamp", ""),
                 "comments_html": safe_highlight(highlight) if highlight else _e(cells["comments"]),
                 "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
@@ -237,14 +252,23 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
                 or hit.get("user.target.id"),
                 "outcome": hit.get("event.outcome", "unknown"),
                 "people": {key: _person_html(hit, prefix) for key, prefix in PEOPLE.items()},
+                "titles": {key: CELLS[key](hit) for key in ("user", "target", "impersonator")},
                 "ip": hit.get("source.ip") or hit.get("source.address") or "",
                 "device": device_label(hit),
                 "project_name": hit.get("audit.project.name") or "",
                 "project_id": hit.get("audit.project.id") or "",
-                "code": hit.get("event.action", ""),
+                "code": code,
             }
         )
     return rows
+
+
+def _ago(ts: datetime, now: datetime, template: str) -> str:
+    """ "3 hours ago" in the page's language (the time's tooltip)."""
+    return template % {"span": ago(now - ts)}
+
+
+OUTCOME_TEXT = {"success": "Success", "failure": "Failure", "unknown": "Unknown"}
 
 
 # The result rows and the facet lists are the page's long repeated parts:
@@ -252,50 +276,84 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
 # expressions (6-8 ms of a 45 ms page at 1M events; bench.search).
 
 
-def rows_html(rows: list[dict[str, Any]], history_base: str) -> Markup:
-    """The results table's <tr> elements for :func:`_rows`' rows."""
+def rows_html(
+    rows: list[dict[str, Any]], history_base: str, event_base: str, tz_arg: str
+) -> Markup:
+    """The results table's <tr> elements for :func:`_rows`' rows.
+
+    Each row's action is a link to the event's details (app.js opens them in
+    a dialog); every cell is one line, its full text in the tooltip.
+    """
     out = []
     base = _e(history_base)
+    ev_base = _e(event_base)
+    tz_q = f"?tz={_e(_quote(tz_arg))}" if tz_arg else ""
+    history_title = _e(_("User history: every action by or on this user"))
+    details_title = _e(_("Open the details"))
+    outcome_text = {k: _e(_(v)) for k, v in OUTCOME_TEXT.items()}
+    headers = {
+        "action": _e(_("Action")),
+        "timestamp": _e(_("Date and time")),
+        "user": _e(_("User")),
+        "token": _e(_("Token ID")),
+        "target": _e(_("Modified user")),
+        "project": _e(_("Project")),
+        "comments": _e(_("Comments")),
+        "ip_device": _e(_("IP and device")),
+        "result": _e(_("Result")),
+        "impersonator": _e(_("Impersonator")),
+    }
+    # Each cell's opening tag up to its last attribute; data-label titles the phone's cards.
+    opens = {key: f'<td class="col-{key}" data-label="{text}"' for key, text in headers.items()}
     for r in rows:
         people = r["people"]
+        titles = r["titles"]
         cells = r["cells"]
         user = target = ""
         if r["history_key"]:
             key = str(r["history_key"])
             user = (
-                f'<a href="{base}{_e(_quote(key))}" '
-                f'title="User history: every action of {_e(key)}" '
+                f'<a href="{base}{_e(_quote(key))}" title="{_e(titles["user"])} · {history_title}" '
                 f'data-testid="history-link">{people["user"]}</a>'
             )
         if r["target_key"]:
             key = str(r["target_key"])
             target = (
                 f'<a href="{base}{_e(_quote(key))}" '
-                f'title="User history of {_e(key)}">{people["target"]}</a>'
+                f'title="{_e(titles["target"])} · {history_title}">{people["target"]}</a>'
             )
         name, ident = r["project_name"], r["project_id"]
         if name:
-            project = f'<span class="who" title="{_e(name)}">{_e(name)}</span>'
+            project = f'<span class="who">{_e(name)}</span>'
             if ident and ident != name:
                 project += f' <span class="sub">{_e(ident)}</span>'
         else:
             project = _e(ident)
-        device = f'<span class="sub">{_e(r["device"])}</span>' if r["device"] else ""
-        time = r["time"]
+        device = f' <span class="sub">{_e(r["device"])}</span>' if r["device"] else ""
+        event_id = _e(r["id"] or "")
+        ip_title = " · ".join(p for p in (str(r["ip"]), r["device"]) if p)
+        comment_title = cells["comments"]
+        td = opens
         out.append(
-            f'<tr data-event="{_e(r["id"] or "")}">'
-            f'<td class="col-action" title="{_e(r["code"])}">{_e(cells["action"])}</td>'
-            f'<td class="col-timestamp"><time datetime="{_e(r["iso"])}">{_e(time[:10])} '
-            f'<span class="sub">{_e(time[11:])}</span></time></td>'
-            f'<td class="col-user">{user}</td>'
-            f'<td class="col-token">{_e(cells["token"])}</td>'
-            f'<td class="col-target">{target}</td>'
-            f'<td class="col-project">{project}</td>'
-            f'<td class="col-comments">{r["comments_html"]}</td>'
-            f'<td class="col-ip_device"><span class="ip">{_e(r["ip"])}</span>{device}</td>'
-            f'<td class="col-result"><span class="badge badge-{_e(r["outcome"])}">'
-            f"{_e(cells['result'])}</span></td>"
-            f'<td class="col-impersonator">{people["impersonator"]}</td>'
+            f'<tr data-event="{event_id}">'
+            f"{td['action']}>"
+            f'<a class="row-open" href="{ev_base}{_e(_quote(str(r["id"] or "")))}{tz_q}" '
+            f'title="{_e(cells["action"])} ({_e(r["code"])}) · {details_title}" '
+            f'data-testid="row-open">{_e(cells["action"])}</a></td>'
+            f"{td['timestamp']}>"
+            f'<time datetime="{_e(r["iso"])}" title="{_e(r["exact"])} · {_e(r["ago"])}">'
+            f'{_e(r["day"])} <span class="sub">{_e(r["clock"])}</span></time></td>'
+            f"{td['user']}>{user}</td>"
+            f'{td["token"]} title="{_e(cells["token"])}">{_e(cells["token"])}</td>'
+            f"{td['target']}>{target}</td>"
+            f'{td["project"]} title="{_e(name or ident)}">{project}</td>'
+            f'{td["comments"]} title="{_e(comment_title)}">{r["comments_html"]}</td>'
+            f'{td["ip_device"]} title="{_e(ip_title)}">'
+            f'<span class="ip">{_e(r["ip"])}</span>{device}</td>'
+            f'{td["result"]}><span class="badge badge-{_e(r["outcome"])}">'
+            f"{outcome_text.get(r['outcome'], _e(cells['result']))}</span></td>"
+            f'{td["impersonator"]} title="{_e(titles["impersonator"])}">'
+            f"{people['impersonator']}</td>"
             "</tr>\n"
         )
     return Markup("".join(out))
@@ -308,13 +366,14 @@ def facets_html(links: dict[str, list[tuple[str, str, str, str, bool]]], base: s
         if not buckets:
             continue
         out.append(
-            f'<section class="facet" data-facet="{_e(name)}"><h2>{_e(FACET_LABELS[name])}</h2><ul>'
+            f'<section class="facet" data-facet="{_e(name)}">'
+            f"<h2>{_e(_(FACET_LABELS[name]))}</h2><ul>"
         )
-        for value, label, count, link, active in buckets:
+        for value, text, count, link, active in buckets:
             out.append(
                 f'<li><a href="{_e(base)}?{_e(link)}" class="{"active" if active else ""}" '
                 f'data-testid="facet-{_e(name)}" title="{_e(value)}">'
-                f'<span class="facet-v">{_e(label)}</span><span class="count">{_e(count)}</span>'
+                f'<span class="facet-v">{_e(text)}</span><span class="count">{_e(count)}</span>'
                 "</a></li>\n"
             )
         out.append("</ul></section>\n")
@@ -342,20 +401,32 @@ def _completeness(tz: Any) -> tuple[datetime | None, bool]:
 @bp.get("/a/<account>/actions")
 @admin_required
 def actions(account: str) -> Any:
-    default_tz = current_app.config["USERAUDIT_DEFAULT_TZ"]
-    error = None
+    default = default_tz()
+    error = error_field = None
     status = 200
     try:
-        filters = Filters.parse(request.args, default_tz)
+        filters = Filters.parse(request.args, default)
     except QueryError as exc:
         error, status = str(exc), 400
-        filters = Filters(tz=default_tz)
+        error_field = field_at_fault(request.args, default)
+        filters = as_typed(request.args, default)
     page: SearchPage | None = None
     store_down = False
+    try:
+        tz = zone(filters.tz)
+    except QueryError:
+        tz = zone(default)
+    chart_spec: tuple[int, int] | None = None
+    chart_job: Future[Any] | None = None
     if error is None:
         try:
+            query = filters.query(account)
+            chart_spec = chart.plan(query, tz)
+            if chart_spec is not None:
+                # The chart's aggregation runs beside the page's search, not after it.
+                chart_job = _CHART_POOL.submit(chart.fetch, resources.store(), query, chart_spec)
             req = SearchRequest(
-                filters.query(account),
+                query,
                 size=filters.size,
                 cursor=filters.cursor,
                 facets=tuple(FACETS),
@@ -370,7 +441,6 @@ def actions(account: str) -> Any:
         except StoreError as exc:
             current_app.logger.warning("search failed: %s", exc)
             store_down, status = True, 503
-    tz = zone(filters.tz)
     tree = _catalog_tree()
     shown = filters.values.get("product", ())
     tree_codes = {
@@ -382,6 +452,20 @@ def actions(account: str) -> Any:
     }
     rows = _rows(page, tz) if page else []
     complete, lagging = _completeness(tz) if page is not None else (None, False)
+    activity = None
+    if chart_job is not None and chart_spec is not None:
+        try:
+            found = chart_job.result()
+        except (StoreError, QueryError) as exc:  # the table is there; the chart is a bonus
+            current_app.logger.warning("chart failed: %s", exc)
+        else:
+            if page is not None and page.total:
+                keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
+                activity = chart.build(
+                    found, query, chart_spec, tz, url_for(".actions", account=account), keep
+                )
+    tz_arg = filters.tz if filters.tz != "UTC" else ""
+    active = len(filters.values) + (1 if filters.groups else 0) + (1 if filters.text else 0)
     return render_template(
         "useraudit/actions.html",
         complete=complete,
@@ -391,8 +475,14 @@ def actions(account: str) -> Any:
         f=filters,
         page=page,
         rows=rows,
-        rows_html=rows_html(rows, _history_base(account, filters)),
+        rows_html=rows_html(
+            rows,
+            _history_base(account, filters),
+            url_for("useraudit.event.event", account=account, event_id="x")[:-1],
+            tz_arg,
+        ),
         error=error,
+        error_field=error_field,
         store_down=store_down,
         columns=COLUMNS,
         periods=PERIODS,
@@ -400,9 +490,13 @@ def actions(account: str) -> Any:
         tree=tree,
         facets_html=facets_html(facet_links(filters, page), url_for(".actions", account=account)),
         tree_html=tree_html(tree, shown, filters.groups, filters.values.get("action", ())),
-        tz_options=tz_options(filters.tz),
+        tz_options=datalist_options(),
+        tz_offset=offset_label(tz),
         tree_codes=tree_codes,
         multi=MULTI,
-        value_label=value_label,
+        value_label=shown_value,
+        active_count=active,
+        tz_auto=not request.args.get("tz") and "tz" not in preferences(),
+        chart=activity,
         now=datetime.now(UTC).astimezone(tz),
     ), status

@@ -64,9 +64,12 @@ from useraudit.store import Store, StoreError
 from . import (
     actions,
     auth,
+    event,
     export,
+    i18n,
     limits_sqlite,  # noqa: F401 - registers the sqlite:// limits storage
     notices,
+    prefs,
     resources,
     security,
 )
@@ -114,6 +117,8 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(auth.bp)
     bp.register_blueprint(actions.bp)
     bp.register_blueprint(export.bp)
+    bp.register_blueprint(event.bp)
+    bp.register_blueprint(prefs.bp)
     bp.register_blueprint(security.bp)
     bp.context_processor(notices.notices)
 
@@ -231,6 +236,7 @@ def init_extensions(app: Flask) -> None:
         ext["users"] = provider
     elif isinstance(provider, str):
         app.config["USERAUDIT_USERS_DB"] = provider
+    i18n.init_app(app)
     if "csrf" not in app.extensions:
         csrf.init_app(app)
     if not hasattr(app, "login_manager"):

@@ -45,6 +45,7 @@ from .export_columns import EXPORT_FIELDS
 from .export_slots import ExportSlots, holding
 from .filters import PERIODS, Filters, zone
 from .ndjson import NDJSON_MIME, NdjsonWriter
+from .prefs import default_tz
 from .workbook import EXCEL_MAX_ROWS, AboutValue, doc_rows, write_workbook
 
 bp = Blueprint("export", __name__)
@@ -234,7 +235,8 @@ class _Export:
 
     def _prepare(self, account: str, fmt: str) -> None:
         self.account = account
-        self.filters = Filters.parse(request.args, current_app.config["USERAUDIT_DEFAULT_TZ"])
+        # The page's default zone is the admin's saved one; the file must match the page.
+        self.filters = Filters.parse(request.args, default_tz())
         self.now = datetime.now(UTC)
         query = self.filters.query(account, self.now)
         # An open period ends now, as the Filters sheet says: events that

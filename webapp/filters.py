@@ -69,6 +69,7 @@ MULTI: dict[str, tuple[str, str]] = {
     "os": ("oses", "OS"),
     "device": ("devices", "Device"),
     "country": ("countries", "Country"),
+    "request": ("request_ids", "Request"),
 }
 # Facet (store.query.FACETS key) → URL parameter a click on it sets.
 FACET_PARAMS = {
@@ -98,6 +99,7 @@ FACET_LABELS = {
     "country": "Country",
 }
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+END_OF_MINUTE = timedelta(seconds=59, milliseconds=999)
 
 
 def _values(args: MultiDict, name: str) -> tuple[str, ...]:
@@ -230,8 +232,14 @@ class Filters:
             return min(max(utc, EARLIEST), LATEST)
 
         start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
+        if end is not None:
+            end += END_OF_MINUTE  # "To 10:59" includes everything up to 10:59:59.999
         if start and end and start > end:
-            raise QueryError("the period ends before it starts")
+            raise QueryError(
+                f"the period ends before it starts: To ({self.end_local.replace('T', ' ')}) "
+                f"is earlier than From ({self.start_local.replace('T', ' ')}); "
+                "swap them or choose other dates"
+            )
         return start, end
 
     def query(self, account: str, now: datetime | None = None) -> Query:

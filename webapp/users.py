@@ -117,6 +117,12 @@ class UserStore:
                     role TEXT NOT NULL,
                     PRIMARY KEY (user_id, account, role)
                 );
+                CREATE TABLE IF NOT EXISTS preferences (
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    key TEXT NOT NULL,
+                    value TEXT NOT NULL,
+                    PRIMARY KEY (user_id, key)
+                );
                 """
             )
         # Sign-in sessions live in the same file: a password or rights change
@@ -179,6 +185,22 @@ class UserStore:
         if _hasher.check_needs_rehash(stored):
             self.set_password(user.username, password)
         return user
+
+    def preferences(self, user_id: str) -> dict[str, str]:
+        """The user's saved display preferences (time zone, language); see :mod:`.prefs`."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT key, value FROM preferences WHERE user_id = ?", (user_id,)
+            ).fetchall()
+        return dict(rows)
+
+    def set_preference(self, user_id: str, key: str, value: str) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO preferences (user_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value",
+                (user_id, key, value),
+            )
 
     def list(self) -> list[WebUser]:
         with self._db() as db:

@@ -32,6 +32,7 @@ from ..query import (
     HIGHLIGHT_PRE,
     PERSON_FILTERS,
     PERSON_PARTS_FOLDED,
+    PIVOT_FILTERS,
     SQS_FLAGS,
     TERM_FILTERS,
     Query,
@@ -67,6 +68,10 @@ def build_query(query: Query) -> dict[str, Any]:
         if attr in FOLDED_FILTERS:
             filters.append({"terms": {f"{field}.lower": [fold(v) for v in values]}})
         else:
+            filters.append({"terms": {field: list(values)}})
+    for attr, field in PIVOT_FILTERS.items():
+        values = getattr(query, attr)
+        if values:
             filters.append({"terms": {field: list(values)}})
     for attr, prefix in PERSON_FILTERS.items():
         values = getattr(query, attr)

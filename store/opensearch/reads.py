@@ -16,6 +16,8 @@ from opensearchpy import exceptions as os_exc
 
 from useraudit.schema import flatten, picker
 
+from .. import histogram
+from ..histogram import Bucket
 from ..query import Query, QueryError, SearchPage, SearchRequest, encode_cursor
 from .errors import store_error
 from .queries import COMMENTS, PIT_KEEP_ALIVE, SORT, build_query, mark, search_body
@@ -80,6 +82,34 @@ class Reads:
             ignore_unavailable=True,
         )
         return int(resp.get("count", 0))
+
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        """A date_histogram of the matches with an outcome split (see :mod:`..histogram`)."""
+        offset = histogram.check(interval_ms, offset_ms)
+        agg: dict[str, Any] = {
+            "field": "@timestamp",
+            "fixed_interval": f"{interval_ms}ms",
+            "min_doc_count": 1,
+        }
+        if offset:
+            agg["offset"] = f"{offset}ms"
+        outcomes = {"terms": {"field": "event.outcome", "size": 10, "missing": ""}}
+        resp = self.call(
+            self.client.search,
+            index=self.alias,
+            body={
+                "size": 0,
+                "track_total_hits": False,
+                "query": build_query(query),
+                "aggs": {"t": {"date_histogram": agg, "aggs": {"o": outcomes}}},
+            },
+            ignore_unavailable=True,
+        )
+        rows: list[tuple[int, str | None, int]] = []
+        for b in resp.get("aggregations", {}).get("t", {}).get("buckets", []):
+            for o in b["o"]["buckets"]:
+                rows.append((int(b["key"]), o["key"] or None, int(o["doc_count"])))
+        return histogram.collect(rows)
 
     def iterate(
         self,

@@ -27,6 +27,7 @@ from useraudit._json import dumps, loads
 from useraudit.schema import SCHEMA_VERSION, flatten, nest
 
 from ..base import Store, StoreError, StoreUnavailable, WriteResult
+from ..histogram import Bucket
 from ..query import Query, SearchPage, SearchRequest
 from . import template
 from .errors import store_error
@@ -256,6 +257,9 @@ class OpenSearchStore(Store):
 
     def count(self, query: Query) -> int:
         return self.reads.count(query)
+
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        return self.reads.histogram(query, interval_ms, offset_ms)
 
     def iterate(
         self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None

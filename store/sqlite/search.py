@@ -15,10 +15,14 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
+from .. import histogram
+from ..histogram import Bucket
 from ..query import (
+    EXTRA_FILTERS,
     FACETS,
     FOLDED_FILTERS,
     PERSON_FILTERS,
+    PIVOT_FILTERS,
     TERM_FILTERS,
     Query,
     SearchPage,
@@ -97,6 +101,11 @@ class Search:
                     clauses.append(facet_values.filter_sql(col, len(values)))
                 else:
                     clauses.append(f"{col} IN ({marks(values)})")
+                params.extend(values)
+        for attr, field in PIVOT_FILTERS.items():
+            values = getattr(query, attr)
+            if values:
+                clauses.append(f"{FIELD_COLUMN[field]} IN ({marks(values)})")
                 params.extend(values)
         for attr, prefix in PERSON_FILTERS.items():
             values = getattr(query, attr)
@@ -397,6 +406,19 @@ class Search:
             by_name.update(self.ids.combos.split(con, counters[-1], names))
         return by_name
 
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        """Matches grouped by bucket and outcome in one query (see :mod:`..histogram`)."""
+        offset = histogram.check(interval_ms, offset_ms)
+        source, by_rid, text_rids = self.plan(self.con, query)
+        where, params = self.where(query, by_rid, text_rids)
+        rows = self.con.execute(
+            f"SELECT (ts_ms - ?) / ? * ? + ?, combo, count(*) FROM {source} "
+            f"WHERE {where} GROUP BY 1, 2",
+            [offset, interval_ms, interval_ms, offset, *params],
+        ).fetchall()
+        outcomes = dict(self.con.execute("SELECT id, event_outcome FROM facet_combos").fetchall())
+        return histogram.collect([(start, outcomes.get(combo), n) for start, combo, n in rows])
+
     def count(self, query: Query) -> int:
         source, by_rid, text_rids = self.plan(self.con, query)
         where, params = self.where(query, by_rid, text_rids)
@@ -418,8 +440,7 @@ def period_only(query: Query) -> bool:
     if query.text.strip():
         return False
     return not any(
-        getattr(query, name)
-        for name in (*TERM_FILTERS, *PERSON_FILTERS, "history", "ips", "groups")
+        getattr(query, name) for name in (*TERM_FILTERS, *PERSON_FILTERS, *EXTRA_FILTERS)
     )
 
 

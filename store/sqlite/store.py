@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import Store, StoreError, StoreUnavailable, WriteResult
+from ..histogram import Bucket
 from ..query import Query, QueryError, SearchPage, SearchRequest, to_ms
 from . import versions, writes
 from .layout import BY_IP, HOT, STEMS_FUNCTION, ddl, marks
@@ -286,6 +287,10 @@ class SQLiteStore(Store):
     def count(self, query: Query) -> int:
         with self._errors("read"):
             return Search(self._con, self._ids).count(query)
+
+    def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
+        with self._errors("read"):
+            return Search(self._con, self._ids).histogram(query, interval_ms, offset_ms)
 
     def iterate(
         self, query: Query, batch_size: int = 1000, fields: Sequence[str] | None = None

@@ -64,6 +64,7 @@ def raw(
     impersonator: str | None = None,
     project: str | None = None,
     token: str | None = None,
+    request: str | None = None,
 ) -> dict:
     event = {
         "event.id": eid,
@@ -87,6 +88,8 @@ def raw(
         event["audit.project.id"] = project
     if token:
         event["audit.token.id"] = token
+    if request:
+        event["http.request.id"] = request
     return event
 
 
@@ -134,6 +137,7 @@ DATASET: list[dict] = [
         impersonator="root",
         project="p-billing",
         token="tok-1",
+        request="req-1",
     ),
     raw(
         "a05",
@@ -144,6 +148,7 @@ DATASET: list[dict] = [
         ip="10.2.0.1",
         ua=FIREFOX,
         project="p-weather",
+        request="req-2",
     ),
     raw(
         "a06",
@@ -166,6 +171,7 @@ DATASET: list[dict] = [
         impersonator="root",
         project="p-billing",
         token="tok-1",
+        request="req-1",
     ),
     raw(
         "a08",

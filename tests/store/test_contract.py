@@ -148,6 +148,12 @@ FILTER_CASES = [
         {"users": ("alice",), "ips": ("10.1.0.0/16",)}, ["a13", "a11", "a01"], id="user-and-ip"
     ),
     pytest.param({"history": ("root",), "text": "deleted"}, ["a07"], id="history-and-text"),
+    pytest.param({"request_ids": ("req-1",)}, ["a07", "a04"], id="request"),
+    pytest.param({"request_ids": ("req-1", "req-2")}, ["a07", "a05", "a04"], id="requests-or"),
+    pytest.param({"request_ids": ("REQ-1",)}, [], id="request-id-is-exact"),
+    pytest.param(
+        {"request_ids": ("req-1",), "outcomes": ("failure",)}, ["a07"], id="request-and-outcome"
+    ),
 ]
 
 
@@ -667,3 +673,63 @@ def test_iterate_exports_100k_events(store: Store, enricher) -> None:  # noqa: A
     assert seen == n
     assert peak < 64 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
     assert store.count(Query(ACCOUNT)) == n
+
+
+# -- histogram (the activity chart) ----------------------------------------------
+
+DAY_MS = 86_400_000
+HISTOGRAM_CASES = [
+    pytest.param({}, DAY_MS, 0, id="days-utc"),
+    pytest.param({}, DAY_MS, 3 * 3_600_000, id="days-offset-plus-3h"),
+    pytest.param({}, DAY_MS, -5 * 3_600_000, id="days-offset-minus-5h"),
+    pytest.param({}, 3_600_000, 0, id="hours"),
+    pytest.param({"products": ("jaicp",)}, DAY_MS, 0, id="product"),
+    pytest.param({"outcomes": ("failure", "unknown")}, 7 * DAY_MS, 0, id="outcomes-weeks"),
+    pytest.param({"users": ("alice",), "text": "token"}, DAY_MS, 0, id="user-and-text"),
+    pytest.param(
+        {"start": utc("2026-01-07T00:00:00Z"), "end": utc("2026-01-09T09:00:00Z")},
+        6 * 3_600_000,
+        0,
+        id="period-6h",
+    ),
+]
+
+
+@pytest.mark.parametrize(("filters", "interval", "offset"), HISTOGRAM_CASES)
+def test_histogram_counts_are_the_counts_of_each_bucket(
+    seeded: Store, filters: dict, interval: int, offset: int
+) -> None:
+    """Each bucket's outcome counts equal count() narrowed to that bucket and outcome;
+    together they are count() of the query (the table's total)."""
+    from datetime import timedelta
+
+    query = Query(ACCOUNT, **filters)
+    buckets = seeded.histogram(query, interval, offset)
+    assert sum(b.total for b in buckets) == seeded.count(query) > 0
+    starts = [b.start_ms for b in buckets]
+    assert starts == sorted(starts) and all((s - offset) % interval == 0 for s in starts)
+    for b in buckets:
+        lo = datetime.fromtimestamp(b.start_ms / 1000, UTC)
+        hi = lo + timedelta(milliseconds=interval - 1)
+        start = max(lo, query.start) if query.start else lo
+        end = min(hi, query.end) if query.end else hi
+        for outcome in ("success", "failure", "unknown"):
+            narrowed = Query(
+                ACCOUNT, **{**filters, "start": start, "end": end, "outcomes": (outcome,)}
+            )
+            if "outcomes" in filters and outcome not in filters["outcomes"]:
+                assert b.counts.get(outcome, 0) == 0
+                continue
+            assert b.counts.get(outcome, 0) == seeded.count(narrowed), (b.start_ms, outcome)
+
+
+def test_histogram_of_nothing_is_empty(seeded: Store) -> None:
+    """No matches, no buckets; another account's events never count."""
+    assert seeded.histogram(Query(ACCOUNT, text="zzzznomatch"), DAY_MS) == []
+    assert seeded.histogram(Query("nobody-here"), DAY_MS) == []
+
+
+def test_histogram_refuses_tiny_buckets(seeded: Store) -> None:
+    """A bucket under a minute is a QueryError, not a flood of bars."""
+    with pytest.raises(QueryError):
+        seeded.histogram(Query(ACCOUNT), 1_000)

@@ -196,3 +196,11 @@ def as_user(client: FlaskClient) -> Callable[[str], FlaskClient]:
         return client
 
     return sign_in
+
+
+@pytest.fixture(scope="session")
+def initech(seeded_store: Any, users_db: Any) -> list[dict[str, Any]]:
+    """Events of account ``initech`` (details, chart, time tests) and its admin ``ivan``."""
+    from .adminview_docs import install
+
+    return install(seeded_store, users_db, PASSWORD)

@@ -217,10 +217,10 @@ def test_cursor_pages_are_disjoint_and_previous_returns(alice: Any) -> None:
         ids = [r["_id"] for r in rows(html)]
         assert len(ids) == 25 and not seen & set(ids)
         seen |= set(ids)
-    assert "page 4" in html
+    assert "76–100 of" in html  # the pager says which rows these are
     prev = unescape(re.search(r'rel="prev" data-testid="prev" href="([^"]+)"', html).group(1))  # type: ignore[union-attr]
     back = alice.get(prev).get_data(as_text=True)
-    assert "page 3" in back and prev.count("c=") == 2
+    assert "51–75 of" in back and prev.count("c=") == 2
 
 
 @pytest.mark.parametrize(
@@ -296,7 +296,7 @@ def test_filters_round_trip_through_the_url(alice: Any) -> None:
     assert 'value="user.signed_in" checked' in html
     assert 'value="failure" checked' in html
     assert 'value="password"' in html and 'value="2026-01-01T00:00"' in html
-    assert "<option selected>Europe/Berlin</option>" in html
+    assert 'name="tz" value="Europe/Berlin"' in html
 
 
 def test_mountable_in_a_host_app(seeded_store: Any, users_db: Any, audit_spool: Any) -> None:

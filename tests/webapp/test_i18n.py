@@ -1,0 +1,104 @@
+"""English and Russian: complete, compiled catalogs; the choice remembered per user."""
+
+from __future__ import annotations
+
+import gettext
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+from useraudit.catalog import CATALOG
+
+from .adminview_docs import ACCOUNT, ADMIN
+from .conftest import login, make_app
+
+TRANSLATIONS = Path(__file__).parents[2] / "webapp" / "translations"
+RU_PO = TRANSLATIONS / "ru" / "LC_MESSAGES" / "messages.po"
+RU_MO = RU_PO.with_suffix(".mo")
+
+
+def _po() -> Any:
+    with RU_PO.open("rb") as fh:
+        return read_po(fh, locale="ru")
+
+
+def test_russian_catalog_is_complete() -> None:
+    """Every message of the template has a Russian translation, none fuzzy."""
+    with (TRANSLATIONS / "messages.pot").open("rb") as fh:
+        template = {m.id for m in read_po(fh) if m.id}
+    catalog = _po()
+    ids = {m.id for m in catalog if m.id}
+    assert template <= ids
+    untranslated = [m.id for m in catalog if m.id and (not m.string or m.fuzzy)]
+    assert untranslated == []
+
+
+def test_every_catalog_label_is_translated() -> None:
+    """Products, groups and actions of useraudit.catalog all have Russian labels."""
+    translated = {m.id: m.string for m in _po() if m.id}
+    labels = {p.label for p in CATALOG.products()}
+    labels |= {g for p in CATALOG.products() for g in CATALOG.groups(p.code)}
+    labels |= {a.label for a in CATALOG.actions()}
+    assert sorted(label for label in labels if not translated.get(label)) == []
+
+
+def test_shipped_mo_matches_the_po() -> None:
+    """The committed .mo is the compiled .po (run `python -m useraudit.webapp.i18n compile`)."""
+    buf = io.BytesIO()
+    write_mo(buf, _po())
+    buf.seek(0)
+    fresh = gettext.GNUTranslations(buf)
+    with RU_MO.open("rb") as fh:
+        shipped = gettext.GNUTranslations(fh)
+    assert shipped._catalog == fresh._catalog  # type: ignore[attr-defined]
+
+
+def test_language_switch_is_remembered_per_user(
+    seeded_store: Any, users_db: Any, initech: Any
+) -> None:
+    """Switching to Russian translates the page, numbers and dates, and the next sign-in
+    (another browser) opens in Russian too; English comes back the same way."""
+    app = make_app(seeded_store, users_db)
+    first, second = app.test_client(), app.test_client()
+    login(first, ADMIN)
+    try:
+        page = first.get(f"/language/ru?next=/a/{ACCOUNT}/actions", follow_redirects=True)
+        html = page.get_data(as_text=True)
+        assert '<html lang="ru">' in html
+        assert "Действия пользователей" in html and "Пользователь вошёл" in html
+        assert "Экспорт в XLSX" in html
+        assert re.search(r"\d{2}\.\d{2}\.\d{4} <span", html)  # dd.mm.yyyy
+        login(second, ADMIN)
+        again = second.get(f"/a/{ACCOUNT}/actions").get_data(as_text=True)
+        assert '<html lang="ru">' in again and "Фильтры" in again
+    finally:
+        first.get("/language/en")
+    assert '<html lang="en">' in second.get(f"/a/{ACCOUNT}/actions").get_data(as_text=True)
+
+
+def test_browser_language_is_the_default(seeded_store: Any, users_db: Any) -> None:
+    """Before any choice, Accept-Language picks the language (sign-in page)."""
+    client = make_app(seeded_store, users_db).test_client()
+    html = client.get("/login", headers={"Accept-Language": "ru-RU,ru;q=0.9"}).get_data(
+        as_text=True
+    )
+    assert '<html lang="ru">' in html and "Вход" in html
+    assert '<html lang="en">' in client.get("/login").get_data(as_text=True)
+
+
+def test_numbers_and_dates_follow_the_language(seeded_store: Any, users_db: Any) -> None:
+    """12,345 / 12 345 (no-break space), 2026-12-06 / 06.12.2026: as each language writes them."""
+    from datetime import datetime
+
+    from useraudit.webapp.i18n import day, number
+
+    app = make_app(seeded_store, users_db)
+    ts = datetime(2026, 12, 6, 5, 0)
+    with app.test_request_context(headers={"Accept-Language": "ru"}):
+        assert (number(12345), day(ts)) == ("12\xa0345", "06.12.2026")
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert (number(12345), day(ts)) == ("12,345", "2026-12-06")

@@ -1,0 +1,192 @@
+"""English and Russian for the admin UI (Flask-Babel).
+
+Messages live in ``webapp/translations/<lang>/LC_MESSAGES/messages.po``;
+the compiled ``.mo`` beside each is shipped too (tests/webapp/test_i18n.py
+fails when one is older than its ``.po``). The language is, in order: the
+admin's saved choice (:mod:`.prefs`, switched in the header), the browser's
+``Accept-Language``, English.
+
+Catalog labels (products, groups, actions of :mod:`useraudit.catalog`) are
+translated by :func:`label`: they are in the same ``messages.po``.
+
+Refresh the catalogs after changing strings::
+
+    .venv/bin/python -m useraudit.webapp.i18n update   # extract + merge into every .po
+    .venv/bin/python -m useraudit.webapp.i18n compile  # .po -> .mo
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Flask, g, has_request_context, request
+from flask_babel import Babel, get_locale, get_translations
+
+from .prefs import LANGUAGES, preferences
+
+TRANSLATIONS = Path(__file__).with_name("translations")
+
+
+def select_locale() -> str:
+    if not has_request_context():
+        return "en"
+    saved = preferences().get("lang")
+    if saved:
+        return saved
+    return request.accept_languages.best_match(tuple(LANGUAGES)) or "en"
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel with our catalogs; a host's own Babel keeps its selector, gains our texts."""
+    ours = str(TRANSLATIONS)
+    if "babel" in app.extensions:
+        dirs = app.config.get("BABEL_TRANSLATION_DIRECTORIES", "translations")
+        if ours not in dirs.split(";"):
+            app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{dirs};{ours}"
+        return
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", ours)
+    Babel(app, locale_selector=select_locale)
+    app.jinja_env.globals.update(lang=current_language, label=label, LANGUAGES=LANGUAGES)
+    app.jinja_env.filters.update(number=number, day=day, clock=clock)
+
+
+def current_language() -> str:
+    """The page's language, looked up once per request (the table asks ~100 times)."""
+    if not has_request_context():
+        return "en"
+    lang = g.get("_useraudit_lang")
+    if lang is None:
+        locale = get_locale()
+        lang = g._useraudit_lang = locale.language if locale else "en"
+    return str(lang)
+
+
+def label(text: str) -> str:
+    """A catalog label (product, group, action) in the page's language.
+
+    The page asks for a few hundred (the action tree, facets, rows): the
+    catalog is looked up once per request, not through Flask-Babel per call.
+    """
+    if not text or not has_request_context():
+        return text
+    translations = g.get("_useraudit_translations")
+    if translations is None:
+        translations = g._useraudit_translations = get_translations()
+    return str(translations.ugettext(text))
+
+
+def ago(delta: timedelta) -> str:
+    """ "3 hours" in the page's language (a row's relative time)."""
+    from babel.dates import format_timedelta
+
+    return str(format_timedelta(delta, threshold=1.1, locale=current_language()))
+
+
+@lru_cache(maxsize=8)
+def _group_symbol(lang: str) -> str:
+    from babel.numbers import get_group_symbol
+
+    return str(get_group_symbol(lang))
+
+
+def number(value: int) -> str:
+    """1,234 / 1 234 as the page's language writes it (Babel's grouping sign)."""
+    return f"{value:,}".replace(",", _group_symbol(current_language()))
+
+
+# Numeric, fixed-width dates as each language writes them: the table's
+# column stays narrow and its rows align.
+DATE_FORMATS = {"en": "%Y-%m-%d", "ru": "%d.%m.%Y"}
+
+
+def day(ts: datetime) -> str:
+    """The date part of a row's time: ``2026-12-06`` / ``06.12.2026``."""
+    return ts.strftime(DATE_FORMATS.get(current_language(), "%Y-%m-%d"))
+
+
+def clock(ts: datetime) -> str:
+    return ts.strftime("%H:%M:%S")
+
+
+def main(argv: list[str]) -> int:  # pragma: no cover - a maintainer's tool
+    from babel.messages import frontend
+
+    root = Path(__file__).parent
+    pot = root / "translations" / "messages.pot"
+    if argv[:1] == ["update"]:
+        frontend.CommandLineInterface().run(
+            [
+                "pybabel", "extract", "-F", str(root / "babel.cfg"), "-k", "_l", "-k", "label_",
+                "--no-location", "--sort-output", "-o", str(pot), str(root),
+            ]
+        )  # fmt: skip
+        _add_catalog_labels(pot)
+        frontend.CommandLineInterface().run(
+            ["pybabel", "update", "-i", str(pot), "-d", str(TRANSLATIONS)]
+        )
+        return 0
+    if argv[:1] == ["compile"]:
+        frontend.CommandLineInterface().run(["pybabel", "compile", "-d", str(TRANSLATIONS)])
+        return 0
+    print("usage: python -m useraudit.webapp.i18n update|compile", file=sys.stderr)
+    return 2
+
+
+def _add_catalog_labels(pot: Path) -> None:  # pragma: no cover - a maintainer's tool
+    from babel.messages.pofile import read_po, write_po
+
+    from useraudit.catalog import CATALOG
+
+    with pot.open("rb") as fh:
+        catalog = read_po(fh)
+    for product in CATALOG.products():
+        catalog.add(product.label)
+        for group in CATALOG.groups(product.code):
+            catalog.add(group)
+    for action in CATALOG.actions():
+        catalog.add(action.label)
+    for text in _code_labels():
+        catalog.add(text)
+    with pot.open("wb") as fh:
+        write_po(fh, catalog, sort_output=True, omit_header=False)
+
+
+# The error pages' texts (webapp/app.py), translated by error.html.
+ERROR_TEXTS = (
+    "Please sign in to see user actions.",
+    "Form expired",
+    "The form was open too long or came from elsewhere. Go back, reload the page and try again.",
+    "Not allowed",
+    "You need the USER_ADMIN role on this account to see its user actions.",
+    "Not found",
+    "There is nothing at this address.",
+    "That method is not supported here.",
+    "Too many attempts",
+    "Too many attempts in a short time. Wait a minute and try again.",
+    "Audit log unavailable",
+    "The audit log store cannot be reached right now. Try again in a moment.",
+    "Something went wrong",
+    "An unexpected error happened. It has been logged.",
+)
+
+
+def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
+    """Labels kept in Python tables and translated where they are shown."""
+    from useraudit.schema import COLUMNS
+
+    from .filters import FACET_LABELS, MULTI, PERIODS
+
+    return [
+        *(c.label for c in COLUMNS),
+        *(label for _attr, label in MULTI.values()),
+        *FACET_LABELS.values(),
+        *(label for label, _delta in PERIODS.values()),
+        *ERROR_TEXTS,
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main(sys.argv[1:]))
