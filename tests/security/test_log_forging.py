@@ -10,7 +10,7 @@ characters except the zero-width (non-)joiners scripts need. Every repair
 flags the event ``sanitized``.
 
 Through a real host (Flask + the WSGI middleware), the real indexer, both
-stores, the User actions page and the XLSX export; and an unauthenticated
+stores, the User actions page, the XLSX export and the JSON API; and an unauthenticated
 failed sign-in's user name through the admin UI itself.
 """
 
@@ -144,7 +144,10 @@ def test_forging_characters_never_reach_a_stored_row_the_page_or_the_export(
     assert crlf["audit.comments"] == _forged("CRLF", "\n")
     assert crlf["user.name"] == _forged("CRLF", "\ufffd\ufffd")
 
-    app = make_app(store, security_users)
+    from useraudit.webapp.api_tokens import TokenStore
+
+    tokens = tmp_path / "tokens.db"
+    app = make_app(store, security_users, USERAUDIT_API_TOKENS=str(tokens))
     admin = signed_in(app, "cid")
     html = admin.get(f"/a/{ACCOUNT}/actions?period=24h&size=100").get_data(as_text=True)
     assert set(html) & NEVER_IN_TEXT == set()  # comments may keep ZWNJ/ZWJ
@@ -154,6 +157,24 @@ def test_forging_characters_never_reach_a_stored_row_the_page_or_the_export(
         str(c) for s in book.worksheets for row in s.iter_rows(values_only=True) for c in row if c
     ]
     assert not (set("".join(cells)) & NEVER_IN_TEXT)
+
+    # The JSON API answers the stored, repaired values; JSON escapes nothing
+    # of U+2028/2029 or the bidi controls, so the decoded text is checked.
+    _, secret = TokenStore(tokens).create(
+        ACCOUNT, "siem", ("events:read",), created_by={"id": "u-cid", "name": "cid"}
+    )
+    response = app.test_client().get(
+        "/api/v1/events?period=24h&size=100", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    events = response.json["events"]
+    assert {e["user.id"] for e in events} == {f"u-{tag}" for tag in FORGING}
+    for event in events:
+        assert "sanitized" in event.get("audit.flags", [])
+        for name, value in event.items():
+            free = name in ("audit.comments", "audit.params")
+            for text in _strings(value):
+                assert not (NEVER_IN_TEXT if free else NEVER_IN_ONE_LINE) & set(text), (name, text)
 
 
 def test_an_unauthenticated_failed_sign_in_cannot_forge_a_user_name(
