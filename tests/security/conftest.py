@@ -68,23 +68,11 @@ def tenants_store(opensearch_url: str) -> Any:
 @pytest.fixture(scope="module", params=["opensearch", "sqlite"])
 def any_store(request: Any, opensearch_url: str, tmp_path_factory: Any) -> Any:
     """Both stores, each seeded with tenants.py's events: the real OpenSearch node and SQLite."""
-    import uuid
+    from support.stores import fresh_store
 
     from .tenants import seed
 
-    if request.param == "opensearch":
-        from useraudit.store.opensearch import OpenSearchStore
-
-        store: Any = OpenSearchStore(opensearch_url, prefix=f"uat-any-{uuid.uuid4().hex[:8]}")
-    else:
-        from useraudit.store.sqlite import SQLiteStore
-
-        store = SQLiteStore(f"sqlite:///{tmp_path_factory.mktemp('any') / 'audit.db'}")
-    store.install()
-    seed(store)
-    try:
+    folder = tmp_path_factory.mktemp("any")
+    with fresh_store(request.param, opensearch_url, folder, "uat-any") as store:
+        seed(store)
         yield store
-    finally:
-        if request.param == "opensearch":
-            store.uninstall()
-        store.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from openpyxl import load_workbook
+from support.stores import fresh_store
 
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware.recorder import Recorder
@@ -62,21 +62,8 @@ def _forged(tag: str, char: str) -> str:
 
 @pytest.fixture(params=["opensearch", "sqlite"])
 def store(request: Any, opensearch_url: str, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "opensearch":
-        from useraudit.store.opensearch import OpenSearchStore
-
-        s: Any = OpenSearchStore(opensearch_url, prefix=f"uat-forge-{uuid.uuid4().hex[:8]}")
-    else:
-        from useraudit.store.sqlite import SQLiteStore
-
-        s = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    s.install()
-    try:
+    with fresh_store(request.param, opensearch_url, tmp_path, "uat-forge") as s:
         yield s
-    finally:
-        if request.param == "opensearch":
-            s.uninstall()
-        s.close()
 
 
 def _host(rec: Recorder) -> Flask:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from openpyxl import load_workbook
+from support.stores import fresh_store
 
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware.masking import MASK, Masker, is_secret_key_name
@@ -105,21 +105,8 @@ def test_booleans_about_secrets_are_kept() -> None:
 
 @pytest.fixture(params=["opensearch", "sqlite"])
 def corpus_store(request: Any, opensearch_url: str, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "opensearch":
-        from useraudit.store.opensearch import OpenSearchStore
-
-        store: Any = OpenSearchStore(opensearch_url, prefix=f"uat-mask-{uuid.uuid4().hex[:8]}")
-    else:
-        from useraudit.store.sqlite import SQLiteStore
-
-        store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    store.install()
-    try:
+    with fresh_store(request.param, opensearch_url, tmp_path, "uat-mask") as store:
         yield store
-    finally:
-        if request.param == "opensearch":
-            store.uninstall()
-        store.close()
 
 
 def _cells(xlsx: bytes) -> str:
