@@ -151,18 +151,24 @@ def test_commands_honour_the_store_url_setting(seeded) -> None:
 
 def test_tail_shows_the_last_events_and_follows_new_ones(seeded, spool_dir: Path) -> None:
     url, ids = seeded
+    from useraudit.store import open_store
+
     last = run("tail", "--store", url, "--account", "acme", "-n", "3", "--format", "jsonl")
-    shown = [json.loads(x)["event.id"] for x in last.output.splitlines()]
+    shown = [json.loads(x) for x in last.output.splitlines()]
     acme = [ids[i] for i in range(40) if i % 2 == 0]
-    assert shown == acme[-3:]  # oldest of them first, as tail does
+    # Events of one millisecond are ordered by id, not by when they were
+    # recorded: the newest three are the store's, by (time, id).
+    store = open_store(url)
+    stored = sorted(store.get(acme).values(), key=lambda d: (d["@timestamp"], d["event.id"]))
+    store.close()
+    newest = [d["event.id"] for d in stored[-3:]]
+    assert [d["event.id"] for d in shown] == newest  # oldest of them first, as tail does
     cmd = [sys.executable, "-m", "useraudit", "events", "tail", "-f", "--store", url,
            "--account", "acme", "-n", "0", "--format", "jsonl", "--interval", "0.3"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     try:
         time.sleep(2)
-        from useraudit.store import open_store
-
         more = record(spool_dir, 10, start=40)
         store = open_store(url)
         ship(spool_dir, store)
