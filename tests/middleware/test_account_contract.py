@@ -293,6 +293,12 @@ def test_accountless_events_are_listed_and_admins_are_told(
     assert f"useraudit users grant alice {UNASSIGNED_ACCOUNT}" in page
 
     users.grant("alice", UNASSIGNED_ACCOUNT)
+    # A change of rights ends the user's sessions (docs/security.md): sign in again.
+    token = CSRF_RE.search(client.get("/login").get_data(as_text=True)).group(1)
+    client.post(
+        "/login",
+        data={"username": "alice", "password": "correct horse battery", "csrf_token": token},
+    )
     listing = client.get(f"/a/{UNASSIGNED_ACCOUNT}/actions?period=7d").get_data(as_text=True)
     assert "u-2" in listing
     from useraudit.store.query import Query
