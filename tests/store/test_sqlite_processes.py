@@ -176,6 +176,7 @@ def start_ui(stack: ExitStack, home: Path, url: str, users: Path) -> UI:
     )
     proc = stack.enter_context(running(args, log, home))
     ui = UI(f"http://127.0.0.1:{port}")
+    stack.callback(ui.client.close)  # the server keeps connections alive
     ui.wait_until_up(proc, log)
     ui.sign_in("admin")
     return ui
