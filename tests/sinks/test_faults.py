@@ -91,6 +91,11 @@ def run_through_fault(
         fault()
         stream.join()
         assert len(stream.ids) == n
+        # Caught up means nothing left to send of what was queued: wait until
+        # the indexer has handed the sink every event, then for the sink.
+        deadline = time.monotonic() + 120
+        while running.stage.status()[0]["queued"] < n and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert running.stage.wait_caught_up(120), running.stage.status()
         (status,) = running.stage.status()
     finally:
