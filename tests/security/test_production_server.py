@@ -164,14 +164,10 @@ def test_exports_are_capped_per_user_and_per_process(
 
 def test_cookies_are_secure_behind_a_trusted_proxy_on_loopback(tmp_path: Path, server: Any) -> None:
     port = server("--trusted-proxies", "1")
-    token_page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10)
-    cookie = token_page.headers.get("Set-Cookie") or ""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as token_page:
+        cookie = token_page.headers.get("Set-Cookie") or ""
     assert "useraudit_session" in cookie and "Secure" in cookie
     plain = server()
-    cookie = (
-        urllib.request.urlopen(f"http://127.0.0.1:{plain}/login", timeout=10).headers.get(
-            "Set-Cookie"
-        )
-        or ""
-    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{plain}/login", timeout=10) as page:
+        cookie = page.headers.get("Set-Cookie") or ""
     assert "useraudit_session" in cookie and "Secure" not in cookie
