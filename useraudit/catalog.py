@@ -371,6 +371,13 @@ _USERAUDIT: list[tuple[str, str, str, tuple, bool]] = [
     ("audit_log.legal_hold_lifted", "Legal hold lifted", "User actions", _CFG_CHANGE, False),
     ("audit_log.canary", "Indexing latency probe (canary)", "User actions", _ACCESS, False),
     (
+        "token.used_from_new_address",
+        "Token used from a new address",
+        "API tokens",
+        _AUTH_START,
+        False,
+    ),
+    (
         "security_alert.acknowledged",
         "Security alert acknowledged",
         "Security alerts",

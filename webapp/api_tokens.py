@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import useraudit
-from useraudit.catalog import CATALOG
 
 SCOPES = ("events:read", "alerts:read")
 PREFIX = "uat_"
@@ -50,16 +49,6 @@ CREATE TABLE IF NOT EXISTS api_token_addresses (
     PRIMARY KEY (token_id, address)
 );
 """
-
-if CATALOG.get("token.used_from_new_address") is None:
-    CATALOG.register_action(
-        "token.used_from_new_address",
-        "Token used from a new address",
-        product="common",
-        group="API tokens",
-        category=("authentication",),
-        type=("start",),
-    )
 
 
 @dataclass(frozen=True)

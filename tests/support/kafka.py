@@ -98,7 +98,15 @@ class KafkaBroker:
         )
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self._java(
-            ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)],
+            # "--cluster-id=ID": a random id may start with "-", which a separate
+            # argument would make the tool read as an option.
+            [
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(self.properties),
+            ],
             timeout=180,
         )
         self.proc: subprocess.Popen[bytes] | None = None
