@@ -81,7 +81,7 @@ def _per_call(fn: Any, n: int, repeats: int = 5) -> float:
 def inprocess_wsgi(spool: Path, n: int) -> dict[str, float]:
     from useraudit.middleware.recorder import Recorder
 
-    rec = Recorder(spool / "wsgi", durability="batch")
+    rec = Recorder(spool / "wsgi", durability="batch", account="bench")
     audited = _hello.make_wsgi(rec)
 
     def start_response(status: str, headers: list, exc_info: Any = None) -> None:
@@ -108,7 +108,7 @@ def inprocess_wsgi(spool: Path, n: int) -> dict[str, float]:
 def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
     from useraudit.middleware.recorder import Recorder
 
-    rec = Recorder(spool / "asgi", durability="batch")
+    rec = Recorder(spool / "asgi", durability="batch", account="bench")
     audited = _hello.make_asgi(rec)
     scope_headers = [(b"user-agent", UA.encode()), (b"x-forwarded-for", b"203.0.113.7")]
 

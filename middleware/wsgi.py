@@ -126,9 +126,10 @@ class AuditMiddleware:
     def __init__(self, app: WSGIApp, *, capture: Capture | None = None, **options: Any) -> None:
         self.app = app
         self.capture = capture or Capture(**options)
+        self._reader = self.read  # bound once, handed to every request's context
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if _common.active.get():  # installed twice: the outer copy captures
+        if _common.capturing():  # installed twice: the outer copy captures
             return self.app(environ, start_response)
         capture = self.capture
         ctx: RequestContext | None = None
@@ -174,7 +175,6 @@ class AuditMiddleware:
             return start_response(status, headers)
 
         ctx_token = current.set(ctx)
-        active_token = _common.active.set(True)
         try:
             try:
                 iterable = self.app(environ, audit_start_response)
@@ -203,16 +203,24 @@ class AuditMiddleware:
                 return iterable
             return _Body(iterable, self, ctx, state)
         finally:
-            _common.active.reset(active_token)
             current.reset(ctx_token)
 
     def context(self, environ: Environ) -> RequestContext:
-        """The request's context, read from the environ keys listed in the module docstring."""
+        """The request's context: method and path now, the other keys when first asked."""
         path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
         return self.capture.begin(
             environ,
-            method=environ.get("REQUEST_METHOD"),
-            path=header_text(path, MAX_PATH),
+            self._reader,
+            environ.get("REQUEST_METHOD"),
+            header_text(path, MAX_PATH),
+            environ.get("HTTP_X_FORWARDED_FOR"),
+        )
+
+    def read(self, ctx: RequestContext) -> None:
+        """The environ keys listed in the module docstring, read when a field is first asked for."""
+        environ = ctx.request
+        self.capture.fill(
+            ctx,
             peer=environ.get("REMOTE_ADDR") or None,
             forwarded_for=header_text(environ.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
             user_agent=header_text(environ.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
