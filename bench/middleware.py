@@ -264,12 +264,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
-    out = subprocess.run(
+    run = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}", url],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"wrk {url} exited {run.returncode}: {run.stderr or run.stdout}")
+    out = run.stdout
     m = re.search(r"Requests/sec:\s*([\d.]+)", out)
     if not m:
         raise RuntimeError(out)
@@ -301,6 +303,40 @@ def _cpu_seconds(pid: int) -> float:
 # Configurations run under each server, in the same rounds: name -> app target.
 CONFIGS = ("bare", "quiet", "record", "sentry_off", "sentry_on", "otel")
 PEERS = ("sentry_off", "sentry_on", "otel")
+# What the server runs need installed: the peers (the `bench` extra) and the servers.
+PEER_MODULES = (
+    "sentry_sdk",
+    "opentelemetry.sdk",
+    "opentelemetry.instrumentation.wsgi",
+    "opentelemetry.instrumentation.asgi",
+)
+SERVERS = ("gunicorn", "uvicorn")
+
+
+def check_peers(modules: tuple[str, ...] = PEER_MODULES) -> None:
+    """Refuse to start, saying what to install, when a peer or server is missing.
+
+    Without this a missing peer only shows as its server failing every
+    request and wrk's bare CalledProcessError minutes into the run.
+    """
+    import importlib.util
+
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            missing.append(name)
+    servers = [name for name in SERVERS if not (BIN / name).exists()]
+    if missing or servers:
+        raise SystemExit(
+            "bench.middleware compares useraudit with the middleware an app would otherwise "
+            f"install, and these are not installed in {sys.prefix}: "
+            f"{', '.join(missing + servers)}. Install them with: "
+            f"{sys.executable} -m pip install -e '.[bench]'  (or run with --no-servers)"
+        )
 
 
 def targets(kind: str, floor: bool) -> dict[str, str]:
@@ -405,6 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
     args = parser.parse_args(argv)
+    if not args.no_servers:
+        check_peers(PEER_MODULES)
 
     spool = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
     try:

@@ -47,7 +47,6 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import _common
 from ._common import (
     MAX_FORWARDED_FOR,
     MAX_PATH,
@@ -90,7 +89,9 @@ class AuditMiddleware:
         self._reader = self.read  # bound once, handed to every request's context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _common.capturing():
+        outer = current.get()
+        if scope["type"] != "http" or (outer is not None and outer.request is not None):
+            # Not HTTP, or installed twice (see _common.capturing): pass through.
             await self.app(scope, receive, send)
             return
         capture = self.capture
@@ -135,7 +136,8 @@ class AuditMiddleware:
                 and not finished
             ):
                 finished = True
-                capture.finish_quietly(ctx, status, None)
+                if ctx.may_match:  # else nothing is left to record (set when the response started)
+                    capture.finish_quietly(ctx, status, None)
             await send(message)
 
         ctx_token = current.set(ctx)

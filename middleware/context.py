@@ -182,7 +182,9 @@ def _lazy_field(name: str) -> property:
             self.read_request()  # so the reader cannot overwrite what is set here
         setattr(self, slot, value)
 
-    return property(get, set_, doc=f"The request's {name.replace('_', ' ')}, read when first asked.")
+    return property(
+        get, set_, doc=f"The request's {name.replace('_', ' ')}, read when first asked."
+    )
 
 
 for _name in LAZY_FIELDS:

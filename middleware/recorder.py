@@ -226,7 +226,12 @@ class Recorder:
         self._put_account(ev, ctx, account, account_name)
         _put_people(ev, ctx, user, target_user, impersonator)
         text = self.masker.text
-        if project is not None or project_name is not None or token_id is not None or reason is not None:
+        if (
+            project is not None
+            or project_name is not None
+            or token_id is not None
+            or reason is not None
+        ):
             for name, value in (
                 ("audit.project.id", project),
                 ("audit.project.name", project_name),

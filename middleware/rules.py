@@ -167,4 +167,6 @@ class Rules:
 def _any_of(rules: tuple[Rule, ...]) -> re.Pattern[str] | None:
     if not rules:
         return None
-    return re.compile("|".join(f"(?:{route_regex(rule.route, named=False)}/?\\Z)" for rule in rules))
+    return re.compile(
+        "|".join(f"(?:{route_regex(rule.route, named=False)}/?\\Z)" for rule in rules)
+    )

@@ -129,7 +129,9 @@ class AuditMiddleware:
         self._reader = self.read  # bound once, handed to every request's context
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if _common.capturing():  # installed twice: the outer copy captures
+        outer = current.get()
+        if outer is not None and outer.request is not None:
+            # Installed twice (see _common.capturing): the outer copy captures.
             return self.app(environ, start_response)
         capture = self.capture
         ctx: RequestContext | None = None
@@ -152,7 +154,10 @@ class AuditMiddleware:
         ) -> Any:
             if not state.started:
                 state.started = True
-                state.status = _common.status_code(status)
+                try:
+                    state.status = int(status[:3])  # "200 OK": the common case, inline
+                except (TypeError, ValueError):
+                    state.status = _common.status_code(status)
                 state.headers = headers
                 try:
                     capture.started(ctx, state.status)
@@ -192,6 +197,8 @@ class AuditMiddleware:
             if isinstance(iterable, (list, tuple)):
                 # The whole body is known: record now, before a byte leaves,
                 # so `sync` durability covers rule events too.
+                if not ctx.may_match:  # set when the response started: nothing to record
+                    return iterable
                 try:
                     capture.finished(ctx, state.status, None)
                 except AuditError:
@@ -207,12 +214,16 @@ class AuditMiddleware:
 
     def context(self, environ: Environ) -> RequestContext:
         """The request's context: method and path now, the other keys when first asked."""
-        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        path = environ.get("PATH_INFO") or ""
+        if script := environ.get("SCRIPT_NAME"):
+            path = script + path
+        if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
+            path = header_text(path, MAX_PATH) or ""
         return self.capture.begin(
             environ,
             self._reader,
             environ.get("REQUEST_METHOD"),
-            header_text(path, MAX_PATH),
+            path or None,
             environ.get("HTTP_X_FORWARDED_FOR"),
         )
 
