@@ -18,7 +18,9 @@ disk). All per-request state lives in locals of ``__call__``, never on the
 instance. Don't wrap it in Starlette's ``BaseHTTPMiddleware``: that runs
 the app in another task and breaks context variables.
 
-Scope keys read, and why:
+Scope keys read, and why (on every request only ``type``, the method, the
+path and whether an X-Forwarded-For header came; ``client`` and the other
+headers the first time an event is recorded or a log line asks for them):
 
 * ``type``: only ``http`` is captured.
 * ``method``, ``path``, ``root_path``: what was asked (event fields, rules).

@@ -28,6 +28,9 @@ How the acting user is found (the design, in one place):
 5. A request that holds no events and matches no capture rule never has its
    user resolved at all: capture adds no session or database lookup to
    requests it has nothing to record for.
+6. Likewise its headers are never parsed: the request id, client IP, user
+   agent and peer are read from the raw request the first time something
+   asks (see :meth:`RequestContext.lazy`).
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.

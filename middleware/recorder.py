@@ -408,13 +408,15 @@ def _put_people(
     actor = person(user) if user is not None else None
     if actor is None and ctx is not None:
         actor = ctx.actor()
-    _put_person(ev, "user", actor)
+    if actor:
+        _put_person(ev, "user", actor)
     if target_user is not None:
         _put_person(ev, "user.target", person(target_user))
     admin = person(impersonator) if impersonator is not None else None
     if admin is None and ctx is not None:
         admin = ctx.acting_for()
-    _put_person(ev, "audit.impersonator", admin)
+    if admin:
+        _put_person(ev, "audit.impersonator", admin)
 
 
 def _put_request(

@@ -112,14 +112,16 @@ class Rule:
         kwargs: dict[str, Any] = {"outcome": outcome}
         if reason:
             kwargs["reason"] = reason
-        params = dict(self.params)
-        for name, value in m.groupdict().items():
-            if name in RECORD_ARGS:
-                kwargs[name] = value
-            else:
-                params[name] = value
-        if params:
-            kwargs["params"] = params
+        groups = m.groupdict()
+        if groups or self.params:
+            params = dict(self.params)
+            for name, value in groups.items():
+                if name in RECORD_ARGS:
+                    kwargs[name] = value
+                else:
+                    params[name] = value
+            if params:
+                kwargs["params"] = params
         return self.action, kwargs
 
 

@@ -21,7 +21,9 @@ The acting user is resolved lazily and finally when the response starts
 (see :mod:`useraudit.middleware.context`), so users authenticated inside the
 view (tokens, JWT) are not missed.
 
-Environ keys read, and why:
+Environ keys read, and why (on every request only the method, the path and
+whether X-Forwarded-For came; the rest the first time an event is recorded
+or a log line asks for the context, see :class:`RequestContext`):
 
 * ``REQUEST_METHOD``, ``SCRIPT_NAME``, ``PATH_INFO``: what was asked (event
   fields and rule matching); re-read as UTF-8, cut to 2048 chars.
