@@ -84,9 +84,8 @@ def _per_call(fn: Any, n: int, repeats: int = 5) -> float:
 
 
 def inprocess_wsgi(spool: Path, n: int) -> dict[str, float]:
-    from useraudit.middleware.recorder import Recorder
-
     from bench._peers import QUIET_RULES
+    from useraudit.middleware.recorder import Recorder
     from useraudit.middleware.wsgi import AuditMiddleware
 
     rec = Recorder(spool / "wsgi", durability="batch", account="bench")
@@ -125,10 +124,9 @@ def _inprocess_figures(bare: float, quiet: float, audited: float) -> dict[str, f
 
 
 def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
-    from useraudit.middleware.recorder import Recorder
-
     from bench._peers import QUIET_RULES
     from useraudit.middleware.asgi import AuditMiddleware
+    from useraudit.middleware.recorder import Recorder
 
     rec = Recorder(spool / "asgi", durability="batch", account="bench")
     audited = _hello.make_asgi(rec)
