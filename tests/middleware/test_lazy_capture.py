@@ -186,7 +186,7 @@ def test_asgi_recording_request_gets_every_field(rec: Recorder, derived: list[st
 
 
 def test_a_field_set_before_it_was_read_is_kept() -> None:
-    """The admin UI fills fields the host's middleware did not have: the late read must not undo it."""
+    """The admin UI fills fields the middleware did not have: the late read must not undo it."""
     reads: list[RequestContext] = []
 
     def reader(ctx: RequestContext) -> None:
