@@ -1,7 +1,9 @@
 """The activity chart above the table: events over the chosen period, success and failure stacked.
 
-The numbers come from ``Store.histogram`` with the table's own query, so a
-bar holds exactly the rows the table shows for its span, and clicking a bar
+The numbers come with the table's own search (``SearchRequest.histogram``,
+the same buckets ``Store.histogram`` answers; on OpenSearch an aggregation
+of the page's one request), so a bar holds exactly the rows the table shows
+for its span, and clicking a bar
 opens that span as a custom period (the whole "To" minute included, see
 :meth:`~.filters.Filters.bounds`). Bucket sizes follow the period (5 minutes
 for the last hour, an hour for a day, 3 hours for a week, a day for a month;
@@ -23,7 +25,7 @@ from zoneinfo import ZoneInfo
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from useraudit.store import Query, Store
+from useraudit.store import Query
 from useraudit.store.histogram import Bucket
 
 from .i18n import clock, day, number
@@ -78,11 +80,6 @@ def plan(query: Query, tz: ZoneInfo, now: datetime | None = None) -> tuple[int, 
         delta = end.astimezone(tz).utcoffset() or timedelta()
         offset = -int(delta.total_seconds() * 1000)
     return step, offset
-
-
-def fetch(store: Store, query: Query, spec: tuple[int, int]) -> list[Bucket]:
-    """The store's answer for :func:`plan`'s buckets (safe to run in another thread)."""
-    return store.histogram(query, *spec)
 
 
 def build(
