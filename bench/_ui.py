@@ -75,6 +75,8 @@ def make_app(store: Any, **config: Any) -> tuple[Any, str]:
             "SESSION_COOKIE_SECURE": False,
             "USERAUDIT_STORE": store,
             "USERAUDIT_USERS": users,
+            # As `useraudit web` runs it: rate limits counted in one SQLite file.
+            "USERAUDIT_LIMITS_STORAGE": f"sqlite:///{home / 'limits.db'}",
             **config,
         }
     )

@@ -18,7 +18,6 @@ from urllib.parse import quote, quote_plus
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
@@ -41,7 +40,8 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import ago, clock, day, label, number
+from .i18n import ago, clock, current_language, day, label, number
+from .i18n import gettext as _
 from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
 from .zones import datalist_options, offset_label
@@ -101,13 +101,23 @@ def safe_highlight(fragment: str) -> Markup:
 # rest of the page together.
 
 
-def tree_html(
-    tree: list[dict[str, Any]],
+def tree_html(shown: tuple[str, ...], groups: tuple[str, ...], actions: tuple[str, ...]) -> Markup:
+    """The Actions dropdown: each group with an "(all)" box, then its actions.
+
+    The same for every page with the same language and ticks: built once.
+    """
+    return _tree_html(CATALOG.version, current_language(), shown, groups, actions)
+
+
+@lru_cache(maxsize=256)
+def _tree_html(
+    _version: int,
+    _lang: str,
     shown: tuple[str, ...],
     groups: tuple[str, ...],
     actions: tuple[str, ...],
 ) -> Markup:
-    """The Actions dropdown: each group with an "(all)" box, then its actions."""
+    tree = _catalog_tree()
     checked_groups, checked_actions = set(groups), set(actions)
     out: list[str] = []
     for p in tree:
@@ -164,6 +174,12 @@ def shown_value(param: str, value: str) -> str:
 
 
 def _catalog_tree() -> list[dict[str, Any]]:
+    """Products → groups → actions, as the pickers show them (shared: do not change)."""
+    return _catalog_tree_of(CATALOG.version)
+
+
+@lru_cache(maxsize=4)
+def _catalog_tree_of(_version: int) -> list[dict[str, Any]]:
     tree = []
     for product in CATALOG.products():
         groups = []
@@ -494,7 +510,7 @@ def actions(account: str) -> Any:
         page_sizes=PAGE_SIZES,
         tree=tree,
         facets_html=facets_html(facet_links(filters, page), url_for(".actions", account=account)),
-        tree_html=tree_html(tree, shown, filters.groups, filters.values.get("action", ())),
+        tree_html=tree_html(shown, filters.groups, filters.values.get("action", ())),
         tz_options=datalist_options(),
         tz_offset=offset_label(tz),
         tree_codes=tree_codes,

@@ -22,13 +22,13 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask_babel import gettext as _
 from markupsafe import Markup
 
 from useraudit.store import Query
 from useraudit.store.histogram import Bucket
 
 from .i18n import clock, day, number
+from .i18n import gettext as _
 
 MINUTE = 60_000
 STEPS_MS = (
@@ -101,17 +101,17 @@ def build(
     last = int(end.timestamp() * 1000)
     bars = []
     ms = first
+    # The filters every bar keeps, encoded once; each bar adds its period.
+    keep = urlencode([*base_args, ("period", "custom")])
+    start_local = start.astimezone(tz)
     while ms <= last:
         b = buckets.get(ms) or Bucket(ms)
         lo = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
         hi = datetime.fromtimestamp((ms + step) / 1000, UTC).astimezone(tz)
-        shown_from = max(lo, start.astimezone(tz))
-        args = [
-            *base_args,
-            ("period", "custom"),
-            ("from", _minute(shown_from)),
-            ("to", _minute(hi - timedelta(minutes=1))),
-        ]
+        shown_from = max(lo, start_local)
+        span = urlencode(
+            (("from", _minute(shown_from)), ("to", _minute(hi - timedelta(minutes=1))))
+        )
         success, failure = b.counts.get("success", 0), b.counts.get("failure", 0)
         bars.append(
             Bar(
@@ -120,7 +120,7 @@ def build(
                 success,
                 failure,
                 b.total - success - failure,
-                f"{page_url}?{urlencode(args)}",
+                f"{page_url}?{keep}&{span}",
             )
         )
         ms += step
