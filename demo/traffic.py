@@ -262,9 +262,7 @@ def plan(events: int, seed: int = 11) -> Iterator[tuple[str, Callable[[dict[str,
         yield f"{admin} as {victim}: {code}", act(admin, "acme", code, body)
     # In each account one user forgets their password: failed sign-ins end in
     # a block (the host records it), and one more attempt is refused.
-    targets = {
-        acc: next(u for u in members[acc][2:] if not people[u]["admin"]) for acc in ACCOUNTS
-    }
+    targets = {acc: next(u for u in members[acc][2:] if not people[u]["admin"]) for acc in ACCOUNTS}
     for acc, target in targets.items():
         for n in range(6):
             yield (
