@@ -33,6 +33,7 @@ from typing import Any
 from useraudit.stages import Stage
 from useraudit.store.alerts import NEW, Alert, DetectionStore, alert_id, merge_alert
 from useraudit.store.base import StoreUnavailable
+from useraudit.store.sqlite.store import gc_paused
 
 from .rules import BUILTIN_RULES, Finding, Rule, ts_ms
 from .settings import DetectionSettings
@@ -82,6 +83,10 @@ class DetectionEngine(Stage):
             loads and saves its keys (several engines fed directly).
         max_cached_keys: state keys kept in memory; unchanged ones are
             forgotten (and read again when needed) beyond this.
+        state_ttl: seconds a key held in memory is trusted; a batch that
+            needs it later reads it again (merging what this engine has not
+            saved yet), so entries another indexer saved are seen within
+            this time.
     """
 
     name = "detect"
@@ -98,6 +103,7 @@ class DetectionEngine(Stage):
         flush_timeout: float = 30.0,
         write_behind: bool | None = None,
         max_cached_keys: int = 200_000,
+        state_ttl: float = 2.0,
     ) -> None:
         names = [r.name for r in rules]
         duplicates = {n for n in names if names.count(n) > 1}
@@ -121,6 +127,8 @@ class DetectionEngine(Stage):
         self._values: dict[tuple[str, str], dict] = {}
         self._versions: dict[tuple[str, str], Any] = {}
         self._dirty: set[tuple[str, str]] = set()
+        self.state_ttl = state_ttl
+        self._fresh_at: dict[tuple[str, str], float] = {}  # when a key was last read or saved
         self._queue: queue.Queue[Sequence[dict] | None] | None = None
         self._worker: threading.Thread | None = None
         self._closing = False
@@ -269,6 +277,12 @@ class DetectionEngine(Stage):
                 self._queue.task_done()
 
     def _run(self, docs: Sequence[dict]) -> None:
+        # Like a store's batch write: the batch's objects are freed by reference
+        # counting, and cyclic collections set off meanwhile find nothing.
+        with gc_paused():
+            self._evaluate(docs)
+
+    def _evaluate(self, docs: Sequence[dict]) -> None:
         work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
         for doc in docs:
             if not doc.get("organization.id"):
@@ -285,11 +299,15 @@ class DetectionEngine(Stage):
             for rule, params in rules:
                 for key in rule.keys(doc, params):
                     keys[(account, key)] = None
-        values = self._values
-        missing = [k for k in keys if k not in values]
+        values, fresh_at = self._values, self._fresh_at
+        now = time.monotonic()
+        oldest = now - self.state_ttl
+        missing = [k for k in keys if k not in values or fresh_at.get(k, 0.0) < oldest]
         if missing:
             for k, (value, version) in self.store.load_state(missing).items():
-                values[k], self._versions[k] = value, version
+                if k in self._dirty:  # read again while changed here: keep both sides
+                    value = merge_values(value, values[k])
+                values[k], self._versions[k], fresh_at[k] = value, version, now
         views: dict[str, StateView] = {}
         alerts: dict[str, Alert] = {}
         for doc, rules in work:
@@ -337,8 +355,10 @@ class DetectionEngine(Stage):
         for _attempt in range(20):
             items = [(a, k, values[(a, k)], versions[(a, k)]) for a, k in values]
             conflicts, saved = self.store.save_state_versions(items)
+            now = time.monotonic()
             for key, (value, version) in saved.items():
                 self._values[key], self._versions[key] = value, version
+                self._fresh_at[key] = now
             dirty.difference_update(saved)
             if not conflicts:
                 self._forget()
@@ -349,6 +369,7 @@ class DetectionEngine(Stage):
             versions = {k: fresh[k][1] for k in conflicts}
             for k in conflicts:  # what detection sees from now on includes the other's entries
                 self._values[k] = values[k]
+                self._fresh_at[k] = time.monotonic()
         raise StoreUnavailable("detection state kept changing under this indexer; retrying")
 
     def _forget(self, everything: bool = False) -> None:
@@ -357,6 +378,7 @@ class DetectionEngine(Stage):
             for key in [k for k in self._values if k not in self._dirty]:
                 del self._values[key]
                 self._versions.pop(key, None)
+                self._fresh_at.pop(key, None)
 
     def _alert(
         self, account: str, rule: Rule, params: Mapping[str, Any], doc: dict, finding: Finding

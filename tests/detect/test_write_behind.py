@@ -60,3 +60,35 @@ def test_another_indexers_save_is_merged_at_flush(
     assert sqlite_alerts.list_alerts("acme") == []
     two.delivered([enrich(r) for r in failures(1, start=10)])  # the fifth, seen by two
     assert [a.rule for a in sqlite_alerts.list_alerts("acme")] == ["brute_force"]
+
+
+def test_entries_another_indexer_saved_are_seen_once_the_copy_is_older_than_the_ttl(
+    sqlite_alerts: SQLiteDetectionStore, enrich: Enricher
+) -> None:
+    """Two holds alice's key in memory; one saves four failures. With the TTL passed, two's
+    next batch reads the key again, so the fifth failure (seen by two) alerts; a copy
+    trusted for an hour would not have."""
+    for ttl, alerted in ((0.0, ["brute_force"]), (3600.0, [])):
+        store = sqlite_alerts
+        account = f"acme-{int(ttl)}"
+        one = DetectionEngine(store, write_behind=True, state_ttl=ttl)
+        two = DetectionEngine(store, write_behind=True, state_ttl=ttl)
+        early = enrich(event("user.signed_in", "alice", account=account))
+        two.delivered([early])  # a success: two now holds the key
+        two.flush()
+        burst = [
+            enrich(
+                event(
+                    "user.signed_in",
+                    "alice",
+                    at=timedelta(seconds=i),
+                    outcome="failure",
+                    account=account,
+                )
+            )
+            for i in range(1, 6)
+        ]
+        one.delivered(burst[:4])
+        one.flush()
+        two.delivered(burst[4:])
+        assert [a.rule for a in store.list_alerts(account)] == alerted, ttl
