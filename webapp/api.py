@@ -67,7 +67,9 @@ def error(status: int, code: str, message: str) -> Any:
 def tokens() -> TokenStore:
     ext = current_app.extensions["useraudit"]
     if ext.get("api_tokens") is None:
-        ext["api_tokens"] = TokenStore(current_app.config["USERAUDIT_API_TOKENS"])
+        # A host that mounts the UI without the API still has the tokens page.
+        path = current_app.config.get("USERAUDIT_API_TOKENS") or _default_tokens_path()
+        ext["api_tokens"] = TokenStore(path)
     return ext["api_tokens"]
 
 
