@@ -386,10 +386,10 @@ def _history_base(account: str, filters: Filters) -> str:
     return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
-def _completeness(tz: Any) -> tuple[datetime | None, bool]:
-    """The completeness mark in ``tz``, and whether indexing lags more than configured."""
+def _completeness(account: str, tz: Any) -> tuple[datetime | None, bool]:
+    """The account's completeness mark in ``tz``, and whether its indexing lags too far."""
     try:
-        mark = complete_up_to(resources.store())
+        mark = complete_up_to(resources.store(), account)
     except StoreError:
         return None, False
     if mark is None:
@@ -451,7 +451,7 @@ def actions(account: str) -> Any:
         for a in g["actions"]
     }
     rows = _rows(page, tz) if page else []
-    complete, lagging = _completeness(tz) if page is not None else (None, False)
+    complete, lagging = _completeness(account, tz) if page is not None else (None, False)
     activity = None
     if chart_job is not None and chart_spec is not None:
         try:

@@ -137,14 +137,14 @@ def build_blueprint() -> Blueprint:
         )
         with SEARCH_SECONDS.labels("api").time():
             page = resources.store().search(req)
-        mark = complete_up_to(resources.store())
+        mark = complete_up_to(resources.store(), token.account)
         return reply(
             {
                 "account": token.account,
                 "total": page.total,
                 "events": [_public(hit) for hit in page.hits],
                 "next_cursor": page.next_cursor,
-                # Every event acknowledged before this time is in the answer
+                # Every event of the account acknowledged before this time is in the answer
                 # (docs/integrity.md, completeness mark); null until an indexer published one.
                 "complete_up_to": mark.isoformat() if mark else None,
             }
