@@ -67,4 +67,3 @@ def test_the_three_stores_open_the_file_alike(tmp_path: Path) -> None:
     finally:
         alerts.close()
         store.close()
-
