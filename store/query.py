@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 # Facet name → the field it counts. Order is the UI's order.
 FACETS: dict[str, str] = {
@@ -154,6 +155,10 @@ class SearchRequest:
     # The hits need at least these fields (None: all). Fewer bytes for
     # OpenSearch to read, send and for us to parse; a backend may return more.
     fields: tuple[str, ...] | None = None
+    # (interval ms, offset ms): also count every match per time bucket and
+    # outcome, as ``Store.histogram`` would (the activity chart), in the same
+    # round trip where the backend can.
+    histogram: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_PAGE:
@@ -176,6 +181,8 @@ class SearchPage:
     total: int
     next_cursor: str | None
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # Store.histogram's buckets (histogram.Bucket) when the request asked for them.
+    histogram: list[Any] | None = None
 
 
 def to_ms(ts: datetime) -> int:
