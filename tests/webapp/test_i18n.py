@@ -5,11 +5,13 @@ from __future__ import annotations
 import gettext
 import io
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from jinja2 import Environment
 
 from useraudit.catalog import CATALOG
 
@@ -102,3 +104,76 @@ def test_numbers_and_dates_follow_the_language(seeded_store: Any, users_db: Any)
         assert (number(12345), day(ts)) == ("12\xa0345", "06.12.2026")
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert (number(12345), day(ts)) == ("12,345", "2026-12-06")
+
+
+TEMPLATES = Path(__file__).parents[2] / "webapp" / "templates"
+# Text in templates that is not language: names, and values of Jinja blocks
+# that fill a class attribute.
+NOT_LANGUAGE = {"UTC", "· useraudit", "page wide", "centered card-page"}
+
+
+class _TextFinder(HTMLParser):
+    """Visible text and human-read attributes, outside code, script and style."""
+
+    HUMAN_ATTRS = ("title", "aria-label", "placeholder", "alt")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._code = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "code", "pre"):
+            self._code += 1
+        for name, value in attrs:
+            if name in self.HUMAN_ATTRS and value:
+                self.found.append(value)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "code", "pre"):
+            self._code -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._code:
+            self.found.append(data)
+
+
+def _untranslated(source: str) -> list[str]:
+    """Latin words written straight into a template instead of through gettext."""
+    env = Environment(extensions=["jinja2.ext.i18n"])
+    # Statements vanish (their bodies stay); each expression becomes one
+    # letter-free mark, so text made only of expressions is not reported.
+    parts, inside = [], ""
+    for _, kind, value in env.lex(source):
+        if kind in ("block_begin", "variable_begin"):
+            inside = kind
+            parts.append("\x00" if kind == "variable_begin" else "")
+        elif kind in ("block_end", "variable_end"):
+            inside = ""
+        elif kind == "data" and not inside:
+            parts.append(value)
+    literal = "".join(parts)
+    finder = _TextFinder()
+    finder.feed(re.sub(r"\x00+", "\x00", literal))
+    texts = (" ".join(t.replace("\x00", " ").split()) for t in finder.found)
+    # Attribute and URL pieces that Jinja blocks fill in are markup, not words.
+    texts = (re.sub(r'[\w-]+="[^"]*"|#[\w-]+', "", t).strip() for t in texts)
+    return [t for t in texts if re.search(r"[A-Za-z]{2,}", t) and t not in NOT_LANGUAGE]
+
+
+def test_templates_hold_no_untranslated_text() -> None:
+    """Every visible string of every page goes through gettext (a plain English
+    string in a template would show in English on the Russian UI)."""
+    leftovers = {
+        str(path.relative_to(TEMPLATES)): found
+        for path in sorted(TEMPLATES.rglob("*.html"))
+        if (found := _untranslated(path.read_text(encoding="utf-8")))
+    }
+    assert leftovers == {}
+
+
+def test_the_untranslated_text_check_finds_plain_english() -> None:
+    assert _untranslated('<p title="{{ _(\'Ok\') }}">{{ _("Saved") }}</p>') == []
+    assert _untranslated("<p>Sign out everywhere</p>") == ["Sign out everywhere"]
+    assert _untranslated('<button aria-label="Close">{{ x }}</button>') == ["Close"]
+    assert _untranslated("<code>useraudit users grant</code>") == []
