@@ -43,6 +43,8 @@ from werkzeug.datastructures import MultiDict
 from useraudit.catalog import CATALOG
 from useraudit.store.query import MAX_TEXT, MAX_VALUES, Query, QueryError, decode_cursor
 
+from .zones import find, is_offered
+
 PERIODS: dict[str, tuple[str, timedelta | None]] = {
     "1h": ("Last hour", timedelta(hours=1)),
     "24h": ("Last 24 hours", timedelta(hours=24)),
@@ -192,6 +194,8 @@ class Filters:
         if period not in PERIODS:
             raise QueryError("unknown period %(period)s", period=repr(period))
         tz = (args.get("tz") or default_tz).strip()
+        if not is_offered(tz):
+            tz = find(tz) or tz  # typed as a city ("berlin") or an old alias (Europe/Kiev)
         zone(tz)
         text = " ".join((args.get("q") or "").split())  # pasted tabs and line breaks: spaces
         if any(ch < " " or ch == "\x7f" for ch in text):

@@ -134,3 +134,23 @@ def test_ndjson_stays_ecs_in_utc(client: FlaskClient) -> None:
         datetime.fromisoformat(i.replace("Z", "+00:00")) for i, _w, _o in MOMENTS
     ]
     assert all(s.endswith("Z") for s in stamps)
+
+
+def test_the_page_shows_each_rows_offset_and_relative_time_in_its_tooltip(
+    client: FlaskClient,
+) -> None:
+    """Across both DST changes each row's tooltip has its own offset and "… ago";
+    the header names the zone and its offset now."""
+    import re
+
+    html = client.get(f"/a/{ACCOUNT}/actions?{PERIOD}&tz=Europe/Berlin").get_data(as_text=True)
+    tips = re.findall(r'<time datetime="([^"]+)" title="([^"]+)"', html)
+    assert [datetime.fromisoformat(t[0].replace("Z", "+00:00")) for t in tips] == [
+        datetime.fromisoformat(m[0].replace("Z", "+00:00")) for m in MOMENTS
+    ]
+    for (_iso, title), (_instant, wall, offset) in zip(tips, MOMENTS, strict=True):
+        assert re.fullmatch(re.escape(f"{wall} {offset} · ") + r"\d+ \w+ ago", title), title
+    now = datetime.now(UTC).astimezone(ZoneInfo("Europe/Berlin")).utcoffset()
+    label = "UTC+01:00" if now and now.seconds == 3600 else "UTC+02:00"
+    assert f'data-testid="tz-offset">{label}<' in html
+    assert f"times in Europe/Berlin ({label})" in html
