@@ -213,6 +213,7 @@ def test_last_jumps_to_the_oldest_rows_and_previous_walks_back(
     browser: Any,
     server: Server,  # noqa: F811
     seeded_store: Any,
+    tmp_path: Path,
 ) -> None:
     """Last, at the top and at the bottom, shows "N-k+1–N of N" and the oldest rows;
     Previous from there shows the page before; Next returns; First goes home."""
@@ -243,6 +244,8 @@ def test_last_jumps_to_the_oldest_rows_and_previous_walks_back(
                 text = page.locator(f"[data-testid=range-{pager}]").inner_text()
                 assert text == f"{total - tail + 1:,}–{total:,} of {total:,}"
             assert page.eval_on_selector_all("tr[data-event]", row_ids) == newest_first[-tail:]
+            if where == "bottom":
+                shot(page, "last-page", tmp_path)
             # Nothing is older: Next and Last are off, Previous and First are on.
             assert page.locator("[data-testid=next], [data-testid=last]").count() == 0
             with page.expect_navigation():
