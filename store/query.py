@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 # Facet name → the field it counts. Order is the UI's order.
 FACETS: dict[str, str] = {
@@ -180,6 +180,10 @@ class SearchRequest:
     # The hits need at least these fields (None: all). Fewer bytes for
     # OpenSearch to read, send and for us to parse; a backend may return more.
     fields: tuple[str, ...] | None = None
+    # (interval ms, offset ms): also count every match per time bucket and
+    # outcome, as ``Store.histogram`` would (the activity chart), in the same
+    # round trip where the backend can.
+    histogram: tuple[int, int] | None = None
 
     @property
     def backward(self) -> bool:
@@ -211,6 +215,8 @@ class SearchPage:
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     # The first hit's position when newer matches exist (for ``before``).
     prev_cursor: str | None = None
+    # Store.histogram's buckets (histogram.Bucket) when the request asked for them.
+    histogram: list[Any] | None = None
 
 
 T = TypeVar("T")

@@ -64,11 +64,14 @@ class Catalog:
         self._products: dict[str, Product] = {}
         self._actions: dict[str, Action] = {}
         self._lock = threading.Lock()
+        # Bumped by every registration: views built from the catalog cache on it.
+        self.version = 0
 
     def register_product(self, code: str, label: str) -> Product:
         product = Product(code, label)
         with self._lock:
             self._products[code] = product
+            self.version += 1
         return product
 
     def register_action(
@@ -94,6 +97,7 @@ class Catalog:
             if existing is not None and existing != action:
                 raise ValueError(f"action code {code!r} is already registered as {existing}")
             self._actions[code] = action
+            self.version += 1
         return action
 
     def get(self, code: str) -> Action | None:

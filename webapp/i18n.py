@@ -21,7 +21,7 @@ import sys
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
@@ -53,19 +53,50 @@ def init_app(app: Flask) -> None:
         return
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", ours)
     Babel(app, locale_selector=select_locale)
+    # Flask-Babel's template callables look the catalog up through its
+    # context on every {{ _() }} (over a hundred per results page); ours
+    # look it up once per request, like label().
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: page_translations().ugettext(s),
+        ngettext=lambda s, p, n: page_translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: page_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: page_translations().unpgettext(c, s, p, n),
+    )
     app.jinja_env.globals.update(lang=current_language, label=label, LANGUAGES=LANGUAGES)
     app.jinja_env.filters.update(number=number, day=day, clock=clock)
 
 
 def current_language() -> str:
     """The page's language, looked up once per request (the table asks ~100 times)."""
+    try:
+        return g._useraudit_lang  # type: ignore[no-any-return]
+    except AttributeError:  # first ask in this request
+        pass
+    except RuntimeError:  # no app context
+        return "en"
     if not has_request_context():
         return "en"
-    lang = g.get("_useraudit_lang")
-    if lang is None:
-        locale = get_locale()
-        lang = g._useraudit_lang = locale.language if locale else "en"
-    return str(lang)
+    locale = get_locale()
+    lang = g._useraudit_lang = str(locale.language) if locale else "en"
+    return lang
+
+
+def page_translations() -> Any:
+    """The request's message catalog, looked up through Flask-Babel once per request."""
+    if not has_request_context():
+        return get_translations()
+    translations = g.get("_useraudit_translations")
+    if translations is None:
+        translations = g._useraudit_translations = get_translations()
+    return translations
+
+
+def gettext(text: str, **variables: Any) -> str:
+    """Flask-Babel's ``gettext`` (same ``%(name)s`` filling) with the catalog
+    looked up once per request: the results page translates ~50 strings in Python."""
+    out = str(page_translations().ugettext(text))
+    return out % variables if variables else out
 
 
 def label(text: str) -> str:
@@ -76,10 +107,7 @@ def label(text: str) -> str:
     """
     if not text or not has_request_context():
         return text
-    translations = g.get("_useraudit_translations")
-    if translations is None:
-        translations = g._useraudit_translations = get_translations()
-    return str(translations.ugettext(text))
+    return str(page_translations().ugettext(text))
 
 
 def problem(exc: QueryError) -> str:
@@ -90,9 +118,17 @@ def problem(exc: QueryError) -> str:
 
 def ago(delta: timedelta) -> str:
     """ "3 hours" in the page's language (a row's relative time)."""
+    seconds = int(delta.total_seconds())
+    # Past an hour the words count hours or more: a minute's precision names
+    # the same span, and the page's 50 rows then share a few spans.
+    return _ago(seconds if seconds < 3600 else seconds // 60 * 60, current_language())
+
+
+@lru_cache(maxsize=4096)
+def _ago(seconds: int, lang: str) -> str:
     from babel.dates import format_timedelta
 
-    return str(format_timedelta(delta, threshold=1.1, locale=current_language()))
+    return str(format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=lang))
 
 
 @lru_cache(maxsize=8)

@@ -836,3 +836,27 @@ def test_histogram_refuses_tiny_buckets(seeded: Store) -> None:
     """A bucket under a minute is a QueryError, not a flood of bars."""
     with pytest.raises(QueryError):
         seeded.histogram(Query(ACCOUNT), 1_000)
+
+
+@pytest.mark.parametrize(("filters", "interval", "offset"), HISTOGRAM_CASES)
+def test_a_search_asked_for_the_histogram_answers_what_histogram_answers(
+    seeded: Store, filters: dict, interval: int, offset: int
+) -> None:
+    """The page asks for hits, facets and the chart in one request: its buckets are
+    exactly ``histogram()``'s, and the hits, total and facets are those of a plain search."""
+    query = Query(ACCOUNT, **filters)
+    plain = seeded.search(SearchRequest(query, size=5))
+    both = seeded.search(SearchRequest(query, size=5, histogram=(interval, offset)))
+    assert plain.histogram is None
+    assert both.histogram == seeded.histogram(query, interval, offset) != []
+    assert (both.total, both.facets, both.next_cursor) == (
+        plain.total,
+        plain.facets,
+        plain.next_cursor,
+    )
+    assert [h["event.id"] for h in both.hits] == [h["event.id"] for h in plain.hits]
+
+
+def test_a_search_refuses_a_tiny_histogram_bucket(seeded: Store) -> None:
+    with pytest.raises(QueryError):
+        seeded.search(SearchRequest(Query(ACCOUNT), histogram=(1_000, 0)))
