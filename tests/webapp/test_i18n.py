@@ -177,3 +177,94 @@ def test_the_untranslated_text_check_finds_plain_english() -> None:
     assert _untranslated("<p>Sign out everywhere</p>") == ["Sign out everywhere"]
     assert _untranslated('<button aria-label="Close">{{ x }}</button>') == ["Close"]
     assert _untranslated("<code>useraudit users grant</code>") == []
+
+
+def _query_error_templates() -> set[str]:
+    """Every QueryError message written as a literal in the store and the webapp."""
+    import ast
+
+    from useraudit.webapp.filters import DATE_PROBLEMS
+
+    root = Path(__file__).parents[2]
+    found = set(DATE_PROBLEMS.values())
+    for path in [*(root / "store").rglob("*.py"), *(root / "webapp").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "QueryError"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                found.add(node.args[0].value)
+    return found
+
+
+def test_every_filter_error_has_a_russian_translation_with_the_same_placeholders() -> None:
+    templates = _query_error_templates()
+    assert len(templates) > 30 and "the search text could not be understood" in templates
+    translated = {m.id: m.string for m in _po() if m.id}
+    missing = sorted(t for t in templates if not translated.get(t))
+    assert missing == []
+    for template in templates:
+        assert sorted(re.findall(r"%\(\w+\)s", translated[template])) == sorted(
+            re.findall(r"%\(\w+\)s", template)
+        ), template
+
+
+# (query string, Russian words the message must show, English it must not)
+RUSSIAN_ERRORS = [
+    (
+        "period=custom&from=2026-03-02T10:00&to=2026-03-01T10:00",
+        "период заканчивается раньше, чем начинается: «По» (2026-03-01 10:00) раньше, "
+        "чем «С» (2026-03-02 10:00)",
+        "ends before it starts",
+    ),
+    ("ip=10.0.0.300", "&#39;10.0.0.300&#39; — не IP-адрес и не диапазон CIDR", "not an IP"),
+    ("ip=10.0.0.0/33", "&#39;10.0.0.0/33&#39; — не IP-адрес и не диапазон CIDR", "CIDR range"),
+    (
+        "period=custom&from=yesterday",
+        "дата начала должна выглядеть так: 2026-01-31T23:59",
+        "should look like",
+    ),
+    ("period=custom&to=2026-13-40T99:99", "дата окончания должна выглядеть так", "end date"),
+    ("q=%22bot+settings", "фраза в кавычках не закрыта", "not closed"),
+    ("q=*ole", "слово не может начинаться со звёздочки", "wildcard"),
+    ("q=-test", "запрос не может только исключать", "only exclude"),
+    ("tz=Mars/Olympus", "неизвестный часовой пояс &#39;Mars/Olympus&#39;", "unknown time zone"),
+    ("size=7", "размер страницы должен быть одним из: 25, 50, 100", "page size"),
+]
+
+
+def test_the_russian_ui_shows_filter_errors_in_russian(seeded_store: Any, users_db: Any) -> None:
+    """A reversed period, a bad address or network, unreadable dates, bad query syntax, an
+    unknown zone: the page (and the refused export) say what is wrong in Russian."""
+    client = make_app(seeded_store, users_db).test_client()
+    ru = {"Accept-Language": "ru-RU,ru;q=0.9"}
+    login(client, "alice")
+    for qs, russian, english in RUSSIAN_ERRORS:
+        resp = client.get(f"/a/acme/actions?{qs}", headers=ru)
+        html = resp.get_data(as_text=True)
+        assert resp.status_code == 400, qs
+        message = re.search(r'<p id="query-error-text">(.*?)</p>', html, re.S)
+        assert message, qs
+        assert russian in message.group(1), (qs, message.group(1))
+        assert english not in message.group(1), qs
+        export = client.get(f"/a/acme/actions.csv?{qs}", headers=ru)
+        assert export.status_code == 400, qs
+        refused = export.get_data(as_text=True)
+        assert "Экспорт невозможен" in refused and russian in refused, qs
+    english = client.get("/a/acme/actions?ip=10.0.0.300").get_data(as_text=True)
+    assert "&#39;10.0.0.300&#39; is not an IP address or CIDR range" in english
+
+
+def test_a_refused_export_escapes_the_input_it_quotes(seeded_store: Any, users_db: Any) -> None:
+    """The message quotes what was typed: it is escaped, not trusted as markup."""
+    client = make_app(seeded_store, users_db).test_client()
+    login(client, "alice")
+    for fmt in ("csv", "xlsx", "ndjson"):
+        resp = client.get(f"/a/acme/actions.{fmt}?ip=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E")
+        body = resp.get_data(as_text=True)
+        assert resp.status_code == 400
+        assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body
