@@ -403,10 +403,10 @@ def _history_base(account: str, filters: Filters) -> str:
     return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
-def _read_mark(store: Any) -> datetime | None:
-    """The store's completeness mark; None when there is none or it cannot be read now."""
+def _read_mark(store: Any, account: str) -> datetime | None:
+    """The account's completeness mark; None when there is none or it cannot be read now."""
     try:
-        return complete_up_to(store)
+        return complete_up_to(store, account)
     except StoreError:
         return None
 
@@ -459,7 +459,7 @@ def actions(account: str) -> Any:
             query = filters.query(account)
             req = page_request(filters, query, tz)
             chart_spec = req.histogram
-            mark_job = _MARK_POOL.submit(_read_mark, resources.store())
+            mark_job = _MARK_POOL.submit(_read_mark, resources.store(), account)
             with SEARCH_SECONDS.labels("actions").time():
                 page = resources.store().search(req)
         except QueryError as exc:

@@ -67,7 +67,9 @@ def error(status: int, code: str, message: str) -> Any:
 def tokens() -> TokenStore:
     ext = current_app.extensions["useraudit"]
     if ext.get("api_tokens") is None:
-        ext["api_tokens"] = TokenStore(current_app.config["USERAUDIT_API_TOKENS"])
+        # A host that mounts the UI without the API still has the tokens page.
+        path = current_app.config.get("USERAUDIT_API_TOKENS") or _default_tokens_path()
+        ext["api_tokens"] = TokenStore(path)
     return ext["api_tokens"]
 
 
@@ -133,7 +135,7 @@ def build_blueprint() -> Blueprint:
             decode_cursor(cursor)
         req = events_request(filters, token.account, cursor)
         store = resources.store()
-        mark_job = _MARK_POOL.submit(complete_up_to, store)  # beside the search, not after it
+        mark_job = _MARK_POOL.submit(complete_up_to, store, token.account)  # beside the search, not after it
         with SEARCH_SECONDS.labels("api").time():
             page = store.search(req)
         mark = mark_job.result()
@@ -143,7 +145,7 @@ def build_blueprint() -> Blueprint:
                 "total": page.total,
                 "events": [_public(hit) for hit in page.hits],
                 "next_cursor": page.next_cursor,
-                # Every event acknowledged before this time is in the answer
+                # Every event of the account acknowledged before this time is in the answer
                 # (docs/integrity.md, completeness mark); null until an indexer published one.
                 "complete_up_to": mark.isoformat() if mark else None,
             }

@@ -4,8 +4,12 @@ A token reads ``uat_<id>_<secret>``: ``id`` finds the row, the secret (32
 random bytes) is kept only as its SHA-256 (a random 256-bit secret needs no
 slow password hash: there is nothing to guess), compared in constant time.
 Every creation, use from an address not seen before and revocation is
-recorded in the audit trail of the token's account (``token.created``,
-``token.used_from_new_address``, ``token.deleted``), as the acting person.
+recorded in the audit trail of the token's account, as the acting person and
+with the token's id in ``audit.token.id``: ``audit_api_token.created``,
+``audit_api_token.used_from_new_address`` and ``audit_api_token.revoked``.
+They are actions of useraudit's own product ("User actions audit"), not the
+host product's ``token.*`` actions of the product page: the host's token
+history and the audit log's own API tokens stay apart.
 """
 
 from __future__ import annotations
@@ -138,7 +142,7 @@ class TokenStore:
         token = self.get(token_id)
         assert token is not None
         useraudit.record(
-            "token.created",
+            "audit_api_token.created",
             account=account,
             user=created_by,
             token_id=token_id,
@@ -177,8 +181,13 @@ class TokenStore:
                 db.execute(
                     "UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (time.time(), token_id)
                 )
-            useraudit.record("token.deleted", account=token.account, user=by, token_id=token_id,
-                             params={"name": token.name})  # fmt: skip
+            useraudit.record(
+                "audit_api_token.revoked",
+                account=token.account,
+                user=by,
+                token_id=token_id,
+                params={"name": token.name},
+            )
         return True
 
     def authenticate(self, text: str, address: str) -> ApiToken | None:
@@ -214,7 +223,7 @@ class TokenStore:
             ).rowcount
         if new:
             useraudit.record(
-                "token.used_from_new_address",
+                "audit_api_token.used_from_new_address",
                 account=token.account,
                 user={"id": f"token:{token_id}", "name": token.name},
                 token_id=token_id,

@@ -203,7 +203,7 @@ def describe(
         ("To", (end or now).astimezone(tz)),
     ]
     try:
-        mark = complete_up_to(resources.store())
+        mark = complete_up_to(resources.store(), account)
     except StoreError:
         mark = None
     # Events after this time may not be in the file yet (docs/integrity.md, completeness).

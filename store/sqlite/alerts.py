@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import orjson
 
 from ..alerts import NEW, Alert, DetectionStore, UpsertResult, merge_alert, status_change
 from ..base import StoreError, StoreUnavailable
+from .connections import ThreadConnections
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS alerts (
@@ -45,32 +45,13 @@ class SQLiteDetectionStore(DetectionStore):
     def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._installed = False
+        self._connections = ThreadConnections(
+            path, busy_timeout_ms, self._errors, install=self._create
+        )
 
     @property
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            with self._errors("open"):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                con = sqlite3.connect(
-                    str(self.path),
-                    timeout=self.busy_timeout_ms / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=FULL")
-            with self._lock:
-                self._connections.append(con)
-            self._local.con = con
-            if not self._installed:
-                self._create(con)
-        return con
+        return self._connections.current()
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -86,23 +67,13 @@ class SQLiteDetectionStore(DetectionStore):
         except OSError as exc:
             raise StoreError(f"cannot {action} SQLite store {self.path}: {exc}") from exc
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        con = self._con
-        with self._errors("write"):
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._connections.write()
 
     def _create(self, con: sqlite3.Connection) -> None:
         with self._errors("create"):
             for statement in _DDL:
                 con.execute(statement)
-        self._installed = True
 
     def install(self) -> list[str]:
         self._create(self._con)
@@ -263,12 +234,20 @@ class SQLiteDetectionStore(DetectionStore):
             )
         return conflicts
 
+    def save_state_versions(
+        self, items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
+        conflicts = self.save_state(items)
+        refused = set(conflicts)
+        # save_state's transaction moved each saved version by exactly one (a new key to 1).
+        return conflicts, {
+            (a, k): (value, 1 if version == NEW else version + 1)
+            for a, k, value, version in items
+            if (a, k) not in refused
+        }
+
     def refresh(self) -> None:
         pass
 
     def close(self) -> None:
-        with self._lock:
-            for con in self._connections:
-                con.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._connections.close()

@@ -20,11 +20,12 @@ _DDL = (
 class SQLiteLedger(Ledger):
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
+        self._connections = store.connections  # the events' file, its connections
         with store._errors("set up the ledger of"):
-            store._con.execute(_DDL)
+            self._connections.current().execute(_DDL)
 
     def create(self, doc: dict[str, Any]) -> bool:
-        with self.store._write() as con:
+        with self._connections.write() as con:
             cur = con.execute(
                 "INSERT OR IGNORE INTO ledger (account, seq, body) VALUES (?, ?, ?)",
                 (doc["account"], int(doc["seq"]), orjson.dumps(doc)),
@@ -33,23 +34,27 @@ class SQLiteLedger(Ledger):
 
     def get(self, account: str, seq: int) -> dict[str, Any] | None:
         with self.store._errors("read"):
-            row = self.store._con.execute(
-                "SELECT body FROM ledger WHERE account = ? AND seq = ?", (account, seq)
-            ).fetchone()
+            row = (
+                self._connections.current()
+                .execute("SELECT body FROM ledger WHERE account = ? AND seq = ?", (account, seq))
+                .fetchone()
+            )
         return None if row is None else orjson.loads(row[0])
 
     def head(self, account: str) -> int:
         with self.store._errors("read"):
-            row = self.store._con.execute(
-                "SELECT max(seq) FROM ledger WHERE account = ?", (account,)
-            ).fetchone()
+            row = (
+                self._connections.current()
+                .execute("SELECT max(seq) FROM ledger WHERE account = ?", (account,))
+                .fetchone()
+            )
         return int(row[0] or 0)
 
     def iterate(self, account: str | None = None) -> Iterator[dict[str, Any]]:
         sql, params = "SELECT body FROM ledger", []
         if account is not None:
             sql, params = sql + " WHERE account = ?", [account]
-        con = self.store._open()  # a snapshot of its own, like Store.iterate
+        con = self._connections.open()  # a snapshot of its own, like Store.iterate
         try:
             with self.store._errors("read"):
                 con.execute("BEGIN")
@@ -63,9 +68,13 @@ class SQLiteLedger(Ledger):
 
     def accounts(self) -> list[str]:
         with self.store._errors("read"):
-            rows = self.store._con.execute("SELECT DISTINCT account FROM ledger").fetchall()
+            rows = (
+                self._connections.current()
+                .execute("SELECT DISTINCT account FROM ledger")
+                .fetchall()
+            )
         return sorted(r[0] for r in rows)
 
     def drop(self) -> None:
-        with self.store._write() as con:
+        with self._connections.write() as con:
             con.execute("DELETE FROM ledger")

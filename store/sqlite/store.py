@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import gc
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ..base import Store, StoreError, StoreUnavailable, WriteResult
 from ..histogram import Bucket
 from ..query import Query, QueryError, SearchPage, SearchRequest, to_ms
 from . import versions, writes
+from .connections import ThreadConnections
 from .layout import BY_IP, HOT, STEMS_FUNCTION, ddl, marks
 from .rows import FOLD_FUNCTION, READ_COLUMNS, SELECT, fold_or_none, read_doc
 from .search import Search, driven_by_ip
@@ -49,64 +49,34 @@ class SQLiteStore(Store):
         self.path = path_from_url(url).expanduser()
         self.url = f"sqlite:///{self.path}" if self.path.is_absolute() else f"sqlite:{self.path}"
         self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._ready = False
         self._ids = writes.Ids()
+        self.connections = ThreadConnections(
+            self.path, busy_timeout_ms, self._errors, tune=self._tune, install=self._install
+        )
 
     # -- connections and errors --------------------------------------------------
 
+    def _tune(self, con: sqlite3.Connection) -> None:
+        con.execute("PRAGMA cache_size=-65536")
+        con.execute("PRAGMA temp_store=MEMORY")
+        con.execute("PRAGMA mmap_size=268435456")
+        # Checkpoint every 64 MiB of WAL, not 4: pages written again and
+        # again are copied once (docs/sqlite.md).
+        con.execute("PRAGMA wal_autocheckpoint=16384")
+        con.execute("PRAGMA journal_size_limit=67108864")
+        # Case-insensitive filters on the few stored combinations and
+        # on candidate rows' full names: folded as the query values are.
+        con.create_function(FOLD_FUNCTION, 1, fold_or_none, deterministic=True)
+        # The full-text view's stems (layout.FTS_DDL).
+        con.create_function(STEMS_FUNCTION, 1, stems_or_none, deterministic=True)
+
     def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the directory for SQLite store {self.path}: {exc}"
-            ) from exc
-        with self._errors("open"):
-            con = sqlite3.connect(
-                str(self.path),
-                timeout=self.busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreError(f"SQLite store {self.path} cannot use WAL mode (got {mode})")
-                # FULL: each commit is on disk before write() returns, because the
-                # indexer then moves the spool past those events (docs/sqlite.md).
-                con.execute("PRAGMA synchronous=FULL")
-                con.execute("PRAGMA cache_size=-65536")
-                con.execute("PRAGMA temp_store=MEMORY")
-                con.execute("PRAGMA mmap_size=268435456")
-                # Checkpoint every 64 MiB of WAL, not 4: pages written again and
-                # again are copied once (docs/sqlite.md).
-                con.execute("PRAGMA wal_autocheckpoint=16384")
-                con.execute("PRAGMA journal_size_limit=67108864")
-                # Case-insensitive filters on the few stored combinations and
-                # on candidate rows' full names: folded as the query values are.
-                con.create_function(FOLD_FUNCTION, 1, fold_or_none, deterministic=True)
-                # The full-text view's stems (layout.FTS_DDL).
-                con.create_function(STEMS_FUNCTION, 1, stems_or_none, deterministic=True)
-            except BaseException:
-                con.close()
-                raise
-        return con
+        """A connection of the caller's own (read snapshots), closed by the caller."""
+        return self.connections.open()
 
     @property
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = self._open()
-            with self._lock:
-                self._connections.append(con)
-            self._local.con = con
-            if not self._ready:
-                self._install(con)
-        return con
+        return self.connections.current()
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -144,18 +114,8 @@ class SQLiteStore(Store):
             return StoreUnavailable(f"cannot {action} {where}: {msg} (disk full or failing?)")
         return StoreError(f"cannot {action} {where}: {msg}")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A short IMMEDIATE transaction: one writer, never a lock upgrade deadlock."""
-        con = self._con
-        with self._errors("write"):
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.connections.write()
 
     # -- setup ---------------------------------------------------------------------
 
@@ -189,7 +149,6 @@ class SQLiteStore(Store):
                 if versions.missing_columns(con):  # fields added since the file was made
                     with self._transaction(con):
                         versions.add_missing_columns(con)
-        self._ready = True
 
     @staticmethod
     @contextmanager
@@ -353,14 +312,7 @@ class SQLiteStore(Store):
             return int(self._con.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for con in connections:
-            try:
-                con.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
+        self.connections.close()
 
 
 @contextmanager

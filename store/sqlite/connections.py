@@ -1,0 +1,109 @@
+"""One SQLite connection per thread to one file, set up alike, closed together.
+
+The events store, the ledger (through the events store) and the alerts
+store all keep their tables in the same file and open it the same way: WAL,
+``synchronous=FULL`` (a commit is on disk before the indexer moves the spool
+on), a busy timeout, autocommit so transactions are explicit, and one
+connection per thread because a connection is not safe to share mid-statement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from ..base import StoreError
+
+# Maps a sqlite3 error raised inside it to the caller's StoreError wording.
+Errors = Callable[[str], AbstractContextManager[None]]
+
+
+class ThreadConnections:
+    """Per-thread connections to ``path``; ``install`` runs on the first until it succeeds."""
+
+    def __init__(
+        self,
+        path: Path,
+        busy_timeout_ms: int,
+        errors: Errors,
+        *,
+        tune: Callable[[sqlite3.Connection], None] | None = None,
+        install: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._errors = errors
+        self._tune = tune
+        self._install = install
+        self.installed = install is None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open_ones: list[sqlite3.Connection] = []
+
+    def open(self) -> sqlite3.Connection:
+        """A new connection of the caller's own (a read snapshot, say); the caller closes it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory for SQLite store {self.path}: {exc}"
+            ) from exc
+        with self._errors("open"):
+            con = sqlite3.connect(
+                str(self.path),
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"SQLite store {self.path} cannot use WAL mode (got {mode})")
+                con.execute("PRAGMA synchronous=FULL")
+                if self._tune is not None:
+                    self._tune(con)
+            except BaseException:
+                con.close()
+                raise
+        return con
+
+    def current(self) -> sqlite3.Connection:
+        """This thread's connection, opened (and the tables installed) on first use."""
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self.open()
+            with self._lock:
+                self._open_ones.append(con)
+            self._local.con = con
+        if not self.installed and self._install is not None:
+            self._install(con)
+            self.installed = True
+        return con
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short IMMEDIATE transaction: one writer, never a lock upgrade deadlock."""
+        con = self.current()
+        with self._errors("write"):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every thread's connection; the next use opens new ones."""
+        with self._lock:
+            connections, self._open_ones = self._open_ones, []
+        for con in connections:
+            try:
+                con.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
