@@ -171,7 +171,7 @@ def record_vs_structlog(spool: Path, n: int) -> dict[str, float]:
     from useraudit.middleware.context import RequestContext, current
     from useraudit.middleware.recorder import Recorder
 
-    rec = Recorder(spool / "record", durability="batch")
+    rec = Recorder(spool / "record", durability="batch", account="bench")
     log_path = spool / "structlog.jsonl"
     fh = open(log_path, "w")  # noqa: SIM115 - closed below
     log = structlog.wrap_logger(

@@ -1,6 +1,6 @@
 """Integrity costs: verify against a plain NDJSON export, indexer with sealing on and off.
 
-    python -m bench.verify [--events 100000] [--store sqlite|URL] [--rounds 2]
+    python -m bench.verify [--events 100000] [--opensearch URL] [--rounds 2]
 
 1. **Indexer**: the same spool (copied) is shipped by ``useraudit indexer run
    --once --no-detect`` into two fresh stores, once with a signing key (the
@@ -96,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--store", default="sqlite", help="sqlite, or an OpenSearch URL")
+    parser.add_argument("--opensearch", dest="store", metavar="URL", help="the same as --store URL")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
@@ -143,6 +144,7 @@ def main() -> None:
         "export_eps": round(args.events / min(exports)),
         "verify_eps": round(args.events / min(verifies)),
         "verify_vs_export": round(min(exports) / min(verifies), 3),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
     print(json.dumps(result))
 

@@ -115,6 +115,25 @@ def checkpoints(store_url: str | None, account: str | None) -> None:
         store.close()
 
 
+@integrity.command("heads")
+@store_option
+@click.option("--account", default=None, help="Only this account's head.")
+def heads_cmd(store_url: str | None, account: str | None) -> None:
+    """Print each account's newest checkpoint as NDJSON: keep it elsewhere for verify --heads."""
+    from useraudit.store import StoreError, open_store
+    from useraudit.store.ledger import ledger_for
+
+    from .heads import write_heads
+
+    with clean_exit(StoreError):
+        store = open_store(store_url)
+    try:
+        with clean_exit(StoreError):
+            write_heads(ledger_for(store), sys.stdout, account)
+    finally:
+        store.close()
+
+
 @integrity.command("export")
 @store_option
 @click.option("--account", required=True, help="The account whose events are exported.")
@@ -205,6 +224,14 @@ def verify_export(file, public_key: Path) -> None:  # noqa: ANN001 - click.File
     "--json", "as_json", is_flag=True, help="One JSON object per finding, then a summary."
 )
 @click.option("--quiet", is_flag=True, help="Only the summary, and findings that fail.")
+@click.option(
+    "--heads",
+    "heads_file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="NDJSON of checkpoints kept elsewhere (`useraudit integrity heads`): "
+    "report a chain the store no longer holds up to them (truncation).",
+)
 def verify(
     store_url: str | None,
     account: str | None,
@@ -215,6 +242,7 @@ def verify(
     grace: float,
     as_json: bool,
     quiet: bool,
+    heads_file,  # noqa: ANN001 - click.File
 ) -> None:
     """Check the stored history against its signed checkpoints; exit 0 only when clean.
 
@@ -223,13 +251,20 @@ def verify(
     """
     from useraudit.store import StoreError, open_store
 
+    from .heads import compare, read_heads
     from .verify import FAILING, Verifier
 
     keyring = _keyring(public_key, key_dir)
+    try:
+        heads = list(read_heads(heads_file)) if heads_file is not None else []
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     with clean_exit(StoreError):
         store = open_store(store_url)
     try:
-        report = Verifier(store, keyring, grace=grace).run(account, _when(start), _when(end))
+        verifier = Verifier(store, keyring, grace=grace)
+        report = verifier.run(account, _when(start), _when(end))
+        report.findings.extend(compare(heads, verifier.ledger, keyring, account))
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

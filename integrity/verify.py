@@ -27,12 +27,21 @@ from . import checkpoint
 from .canonical import event_hash
 from .keys import Keyring
 
-FAILING = ("modified", "deleted", "inserted", "out-of-sequence", "gap")
+FAILING = (
+    "modified",
+    "deleted",
+    "inserted",
+    "out-of-sequence",
+    "gap",
+    "truncated",
+    "untrusted-head",
+)
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # modified, deleted, inserted, out-of-sequence, gap, pruned, pending
+    # modified, deleted, inserted, out-of-sequence, gap, truncated, untrusted-head, pruned, pending
+    kind: str
     account: str
     event_id: str
     detail: str = ""

@@ -111,7 +111,7 @@ class RequestContext:
 
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():
-            if not hasattr(RequestContext, name) or name.startswith("_"):
+            if name not in FIELDS:
                 raise TypeError(f"RequestContext has no field {name!r}")
             setattr(self, name, value)
 
@@ -193,6 +193,20 @@ def _lazy_field(name: str) -> property:
 for _name in LAZY_FIELDS:
     setattr(RequestContext, _name, _lazy_field(_name))
 del _name
+
+# What RequestContext(...) takes by keyword: the lazy fields and every public default.
+FIELDS = frozenset(
+    (
+        *LAZY_FIELDS,
+        *(
+            name
+            for name, value in vars(RequestContext).items()
+            if not name.startswith("_")
+            and not callable(value)
+            and not isinstance(value, (property, classmethod, staticmethod))
+        ),
+    )
+)
 
 
 current: ContextVar[RequestContext | None] = ContextVar("useraudit_request", default=None)

@@ -350,3 +350,7 @@ ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}\Z")
 # flagged (missing_account / invalid_account): never stored invisibly. The
 # admin UI tells every admin when this account holds events.
 UNASSIGNED_ACCOUNT = "unassigned"
+# The scheduled canaries' account (useraudit/canary.py): reserved, no user can
+# be granted it, so no account admin is shown canaries as user actions.
+CANARY_ACCOUNT = "useraudit:canary"
+RESERVED_ACCOUNTS = frozenset({CANARY_ACCOUNT})

@@ -638,6 +638,29 @@ def record_at(path: str | os.PathLike[str], offset: int) -> bytes | None:
     return payload if len(payload) == length and zlib.crc32(payload) == crc else None
 
 
+def records_from(
+    path: str | os.PathLike[str], offset: int, limit: int
+) -> Iterator[tuple[int, bytes]]:
+    """(offset, payload) of up to ``limit`` intact records from ``offset``, to a damaged one."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            for _ in range(limit):
+                header = fh.read(HEADER_SIZE)
+                if len(header) < HEADER_SIZE:
+                    return
+                magic, length, crc = _HEADER.unpack(header)
+                if magic != MAGIC or length > MAX_RECORD:
+                    return
+                payload = fh.read(length)
+                if len(payload) != length or zlib.crc32(payload) != crc:
+                    return
+                yield offset, payload
+                offset += HEADER_SIZE + length
+    except OSError:
+        return
+
+
 def _writer_alive(fd: int) -> bool:
     """True while some process holds the segment's exclusive writer lock."""
     try:

@@ -246,6 +246,30 @@ def _write(target: Store, docs: list[dict], attempts: int = 5) -> list[WriteResu
     return [r or WriteResult("retry", "gave up") for r in final]
 
 
+def _copy_ledger(source: Store, target: Store, accounts: list[str] | None) -> list[str]:
+    """Copy the accounts' signed checkpoints, so ``verify`` on the target is clean.
+
+    Checkpoints are copied as they are (signed bodies and entries); one the
+    target already has is left alone if identical, else named in the result.
+    """
+    from useraudit.store.ledger import ledger_for
+
+    from_ledger, to_ledger = ledger_for(source), ledger_for(target)
+    copied = same = 0
+    differing: list[str] = []
+    # Every chain by default, also of accounts whose events were all pruned.
+    for account in accounts or from_ledger.accounts():
+        for doc in from_ledger.iterate(account):
+            if to_ledger.create(doc):
+                copied += 1
+            elif to_ledger.get(account, int(doc["seq"])) == doc:
+                same += 1
+            else:
+                differing.append(f"{account}/{doc['seq']}")
+    click.echo(f"checkpoints: copied {copied:,}, already there {same:,}")
+    return differing
+
+
 @click.command("migrate")
 @click.option("--from", "source_url", required=True, help="Store to copy from (URL).")
 @click.option(
@@ -306,8 +330,14 @@ def migrate(source_url: str, target_url: str, accounts: tuple[str, ...], batch: 
             )
             if not ok:
                 mismatched.append(account)
+        differing = _copy_ledger(source, target, list(accounts) or None)
     for line in failed:
         click.echo(f"  not copied: {line}", err=True)
+    if differing:
+        raise click.ClickException(
+            f"the target already holds {len(differing)} different checkpoint(s), "
+            f"e.g. {differing[0]}: it has a history of its own; verify both stores"
+        )
     if mismatched or totals["rejected"] or totals["retry"]:
         raise click.ClickException(
             f"migration incomplete: {len(mismatched)} account(s) differ; run it again to resume"

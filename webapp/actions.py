@@ -40,7 +40,7 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import ago, clock, current_language, day, label, number
+from .i18n import ago, clock, current_language, day, label, number, problem
 from .i18n import gettext as _
 from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
@@ -403,10 +403,10 @@ def _history_base(account: str, filters: Filters) -> str:
     return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
-def _read_mark(store: Any) -> datetime | None:
-    """The store's completeness mark; None when there is none or it cannot be read now."""
+def _read_mark(store: Any, account: str) -> datetime | None:
+    """The account's completeness mark; None when there is none or it cannot be read now."""
     try:
-        return complete_up_to(store)
+        return complete_up_to(store, account)
     except StoreError:
         return None
 
@@ -426,6 +426,8 @@ def page_request(filters: Filters, query: Query, tz: ZoneInfo) -> SearchRequest:
         query,
         size=filters.size,
         cursor=filters.cursor,
+        before=filters.before,
+        last=filters.last,
         facets=tuple(FACETS),
         facet_size=FACET_SIZE,
         highlight=bool(filters.text),
@@ -443,7 +445,7 @@ def actions(account: str) -> Any:
     try:
         filters = Filters.parse(request.args, default)
     except QueryError as exc:
-        error, status = str(exc), 400
+        error, status = problem(exc), 400
         error_field = field_at_fault(request.args, default)
         filters = as_typed(request.args, default)
     page: SearchPage | None = None
@@ -459,11 +461,11 @@ def actions(account: str) -> Any:
             query = filters.query(account)
             req = page_request(filters, query, tz)
             chart_spec = req.histogram
-            mark_job = _MARK_POOL.submit(_read_mark, resources.store())
+            mark_job = _MARK_POOL.submit(_read_mark, resources.store(), account)
             with SEARCH_SECONDS.labels("actions").time():
                 page = resources.store().search(req)
         except QueryError as exc:
-            error, status = str(exc), 400
+            error, status = problem(exc), 400
         except StoreError as exc:
             current_app.logger.warning("search failed: %s", exc)
             store_down, status = True, 503

@@ -135,7 +135,8 @@ def build_blueprint() -> Blueprint:
             decode_cursor(cursor)
         req = events_request(filters, token.account, cursor)
         store = resources.store()
-        mark_job = _MARK_POOL.submit(complete_up_to, store)  # beside the search, not after it
+        # The completeness mark is read beside the search, not after it.
+        mark_job = _MARK_POOL.submit(complete_up_to, store, token.account)
         with SEARCH_SECONDS.labels("api").time():
             page = store.search(req)
         mark = mark_job.result()
@@ -145,7 +146,7 @@ def build_blueprint() -> Blueprint:
                 "total": page.total,
                 "events": [_public(hit) for hit in page.hits],
                 "next_cursor": page.next_cursor,
-                # Every event acknowledged before this time is in the answer
+                # Every event of the account acknowledged before this time is in the answer
                 # (docs/integrity.md, completeness mark); null until an indexer published one.
                 "complete_up_to": mark.isoformat() if mark else None,
             }

@@ -38,6 +38,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from useraudit import config
 from useraudit.cli_helpers import clean_exit
+from useraudit.schema import RESERVED_ACCOUNTS
 
 from .sessions import SessionRegistry
 
@@ -241,6 +242,8 @@ class UserStore:
             self.sessions.end_all(user.id)  # a new password ends every old sign-in
 
     def grant(self, username: str, account: str, role: str = USER_ADMIN) -> None:
+        if account in RESERVED_ACCOUNTS:
+            raise ValueError(f"{account!r} is reserved for useraudit's own events")
         user = self.by_username(username)
         if user is None:
             raise ValueError(f"no user {username!r}")

@@ -84,3 +84,77 @@ def test_metrics_serve_the_last_canary_and_the_mark(store: Store, tmp_path: Path
     assert 'useraudit_capture_to_searchable_ms{quantile="0.5"} 212.5' in text
     assert 'useraudit_capture_to_searchable_ms{quantile="0.99"} 1480.0' in text
     assert "useraudit_complete_up_to_seconds 1.8e+09" in text
+
+
+def test_scheduled_canaries_publish_a_rolling_p50_p99_and_stay_out_of_admins_reach(
+    store: Store, spool_dir: Path, enricher: Enricher, tmp_path: Path
+) -> None:
+    """``useraudit canary --every``: a real process beside a running indexer, SIGTERM stops it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from useraudit.schema import CANARY_ACCOUNT
+    from useraudit.store.completeness import last_canary
+    from useraudit.store.query import Query
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    stop = threading.Event()
+    indexer = Indexer(spool_dir, store, enricher=enricher)
+    runner = threading.Thread(target=indexer.run, args=(stop,), kwargs={"idle": 0.05})
+    runner.start()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "useraudit", "canary", "--spool", str(spool_dir)]
+        + ["--store", store_url(store), "--every", "0.5", "--window", "3", "--timeout", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "USERAUDIT_HOME": str(tmp_path / "home")},
+    )
+    try:
+        deadline = time.time() + 90
+        figures: dict = {}
+        while time.time() < deadline and figures.get("found", 0) < 3:
+            time.sleep(0.5)
+            figures = last_canary(store)
+        service.send_signal(signal.SIGTERM)
+        out, err = service.communicate(timeout=60)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+        stop.set()
+        runner.join(timeout=30)
+        indexer.close()
+    assert service.returncode == 0, err
+    # The window holds the latest three; each later canary replaced the oldest.
+    assert figures["sent"] == figures["found"] == 3 and figures["every"] == 0.5
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] < 30_000
+    final = json.loads(out.decode().splitlines()[-1])
+    assert final["sent"] == 3 and final["found"] == 3
+    store.refresh()
+    canaries = list(store.iterate(Query(CANARY_ACCOUNT)))
+    assert len(canaries) >= 3  # stored like any event, in the reserved account
+    assert {d["event.action"] for d in canaries} == {"audit_log.canary"}
+
+    users = UserStore(tmp_path / "webusers.db")
+    users.add("alice", "correct horse battery staple")
+    with pytest.raises(ValueError, match="reserved"):
+        users.grant("alice", CANARY_ACCOUNT)
+    client = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": users,
+            "USERAUDIT_METRICS": True,
+        }
+    ).test_client()
+    text = client.get("/metrics").get_data(as_text=True)
+    latest = last_canary(store)  # canaries published after the loop saw three
+    assert f'useraudit_capture_to_searchable_ms{{quantile="0.99"}} {latest["p99_ms"]}' in text
+    assert "useraudit_canary_published_seconds 1." in text

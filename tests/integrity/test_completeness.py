@@ -148,3 +148,98 @@ def test_the_api_carries_the_mark(
     after = client.get("/api/v1/events", headers=headers).get_json()
     expected = datetime.fromtimestamp(now - 30, UTC).replace(microsecond=0)
     assert datetime.fromisoformat(after["complete_up_to"]) == expected
+
+
+def record_for(spool: Path, account: str, n: int) -> list[float]:
+    rec = Recorder(spool, durability="sync")
+    times = []
+    for i in range(n):
+        times.append(time.time())
+        rec.record("user.signed_in", account=account, user={"id": f"u{i}"})
+        time.sleep(0.01)
+    rec.close()
+    return times
+
+
+def test_each_account_has_its_own_mark(
+    store: Store, spool_dir: Path, tmp_path: Path, enricher: Enricher
+) -> None:
+    """acme's events wait in a spool whose indexer is behind; globex's are all shipped."""
+    from useraudit.webapp.api_tokens import TokenStore
+    from useraudit.webapp.app import create_app
+    from useraudit.webapp.users import UserStore
+
+    behind = tmp_path / "behind-spool"
+    waiting = record_for(behind, "acme", 2)
+    time.sleep(1.5)
+    record_for(spool_dir, "globex", 3)
+    record_for(spool_dir, "acme", 1)
+    shipping = CompletenessStage(store, spool_dir, every=0)
+    with Indexer(spool_dir, store, enricher=enricher, stages=[shipping]) as ix:
+        ix.drain()
+    # The indexer of the other spool publishes between batches, its backlog unshipped.
+    slow = CompletenessStage(store, behind, every=0)
+    slow.flush()
+    now = time.time()
+
+    acme, globex = complete_up_to(store, "acme"), complete_up_to(store, "globex")
+    assert acme is not None and waiting[0] - 1 <= acme.timestamp() <= waiting[0]
+    assert globex is not None and now - 5 <= globex.timestamp() <= now  # not held back by acme
+    assert complete_up_to(store) == acme  # the store's mark: the oldest of all
+    assert complete_up_to(store, "initech") == globex  # no events waiting anywhere
+
+    users = UserStore(tmp_path / "webusers.db")
+    users.add("alice", "correct horse battery staple")
+    for account in ("acme", "globex"):
+        users.grant("alice", account, "USER_ADMIN")
+    tokens = TokenStore(tmp_path / "tokens.db")
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SESSION_COOKIE_SECURE": False,
+            "USERAUDIT_STORE": store,
+            "USERAUDIT_USERS": users,
+            "USERAUDIT_API_TOKENS": str(tmp_path / "tokens.db"),
+            "USERAUDIT_METRICS": True,
+            "USERAUDIT_COMPLETENESS_LAG": 5,
+        }
+    )
+    ui = app.test_client()
+    from support import CSRF_RE
+
+    token = CSRF_RE.search(ui.get("/login").get_data(as_text=True))
+    assert token
+    signed_in = ui.post(
+        "/login",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrf_token": token.group(1),
+        },
+    )
+    assert signed_in.status_code == 302
+    time.sleep(max(0.0, waiting[0] + 6 - time.time()))  # acme's backlog is older than the lag
+    for account, lags in (("acme", True), ("globex", False)):
+        shipping.flush()  # both indexers publish again, as they do every few seconds
+        slow.flush()
+        mark = complete_up_to(store, account)
+        assert mark is not None
+        page = ui.get(f"/a/{account}/actions").get_data(as_text=True)
+        assert f"complete up to {mark:%H:%M:%S}" in page
+        assert ('data-testid="indexing-lag"' in page) is lags, account
+        xlsx = ui.get(f"/a/{account}/actions.xlsx")
+        about = dict(load_workbook(io.BytesIO(xlsx.data))["Filters"].iter_rows(values_only=True))
+        assert about["Complete up to"] == mark.replace(tzinfo=None)
+        _, secret = tokens.create(account, "siem", ("events:read",), created_by={"id": "u-alice"})
+        api = ui.get("/api/v1/events", headers={"Authorization": f"Bearer {secret}"}).get_json()
+        assert datetime.fromisoformat(api["complete_up_to"]) == mark
+    acme, globex = complete_up_to(store, "acme"), complete_up_to(store, "globex")
+    assert acme is not None and globex is not None
+    metrics = ui.get("/metrics").get_data(as_text=True)
+    gauges = {
+        row.split('"')[1]: float(row.rsplit(" ", 1)[1])
+        for row in metrics.splitlines()
+        if row.startswith("useraudit_account_complete_up_to_seconds{")
+    }
+    assert gauges == {"acme": acme.timestamp(), "globex": globex.timestamp()}

@@ -224,3 +224,56 @@ def test_prune_by_retention_is_reported_pruned_and_clean(
     again = verify()
     assert again.exit_code == 1
     assert findings(again, "deleted") == [new[0]]
+
+
+def tamper_drop_checkpoint(store: Store, account: str, seq: int) -> None:
+    if hasattr(store, "path"):
+        with sqlite3.connect(store.path) as con:
+            con.execute("DELETE FROM ledger WHERE account = ? AND seq = ?", (account, seq))
+    else:
+        store.client.delete(  # type: ignore[attr-defined]
+            index=f"{store.prefix}-ledger",  # type: ignore[attr-defined]
+            id=f"{account}/{seq}",
+            refresh=True,
+        )
+
+
+def test_truncating_the_newest_checkpoints_is_reported_against_heads_kept_elsewhere(
+    sealed: tuple[Store, list[str]],
+    spool_dir: Path,
+    key: SigningKey,
+    enricher: Enricher,
+    tmp_path: Path,
+) -> None:
+    store, _ids = sealed
+    early = CliRunner().invoke(main, ["integrity", "heads"])
+    assert early.exit_code == 0, early.output
+    later = record_some(spool_dir, 4)  # acme's checkpoint 2
+    ship(spool_dir, store, key, enricher)
+    newest = CliRunner().invoke(main, ["integrity", "heads", "--account", "acme"])
+    heads = tmp_path / "heads.ndjson"  # forwarded to a sink the store's writers cannot reach
+    heads.write_text(early.output + newest.output)
+    assert [json.loads(line)["seq"] for line in heads.read_text().splitlines()] == [1, 1, 2]
+    assert verify("--heads", str(heads)).exit_code == 0
+
+    # Someone with write access removes acme's newest checkpoint and the events it seals.
+    tamper_drop_checkpoint(store, "acme", 2)
+    for event_id in later:
+        tamper_delete(store, event_id)
+    alone = verify()
+    assert alone.exit_code == 0, alone.output  # consistent in itself: why heads are kept
+    result = verify("--heads", str(heads))
+    assert result.exit_code == 1, result.output
+    assert sorted(findings(result, "truncated")) == sorted(["acme/2", *later])
+    assert "the store's chain ends at checkpoint 1" in result.output
+    assert verify("--heads", str(heads), "--account", "globex").exit_code == 0
+
+    # A head that does not verify is never trusted.
+    forged = json.loads(newest.output)
+    forged["seq"] = 3
+    heads.write_text(json.dumps(forged) + "\n")
+    untrusted = verify("--heads", str(heads))
+    assert untrusted.exit_code == 1 and findings(untrusted, "untrusted-head") == ["acme/3"]
+    heads.write_text("not json\n")
+    bad = CliRunner().invoke(main, ["verify", "--heads", str(heads)])
+    assert bad.exit_code == 1 and "heads line 1 is not JSON" in bad.output

@@ -253,3 +253,11 @@ def test_extra_value_patterns_are_applied_to_remembered_texts_too() -> None:
     masker = Masker(extra_values=[r"card-\d{4}"])
     assert masker.text("paid by card-1234") == "paid by [MASKED]"
     assert masker.text("paid by card-1234") == "paid by [MASKED]"
+
+
+def test_context_takes_its_fields_by_keyword_and_nothing_else() -> None:
+    ctx = RequestContext(client_ip="192.0.2.5", method="GET", pending=[])
+    assert (ctx.client_ip, ctx.method, ctx.pending, ctx.user) == ("192.0.2.5", "GET", [], None)
+    for wrong in ("actor", "lazy", "_reader", "no_such_field"):
+        with pytest.raises(TypeError, match=wrong):
+            RequestContext(**{wrong: 1})
