@@ -1,15 +1,23 @@
-"""Shared set-up for the admin UI benchmarks: a seeded index, a signed-in client, a server."""
+"""Shared set-up for the admin UI and API benchmarks: a seeded index, a signed-in
+client, a server, and the raw baseline they are measured against.
+
+bench.search and bench.api seed the same index (``bench-ui-<events>`` unless
+``--prefix`` says otherwise): whichever runs first seeds it, the other reuses it.
+"""
 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 PASSWORD = "bench-password-1"
 ACCOUNT = "acme"
@@ -67,6 +75,8 @@ def make_app(store: Any, **config: Any) -> tuple[Any, str]:
             "SESSION_COOKIE_SECURE": False,
             "USERAUDIT_STORE": store,
             "USERAUDIT_USERS": users,
+            # As `useraudit web` runs it: rate limits counted in one SQLite file.
+            "USERAUDIT_LIMITS_STORAGE": f"sqlite:///{home / 'limits.db'}",
             **config,
         }
     )
@@ -120,3 +130,84 @@ class Server:
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+# What AccountSettings.all() sends to read the completeness mark (the page and
+# the API read it beside their search).
+SETTINGS_READ = {"size": 10_000, "query": {"match_all": {}}}
+
+
+class Raw:
+    """The baseline: the same OpenSearch requests the app sends, POSTed straight
+    to the node over kept-alive connections and JSON-decoded, no app in between.
+
+    ``time(path, body, beside=...)`` sends ``body`` and, concurrently on a
+    second connection, the ``beside`` request (as the app reads the
+    completeness mark beside its search); returns the seconds until both answered.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or 9200
+        self.conns = [http.client.HTTPConnection(host, port, timeout=120) for _ in range(2)]
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    @staticmethod
+    def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> Any:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = json.loads(resp.read())
+        # 404: an index not created yet (no completeness mark published), as the store reads it.
+        assert resp.status in (200, 404), (resp.status, data)
+        return data
+
+    def time(self, path: str, body: dict, beside: tuple[str, dict] | None = None) -> float:
+        main = json.dumps(body).encode()
+        side = (beside[0], json.dumps(beside[1]).encode()) if beside else None
+        t0 = time.perf_counter()
+        job = self.pool.submit(self.post, self.conns[1], *side) if side else None
+        data = self.post(self.conns[0], path, main)
+        if job is not None:
+            job.result()
+        elapsed = time.perf_counter() - t0
+        assert data["hits"]["hits"] is not None
+        return elapsed
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        for conn in self.conns:
+            conn.close()
+
+
+def interleaved(
+    app: Callable[[], float], raw: Callable[[], float], rounds: int, warm: int = 3
+) -> dict[str, float]:
+    """p50/p95 of ``app`` and ``raw`` timed in turns (ABBA: neither always on the
+    warmer cache), and their ratios."""
+    for _ in range(warm):
+        app()
+        raw()
+    app_t: list[float] = []
+    raw_t: list[float] = []
+    for i in range(rounds):
+        if i % 2:
+            app_t.append(app())
+            raw_t.append(raw())
+        else:
+            raw_t.append(raw())
+            app_t.append(app())
+    return {
+        "app_ms_p50": round(pct(app_t, 0.5) * 1000, 1),
+        "app_ms_p95": round(pct(app_t, 0.95) * 1000, 1),
+        "raw_ms_p50": round(pct(raw_t, 0.5) * 1000, 1),
+        "raw_ms_p95": round(pct(raw_t, 0.95) * 1000, 1),
+        "ratio_p50": round(pct(app_t, 0.5) / pct(raw_t, 0.5), 3),
+        "ratio_p95": round(pct(app_t, 0.95) / pct(raw_t, 0.95), 3),
+    }
+
+
+def load_average() -> float:
+    """The 1-minute load average (printed beside every figure)."""
+    import os
+
+    return round(os.getloadavg()[0], 2)

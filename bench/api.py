@@ -1,22 +1,27 @@
-"""The JSON API's event list against the same OpenSearch query sent raw, same run.
+"""The JSON API's event list against the same OpenSearch requests sent raw, same run.
 
     python -m bench.api                          # 1,000,000 events
     python -m bench.api --events 100000 --rounds 30 --opensearch http://127.0.0.1:9250
 
 Seeds ``--events`` sample events (reused when the prefix already holds that
-many), serves the app with werkzeug on 127.0.0.1, creates an ``events:read``
-token and times ``GET /api/v1/events`` end to end over HTTP (token check,
-rate limit, filter parsing, ``Store.search``, JSON), for the first page of a
-filtered list and a page ``--depth`` deep through the cursors. Each request
-is interleaved with the identical OpenSearch request body POSTed raw to
-``/_search`` over a kept-alive connection and JSON-decoded. Target: API/raw
-≤ 1.25 at p95. Last line: one JSON object.
+many, and shared with bench.search), serves the app with werkzeug on
+127.0.0.1, creates an ``events:read`` token and times ``GET /api/v1/events``
+end to end over HTTP (token check, rate limit, filter parsing,
+``Store.search``, JSON), for the first page of a filtered list and a page
+``--depth`` deep through the cursors.
+
+Each request is interleaved with the OpenSearch requests the API sends for
+the same answer, POSTed raw over kept-alive connections and JSON-decoded
+(the shared :class:`bench._ui.Raw`): ``opensearch.queries.search_body`` of
+the API's own ``SearchRequest`` (``webapp.api.events_request``) to
+``<alias>/_search``, and beside it on a second connection the settings read
+that carries the completeness mark. Target: API/raw ≤ 1.25 at p95. Last
+line: one JSON object, with the load average when each figure was taken.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import sys
 import tempfile
@@ -24,9 +29,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 
-from ._ui import ACCOUNT, Server, make_app, open_seeded, pct
+from ._ui import (
+    ACCOUNT,
+    SETTINGS_READ,
+    Raw,
+    Server,
+    interleaved,
+    load_average,
+    make_app,
+    open_seeded,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from werkzeug.datastructures import MultiDict
 
-    from useraudit.store import SearchRequest
     from useraudit.store.opensearch.queries import search_body
+    from useraudit.webapp.api import events_request
     from useraudit.webapp.api_tokens import TokenStore
     from useraudit.webapp.filters import Filters
 
@@ -60,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         ACCOUNT, "bench", ("events:read",), created_by={"id": "bench", "name": "bench"}
     )
     server = Server(app)
-    os_url = urlsplit(args.opensearch)
-    raw_conn = http.client.HTTPConnection(os_url.hostname, os_url.port or 9200, timeout=120)
+    raw_node = Raw(args.opensearch)
+    search_path = f"/{store.alias}/_search?ignore_unavailable=true"
+    settings = (f"/{store.prefix}-settings/_search", SETTINGS_READ)
 
     def api(params: dict[str, str]) -> tuple[float, dict]:
         t0 = time.perf_counter()
@@ -77,25 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return elapsed, data
 
     def raw(params: dict[str, str]) -> float:
-        """The API's exact OpenSearch request, sent raw."""
-        query = {k: v for k, v in params.items() if k != "cursor"}
-        f = Filters.parse(MultiDict(parse_qsl(urlencode(query))))
-        req = SearchRequest(
-            f.query(ACCOUNT), size=f.size, cursor=params.get("cursor"), facets=(), highlight=False
-        )
-        body = json.dumps(search_body(req)).encode()
-        t0 = time.perf_counter()
-        raw_conn.request(
-            "POST",
-            f"/{store.alias}/_search?ignore_unavailable=true",
-            body=body,
-            headers={"Content-Type": "application/json"},
-        )
-        resp = raw_conn.getresponse()
-        data = json.loads(resp.read())
-        elapsed = time.perf_counter() - t0
-        assert resp.status == 200, data
-        return elapsed
+        """The API's own store request for these parameters, sent raw, with the mark beside it."""
+        f = Filters.parse(MultiDict({k: v for k, v in params.items() if k != "cursor"}))
+        body = search_body(events_request(f, ACCOUNT, params.get("cursor")))
+        return raw_node.time(search_path, body, beside=settings)
 
     first = {"period": "30d", "result": "success", "size": "100"}
     deep = dict(first)
@@ -106,29 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     _, page = api(first)
     results: dict[str, Any] = {}
     for name, params in (("list", first), ("deep", deep)):
-        for _ in range(3):
-            api(params)
-            raw(params)
-        api_t: list[float] = []
-        raw_t: list[float] = []
-        for i in range(args.rounds):
-            if i % 2:
-                api_t.append(api(params)[0])
-                raw_t.append(raw(params))
-            else:
-                raw_t.append(raw(params))
-                api_t.append(api(params)[0])
-        results[name] = {
-            "api_ms_p50": round(pct(api_t, 0.5) * 1000, 1),
-            "api_ms_p95": round(pct(api_t, 0.95) * 1000, 1),
-            "raw_ms_p50": round(pct(raw_t, 0.5) * 1000, 1),
-            "raw_ms_p95": round(pct(raw_t, 0.95) * 1000, 1),
-            "ratio_p50": round(pct(api_t, 0.5) / pct(raw_t, 0.5), 3),
-            "ratio_p95": round(pct(api_t, 0.95) / pct(raw_t, 0.95), 3),
+        r = results[name] = {
+            **interleaved(lambda p=params: api(p)[0], lambda p=params: raw(p), args.rounds),
+            "load": load_average(),
         }
-        log(name, results[name])
+        log(
+            f"{name:<5} API p50 {r['app_ms_p50']:>7.1f} ms  p95 {r['app_ms_p95']:>7.1f} ms | "
+            f"raw p50 {r['raw_ms_p50']:>7.1f} ms  p95 {r['raw_ms_p95']:>7.1f} ms | "
+            f"API/raw p95 {r['ratio_p95']:.2f} (p50 {r['ratio_p50']:.2f}) | load {r['load']}"
+        )
     server.stop()
-    raw_conn.close()
+    raw_node.close()
     out = {
         "bench": "api",
         "events": args.events,
@@ -141,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "ok": all(r["ratio_p95"] <= 1.25 for r in results.values()),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    print(json.dumps(out))
+    print(json.dumps(out, separators=(",", ":")))
     return 0
 
 

@@ -1,36 +1,58 @@
-"""The User actions page against the same OpenSearch queries sent raw.
+"""The User actions page and the event details against the same OpenSearch requests sent raw.
 
     python -m bench.search                         # 1,000,000 events
     python -m bench.search --events 200000 --rounds 40 --opensearch http://127.0.0.1:9250
 
 Seeds ``--events`` sample events (whole catalog; reused when the prefix
-already holds that many), serves the admin UI with werkzeug on 127.0.0.1,
-signs in, and times two page loads end to end over HTTP (parse URL, build
-the Query, ``Store.search``, render the full HTML page):
+already holds that many, and shared with bench.api), serves the admin UI
+with werkzeug on 127.0.0.1, signs in, and times page loads end to end over
+HTTP (session, parse the URL, build the request, ``Store.search``, render
+the whole HTML page with the activity chart):
 
-    search   full text + all ten facets + exact total + the first page
+    search   full text, the last 30 days: the first page with its exact
+             total, all ten facets and the chart's bars
     deep     the same filters, page ``--depth`` via the cursor stack in the URL
+    details  one event's details page (the row's panel and permalink)
 
-Each is interleaved with the identical OpenSearch request body
-(``opensearch.queries.search_body`` for the same SearchRequest) POSTed raw to
-``/_search`` over a kept-alive connection and JSON-decoded. The target is
-UI/raw ≤ 1.25 at p50. Last line: one JSON object.
+Each is interleaved with the OpenSearch requests the page needs for the same
+answer, POSTed raw over kept-alive connections and JSON-decoded (the shared
+:class:`bench._ui.Raw`):
+
+    search, deep  ``opensearch.queries.search_body`` of the page's own
+                  ``SearchRequest`` (``webapp.actions.page_request``: hits,
+                  total, facets and the chart's date histogram in one body)
+                  to ``<alias>/_search``, and beside it on a second
+                  connection the settings read that carries the completeness mark
+    details       the store's ``ids`` query for that one event to ``<alias>/_search``
+                  (the read alias spans monthly indices, so a GET by id cannot name one)
+
+Target: app/raw ≤ 1.25 at p50 for the results page (search, deep); the
+details page is reported beside it (its raw request takes a few
+milliseconds, so the ratio mostly shows the cost of any page round trip).
+Last line: one JSON object, with the load average when each figure was taken.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
 import sys
-import time
 from datetime import UTC, datetime
 from html import unescape
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from ._ui import ACCOUNT, Server, make_app, open_seeded, pct
+from ._ui import (
+    ACCOUNT,
+    SETTINGS_READ,
+    Raw,
+    Server,
+    interleaved,
+    load_average,
+    make_app,
+    open_seeded,
+)
 
 TEXT = "Reviewers"
 
@@ -48,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    from useraudit.store import SearchRequest
+    from werkzeug.datastructures import MultiDict
+
     from useraudit.store.opensearch.queries import search_body
-    from useraudit.store.query import FACETS
-    from useraudit.webapp.actions import FACET_SIZE, PAGE_FIELDS
-    from useraudit.webapp.filters import Filters
+    from useraudit.webapp.actions import page_request
+    from useraudit.webapp.filters import Filters, zone
 
     store, seed_s = open_seeded(
         args.opensearch, args.prefix or f"bench-ui-{args.events}", args.events, log=log
@@ -60,40 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     app, user = make_app(store)
     server = Server(app)
     server.sign_in(user)
-    os_url = urlsplit(args.opensearch)
-    raw_conn = http.client.HTTPConnection(os_url.hostname, os_url.port or 9200, timeout=120)
+    raw_node = Raw(args.opensearch)
+    search_path = f"/{store.alias}/_search?ignore_unavailable=true"
+    settings = (f"/{store.prefix}-settings/_search", SETTINGS_READ)
 
-    def raw(path_qs: str) -> float:
-        """The page's exact OpenSearch request, sent raw."""
-        from urllib.parse import parse_qsl
-
-        from werkzeug.datastructures import MultiDict
-
+    def raw_page(path_qs: str) -> float:
+        """The page's own store request for this URL, sent raw, with the mark read beside it."""
         f = Filters.parse(MultiDict(parse_qsl(urlsplit(path_qs).query)))
-        req = SearchRequest(
-            f.query(ACCOUNT),
-            size=f.size,
-            cursor=f.cursor,
-            facets=tuple(FACETS),
-            facet_size=FACET_SIZE,
-            highlight=bool(f.text),
-            fields=PAGE_FIELDS,
-        )
-        body = json.dumps(search_body(req)).encode()
-        t0 = time.perf_counter()
-        raw_conn.request(
-            "POST",
-            f"/{store.alias}/_search?ignore_unavailable=true",
-            body=body,
-            headers={"Content-Type": "application/json"},
-        )
-        resp = raw_conn.getresponse()
-        data = json.loads(resp.read())
-        elapsed = time.perf_counter() - t0
-        assert resp.status == 200 and data["hits"]["hits"] is not None, data
-        return elapsed
+        body = search_body(page_request(f, f.query(ACCOUNT), zone(f.tz)))
+        return raw_node.time(search_path, body, beside=settings)
 
     def ui(path_qs: str) -> tuple[float, bytes]:
+        import time
+
         t0 = time.perf_counter()
         status, _, page = server.request("GET", path_qs)
         elapsed = time.perf_counter() - t0
@@ -114,38 +115,26 @@ def main(argv: list[str] | None = None) -> int:
     total = int(
         re.search(rb'data-testid="total"><strong>([\d,]+)', first_page).group(1).replace(b",", b"")
     )  # type: ignore[union-attr]
+    assert b'data-testid="chart-bar"' in first_page, "the activity chart is not on the page"
+    event_id = re.search(rb'<tr data-event="([^"]+)"', first_page).group(1).decode()  # type: ignore[union-attr]
+    details_url = f"/a/{ACCOUNT}/events/{event_id}"
+    ids_body = {"query": {"ids": {"values": [event_id]}}, "size": 1}
 
     results: dict[str, Any] = {}
-    for name, target in (("search", search_url), ("deep", deep_url)):
-        for _ in range(3):  # warm caches on both paths
-            ui(target)
-            raw(target)
-        ui_t: list[float] = []
-        raw_t: list[float] = []
-        for i in range(args.rounds):
-            # ABBA order so neither path always runs on the warmer cache.
-            if i % 2:
-                ui_t.append(ui(target)[0])
-                raw_t.append(raw(target))
-            else:
-                raw_t.append(raw(target))
-                ui_t.append(ui(target)[0])
-        results[name] = {
-            "ui_ms_p50": round(pct(ui_t, 0.5) * 1000, 1),
-            "ui_ms_p95": round(pct(ui_t, 0.95) * 1000, 1),
-            "raw_ms_p50": round(pct(raw_t, 0.5) * 1000, 1),
-            "raw_ms_p95": round(pct(raw_t, 0.95) * 1000, 1),
-            "ratio_p50": round(pct(ui_t, 0.5) / pct(raw_t, 0.5), 3),
-            "ratio_p95": round(pct(ui_t, 0.95) / pct(raw_t, 0.95), 3),
-        }
-        r = results[name]
+    cases = (
+        ("search", lambda: ui(search_url)[0], lambda: raw_page(search_url)),
+        ("deep", lambda: ui(deep_url)[0], lambda: raw_page(deep_url)),
+        ("details", lambda: ui(details_url)[0], lambda: raw_node.time(search_path, ids_body)),
+    )
+    for name, app_fn, raw_fn in cases:
+        r = results[name] = {**interleaved(app_fn, raw_fn, args.rounds), "load": load_average()}
         log(
-            f"{name:<7} UI p50 {r['ui_ms_p50']:>7.1f} ms  p95 {r['ui_ms_p95']:>7.1f} ms | "
+            f"{name:<8} app p50 {r['app_ms_p50']:>7.1f} ms  p95 {r['app_ms_p95']:>7.1f} ms | "
             f"raw p50 {r['raw_ms_p50']:>7.1f} ms  p95 {r['raw_ms_p95']:>7.1f} ms | "
-            f"UI/raw {r['ratio_p50']:.2f} (p95 {r['ratio_p95']:.2f})"
+            f"app/raw {r['ratio_p50']:.2f} (p95 {r['ratio_p95']:.2f}) | load {r['load']}"
         )
     server.stop()
-    raw_conn.close()
+    raw_node.close()
     out = {
         "bench": "search",
         "events": args.events,
@@ -155,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "seed_seconds": round(seed_s, 1) if seed_s else None,
         **results,
-        "target_ratio": 1.25,
-        "ok": all(r["ratio_p50"] <= 1.25 for r in results.values()),
+        "target_ratio_p50": 1.25,
+        # The target is the results page's; the details page is reported beside it.
+        "ok": all(results[name]["ratio_p50"] <= 1.25 for name in ("search", "deep")),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(json.dumps(out, separators=(",", ":")))

@@ -31,8 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from useraudit.stages import Stage
-from useraudit.store.alerts import Alert, DetectionStore, alert_id, merge_alert
+from useraudit.store.alerts import NEW, Alert, DetectionStore, alert_id, merge_alert
 from useraudit.store.base import StoreUnavailable
+from useraudit.store.sqlite.store import gc_paused
 
 from .rules import BUILTIN_RULES, Finding, Rule, ts_ms
 from .settings import DetectionSettings
@@ -74,6 +75,18 @@ class DetectionEngine(Stage):
             the indexer commits spool positions) waits until every batch
             handed over is done, or raises ``StoreUnavailable`` after
             ``flush_timeout`` seconds so the positions are held.
+        write_behind: keep state in memory between batches and save what
+            changed at ``flush()`` (default: when ``background``). Alerts are
+            still stored batch by batch; the state is durable before the
+            spool positions move, so a crash replays against the state of
+            the last commit and finds the same alerts. Off: every batch
+            loads and saves its keys (several engines fed directly).
+        max_cached_keys: state keys kept in memory; unchanged ones are
+            forgotten (and read again when needed) beyond this.
+        state_ttl: seconds a key held in memory is trusted; a batch that
+            needs it later reads it again (merging what this engine has not
+            saved yet), so entries another indexer saved are seen within
+            this time.
     """
 
     name = "detect"
@@ -88,6 +101,9 @@ class DetectionEngine(Stage):
         on_alert: Any = None,
         background: bool = False,
         flush_timeout: float = 30.0,
+        write_behind: bool | None = None,
+        max_cached_keys: int = 200_000,
+        state_ttl: float = 2.0,
     ) -> None:
         names = [r.name for r in rules]
         duplicates = {n for n in names if names.count(n) > 1}
@@ -104,6 +120,15 @@ class DetectionEngine(Stage):
         self._enabled_cache: dict[tuple[str, str], list[tuple[Rule, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self.flush_timeout = flush_timeout
+        # State kept in memory between batches, saved at flush (write-behind):
+        # (account, key) -> value and the version it was loaded or saved as.
+        self.write_behind = background if write_behind is None else write_behind
+        self.max_cached_keys = max_cached_keys
+        self._values: dict[tuple[str, str], dict] = {}
+        self._versions: dict[tuple[str, str], Any] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self.state_ttl = state_ttl
+        self._fresh_at: dict[tuple[str, str], float] = {}  # when a key was last read or saved
         self._queue: queue.Queue[Sequence[dict] | None] | None = None
         self._worker: threading.Thread | None = None
         self._closing = False
@@ -210,16 +235,17 @@ class DetectionEngine(Stage):
             self._run(docs)
 
     def flush(self) -> None:
-        """Wait until every batch handed over was evaluated and its alerts stored."""
-        if self._queue is None:
-            return
-        deadline = time.monotonic() + self.flush_timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise StoreUnavailable("detection has not caught up; spool positions held")
-                self._queue.all_tasks_done.wait(left)
+        """Wait until every batch handed over was evaluated, then save the state it changed."""
+        if self._queue is not None:
+            deadline = time.monotonic() + self.flush_timeout
+            with self._queue.all_tasks_done:
+                while self._queue.unfinished_tasks:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise StoreUnavailable("detection has not caught up; spool positions held")
+                    self._queue.all_tasks_done.wait(left)
+        with self._lock:
+            self._save_dirty()
 
     def _work(self) -> None:
         assert self._queue is not None
@@ -233,6 +259,10 @@ class DetectionEngine(Stage):
                     try:
                         with self._lock:
                             self._run(docs)
+                            if self._queue.empty():
+                                # Idle: save now, so the indexer's next commit
+                                # does not wait for it (alerts are stored already).
+                                self._save_dirty()
                         break
                     except StoreUnavailable as exc:
                         delay = min(10.0, 0.1 * 2**attempt)
@@ -247,6 +277,12 @@ class DetectionEngine(Stage):
                 self._queue.task_done()
 
     def _run(self, docs: Sequence[dict]) -> None:
+        # Like a store's batch write: the batch's objects are freed by reference
+        # counting, and cyclic collections set off meanwhile find nothing.
+        with gc_paused():
+            self._evaluate(docs)
+
+    def _evaluate(self, docs: Sequence[dict]) -> None:
         work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
         for doc in docs:
             if not doc.get("organization.id"):
@@ -263,13 +299,22 @@ class DetectionEngine(Stage):
             for rule, params in rules:
                 for key in rule.keys(doc, params):
                     keys[(account, key)] = None
-        loaded = self.store.load_state(list(keys))
-        values = {k: v for k, (v, _version) in loaded.items()}
+        values, fresh_at = self._values, self._fresh_at
+        now = time.monotonic()
+        oldest = now - self.state_ttl
+        missing = [k for k in keys if k not in values or fresh_at.get(k, 0.0) < oldest]
+        if missing:
+            for k, (value, version) in self.store.load_state(missing).items():
+                if k in self._dirty:  # read again while changed here: keep both sides
+                    value = merge_values(value, values[k])
+                values[k], self._versions[k], fresh_at[k] = value, version, now
         views: dict[str, StateView] = {}
         alerts: dict[str, Alert] = {}
         for doc, rules in work:
             account = str(doc["organization.id"])
-            view = views.setdefault(account, StateView(account, values))
+            view = views.get(account)
+            if view is None:
+                view = views[account] = StateView(account, values)
             self.stats.examined += 1
             for rule, params in rules:
                 try:
@@ -285,28 +330,55 @@ class DetectionEngine(Stage):
                     alert = self._alert(account, rule, params, doc, finding)
                     known = alerts.get(alert.id)
                     alerts[alert.id] = merge_alert(known, alert)[0] if known else alert
+        # Alerts before state (see the module doc): a crash before the state is
+        # saved replays into the same alerts.
         if alerts:
             results = self.store.upsert(list(alerts.values()))
             self.stats.alerts_created += results.count("created")
             self.stats.alerts_updated += results.count("updated")
             if self.on_alert is not None and any(r != "unchanged" for r in results):
                 self.on_alert()
-        dirty = {k for view in views.values() for k in view.dirty}
-        self._save({k: bound(values[k]) for k in dirty}, {k: loaded[k][1] for k in dirty})
+        for view in views.values():
+            self._dirty |= view.dirty
+        if not self.write_behind:
+            self._save_dirty()
+            self._forget(everything=True)
 
-    def _save(
-        self, values: dict[tuple[str, str], dict], versions: dict[tuple[str, str], Any]
-    ) -> None:
+    def _save_dirty(self) -> None:
+        """Save every changed key compare-and-set; merge where another indexer saved meanwhile."""
+        dirty = self._dirty
+        if not dirty:
+            self._forget()
+            return
+        values = {k: bound(self._values[k]) for k in dirty}
+        versions = {k: self._versions.get(k, NEW) for k in dirty}
         for _attempt in range(20):
             items = [(a, k, values[(a, k)], versions[(a, k)]) for a, k in values]
-            conflicts = self.store.save_state(items)
+            conflicts, saved = self.store.save_state_versions(items)
+            now = time.monotonic()
+            for key, (value, version) in saved.items():
+                self._values[key], self._versions[key] = value, version
+                self._fresh_at[key] = now
+            dirty.difference_update(saved)
             if not conflicts:
+                self._forget()
                 return
             self.stats.state_conflicts += len(conflicts)
             fresh = self.store.load_state(conflicts)
             values = {k: merge_values(fresh[k][0], values[k]) for k in conflicts}
             versions = {k: fresh[k][1] for k in conflicts}
+            for k in conflicts:  # what detection sees from now on includes the other's entries
+                self._values[k] = values[k]
+                self._fresh_at[k] = time.monotonic()
         raise StoreUnavailable("detection state kept changing under this indexer; retrying")
+
+    def _forget(self, everything: bool = False) -> None:
+        """Drop unchanged keys from memory when over the bound (or all of them)."""
+        if everything or len(self._values) > self.max_cached_keys:
+            for key in [k for k in self._values if k not in self._dirty]:
+                del self._values[key]
+                self._versions.pop(key, None)
+                self._fresh_at.pop(key, None)
 
     def _alert(
         self, account: str, rule: Rule, params: Mapping[str, Any], doc: dict, finding: Finding

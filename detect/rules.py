@@ -656,28 +656,54 @@ class OffHoursAdmin(Rule):
     def wants(self, event: dict, params: Mapping[str, Any]) -> bool:
         if not params.get("working_hours"):
             return False
-        category = event.get("event.category") or ()
-        roles = {str(r).upper() for r in event.get("user.roles") or ()}
-        admin = {str(r).upper() for r in params.get("admin_roles") or ("USER_ADMIN",)}
-        return "iam" in category or bool(roles & admin)
+        if "iam" in (event.get("event.category") or ()):
+            return True
+        roles = event.get("user.roles")
+        if not roles:  # most events: nothing more to look at
+            return False
+        admin = _upper_set(tuple(params.get("admin_roles") or ("USER_ADMIN",)))
+        return any(str(r).upper() in admin for r in roles)
 
     def evaluate(self, event: dict, state: StateView, params: Mapping[str, Any]) -> list[Finding]:
         hours = params["working_hours"]
-        zone = ZoneInfo(str(hours.get("timezone", "UTC")))
-        local = datetime.fromtimestamp(ts_ms(event) / 1000, UTC).astimezone(zone)
-        start, end = str(hours.get("start", "09:00")), str(hours.get("end", "18:00"))
-        days = hours.get("days", [0, 1, 2, 3, 4])
-        clock = local.strftime("%H:%M")
-        if local.weekday() in days and start <= clock < end:
+        local = _off_hours(
+            ts_ms(event) // 60_000,
+            str(hours.get("timezone", "UTC")),
+            str(hours.get("start", "09:00")),
+            str(hours.get("end", "18:00")),
+            tuple(hours.get("days", [0, 1, 2, 3, 4])),
+        )
+        if local is None:
             return []
         return [
             Finding(
                 subject=user_of(event) or "?",
                 user_id=user_of(event) or None,
                 event_ids=[event["event.id"]],
-                details={"local_time": local.isoformat(timespec="minutes")},
+                details={"local_time": local},
             )
         ]
+
+
+@lru_cache(maxsize=64)
+def _upper_set(roles: tuple) -> frozenset[str]:
+    return frozenset(str(r).upper() for r in roles)
+
+
+@lru_cache(maxsize=4096)
+def _off_hours(
+    minute: int, timezone: str, start: str, end: str, days: tuple[int, ...]
+) -> str | None:
+    """The local time (ISO, to the minute) when outside working hours, else None.
+
+    Keyed by the minute: a batch's events share a few, and zone conversion
+    is the rule's whole cost.
+    """
+    local = datetime.fromtimestamp(minute * 60, UTC).astimezone(ZoneInfo(timezone))
+    clock = local.strftime("%H:%M")
+    if local.weekday() in days and start <= clock < end:
+        return None
+    return local.isoformat(timespec="minutes")
 
 
 BUILTIN_RULES: tuple[Rule, ...] = (

@@ -268,18 +268,22 @@ class Indexer:
             self.dead_letters.add(dead)
             self.stats.dead_lettered += len(dead)
             log.warning("indexer: %d events dead-lettered (first: %s)", len(dead), dead[0][1])
+        # Committing a position costs two fsyncs; do it at most every
+        # commit_interval. A crash re-sends at most that much, and re-sent
+        # events are answered "duplicate": loss is impossible either way.
+        # The positions of earlier batches are committed before this one is
+        # handed to the stages: their stages had this batch's write to finish,
+        # so flush() rarely waits, and this batch's stage work (detection)
+        # overlaps the next write instead of holding it up.
+        if time.monotonic() - self._last_commit >= self.commit_interval:
+            self.commit()
         if self.stages:
             held = [(doc, r) for doc, r in zip(prepared.docs, stored, strict=True) if r]
             if held:
                 self._deliver_to_stages([doc for doc, _ in held], [r for _, r in held])
-        # Committing a position costs two fsyncs; do it at most every
-        # commit_interval. A crash re-sends at most that much, and re-sent
-        # events are answered "duplicate": loss is impossible either way.
         for segment, offset in prepared.batch.cursor.items():
             if offset > self._uncommitted.cursor.get(segment, -1):
                 self._uncommitted.cursor[segment] = offset
-        if time.monotonic() - self._last_commit >= self.commit_interval:
-            self.commit()
         self.stats.batches += 1
 
     def commit(self) -> None:

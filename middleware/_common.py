@@ -14,11 +14,10 @@ import os
 import random
 import re
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 from ._failsafe import AuditError, contain, swallowed
-from .context import RequestContext
+from .context import RequestContext, current
 from .proxy_watch import ProxyWatch
 from .recorder import Recorder, account_of, check_account, get_recorder
 
@@ -31,10 +30,17 @@ MAX_PATH = 2048
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
-# Set while a request is inside our middleware: a second copy of the
-# middleware (installed twice, or Flask extension + manual wrap) passes
-# the request straight through instead of capturing it twice.
-active: ContextVar[bool] = ContextVar("useraudit_active", default=False)
+
+def capturing() -> bool:
+    """Whether a middleware already captures this request.
+
+    A second copy of the middleware (installed twice, or Flask extension +
+    manual wrap) then passes the request straight through instead of
+    capturing it twice. A context bound by a middleware carries its
+    request; one bound by hand (tests, the admin UI) does not.
+    """
+    ctx = current.get()
+    return ctx is not None and ctx.request is not None
 
 
 def header_text(value: str | bytes | None, limit: int) -> str | None:
@@ -225,32 +231,27 @@ class Capture:
     def begin(
         self,
         request: Any,
-        *,
+        reader: Callable[[RequestContext], None],
         method: str | None,
         path: str | None,
-        peer: str | None,
-        forwarded_for: str | None,
-        user_agent: str | None,
-        request_id_header: str | None,
+        forwarded_for: str | bytes | None,
     ) -> RequestContext:
-        """A fresh context for one request (not yet bound)."""
-        recorder = self.recorder
-        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
+        """A fresh context for one request (not yet bound).
+
+        Only what every request needs is read now: method and path (capture
+        rules) and whether X-Forwarded-For came (the proxy watch). ``reader``
+        fills the rest through :meth:`fill` when something first asks for it.
+        """
+        recorder = self._recorder or get_recorder()
         self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool.directory)
-        ctx = RequestContext(
-            request_id=request_id(request_id_header),
-            client_ip=client_ip(peer, forwarded_for, self.trusted_proxies),
-            user_agent=user_agent,
-            method=method,
-            path=path,
-            peer=peer,
-            forwarded_for=forwarded_for,
-            pending=[],
-            fail_closed=fail_closed,
-            request=request,
-        )
-        ctx.resolve_user = self.get_user
-        ctx.resolve_impersonator = self.get_impersonator
+        ctx = RequestContext.lazy(request, reader, method, path)
+        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
+        if fail_closed:
+            ctx.fail_closed = True
+        if self.get_user is not None:
+            ctx.resolve_user = self.get_user
+        if self.get_impersonator is not None:
+            ctx.resolve_impersonator = self.get_impersonator
         if self.account_id is not None:
             ctx.account_id, ctx.account_name = self.account_id, self.account_name
         elif self.get_account is not None:
@@ -263,6 +264,22 @@ class Capture:
                 elif account is not None:
                     ctx.account_id = str(account)
         return ctx
+
+    def fill(
+        self,
+        ctx: RequestContext,
+        *,
+        peer: str | None,
+        forwarded_for: str | None,
+        user_agent: str | None,
+        request_id_header: str | None,
+    ) -> None:
+        """The request fields a reader found: sets them and derives client IP and request id."""
+        ctx._peer = peer
+        ctx._forwarded_for = forwarded_for
+        ctx._user_agent = user_agent
+        ctx._client_ip = client_ip(peer, forwarded_for, self.trusted_proxies)
+        ctx._request_id = request_id(request_id_header)
 
     def started(self, ctx: RequestContext, status: int | None) -> None:
         """The response starts: resolve the user for good, spool held events.
@@ -282,16 +299,19 @@ class Capture:
         # the user (no session or database lookup on our account); events
         # recorded later in such a request still resolve it lazily.
         rules = self.rules
-        if ctx.pending or (
+        may_match = ctx.may_match = (
             rules is not None
             and ctx.method is not None
             and ctx.path is not None
             and rules.may_match(ctx.method, ctx.path)
-        ):
+        )
+        if ctx.pending or may_match:
             ctx.actor()
             ctx.acting_for()
             ctx.final = True
-        flush_pending(ctx)
+            flush_pending(ctx)
+        else:
+            ctx.pending = None  # nothing held: events recorded from now on spool at once
 
     def finish_quietly(
         self, ctx: RequestContext, status: int | None, exc: BaseException | None
@@ -311,7 +331,7 @@ class Capture:
         elif status is not None:
             ctx.status = status  # e.g. 503 when we refused the response
         rules = self.rules
-        if rules is None or ctx.method is None or ctx.path is None:
+        if not ctx.may_match or rules is None or ctx.method is None or ctx.path is None:
             return
         try:
             hit = rules.match(ctx.method, ctx.path, ctx.status, exc)

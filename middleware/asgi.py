@@ -18,7 +18,9 @@ disk). All per-request state lives in locals of ``__call__``, never on the
 instance. Don't wrap it in Starlette's ``BaseHTTPMiddleware``: that runs
 the app in another task and breaks context variables.
 
-Scope keys read, and why:
+Scope keys read, and why (on every request only ``type``, the method, the
+path and whether an X-Forwarded-For header came; ``client`` and the other
+headers the first time an event is recorded or a log line asks for them):
 
 * ``type``: only ``http`` is captured.
 * ``method``, ``path``, ``root_path``: what was asked (event fields, rules).
@@ -47,7 +49,6 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import _common
 from ._common import (
     MAX_FORWARDED_FOR,
     MAX_PATH,
@@ -87,9 +88,12 @@ class AuditMiddleware:
         options.setdefault("get_user", default_user)
         options.setdefault("get_route", default_route)
         self.capture = capture or Capture(**options)
+        self._reader = self.read  # bound once, handed to every request's context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _common.active.get():
+        outer = current.get()
+        if scope["type"] != "http" or (outer is not None and outer.request is not None):
+            # Not HTTP, or installed twice (see _common.capturing): pass through.
             await self.app(scope, receive, send)
             return
         capture = self.capture
@@ -134,11 +138,11 @@ class AuditMiddleware:
                 and not finished
             ):
                 finished = True
-                capture.finish_quietly(ctx, status, None)
+                if ctx.may_match:  # else nothing is left to record (set when the response started)
+                    capture.finish_quietly(ctx, status, None)
             await send(message)
 
         ctx_token = current.set(ctx)
-        active_token = _common.active.set(True)
         try:
             await self.app(scope, receive, audit_send)
         except AuditError:
@@ -158,11 +162,22 @@ class AuditMiddleware:
                 finished = True
                 capture.finish_quietly(ctx, status, None)
         finally:
-            _common.active.reset(active_token)
             current.reset(ctx_token)
 
     def context(self, scope: Scope) -> RequestContext:
-        """The request's context, read from the scope keys listed in the module docstring."""
+        """The request's context: method and path now, the other keys when first asked."""
+        forwarded_for = None
+        for name, value in scope.get("headers") or ():
+            if name == b"x-forwarded-for":  # for the proxy watch: whether it came
+                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+        path = (scope.get("root_path") or "") + (scope.get("path") or "")
+        return self.capture.begin(
+            scope, self._reader, scope.get("method"), path[:MAX_PATH], forwarded_for
+        )
+
+    def read(self, ctx: RequestContext) -> None:
+        """The scope keys listed in the module docstring, read when a field is first asked for."""
+        scope = ctx.request
         forwarded_for = user_agent = request_id = None
         for name, value in scope.get("headers") or ():
             if name == b"x-forwarded-for":
@@ -173,11 +188,8 @@ class AuditMiddleware:
             elif name == b"x-request-id":
                 request_id = value
         client = scope.get("client")
-        path = (scope.get("root_path") or "") + (scope.get("path") or "")
-        return self.capture.begin(
-            scope,
-            method=scope.get("method"),
-            path=path[:MAX_PATH],
+        self.capture.fill(
+            ctx,
             peer=str(client[0]) if client else None,
             forwarded_for=header_text(forwarded_for, MAX_FORWARDED_FOR),
             user_agent=header_text(user_agent, MAX_USER_AGENT),

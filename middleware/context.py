@@ -28,6 +28,9 @@ How the acting user is found (the design, in one place):
 5. A request that holds no events and matches no capture rule never has its
    user resolved at all: capture adds no session or database lookup to
    requests it has nothing to record for.
+6. Likewise its headers are never parsed: the request id, client IP, user
+   agent and peer are read from the raw request the first time something
+   asks (see :meth:`RequestContext.lazy`).
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.
@@ -37,8 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from useraudit.schema import PERSON_PARTS
 
@@ -47,11 +49,28 @@ from ._failsafe import contain
 Person = dict[str, str]
 
 
-@dataclass(slots=True)
+# The request fields a middleware reads only when something asks for them.
+LAZY_FIELDS = ("request_id", "client_ip", "user_agent", "peer", "forwarded_for")
+
+
 class RequestContext:
-    request_id: str | None = None
-    client_ip: str | None = None
-    user_agent: str | None = None
+    """Who, where and how of one request; every field may be given by keyword.
+
+    A middleware binds a context that knows only the method, the path and
+    the raw request (:meth:`lazy`): the request id, client IP, user agent,
+    peer address and X-Forwarded-For header are read from the request the
+    first time any of them is asked for — by ``record()`` or a log line —
+    so a request that records nothing parses no header and resolves no IP.
+    """
+
+    if TYPE_CHECKING:  # properties made by _lazy_field below
+        request_id: str | None
+        client_ip: str | None
+        user_agent: str | None
+        peer: str | None
+        forwarded_for: str | None
+
+    # Class-level defaults: a context built per request stores only what it has.
     method: str | None = None
     path: str | None = None
     route: str | None = None
@@ -62,10 +81,6 @@ class RequestContext:
     status: int | None = None
     # Anything the host app wants on every event of this request.
     extra: dict[str, Any] | None = None
-    # The peer address and the X-Forwarded-For header exactly as received;
-    # client_ip is what we derived from them (see middleware._common.client_ip).
-    peer: str | None = None
-    forwarded_for: str | None = None
     # Late resolution (see the module docstring): the host's callbacks,
     # called with ``request`` (no closure is made per request).
     resolve_user: Callable[[Any], Any] | None = None
@@ -75,6 +90,8 @@ class RequestContext:
     # Set when the user was resolved for good (at response start, when
     # held events or rules needed it): resolvers are not called again.
     final: bool = False
+    # Whether a capture rule covers this method and path (set at response start).
+    may_match: bool = True
     # (recorder, raw event) pairs waiting for the actor; None once flushed.
     pending: list[tuple[Any, dict[str, Any]]] | None = None
     # Whether a failing host callback should fail the request (503).
@@ -82,6 +99,65 @@ class RequestContext:
     # What the integration passed to the host's callbacks: the WSGI environ,
     # the ASGI scope, Django's HttpRequest.
     request: Any = None
+    # Set by a middleware: fills the lazy fields from ``request``, once.
+    _reader: Callable[[RequestContext], None] | None = None
+    _request_id: str | None = None
+    _client_ip: str | None = None
+    _user_agent: str | None = None
+    # The peer address and the X-Forwarded-For header exactly as received;
+    # client_ip is what we derived from them (see middleware._common.client_ip).
+    _peer: str | None = None
+    _forwarded_for: str | None = None
+
+    def __init__(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            if name not in FIELDS:
+                raise TypeError(f"RequestContext has no field {name!r}")
+            setattr(self, name, value)
+
+    @classmethod
+    def lazy(
+        cls,
+        request: Any,
+        reader: Callable[[RequestContext], None],
+        method: str | None,
+        path: str | None,
+    ) -> RequestContext:
+        """A middleware's context: the request fields are read by ``reader`` when first asked."""
+        ctx = cls.__new__(cls)
+        ctx.request = request
+        ctx._reader = reader
+        ctx.method = method
+        ctx.path = path
+        ctx.pending = []
+        return ctx
+
+    def read_request(self) -> None:
+        """Fill the lazy fields now (the first read of any of them does it)."""
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            try:
+                reader(self)
+            except Exception:
+                # A malformed request must not cost the event: its fields stay empty.
+                with contain("reading the request", self.fail_closed):
+                    raise
+
+    def seen(self) -> tuple[str | None, str | None, str | None]:
+        """Client IP, user agent and request id in one call (what every event carries)."""
+        if self._reader is not None:
+            self.read_request()
+        return self._client_ip, self._user_agent, self._request_id
+
+    def __repr__(self) -> str:
+        self.read_request()
+        shown = ", ".join(
+            f"{name}={value!r}"
+            for name in (*LAZY_FIELDS, "method", "path", "route", "account_id", "user", "status")
+            if (value := getattr(self, name)) is not None
+        )
+        return f"RequestContext({shown})"
 
     def actor(self) -> Person | None:
         """The acting user, resolving it lazily until the response starts."""
@@ -94,6 +170,43 @@ class RequestContext:
         if self.impersonator is None and self.resolve_impersonator is not None and not self.final:
             self.impersonator = _call(self.resolve_impersonator, self.request, self.fail_closed)
         return self.impersonator
+
+
+def _lazy_field(name: str) -> property:
+    slot = "_" + name
+
+    def get(self: RequestContext) -> Any:
+        if self._reader is not None:
+            self.read_request()
+        return getattr(self, slot)
+
+    def set_(self: RequestContext, value: Any) -> None:
+        if self._reader is not None:
+            self.read_request()  # so the reader cannot overwrite what is set here
+        setattr(self, slot, value)
+
+    return property(
+        get, set_, doc=f"The request's {name.replace('_', ' ')}, read when first asked."
+    )
+
+
+for _name in LAZY_FIELDS:
+    setattr(RequestContext, _name, _lazy_field(_name))
+del _name
+
+# What RequestContext(...) takes by keyword: the lazy fields and every public default.
+FIELDS = frozenset(
+    (
+        *LAZY_FIELDS,
+        *(
+            name
+            for name, value in vars(RequestContext).items()
+            if not name.startswith("_")
+            and not callable(value)
+            and not isinstance(value, (property, classmethod, staticmethod))
+        ),
+    )
+)
 
 
 current: ContextVar[RequestContext | None] = ContextVar("useraudit_request", default=None)

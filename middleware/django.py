@@ -102,30 +102,27 @@ class AuditMiddleware:
             rules=_callable("RULES", None),
             fail_closed=_setting("FAIL_CLOSED"),
         )
+        self._reader = self.read  # bound once, handed to every request's context
 
     def __call__(self, request: Any) -> Any:
-        if _common.active.get():
+        if _common.capturing():
             return self.get_response(request)
         capture = self.capture
         ctx = None
         try:
             with contain("request setup", capture.fail_closed):
-                meta = request.META
                 ctx = capture.begin(
                     request,
-                    method=request.method,
-                    path=request.path,
-                    peer=meta.get("REMOTE_ADDR") or None,
-                    forwarded_for=header_text(meta.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
-                    user_agent=header_text(meta.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
-                    request_id_header=meta.get("HTTP_X_REQUEST_ID"),
+                    self._reader,
+                    request.method,
+                    request.path,
+                    request.META.get("HTTP_X_FORWARDED_FOR"),
                 )
         except AuditError:
             return _unavailable()
         if ctx is None:
             return self.get_response(request)
         ctx_token = current.set(ctx)
-        active_token = _common.active.set(True)
         try:
             try:
                 response = self.get_response(request)
@@ -150,8 +147,18 @@ class AuditMiddleware:
                     return _unavailable()
             return response
         finally:
-            _common.active.reset(active_token)
             current.reset(ctx_token)
+
+    def read(self, ctx: Any) -> None:
+        """The request's META keys, read when a context field is first asked for."""
+        meta = ctx.request.META
+        self.capture.fill(
+            ctx,
+            peer=meta.get("REMOTE_ADDR") or None,
+            forwarded_for=header_text(meta.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
+            user_agent=header_text(meta.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
+            request_id_header=meta.get("HTTP_X_REQUEST_ID"),
+        )
 
     def process_exception(self, request: Any, exception: Exception) -> Any:
         # Django turns view exceptions into responses inside get_response;

@@ -166,6 +166,9 @@ _AUTH_SCHEMES = frozenset((b"bearer", b"basic", b"digest", b"token", b"negotiate
 _MASK_BYTES = MASK.encode()
 
 MAX_DEPTH = 32
+# How many clean texts, of at most how many characters, a Masker remembers.
+_CLEAN_TEXTS = 4096
+_CLEAN_TEXT_CHARS = 512
 
 
 def key_words(key: str) -> list[str]:
@@ -201,7 +204,7 @@ class Masker:
             unbounded repetitions over the same characters).
     """
 
-    __slots__ = ("_extra_keys", "_values", "_key_cache")
+    __slots__ = ("_extra_keys", "_values", "_key_cache", "_clean")
 
     def __init__(self, extra_keys: Iterable[str] = (), extra_values: Iterable[str] = ()) -> None:
         extra = [f"(?:{p})" for p in extra_keys]
@@ -209,6 +212,10 @@ class Masker:
         # RE2 too: a host's own value pattern cannot backtrack either.
         self._values = [re2.compile(p) for p in (*DEFAULT_VALUE_PATTERNS, *extra_values)]
         self._key_cache: dict[str, bool] = {}
+        # Short texts found to hold nothing to mask (paths, comments and
+        # reasons repeat): a set lookup instead of a scan. Only clean texts
+        # are kept, so no secret is ever held here.
+        self._clean: set[str] = set()
 
     def is_secret_key(self, key: str) -> bool:
         hit = self._key_cache.get(key)
@@ -221,16 +228,23 @@ class Masker:
         return hit
 
     def text(self, value: str) -> str:
+        short = len(value) <= _CLEAN_TEXT_CHARS
+        if short and value in self._clean:
+            return value
         if value.isascii():
             masked = self._scan(value.encode("ascii"))
-            value = masked.decode("ascii") if masked is not None else value
+            out = masked.decode("ascii") if masked is not None else value
         else:
             masked = self._scan(value.encode("utf-8", "surrogatepass"))
-            if masked is not None:
-                value = masked.decode("utf-8", "surrogatepass")
+            out = masked.decode("utf-8", "surrogatepass") if masked is not None else value
         for pattern in self._values:
-            value = pattern.sub(MASK, value)
-        return value
+            out = pattern.sub(MASK, out)
+        if short and out == value:
+            clean = self._clean
+            if len(clean) >= _CLEAN_TEXTS:
+                clean.clear()  # a bound, not an LRU: the texts that repeat come back at once
+            clean.add(value)
+        return out
 
     def _scan(self, text: bytes) -> bytes | None:
         """Apply the text rules in one left-to-right pass; None when nothing was masked."""

@@ -36,13 +36,17 @@ class ProxyWatch:
         self.direct_trusted = 0
         self._written_at = 0.0
 
-    def observe(self, forwarded_for: str | None, trusted: int, spool: Any) -> None:
-        """Count one request; now and then write the counts beside ``spool`` (a Path)."""
+    def observe(self, forwarded_for: str | bytes | None, trusted: int, spool: Any) -> None:
+        """Count one request; now and then write the counts beside ``spool`` (a Path).
+
+        ``forwarded_for`` is the X-Forwarded-For header as the server gave it
+        (``str`` under WSGI, ``bytes`` under ASGI).
+        """
         self.requests += 1
         if trusted == 0:
             if forwarded_for:
                 self.forwarded_untrusted += 1
-        elif not forwarded_for or forwarded_for.count(",") + 1 < trusted:
+        elif not forwarded_for or _entries(forwarded_for) < trusted:
             self.direct_trusted += 1
         if self.requests == 1 or (
             self.requests & 63 == 0 and time.monotonic() - self._written_at >= WRITE_EVERY
@@ -65,6 +69,12 @@ class ProxyWatch:
             os.replace(tmp, spool / f"{FILE_PREFIX}{os.getpid()}.json")
         except OSError:
             pass  # a diagnostic only: the request and its events matter, not this file
+
+
+def _entries(forwarded_for: str | bytes) -> int:
+    if isinstance(forwarded_for, bytes):
+        return forwarded_for.count(b",") + 1
+    return forwarded_for.count(",") + 1
 
 
 def read_all(spool: Path, max_age: float = 24 * 3600.0) -> list[dict[str, Any]]:

@@ -47,8 +47,8 @@ log = logging.getLogger("useraudit")
 MAX_TEXT_CHARS = 1 << 20
 
 
-def new_event_id() -> str:
-    """A 32-hex-digit id whose first 12 digits are the millisecond clock.
+def new_event_id(ms: int | None = None) -> str:
+    """A 32-hex-digit id whose first 12 digits are the millisecond clock (``ms``: now).
 
     Time-ordered like UUIDv7, so ids sort roughly by creation and SQLite's
     B-tree appends stay cheap; 80 random bits make collisions negligible.
@@ -56,7 +56,9 @@ def new_event_id() -> str:
     reseeds in every forked child: ids are unique, not secret, and this
     saves a getrandom() syscall per event (~15 µs on some VMs).
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_random_bits(80):020x}"
+    if ms is None:
+        ms = time.time_ns() // 1_000_000
+    return f"{ms:012x}{_random_bits(80):020x}"
 
 
 _random_bits = random.getrandbits
@@ -153,7 +155,9 @@ class Recorder:
         when ``comments`` is omitted they are also rendered into it.
         """
         try:
+            ctx = _context.current.get()
             event = self._build(
+                ctx,
                 action,
                 outcome,
                 user,
@@ -170,7 +174,6 @@ class Recorder:
                 timestamp,
                 event_id,
             )
-            ctx = _context.current.get()
             if ctx is not None and ctx.pending is not None and not _has_person(event, "user"):
                 # No actor known yet inside a request: hold the event until
                 # the response starts (see middleware.context).
@@ -195,6 +198,7 @@ class Recorder:
 
     def _build(
         self,
+        ctx: _context.RequestContext | None,
         action: str,
         outcome: str | None,
         user: Any,
@@ -212,24 +216,30 @@ class Recorder:
         event_id: str | None,
     ) -> dict[str, Any]:
         # On every request's path: plain locals and no loops over absent keys.
-        ctx = _context.current.get()
-        ev: dict[str, Any] = {
-            "@timestamp": _iso(timestamp),
-            "event.id": event_id or new_event_id(),
-            "event.action": action,
-            "event.outcome": outcome or "success",
-        }
+        if timestamp is None and event_id is None:  # the common case: one clock read for both
+            ms = time.time_ns() // 1_000_000
+            ev: dict[str, Any] = {"@timestamp": _iso_ms(ms), "event.id": new_event_id(ms)}
+        else:
+            ev = {"@timestamp": _iso(timestamp), "event.id": event_id or new_event_id()}
+        ev["event.action"] = action
+        ev["event.outcome"] = outcome or "success"
         self._put_account(ev, ctx, account, account_name)
         _put_people(ev, ctx, user, target_user, impersonator)
         text = self.masker.text
-        for name, value in (
-            ("audit.project.id", project),
-            ("audit.project.name", project_name),
-            ("audit.token.id", token_id),
-            ("event.reason", reason),
+        if (
+            project is not None
+            or project_name is not None
+            or token_id is not None
+            or reason is not None
         ):
-            if value is not None and value != "":
-                ev[name] = text(str(value))
+            for name, value in (
+                ("audit.project.id", project),
+                ("audit.project.name", project_name),
+                ("audit.token.id", token_id),
+                ("event.reason", reason),
+            ):
+                if value is not None and value != "":
+                    ev[name] = text(str(value))
         if self.product:
             ev["audit.product"] = self.product
         if params:
@@ -343,17 +353,22 @@ def _no_account(action: str) -> None:
 _second: tuple[int, str] = (-1, "")
 
 
+def _iso_ms(ms: int) -> str:
+    """Millisecond UTC with a Z: cheap to produce, and what ECS tools expect.
+
+    The formatted second is cached: most events share it with the last one.
+    """
+    global _second
+    sec, frac = divmod(ms, 1000)
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{cached[1]}.{frac:03d}Z"
+
+
 def _iso(ts: datetime | None) -> str:
     if ts is None:
-        # Millisecond UTC with a Z: cheap to produce, and what ECS tools expect.
-        # The formatted second is cached: most events share it with the last one.
-        global _second
-        ms = time.time_ns() // 1_000_000
-        sec = ms // 1000
-        cached = _second
-        if cached[0] != sec:
-            cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-        return f"{cached[1]}.{ms % 1000:03d}Z"
+        return _iso_ms(time.time_ns() // 1_000_000)
     if not isinstance(ts, datetime):
         # A string or epoch number from a careless caller: the indexer
         # parses it or flags invalid_timestamp; never drop the event here.
@@ -393,30 +408,30 @@ def _put_people(
     actor = person(user) if user is not None else None
     if actor is None and ctx is not None:
         actor = ctx.actor()
-    _put_person(ev, "user", actor)
+    if actor:
+        _put_person(ev, "user", actor)
     if target_user is not None:
         _put_person(ev, "user.target", person(target_user))
     admin = person(impersonator) if impersonator is not None else None
     if admin is None and ctx is not None:
         admin = ctx.acting_for()
-    _put_person(ev, "audit.impersonator", admin)
-
-
-# RequestContext attribute → event field, for what the middleware saw of the request.
-_REQUEST_FIELDS = (
-    ("client_ip", "source.address"),
-    ("user_agent", "user_agent.original"),
-    ("request_id", "http.request.id"),
-    ("method", "http.request.method"),
-)
+    if admin:
+        _put_person(ev, "audit.impersonator", admin)
 
 
 def _put_request(
     ev: dict[str, Any], ctx: _context.RequestContext, text: Callable[[str], str]
 ) -> None:
-    for attr, name in _REQUEST_FIELDS:
-        if value := getattr(ctx, attr):
-            ev[name] = value
+    """What the middleware saw of the request (its first read parses the request's headers)."""
+    ip, agent, request_id = ctx.seen()
+    if ip:
+        ev["source.address"] = ip
+    if agent:
+        ev["user_agent.original"] = agent
+    if request_id:
+        ev["http.request.id"] = request_id
+    if value := ctx.method:
+        ev["http.request.method"] = value
     if ctx.path:
         ev["url.path"] = text(ctx.path)  # ;jsessionid=…, tokens in segments
     if ctx.status is not None:
@@ -427,7 +442,10 @@ def _put_request(
 
 
 def _has_person(ev: dict[str, Any], prefix: str) -> bool:
-    return any(field in ev for field in _PERSON_FIELDS[prefix].values())
+    for field in _PERSON_FIELDS[prefix].values():
+        if field in ev:
+            return True
+    return False
 
 
 def describe_params(params: Any) -> str:

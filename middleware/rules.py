@@ -54,14 +54,20 @@ def parse_statuses(spec: str | Iterable[int]) -> frozenset[int]:
     return frozenset(codes)
 
 
-def compile_route(route: str) -> re.Pattern[str]:
+def compile_route(route: str, named: bool = True) -> re.Pattern[str]:
+    return re.compile(route_regex(route, named) + r"/?\Z")
+
+
+def route_regex(route: str, named: bool = True) -> str:
+    """The regex of a route pattern; ``named=False`` leaves out the group names."""
     out, pos = [], 0
     for m in _PLACEHOLDER.finditer(route):
         out.append(re.escape(route[pos : m.start()]))
-        out.append(f"(?P<{m.group(1)}>.+)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)")
+        value = ".+" if m.group(2) else "[^/]+"
+        out.append(f"(?P<{m.group(1)}>{value})" if named else f"(?:{value})")
         pos = m.end()
     out.append(re.escape(route[pos:]))
-    return re.compile("".join(out) + r"/?\Z")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -106,42 +112,63 @@ class Rule:
         kwargs: dict[str, Any] = {"outcome": outcome}
         if reason:
             kwargs["reason"] = reason
-        params = dict(self.params)
-        for name, value in m.groupdict().items():
-            if name in RECORD_ARGS:
-                kwargs[name] = value
-            else:
-                params[name] = value
-        if params:
-            kwargs["params"] = params
+        groups = m.groupdict()
+        if groups or self.params:
+            params = dict(self.params)
+            for name, value in groups.items():
+                if name in RECORD_ARGS:
+                    kwargs[name] = value
+                else:
+                    params[name] = value
+            if params:
+                kwargs["params"] = params
         return self.action, kwargs
 
 
 class Rules:
-    """An ordered list of rules; the first that matches method and route decides."""
+    """An ordered list of rules; the first that matches method and route decides.
 
-    __slots__ = ("rules", "_by_method")
+    Rules for the request's method are tried before ``"*"`` rules.
+    """
+
+    __slots__ = ("rules", "_by_method", "_wildcard", "_any", "_any_wildcard")
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
-        self._by_method: dict[str, list[Rule]] = {}
+        by_method: dict[str, list[Rule]] = {}
         for rule in self.rules:
-            self._by_method.setdefault(rule.method.upper(), []).append(rule)
+            by_method.setdefault(rule.method.upper(), []).append(rule)
+        wildcard = tuple(by_method.pop("*", ()))
+        self._wildcard = wildcard
+        self._by_method = {method: (*own, *wildcard) for method, own in by_method.items()}
+        # Whether any rule covers a path, in one regex per method: the
+        # common request matches none, and one pass in C beats a loop here.
+        self._any = {method: _any_of(candidates) for method, candidates in self._by_method.items()}
+        self._any_wildcard = _any_of(wildcard)
 
     def may_match(self, method: str, path: str) -> bool:
         """Whether some rule covers this method and path (whatever the status)."""
-        method = method.upper()
-        for rule in (*self._by_method.get(method, ()), *self._by_method.get("*", ())):
-            if rule._pattern.match(path):  # type: ignore[attr-defined]
-                return True
-        return False
+        pattern = self._any.get(method)
+        if pattern is None:
+            pattern = self._any.get(method.upper(), self._any_wildcard)
+        return pattern is not None and pattern.match(path) is not None
 
     def match(
         self, method: str, path: str, status: int | None, exc: BaseException | None = None
     ) -> tuple[str, dict[str, Any]] | None:
-        method = method.upper()
-        for rule in (*self._by_method.get(method, ()), *self._by_method.get("*", ())):
+        candidates = self._by_method.get(method)
+        if candidates is None:
+            candidates = self._by_method.get(method.upper(), self._wildcard)
+        for rule in candidates:
             m = rule._pattern.match(path)  # type: ignore[attr-defined]
             if m is not None:
                 return rule.decide(m, status, exc)
         return None
+
+
+def _any_of(rules: tuple[Rule, ...]) -> re.Pattern[str] | None:
+    if not rules:
+        return None
+    return re.compile(
+        "|".join(f"(?:{route_regex(rule.route, named=False)}/?\\Z)" for rule in rules)
+    )

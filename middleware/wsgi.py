@@ -21,7 +21,9 @@ The acting user is resolved lazily and finally when the response starts
 (see :mod:`useraudit.middleware.context`), so users authenticated inside the
 view (tokens, JWT) are not missed.
 
-Environ keys read, and why:
+Environ keys read, and why (on every request only the method, the path and
+whether X-Forwarded-For came; the rest the first time an event is recorded
+or a log line asks for the context, see :class:`RequestContext`):
 
 * ``REQUEST_METHOD``, ``SCRIPT_NAME``, ``PATH_INFO``: what was asked (event
   fields and rule matching); re-read as UTF-8, cut to 2048 chars.
@@ -126,9 +128,12 @@ class AuditMiddleware:
     def __init__(self, app: WSGIApp, *, capture: Capture | None = None, **options: Any) -> None:
         self.app = app
         self.capture = capture or Capture(**options)
+        self._reader = self.read  # bound once, handed to every request's context
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if _common.active.get():  # installed twice: the outer copy captures
+        outer = current.get()
+        if outer is not None and outer.request is not None:
+            # Installed twice (see _common.capturing): the outer copy captures.
             return self.app(environ, start_response)
         capture = self.capture
         ctx: RequestContext | None = None
@@ -151,7 +156,10 @@ class AuditMiddleware:
         ) -> Any:
             if not state.started:
                 state.started = True
-                state.status = _common.status_code(status)
+                try:
+                    state.status = int(status[:3])  # "200 OK": the common case, inline
+                except (TypeError, ValueError):
+                    state.status = _common.status_code(status)
                 state.headers = headers
                 try:
                     capture.started(ctx, state.status)
@@ -174,7 +182,6 @@ class AuditMiddleware:
             return start_response(status, headers)
 
         ctx_token = current.set(ctx)
-        active_token = _common.active.set(True)
         try:
             try:
                 iterable = self.app(environ, audit_start_response)
@@ -192,6 +199,8 @@ class AuditMiddleware:
             if isinstance(iterable, (list, tuple)):
                 # The whole body is known: record now, before a byte leaves,
                 # so `sync` durability covers rule events too.
+                if not ctx.may_match:  # set when the response started: nothing to record
+                    return iterable
                 try:
                     capture.finished(ctx, state.status, None)
                 except AuditError:
@@ -203,16 +212,28 @@ class AuditMiddleware:
                 return iterable
             return _Body(iterable, self, ctx, state)
         finally:
-            _common.active.reset(active_token)
             current.reset(ctx_token)
 
     def context(self, environ: Environ) -> RequestContext:
-        """The request's context, read from the environ keys listed in the module docstring."""
-        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        """The request's context: method and path now, the other keys when first asked."""
+        path = environ.get("PATH_INFO") or ""
+        if script := environ.get("SCRIPT_NAME"):
+            path = script + path
+        if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
+            path = header_text(path, MAX_PATH) or ""
         return self.capture.begin(
             environ,
-            method=environ.get("REQUEST_METHOD"),
-            path=header_text(path, MAX_PATH),
+            self._reader,
+            environ.get("REQUEST_METHOD"),
+            path or None,
+            environ.get("HTTP_X_FORWARDED_FOR"),
+        )
+
+    def read(self, ctx: RequestContext) -> None:
+        """The environ keys listed in the module docstring, read when a field is first asked for."""
+        environ = ctx.request
+        self.capture.fill(
+            ctx,
             peer=environ.get("REMOTE_ADDR") or None,
             forwarded_for=header_text(environ.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
             user_agent=header_text(environ.get("HTTP_USER_AGENT"), MAX_USER_AGENT),

@@ -156,6 +156,21 @@ class DetectionStore(abc.ABC):
     def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
         """Write (account, key, value, version loaded); returns the keys whose version moved."""
 
+    def save_state_versions(
+        self, items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
+        """:meth:`save_state`, plus (value, version) of each saved key as stored now.
+
+        A caller that keeps state in memory saves again from these versions
+        without reading first. This default reads the saved keys back (the
+        value read is the one to keep: another writer may have moved it
+        since); backends that learn the new version while writing override it.
+        """
+        conflicts = self.save_state(items)
+        refused = set(conflicts)
+        saved = [(a, k) for a, k, _value, _version in items if (a, k) not in refused]
+        return conflicts, self.load_state(saved) if saved else {}
+
     @abc.abstractmethod
     def refresh(self) -> None:
         """Make every acknowledged write visible to ``list_alerts``."""

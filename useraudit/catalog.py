@@ -64,11 +64,14 @@ class Catalog:
         self._products: dict[str, Product] = {}
         self._actions: dict[str, Action] = {}
         self._lock = threading.Lock()
+        # Bumped by every registration: views built from the catalog cache on it.
+        self.version = 0
 
     def register_product(self, code: str, label: str) -> Product:
         product = Product(code, label)
         with self._lock:
             self._products[code] = product
+            self.version += 1
         return product
 
     def register_action(
@@ -94,6 +97,7 @@ class Catalog:
             if existing is not None and existing != action:
                 raise ValueError(f"action code {code!r} is already registered as {existing}")
             self._actions[code] = action
+            self.version += 1
         return action
 
     def get(self, code: str) -> Action | None:
@@ -370,9 +374,13 @@ _USERAUDIT: list[tuple[str, str, str, tuple, bool]] = [
     ("audit_log.legal_hold_placed", "Legal hold placed", "User actions", _CFG_CHANGE, False),
     ("audit_log.legal_hold_lifted", "Legal hold lifted", "User actions", _CFG_CHANGE, False),
     ("audit_log.canary", "Indexing latency probe (canary)", "User actions", _ACCESS, False),
+    # useraudit's own API tokens (/api/v1): not the host product's tokens of the
+    # product page's JAICP list, so an admin filtering those never sees these.
+    ("audit_api_token.created", "User actions API token created", "API tokens", _API_CREATE, False),
+    ("audit_api_token.revoked", "User actions API token revoked", "API tokens", _API_DELETE, False),
     (
-        "token.used_from_new_address",
-        "Token used from a new address",
+        "audit_api_token.used_from_new_address",
+        "User actions API token used from a new address",
         "API tokens",
         _AUTH_START,
         False,

@@ -57,6 +57,9 @@ SEGMENT_SUFFIX = ".seg"
 OFFSET_SUFFIX = ".offset"
 CLAIM_SUFFIX = ".claim"
 
+# How often (seconds) a writer looks at the spool's size on disk again.
+_SIZE_CHECK_EVERY = 0.5
+
 Durability = Literal["sync", "batch"]
 FullPolicy = Literal["block", "reject"]
 
@@ -189,12 +192,20 @@ class SpoolWriter:
                 assert callable(make)
                 number = self._appended_seq + 1
                 record = frame(make(self.origin, number))
-            self._reserve(len(record))
-            if make is not None and number != self._appended_seq + 1:
-                # _reserve let go of the lock while it waited: another append took the number.
-                record = frame(make(self.origin, self._appended_seq + 1))
+            size = len(record)
+            if (
+                self._known_size + self._inflight_bytes + self._buffered_bytes + size
+                > self.max_bytes
+                or time.monotonic() - self._size_checked_at > _SIZE_CHECK_EVERY
+            ):
+                # Near the limit, or the spool's size is due a fresh look: the slow path.
+                self._reserve(size)
+                if make is not None and number != self._appended_seq + 1:
+                    # _reserve let go of the lock while it waited: another append took the number.
+                    record = frame(make(self.origin, self._appended_seq + 1))
+                    size = len(record)
             self._buffer.append(record)
-            self._buffered_bytes += len(record)
+            self._buffered_bytes += size
             self._appended_seq += 1
             seq = self._appended_seq
             self.stats.appended += 1
@@ -252,7 +263,7 @@ class SpoolWriter:
         deadline = time.monotonic() + (self.full_timeout if self.full_policy == "block" else 0)
         while True:
             now = time.monotonic()
-            if now - self._size_checked_at > 0.5:
+            if now - self._size_checked_at > _SIZE_CHECK_EVERY:
                 self._known_size = spool_size(self.directory)
                 self._size_checked_at = now
             used = self._known_size + self._inflight_bytes + self._buffered_bytes

@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 from functools import lru_cache, wraps
 from typing import Any
 from urllib.parse import quote, quote_plus
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
 from useraudit.catalog import CATALOG
 from useraudit.schema import COLUMN_FIELDS, COLUMNS, device_label
-from useraudit.store import QueryError, SearchPage, SearchRequest, StoreError
+from useraudit.store import Query, QueryError, SearchPage, SearchRequest, StoreError
 from useraudit.store.completeness import complete_up_to
 from useraudit.store.query import FACETS
 
@@ -40,14 +40,15 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import ago, clock, day, label, number
+from .i18n import ago, clock, current_language, day, label, number, problem
+from .i18n import gettext as _
 from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
 from .zones import datalist_options, offset_label
 
 bp = Blueprint("actions", __name__)
-# Threads that fetch the activity chart while the request thread searches.
-_CHART_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="useraudit-chart")
+# Threads that read the completeness mark while the request thread searches.
+_MARK_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="useraudit-mark")
 
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 FACET_SIZE = 8
@@ -100,13 +101,23 @@ def safe_highlight(fragment: str) -> Markup:
 # rest of the page together.
 
 
-def tree_html(
-    tree: list[dict[str, Any]],
+def tree_html(shown: tuple[str, ...], groups: tuple[str, ...], actions: tuple[str, ...]) -> Markup:
+    """The Actions dropdown: each group with an "(all)" box, then its actions.
+
+    The same for every page with the same language and ticks: built once.
+    """
+    return _tree_html(CATALOG.version, current_language(), shown, groups, actions)
+
+
+@lru_cache(maxsize=256)
+def _tree_html(
+    _version: int,
+    _lang: str,
     shown: tuple[str, ...],
     groups: tuple[str, ...],
     actions: tuple[str, ...],
 ) -> Markup:
-    """The Actions dropdown: each group with an "(all)" box, then its actions."""
+    tree = _catalog_tree()
     checked_groups, checked_actions = set(groups), set(actions)
     out: list[str] = []
     for p in tree:
@@ -163,6 +174,12 @@ def shown_value(param: str, value: str) -> str:
 
 
 def _catalog_tree() -> list[dict[str, Any]]:
+    """Products → groups → actions, as the pickers show them (shared: do not change)."""
+    return _catalog_tree_of(CATALOG.version)
+
+
+@lru_cache(maxsize=4)
+def _catalog_tree_of(_version: int) -> list[dict[str, Any]]:
     tree = []
     for product in CATALOG.products():
         groups = []
@@ -386,16 +403,37 @@ def _history_base(account: str, filters: Filters) -> str:
     return url_for(".actions", account=account) + "?" + (qs + "&" if qs else "") + "history="
 
 
-def _completeness(account: str, tz: Any) -> tuple[datetime | None, bool]:
-    """The account's completeness mark in ``tz``, and whether its indexing lags too far."""
+def _read_mark(store: Any, account: str) -> datetime | None:
+    """The account's completeness mark; None when there is none or it cannot be read now."""
     try:
-        mark = complete_up_to(resources.store(), account)
+        return complete_up_to(store, account)
     except StoreError:
-        return None, False
+        return None
+
+
+def _completeness(mark: datetime | None, tz: Any) -> tuple[datetime | None, bool]:
+    """The completeness mark in ``tz``, and whether indexing lags more than configured."""
     if mark is None:
         return None, False
     lag = float(current_app.config.get("USERAUDIT_COMPLETENESS_LAG", 120))
     return mark.astimezone(tz), (datetime.now(UTC) - mark).total_seconds() > lag
+
+
+def page_request(filters: Filters, query: Query, tz: ZoneInfo) -> SearchRequest:
+    """What the page asks the store for: a page of hits with their total, the
+    facets and the activity chart's buckets, in one request (bench.search sends it raw)."""
+    return SearchRequest(
+        query,
+        size=filters.size,
+        cursor=filters.cursor,
+        before=filters.before,
+        last=filters.last,
+        facets=tuple(FACETS),
+        facet_size=FACET_SIZE,
+        highlight=bool(filters.text),
+        fields=PAGE_FIELDS,
+        histogram=chart.plan(query, tz),
+    )
 
 
 @bp.get("/a/<account>/actions")
@@ -407,7 +445,7 @@ def actions(account: str) -> Any:
     try:
         filters = Filters.parse(request.args, default)
     except QueryError as exc:
-        error, status = str(exc), 400
+        error, status = problem(exc), 400
         error_field = field_at_fault(request.args, default)
         filters = as_typed(request.args, default)
     page: SearchPage | None = None
@@ -417,27 +455,17 @@ def actions(account: str) -> Any:
     except QueryError:
         tz = zone(default)
     chart_spec: tuple[int, int] | None = None
-    chart_job: Future[Any] | None = None
+    mark_job: Future[datetime | None] | None = None
     if error is None:
         try:
             query = filters.query(account)
-            chart_spec = chart.plan(query, tz)
-            if chart_spec is not None:
-                # The chart's aggregation runs beside the page's search, not after it.
-                chart_job = _CHART_POOL.submit(chart.fetch, resources.store(), query, chart_spec)
-            req = SearchRequest(
-                query,
-                size=filters.size,
-                cursor=filters.cursor,
-                facets=tuple(FACETS),
-                facet_size=FACET_SIZE,
-                highlight=bool(filters.text),
-                fields=PAGE_FIELDS,
-            )
+            req = page_request(filters, query, tz)
+            chart_spec = req.histogram
+            mark_job = _MARK_POOL.submit(_read_mark, resources.store(), account)
             with SEARCH_SECONDS.labels("actions").time():
                 page = resources.store().search(req)
         except QueryError as exc:
-            error, status = str(exc), 400
+            error, status = problem(exc), 400
         except StoreError as exc:
             current_app.logger.warning("search failed: %s", exc)
             store_down, status = True, 503
@@ -451,19 +479,14 @@ def actions(account: str) -> Any:
         for a in g["actions"]
     }
     rows = _rows(page, tz) if page else []
-    complete, lagging = _completeness(account, tz) if page is not None else (None, False)
+    mark = mark_job.result() if mark_job is not None else None
+    complete, lagging = _completeness(mark, tz) if page is not None else (None, False)
     activity = None
-    if chart_job is not None and chart_spec is not None:
-        try:
-            found = chart_job.result()
-        except (StoreError, QueryError) as exc:  # the table is there; the chart is a bonus
-            current_app.logger.warning("chart failed: %s", exc)
-        else:
-            if page is not None and page.total:
-                keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
-                activity = chart.build(
-                    found, query, chart_spec, tz, url_for(".actions", account=account), keep
-                )
+    if page is not None and page.total and page.histogram is not None and chart_spec:
+        keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
+        activity = chart.build(
+            page.histogram, query, chart_spec, tz, url_for(".actions", account=account), keep
+        )
     tz_arg = filters.tz if filters.tz != "UTC" else ""
     active = len(filters.values) + (1 if filters.groups else 0) + (1 if filters.text else 0)
     return render_template(
@@ -489,7 +512,7 @@ def actions(account: str) -> Any:
         page_sizes=PAGE_SIZES,
         tree=tree,
         facets_html=facets_html(facet_links(filters, page), url_for(".actions", account=account)),
-        tree_html=tree_html(tree, shown, filters.groups, filters.values.get("action", ())),
+        tree_html=tree_html(shown, filters.groups, filters.values.get("action", ())),
         tz_options=datalist_options(),
         tz_offset=offset_label(tz),
         tree_codes=tree_codes,

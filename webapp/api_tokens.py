@@ -4,8 +4,12 @@ A token reads ``uat_<id>_<secret>``: ``id`` finds the row, the secret (32
 random bytes) is kept only as its SHA-256 (a random 256-bit secret needs no
 slow password hash: there is nothing to guess), compared in constant time.
 Every creation, use from an address not seen before and revocation is
-recorded in the audit trail of the token's account (``token.created``,
-``token.used_from_new_address``, ``token.deleted``), as the acting person.
+recorded in the audit trail of the token's account, as the acting person and
+with the token's id in ``audit.token.id``: ``audit_api_token.created``,
+``audit_api_token.used_from_new_address`` and ``audit_api_token.revoked``.
+They are actions of useraudit's own product ("User actions audit"), not the
+host product's ``token.*`` actions of the product page: the host's token
+history and the audit log's own API tokens stay apart.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hmac
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,17 +100,19 @@ class TokenStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+        # One connection per thread, kept: every API request checks its token,
+        # and opening the file each time cost more than the lookups.
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, timeout=30)
+        with db:
+            yield db
 
     def create(
         self,
@@ -135,7 +142,7 @@ class TokenStore:
         token = self.get(token_id)
         assert token is not None
         useraudit.record(
-            "token.created",
+            "audit_api_token.created",
             account=account,
             user=created_by,
             token_id=token_id,
@@ -174,8 +181,13 @@ class TokenStore:
                 db.execute(
                     "UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (time.time(), token_id)
                 )
-            useraudit.record("token.deleted", account=token.account, user=by, token_id=token_id,
-                             params={"name": token.name})  # fmt: skip
+            useraudit.record(
+                "audit_api_token.revoked",
+                account=token.account,
+                user=by,
+                token_id=token_id,
+                params={"name": token.name},
+            )
         return True
 
     def authenticate(self, text: str, address: str) -> ApiToken | None:
@@ -211,7 +223,7 @@ class TokenStore:
             ).rowcount
         if new:
             useraudit.record(
-                "token.used_from_new_address",
+                "audit_api_token.used_from_new_address",
                 account=token.account,
                 user={"id": f"token:{token_id}", "name": token.name},
                 token_id=token_id,

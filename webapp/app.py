@@ -34,6 +34,8 @@ Configuration keys (``create_app(config)`` or the host's ``app.config``):
 ``USERAUDIT_EXPORT_MAX_ROWS`` rows per sheet before the next one (default Excel's 1,048,576)
 ``USERAUDIT_API_TOKENS``  API token database (default ``$USERAUDIT_HOME/api_tokens.db``)
 ``USERAUDIT_API_RATE``    requests per token (default ``600 per minute``)
+``USERAUDIT_TOKEN_CREATE_LIMIT`` API tokens one admin may create per account (default
+                          ``10 per hour``; the API tokens page answers 429 beyond)
 ``USERAUDIT_METRICS``     serve Prometheus metrics at ``/metrics`` (default False)
 ``USERAUDIT_COMPLETENESS_LAG`` seconds the completeness mark may trail before the User
                           actions page says indexing is behind (default 120)
@@ -63,6 +65,7 @@ from useraudit.store import Store, StoreError
 
 from . import (
     actions,
+    api_tokens_page,
     auth,
     event,
     export,
@@ -120,6 +123,7 @@ def build_blueprint() -> Blueprint:
     bp.register_blueprint(event.bp)
     bp.register_blueprint(prefs.bp)
     bp.register_blueprint(security.bp)
+    bp.register_blueprint(api_tokens_page.bp)
     bp.context_processor(notices.notices)
 
     @bp.before_request

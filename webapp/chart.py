@@ -1,7 +1,9 @@
 """The activity chart above the table: events over the chosen period, success and failure stacked.
 
-The numbers come from ``Store.histogram`` with the table's own query, so a
-bar holds exactly the rows the table shows for its span, and clicking a bar
+The numbers come with the table's own search (``SearchRequest.histogram``,
+the same buckets ``Store.histogram`` answers; on OpenSearch an aggregation
+of the page's one request), so a bar holds exactly the rows the table shows
+for its span, and clicking a bar
 opens that span as a custom period (the whole "To" minute included, see
 :meth:`~.filters.Filters.bounds`). Bucket sizes follow the period (5 minutes
 for the last hour, an hour for a day, 3 hours for a week, a day for a month;
@@ -20,13 +22,13 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask_babel import gettext as _
 from markupsafe import Markup
 
-from useraudit.store import Query, Store
+from useraudit.store import Query
 from useraudit.store.histogram import Bucket
 
 from .i18n import clock, day, number
+from .i18n import gettext as _
 
 MINUTE = 60_000
 STEPS_MS = (
@@ -80,11 +82,6 @@ def plan(query: Query, tz: ZoneInfo, now: datetime | None = None) -> tuple[int, 
     return step, offset
 
 
-def fetch(store: Store, query: Query, spec: tuple[int, int]) -> list[Bucket]:
-    """The store's answer for :func:`plan`'s buckets (safe to run in another thread)."""
-    return store.histogram(query, *spec)
-
-
 def build(
     found: list[Bucket],
     query: Query,
@@ -104,17 +101,17 @@ def build(
     last = int(end.timestamp() * 1000)
     bars = []
     ms = first
+    # The filters every bar keeps, encoded once; each bar adds its period.
+    keep = urlencode([*base_args, ("period", "custom")])
+    start_local = start.astimezone(tz)
     while ms <= last:
         b = buckets.get(ms) or Bucket(ms)
         lo = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
         hi = datetime.fromtimestamp((ms + step) / 1000, UTC).astimezone(tz)
-        shown_from = max(lo, start.astimezone(tz))
-        args = [
-            *base_args,
-            ("period", "custom"),
-            ("from", _minute(shown_from)),
-            ("to", _minute(hi - timedelta(minutes=1))),
-        ]
+        shown_from = max(lo, start_local)
+        span = urlencode(
+            (("from", _minute(shown_from)), ("to", _minute(hi - timedelta(minutes=1))))
+        )
         success, failure = b.counts.get("success", 0), b.counts.get("failure", 0)
         bars.append(
             Bar(
@@ -123,7 +120,7 @@ def build(
                 success,
                 failure,
                 b.total - success - failure,
-                f"{page_url}?{urlencode(args)}",
+                f"{page_url}?{keep}&{span}",
             )
         )
         ms += step

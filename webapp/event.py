@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
-from flask_babel import gettext as _
 
 from useraudit.catalog import CATALOG
 from useraudit.schema import FIELD_BY_NAME, device_label
@@ -32,6 +31,7 @@ from . import resources
 from .actions import admin_required
 from .columns import action_label, parse_ts
 from .filters import zone
+from .i18n import gettext as _
 from .i18n import label
 from .prefs import default_tz
 from .zones import offset_label

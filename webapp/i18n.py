@@ -21,11 +21,15 @@ import sys
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
 
 from .prefs import LANGUAGES, preferences
+
+if TYPE_CHECKING:
+    from useraudit.store.query import QueryError
 
 TRANSLATIONS = Path(__file__).with_name("translations")
 
@@ -49,19 +53,50 @@ def init_app(app: Flask) -> None:
         return
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", ours)
     Babel(app, locale_selector=select_locale)
+    # Flask-Babel's template callables look the catalog up through its
+    # context on every {{ _() }} (over a hundred per results page); ours
+    # look it up once per request, like label().
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: page_translations().ugettext(s),
+        ngettext=lambda s, p, n: page_translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: page_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: page_translations().unpgettext(c, s, p, n),
+    )
     app.jinja_env.globals.update(lang=current_language, label=label, LANGUAGES=LANGUAGES)
     app.jinja_env.filters.update(number=number, day=day, clock=clock)
 
 
 def current_language() -> str:
     """The page's language, looked up once per request (the table asks ~100 times)."""
+    try:
+        return g._useraudit_lang  # type: ignore[no-any-return]
+    except AttributeError:  # first ask in this request
+        pass
+    except RuntimeError:  # no app context
+        return "en"
     if not has_request_context():
         return "en"
-    lang = g.get("_useraudit_lang")
-    if lang is None:
-        locale = get_locale()
-        lang = g._useraudit_lang = locale.language if locale else "en"
-    return str(lang)
+    locale = get_locale()
+    lang = g._useraudit_lang = str(locale.language) if locale else "en"
+    return lang
+
+
+def page_translations() -> Any:
+    """The request's message catalog, looked up through Flask-Babel once per request."""
+    if not has_request_context():
+        return get_translations()
+    translations = g.get("_useraudit_translations")
+    if translations is None:
+        translations = g._useraudit_translations = get_translations()
+    return translations
+
+
+def gettext(text: str, **variables: Any) -> str:
+    """Flask-Babel's ``gettext`` (same ``%(name)s`` filling) with the catalog
+    looked up once per request: the results page translates ~50 strings in Python."""
+    out = str(page_translations().ugettext(text))
+    return out % variables if variables else out
 
 
 def label(text: str) -> str:
@@ -72,17 +107,28 @@ def label(text: str) -> str:
     """
     if not text or not has_request_context():
         return text
-    translations = g.get("_useraudit_translations")
-    if translations is None:
-        translations = g._useraudit_translations = get_translations()
-    return str(translations.ugettext(text))
+    return str(page_translations().ugettext(text))
+
+
+def problem(exc: QueryError) -> str:
+    """A filter's error in the page's language: the template translated, then filled in."""
+    text = label(exc.template)
+    return text % exc.params if exc.params else text
 
 
 def ago(delta: timedelta) -> str:
     """ "3 hours" in the page's language (a row's relative time)."""
+    seconds = int(delta.total_seconds())
+    # Past an hour the words count hours or more: a minute's precision names
+    # the same span, and the page's 50 rows then share a few spans.
+    return _ago(seconds if seconds < 3600 else seconds // 60 * 60, current_language())
+
+
+@lru_cache(maxsize=4096)
+def _ago(seconds: int, lang: str) -> str:
     from babel.dates import format_timedelta
 
-    return str(format_timedelta(delta, threshold=1.1, locale=current_language()))
+    return str(format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=lang))
 
 
 @lru_cache(maxsize=8)
@@ -120,7 +166,10 @@ def main(argv: list[str]) -> int:  # pragma: no cover - a maintainer's tool
         frontend.CommandLineInterface().run(
             [
                 "pybabel", "extract", "-F", str(root / "babel.cfg"), "-k", "_l", "-k", "label_",
+                # Filter errors: the store's and the form's QueryError templates.
+                "-k", "QueryError",
                 "--no-location", "--sort-output", "-o", str(pot), str(root),
+                str(root.parent / "store"),
             ]
         )  # fmt: skip
         _add_catalog_labels(pot)
@@ -170,6 +219,11 @@ ERROR_TEXTS = (
     "The audit log store cannot be reached right now. Try again in a moment.",
     "Something went wrong",
     "An unexpected error happened. It has been logged.",
+    # The refused exports (webapp/export.py).
+    "Cannot export",
+    "Export already running",
+    "Your previous export, or too many others, are still being written. "
+    "Try again when it has finished.",
 )
 
 
@@ -177,7 +231,7 @@ def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
     """Labels kept in Python tables and translated where they are shown."""
     from useraudit.schema import COLUMNS
 
-    from .filters import FACET_LABELS, MULTI, PERIODS
+    from .filters import DATE_PROBLEMS, FACET_LABELS, MULTI, PERIODS
 
     return [
         *(c.label for c in COLUMNS),
@@ -185,6 +239,7 @@ def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
         *FACET_LABELS.values(),
         *(label for label, _delta in PERIODS.values()),
         *ERROR_TEXTS,
+        *DATE_PROBLEMS.values(),
     ]
 
 

@@ -52,6 +52,9 @@ class SQLiteLimitsStorage(Storage):
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            # Counters of one-minute windows: a power cut may lose the last
+            # adds, which is harmless; no fsync per request (the API counts each).
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from . import resources
 from .auth import safe_next
-from .zones import canonical, is_offered
+from .zones import find, is_offered
 
 bp = Blueprint("prefs", __name__)
 
 LANGUAGES = {"en": "English", "ru": "Русский"}
 KEYS = ("tz", "lang")
 _SESSION_KEY = "useraudit_prefs"
+_CACHE = "_useraudit_prefs"
 
 
 def _valid(key: str, value: str) -> bool:
@@ -39,7 +40,18 @@ def _valid(key: str, value: str) -> bool:
 
 
 def preferences() -> dict[str, str]:
-    """The admin's saved preferences; before sign-in, the session's."""
+    """The admin's saved preferences; before sign-in, the session's.
+
+    Read once per request (a page asks for the zone and the language several
+    times); :func:`remember` forgets the request's copy.
+    """
+    cached = g.get(_CACHE)
+    if cached is None:
+        cached = g.setdefault(_CACHE, _read())
+    return dict(cached)
+
+
+def _read() -> dict[str, str]:
     provider: Any = resources.users()
     if current_user and current_user.is_authenticated and hasattr(provider, "preferences"):
         saved = provider.preferences(current_user.get_id())
@@ -57,6 +69,7 @@ def remember(key: str, value: str) -> None:
     """Save one preference for the signed-in user (invalid values are ignored)."""
     if key not in KEYS or not _valid(key, value):
         return
+    g.pop(_CACHE, None)
     provider: Any = resources.users()
     if current_user.is_authenticated and hasattr(provider, "set_preference"):
         if provider.preferences(current_user.get_id()).get(key) != value:
@@ -84,7 +97,7 @@ def save() -> Any:
     """Save tz/lang from a form or the page's script; back to ``next`` (204 without one)."""
     given = {k: (request.form.get(k) or "").strip() for k in KEYS if request.form.get(k)}
     if "tz" in given:
-        given["tz"] = canonical(given["tz"])
+        given["tz"] = find(given["tz"]) or given["tz"]
     if not given or not all(_valid(k, v) for k, v in given.items()):
         abort(400)
     for key, value in given.items():

@@ -20,9 +20,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 import useraudit
+from useraudit.schema import person_label
 from useraudit.store import Query, SearchRequest, StoreError
 from useraudit.store.alerts import SEVERITIES, STATUSES, Alert, DetectionStore, detection_store
 
@@ -47,6 +50,33 @@ RULE_ACTIONS: dict[str, tuple[str, ...]] = {
     "admin_granted": ("user.roles_updated",),
     "token_new_network": ("token.created", "token.refreshed"),
 }
+# Each built-in rule's title (detect.rules), here so it is extracted and translated.
+RULE_LABELS = {
+    "brute_force": _l("Repeated failed sign-ins for one user"),
+    "password_spraying": _l("Failed sign-ins for many users from one network"),
+    "account_blocked": _l("Account blocked after too many failed sign-ins"),
+    "takeover": _l("Successful sign-in right after failed ones"),
+    "new_device": _l("Sign-in from a new device"),
+    "new_network": _l("Sign-in from a new network"),
+    "new_country": _l("Sign-in from a new country"),
+    "impossible_travel": _l("Impossible travel between sign-ins"),
+    "admin_granted": _l("Admin role granted"),
+    "custom_role_changed": _l("Custom role changed"),
+    "impersonation": _l("Actions performed on a user's behalf"),
+    "token_new_network": _l("API token created from a new network"),
+    "bulk_download": _l("Unusually many exports and downloads"),
+    "off_hours_admin": _l("Admin action outside working hours"),
+}
+SEVERITY_LABELS = {"high": _l("high"), "medium": _l("medium"), "low": _l("low")}
+STATUS_LABELS = {
+    "open": _l("open"),
+    "acknowledged": _l("acknowledged"),
+    "resolved": _l("resolved"),
+}
+# Where, in an alert's events, a person named by id is described.
+PERSON_PREFIXES = ("user", "user.target", "audit.impersonator")
+EVENTS_PER_ALERT = 3  # read to name its people; the first usually names them all
+
 AUDIT_ACTION = {
     "acknowledged": "security_alert.acknowledged",
     "resolved": "security_alert.resolved",
@@ -85,6 +115,58 @@ def events_link(account: str, alert: Alert) -> str:
         params.append(("action", action))
     base = url_for("useraudit.actions.actions", account=account)
     return f"{base}?{urlencode(params)}"
+
+
+def rule_label(alert: Alert) -> str:
+    """The rule's translated title, with what a "new ..." alert found new."""
+    label = RULE_LABELS.get(alert.rule)
+    if label is None:  # a host app's own rule: its title as it wrote it
+        return alert.title
+    found = next(
+        (alert.details[k] for k in ("device", "network", "country") if alert.details.get(k)),
+        None,
+    )
+    if alert.rule == "admin_granted" and alert.details.get("roles"):
+        found = ", ".join(str(r) for r in alert.details["roles"])
+    return f"{label}: {found}" if found else str(label)
+
+
+class People:
+    """Names and e-mails of the people alerts name by id, from the events behind them."""
+
+    def __init__(self, docs: list[dict]) -> None:
+        self.known: dict[str, str] = {}
+        for doc in docs:
+            for prefix in PERSON_PREFIXES:
+                ident = doc.get(f"{prefix}.id")
+                if ident and str(ident) not in self.known:
+                    label = person_label(doc, prefix)
+                    if label and label != ident:
+                        self.known[str(ident)] = label
+
+    def name(self, ident: str) -> str:
+        return self.known.get(ident, ident)
+
+    def subject(self, alert: Alert) -> dict[str, str]:
+        """{"label": what to show, "id": the raw subject (shown small, and as the title)}."""
+        raw = alert.subject
+        if alert.rule == "impersonation" and "->" in raw:
+            who, whom = raw.split("->", 1)
+            label = _("%(who)s as %(whom)s", who=self.name(who), whom=self.name(whom))
+        elif "|" in raw:  # user|what was new
+            ident, what = raw.split("|", 1)
+            label = f"{self.name(ident)} · {what}"
+        else:
+            label = self.name(raw)
+        return {"label": label, "id": raw if label != raw else ""}
+
+
+def people_of(store: Any, alerts: list[Alert]) -> People:
+    ids = list(dict.fromkeys(i for a in alerts for i in a.event_ids[:EVENTS_PER_ALERT]))
+    docs: list[dict] = []
+    for i in range(0, len(ids), 500):
+        docs += store.get(ids[i : i + 500]).values()
+    return People(docs)
 
 
 def _window(alert: Alert) -> int:
@@ -130,9 +212,10 @@ def security(account: str) -> Any:
                 highlight=False,
             )
         ).facets.get("user", [])
+        named = people_of(store, alerts)
     except StoreError as exc:
         return render_template(
-            "useraudit/error.html", status=503, title="Store unavailable", message=str(exc)
+            "useraudit/error.html", status=503, title=_("Store unavailable"), message=str(exc)
         ), 503
     open_alerts = [a for a in alerts if a.status != "resolved"]
     by_severity = Counter(a.severity for a in alerts if a.status == "open")
@@ -147,7 +230,15 @@ def security(account: str) -> Any:
         if not a.user_id:
             continue
         p = people.setdefault(
-            a.user_id, {"user": a.user_id, "alerts": 0, "open": 0, "worst": "low", "last": ""}
+            a.user_id,
+            {
+                "user": a.user_id,
+                "label": named.name(a.user_id),
+                "alerts": 0,
+                "open": 0,
+                "worst": "low",
+                "last": "",
+            },
         )
         p["alerts"] += 1
         p["open"] += a.status == "open"
@@ -171,6 +262,10 @@ def security(account: str) -> Any:
         users=users,
         failed_users=failed_users,
         link=lambda a: events_link(account, a),
+        subject=named.subject,
+        rule_label=rule_label,
+        severity_label=lambda s: SEVERITY_LABELS.get(s, s),
+        status_label=lambda s: STATUS_LABELS.get(s, s),
         statuses=STATUSES,
     )
 
@@ -183,8 +278,8 @@ def change_status(account: str, alert_id: str) -> Any:
         return render_template(
             "useraudit/error.html",
             status=400,
-            title="Cannot change the alert",
-            message=f"status must be one of {', '.join(STATUSES)}",
+            title=_("Cannot change the alert"),
+            message=_("The state must be one of: %(states)s", states=", ".join(STATUSES)),
         ), 400
     at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     try:
@@ -193,7 +288,7 @@ def change_status(account: str, alert_id: str) -> Any:
         abort(404)
     except StoreError as exc:
         return render_template(
-            "useraudit/error.html", status=503, title="Store unavailable", message=str(exc)
+            "useraudit/error.html", status=503, title=_("Store unavailable"), message=str(exc)
         ), 503
     useraudit.record(
         AUDIT_ACTION[status],
@@ -202,5 +297,12 @@ def change_status(account: str, alert_id: str) -> Any:
         params={"alert": changed.id, "rule": changed.rule, "subject": changed.subject},
         comments=f"{changed.title} ({changed.subject}) marked {status}",
     )
-    flash(f"Alert “{changed.title}” marked {status}.", "info")
+    flash(
+        _(
+            "Alert “%(title)s” marked %(state)s.",
+            title=rule_label(changed),
+            state=STATUS_LABELS[status],
+        ),
+        "info",
+    )
     return redirect(url_for(".security", account=account))

@@ -293,8 +293,13 @@ class OpenSearchDetectionStore(DetectionStore):
         return out
 
     def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
+        return self.save_state_versions(items)[0]
+
+    def save_state_versions(
+        self, items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
         if not items:
-            return []
+            return [], {}
         body: list[dict] = []
         for account, key, value, version in items:
             meta: dict[str, Any] = {"_index": self.state_index, "_id": _state_id(account, key)}
@@ -306,7 +311,8 @@ class OpenSearchDetectionStore(DetectionStore):
             body.append({"account": account, "key": key, "value": value})
         response = self._call("saving detection state", self.client.bulk, body=body)
         conflicts: list[tuple[str, str]] = []
-        for (account, key, _v, _ver), item in zip(items, response["items"], strict=True):
+        saved: dict[tuple[str, str], tuple[dict, Any]] = {}
+        for (account, key, value, _ver), item in zip(items, response["items"], strict=True):
             info = next(iter(item.values()))
             status = info.get("status", 500)
             if status == 409:
@@ -315,7 +321,9 @@ class OpenSearchDetectionStore(DetectionStore):
                 raise StoreUnavailable(f"saving detection state answered {status}")
             elif status >= 300:
                 raise StoreError(f"saving detection state refused ({status}): {info.get('error')}")
-        return conflicts
+            else:
+                saved[(account, key)] = (value, (info["_seq_no"], info["_primary_term"]))
+        return conflicts, saved
 
     def refresh(self) -> None:
         self._call(

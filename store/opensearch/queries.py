@@ -25,6 +25,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from .. import histogram
+from ..histogram import Bucket
 from ..query import (
     FACETS,
     FOLDED_FILTERS,
@@ -46,9 +48,13 @@ from ..query import (
 )
 
 SORT = [{"@timestamp": {"order": "desc"}}, {"event.id": {"order": "desc"}}]
+# Backward pages (``before``, ``last``) read oldest first and are turned round.
+SORT_BACKWARD = [{"@timestamp": {"order": "asc"}}, {"event.id": {"order": "asc"}}]
 COMMENTS = "audit.comments"
 PIT_KEEP_ALIVE = "2m"
 FACET_SHARD_SIZE = 1000
+# Not a facet name: facets are plain words.
+HISTOGRAM_AGG = "~histogram"
 
 
 def build_query(query: Query) -> dict[str, Any]:
@@ -139,13 +145,14 @@ def build_query(query: Query) -> dict[str, Any]:
 def search_body(request: SearchRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
         "query": build_query(request.query),
-        "sort": SORT,
+        "sort": SORT_BACKWARD if request.backward else SORT,
         # One more than asked tells whether there is a next page.
         "size": request.size + 1,
         "track_total_hits": True,
     }
-    if request.cursor:
-        body["search_after"] = list(decode_cursor(request.cursor))
+    position = request.cursor or request.before
+    if position:
+        body["search_after"] = list(decode_cursor(position))
     if request.fields:
         body["_source"] = {"includes": list(request.fields)}
     if request.facets:
@@ -163,6 +170,10 @@ def search_body(request: SearchRequest) -> dict[str, Any]:
             }
             for name in request.facets
         }
+    if request.histogram is not None:
+        # The chart's counts ride on the page's own query: one round trip,
+        # the text matched once for hits, facets and bars.
+        body.setdefault("aggs", {})[HISTOGRAM_AGG] = histogram_agg(*request.histogram)
     if request.highlight:
         body["highlight"] = {
             "pre_tags": [HIGHLIGHT_PRE],
@@ -171,6 +182,29 @@ def search_body(request: SearchRequest) -> dict[str, Any]:
             "require_field_match": True,
         }
     return body
+
+
+def histogram_agg(interval_ms: int, offset_ms: int) -> dict[str, Any]:
+    """A date_histogram with an outcome split per bucket (see :mod:`..histogram`)."""
+    offset = histogram.check(interval_ms, offset_ms)
+    agg: dict[str, Any] = {
+        "field": "@timestamp",
+        "fixed_interval": f"{interval_ms}ms",
+        "min_doc_count": 1,
+    }
+    if offset:
+        agg["offset"] = f"{offset}ms"
+    outcomes = {"terms": {"field": "event.outcome", "size": 10, "missing": ""}}
+    return {"date_histogram": agg, "aggs": {"o": outcomes}}
+
+
+def histogram_buckets(answer: dict[str, Any]) -> list[Bucket]:
+    """:func:`histogram_agg`'s answer as buckets, oldest first."""
+    rows: list[tuple[int, str | None, int]] = []
+    for b in answer.get("buckets", []):
+        for o in b["o"]["buckets"]:
+            rows.append((int(b["key"]), o["key"] or None, int(o["doc_count"])))
+    return histogram.collect(rows)
 
 
 def mark(marked: str, original: str) -> str:

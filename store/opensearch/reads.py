@@ -16,11 +16,20 @@ from opensearchpy import exceptions as os_exc
 
 from useraudit.schema import flatten, picker
 
-from .. import histogram
 from ..histogram import Bucket
-from ..query import Query, QueryError, SearchPage, SearchRequest, encode_cursor
+from ..query import Query, QueryError, SearchPage, SearchRequest, backward_page, encode_cursor
 from .errors import store_error
-from .queries import COMMENTS, PIT_KEEP_ALIVE, SORT, build_query, mark, search_body
+from .queries import (
+    COMMENTS,
+    HISTOGRAM_AGG,
+    PIT_KEEP_ALIVE,
+    SORT,
+    build_query,
+    histogram_agg,
+    histogram_buckets,
+    mark,
+    search_body,
+)
 
 
 class Reads:
@@ -42,8 +51,13 @@ class Reads:
             ignore_unavailable=True,
         )
         raw_hits = resp["hits"]["hits"]
-        more = len(raw_hits) > request.size
-        raw_hits = raw_hits[: request.size]
+        total = int(resp["hits"]["total"]["value"])
+        more, newer = len(raw_hits) > request.size, bool(request.cursor)
+        if request.backward:
+            raw_hits, newer = backward_page(raw_hits, total, request)
+            more = request.before is not None  # the ``before`` event itself is older
+        else:
+            raw_hits = raw_hits[: request.size]
         hits: list[dict] = []
         pick = picker(tuple(request.fields)) if request.fields else flatten
         for hit in raw_hits:
@@ -56,10 +70,13 @@ class Reads:
                     else html.escape(doc[COMMENTS], quote=True)
                 )
             hits.append(doc)
-        next_cursor = None
+        next_cursor = prev_cursor = None
         if more and raw_hits:
             ts, event_id = raw_hits[-1]["sort"]
             next_cursor = encode_cursor(int(ts), str(event_id))
+        if newer and raw_hits:
+            ts, event_id = raw_hits[0]["sort"]
+            prev_cursor = encode_cursor(int(ts), str(event_id))
         aggs = resp.get("aggregations") or {}
         facets = {
             name: [
@@ -67,12 +84,16 @@ class Reads:
             ]
             for name in request.facets
         }
-        return SearchPage(
+        page = SearchPage(
             hits=hits,
-            total=int(resp["hits"]["total"]["value"]),
+            total=total,
             next_cursor=next_cursor,
             facets=facets,
+            prev_cursor=prev_cursor,
         )
+        if request.histogram is not None:
+            page.histogram = histogram_buckets(aggs.get(HISTOGRAM_AGG, {}))
+        return page
 
     def count(self, query: Query) -> int:
         resp = self.call(
@@ -85,15 +106,6 @@ class Reads:
 
     def histogram(self, query: Query, interval_ms: int, offset_ms: int = 0) -> list[Bucket]:
         """A date_histogram of the matches with an outcome split (see :mod:`..histogram`)."""
-        offset = histogram.check(interval_ms, offset_ms)
-        agg: dict[str, Any] = {
-            "field": "@timestamp",
-            "fixed_interval": f"{interval_ms}ms",
-            "min_doc_count": 1,
-        }
-        if offset:
-            agg["offset"] = f"{offset}ms"
-        outcomes = {"terms": {"field": "event.outcome", "size": 10, "missing": ""}}
         resp = self.call(
             self.client.search,
             index=self.alias,
@@ -101,15 +113,11 @@ class Reads:
                 "size": 0,
                 "track_total_hits": False,
                 "query": build_query(query),
-                "aggs": {"t": {"date_histogram": agg, "aggs": {"o": outcomes}}},
+                "aggs": {"t": histogram_agg(interval_ms, offset_ms)},
             },
             ignore_unavailable=True,
         )
-        rows: list[tuple[int, str | None, int]] = []
-        for b in resp.get("aggregations", {}).get("t", {}).get("buckets", []):
-            for o in b["o"]["buckets"]:
-                rows.append((int(b["key"]), o["key"] or None, int(o["doc_count"])))
-        return histogram.collect(rows)
+        return histogram_buckets(resp.get("aggregations", {}).get("t", {}))
 
     def iterate(
         self,
@@ -174,6 +182,8 @@ class Reads:
                 if isinstance(exc.info, dict)
                 else ""
             )
-            raise QueryError(f"the audit log cannot run this search: {reason[:200]}") from exc
+            raise QueryError(
+                "the audit log cannot run this search: %(reason)s", reason=reason[:200]
+            ) from exc
         except os_exc.TransportError as exc:
             raise store_error(self.url, exc, "the search") from exc

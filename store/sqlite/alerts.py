@@ -234,6 +234,18 @@ class SQLiteDetectionStore(DetectionStore):
             )
         return conflicts
 
+    def save_state_versions(
+        self, items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
+        conflicts = self.save_state(items)
+        refused = set(conflicts)
+        # save_state's transaction moved each saved version by exactly one (a new key to 1).
+        return conflicts, {
+            (a, k): (value, 1 if version == NEW else version + 1)
+            for a, k, value, version in items
+            if (a, k) not in refused
+        }
+
     def refresh(self) -> None:
         pass
 

@@ -241,7 +241,11 @@ class SQLiteStore(Store):
         # A search's many short-lived row tuples die by refcount; cyclic
         # collections meanwhile only cost time (docs/sqlite.md).
         with gc_paused(), self._errors("read"):
-            return Search(self._con, self._ids).search(request)
+            search = Search(self._con, self._ids)
+            page = search.search(request)
+            if request.histogram is not None:
+                page.histogram = search.histogram(request.query, *request.histogram)
+            return page
 
     def count(self, query: Query) -> int:
         with self._errors("read"):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from useraudit.demo import traffic
 from useraudit.store import open_store
 from useraudit.store.alerts import detection_store
 
@@ -41,6 +42,22 @@ def test_only_the_demo_attack_is_high_severity(tmp_path: Path) -> None:
         ]
         takeover = next(a for a in alerts.list_alerts("acme") if a.rule == "takeover")
         assert takeover.count == 4  # the sprayed attempt, two guesses, the success
+        # Blocks: only the scripted lockout in each account, none from random traffic.
+        people = traffic.directory()
+        members = {
+            acc: [u for u, p in people.items() if acc in p["accounts"]] for acc in traffic.ACCOUNTS
+        }
+        locked_out = sorted(
+            (acc, people[next(u for u in members[acc][2:] if not people[u]["admin"])]["id"])
+            for acc in traffic.ACCOUNTS
+        )
+        blocked = sorted(
+            (a.account, a.subject)
+            for account in traffic.ACCOUNTS
+            for a in alerts.list_alerts(account)
+            if a.rule == "account_blocked"
+        )
+        assert blocked == locked_out
     finally:
         alerts.close()
         store.close()

@@ -95,7 +95,7 @@ def test_context_is_bound_during_the_request_and_reset_after(rec: Recorder) -> N
     assert ev["http.request.id"] == "req-1"
     assert (ev["source.address"], ev["user_agent.original"]) == ("192.0.2.1", "ua/1")
     assert (ev["http.request.method"], ev["url.path"]) == ("POST", "/profile")
-    assert current.get() is None and _common.active.get() is False
+    assert current.get() is None and not _common.capturing()
 
 
 @pytest.mark.parametrize(

@@ -250,6 +250,7 @@ ROUTE_PARAMS = {
     "<event_id>": "no-such-event",
     "<path:rest>": "no-such-route",
     "<code>": "ru",
+    "<token_id>": "no-such-token",
 }
 
 
@@ -309,7 +310,12 @@ def test_every_post_route_refuses_a_missing_or_foreign_csrf_token(
     assert posts
     for rule in posts:
         path = rule.rule.replace("<account>", "tenant-a")
-        for param, value in (("<event_id>", "x"), ("<path:rest>", "x"), ("<alert_id>", "x")):
+        for param, value in (
+            ("<event_id>", "x"),
+            ("<path:rest>", "x"),
+            ("<alert_id>", "x"),
+            ("<token_id>", "x"),
+        ):
             path = path.replace(param, value)
         for data in ({}, {"csrf_token": foreign}, {"csrf_token": "x" * 90}):
             response = client.post(path, data={**data, "username": "ann", "password": "x"})
@@ -381,3 +387,42 @@ def test_fuzzed_api_routes_params_and_cursors_never_show_tenant_b(
     for fake in ("uat_", f"{a_token}x", a_token.replace("_", "-"), "Bearer", b_token[:-1]):
         response = client.get("/api/v1/events", headers={"Authorization": f"Bearer {fake}"})
         assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
+
+
+def test_another_accounts_admin_can_neither_see_nor_revoke_a_token(
+    tenants_store: Any, security_users: Any, ui_spool: Any, tmp_path
+) -> None:
+    """tenant-b's admin: tenant-a's token is on no page of theirs, its revocation answers
+    403 (tenant-a's address) or 404 (their own), and the token still opens the API."""
+    from .conftest import csrf_token
+
+    db = str(tmp_path / "tokens.db")
+    app = make_app(tenants_store, security_users, USERAUDIT_API_TOKENS=db)
+    ann, bea = signed_in(app, "ann"), signed_in(app, "bea")
+    page = ann.get("/a/tenant-a/api-tokens").get_data(as_text=True)
+    made = ann.post(
+        "/a/tenant-a/api-tokens",
+        data={"name": "a-siem", "scope": "events:read", "days": "30",
+              "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)},
+    )  # fmt: skip
+    secret = re.search(r'id="token-secret"[^>]*value="(uat_[^"]+)"', made.get_data(as_text=True))
+    assert secret, made.status_code
+    a_id = secret.group(1).split("_")[1]
+    own = bea.get("/a/tenant-b/api-tokens").get_data(as_text=True)
+    assert a_id not in own and "a-siem" not in own
+    bea_csrf = csrf_token(bea, "/a/tenant-b/api-tokens")
+    for method, path, status in [
+        ("GET", "/a/tenant-a/api-tokens", 403),
+        ("GET", f"/a/tenant-a/api-tokens/{a_id}/revoke", 403),
+        ("POST", f"/a/tenant-a/api-tokens/{a_id}/revoke", 403),
+        ("GET", f"/a/tenant-b/api-tokens/{a_id}/revoke", 404),
+        ("POST", f"/a/tenant-b/api-tokens/{a_id}/revoke", 404),
+    ]:
+        response = bea.open(path, method=method, data={"csrf_token": bea_csrf})
+        assert response.status_code == status, (method, path, response.status_code)
+        body = response.get_data(as_text=True).replace(path, "")  # the language links echo it
+        assert a_id not in body and "a-siem" not in body
+    api = app.test_client().get(
+        "/api/v1/events", headers={"Authorization": f"Bearer {secret.group(1)}"}
+    )
+    assert api.status_code == 200 and api.get_json()["account"] == "tenant-a"

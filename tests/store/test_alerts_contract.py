@@ -188,3 +188,16 @@ def test_state_is_per_account(alerts: DetectionStore) -> None:
     got = alerts.load_state([("acme", "k"), ("globex", "k")])
     assert got[("acme", "k")][0] == {"x": [[1, "a", None]]}
     assert got[("globex", "k")][0] == {"y": [[1, "b", None]]}
+
+
+def test_saved_versions_let_the_next_save_skip_the_read(alerts: DetectionStore) -> None:
+    """save_state_versions names each saved key's new version: saving from it succeeds,
+    saving from the one before is refused."""
+    key = ("acme", "user:u-bob")
+    first = {"a": [[1, "e1", None]]}
+    conflicts, saved = alerts.save_state_versions([(*key, first, NEW)])
+    assert conflicts == [] and saved[key][0] == first
+    conflicts, again = alerts.save_state_versions([(*key, {"b": [[2, "e2", None]]}, saved[key][1])])
+    assert conflicts == [] and again[key][1] != saved[key][1]
+    assert alerts.save_state_versions([(*key, {"c": []}, saved[key][1])]) == ([key], {})
+    assert alerts.load_state([key])[key] == again[key]

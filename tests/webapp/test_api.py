@@ -164,8 +164,9 @@ def test_tokens_are_stored_hashed_and_audited(api) -> None:
     tokens.revoke(token.id, by=ALICE)
     events = [e for e in read_audit() if e.get("audit.token.id") == token.id]
     actions = [e["event.action"] for e in events]
-    assert actions == ["token.created", "token.used_from_new_address",
-                       "token.used_from_new_address", "token.deleted"]  # fmt: skip
+    assert actions == ["audit_api_token.created", "audit_api_token.used_from_new_address",
+                       "audit_api_token.used_from_new_address",
+                       "audit_api_token.revoked"]  # fmt: skip
     assert {e["organization.id"] for e in events} == {"acme"}
     assert [e["audit.params"]["address"] for e in events[1:3]] == ["10.0.0.1", "10.0.0.2"]
 

@@ -27,9 +27,14 @@ from .conftest import login, make_app
 NOW = datetime.now(UTC) - timedelta(minutes=20)
 
 
+# People whose events name them in full (the Security tab shows these, not ids).
+NAMED = {"victim": {"user.full_name": "Vera Victim", "user.email": "vera@example.com"}}
+
+
 def raw(action: str, user: str, minute: int, outcome: str = "success", **extra: Any) -> dict:
     ts = (NOW + timedelta(minutes=minute)).isoformat(timespec="milliseconds")
     return {
+        **NAMED.get(user, {}),
         "event.id": f"sec-{user}-{minute}-{action}",
         "@timestamp": ts.replace("+00:00", "Z"),
         "event.action": action,
@@ -106,13 +111,60 @@ def test_security_tab_lists_open_alerts_by_severity(sec_client: Any) -> None:
     assert 'data-rule="takeover"' in html and 'data-rule="admin_granted"' in html
     assert 'data-rule="brute_force"' in html
     tiles = html[html.index('data-testid="open-by-severity"') : html.index('id="timeline-h"')]
-    assert '<span class="sec-n">2</span> <span class="sec-l">open high' in tiles
-    assert '<span class="sec-n">1</span> <span class="sec-l">open medium' in tiles
+    assert '<span class="sec-n">2</span> <span class="sec-l">open: high' in tiles
+    assert '<span class="sec-n">1</span> <span class="sec-l">open: medium' in tiles
     assert "u-gina" not in html
     assert html.index('data-rule="takeover"') < html.index('data-rule="brute_force"')  # high first
     per_user = html[html.index('data-testid="per-user"') :]
     assert "u-victim" in per_user
     assert "victim</a>: 5" in per_user  # failed sign-ins by user
+
+
+def test_subjects_are_people_named_from_the_events_behind_the_alert(sec_client: Any) -> None:
+    """Alerts about u-victim (their own failures, and a grant whose event names only the id)
+    show "Vera Victim <vera@example.com>", the id small beside it and as the title."""
+    html = page(sec_client)
+    named = "Vera Victim &lt;vera@example.com&gt;"
+    for rule in ("takeover", "brute_force", "admin_granted"):
+        row = html[html.index(f'data-rule="{rule}"') :]
+        start = row.index('data-testid="alert-subject"')
+        cell = row[start : row.index("</td>", start)]
+        expected = f'title="u-victim">{named} <span class="sub">u-victim</span>'
+        assert cell == f'data-testid="alert-subject" {expected}', rule
+    per_user = html[html.index('data-testid="per-user"') :]
+    assert f'title="u-victim"><a href="/a/acme/actions?history=u-victim">{named}</a>' in per_user
+
+
+def test_security_tab_speaks_russian(sec_client: Any) -> None:
+    """With Russian chosen, headings, rule titles, severities and states are translated."""
+    try:
+        assert sec_client.get("/language/ru?next=/a/acme/security").status_code == 303
+        html = page(sec_client)
+        for text in (
+            "Безопасность",
+            "Важность",
+            "Повторные неудачные входы одного пользователя",
+            "Успешный вход сразу после неудачных",
+            "Выдана роль администратора: USER_ADMIN",
+            "высокая",
+            "открыто",
+            "Принять",
+        ):
+            assert text in html, text
+        for english in ("Repeated failed sign-ins", "Severity", "Acknowledge", ">open<"):
+            assert english not in html, english
+    finally:
+        sec_client.get("/language/en")
+
+
+def test_every_builtin_rule_has_a_translated_title() -> None:
+    """The tab's rule labels are the rules' own titles, one per built-in rule."""
+    from useraudit.detect.rules import BUILTIN_RULES
+    from useraudit.webapp.security import RULE_LABELS
+
+    assert {r.name: r.title for r in BUILTIN_RULES} == {
+        name: label._args[0] for name, label in RULE_LABELS.items()
+    }
 
 
 def test_each_alert_opens_exactly_its_events(sec_client: Any, detected: Any) -> None:

@@ -1,0 +1,263 @@
+"""A request that records nothing reads nothing it does not need; one that records gets it all.
+
+The quiet path (most requests of a real app) reads the method, the path and
+whether X-Forwarded-For came; headers, the peer address, the client IP and
+the request id are read the first time something records or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from useraudit.middleware import _common
+from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
+from useraudit.middleware.context import RequestContext, current
+from useraudit.middleware.masking import Masker
+from useraudit.middleware.recorder import Recorder
+from useraudit.middleware.rules import Rule, Rules
+from useraudit.middleware.wsgi import AuditMiddleware as WSGIAudit
+
+from .conftest import spool_events
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+
+
+class Watched(dict):
+    """An environ or scope that remembers which keys were read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.fixture
+def rec(spool_dir: Path) -> Recorder:
+    r = Recorder(spool_dir, durability="sync", account="acme")
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def derived(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts client IP and request id derivations."""
+    calls: list[str] = []
+    client_ip, request_id = _common.client_ip, _common.request_id
+
+    def counted_ip(*args: Any) -> Any:
+        calls.append("client_ip")
+        return client_ip(*args)
+
+    def counted_id(*args: Any) -> Any:
+        calls.append("request_id")
+        return request_id(*args)
+
+    monkeypatch.setattr(_common, "client_ip", counted_ip)
+    monkeypatch.setattr(_common, "request_id", counted_id)
+    return calls
+
+
+def environ(**extra: Any) -> Watched:
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/reports",
+        "SCRIPT_NAME": "",
+        "REMOTE_ADDR": "192.0.2.1",
+        "HTTP_USER_AGENT": UA,
+        "HTTP_X_FORWARDED_FOR": "198.51.100.7",
+        "HTTP_X_REQUEST_ID": "req-42",
+    }
+    return Watched({**env, **extra})
+
+
+def wsgi_app(rec: Recorder, records: bool) -> Any:
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        if records:
+            rec.record("user.profile_updated")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def call_wsgi(app: Any, env: dict) -> bytes:
+    body = app(env, lambda status, headers, exc_info=None: None)
+    try:
+        return b"".join(body)
+    finally:
+        getattr(body, "close", lambda: None)()
+
+
+QUIET_RULES = Rules([Rule("POST", "/tokens/{token_id}", "token.created")])
+
+
+def test_wsgi_quiet_request_reads_no_header_and_derives_nothing(
+    rec: Recorder, derived: list[str]
+) -> None:
+    env = environ()
+    mw = WSGIAudit(wsgi_app(rec, records=False), recorder=rec, rules=QUIET_RULES)
+    assert call_wsgi(mw, env) == b"ok"
+    assert env.read <= {"REQUEST_METHOD", "PATH_INFO", "SCRIPT_NAME", "HTTP_X_FORWARDED_FOR"}
+    assert derived == []
+    assert spool_events(rec.spool.directory) == []
+
+
+def test_wsgi_recording_request_reads_everything_once(rec: Recorder, derived: list[str]) -> None:
+    env = environ()
+    mw = WSGIAudit(wsgi_app(rec, records=True), recorder=rec, trusted_proxies=1)
+    assert call_wsgi(mw, env) == b"ok"
+    assert {"REMOTE_ADDR", "HTTP_USER_AGENT", "HTTP_X_REQUEST_ID"} <= env.read
+    assert sorted(derived) == ["client_ip", "request_id"]  # once each
+    (ev,) = spool_events(rec.spool.directory)
+    assert ev["source.address"] == "198.51.100.7"  # behind one proxy: its entry
+    assert ev["user_agent.original"] == UA
+    assert ev["http.request.id"] == "req-42"
+    assert (ev["http.request.method"], ev["url.path"]) == ("GET", "/reports")
+
+
+def scope() -> Watched:
+    return Watched(
+        type="http",
+        method="GET",
+        path="/reports",
+        root_path="",
+        client=("192.0.2.9", 4000),
+        headers=[
+            (b"user-agent", UA.encode()),
+            (b"x-forwarded-for", b"198.51.100.8"),
+            (b"x-request-id", b"req-43"),
+        ],
+    )
+
+
+def asgi_app(rec: Recorder, records: bool) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if records:
+            rec.record("user.profile_updated")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def call_asgi(app: Any, scope: dict) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        raise AssertionError("the middleware read the request body")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_asgi_quiet_request_reads_no_client_and_derives_nothing(
+    rec: Recorder, derived: list[str]
+) -> None:
+    sc = scope()
+    mw = ASGIAudit(asgi_app(rec, records=False), recorder=rec, rules=QUIET_RULES)
+    assert [m["type"] for m in call_asgi(mw, sc)] == ["http.response.start", "http.response.body"]
+    assert "client" not in sc.read
+    assert derived == []
+    assert spool_events(rec.spool.directory) == []
+
+
+def test_asgi_recording_request_gets_every_field(rec: Recorder, derived: list[str]) -> None:
+    sc = scope()
+    call_asgi(ASGIAudit(asgi_app(rec, records=True), recorder=rec), sc)
+    assert "client" in sc.read
+    assert sorted(derived) == ["client_ip", "request_id"]
+    (ev,) = spool_events(rec.spool.directory)
+    assert ev["source.address"] == "192.0.2.9"  # no trusted proxy: the peer, not the header
+    assert (ev["user_agent.original"], ev["http.request.id"]) == (UA, "req-43")
+
+
+def test_a_field_set_before_it_was_read_is_kept() -> None:
+    """The admin UI fills fields the middleware did not have: the late read must not undo it."""
+    reads: list[RequestContext] = []
+
+    def reader(ctx: RequestContext) -> None:
+        reads.append(ctx)
+        ctx._client_ip, ctx._user_agent, ctx._request_id = "192.0.2.1", "from-reader", "r-1"
+
+    ctx = RequestContext.lazy({}, reader, "GET", "/")
+    ctx.user_agent = "set-by-hand"
+    assert (ctx.user_agent, ctx.client_ip, ctx.request_id) == ("set-by-hand", "192.0.2.1", "r-1")
+    assert len(reads) == 1
+
+
+def test_a_request_that_cannot_be_read_still_records_its_event(
+    rec: Recorder, internal_errors: list[Exception]
+) -> None:
+    """A server handing over a non-text header costs the request fields, never the event."""
+    env = environ(HTTP_USER_AGENT=12345)  # not a str: header_text cannot read it
+    call_wsgi(WSGIAudit(wsgi_app(rec, records=True), recorder=rec), env)
+    (ev,) = spool_events(rec.spool.directory)
+    assert ev["event.action"] == "user.profile_updated"
+    assert "user_agent.original" not in ev
+    assert len(internal_errors) == 1
+    internal_errors.clear()
+    assert current.get() is None
+
+
+@pytest.mark.parametrize("method", ["GET", "get", "POST", "PUT", "DELETE", "BREW"])
+@pytest.mark.parametrize(
+    "path", ["/", "/tokens/7", "/tokens/7/", "/tokens/7/x", "/files/a/b.txt", "/login", "/x"]
+)
+def test_may_match_agrees_with_match(method: str, path: str) -> None:
+    """The one-regex pre-check never skips a rule that would fire, nor admits one that cannot."""
+    rules = Rules(
+        [
+            Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
+            Rule("GET", "/tokens/{token_id}", "token.viewed"),
+            Rule("*", "/files/{name:path}", "file.touched"),
+            Rule("POST", "/login", "user.signed_in"),
+        ]
+    )
+    fires = rules.match(method, path, 200) is not None
+    assert rules.may_match(method, path) is fires
+
+
+def test_masking_remembers_only_clean_texts() -> None:
+    masker = Masker()
+    secret = "reset with password=hunter2"
+    for _ in range(3):  # every time, not only the first
+        assert masker.text(secret) == "reset with password=[MASKED]"
+    assert masker.text("/reports") == "/reports"
+    assert masker.text("/reports") == "/reports"
+    assert secret not in masker._clean and "/reports" in masker._clean
+
+
+def test_masking_cache_is_bounded() -> None:
+    masker = Masker()
+    for i in range(10_000):
+        masker.text(f"/reports/{i}")
+    assert 0 < len(masker._clean) <= 4096
+    assert masker.text("token=abcdef123456") == "token=[MASKED]"
+
+
+def test_extra_value_patterns_are_applied_to_remembered_texts_too() -> None:
+    masker = Masker(extra_values=[r"card-\d{4}"])
+    assert masker.text("paid by card-1234") == "paid by [MASKED]"
+    assert masker.text("paid by card-1234") == "paid by [MASKED]"
+
+
+def test_context_takes_its_fields_by_keyword_and_nothing_else() -> None:
+    ctx = RequestContext(client_ip="192.0.2.5", method="GET", pending=[])
+    assert (ctx.client_ip, ctx.method, ctx.pending, ctx.user) == ("192.0.2.5", "GET", [], None)
+    for wrong in ("actor", "lazy", "_reader", "no_such_field"):
+        with pytest.raises(TypeError, match=wrong):
+            RequestContext(**{wrong: 1})

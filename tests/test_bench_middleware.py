@@ -1,0 +1,66 @@
+"""bench.middleware refuses to start without its peers, saying what to install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import middleware as bench_mw
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_missing_peer_stops_the_run_at_once_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench_mw, "PEER_MODULES", ("json", "opentelemetry.no_such_instrumentation"))
+    monkeypatch.setattr(bench_mw.tempfile, "tempdir", str(tmp_path))
+    began = time.monotonic()
+    with pytest.raises(SystemExit) as stopped:
+        bench_mw.main(["-n", "10"])
+    message = str(stopped.value.code)
+    assert "opentelemetry.no_such_instrumentation" in message
+    assert "pip install -e '.[bench]'" in message
+    assert "json," not in message  # what is installed is not listed
+    # Before anything ran: no spool made, no in-process loops, no server.
+    assert list(tmp_path.iterdir()) == []
+    assert time.monotonic() - began < 5
+
+
+def test_a_missing_parent_package_counts_as_missing() -> None:
+    with pytest.raises(SystemExit, match="no_such_package_here.sub"):
+        bench_mw.check_peers(("no_such_package_here.sub",))
+
+
+def test_installed_peers_and_servers_pass() -> None:
+    bench_mw.check_peers(("json", "useraudit.middleware.wsgi"))  # gunicorn, uvicorn: dev extras
+
+
+def test_the_command_line_says_it_without_a_traceback(tmp_path: Path) -> None:
+    """As a user runs it: a venv without sentry-sdk gets one clear line, exit status 1."""
+    blocker = tmp_path / "sitecustomize.py"
+    # Hide sentry_sdk from this interpreter, as in a venv without the bench extra.
+    blocker.write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'sentry_sdk' or name.startswith('sentry_sdk.'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.middleware", "-n", "10"],
+        cwd=REPO,
+        env={"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "sentry_sdk" in run.stderr and "pip install -e '.[bench]'" in run.stderr
+    assert "Traceback" not in run.stderr
