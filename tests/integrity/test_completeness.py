@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
 
@@ -59,10 +60,28 @@ def test_the_indexer_publishes_and_the_oldest_spool_wins(
     assert held is not None and waiting[0] - 1 <= held.timestamp() <= waiting[0]
 
 
+def signed_in_as_alice(app: Flask) -> FlaskClient:
+    """A client of ``app`` with alice signed in."""
+    from support import CSRF_RE
+
+    client = app.test_client()
+    token = CSRF_RE.search(client.get("/login").get_data(as_text=True))
+    assert token
+    answer = client.post(
+        "/login",
+        data={
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "csrf_token": token.group(1),
+        },
+    )
+    assert answer.status_code == 302
+    return client
+
+
 @pytest.fixture
 def ui(store: Store, spool_dir: Path, enricher: Enricher, tmp_path: Path) -> FlaskClient:
     """The admin UI on ``store``, alice signed in as an admin of acme."""
-    from support import CSRF_RE
 
     from useraudit.webapp.app import create_app
     from useraudit.webapp.users import UserStore
@@ -83,19 +102,7 @@ def ui(store: Store, spool_dir: Path, enricher: Enricher, tmp_path: Path) -> Fla
             "USERAUDIT_USERS": users,
         }
     )
-    client = app.test_client()
-    token = CSRF_RE.search(client.get("/login").get_data(as_text=True))
-    assert token
-    answer = client.post(
-        "/login",
-        data={
-            "username": "alice",
-            "password": "correct horse battery staple",
-            "csrf_token": token.group(1),
-        },
-    )
-    assert answer.status_code == 302
-    return client
+    return signed_in_as_alice(app)
 
 
 def test_the_page_shows_the_mark_and_a_banner_when_indexing_lags(
@@ -205,20 +212,7 @@ def test_each_account_has_its_own_mark(
             "USERAUDIT_COMPLETENESS_LAG": 5,
         }
     )
-    ui = app.test_client()
-    from support import CSRF_RE
-
-    token = CSRF_RE.search(ui.get("/login").get_data(as_text=True))
-    assert token
-    signed_in = ui.post(
-        "/login",
-        data={
-            "username": "alice",
-            "password": "correct horse battery staple",
-            "csrf_token": token.group(1),
-        },
-    )
-    assert signed_in.status_code == 302
+    ui = signed_in_as_alice(app)
     time.sleep(max(0.0, waiting[0] + 6 - time.time()))  # acme's backlog is older than the lag
     for account, lags in (("acme", True), ("globex", False)):
         shipping.flush()  # both indexers publish again, as they do every few seconds
