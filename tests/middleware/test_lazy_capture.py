@@ -7,7 +7,6 @@ the request id are read the first time something records or logs.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from useraudit.middleware.rules import Rule, Rules
 from useraudit.middleware.wsgi import AuditMiddleware as WSGIAudit
 
 from .conftest import spool_events
+from .test_asgi import run as call_asgi
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
 
@@ -149,19 +149,6 @@ def asgi_app(rec: Recorder, records: bool) -> Any:
         await send({"type": "http.response.body", "body": b"ok"})
 
     return app
-
-
-def call_asgi(app: Any, scope: dict) -> list[dict]:
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        raise AssertionError("the middleware read the request body")
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent
 
 
 def test_asgi_quiet_request_reads_no_client_and_derives_nothing(
