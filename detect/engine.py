@@ -203,9 +203,13 @@ class DetectionEngine(Stage):
         return found
 
     def _rules_for(self, event: dict) -> list[tuple[Rule, dict[str, Any]]]:
-        account = str(event.get("organization.id") or "")
+        account, action = event.get("organization.id") or "", event.get("event.action")
+        # Called for every stored event: the cache first, without conversions.
+        enabled = self._enabled_cache.get((account, action))  # type: ignore[arg-type]
+        if enabled is None:
+            enabled = self._enabled(str(account), str(action))
         out = []
-        for rule, params in self._enabled(account, str(event.get("event.action"))):
+        for rule, params in enabled:
             try:
                 if rule.wants(event, params):
                     out.append((rule, params))
@@ -291,11 +295,9 @@ class DetectionEngine(Stage):
 
     def _evaluate(self, docs: Sequence[dict]) -> None:
         work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
+        rules_for = self._rules_for
         for doc in docs:
-            if not doc.get("organization.id"):
-                continue
-            rules = self._rules_for(doc)
-            if rules:
+            if doc.get("organization.id") and (rules := rules_for(doc)):
                 work.append((doc, rules))
         if not work:
             return
