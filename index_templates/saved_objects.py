@@ -129,7 +129,8 @@ SEARCHES: tuple[SavedSearch, ...] = (
     SavedSearch(
         "api-token-activity",
         "API token activity",
-        "API tokens created, refreshed, updated or deleted, and every action done with a token.",
+        "API tokens (the host's and the audit log's own) created, changed, deleted or revoked, "
+        "and every action done with a token.",
         f"{_dql_any(f('event.action'), _TOKEN_CODES)} or {f('audit.token.id')}:*",
         {
             "bool": {

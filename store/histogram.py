@@ -34,7 +34,7 @@ class Bucket:
 def check(interval_ms: int, offset_ms: int) -> int:
     """The offset folded into ``[0, interval)``; QueryError for unusable intervals."""
     if interval_ms < MIN_INTERVAL_MS:
-        raise QueryError(f"a chart bucket spans at least {MIN_INTERVAL_MS // 1000} seconds")
+        raise QueryError("a chart bucket spans at least %(n)s seconds", n=MIN_INTERVAL_MS // 1000)
     return offset_ms % interval_ms
 
 

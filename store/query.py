@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 # Facet name → the field it counts. Order is the UI's order.
 FACETS: dict[str, str] = {
@@ -76,7 +76,17 @@ MAX_PAGE = 500
 
 
 class QueryError(ValueError):
-    """The query is malformed; the message is safe to show to the user."""
+    """The query is malformed; the message is safe to show to the user.
+
+    ``template`` is the English message with ``%(name)s`` placeholders and
+    ``params`` their values: the UI translates the template (every one is in
+    the Russian catalog) and fills it in; ``str()`` is the English text.
+    """
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template = template
+        self.params = params
+        super().__init__(template % params if params else template)
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,10 @@ class Query:
         if not self.account:
             raise QueryError("an account is required")
         if len(self.text) > MAX_TEXT:
-            raise QueryError(f"search text is limited to {MAX_TEXT} characters")
+            raise QueryError("search text is limited to %(n)s characters", n=MAX_TEXT)
         for name in (*TERM_FILTERS, *PERSON_FILTERS, *EXTRA_FILTERS):
             if len(getattr(self, name)) > MAX_VALUES:
-                raise QueryError(f"at most {MAX_VALUES} values per filter")
+                raise QueryError("at most %(n)s values per filter", n=MAX_VALUES)
         for value in self.ips:
             networks(value)
         parse_text(self.text)
@@ -135,7 +145,9 @@ def networks(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         net = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
-        raise QueryError(f"{value!r} is not an IP address or CIDR range") from None
+        raise QueryError(
+            "%(value)s is not an IP address or CIDR range", value=repr(value)
+        ) from None
     mapped = getattr(net.network_address, "ipv4_mapped", None)
     if mapped is not None and net.prefixlen >= 96:
         # ::ffff:10.0.0.0/104 is 10.0.0.0/8: OpenSearch refuses the mapped
@@ -146,9 +158,22 @@ def networks(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 @dataclass(frozen=True)
 class SearchRequest:
+    """One page of matches, newest first, chosen by one of three positions.
+
+    * ``cursor``: the ``size`` matches just older than it (``None``: page 1);
+    * ``before``: the ``size`` matches just newer than it (Previous when the
+      caller came from the end and has no stack of cursors to pop);
+    * ``last``: the oldest page, holding ``total % size`` matches (``size``
+      when that is 0), so its boundaries are those of paging from page 1.
+
+    A backend answers the last two by reading in the opposite order.
+    """
+
     query: Query
     size: int = 50
     cursor: str | None = None
+    before: str | None = None
+    last: bool = False
     facets: tuple[str, ...] = tuple(FACETS)
     facet_size: int = 10
     highlight: bool = True
@@ -160,12 +185,19 @@ class SearchRequest:
     # round trip where the backend can.
     histogram: tuple[int, int] | None = None
 
+    @property
+    def backward(self) -> bool:
+        """Whether a backend reads oldest first (``before`` or ``last``)."""
+        return self.last or self.before is not None
+
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_PAGE:
-            raise QueryError(f"page size must be 1..{MAX_PAGE}")
+            raise QueryError("page size must be 1..%(n)s", n=MAX_PAGE)
+        if sum((self.cursor is not None, self.before is not None, self.last)) > 1:
+            raise QueryError("a page is after a cursor, before one or the last, not several")
         unknown = set(self.facets) - set(FACETS)
         if unknown:
-            raise QueryError(f"unknown facet(s): {', '.join(sorted(unknown))}")
+            raise QueryError("unknown facet(s): %(names)s", names=", ".join(sorted(unknown)))
 
 
 @dataclass
@@ -181,8 +213,24 @@ class SearchPage:
     total: int
     next_cursor: str | None
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # The first hit's position when newer matches exist (for ``before``).
+    prev_cursor: str | None = None
     # Store.histogram's buckets (histogram.Bucket) when the request asked for them.
     histogram: list[Any] | None = None
+
+
+T = TypeVar("T")
+
+
+def backward_page(rows: list[T], total: int, request: SearchRequest) -> tuple[list[T], bool]:
+    """Rows a backend read oldest first (``size + 1`` of them at most) → the page, newest first.
+
+    Also returns whether newer matches remain past the page. For ``last``
+    the page keeps ``total % size`` rows, so the last page ends where paging
+    forward from page 1 would end it.
+    """
+    keep = (total % request.size or request.size) if request.last else request.size
+    return rows[:keep][::-1], len(rows) > keep
 
 
 def to_ms(ts: datetime) -> int:
@@ -333,21 +381,27 @@ def _term(kind: str, raw: str) -> Term:
         if "*" in raw:
             raise QueryError("wildcards (*) do not work inside quotes")
         if not _HAS_WORD.search(raw):
-            raise QueryError(f'"{raw}" has no letters or digits to search for')
+            raise QueryError('"%(raw)s" has no letters or digits to search for', raw=raw)
         return Term(" ".join(raw.split()), phrase=True)
     if raw.startswith("*"):
-        raise QueryError(f"{raw!r}: a word cannot start with a wildcard (*)")
+        raise QueryError("%(raw)s: a word cannot start with a wildcard (*)", raw=repr(raw))
     prefix = raw.endswith("*")
     stem = raw.rstrip("*") if prefix else raw
     if "*" in stem or (prefix and raw.endswith("**")):
-        raise QueryError(f"{raw!r}: the wildcard (*) is only allowed once, at the end of a word")
+        raise QueryError(
+            "%(raw)s: the wildcard (*) is only allowed once, at the end of a word", raw=repr(raw)
+        )
     if prefix:
         if not _PREFIX_WORD.match(stem):
-            raise QueryError(f"{raw!r}: a prefix search (word*) takes letters and digits only")
+            raise QueryError(
+                "%(raw)s: a prefix search (word*) takes letters and digits only", raw=repr(raw)
+            )
         if len(stem) < MIN_PREFIX:
-            raise QueryError(f"{raw!r}: a prefix search needs at least {MIN_PREFIX} letters")
+            raise QueryError(
+                "%(raw)s: a prefix search needs at least %(n)s letters", raw=repr(raw), n=MIN_PREFIX
+            )
     elif not _HAS_WORD.search(stem):
-        raise QueryError(f"{raw!r} has no letters or digits to search for")
+        raise QueryError("%(raw)s has no letters or digits to search for", raw=repr(raw))
     return Term(stem, prefix=prefix)
 
 
@@ -402,7 +456,7 @@ class _Parser:
         self.pos += 1
         if kind == "(":
             if depth + 1 > MAX_DEPTH:
-                raise QueryError(f"parentheses are limited to {MAX_DEPTH} levels")
+                raise QueryError("parentheses are limited to %(n)s levels", n=MAX_DEPTH)
             node = self.or_(depth + 1)
             if self.peek() != ")":
                 raise QueryError("a parenthesis is not closed")
@@ -411,7 +465,7 @@ class _Parser:
         if kind in ("word", "phrase"):
             self.terms += 1
             if self.terms > MAX_CLAUSES:
-                raise QueryError(f"the search is limited to {MAX_CLAUSES} words and phrases")
+                raise QueryError("the search is limited to %(n)s words and phrases", n=MAX_CLAUSES)
             return _term(kind, value)
         raise QueryError("a closing parenthesis has no opening one")
 
@@ -422,7 +476,7 @@ def parse_text(text: str) -> TextNode | None:
     if not text or not text.strip():
         return None
     if len(text) > MAX_TEXT:
-        raise QueryError(f"search text is limited to {MAX_TEXT} characters")
+        raise QueryError("search text is limited to %(n)s characters", n=MAX_TEXT)
     return _Parser(_lex(text)).parse()
 
 

@@ -40,7 +40,7 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import ago, clock, current_language, day, label, number
+from .i18n import ago, clock, current_language, day, label, number, problem
 from .i18n import gettext as _
 from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
@@ -426,6 +426,8 @@ def page_request(filters: Filters, query: Query, tz: ZoneInfo) -> SearchRequest:
         query,
         size=filters.size,
         cursor=filters.cursor,
+        before=filters.before,
+        last=filters.last,
         facets=tuple(FACETS),
         facet_size=FACET_SIZE,
         highlight=bool(filters.text),
@@ -443,7 +445,7 @@ def actions(account: str) -> Any:
     try:
         filters = Filters.parse(request.args, default)
     except QueryError as exc:
-        error, status = str(exc), 400
+        error, status = problem(exc), 400
         error_field = field_at_fault(request.args, default)
         filters = as_typed(request.args, default)
     page: SearchPage | None = None
@@ -463,7 +465,7 @@ def actions(account: str) -> Any:
             with SEARCH_SECONDS.labels("actions").time():
                 page = resources.store().search(req)
         except QueryError as exc:
-            error, status = str(exc), 400
+            error, status = problem(exc), 400
         except StoreError as exc:
             current_app.logger.warning("search failed: %s", exc)
             store_down, status = True, 503

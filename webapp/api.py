@@ -135,7 +135,7 @@ def build_blueprint() -> Blueprint:
             decode_cursor(cursor)
         req = events_request(filters, token.account, cursor)
         store = resources.store()
-        # the mark is read beside the search, not after it
+        # The completeness mark is read beside the search, not after it.
         mark_job = _MARK_POOL.submit(complete_up_to, store, token.account)
         with SEARCH_SECONDS.labels("api").time():
             page = store.search(req)

@@ -4,7 +4,8 @@ Same columns and cells as the workbook (:mod:`.export_columns`), written
 by the standard :mod:`csv` module: fields quoted only when they hold a
 comma, quote, CR or LF, quotes doubled, CRLF between records, a header
 record first. Times are ISO 8601 with their UTC offset in the admin's zone
-(a CSV cell has no type, so the offset travels with the text).
+(a CSV cell has no type, so the offset travels with the text); the header
+names the zone and the next column repeats the offset, as in the workbook.
 
 Excel opens a UTF-8 CSV as its legacy code page unless the file starts
 with a byte-order mark: ``bom=True`` writes one (``?bom=1`` on the URL).
@@ -22,7 +23,15 @@ import io
 from collections.abc import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from .export_columns import EXPORT_COLUMNS, TEXT_CELLS, TIMESTAMP_INDEX, WIDTH, local_timestamp
+from .export_columns import (
+    OFFSET_INDEX,
+    TEXT_CELLS,
+    TIMESTAMP_INDEX,
+    WIDTH,
+    export_labels,
+    local_timestamp,
+    utc_offset,
+)
 from .workbook import DANGEROUS
 
 CSV_MIME = "text/csv"
@@ -49,6 +58,7 @@ def csv_row(doc: dict, tz: ZoneInfo) -> list[str]:
         row[i] = text
     ts = local_timestamp(doc, tz)
     row[TIMESTAMP_INDEX] = ts.isoformat(timespec="milliseconds") if ts else ""
+    row[OFFSET_INDEX] = utc_offset(ts)
     return row
 
 
@@ -58,7 +68,7 @@ def csv_chunks(docs: Iterable[dict], tz: ZoneInfo, *, bom: bool = False) -> Iter
     writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     if bom:
         buf.write(BOM)
-    writer.writerow([c.label for c in EXPORT_COLUMNS])
+    writer.writerow(export_labels(tz))
     writerow = writer.writerow
     for doc in docs:
         writerow(csv_row(doc, tz))

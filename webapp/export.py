@@ -41,9 +41,10 @@ from useraudit.store.completeness import complete_up_to
 from . import resources, workbook_process
 from .actions import admin_required
 from .csvfile import CSV_MIME, csv_chunks
-from .export_columns import EXPORT_FIELDS
+from .export_columns import EXPORT_FIELDS, export_labels, utc_offset
 from .export_slots import ExportSlots, holding
 from .filters import PERIODS, Filters, zone
+from .i18n import problem
 from .ndjson import NDJSON_MIME, NdjsonWriter
 from .prefs import default_tz
 from .workbook import EXCEL_MAX_ROWS, AboutValue, doc_rows, write_workbook
@@ -139,6 +140,7 @@ def stream_workbook(
     about: list[tuple[str, AboutValue]],
     *,
     max_rows: int = EXCEL_MAX_ROWS,
+    labels: list[str] | None = None,
 ) -> Iterator[bytes]:
     """Yield the workbook's bytes while a worker thread writes it."""
     q: queue.Queue[Any] = queue.Queue(maxsize=8)
@@ -153,7 +155,9 @@ def stream_workbook(
 
     def work() -> None:
         try:
-            write_workbook(_QueueWriter(q, stop), until_stopped(), about, max_rows=max_rows)
+            write_workbook(
+                _QueueWriter(q, stop), until_stopped(), about, max_rows=max_rows, labels=labels
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the response side
             item: Any = exc
         else:
@@ -198,6 +202,8 @@ def describe(
         ("Exported at", now.astimezone(tz)),
         ("Exported by", getattr(current_user, "username", "") or ""),
         ("Time zone", filters.tz),
+        # Each row's own offset is in the "UTC offset" column (it changes with DST).
+        ("UTC offset at export", utc_offset(now.astimezone(tz))),
         ("Period", PERIODS[filters.period][0]),
         ("From", start.astimezone(tz) if start else "(any)"),
         ("To", (end or now).astimezone(tz)),
@@ -225,7 +231,7 @@ class _Export:
         # must not starve the pages. Given back when the stream ends.
         release = _export_slots().acquire(current_user.get_id())
         if release is None:
-            raise _ExportBusy()
+            raise _ExportBusy("an export is already running")
         self.release = release
         try:
             self._prepare(account, fmt)
@@ -311,7 +317,7 @@ def _refused(exc: QueryError) -> Any:
             {"Retry-After": "30"},
         )
     return render_template(
-        "useraudit/error.html", status=400, title="Cannot export", message=str(exc)
+        "useraudit/error.html", status=400, title="Cannot export", detail=problem(exc)
     ), 400
 
 
@@ -324,11 +330,12 @@ def export(account: str) -> Any:
         return _refused(exc)
     max_rows = int(current_app.config.get("USERAUDIT_EXPORT_MAX_ROWS", EXCEL_MAX_ROWS))
     rows = doc_rows(job.docs(EXPORT_FIELDS), job.tz)
+    labels = export_labels(job.tz)
     process_rows = current_app.config.get("USERAUDIT_EXPORT_PROCESS_ROWS", PROCESS_ROWS)
     if process_rows and job.total >= int(process_rows):
-        body = workbook_process.stream(rows, job.about, max_rows=max_rows)
+        body = workbook_process.stream(rows, job.about, max_rows=max_rows, labels=labels)
     else:
-        body = stream_workbook(rows, job.about, max_rows=max_rows)
+        body = stream_workbook(rows, job.about, max_rows=max_rows, labels=labels)
     return job.response(body, XLSX_MIME)
 
 

@@ -11,13 +11,19 @@ the same cells.
 Values are raw here: text (``""`` when absent) or, for the timestamp, an
 aware datetime in the admin's zone. Each writer makes them safe for its
 format (formula neutralising, Excel's limits).
+
+Times are local to the zone the page showed, which the time column's
+header names ("Date and time (Europe/Berlin)"); the next column gives each
+row's own UTC offset ("UTC+01:00"), which changes across a daylight-saving
+change inside one file. NDJSON keeps ECS's UTC ``@timestamp``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -82,6 +88,7 @@ def _ip(doc: dict) -> str:
 
 
 _TIMESTAMP = ExportColumn("timestamp", "Date and time", ("@timestamp",), 20)
+_OFFSET = ExportColumn("utc_offset", "UTC offset", ("@timestamp",), 10)
 _DEFINED: list[tuple[ExportColumn, Callable[[dict], str]]] = [
     (ExportColumn("action", "Action", ("event.action", "message"), 34), _action),
     (ExportColumn("action_code", "Action code", ("event.action",), 26), _text("event.action")),
@@ -124,12 +131,14 @@ _DEFINED: list[tuple[ExportColumn, Callable[[dict], str]]] = [
 EXPORT_COLUMNS: tuple[ExportColumn, ...] = (
     _DEFINED[0][0],
     _TIMESTAMP,
+    _OFFSET,
     *(c for c, _fn in _DEFINED[1:]),
 )
 TIMESTAMP_INDEX = 1
-# (column index, its text function) for every column but the timestamp.
+OFFSET_INDEX = 2
+# (column index, its text function) for every column but the time and its offset.
 TEXT_CELLS: tuple[tuple[int, Callable[[dict], str]], ...] = tuple(
-    (i if i < TIMESTAMP_INDEX else i + 1, fn) for i, (_c, fn) in enumerate(_DEFINED)
+    (i if i < TIMESTAMP_INDEX else i + 2, fn) for i, (_c, fn) in enumerate(_DEFINED)
 )
 WRAPPED: frozenset[int] = frozenset(i for i, c in enumerate(EXPORT_COLUMNS) if c.wrap)
 # Every field an export row reads: what Store.iterate needs to return.
@@ -137,6 +146,7 @@ EXPORT_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for c in EXPORT_COLUMNS f
 WIDTH = len(EXPORT_COLUMNS)
 
 assert EXPORT_COLUMNS[TIMESTAMP_INDEX] is _TIMESTAMP
+assert EXPORT_COLUMNS[OFFSET_INDEX] is _OFFSET
 assert len({c.key for c in EXPORT_COLUMNS}) == WIDTH, "export column keys are unique"
 
 
@@ -145,10 +155,42 @@ def export_values(doc: dict, tz: ZoneInfo) -> list[Any]:
     row: list[Any] = [""] * WIDTH
     for i, fn in TEXT_CELLS:
         row[i] = fn(doc)
-    row[TIMESTAMP_INDEX] = local_timestamp(doc, tz)
+    ts = local_timestamp(doc, tz)
+    row[TIMESTAMP_INDEX] = ts
+    row[OFFSET_INDEX] = utc_offset(ts)
     return row
+
+
+def export_labels(tz: ZoneInfo) -> list[str]:
+    """The header row: the time column names the zone its times are in."""
+    labels = [c.label for c in EXPORT_COLUMNS]
+    labels[TIMESTAMP_INDEX] = f"{_TIMESTAMP.label} ({zone_name(tz)})"
+    return labels
+
+
+def zone_name(tz: ZoneInfo) -> str:
+    return str(getattr(tz, "key", None) or tz)
 
 
 def local_timestamp(doc: dict, tz: ZoneInfo) -> datetime | None:
     ts = parse_ts(doc.get("@timestamp"))
     return ts.astimezone(tz) if ts else None
+
+
+def utc_offset(ts: datetime | None) -> str:
+    """``UTC+01:00`` / ``UTC-07:00`` / ``UTC+00:00``: the offset of an aware local time.
+
+    Never a bare ``+01:00``: a spreadsheet opening the CSV would take the
+    leading ``+`` for the start of a formula.
+    """
+    if ts is None:
+        return ""
+    return _offset_text(ts.utcoffset() or timedelta(0))
+
+
+@lru_cache(maxsize=256)
+def _offset_text(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"

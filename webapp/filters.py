@@ -22,6 +22,8 @@ user, target, impersonator, history, project, token, result, ip,
 browser, os, device   the "more filters"
 q           full text over comments
 c           the cursor stack: one entry per page already passed
+last        ``1``: paging from the end (Last), where ``b`` is the stack
+b           of ``before`` cursors: one entry per Previous from the last page
 size        page size (25, 50, 100)
 ==========  ==========================================================
 """
@@ -41,6 +43,8 @@ from werkzeug.datastructures import MultiDict
 from useraudit.catalog import CATALOG
 from useraudit.store.query import MAX_TEXT, MAX_VALUES, Query, QueryError, decode_cursor
 
+from .zones import find, is_offered
+
 PERIODS: dict[str, tuple[str, timedelta | None]] = {
     "1h": ("Last hour", timedelta(hours=1)),
     "24h": ("Last 24 hours", timedelta(hours=24)),
@@ -52,6 +56,11 @@ DEFAULT_PERIOD = "7d"
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_SIZE = 50
 MAX_DEPTH = 200  # pages a cursor stack may hold; past that, narrow the filters
+# A custom period's unreadable date, per field (translated where shown).
+DATE_PROBLEMS = {
+    "from": "the start date should look like %(example)s",
+    "to": "the end date should look like %(example)s",
+}
 
 # URL parameter → (Query attribute, label shown on chips and in the export)
 MULTI: dict[str, tuple[str, str]] = {
@@ -109,7 +118,7 @@ def _values(args: MultiDict, name: str) -> tuple[str, ...]:
         if value:
             out.setdefault(value[:256], None)
     if len(out) > MAX_VALUES:
-        raise QueryError(f"at most {MAX_VALUES} values per filter")
+        raise QueryError("at most %(n)s values per filter", n=MAX_VALUES)
     return tuple(out)
 
 
@@ -131,12 +140,12 @@ LATEST = datetime(2999, 12, 31, 23, 59, tzinfo=UTC)
 
 def zone(name: str) -> ZoneInfo:
     if not _ZONE_NAME.fullmatch(name):
-        raise QueryError(f"unknown time zone {name[:64]!r}")
+        raise QueryError("unknown time zone %(name)s", name=repr(name[:64]))
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # A folder of the zone database (America), or a file that is not one.
-        raise QueryError(f"unknown time zone {name!r}") from None
+        raise QueryError("unknown time zone %(name)s", name=repr(name)) from None
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,9 @@ class Filters:
     text: str = ""
     cursors: tuple[str, ...] = ()
     size: int = DEFAULT_SIZE
+    # Paging from the end: Last, then one ``before`` cursor per Previous.
+    from_end: bool = False
+    befores: tuple[str, ...] = ()
 
     # -- parsing ---------------------------------------------------------------
 
@@ -175,28 +187,44 @@ class Filters:
         groups = _values(args, "group")
         for g in groups:
             if ":" not in g:
-                raise QueryError(f"group {g!r} should look like product:Group name")
+                raise QueryError(
+                    "group %(group)s should look like product:Group name", group=repr(g)
+                )
         period = args.get("period") or DEFAULT_PERIOD
         if period not in PERIODS:
-            raise QueryError(f"unknown period {period!r}")
+            raise QueryError("unknown period %(period)s", period=repr(period))
         tz = (args.get("tz") or default_tz).strip()
+        if not is_offered(tz):
+            tz = find(tz) or tz  # typed as a city ("berlin") or an old alias (Europe/Kiev)
         zone(tz)
         text = " ".join((args.get("q") or "").split())  # pasted tabs and line breaks: spaces
         if any(ch < " " or ch == "\x7f" for ch in text):
             raise QueryError("the search text holds control characters such as NUL")
         if len(text) > MAX_TEXT:
-            raise QueryError(f"search text is limited to {MAX_TEXT} characters")
+            raise QueryError("search text is limited to %(n)s characters", n=MAX_TEXT)
         cursors = tuple(c for c in args.getlist("c") if c)
         if len(cursors) > MAX_DEPTH:
-            raise QueryError(f"paging is limited to {MAX_DEPTH} pages: narrow the filters instead")
-        for c in cursors:
+            raise QueryError(
+                "paging is limited to %(n)s pages: narrow the filters instead", n=MAX_DEPTH
+            )
+        from_end = args.get("last") == "1"
+        befores = tuple(b for b in args.getlist("b") if b) if from_end else ()
+        if cursors and from_end:
+            raise QueryError("that page link is invalid or expired")
+        if len(befores) > MAX_DEPTH:
+            raise QueryError(
+                "paging is limited to %(n)s pages: narrow the filters instead", n=MAX_DEPTH
+            )
+        for c in (*cursors, *befores):
             decode_cursor(c)  # crafted or damaged cursors fail here, politely
         try:
             size = int(args.get("size") or DEFAULT_SIZE)
         except ValueError:
             raise QueryError("page size must be a number") from None
         if size not in PAGE_SIZES:
-            raise QueryError(f"page size must be one of {', '.join(map(str, PAGE_SIZES))}")
+            raise QueryError(
+                "page size must be one of %(sizes)s", sizes=", ".join(map(str, PAGE_SIZES))
+            )
         f = cls(
             values,
             groups,
@@ -207,6 +235,8 @@ class Filters:
             text,
             cursors,
             size,
+            from_end,
+            befores,
         )
         f.bounds(datetime.now(UTC))  # validate the range now
         return f
@@ -218,27 +248,31 @@ class Filters:
             return now - delta, None
         tz = zone(self.tz)
 
-        def parse(value: str, label: str) -> datetime | None:
+        def parse(value: str, problem: str) -> datetime | None:
             if not value:
                 return None
             try:
                 local = datetime.strptime(value[:16], LOCAL_FORMAT)
             except ValueError:
-                raise QueryError(f"the {label} date should look like 2026-01-31T23:59") from None
+                raise QueryError(problem, example="2026-01-31T23:59") from None
             try:
                 utc = local.replace(tzinfo=tz).astimezone(UTC)
             except OverflowError:  # year 1 east of UTC, year 9999 west of it
                 utc = EARLIEST if local.year < 5000 else LATEST
             return min(max(utc, EARLIEST), LATEST)
 
-        start, end = parse(self.start_local, "start"), parse(self.end_local, "end")
+        start, end = (
+            parse(self.start_local, "the start date should look like %(example)s"),
+            parse(self.end_local, "the end date should look like %(example)s"),
+        )
         if end is not None:
             end += END_OF_MINUTE  # "To 10:59" includes everything up to 10:59:59.999
         if start and end and start > end:
             raise QueryError(
-                f"the period ends before it starts: To ({self.end_local.replace('T', ' ')}) "
-                f"is earlier than From ({self.start_local.replace('T', ' ')}); "
-                "swap them or choose other dates"
+                "the period ends before it starts: To (%(to)s) is earlier than From (%(from)s); "
+                "swap them or choose other dates",
+                to=self.end_local.replace("T", " "),
+                **{"from": self.start_local.replace("T", " ")},
             )
         return start, end
 
@@ -253,8 +287,37 @@ class Filters:
         return self.cursors[-1] if self.cursors else None
 
     @property
+    def before(self) -> str | None:
+        """Paging from the end: the page just newer than this cursor."""
+        return self.befores[-1] if self.befores else None
+
+    @property
+    def last(self) -> bool:
+        """Whether this is the Last page itself."""
+        return self.from_end and not self.befores
+
+    @property
     def page_number(self) -> int:
         return len(self.cursors) + 1
+
+    @property
+    def on_first_page(self) -> bool:
+        return not self.cursors and not self.from_end
+
+    def page_range(self, total: int, shown: int) -> tuple[int, int]:
+        """The page's "first–last" numbers of ``total``.
+
+        Paging from the end counts from the end: the last page holds
+        ``total % size`` rows, so its pages line up with those from page 1.
+        """
+        if not self.from_end:
+            first = (self.page_number - 1) * self.size + 1
+            return first, first + shown - 1
+        older = 0
+        if self.befores:
+            older = (total % self.size or self.size) + (len(self.befores) - 1) * self.size
+        last = max(total - older, shown)
+        return last - shown + 1, last
 
     # -- writing back ------------------------------------------------------------
 
@@ -278,6 +341,9 @@ class Filters:
             out.append(("size", str(self.size)))
         if keep_cursors:
             out.extend(("c", c) for c in self.cursors)
+            if self.from_end:
+                out.append(("last", "1"))
+                out.extend(("b", b) for b in self.befores)
         return out
 
     def qs(self, **kw: bool) -> str:
@@ -292,7 +358,7 @@ class Filters:
             new[name] = vals
         else:
             new.pop(name, None)
-        return replace(self, values=new, cursors=())
+        return replace(self, values=new, cursors=(), from_end=False, befores=())
 
     def toggled(self, name: str, value: str) -> Filters:
         """The filters with ``value`` added to (or removed from) ``name``; back to page 1."""
@@ -302,16 +368,32 @@ class Filters:
         return self.with_values(name, (*current, value))
 
     def without_group(self, group: str) -> Filters:
-        return replace(self, groups=tuple(g for g in self.groups if g != group), cursors=())
+        return replace(
+            self,
+            groups=tuple(g for g in self.groups if g != group),
+            cursors=(),
+            from_end=False,
+            befores=(),
+        )
 
     def without_text(self) -> Filters:
-        return replace(self, text="", cursors=())
+        return replace(self, text="", cursors=(), from_end=False, befores=())
 
     def next_page(self, cursor: str) -> Filters:
+        if self.from_end:  # back towards Last: the stack of Previous steps unwinds
+            return replace(self, befores=self.befores[:-1])
         return replace(self, cursors=(*self.cursors, cursor))
 
-    def previous_page(self) -> Filters:
+    def previous_page(self, newer: str | None = None) -> Filters:
+        """The page before this one; from the end that needs the page's own ``newer`` cursor."""
+        if self.from_end:
+            if newer is None:
+                raise ValueError("paging back from the end needs the page's prev_cursor")
+            return replace(self, befores=(*self.befores, newer))
         return replace(self, cursors=self.cursors[:-1])
+
+    def last_page(self) -> Filters:
+        return replace(self, cursors=(), from_end=True, befores=())
 
     def is_active(self, name: str, value: str) -> bool:
         return value in self.values.get(name, ())

@@ -19,7 +19,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "tz": ("tz",),
     "q": ("q",),
     "size": ("size",),
-    "c": ("c",),
+    "c": ("c", "last", "b"),
     "group": ("group",),
     **{name: (name,) for name in MULTI},
 }

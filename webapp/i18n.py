@@ -21,12 +21,15 @@ import sys
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
 
 from .prefs import LANGUAGES, preferences
+
+if TYPE_CHECKING:
+    from useraudit.store.query import QueryError
 
 TRANSLATIONS = Path(__file__).with_name("translations")
 
@@ -107,6 +110,12 @@ def label(text: str) -> str:
     return str(page_translations().ugettext(text))
 
 
+def problem(exc: QueryError) -> str:
+    """A filter's error in the page's language: the template translated, then filled in."""
+    text = label(exc.template)
+    return text % exc.params if exc.params else text
+
+
 def ago(delta: timedelta) -> str:
     """ "3 hours" in the page's language (a row's relative time)."""
     seconds = int(delta.total_seconds())
@@ -157,7 +166,10 @@ def main(argv: list[str]) -> int:  # pragma: no cover - a maintainer's tool
         frontend.CommandLineInterface().run(
             [
                 "pybabel", "extract", "-F", str(root / "babel.cfg"), "-k", "_l", "-k", "label_",
+                # Filter errors: the store's and the form's QueryError templates.
+                "-k", "QueryError",
                 "--no-location", "--sort-output", "-o", str(pot), str(root),
+                str(root.parent / "store"),
             ]
         )  # fmt: skip
         _add_catalog_labels(pot)
@@ -207,6 +219,11 @@ ERROR_TEXTS = (
     "The audit log store cannot be reached right now. Try again in a moment.",
     "Something went wrong",
     "An unexpected error happened. It has been logged.",
+    # The refused exports (webapp/export.py).
+    "Cannot export",
+    "Export already running",
+    "Your previous export, or too many others, are still being written. "
+    "Try again when it has finished.",
 )
 
 
@@ -214,7 +231,7 @@ def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
     """Labels kept in Python tables and translated where they are shown."""
     from useraudit.schema import COLUMNS
 
-    from .filters import FACET_LABELS, MULTI, PERIODS
+    from .filters import DATE_PROBLEMS, FACET_LABELS, MULTI, PERIODS
 
     return [
         *(c.label for c in COLUMNS),
@@ -222,6 +239,7 @@ def _code_labels() -> list[str]:  # pragma: no cover - a maintainer's tool
         *FACET_LABELS.values(),
         *(label for label, _delta in PERIODS.values()),
         *ERROR_TEXTS,
+        *DATE_PROBLEMS.values(),
     ]
 
 

@@ -21,7 +21,7 @@ from flask_login import current_user
 
 from . import resources
 from .auth import safe_next
-from .zones import canonical, is_offered
+from .zones import find, is_offered
 
 bp = Blueprint("prefs", __name__)
 
@@ -97,7 +97,7 @@ def save() -> Any:
     """Save tz/lang from a form or the page's script; back to ``next`` (204 without one)."""
     given = {k: (request.form.get(k) or "").strip() for k in KEYS if request.form.get(k)}
     if "tz" in given:
-        given["tz"] = canonical(given["tz"])
+        given["tz"] = find(given["tz"]) or given["tz"]
     if not given or not all(_valid(k, v) for k, v in given.items()):
         abort(400)
     for key, value in given.items():

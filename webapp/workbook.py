@@ -38,11 +38,13 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from .export_columns import (
     EXPORT_COLUMNS,
+    OFFSET_INDEX,
     TEXT_CELLS,
     TIMESTAMP_INDEX,
     WIDTH,
     WRAPPED,
     local_timestamp,
+    utc_offset,
 )
 
 EXCEL_MAX_ROWS = 1_048_576
@@ -68,23 +70,23 @@ def neutralise(value: str) -> str:
     return value
 
 
-def _header(ws: Worksheet) -> list[WriteOnlyCell]:
+def _header(ws: Worksheet, labels: Sequence[str]) -> list[WriteOnlyCell]:
     font, fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor="1F3A5F")
     cells = []
-    for col in EXPORT_COLUMNS:
-        cell = WriteOnlyCell(ws, value=col.label)
+    for label in labels:
+        cell = WriteOnlyCell(ws, value=label)
         cell.font, cell.fill = font, fill
         cell.alignment = Alignment(vertical="center")
         cells.append(cell)
     return cells
 
 
-def _new_sheet(wb: Workbook, number: int) -> Worksheet:
+def _new_sheet(wb: Workbook, number: int, labels: Sequence[str]) -> Worksheet:
     ws = wb.create_sheet(SHEET_TITLE if number == 1 else f"{SHEET_TITLE} {number}")
     ws.freeze_panes = "A2"
     for i, col in enumerate(EXPORT_COLUMNS, start=1):
         ws.column_dimensions[get_column_letter(i)].width = col.width
-    ws.append(_header(ws))
+    ws.append(_header(ws, labels))
     return ws
 
 
@@ -106,7 +108,8 @@ def export_row(doc: dict, tz: ZoneInfo) -> list[Any]:
                 text = neutralise(text)
             row[i] = text
     ts = local_timestamp(doc, tz)
-    row[TIMESTAMP_INDEX] = ts.replace(tzinfo=None) if ts else None
+    row[TIMESTAMP_INDEX] = ts.replace(tzinfo=None) if ts else None  # Excel has no zones
+    row[OFFSET_INDEX] = utc_offset(ts) or None
     return row
 
 
@@ -137,11 +140,16 @@ def write_workbook(
     about: Sequence[tuple[str, AboutValue]],
     *,
     max_rows: int = EXCEL_MAX_ROWS,
+    labels: Sequence[str] | None = None,
 ) -> int:
-    """Write ``rows`` (from :func:`export_row`) as the export workbook; returns how many."""
+    """Write ``rows`` (from :func:`export_row`) as the export workbook; returns how many.
+
+    ``labels`` is the header (:func:`export_labels` names the time zone).
+    """
+    labels = list(labels) if labels is not None else [c.label for c in EXPORT_COLUMNS]
     wb = Workbook(write_only=True)
     sheets: list[tuple[Worksheet, int]] = []
-    number, ws, in_sheet, total = 1, _new_sheet(wb, 1), 0, 0
+    number, ws, in_sheet, total = 1, _new_sheet(wb, 1, labels), 0, 0
     last = get_column_letter(WIDTH)
     append = ws.append
     wrapped = sorted(WRAPPED)
@@ -150,7 +158,7 @@ def write_workbook(
         if in_sheet >= max_rows - 1:
             sheets.append((ws, in_sheet))
             number += 1
-            ws, in_sheet = _new_sheet(wb, number), 0
+            ws, in_sheet = _new_sheet(wb, number, labels), 0
             append = ws.append
             style = _wrapping_style(ws)
         for i in wrapped:

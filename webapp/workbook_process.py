@@ -43,6 +43,7 @@ def stream(
     about: list[tuple[str, Any]],
     *,
     max_rows: int,
+    labels: list[str] | None = None,
     python: str = sys.executable,
 ) -> Iterator[bytes]:
     """Yield the workbook's bytes as the child writes them.
@@ -69,7 +70,7 @@ def stream(
                 def dump(obj: Any) -> None:
                     pickle.dump(obj, stdin, protocol=pickle.HIGHEST_PROTOCOL)
 
-                dump({"about": about, "max_rows": max_rows})
+                dump({"about": about, "max_rows": max_rows, "labels": labels})
                 batch: list[list[Any]] = []
                 for row in rows:
                     batch.append(row)
@@ -135,7 +136,9 @@ def main() -> int:
             yield from batch
 
     with io.BufferedWriter(io.FileIO(sys.stdout.fileno(), "wb", closefd=False), READ_CHUNK) as out:
-        write_workbook(out, rows(), header["about"], max_rows=header["max_rows"])
+        write_workbook(
+            out, rows(), header["about"], max_rows=header["max_rows"], labels=header["labels"]
+        )
     return 0
 
 

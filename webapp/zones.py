@@ -11,6 +11,7 @@ canonical name through the ``L`` lines of ``tzdata.zi``.
 from __future__ import annotations
 
 import time
+import unicodedata
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
@@ -60,6 +61,34 @@ def _offered_set() -> frozenset[str]:
 
 def is_offered(name: str) -> bool:
     return name in _offered_set()
+
+
+def _key(text: str) -> str:
+    """``São Paulo`` / ``sao_paulo`` / ``SAO-PAULO`` → ``sao paulo``: how a city is compared."""
+    plain = unicodedata.normalize("NFKD", text)
+    plain = "".join(ch for ch in plain if not unicodedata.combining(ch))
+    return " ".join(plain.replace("_", " ").replace("-", " ").casefold().split())
+
+
+@lru_cache(maxsize=1)
+def _by_city() -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for name in offered():
+        for key in {_key(name), _key(name.rsplit("/", 1)[-1])}:
+            out.setdefault(key, []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def find(text: str) -> str | None:
+    """The offered zone a typed name means: the name itself, an old alias's zone, or a
+    city ("berlin", "new york", "sao paulo") when exactly one zone has it; else None."""
+    text = text.strip()
+    if is_offered(text):
+        return text
+    if canonical(text) != text and is_offered(canonical(text)):
+        return canonical(text)
+    found = _by_city().get(_key(text), ())
+    return found[0] if len(found) == 1 else None
 
 
 def offset_label(tz: ZoneInfo | str, at: datetime | None = None) -> str:

@@ -48,6 +48,8 @@ from ..query import (
 )
 
 SORT = [{"@timestamp": {"order": "desc"}}, {"event.id": {"order": "desc"}}]
+# Backward pages (``before``, ``last``) read oldest first and are turned round.
+SORT_BACKWARD = [{"@timestamp": {"order": "asc"}}, {"event.id": {"order": "asc"}}]
 COMMENTS = "audit.comments"
 PIT_KEEP_ALIVE = "2m"
 FACET_SHARD_SIZE = 1000
@@ -143,13 +145,14 @@ def build_query(query: Query) -> dict[str, Any]:
 def search_body(request: SearchRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
         "query": build_query(request.query),
-        "sort": SORT,
+        "sort": SORT_BACKWARD if request.backward else SORT,
         # One more than asked tells whether there is a next page.
         "size": request.size + 1,
         "track_total_hits": True,
     }
-    if request.cursor:
-        body["search_after"] = list(decode_cursor(request.cursor))
+    position = request.cursor or request.before
+    if position:
+        body["search_after"] = list(decode_cursor(position))
     if request.fields:
         body["_source"] = {"includes": list(request.fields)}
     if request.facets:

@@ -17,7 +17,7 @@ from opensearchpy import exceptions as os_exc
 from useraudit.schema import flatten, picker
 
 from ..histogram import Bucket
-from ..query import Query, QueryError, SearchPage, SearchRequest, encode_cursor
+from ..query import Query, QueryError, SearchPage, SearchRequest, backward_page, encode_cursor
 from .errors import store_error
 from .queries import (
     COMMENTS,
@@ -51,8 +51,13 @@ class Reads:
             ignore_unavailable=True,
         )
         raw_hits = resp["hits"]["hits"]
-        more = len(raw_hits) > request.size
-        raw_hits = raw_hits[: request.size]
+        total = int(resp["hits"]["total"]["value"])
+        more, newer = len(raw_hits) > request.size, bool(request.cursor)
+        if request.backward:
+            raw_hits, newer = backward_page(raw_hits, total, request)
+            more = request.before is not None  # the ``before`` event itself is older
+        else:
+            raw_hits = raw_hits[: request.size]
         hits: list[dict] = []
         pick = picker(tuple(request.fields)) if request.fields else flatten
         for hit in raw_hits:
@@ -65,10 +70,13 @@ class Reads:
                     else html.escape(doc[COMMENTS], quote=True)
                 )
             hits.append(doc)
-        next_cursor = None
+        next_cursor = prev_cursor = None
         if more and raw_hits:
             ts, event_id = raw_hits[-1]["sort"]
             next_cursor = encode_cursor(int(ts), str(event_id))
+        if newer and raw_hits:
+            ts, event_id = raw_hits[0]["sort"]
+            prev_cursor = encode_cursor(int(ts), str(event_id))
         aggs = resp.get("aggregations") or {}
         facets = {
             name: [
@@ -78,9 +86,10 @@ class Reads:
         }
         page = SearchPage(
             hits=hits,
-            total=int(resp["hits"]["total"]["value"]),
+            total=total,
             next_cursor=next_cursor,
             facets=facets,
+            prev_cursor=prev_cursor,
         )
         if request.histogram is not None:
             page.histogram = histogram_buckets(aggs.get(HISTOGRAM_AGG, {}))
@@ -173,6 +182,8 @@ class Reads:
                 if isinstance(exc.info, dict)
                 else ""
             )
-            raise QueryError(f"the audit log cannot run this search: {reason[:200]}") from exc
+            raise QueryError(
+                "the audit log cannot run this search: %(reason)s", reason=reason[:200]
+            ) from exc
         except os_exc.TransportError as exc:
             raise store_error(self.url, exc, "the search") from exc

@@ -27,6 +27,7 @@ from ..query import (
     Query,
     SearchPage,
     SearchRequest,
+    backward_page,
     decode_cursor,
     encode_cursor,
     parse_text,
@@ -225,27 +226,44 @@ class Search:
         con = self.con
         source, by_rid, text_rids = self.plan(con, request.query)
         where, params = self.where(request.query, by_rid, text_rids)
-        cursor = decode_cursor(request.cursor) if request.cursor else None
+        position = request.before or request.cursor
+        cursor = decode_cursor(position) if position else None
+        # Backward (``before``/``last``) reads oldest first and turns the page round.
+        order, past = ("ASC", ">") if request.backward else ("DESC", "<")
         if source == HOT and not period_only(request.query):
-            rows, more, total, facets = self._scan_hot(con, request, where, params, cursor)
+            rows, more, total, facets = self._scan_hot(
+                con, request, where, params, cursor, order, past
+            )
         else:
             page_where, page_params = where, list(params)
             if cursor:
-                page_where += " AND (ts_ms, event_id) < (?, ?)"
+                page_where += f" AND (ts_ms, event_id) {past} (?, ?)"
                 page_params += list(cursor)
             rows = con.execute(
                 f"SELECT rid, ts_ms, {', '.join(READ_COLUMNS)} FROM {source} "
-                f"WHERE {page_where} ORDER BY ts_ms DESC, event_id DESC LIMIT ?",
+                f"WHERE {page_where} ORDER BY ts_ms {order}, event_id {order} LIMIT ?",
                 [*page_params, request.size + 1],
             ).fetchall()
             more = len(rows) > request.size
-            rows = rows[: request.size]
             total, facets = self._facets(con, request, where, params, source)
+        newer = bool(request.cursor)
+        if request.backward:
+            rows, newer = backward_page(rows, int(total), request)
+            more = request.before is not None  # the ``before`` row itself is older
+        else:
+            rows = rows[: request.size]
         hits = [read_doc(r[2:]) for r in rows]
         if request.highlight:
             highlight(con, request.query, rows, hits)
         next_cursor = encode_cursor(rows[-1][1], hits[-1]["event.id"]) if more and rows else None
-        return SearchPage(hits=hits, total=int(total), next_cursor=next_cursor, facets=facets)
+        prev_cursor = encode_cursor(rows[0][1], hits[0]["event.id"]) if newer and rows else None
+        return SearchPage(
+            hits=hits,
+            total=int(total),
+            next_cursor=next_cursor,
+            facets=facets,
+            prev_cursor=prev_cursor,
+        )
 
     def _scan_hot(
         self,
@@ -254,6 +272,8 @@ class Search:
         where: str,
         params: list[Any],
         cursor: tuple[int, str] | None,
+        order: str = "DESC",
+        past: str = "<",
     ) -> tuple[list, bool, int, dict[str, list[tuple[str, int]]]]:
         """Page, total and facets from one ordered pass over the account's events_hot entries.
 
@@ -270,11 +290,13 @@ class Search:
         # With a cursor, a second column tells whether the row is after it (a
         # small int, not the event id string of every match); without one,
         # every row is, and handing over one value less per match counts.
-        after, after_params = ("(ts_ms, event_id) < (?, ?), ", list(cursor)) if cursor else ("", [])
+        after, after_params = (
+            (f"(ts_ms, event_id) {past} (?, ?), ", list(cursor)) if cursor else ("", [])
+        )
         first = 2 if cursor else 1  # where the facet columns start
         cur = con.execute(
             f"SELECT rid, {after}{', '.join(cols) or '0'} FROM {HOT} WHERE {where} "
-            "ORDER BY ts_ms DESC, event_id DESC",
+            f"ORDER BY ts_ms {order}, event_id {order}",
             [*after_params, *params],
         )
         while chunk := cur.fetchmany(20_000):
@@ -288,7 +310,6 @@ class Search:
                     page += [r[0] for r in chunk[: need - len(page)]]
         by_name = self._by_facet(con, request.facets, counters)
         more = len(page) > request.size
-        page = page[: request.size]
         by_rid = {
             r[0]: r
             for r in con.execute(

@@ -506,6 +506,106 @@ def test_cursor_is_stable_across_inserts(seeded: Store, enricher) -> None:  # no
     assert set(NEWEST_FIRST) <= set(seen)
 
 
+# Every SQLite read path: the whole account, a period (the rollup), a facet
+# filter (the events_hot scan), a person (the events table) and full text.
+BACKWARD_CASES = [
+    pytest.param({}, id="all"),
+    pytest.param({"start": utc("2026-01-06T00:00:00Z")}, id="period"),
+    pytest.param({"outcomes": ("success",)}, id="facet"),
+    pytest.param({"users": ("alice", "dave", "bob")}, id="people"),
+    pytest.param({"text": "role OR password OR deleted OR invited"}, id="text"),
+]
+
+
+def backward_ids(store: Store, size: int, **filters: object) -> list[list[str]]:
+    """Pages from Last, then Previous (``before``) until page 1, in page order."""
+    query = Query(ACCOUNT, **filters)
+    page = store.search(SearchRequest(query, size=size, last=True, facets=()))
+    assert page.next_cursor is None  # nothing is older than the last page
+    pages = [[h["event.id"] for h in page.hits]]
+    while page.prev_cursor:
+        before = page.prev_cursor
+        page = store.search(SearchRequest(query, size=size, before=before, facets=()))
+        assert page.next_cursor is not None  # the page Previous came from is older
+        pages.insert(0, [h["event.id"] for h in page.hits])
+    return pages
+
+
+@pytest.mark.parametrize("filters", BACKWARD_CASES)
+@pytest.mark.parametrize("size", [1, 3, 4, 5, 13, 50])
+def test_last_then_previous_are_the_forward_pages(seeded: Store, filters: dict, size: int) -> None:
+    """Last holds ``total % size`` events (or a full page), the oldest; Previous from
+    it walks back through exactly the pages Next walks forward, ties included."""
+    forward: list[list[str]] = []
+    cursor = None
+    while True:
+        page = seeded.search(
+            SearchRequest(Query(ACCOUNT, **filters), size=size, cursor=cursor, facets=())
+        )
+        forward.append([h["event.id"] for h in page.hits])
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    total = sum(map(len, forward))
+    assert total >= 4, "each case should span pages"
+    backward = backward_ids(seeded, size, **filters)
+    assert backward == forward
+    assert len(backward[-1]) == (total % size or size)
+
+
+def test_last_page_counts_and_facets_the_whole_result(seeded: Store) -> None:
+    """The last page's total and facets describe every match, as page 1's do."""
+    first = seeded.search(SearchRequest(Query(ACCOUNT), size=5))
+    last = seeded.search(SearchRequest(Query(ACCOUNT), size=5, last=True))
+    assert last.total == first.total == len(DATASET)
+    assert last.facets == first.facets
+    assert [h["event.id"] for h in last.hits] == NEWEST_FIRST[-(len(DATASET) % 5) :]
+    assert last.prev_cursor is not None and first.prev_cursor is None
+
+
+def test_previous_and_next_meet(seeded: Store) -> None:
+    """Next from a page reached by Previous gives the page Previous came from."""
+    query = Query(ACCOUNT)
+    last = seeded.search(SearchRequest(query, size=4, last=True, facets=()))
+    back = seeded.search(SearchRequest(query, size=4, before=last.prev_cursor, facets=()))
+    again = seeded.search(SearchRequest(query, size=4, cursor=back.next_cursor, facets=()))
+    assert [h["event.id"] for h in again.hits] == [h["event.id"] for h in last.hits]
+    assert again.next_cursor is None
+
+
+def test_last_of_nothing_is_empty(seeded: Store) -> None:
+    page = seeded.search(SearchRequest(Query(ACCOUNT, users=("nobody",)), size=5, last=True))
+    assert (page.hits, page.total, page.next_cursor, page.prev_cursor) == ([], 0, None, None)
+
+
+def test_backward_stays_in_the_account(seeded: Store) -> None:
+    """A crafted ``before`` cursor (the oldest possible position) gives this account's
+    oldest five, never the other account's mirror of them."""
+    page = seeded.search(
+        SearchRequest(Query(ACCOUNT), size=5, before=encode_cursor(0, ""), facets=())
+    )
+    assert [h["event.id"] for h in page.hits] == NEWEST_FIRST[-5:]
+    assert all(h["organization.id"] == ACCOUNT for h in page.hits)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cursor": encode_cursor(1, "a"), "last": True},
+        {"before": encode_cursor(1, "a"), "last": True},
+        {"cursor": encode_cursor(1, "a"), "before": encode_cursor(1, "a")},
+    ],
+)
+def test_one_position_per_request(kwargs: dict) -> None:
+    with pytest.raises(QueryError):
+        SearchRequest(Query(ACCOUNT), **kwargs)
+
+
+def test_malformed_before_cursor_is_query_error(seeded: Store) -> None:
+    with pytest.raises(QueryError):
+        seeded.search(SearchRequest(Query(ACCOUNT), before="nonsense"))
+
+
 # -- tenant isolation ----------------------------------------------------------
 
 

@@ -381,4 +381,5 @@ def test_csv_export_button_downloads_the_pages_rows(
         header, *rows = list(csv_module.reader(fh))
     assert len(rows) == total > 0
     assert {r[header.index("Result")] for r in rows} == {"Failure"}
-    assert all(r[header.index("Date and time")].endswith("+09:00") for r in rows)
+    assert all(r[header.index("Date and time (Asia/Tokyo)")].endswith("+09:00") for r in rows)
+    assert {r[header.index("UTC offset")] for r in rows} == {"UTC+09:00"}

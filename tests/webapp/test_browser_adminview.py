@@ -209,6 +209,175 @@ def test_pager_says_which_rows_and_offers_first(
         context.close()
 
 
+def test_last_jumps_to_the_oldest_rows_and_previous_walks_back(
+    browser: Any,
+    server: Server,  # noqa: F811
+    seeded_store: Any,
+    tmp_path: Path,
+) -> None:
+    """Last, at the top and at the bottom, shows "N-k+1–N of N" and the oldest rows;
+    Previous from there shows the page before; Next returns; First goes home."""
+    from datetime import UTC, datetime, timedelta
+
+    from useraudit.store.query import Query
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    row_ids = "els => els.map(e => e.dataset.event)"
+    try:
+        sign_in(page, server, "alice")
+        page.goto(server.url + "/a/acme/actions?period=30d")
+        total = int(page.locator("[data-testid=total] strong").inner_text().replace(",", ""))
+        newest_first = [
+            d["event.id"]
+            for d in seeded_store.iterate(
+                Query("acme", start=datetime.now(UTC) - timedelta(days=30)), fields=("event.id",)
+            )
+        ]
+        assert len(newest_first) == total > 100
+        tail = total % 50 or 50
+        first_ids = page.eval_on_selector_all("tr[data-event]", row_ids)
+        for where in ("top", "bottom"):
+            with page.expect_navigation():
+                page.locator(f"[data-testid=pager-{where}] [data-testid=last]").click()
+            for pager in ("top", "bottom"):
+                text = page.locator(f"[data-testid=range-{pager}]").inner_text()
+                assert text == f"{total - tail + 1:,}–{total:,} of {total:,}"
+            assert page.eval_on_selector_all("tr[data-event]", row_ids) == newest_first[-tail:]
+            if where == "bottom":
+                shot(page, "last-page", tmp_path)
+            # Nothing is older: Next and Last are off, Previous and First are on.
+            assert page.locator("[data-testid=next], [data-testid=last]").count() == 0
+            with page.expect_navigation():
+                page.locator(f"[data-testid=pager-{where}] [data-testid=prev]").click()
+            start = total - tail - 50
+            assert page.locator("[data-testid=range-top]").inner_text() == (
+                f"{start + 1:,}–{total - tail:,} of {total:,}"
+            )
+            assert (
+                page.eval_on_selector_all("tr[data-event]", row_ids)
+                == (newest_first[start : total - tail])
+            )
+            page.reload()  # the position is in the URL
+            assert (
+                page.eval_on_selector_all("tr[data-event]", row_ids)
+                == (newest_first[start : total - tail])
+            )
+            with page.expect_navigation():
+                page.locator(f"[data-testid=pager-{where}] [data-testid=next]").click()
+            assert page.eval_on_selector_all("tr[data-event]", row_ids) == newest_first[-tail:]
+            with page.expect_navigation():
+                page.locator(f"[data-testid=pager-{where}] [data-testid=first]").click()
+            assert page.locator("[data-testid=range-top]").inner_text() == f"1–50 of {total:,}"
+            assert page.eval_on_selector_all("tr[data-event]", row_ids) == first_ids
+    finally:
+        context.close()
+
+
+def test_previous_from_the_end_stops_at_page_one(
+    browser: Any,
+    server: Server,  # noqa: F811
+) -> None:
+    """Walking back from Last reaches "1–100" with First and Previous off."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    try:
+        sign_in(page, server, "alice")
+        page.goto(server.url + "/a/acme/actions?period=30d&size=100")
+        first_ids = page.eval_on_selector_all(
+            "tr[data-event]", "els => els.map(e => e.dataset.event)"
+        )
+        with page.expect_navigation():
+            page.locator("[data-testid=pager-top] [data-testid=last]").click()
+        for _ in range(50):
+            if not page.locator("[data-testid=pager-top] [data-testid=prev]").count():
+                break
+            with page.expect_navigation():
+                page.locator("[data-testid=pager-top] [data-testid=prev]").click()
+        assert page.locator("[data-testid=range-top]").inner_text().startswith("1–100 of ")
+        assert page.locator("[data-testid=first]").count() == 0
+        assert page.eval_on_selector_all(
+            "tr[data-event]", "els => els.map(e => e.dataset.event)"
+        ) == (first_ids)
+    finally:
+        context.close()
+
+
+def test_zone_found_by_typing_a_city(
+    browser: Any,
+    server: Server,  # noqa: F811
+    users_db: Any,
+) -> None:
+    """Typing "berlin" and Enter shows Berlin time and saves Europe/Berlin for the admin;
+    the datalist offers it with its offset. (A fresh admin: the saved zone is theirs.)"""
+    import uuid
+
+    name = f"tz{uuid.uuid4().hex[:8]}"
+    added = users_db.add(name, PASSWORD, email=f"{name}@example.com", full_name="Zone Tester")
+    users_db.grant(name, "acme", "USER_ADMIN")
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    try:
+        sign_in(page, server, name)
+        page.goto(server.url + "/a/acme/actions?period=30d&tz=UTC")
+        assert page.locator("#tz-list option[value='Europe/Berlin']").count() == 1
+        assert page.locator("#tz-list option[value='Etc/GMT+7']").count() == 0
+        page.fill("[data-testid=tz]", "berlin")
+        with page.expect_navigation():
+            page.press("[data-testid=tz]", "Enter")
+        assert page.input_value("[data-testid=tz]") == "Europe/Berlin"
+        offset = page.locator("[data-testid=tz-offset]").inner_text()
+        assert offset in ("UTC+01:00", "UTC+02:00")
+        title = page.locator("tr[data-event] time").first.get_attribute("title") or ""
+        assert offset in title and title.endswith(" ago")
+        # Saved by the page's script as the form went (a request of its own).
+        for _ in range(50):
+            if users_db.preferences(added.get_id()).get("tz"):
+                break
+            page.wait_for_timeout(100)
+        assert users_db.preferences(added.get_id())["tz"] == "Europe/Berlin"
+    finally:
+        context.close()
+
+
+def test_first_visit_takes_the_browsers_zone_and_it_is_remembered_per_user(
+    browser: Any,
+    server: Server,  # noqa: F811
+    users_db: Any,
+) -> None:
+    """A new admin opens the page in Kolkata: the page switches to Asia/Kolkata and saves it.
+    A second browser in São Paulo, same admin: still Kolkata. Another new admin in
+    São Paulo gets São Paulo; a browser reporting the old Europe/Kiev gets Europe/Kyiv."""
+    import uuid
+
+    def visit(user: str, zone: str) -> str:
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id=zone)
+        page = context.new_page()
+        try:
+            sign_in(page, server, user)
+            page.goto(server.url + "/a/acme/actions?period=30d")
+            page.wait_for_load_state("networkidle")
+            page.wait_for_selector("[data-testid=results]")
+            return page.input_value("[data-testid=tz]")
+        finally:
+            context.close()
+
+    users, ids = [], []
+    for _ in range(3):
+        name = f"tz{uuid.uuid4().hex[:8]}"
+        added = users_db.add(name, PASSWORD, email=f"{name}@example.com", full_name="Zone Tester")
+        users_db.grant(name, "acme", "USER_ADMIN")
+        users.append(name)
+        ids.append(added.get_id())
+    first, second, third = users
+    assert "tz" not in users_db.preferences(ids[0])
+    assert visit(first, "Asia/Kolkata") == "Asia/Kolkata"
+    assert users_db.preferences(ids[0])["tz"] == "Asia/Kolkata"  # saved for the user
+    assert visit(first, "America/Sao_Paulo") == "Asia/Kolkata"  # remembered, not re-guessed
+    assert visit(second, "America/Sao_Paulo") == "America/Sao_Paulo"
+    assert visit(third, "Europe/Kiev") == "Europe/Kyiv"
+
+
 @pytest.mark.parametrize("path", ["/a/acme/actions?period=30d", "/a/acme/actions?ip=10.0.0.300"])
 def test_phone_nothing_off_screen_filters_behind_one_button_rows_as_cards(
     browser: Any,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import make_app
 from .test_browser import Server, browser, shot, sign_in  # noqa: F401 - fixtures
@@ -87,9 +88,8 @@ def test_create_copy_once_and_revoke_with_the_keyboard(
         secret = page.input_value("[data-testid=token-secret]")
         assert secret.startswith("uat_")
         press_on(page, "[data-testid=copy-token]")
-        page.wait_for_function(
-            "document.querySelector('[data-copy-status]').textContent === 'Copied'"
-        )
+        # expect() polls without eval, which the page's CSP forbids
+        expect(page.locator("[data-copy-status]")).to_have_text("Copied", timeout=15_000)
         assert page.evaluate("navigator.clipboard.readText()") == secret
         shot(page, "api-tokens", tmp_path, full=True)
         assert axe_problems(page, axe_source) == []

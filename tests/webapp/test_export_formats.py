@@ -15,7 +15,7 @@ from useraudit.schema import nest
 from useraudit.store import Query
 from useraudit.webapp.columns import parse_ts
 from useraudit.webapp.csvfile import csv_chunks, neutralise_csv
-from useraudit.webapp.export_columns import EXPORT_COLUMNS
+from useraudit.webapp.export_columns import EXPORT_COLUMNS, export_labels
 from useraudit.webapp.ndjson import NdjsonWriter
 
 from .conftest import FORMULAS
@@ -45,16 +45,17 @@ def test_csv_holds_every_matching_row_with_the_workbooks_columns(
         'attachment; filename="user-actions-acme-'
     ) and response.headers["Content-Disposition"].endswith('.csv"')
     header, *rows = _csv(response)
-    assert header == LABELS
+    assert header == export_labels(ZoneInfo("Europe/Berlin"))
     start = datetime.now(UTC) - timedelta(days=30)
     docs = list(seeded_store.iterate(Query(account="acme", products=("jaicp",), start=start)))
     assert len(rows) == len(docs) == int(response.headers["X-Rows"]) > 50
     tz = ZoneInfo("Europe/Berlin")
-    col = LABELS.index
+    col = header.index
     for row, doc in zip(rows, docs, strict=True):
-        when = datetime.fromisoformat(row[col("Date and time")])
+        when = datetime.fromisoformat(row[col("Date and time (Europe/Berlin)")])
         assert when == parse_ts(doc["@timestamp"])
         assert when.utcoffset() == when.astimezone(tz).utcoffset()
+        assert row[col("UTC offset")] == "UTC" + when.isoformat()[-6:]
         assert row[col("Action")] == doc["message"]
         assert row[col("User e-mail")] == doc["user.email"]
         assert row[col("Project ID")] == doc["audit.project.id"]
