@@ -7,10 +7,12 @@ acknowledged the events and before the spool position moves):
 2. the state keys those rules name, loaded in one store round trip;
 3. each rule evaluated on each event, reading and adding state;
 4. the findings turned into alerts with stable ids (rule, account, subject,
-   window) and upserted: **alerts first**, so a crash before the state is
-   saved replays the batch against the same state and finds the same
-   alerts, which merge into the stored ones instead of doubling;
-5. the changed state saved compare-and-set; where another indexer saved a
+   window) and upserted together with the changed state, in one store write
+   (one SQLite transaction, one OpenSearch bulk request): **never the state
+   before the alerts**, so a crash before the state is saved replays the
+   batch against the same state and finds the same alerts, which merge into
+   the stored ones instead of doubling;
+5. the state saved compare-and-set; where another indexer saved a
    key meanwhile, the two values are merged (a union) and saved again.
 
 A rule that raises is logged and counted (``rule_errors``) and the other
@@ -127,6 +129,7 @@ class DetectionEngine(Stage):
         self._values: dict[tuple[str, str], dict] = {}
         self._versions: dict[tuple[str, str], Any] = {}
         self._dirty: set[tuple[str, str]] = set()
+        self._pending: dict[str, Alert] = {}  # alerts found, not yet stored
         self.state_ttl = state_ttl
         self._fresh_at: dict[tuple[str, str], float] = {}  # when a key was last read or saved
         self._queue: queue.Queue[Sequence[dict] | None] | None = None
@@ -200,9 +203,13 @@ class DetectionEngine(Stage):
         return found
 
     def _rules_for(self, event: dict) -> list[tuple[Rule, dict[str, Any]]]:
-        account = str(event.get("organization.id") or "")
+        account, action = event.get("organization.id") or "", event.get("event.action")
+        # Called for every stored event: the cache first, without conversions.
+        enabled = self._enabled_cache.get((account, action))  # type: ignore[arg-type]
+        if enabled is None:
+            enabled = self._enabled(str(account), str(action))
         out = []
-        for rule, params in self._enabled(account, str(event.get("event.action"))):
+        for rule, params in enabled:
             try:
                 if rule.wants(event, params):
                     out.append((rule, params))
@@ -245,7 +252,7 @@ class DetectionEngine(Stage):
                         raise StoreUnavailable("detection has not caught up; spool positions held")
                     self._queue.all_tasks_done.wait(left)
         with self._lock:
-            self._save_dirty()
+            self._store(with_state=True)
 
     def _work(self) -> None:
         assert self._queue is not None
@@ -259,10 +266,6 @@ class DetectionEngine(Stage):
                     try:
                         with self._lock:
                             self._run(docs)
-                            if self._queue.empty():
-                                # Idle: save now, so the indexer's next commit
-                                # does not wait for it (alerts are stored already).
-                                self._save_dirty()
                         break
                     except StoreUnavailable as exc:
                         delay = min(10.0, 0.1 * 2**attempt)
@@ -281,14 +284,20 @@ class DetectionEngine(Stage):
         # counting, and cyclic collections set off meanwhile find nothing.
         with gc_paused():
             self._evaluate(docs)
+            if not self.write_behind:
+                self._store(with_state=True)
+                self._forget(everything=True)
+            else:
+                # Alerts every batch (alert latency); the state with them when
+                # no batch waits (so the indexer's next commit does not wait for
+                # it), else coalesced with a later batch's or at flush().
+                self._store(with_state=self._queue is not None and self._queue.empty())
 
     def _evaluate(self, docs: Sequence[dict]) -> None:
         work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
+        rules_for = self._rules_for
         for doc in docs:
-            if not doc.get("organization.id"):
-                continue
-            rules = self._rules_for(doc)
-            if rules:
+            if doc.get("organization.id") and (rules := rules_for(doc)):
                 work.append((doc, rules))
         if not work:
             return
@@ -309,7 +318,7 @@ class DetectionEngine(Stage):
                     value = merge_values(value, values[k])
                 values[k], self._versions[k], fresh_at[k] = value, version, now
         views: dict[str, StateView] = {}
-        alerts: dict[str, Alert] = {}
+        alerts = self._pending
         for doc, rules in work:
             account = str(doc["organization.id"])
             view = views.get(account)
@@ -330,31 +339,35 @@ class DetectionEngine(Stage):
                     alert = self._alert(account, rule, params, doc, finding)
                     known = alerts.get(alert.id)
                     alerts[alert.id] = merge_alert(known, alert)[0] if known else alert
-        # Alerts before state (see the module doc): a crash before the state is
-        # saved replays into the same alerts.
-        if alerts:
-            results = self.store.upsert(list(alerts.values()))
-            self.stats.alerts_created += results.count("created")
-            self.stats.alerts_updated += results.count("updated")
-            if self.on_alert is not None and any(r != "unchanged" for r in results):
-                self.on_alert()
         for view in views.values():
             self._dirty |= view.dirty
-        if not self.write_behind:
-            self._save_dirty()
-            self._forget(everything=True)
 
-    def _save_dirty(self) -> None:
-        """Save every changed key compare-and-set; merge where another indexer saved meanwhile."""
-        dirty = self._dirty
-        if not dirty:
+    def _store(self, with_state: bool) -> None:
+        """Store the pending alerts and (``with_state``) the changed state, in one write.
+
+        Alerts are never stored after the state (one transaction on SQLite,
+        alerts first in one bulk request on OpenSearch): a crash before the
+        state is saved replays the batch into the same alerts. Alerts stay
+        pending until the store took them, so a retry after a failed write
+        stores them even where replaying the batch would not find them again.
+        State keys are saved compare-and-set; where another indexer saved a
+        key meanwhile, the two values are merged and saved again.
+        """
+        dirty = self._dirty if with_state else set()
+        alerts = list(self._pending.values())
+        if not alerts and not dirty:
             self._forget()
             return
         values = {k: bound(self._values[k]) for k in dirty}
         versions = {k: self._versions.get(k, NEW) for k in dirty}
+        items = [(a, k, values[(a, k)], versions[(a, k)]) for a, k in values]
+        results, conflicts, saved = self.store.write(alerts, items)
+        self._pending = {}
+        self.stats.alerts_created += results.count("created")
+        self.stats.alerts_updated += results.count("updated")
+        if self.on_alert is not None and any(r != "unchanged" for r in results):
+            self.on_alert()
         for _attempt in range(20):
-            items = [(a, k, values[(a, k)], versions[(a, k)]) for a, k in values]
-            conflicts, saved = self.store.save_state_versions(items)
             now = time.monotonic()
             for key, (value, version) in saved.items():
                 self._values[key], self._versions[key] = value, version
@@ -370,6 +383,8 @@ class DetectionEngine(Stage):
             for k in conflicts:  # what detection sees from now on includes the other's entries
                 self._values[k] = values[k]
                 self._fresh_at[k] = time.monotonic()
+            items = [(a, k, values[(a, k)], versions[(a, k)]) for a, k in values]
+            conflicts, saved = self.store.save_state_versions(items)
         raise StoreUnavailable("detection state kept changing under this indexer; retrying")
 
     def _forget(self, everything: bool = False) -> None:

@@ -171,6 +171,20 @@ class DetectionStore(abc.ABC):
         saved = [(a, k) for a, k, _value, _version in items if (a, k) not in refused]
         return conflicts, self.load_state(saved) if saved else {}
 
+    def write(
+        self, alerts: Sequence[Alert], items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[UpsertResult], list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
+        """:meth:`upsert` of ``alerts`` and :meth:`save_state_versions` of ``items``, together.
+
+        Returns (upsert results, state conflicts, saved state). Backends that
+        can write both in one transaction or request override this; the
+        alerts are never stored after the state (a crash between the two
+        replays the batch into the same alerts).
+        """
+        results = self.upsert(alerts) if alerts else []
+        conflicts, saved = self.save_state_versions(items) if items else ([], {})
+        return results, conflicts, saved
+
     @abc.abstractmethod
     def refresh(self) -> None:
         """Make every acknowledged write visible to ``list_alerts``."""

@@ -153,6 +153,36 @@ class OpenSearchDetectionStore(DetectionStore):
     def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
         if not alerts:
             return []
+        response = self._call(
+            "the alerts bulk request", self.client.bulk, body=self._upserts(alerts)
+        )
+        return self._upsert_results(alerts, response.get("items", []))
+
+    def write(
+        self, alerts: Sequence[Alert], items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[UpsertResult], list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
+        """Alerts and state in one bulk request (alerts first in it): one round trip.
+
+        A bulk is not a transaction: if an alert item fails while the state
+        items are saved, this raises and the engine writes the batch's
+        alerts again (an upsert by stable id, so nothing doubles).
+        """
+        if not alerts or not items:
+            return super().write(alerts, items)
+        body = self._upserts(alerts) + self._state_saves(items)
+        response = self._call(
+            "the alerts and detection state bulk request", self.client.bulk, body=body
+        )
+        answers = response.get("items", [])
+        if len(answers) != len(alerts) + len(items):
+            raise StoreUnavailable(
+                f"alerts and state bulk answered {len(answers)} of {len(alerts) + len(items)} items"
+            )
+        results = self._upsert_results(alerts, answers[: len(alerts)])
+        conflicts, saved = self._state_results(items, answers[len(alerts) :])
+        return results, conflicts, saved
+
+    def _upserts(self, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
         body: list[dict[str, Any]] = []
         for alert in alerts:
             body.append(
@@ -169,9 +199,12 @@ class OpenSearchDetectionStore(DetectionStore):
                     },
                 }
             )
-        response = self._call("the alerts bulk request", self.client.bulk, body=body)
+        return body
+
+    @staticmethod
+    def _upsert_results(alerts: Sequence[Alert], items: Sequence[dict]) -> list[UpsertResult]:
         results: list[UpsertResult] = []
-        for item in response.get("items", []):
+        for item in items:
             info = item["update"]
             status = info.get("status", 500)
             if status == 429 or status >= 500:
@@ -300,6 +333,12 @@ class OpenSearchDetectionStore(DetectionStore):
     ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
         if not items:
             return [], {}
+        response = self._call(
+            "saving detection state", self.client.bulk, body=self._state_saves(items)
+        )
+        return self._state_results(items, response["items"])
+
+    def _state_saves(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[dict[str, Any]]:
         body: list[dict] = []
         for account, key, value, version in items:
             meta: dict[str, Any] = {"_index": self.state_index, "_id": _state_id(account, key)}
@@ -309,10 +348,15 @@ class OpenSearchDetectionStore(DetectionStore):
                 meta["if_seq_no"], meta["if_primary_term"] = version
                 body.append({"index": meta})
             body.append({"account": account, "key": key, "value": value})
-        response = self._call("saving detection state", self.client.bulk, body=body)
+        return body
+
+    @staticmethod
+    def _state_results(
+        items: Sequence[tuple[str, str, dict, Any]], answers: Sequence[dict]
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
         conflicts: list[tuple[str, str]] = []
         saved: dict[tuple[str, str], tuple[dict, Any]] = {}
-        for (account, key, value, _ver), item in zip(items, response["items"], strict=True):
+        for (account, key, value, _ver), item in zip(items, answers, strict=True):
             info = next(iter(item.values()))
             status = info.get("status", 500)
             if status == 409:

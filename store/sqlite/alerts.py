@@ -82,31 +82,43 @@ class SQLiteDetectionStore(DetectionStore):
     # -- alerts ------------------------------------------------------------------
 
     def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
-        results: list[UpsertResult] = []
         with self._write() as con:
-            known: dict[str, Alert] = {}
-            ids = [a.id for a in alerts]
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                rows = con.execute(
-                    f"SELECT body FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
-                for (body,) in rows:
-                    stored = Alert.from_dict(orjson.loads(body))
-                    known[stored.id] = stored
-            changed: list[Alert] = []
-            for alert in alerts:
-                result: UpsertResult
-                existing = known.get(alert.id)
-                if existing is None:
-                    merged, result = alert, "created"
-                else:
-                    merged, result = merge_alert(existing, alert)
-                if result != "unchanged":
-                    known[alert.id] = merged
-                    changed.append(merged)
-                results.append(result)
-            self._put_many(con, changed)
+            return self._upsert(con, alerts)
+
+    def write(
+        self, alerts: Sequence[Alert], items: Sequence[tuple[str, str, dict, Any]]
+    ) -> tuple[list[UpsertResult], list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
+        """Alerts and state in one transaction: one writer-lock turn instead of two."""
+        with self._write() as con:
+            results = self._upsert(con, alerts) if alerts else []
+            conflicts = self._save_state(con, items) if items else []
+        return results, conflicts, _saved_versions(items, conflicts)
+
+    def _upsert(self, con: sqlite3.Connection, alerts: Sequence[Alert]) -> list[UpsertResult]:
+        results: list[UpsertResult] = []
+        known: dict[str, Alert] = {}
+        ids = [a.id for a in alerts]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = con.execute(
+                f"SELECT body FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for (body,) in rows:
+                stored = Alert.from_dict(orjson.loads(body))
+                known[stored.id] = stored
+        changed: list[Alert] = []
+        for alert in alerts:
+            result: UpsertResult
+            existing = known.get(alert.id)
+            if existing is None:
+                merged, result = alert, "created"
+            else:
+                merged, result = merge_alert(existing, alert)
+            if result != "unchanged":
+                known[alert.id] = merged
+                changed.append(merged)
+            results.append(result)
+        self._put_many(con, changed)
         return results
 
     def _put(self, con: sqlite3.Connection, alert: Alert) -> None:
@@ -210,44 +222,55 @@ class SQLiteDetectionStore(DetectionStore):
         return rows
 
     def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
-        conflicts: list[tuple[str, str]] = []
         with self._write() as con:
-            # Inside the write transaction nobody else can move a version.
-            pairs = [(account, key) for account, key, _value, _version in items]
-            current = {(a, k): v for a, k, v in self._rows(con, pairs)}
-            inserts, updates = [], []
-            for account, key, value, version in items:
-                if current.get((account, key), NEW) != version:
-                    conflicts.append((account, key))
-                elif version == NEW:
-                    inserts.append((account, key, orjson.dumps(value).decode()))
-                else:
-                    updates.append((orjson.dumps(value).decode(), account, key))
-            con.executemany(
-                "INSERT INTO detect_state (account, key, version, value) VALUES (?, ?, 1, ?)",
-                inserts,
-            )
-            con.executemany(
-                "UPDATE detect_state SET version = version + 1, value = ?"
-                " WHERE account = ? AND key = ?",
-                updates,
-            )
+            return self._save_state(con, items)
+
+    def _save_state(
+        self, con: sqlite3.Connection, items: Sequence[tuple[str, str, dict, Any]]
+    ) -> list[tuple[str, str]]:
+        conflicts: list[tuple[str, str]] = []
+        # Inside the write transaction nobody else can move a version.
+        pairs = [(account, key) for account, key, _value, _version in items]
+        current = {(a, k): v for a, k, v in self._rows(con, pairs)}
+        inserts, updates = [], []
+        for account, key, value, version in items:
+            if current.get((account, key), NEW) != version:
+                conflicts.append((account, key))
+            elif version == NEW:
+                inserts.append((account, key, orjson.dumps(value).decode()))
+            else:
+                updates.append((orjson.dumps(value).decode(), account, key))
+        con.executemany(
+            "INSERT INTO detect_state (account, key, version, value) VALUES (?, ?, 1, ?)",
+            inserts,
+        )
+        con.executemany(
+            "UPDATE detect_state SET version = version + 1, value = ?"
+            " WHERE account = ? AND key = ?",
+            updates,
+        )
         return conflicts
 
     def save_state_versions(
         self, items: Sequence[tuple[str, str, dict, Any]]
     ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
         conflicts = self.save_state(items)
-        refused = set(conflicts)
-        # save_state's transaction moved each saved version by exactly one (a new key to 1).
-        return conflicts, {
-            (a, k): (value, 1 if version == NEW else version + 1)
-            for a, k, value, version in items
-            if (a, k) not in refused
-        }
+        return conflicts, _saved_versions(items, conflicts)
 
     def refresh(self) -> None:
         pass
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _saved_versions(
+    items: Sequence[tuple[str, str, dict, Any]], conflicts: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[dict, Any]]:
+    """(value, version) of each saved key: the save moved it by exactly one (a new key to 1)."""
+    refused = set(conflicts)
+    return {
+        (a, k): (value, 1 if version == NEW else version + 1)
+        for a, k, value, version in items
+        if (a, k) not in refused
+    }

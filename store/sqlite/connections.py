@@ -20,6 +20,23 @@ from ..base import StoreError
 # Maps a sqlite3 error raised inside it to the caller's StoreError wording.
 Errors = Callable[[str], AbstractContextManager[None]]
 
+# One writer lock per file for the threads of this process. Threads that wait
+# for each other's write transactions (the indexer's event batches, the
+# detection engine's alerts and state) take turns here, handed over the moment
+# the other commits; in SQLite's busy handler they would sleep up to 100 ms
+# between tries. Other processes still meet the busy timeout.
+_writer_locks: dict[str, threading.RLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    key = str(path.resolve())
+    with _writer_locks_guard:
+        lock = _writer_locks.get(key)
+        if lock is None:
+            lock = _writer_locks[key] = threading.RLock()
+        return lock
+
 
 class ThreadConnections:
     """Per-thread connections to ``path``; ``install`` runs on the first until it succeeds."""
@@ -42,6 +59,7 @@ class ThreadConnections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open_ones: list[sqlite3.Connection] = []
+        self._writer = _writer_lock(path)
 
     def open(self) -> sqlite3.Connection:
         """A new connection of the caller's own (a read snapshot, say); the caller closes it."""
@@ -89,13 +107,20 @@ class ThreadConnections:
         """A short IMMEDIATE transaction: one writer, never a lock upgrade deadlock."""
         con = self.current()
         with self._errors("write"):
-            con.execute("BEGIN IMMEDIATE")
+            if not self._writer.acquire(timeout=self.busy_timeout_ms / 1000):
+                raise sqlite3.OperationalError(
+                    "database is locked (by another thread of this process)"
+                )
             try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                self._writer.release()
 
     def close(self) -> None:
         """Close every thread's connection; the next use opens new ones."""

@@ -201,3 +201,28 @@ def test_saved_versions_let_the_next_save_skip_the_read(alerts: DetectionStore) 
     assert conflicts == [] and again[key][1] != saved[key][1]
     assert alerts.save_state_versions([(*key, {"c": []}, saved[key][1])]) == ([key], {})
     assert alerts.load_state([key])[key] == again[key]
+
+
+def test_write_stores_alerts_and_state_together(alerts: DetectionStore) -> None:
+    """write() = upsert + save_state_versions in one store write: the alerts' results,
+    the state's conflicts and new versions, as the two calls would give them."""
+    key, other = ("acme", "user:u-carol"), ("acme", "user:u-dave")
+    assert alerts.save_state([(*other, {"x": [[1, "e0", None]]}, NEW)]) == []
+    first = make("acme", "u-carol", ["e1", "e2"])
+    results, conflicts, saved = alerts.write(
+        [first],
+        [(*key, {"a": [[1, "e1", None]]}, NEW), (*other, {"y": [[2, "e2", None]]}, NEW)],
+    )
+    assert results == ["created"] and conflicts == [other]
+    assert saved[key][0] == {"a": [[1, "e1", None]]}
+    assert alerts.load_state([key])[key] == saved[key]
+    assert alerts.load_state([other])[other][0] == {"x": [[1, "e0", None]]}
+    got = alerts.get("acme", first.id)
+    assert got is not None and got.event_ids == ["e1", "e2"]
+    again = make("acme", "u-carol", ["e2", "e3"])
+    results, conflicts, saved2 = alerts.write([again, first], [(*key, {"b": []}, saved[key][1])])
+    assert results == ["updated", "unchanged"] and conflicts == []
+    assert alerts.load_state([key])[key] == saved2[key]
+    # Either side may be empty.
+    assert alerts.write([], [(*key, {"c": []}, saved2[key][1])])[:2] == ([], [])
+    assert alerts.write([first], []) == (["unchanged"], [], {})
