@@ -44,7 +44,8 @@ from .state import DAY_MS, StateView
 
 SIGN_IN = "user.signed_in"
 BLOCKED = "user_account.blocked_failed_sign_ins"
-TOKEN_ACTIONS = frozenset({"token.created", "token.refreshed"})
+# the host product's tokens, and useraudit's own API tokens (admin UI and CLI)
+TOKEN_ACTIONS = frozenset({"token.created", "token.refreshed", "audit_api_token.created"})
 DOWNLOAD_ACTIONS = frozenset(
     {
         "bot_project.exported",

@@ -253,6 +253,16 @@ def test_token_from_a_new_network(harness: Harness) -> None:
     assert alert.details["token"] == "t1" and alert.details["network"] == "203.0.113.0/24"
 
 
+def test_a_useraudit_api_token_from_a_new_network(harness: Harness) -> None:
+    """useraudit's own API tokens (created in its admin UI or CLI) are watched like the host's."""
+    harness.feed(event("user.signed_in", "alice", ip="192.0.2.10"))
+    harness.feed(
+        event("audit_api_token.created", "alice", at=M, ip="203.0.113.50", audit__token__id="t9")
+    )
+    (alert,) = harness.alerts(rule="token_new_network")
+    assert alert.details["token"] == "t9" and alert.details["action"] == "audit_api_token.created"
+
+
 def test_bulk_download_above_the_users_baseline(harness: Harness) -> None:
     """Two downloads a day for two weeks is the baseline; 21 in one day is above 20 and 3x."""
     baseline = [
