@@ -22,10 +22,21 @@ with the same actions as ``useraudit api-tokens`` and the token id in
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 from limits import parse
@@ -76,6 +87,7 @@ def _page(account: str, status: int = 200, **context: Any) -> Any:
     form.update(context.pop("form", {}))
     return render_template(
         "useraudit/api_tokens.html",
+        form_id=secrets.token_urlsafe(16),
         account=account,
         accounts=current_user.admin_accounts(),
         tokens=listed,
@@ -91,6 +103,19 @@ def _page(account: str, status: int = 200, **context: Any) -> Any:
 @admin_required
 def api_tokens(account: str) -> Any:
     return _page(account)
+
+
+# A reload of the page that showed a new secret would send its form again:
+# each form carries an id, and an id already used creates nothing.
+SENT_FORMS_KEPT = 20
+
+
+def _first_sending(form_id: str) -> bool:
+    sent = list(session.get("api_token_forms", ()))
+    if not form_id or form_id in sent:
+        return False
+    session["api_token_forms"] = [*sent, form_id][-SENT_FORMS_KEPT:]
+    return True
 
 
 def _take_creation(account: str) -> bool:
@@ -120,6 +145,12 @@ def create(account: str) -> Any:
         errors.append(_("Choose when the token expires."))
     if errors:
         return _page(account, 400, form=form, errors=errors)
+    if not _first_sending(request.form.get("form_id", "")[:64]):
+        message = _(
+            "This form was already sent: its token was created then, and its secret shown "
+            "once. Revoke it below if the secret was not copied."
+        )
+        return _page(account, 409, form=form, errors=[message])
     if not _take_creation(account):
         abort(429)
     token, secret = tokens().create(

@@ -403,7 +403,8 @@ def test_another_accounts_admin_can_neither_see_nor_revoke_a_token(
     made = ann.post(
         "/a/tenant-a/api-tokens",
         data={"name": "a-siem", "scope": "events:read", "days": "30",
-              "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)},
+              "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1),
+              "form_id": re.search(r'name="form_id" value="([^"]+)"', page).group(1)},
     )  # fmt: skip
     secret = re.search(r'id="token-secret"[^>]*value="(uat_[^"]+)"', made.get_data(as_text=True))
     assert secret, made.status_code

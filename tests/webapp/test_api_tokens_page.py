@@ -73,11 +73,43 @@ def page(client: FlaskClient, account: str = "acme") -> str:
     return response.get_data(as_text=True)
 
 
+FORM_ID_RE = re.compile(r'name="form_id" value="([^"]+)"')
+
+
 def create(client: FlaskClient, account: str = "acme", **fields: Any) -> Any:
-    csrf = CSRF_RE.search(page(client, account))
-    assert csrf
+    html = page(client, account)
+    csrf, form_id = CSRF_RE.search(html), FORM_ID_RE.search(html)
+    assert csrf and form_id
     data = {"name": "SIEM pull", "scope": ["events:read"], "days": "30", **fields}
-    return client.post(f"/a/{account}/api-tokens", data={**data, "csrf_token": csrf.group(1)})
+    data |= {"csrf_token": csrf.group(1), "form_id": form_id.group(1)}
+    return client.post(f"/a/{account}/api-tokens", data=data)
+
+
+def test_sending_the_create_form_again_creates_nothing(
+    seeded_store: Any, users_db: Any, audit_spool: Any, tokens_db: Path
+) -> None:
+    """A reload of the page that showed the secret sends the same form again: it is
+    refused with 409, shows no secret, and the account still has one token."""
+    from useraudit.webapp.api_tokens import TokenStore
+
+    alice = admin_client(seeded_store, users_db, tokens_db)
+    html = page(alice)
+    csrf, form_id = CSRF_RE.search(html), FORM_ID_RE.search(html)
+    assert csrf and form_id
+    data = {"name": "SIEM pull", "scope": ["events:read"], "days": "30"}
+    data |= {"csrf_token": csrf.group(1), "form_id": form_id.group(1)}
+    first = alice.post("/a/acme/api-tokens", data=data)
+    assert first.status_code == 200 and secret_of(first.get_data(as_text=True))
+    again = alice.post("/a/acme/api-tokens", data=data)
+    assert again.status_code == 409
+    assert "already sent" in again.get_data(as_text=True)
+    assert "uat_" not in again.get_data(
+        as_text=True
+    ) and 'data-testid="new-token"' not in again.get_data(as_text=True)
+    assert len(TokenStore(tokens_db).list("acme")) == 1
+    without_id = alice.post("/a/acme/api-tokens", data={**data, "form_id": ""})
+    assert without_id.status_code == 409
+    assert len(TokenStore(tokens_db).list("acme")) == 1
 
 
 def secret_of(html: str) -> str:
