@@ -5,6 +5,7 @@ from __future__ import annotations
 import gettext
 import io
 import re
+import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from jinja2 import Environment
 from useraudit.catalog import CATALOG
 
 from .adminview_docs import ACCOUNT, ADMIN
-from .conftest import login, make_app
+from .conftest import PASSWORD, login, make_app
 
 TRANSLATIONS = Path(__file__).parents[2] / "webapp" / "translations"
 RU_PO = TRANSLATIONS / "ru" / "LC_MESSAGES" / "messages.po"
@@ -240,9 +241,13 @@ RUSSIAN_ERRORS = [
 def test_the_russian_ui_shows_filter_errors_in_russian(seeded_store: Any, users_db: Any) -> None:
     """A reversed period, a bad address or network, unreadable dates, bad query syntax, an
     unknown zone: the page (and the refused export) say what is wrong in Russian."""
+    # A fresh admin: a language another test saved for alice would outrank the header.
+    name = f"ru{uuid.uuid4().hex[:8]}"
+    users_db.add(name, PASSWORD, email=f"{name}@example.com", full_name="Ru Tester")
+    users_db.grant(name, "acme", "USER_ADMIN")
     client = make_app(seeded_store, users_db).test_client()
     ru = {"Accept-Language": "ru-RU,ru;q=0.9"}
-    login(client, "alice")
+    login(client, name)
     for qs, russian, english in RUSSIAN_ERRORS:
         resp = client.get(f"/a/acme/actions?{qs}", headers=ru)
         html = resp.get_data(as_text=True)
