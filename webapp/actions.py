@@ -40,7 +40,7 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import ago, clock, current_language, day, label, number, problem
+from .i18n import ago, clock, current_language, day, label, number, page_gettext, problem
 from .i18n import gettext as _
 from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
@@ -522,4 +522,5 @@ def actions(account: str) -> Any:
         tz_auto=not request.args.get("tz") and "tz" not in preferences(),
         chart=activity,
         now=datetime.now(UTC).astimezone(tz),
+        _=page_gettext(),
     ), status
