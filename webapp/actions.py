@@ -40,7 +40,17 @@ from .filters import (
     zone,
 )
 from .form_state import as_typed, field_at_fault
-from .i18n import ago, clock, current_language, day, label, number, page_gettext, problem
+from .i18n import (
+    ago,
+    clock,
+    current_language,
+    day_format,
+    label,
+    number_format,
+    page_gettext,
+    page_translations,
+    problem,
+)
 from .i18n import gettext as _
 from .metrics import SEARCH_SECONDS
 from .prefs import default_tz, preferences
@@ -150,6 +160,7 @@ def facet_links(
     out: dict[str, list[tuple[str, str, str, str, bool]]] = {}
     if page is None:
         return out
+    number = number_format()
     for name, buckets in page.facets.items():
         param = FACET_PARAMS[name]
         current = filters.values.get(param, ())
@@ -244,12 +255,18 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     rows = []
     now = datetime.now(UTC)
     ago_text = _("%(span)s ago")  # translated once, filled per row
+    # The page's language and catalog, looked up once for all rows.
+    lang = current_language()
+    day_fmt = day_format()
+    translate = page_translations().ugettext
     for hit in page.hits:
         cells = {key: CELLS[key](hit) for key in ("action", "token", "comments", "result")}
         code = hit.get("event.action", "")
-        if CATALOG.get(code) is not None:
-            cells["action"] = label(cells["action"])
+        if CATALOG.get(code) is not None and cells["action"]:
+            cells["action"] = str(translate(cells["action"]))  # label(), without its lookups
         ts = local_time(hit, tz)
+        # One strftime for the time's tooltip; the row's clock is its tail.
+        exact = f"{ts:%Y-%m-%d %H:%M:%S}" if ts else ""
         highlight = hit.get("_highlight")
         if isinstance(highlight, list):
             highlight = " … ".join(highlight)
@@ -257,10 +274,10 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
             {
                 "id": hit.get("event.id"),
                 "cells": cells,
-                "day": day(ts) if ts else "",
-                "clock": clock(ts) if ts else "",
-                "exact": f"{ts:%Y-%m-%d %H:%M:%S} {offset_label(tz, ts)}" if ts else "",
-                "ago": _ago(ts, now, ago_text) if ts else "",
+                "day": ts.strftime(day_fmt) if ts else "",
+                "clock": exact[11:] if len(exact) == 19 else (clock(ts) if ts else ""),
+                "exact": f"{exact} {offset_label(tz, ts)}" if ts else "",
+                "ago": _ago(ts, now, ago_text, lang) if ts else "",
                 "iso": hit.get("@timestamp", ""),
                 "comments_html": safe_highlight(highlight) if highlight else _e(cells["comments"]),
                 "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
@@ -280,9 +297,9 @@ def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _ago(ts: datetime, now: datetime, template: str) -> str:
+def _ago(ts: datetime, now: datetime, template: str, lang: str | None = None) -> str:
     """ "3 hours ago" in the page's language (the time's tooltip)."""
-    return template % {"span": ago(now - ts)}
+    return template % {"span": ago(now - ts, lang)}
 
 
 OUTCOME_TEXT = {"success": "Success", "failure": "Failure", "unknown": "Unknown"}

@@ -150,12 +150,13 @@ def problem(exc: QueryError) -> str:
     return text % exc.params if exc.params else text
 
 
-def ago(delta: timedelta) -> str:
-    """ "3 hours" in the page's language (a row's relative time)."""
+def ago(delta: timedelta, lang: str | None = None) -> str:
+    """ "3 hours" in the page's language (a row's relative time); ``lang``: that
+    language, when the caller already knows it (a loop over rows)."""
     seconds = int(delta.total_seconds())
     # Past an hour the words count hours or more: a minute's precision names
     # the same span, and the page's 50 rows then share a few spans.
-    return _ago(seconds if seconds < 3600 else seconds // 60 * 60, current_language())
+    return _ago(seconds if seconds < 3600 else seconds // 60 * 60, lang or current_language())
 
 
 @lru_cache(maxsize=4096)
@@ -177,6 +178,14 @@ def number(value: int) -> str:
     return f"{value:,}".replace(",", _group_symbol(current_language()))
 
 
+def number_format() -> Callable[[int], str]:
+    """:func:`number` with the page's language looked up once (loops: facets, chart bars)."""
+    sign = _group_symbol(current_language())
+    if sign == ",":
+        return "{:,}".format
+    return lambda value: f"{value:,}".replace(",", sign)
+
+
 # Numeric, fixed-width dates as each language writes them: the table's
 # column stays narrow and its rows align.
 DATE_FORMATS = {"en": "%Y-%m-%d", "ru": "%d.%m.%Y"}
@@ -185,6 +194,11 @@ DATE_FORMATS = {"en": "%Y-%m-%d", "ru": "%d.%m.%Y"}
 def day(ts: datetime) -> str:
     """The date part of a row's time: ``2026-12-06`` / ``06.12.2026``."""
     return ts.strftime(DATE_FORMATS.get(current_language(), "%Y-%m-%d"))
+
+
+def day_format() -> str:
+    """The strftime format :func:`day` uses on this page (loops format with it directly)."""
+    return DATE_FORMATS.get(current_language(), "%Y-%m-%d")
 
 
 def clock(ts: datetime) -> str:
