@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._failsafe import AuditError, contain, swallowed
@@ -280,6 +280,16 @@ class Capture:
         ctx._user_agent = user_agent
         ctx._client_ip = client_ip(peer, forwarded_for, self.trusted_proxies)
         ctx._request_id = request_id(request_id_header)
+
+    def fill_from_cgi(self, ctx: RequestContext, variables: Mapping[str, Any]) -> None:
+        """``fill`` from CGI-style variables: a WSGI environ or Django's ``request.META``."""
+        self.fill(
+            ctx,
+            peer=variables.get("REMOTE_ADDR") or None,
+            forwarded_for=header_text(variables.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
+            user_agent=header_text(variables.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
+            request_id_header=variables.get("HTTP_X_REQUEST_ID"),
+        )
 
     def started(self, ctx: RequestContext, status: int | None) -> None:
         """The response starts: resolve the user for good, spool held events.

@@ -45,7 +45,7 @@ from django.apps import AppConfig
 from django.utils.module_loading import import_string
 
 from . import _common, signin
-from ._common import MAX_FORWARDED_FOR, MAX_USER_AGENT, Capture, header_text
+from ._common import Capture
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
 from .context import current
 from .recorder import configure
@@ -151,14 +151,7 @@ class AuditMiddleware:
 
     def read(self, ctx: Any) -> None:
         """The request's META keys, read when a context field is first asked for."""
-        meta = ctx.request.META
-        self.capture.fill(
-            ctx,
-            peer=meta.get("REMOTE_ADDR") or None,
-            forwarded_for=header_text(meta.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
-            user_agent=header_text(meta.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
-            request_id_header=meta.get("HTTP_X_REQUEST_ID"),
-        )
+        self.capture.fill_from_cgi(ctx, ctx.request.META)
 
     def process_exception(self, request: Any, exception: Exception) -> Any:
         # Django turns view exceptions into responses inside get_response;

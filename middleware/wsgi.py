@@ -67,9 +67,7 @@ from typing import Any
 
 from . import _common
 from ._common import (
-    MAX_FORWARDED_FOR,
     MAX_PATH,
-    MAX_USER_AGENT,
     Capture,
     header_text,
 )
@@ -231,14 +229,7 @@ class AuditMiddleware:
 
     def read(self, ctx: RequestContext) -> None:
         """The environ keys listed in the module docstring, read when a field is first asked for."""
-        environ = ctx.request
-        self.capture.fill(
-            ctx,
-            peer=environ.get("REMOTE_ADDR") or None,
-            forwarded_for=header_text(environ.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
-            user_agent=header_text(environ.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
-            request_id_header=environ.get("HTTP_X_REQUEST_ID"),
-        )
+        self.capture.fill_from_cgi(ctx, ctx.request)
 
 
 class _Body:
