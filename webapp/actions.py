@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache, wraps
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -37,6 +37,7 @@ from .filters import (
     PAGE_SIZES,
     PERIODS,
     Filters,
+    query_pair,
     value_label,
     zone,
 )
@@ -153,29 +154,6 @@ def _tree_html(
                 )
             out.append("</fieldset>")
     return Markup("".join(out))
-
-
-def facet_links(
-    filters: Filters, page: SearchPage | None
-) -> dict[str, list[tuple[str, str, str, str, bool]]]:
-    """Per facet: (value, label, count, query string toggling it, active), built once per page."""
-    out: dict[str, list[tuple[str, str, str, str, bool]]] = {}
-    if page is None:
-        return out
-    number = number_format()
-    for name, buckets in page.facets.items():
-        param = FACET_PARAMS[name]
-        current = filters.values.get(param, ())
-        rest = filters.with_values(param, ()).qs()
-        rows = []
-        for value, count in buckets:
-            active = value in current
-            values = [v for v in current if v != value] if active else [*current, value]
-            tail = "&".join(f"{param}={quote_plus(v)}" for v in values)
-            link = "&".join(p for p in (rest, tail) if p)
-            rows.append((value, shown_value(param, value), number(count), link, active))
-        out[name] = rows
-    return out
 
 
 def shown_value(param: str, value: str) -> str:
@@ -387,21 +365,34 @@ def rows_html(
     return Markup("".join(out))
 
 
-def facets_html(links: dict[str, list[tuple[str, str, str, str, bool]]], base: str) -> Markup:
-    """The facet sections for :func:`facet_links`' buckets."""
+def facets_html(filters: Filters, page: SearchPage | None, base: str) -> Markup:
+    """The facet sections: per facet its buckets, each a link toggling that value
+    (any of a facet's ticked values matches), with its count."""
+    if page is None:
+        return Markup("")
     out = []
-    for name, buckets in links.items():
+    number = number_format()
+    base_e = _e(base)
+    for name, buckets in page.facets.items():
         if not buckets:
             continue
+        param = FACET_PARAMS[name]
+        current = filters.values.get(param, ())
+        rest = filters.with_values(param, ()).qs()
+        name_e = _e(name)
         out.append(
-            f'<section class="facet" data-facet="{_e(name)}">'
-            f"<h2>{_e(_(FACET_LABELS[name]))}</h2><ul>"
+            f'<section class="facet" data-facet="{name_e}"><h2>{_e(_(FACET_LABELS[name]))}</h2><ul>'
         )
-        for value, text, count, link, active in buckets:
+        for value, count in buckets:
+            active = value in current
+            values = [v for v in current if v != value] if active else [*current, value]
+            tail = "&".join(query_pair(param, v) for v in values)
+            link = f"{rest}&{tail}" if rest and tail else rest or tail
             out.append(
-                f'<li><a href="{_e(base)}?{_e(link)}" class="{"active" if active else ""}" '
-                f'data-testid="facet-{_e(name)}" title="{_e(value)}">'
-                f'<span class="facet-v">{_e(text)}</span><span class="count">{_e(count)}</span>'
+                f'<li><a href="{base_e}?{_e(link)}" class="{"active" if active else ""}" '
+                f'data-testid="facet-{name_e}" title="{_e(value)}">'
+                f'<span class="facet-v">{_e(shown_value(param, value))}</span>'
+                f'<span class="count">{_e(number(count))}</span>'
                 "</a></li>\n"
             )
         out.append("</ul></section>\n")
@@ -454,6 +445,28 @@ class _SearchRefused(Exception):
 def _search(store: Any, req: SearchRequest) -> SearchPage:
     with SEARCH_SECONDS.labels("actions").time():
         return store.search(req)
+
+
+def pager_links(
+    filters: Filters, page: SearchPage, href: Callable[..., str], _: Callable[..., Markup]
+) -> dict[str, Any]:
+    """The pager's range in words and its four links ("" where disabled), for both pagers."""
+    first, last = filters.page_range(page.total, len(page.hits))
+    number = number_format()
+    back = not filters.on_first_page and bool(filters.cursors or page.prev_cursor)
+    newer = page.prev_cursor if filters.from_end else None
+    return {
+        "range": _(
+            "%(first)s–%(last)s of %(total)s",
+            first=number(first),
+            last=number(last),
+            total=number(page.total),
+        ),
+        "first": href(filters) if back else "",
+        "prev": href(filters.previous_page(newer), True) if back else "",
+        "next": href(filters.next_page(page.next_cursor), True) if page.next_cursor else "",
+        "last": href(filters.last_page(), True) if page.next_cursor else "",
+    }
 
 
 def _href(base: str) -> Callable[..., str]:
@@ -544,7 +557,8 @@ def actions(account: str) -> Any:
                     url_for("useraudit.event.event", account=account, event_id="x")[:-1],
                     tz_arg,
                 ),
-                facets_html=facets_html(facet_links(filters, page), base),
+                facets_html=facets_html(filters, page, base),
+                pager=pager_links(filters, page, href, _) if page and hits else None,
                 chart=activity,
                 complete=complete,
                 lagging=lagging,
