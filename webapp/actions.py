@@ -542,9 +542,12 @@ def actions(account: str) -> Any:
             keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
             activity = chart.build(page.histogram, query, chart_spec, tz, base, keep)
         tz_arg = filters.tz if filters.tz != "UTC" else ""
+        # Straight through Jinja: this part of the page reads nothing the
+        # context processors add (user, CSRF token, notices), and the page
+        # around it already ran them.
+        results_template = current_app.jinja_env.get_template("useraudit/_results.html")
         return Markup(
-            render_template(
-                "useraudit/_results.html",
+            results_template.render(
                 base=base,
                 href=href,
                 f=filters,
