@@ -518,6 +518,16 @@ def actions(account: str) -> Any:
     _ = page_gettext()
     tz_offset = offset_label(tz)
     outcome: dict[str, Any] = {"status": status}
+    # What the answer's parts need that the filters alone decide, built while
+    # the store searches: the chart's bars without their counts, the links' starts.
+    keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
+    chart_frame = (
+        chart.frame(query, chart_spec, tz, base, keep)
+        if search_job is not None and query is not None and chart_spec
+        else None
+    )
+    history_base = _history_base(account, filters)
+    event_base = url_for("useraudit.event.event", account=account, event_id="x")[:-1]
 
     def results() -> Markup:
         """The chart, facets and rows: waits for the store's answer, then renders them."""
@@ -537,10 +547,12 @@ def actions(account: str) -> Any:
         mark = mark_job.result() if mark_job is not None else None
         complete, lagging = _completeness(mark, tz) if page is not None else (None, False)
         activity = None
-        if page is not None and page.total and page.histogram is not None and chart_spec:
-            assert query is not None
-            keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
-            activity = chart.build(page.histogram, query, chart_spec, tz, base, keep)
+        if page is not None and page.total and page.histogram is not None and chart_frame:
+            shape = chart_frame
+            if not chart.covers(shape, page.histogram):  # a bucket began while it searched
+                assert query is not None and chart_spec is not None
+                shape = chart.frame(query, chart_spec, tz, base, keep)
+            activity = chart.fill(page.histogram, shape)
         tz_arg = filters.tz if filters.tz != "UTC" else ""
         # Straight through Jinja: this part of the page reads nothing the
         # context processors add (user, CSRF token, notices), and the page
@@ -553,13 +565,7 @@ def actions(account: str) -> Any:
                 f=filters,
                 page=page,
                 rows=hits,
-                rows_html=rows_html(
-                    hits,
-                    tz,
-                    _history_base(account, filters),
-                    url_for("useraudit.event.event", account=account, event_id="x")[:-1],
-                    tz_arg,
-                ),
+                rows_html=rows_html(hits, tz, history_base, event_base, tz_arg),
                 facets_html=facets_html(filters, page, base),
                 pager=pager_links(filters, page, href, _) if page and hits else None,
                 chart=activity,
