@@ -365,7 +365,15 @@ def rows_html(
     return Markup("".join(out))
 
 
-def facets_html(filters: Filters, page: SearchPage | None, base: str) -> Markup:
+def facet_rests(filters: Filters) -> dict[str, str]:
+    """Per facet parameter, the page's query string without it: each bucket's link
+    adds its values to that (the filters alone decide it: built while the store searches)."""
+    return {param: filters.with_values(param, ()).qs() for param in FACET_PARAMS.values()}
+
+
+def facets_html(
+    filters: Filters, page: SearchPage | None, base: str, rests: dict[str, str]
+) -> Markup:
     """The facet sections: per facet its buckets, each a link toggling that value
     (any of a facet's ticked values matches), with its count."""
     if page is None:
@@ -378,7 +386,7 @@ def facets_html(filters: Filters, page: SearchPage | None, base: str) -> Markup:
             continue
         param = FACET_PARAMS[name]
         current = filters.values.get(param, ())
-        rest = filters.with_values(param, ()).qs()
+        rest = rests[param]
         name_e = _e(name)
         out.append(
             f'<section class="facet" data-facet="{name_e}"><h2>{_e(_(FACET_LABELS[name]))}</h2><ul>'
@@ -527,6 +535,7 @@ def actions(account: str) -> Any:
         else None
     )
     history_base = _history_base(account, filters)
+    rests = facet_rests(filters)
     event_base = url_for("useraudit.event.event", account=account, event_id="x")[:-1]
 
     def results() -> Markup:
@@ -566,7 +575,7 @@ def actions(account: str) -> Any:
                 page=page,
                 rows=hits,
                 rows_html=rows_html(hits, tz, history_base, event_base, tz_arg),
-                facets_html=facets_html(filters, page, base),
+                facets_html=facets_html(filters, page, base, rests),
                 pager=pager_links(filters, page, href, _) if page and hits else None,
                 chart=activity,
                 complete=complete,
