@@ -187,6 +187,7 @@ class Capture:
         "get_route",
         "rules",
         "_fail_closed",
+        "_context",
     )
 
     def __init__(
@@ -217,6 +218,24 @@ class Capture:
         self.rules = rules
         self._fail_closed = fail_closed
         self.proxy_watch = ProxyWatch()
+        self._context = self._context_type()
+
+    def _context_type(self) -> type[RequestContext]:
+        """RequestContext with this capture's per-request constants as class defaults.
+
+        The settings are read here, once: a Capture is configured at construction.
+        """
+        defaults: dict[str, Any] = {"__slots__": ()}
+        for field, callback in (
+            ("resolve_user", self.get_user),
+            ("resolve_impersonator", self.get_impersonator),
+        ):
+            if callback is not None:
+                defaults[field] = staticmethod(callback)
+        if self.account_id is not None:
+            defaults["account_id"] = self.account_id
+            defaults["account_name"] = self.account_name
+        return type("RequestContext", (RequestContext,), defaults)
 
     @property
     def recorder(self) -> Recorder:
@@ -241,20 +260,17 @@ class Capture:
         Only what every request needs is read now: method and path (capture
         rules) and whether X-Forwarded-For came (the proxy watch). ``reader``
         fills the rest through :meth:`fill` when something first asks for it.
+        What is the same for every request (the host's callbacks, a fixed
+        account) is a class default of this instance's context type, so the
+        common request sets nothing else on its context.
         """
         recorder = self._recorder or get_recorder()
-        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool.directory)
-        ctx = RequestContext.lazy(request, reader, method, path)
+        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool)
+        ctx = self._context.lazy(request, reader, method, path)
         fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
         if fail_closed:
             ctx.fail_closed = True
-        if self.get_user is not None:
-            ctx.resolve_user = self.get_user
-        if self.get_impersonator is not None:
-            ctx.resolve_impersonator = self.get_impersonator
-        if self.account_id is not None:
-            ctx.account_id, ctx.account_name = self.account_id, self.account_name
-        elif self.get_account is not None:
+        if self.get_account is not None:
             with contain("get_account callback", fail_closed):
                 account = self.get_account(request)
                 if isinstance(account, tuple):
@@ -301,7 +317,8 @@ class Capture:
         if self.get_route is not None:
             try:
                 route = self.get_route(ctx.request)
-                ctx.route = str(route) if route is not None else None
+                if route is not None:
+                    ctx.route = str(route)
             except Exception as err:  # noqa: BLE001 - a host callback
                 swallowed(err, "get_route callback", ctx.fail_closed)
         # Resolve the user now only when something needs it: held events or
@@ -309,12 +326,14 @@ class Capture:
         # the user (no session or database lookup on our account); events
         # recorded later in such a request still resolve it lazily.
         rules = self.rules
-        may_match = ctx.may_match = (
+        may_match = (
             rules is not None
             and ctx.method is not None
             and ctx.path is not None
             and rules.may_match(ctx.method, ctx.path)
         )
+        if not may_match:
+            ctx.may_match = False
         if ctx.pending or may_match:
             ctx.actor()
             ctx.acting_for()
@@ -335,7 +354,10 @@ class Capture:
             swallowed(err, "recording the request")
 
     def finished(self, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
-        """The request is over (response sent, or the app raised)."""
+        """The request is over (response sent, or the app raised); later calls do nothing."""
+        if ctx.finished:
+            return
+        ctx.finished = True
         if not ctx.started:
             self.started(ctx, status if status is not None else (500 if exc is not None else None))
         elif status is not None:

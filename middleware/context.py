@@ -92,6 +92,8 @@ class RequestContext:
     final: bool = False
     # Whether a capture rule covers this method and path (set at response start).
     may_match: bool = True
+    # Set once the request's rule events were decided (a middleware ends a request once).
+    finished: bool = False
     # (recorder, raw event) pairs waiting for the actor; None once flushed.
     pending: list[tuple[Any, dict[str, Any]]] | None = None
     # Whether a failing host callback should fail the request (503).
