@@ -169,6 +169,10 @@ class Capture:
             from method, route and status.
         fail_closed: answer 503 when an event cannot be recorded or a
             callback fails (default: the recorder's ``fail_closed``).
+        route_when_read: ask ``get_route`` only when the route is first read
+            after the response started, not on every request: for request
+            objects that outlive the response (the ASGI scope). A failing
+            ``get_route`` then costs the field, never the request.
 
     ``request`` is what the integration has at hand: the WSGI environ, the
     ASGI scope, Django's ``HttpRequest``; Flask's defaults ignore it and use
@@ -187,6 +191,7 @@ class Capture:
         "get_route",
         "rules",
         "_fail_closed",
+        "route_when_read",
         "_context",
     )
 
@@ -202,6 +207,7 @@ class Capture:
         rules: Any = None,
         fail_closed: bool | None = None,
         account: str | tuple[str, str] | None = None,
+        route_when_read: bool = False,
     ) -> None:
         if trusted_proxies < 0:
             raise ValueError("trusted_proxies must be >= 0")
@@ -217,10 +223,11 @@ class Capture:
         self.get_route = get_route
         self.rules = rules
         self._fail_closed = fail_closed
+        self.route_when_read = route_when_read
         self.proxy_watch = ProxyWatch()
-        self._context = self._context_type()
+        self._context = self._context_type(route_when_read)
 
-    def _context_type(self) -> type[RequestContext]:
+    def _context_type(self, route_when_read: bool) -> type[RequestContext]:
         """RequestContext with this capture's per-request constants as class defaults.
 
         The settings are read here, once: a Capture is configured at construction.
@@ -229,6 +236,7 @@ class Capture:
         for field, callback in (
             ("resolve_user", self.get_user),
             ("resolve_impersonator", self.get_impersonator),
+            ("resolve_route", self.get_route if route_when_read else None),
         ):
             if callback is not None:
                 defaults[field] = staticmethod(callback)
@@ -314,7 +322,7 @@ class Capture:
         """
         ctx.status = status
         ctx.started = True
-        if self.get_route is not None:
+        if self.get_route is not None and not self.route_when_read:
             try:
                 route = self.get_route(ctx.request)
                 if route is not None:

@@ -89,6 +89,7 @@ class AuditMiddleware:
         self.app = app
         options.setdefault("get_user", default_user)
         options.setdefault("get_route", default_route)
+        options.setdefault("route_when_read", True)  # the scope outlives the response
         self.capture = capture or Capture(**options)
         self._reader = self.read  # bound once, handed to every request's context
 
