@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from useraudit.cli_helpers import clean_exit, store_option
+from useraudit.cli_helpers import clean_exit, spool_option, store_option
 from useraudit.config import default_spool_dir
 
 if TYPE_CHECKING:
@@ -22,16 +22,6 @@ if TYPE_CHECKING:
     from .sinks.outbox import SinksStage
 
 log = logging.getLogger("useraudit.indexer")
-
-spool_option = click.option(
-    "--spool",
-    "spool_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="USERAUDIT_SPOOL",
-    default=None,
-    show_envvar=True,
-    help="Spool directory (default: $USERAUDIT_HOME/spool).",
-)
 
 
 sinks_option = click.option(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from useraudit.cli_helpers import store_option
+from useraudit.cli_helpers import spool_option, store_option
 from useraudit.config import default_spool_dir
 from useraudit.middleware.recorder import Recorder, new_event_id
 from useraudit.schema import CANARY_ACCOUNT
@@ -162,17 +162,6 @@ def run_scheduled(
     finally:
         recorder.close()
     return report
-
-
-spool_option = click.option(
-    "--spool",
-    "spool_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="USERAUDIT_SPOOL",
-    default=None,
-    show_envvar=True,
-    help="Spool directory the running indexer reads (default: $USERAUDIT_HOME/spool).",
-)
 
 
 @click.command()

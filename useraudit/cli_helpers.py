@@ -1,4 +1,4 @@
-"""What the command groups share: the ``--store`` option and a clean exit on expected errors.
+"""What the command groups share: ``--store``, ``--spool`` and a clean exit on expected errors.
 
 A command that opens a store takes ``@store_option``; an error the user can
 act on (a store that refuses, a bad value) ends the command with click's
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -24,6 +25,16 @@ store_option = click.option(
     default=None,
     show_envvar=True,
     help="Store URL: sqlite:///path/audit.db (default) or http(s)://[user:pass@]host:9200.",
+)
+
+spool_option = click.option(
+    "--spool",
+    "spool_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="USERAUDIT_SPOOL",
+    default=None,
+    show_envvar=True,
+    help="Spool directory the host app writes, the indexer reads (default: $USERAUDIT_HOME/spool).",
 )
 
 

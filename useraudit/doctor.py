@@ -36,6 +36,7 @@ from typing import Any
 import click
 
 from useraudit import config, spool_watch
+from useraudit.cli_helpers import spool_option, store_option
 from useraudit.schema import UNASSIGNED_ACCOUNT
 
 # The oldest unshipped event may wait this long before the backlog check fails.
@@ -365,23 +366,8 @@ def _without_password(url: str) -> str:
 
 
 @click.command()
-@click.option(
-    "--spool",
-    "spool_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="USERAUDIT_SPOOL",
-    show_envvar=True,
-    default=None,
-    help="The app's spool (default: $USERAUDIT_HOME/spool).",
-)
-@click.option(
-    "--store",
-    "store_url",
-    envvar="USERAUDIT_STORE",
-    show_envvar=True,
-    default=None,
-    help="The store URL (default: sqlite:///$USERAUDIT_HOME/audit.db).",
-)
+@spool_option
+@store_option
 @click.option(
     "--max-lag",
     type=float,
