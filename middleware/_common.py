@@ -115,16 +115,17 @@ def request_id(header: str | None) -> str:
     """
     if header and _REQUEST_ID.match(header):
         return header
-    return f"{_id_prefix}{next(_id_counter):016x}"
+    # The prefix's bits above the counter's: one int formatted once.
+    return format(_id_base | next(_id_counter), "032x")
 
 
 def _new_id_prefix() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = f"{random.getrandbits(64):016x}"
+    global _id_base, _id_counter
+    _id_base = random.getrandbits(64) << 64
     _id_counter = itertools.count(1)
 
 
-_id_prefix = ""
+_id_base = 0
 _id_counter: itertools.count[int] = itertools.count(1)
 _new_id_prefix()
 os.register_at_fork(after_in_child=_new_id_prefix)
