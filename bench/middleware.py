@@ -23,8 +23,9 @@ install: ``python -m bench.middleware`` (peers: ``pip install -e '.[bench]'``; l
    (bare RPS / RPS − 1), and the same by the server's own CPU time per
    request, all in one-second bursts taking turns (see ``server_ratio``);
    ``busy`` says how much of a core the server got: far below 1 the req/s
-   ratios measure the machine's scheduling more than the middleware. Targets: ``quiet`` ≥ 0.97 × bare under both
-   servers; ``record``'s overhead at most a quarter of the cheapest peer's.
+   ratios measure the machine's scheduling more than the middleware.
+   Targets: ``quiet`` ≥ 0.97 × bare under both servers; ``record``'s
+   overhead at most a quarter of the cheapest peer's.
 3. Per-event cost of ``Recorder.record`` (batch) against a bare structlog
    JSON log call to a file → ratio.
 
