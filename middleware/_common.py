@@ -335,13 +335,15 @@ class Capture:
         # the user (no session or database lookup on our account); events
         # recorded later in such a request still resolve it lazily.
         rules = self.rules
-        may_match = (
-            rules is not None
-            and ctx.method is not None
-            and ctx.path is not None
-            and rules.may_match(ctx.method, ctx.path)
+        hit = (
+            rules.find(ctx.method, ctx.path)
+            if rules is not None and ctx.method is not None and ctx.path is not None
+            else None
         )
-        if not may_match:
+        may_match = hit is not None
+        if may_match:
+            ctx.rule_hit = hit
+        else:
             ctx.may_match = False
         if ctx.pending or may_match:
             ctx.actor()
@@ -371,11 +373,11 @@ class Capture:
             self.started(ctx, status if status is not None else (500 if exc is not None else None))
         elif status is not None:
             ctx.status = status  # e.g. 503 when we refused the response
-        rules = self.rules
-        if not ctx.may_match or rules is None or ctx.method is None or ctx.path is None:
+        found = ctx.rule_hit
+        if found is None:
             return
         try:
-            hit = rules.match(ctx.method, ctx.path, ctx.status, exc)
+            hit = found[0].decide(found[1], ctx.status, exc)
         except Exception as err:  # noqa: BLE001 - a bad rule must not break the host
             swallowed(err, "capture rules", ctx.fail_closed)
             return

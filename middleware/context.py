@@ -95,6 +95,8 @@ class RequestContext:
     final: bool = False
     # Whether a capture rule covers this method and path (set at response start).
     may_match: bool = True
+    # The capture rule covering it and its match, found when the response started.
+    rule_hit: tuple[Any, Any] | None = None
     # Set once the request's rule events were decided (a middleware ends a request once).
     finished: bool = False
     # (recorder, raw event) pairs waiting for the actor; None once flushed.

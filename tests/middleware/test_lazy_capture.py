@@ -251,17 +251,23 @@ def test_a_request_that_cannot_be_read_still_records_its_event(
     "path", ["/", "/tokens/7", "/tokens/7/", "/tokens/7/x", "/files/a/b.txt", "/login", "/x"]
 )
 def test_may_match_agrees_with_match(method: str, path: str) -> None:
-    """The one-regex pre-check never skips a rule that would fire, nor admits one that cannot."""
+    """The one-regex pre-check and the rule found at response start agree with every rule."""
     rules = Rules(
         [
             Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
             Rule("GET", "/tokens/{token_id}", "token.viewed"),
             Rule("*", "/files/{name:path}", "file.touched"),
             Rule("POST", "/login", "user.signed_in"),
+            Rule("GET", "/login", "login.viewed"),
         ]
     )
-    fires = rules.match(method, path, 200) is not None
-    assert rules.may_match(method, path) is fires
+    firing = [rule for rule in rules.rules if rule.match(method, path, 200, None) is not None]
+    assert rules.may_match(method, path) is bool(firing)
+    found = rules.find(method, path)
+    assert (found[0] if found else None) is (firing[0] if firing else None)
+    assert rules.match(method, path, 200) == (
+        firing[0].match(method, path, 200, None) if firing else None
+    )
 
 
 def test_masking_remembers_only_clean_texts() -> None:
