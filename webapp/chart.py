@@ -190,10 +190,11 @@ def svg(bars: list[Bar], step: int) -> Markup:
             f'<rect class="bar-hit" x="{i * slot:.2f}" y="0" width="{slot:.2f}" '
             f'height="{HEIGHT + TOP}"/>'
         )
+        said = escape(words)
         out.append(
-            f'<a href="{escape(b.href)}" class="bar" aria-label="{escape(words)}" '
+            f'<a href="{escape(b.href)}" class="bar" aria-label="{said}" '
             f'data-total="{b.total}" data-failure="{b.failure}" data-testid="chart-bar">'
-            f"<title>{escape(words)}</title>{hit}{''.join(parts)}</a>"
+            f"<title>{said}</title>{hit}{''.join(parts)}</a>"
         )
     out.append("</svg>")
     return Markup("".join(out))
