@@ -47,7 +47,7 @@ from typing import Any
 
 from useraudit._json import loads
 from useraudit.spool import Batch, SpoolReader
-from useraudit.stages import Stage
+from useraudit.stages import Stage, check_order
 from useraudit.store.base import Store, StoreRefused, StoreUnavailable, WriteResult
 
 from .deadletter import DeadLetters
@@ -124,6 +124,7 @@ class Indexer:
         sleep: Callable[[float], Any] = time.sleep,
         stages: Sequence[Stage] = (),
     ) -> None:
+        check_order(stages)  # before anything is opened
         self.spool_dir = Path(spool_dir)
         self.reader = SpoolReader(self.spool_dir)
         self.store = store
@@ -141,7 +142,6 @@ class Indexer:
         self._uncommitted = Batch()
         self._last_commit = time.monotonic()
         self.stats = IndexerStats()
-        self.stages = list(stages)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="useraudit-prepare")
 
     def __enter__(self) -> Indexer:

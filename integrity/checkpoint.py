@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import merkle
-from .canonical import canonical
+from .canonical import canonical, canonical_entry
 from .keys import Keyring, SigningKey
 
 VERSION = 1
@@ -38,7 +38,7 @@ Entry = list[Any]
 
 
 def entry_leaf(entry: Sequence[Any]) -> bytes:
-    return merkle.leaf_hash(canonical(list(entry)))
+    return merkle.leaf_hash(canonical_entry(entry))
 
 
 def body_of(doc: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +68,16 @@ def make(
     entries: Sequence[Entry] = (),
     kind: str = "events",
     before: str | None = None,
+    leaves: Sequence[bytes] | None = None,
 ) -> dict[str, Any]:
-    """A signed checkpoint document, ready for the ledger."""
-    leaves = [entry_leaf(e) for e in entries]
+    """A signed checkpoint document, ready for the ledger.
+
+    ``leaves``, when given, are ``entry_leaf`` of each entry, worked out earlier.
+    """
+    if leaves is None:
+        leaves = [entry_leaf(e) for e in entries]
+    elif len(leaves) != len(entries):
+        raise ValueError(f"{len(leaves)} leaves for {len(entries)} entries")
     times = [e[1] for e in entries if isinstance(e[1], str)]
     doc: dict[str, Any] = {
         "v": VERSION,
@@ -79,7 +86,7 @@ def make(
         "kind": kind,
         "prev": prev,
         "size": len(leaves),
-        "root": merkle.root(leaves).hex(),
+        "root": merkle.root(list(leaves)).hex(),
         "time": now_iso(),
         "key": key.id,
     }

@@ -29,6 +29,10 @@ ORIGIN_ID = "audit.origin.id"
 ORIGIN_SEQ = "audit.origin.seq"
 
 
+# (account, entries, their Merkle leaves): what one checkpoint seals.
+Chunk = tuple[str, Sequence[checkpoint.Entry], Sequence[bytes]]
+
+
 def entry_of(doc: dict[str, Any]) -> checkpoint.Entry:
     return [
         doc["event.id"],
@@ -71,11 +75,19 @@ class Chains:
         *,
         kind: str = "events",
         before: str | None = None,
+        leaves: Sequence[bytes] | None = None,
     ) -> dict[str, Any]:
         seq, prev = self._head(account)
         while True:
             doc = checkpoint.make(
-                self.key, account, seq + 1, prev, entries=entries, kind=kind, before=before
+                self.key,
+                account,
+                seq + 1,
+                prev,
+                entries=entries,
+                kind=kind,
+                before=before,
+                leaves=leaves,
             )
             if self.ledger.create(doc):
                 self._heads[account] = (seq + 1, checkpoint.checkpoint_hash(doc))
@@ -88,43 +100,116 @@ class Chains:
                 )
             seq, prev = seq + 1, checkpoint.checkpoint_hash(theirs)
 
+    def append_many(self, chunks: Sequence[Chunk]) -> None:
+        """One ``events`` checkpoint per (account, entries, their leaves), accounts all different.
+
+        Written in one ledger write; an account whose next seq another writer
+        took meanwhile chains onto theirs, as :meth:`append` does.
+        """
+        docs = []
+        for account, entries, leaves in chunks:
+            seq, prev = self._head(account)
+            docs.append(
+                checkpoint.make(self.key, account, seq + 1, prev, entries=entries, leaves=leaves)
+            )
+        created = self.ledger.create_many(docs)
+        for (account, entries, leaves), doc, ok in zip(chunks, docs, created, strict=True):
+            if ok:
+                self._heads[account] = (doc["seq"], checkpoint.checkpoint_hash(doc))
+                continue
+            theirs = self.ledger.get(account, doc["seq"])
+            if theirs is None:
+                raise StoreUnavailable(
+                    f"checkpoint {account}/{doc['seq']} exists but cannot be read yet"
+                )
+            self._heads[account] = (doc["seq"], checkpoint.checkpoint_hash(theirs))
+            self.append(account, entries, leaves=leaves)
+
+
+class _Pending:
+    """One account's entries waiting for a checkpoint, with their Merkle leaves."""
+
+    __slots__ = ("entries", "leaves")
+
+    def __init__(self) -> None:
+        self.entries: list[checkpoint.Entry] = []
+        self.leaves: list[bytes] = []
+
+    def add(self, entry: checkpoint.Entry, leaf: bytes) -> None:
+        self.entries.append(entry)
+        self.leaves.append(leaf)
+
 
 class Sealer(Stage):
-    """Indexer stage (:class:`~useraudit.stages.Stage`) sealing what the store accepted."""
+    """Indexer stage (:class:`~useraudit.stages.Stage`) sealing what the store accepted.
+
+    The entry and leaf of each event are worked out in :meth:`prepare`, on
+    the indexer's read-ahead thread while the previous batch is written;
+    ``prepares_last`` makes the indexer refuse any stage that prepares (adds
+    fields) after it. An event that was never prepared (``delivered`` called
+    directly) is worked out on delivery.
+    """
 
     name = "integrity"
+    prepares_last = True
+    # Events prepared but never delivered (refused by the store) are forgotten
+    # past this many, oldest first; one forgotten too early is worked out again.
+    max_prepared = 20_000
 
     def __init__(self, store: Store, key: SigningKey, *, max_entries: int = 5000) -> None:
         self.store = store
         self.chains = Chains(ledger_for(store), key)
         self.max_entries = max_entries
-        self._pending: dict[str, list[checkpoint.Entry]] = defaultdict(list)
+        self._pending: dict[str, _Pending] = defaultdict(_Pending)
+        # event id -> (the document prepared, its entry, its leaf)
+        self._prepared: dict[str, tuple[dict, checkpoint.Entry, bytes]] = {}
         self.sealed = 0
         self.checkpoints = 0
 
+    def prepare(self, doc: dict) -> None:
+        entry = entry_of(doc)
+        prepared = self._prepared
+        prepared[entry[0]] = (doc, entry, checkpoint.entry_leaf(entry))
+        while len(prepared) > self.max_prepared:
+            prepared.pop(next(iter(prepared)), None)
+
     def delivered(self, docs: Sequence[dict], results: Sequence[WriteResult]) -> None:
         again: list[str] = []
+        prepared = self._prepared
+        pending = self._pending
         for doc, result in zip(docs, results, strict=True):
+            early = prepared.pop(doc["event.id"], None)
             if result.status == "created":
-                self._pending[account_of(doc)].append(entry_of(doc))
+                if early is not None and early[0] is doc:  # not another event with its id
+                    entry, leaf = early[1], early[2]
+                else:
+                    entry = entry_of(doc)
+                    leaf = checkpoint.entry_leaf(entry)
+                pending[account_of(doc)].add(entry, leaf)
             elif result.status == "duplicate":
                 again.append(doc["event.id"])
         if again:
             # What is stored is what gets sealed (its first ingestion time).
             self.store.refresh()
             for doc in self.store.get(again).values():
-                self._pending[account_of(doc)].append(entry_of(doc))
+                entry = entry_of(doc)
+                pending[account_of(doc)].add(entry, checkpoint.entry_leaf(entry))
 
     def flush(self) -> None:
-        for account in list(self._pending):
-            entries = self._pending[account]
-            while entries:
-                chunk = entries[: self.max_entries]
-                self.chains.append(account, chunk)
-                del entries[: len(chunk)]
-                self.sealed += len(chunk)
+        # One ledger write per round: every account's next checkpoint together.
+        while self._pending:
+            n = self.max_entries
+            chunks = [
+                (account, p.entries[:n], p.leaves[:n]) for account, p in self._pending.items()
+            ]
+            self.chains.append_many(chunks)
+            for account, entries, leaves in chunks:
+                p = self._pending[account]
+                del p.entries[: len(entries)], p.leaves[: len(leaves)]
+                if not p.entries:
+                    del self._pending[account]
+                self.sealed += len(entries)
                 self.checkpoints += 1
-            del self._pending[account]
 
     def pending(self) -> int:
-        return sum(len(v) for v in self._pending.values())
+        return sum(len(p.entries) for p in self._pending.values())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -75,11 +75,24 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# event id -> (hash, @timestamp, checkpoint id) as sealed: a tuple of strings,
+# which the garbage collector stops tracking (a million of them are no burden).
+_Sealed = tuple[str, str, str]
+
+
 @dataclass
-class _Sealed:
-    hash: str
-    ts: str
-    checkpoint: str
+class _Numbers:
+    """Per host process (origin), the numbers sealed and the event each was sealed for."""
+
+    first: dict[str, dict[int, str]] = field(default_factory=lambda: defaultdict(dict))
+    # origin -> number -> every event id sealed with it, only where there are two or more
+    twice: dict[str, dict[int, set[str]]] = field(default_factory=lambda: defaultdict(dict))
+
+    def add(self, origin: str, number: int, event_id: str) -> None:
+        used = self.first[origin]
+        known = used.setdefault(number, event_id)
+        if known != event_id:
+            self.twice[origin].setdefault(number, {known}).add(event_id)
 
 
 class Verifier:
@@ -112,8 +125,7 @@ class Verifier:
             accounts = [account]
         else:
             accounts = sorted(set(self.ledger.accounts()) | set(self.store.accounts()))
-        # origin -> number -> event ids sealed with it (every account: gaps cross accounts)
-        numbers: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+        numbers = _Numbers()  # every account's: gaps cross accounts
         for name in accounts:
             report.accounts += 1
             self._account(name, start, end, lo, hi, report, numbers)
@@ -123,9 +135,8 @@ class Verifier:
 
     # -- one account -----------------------------------------------------------
 
-    def _chain(self, account: str, report: Report) -> list[dict[str, Any]]:
-        """The account's trustworthy checkpoints; problems become findings."""
-        good: list[dict[str, Any]] = []
+    def _chain(self, account: str, report: Report) -> Iterator[dict[str, Any]]:
+        """The account's trustworthy checkpoints, one by one; problems become findings."""
         expected, prev = 1, ""
         for doc in self.ledger.iterate(account):
             report.checkpoints += 1
@@ -154,9 +165,8 @@ class Verifier:
                         f"does not follow checkpoint {seq - 1} (prev hash differs)",
                     )
                 )
-            good.append(doc)
+            yield doc
             expected, prev = seq + 1, checkpoint.checkpoint_hash(doc)
-        return good
 
     def _account(
         self,
@@ -166,87 +176,82 @@ class Verifier:
         lo: str,
         hi: str,
         report: Report,
-        numbers: dict[str, dict[int, set[str]]],
+        numbers: _Numbers,
     ) -> None:
-        chain = self._chain(account, report)
         sealed: dict[str, _Sealed] = {}
         cutoff = ""
-        for doc in chain:
+        for doc in self._chain(account, report):  # read as it goes: leaves are not kept
             if doc.get("kind") == "prune":
                 cutoff = max(cutoff, str(doc.get("before") or ""))
                 continue
             cid = checkpoint.checkpoint_id(account, doc["seq"])
             for event_id, ts, origin, number, digest in doc.get("leaves") or ():
                 ts = ts if isinstance(ts, str) else ""
-                if origin is not None and isinstance(number, int) and lo <= ts <= hi:
-                    numbers[str(origin)][number].add(event_id)
                 if not lo <= ts <= hi:
                     continue
+                if origin is not None and isinstance(number, int):
+                    numbers.add(str(origin), number, event_id)
                 known = sealed.get(event_id)
                 if known is None:
-                    sealed[event_id] = _Sealed(digest, ts, cid)
-                elif known.hash != digest:
+                    sealed[event_id] = (digest, ts, cid)
+                elif known[0] != digest:
                     report.findings.append(
                         Finding(
                             "modified",
                             account,
                             event_id,
-                            f"sealed with different hashes in {known.checkpoint} and {cid}",
+                            f"sealed with different hashes in {known[2]} and {cid}",
                         )
                     )
         report.sealed += len(sealed)
         seen: set[str] = set()
         now = self.clock()
         if account:
+            lookup, saw = sealed.get, seen.add
             for doc in self.store.iterate(Query(account, start=start, end=end), batch_size=2000):
                 report.events += 1
-                self._match(account, doc, sealed, seen, now, report)
+                event_id = str(doc.get("event.id", ""))
+                info = lookup(event_id)
+                if info is None:
+                    self._unsealed(account, event_id, doc, now, report)
+                    continue
+                saw(event_id)
+                if event_hash(doc) != info[0]:
+                    report.findings.append(
+                        Finding("modified", account, event_id, f"differs from {info[2]}")
+                    )
         unseen = [eid for eid in sealed if eid not in seen]
         for i in range(0, len(unseen), 1000):
             chunk = unseen[i : i + 1000]
             found = self.store.get(chunk)
             for event_id in chunk:
                 stored = found.get(event_id)
-                info = sealed[event_id]
+                digest, ts, cid = sealed[event_id]
                 if stored is not None:
                     report.events += 1
-                    if event_hash(stored) != info.hash:
+                    if event_hash(stored) != digest:
                         report.findings.append(
                             Finding(
                                 "modified",
                                 account,
                                 event_id,
-                                f"differs from {info.checkpoint} (now in account "
+                                f"differs from {cid} (now in account "
                                 f"{stored.get('organization.id')!r} at {stored.get('@timestamp')})",
                             )
                         )
-                elif info.ts and info.ts < cutoff:
+                elif ts and ts < cutoff:
                     report.findings.append(
                         Finding("pruned", account, event_id, f"retention before {cutoff}")
                     )
                 else:
                     report.findings.append(
-                        Finding("deleted", account, event_id, f"sealed in {info.checkpoint}")
+                        Finding("deleted", account, event_id, f"sealed in {cid}")
                     )
 
-    def _match(
-        self,
-        account: str,
-        doc: dict[str, Any],
-        sealed: dict[str, _Sealed],
-        seen: set[str],
-        now: float,
-        report: Report,
+    def _unsealed(
+        self, account: str, event_id: str, doc: dict[str, Any], now: float, report: Report
     ) -> None:
-        event_id = str(doc.get("event.id", ""))
-        info = sealed.get(event_id)
-        if info is not None:
-            seen.add(event_id)
-            if event_hash(doc) != info.hash:
-                report.findings.append(
-                    Finding("modified", account, event_id, f"differs from {info.checkpoint}")
-                )
-            return
+        """A stored event no checkpoint seals: not sealed yet, or inserted."""
         if self._recent(doc.get("event.ingested"), now):
             report.findings.append(
                 Finding("pending", account, event_id, "stored moments ago, not sealed yet")
@@ -267,18 +272,17 @@ class Verifier:
 
     # -- hosts' numbering ------------------------------------------------------
 
-    def _gaps(self, numbers: dict[str, dict[int, set[str]]], report: Report) -> None:
-        for origin, used in sorted(numbers.items()):
-            for number, ids in sorted(used.items()):
-                if len(ids) > 1:
-                    report.findings.append(
-                        Finding(
-                            "out-of-sequence",
-                            "",
-                            ", ".join(sorted(ids)),
-                            f"origin {origin} numbered {len(ids)} events {number}",
-                        )
+    def _gaps(self, numbers: _Numbers, report: Report) -> None:
+        for origin, used in sorted(numbers.first.items()):
+            for number, ids in sorted(numbers.twice.get(origin, {}).items()):
+                report.findings.append(
+                    Finding(
+                        "out-of-sequence",
+                        "",
+                        ", ".join(sorted(ids)),
+                        f"origin {origin} numbered {len(ids)} events {number}",
                     )
+                )
             for first, last in _missing(sorted(used)):
                 span = f"{first}" if first == last else f"{first}..{last}"
                 report.findings.append(

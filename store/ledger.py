@@ -14,7 +14,7 @@ OpenSearch (:mod:`.opensearch.ledger`).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .base import Store, StoreError
@@ -24,6 +24,14 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def create(self, doc: dict[str, Any]) -> bool:
         """Store a checkpoint unless ``(account, seq)`` exists; True when this call created it."""
+
+    def create_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
+        """:meth:`create` for checkpoints of *different* accounts, in one write where it can.
+
+        One answer per checkpoint, in order. Each is created or refused on
+        its own, as by :meth:`create`; a store error may leave some created.
+        """
+        return [self.create(doc) for doc in docs]
 
     @abc.abstractmethod
     def get(self, account: str, seq: int) -> dict[str, Any] | None:

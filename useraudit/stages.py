@@ -13,6 +13,9 @@ calls each stage, in the order given to
     write. It may add fields to the document (GeoIP adds ``source.geo.*``).
     An exception is logged and counted (``stage_errors``) and the event
     ships without that stage's fields: a stage never costs an event.
+    A stage with ``prepares_last`` (the sealer hashes each document here)
+    must see it as it will be stored: the indexer refuses a stage list
+    where another stage that prepares follows it.
 
 ``delivered(docs, results)``
     After the store acknowledged the batch (``created`` and ``duplicate``
@@ -52,6 +55,8 @@ class Stage:
     """A stage that does nothing at every point: subclass and override what you need."""
 
     name = "stage"
+    # True when prepare() must see each document as it will be stored.
+    prepares_last = False
 
     def prepare(self, doc: Doc) -> None:
         """Add fields to one event before it is stored (read-ahead thread)."""
@@ -64,6 +69,19 @@ class Stage:
 
     def close(self) -> None:
         """Release resources; called once when the indexer closes."""
+
+
+def check_order(stages: Sequence[Stage]) -> None:
+    """Refuse a stage that prepares after one that must prepare last (ValueError)."""
+    for i, stage in enumerate(stages):
+        if not stage.prepares_last:
+            continue
+        later = [s.name for s in stages[i + 1 :] if type(s).prepare is not Stage.prepare]
+        if later:
+            raise ValueError(
+                f"stage {stage.name!r} must prepare after every other stage; "
+                f"{', '.join(repr(n) for n in later)} come after it"
+            )
 
 
 # The name the detection engine's first milestone used.

@@ -200,6 +200,9 @@ def _apply_by_index_date(
         warm_after=policy.warm_after,
         delete_after=policy.delete_after,
         dry_run=dry_run,
+        # Whole indices hold every account's events: each sealed account's
+        # chain gets the cutoff, signed before the first index goes.
+        before_delete=None if dry_run else lambda cutoff: _record_prune(store, cutoff),
     )
     for decision, what in done:
         click.echo(f"{decision.index}: {what}")

@@ -8,11 +8,14 @@ real-time, searches refresh the index first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from opensearchpy import exceptions as os_exc
 
+from useraudit._json import dumps
+
+from ..base import StoreUnavailable
 from ..ledger import Ledger
 from .errors import store_error
 from .store import OpenSearchStore
@@ -70,6 +73,38 @@ class OpenSearchLedger(Ledger):
         except os_exc.TransportError as exc:
             raise store_error(self.store.url, exc, "writing a checkpoint") from exc
         return True
+
+    def create_many(self, docs: Sequence[dict[str, Any]]) -> list[bool]:
+        # One bulk request for every account of a flush, instead of one round trip each.
+        if not docs:
+            return []
+        self._ensure()
+        lines: list[bytes] = []
+        for doc in docs:
+            checkpoint_id = f"{doc['account']}/{int(doc['seq'])}"
+            lines += [dumps({"create": {"_index": self.index, "_id": checkpoint_id}}), dumps(doc)]
+        lines.append(b"")
+        try:
+            items = self.client.bulk(body=b"\n".join(lines))["items"]
+        except os_exc.TransportError as exc:
+            raise store_error(self.store.url, exc, "writing checkpoints") from exc
+        if len(items) != len(docs):
+            raise StoreUnavailable(f"bulk answered {len(items)} items for {len(docs)} checkpoints")
+        created: list[bool] = []
+        for item in items:
+            status = int(item["create"].get("status", 0))
+            if status == 409:
+                created.append(False)
+            elif 200 <= status < 300:
+                created.append(True)
+            else:
+                # Those before it may be written: the sealer reads them back as theirs.
+                error = item["create"].get("error") or {}
+                raise StoreUnavailable(
+                    f"writing checkpoint {item['create'].get('_id')}: {status} "
+                    f"{error.get('type', '')}: {error.get('reason', '')}"
+                )
+        return created
 
     def get(self, account: str, seq: int) -> dict[str, Any] | None:
         try:

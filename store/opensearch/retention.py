@@ -19,6 +19,7 @@ newest possible event is old enough.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,12 +154,22 @@ def apply(
     delete_after: int = DEFAULT_DELETE_AFTER_DAYS,
     now: datetime | None = None,
     dry_run: bool = False,
+    before_delete: Callable[[datetime], None] | None = None,
 ) -> list[tuple[Decision, str]]:
-    """Make old indices read-only and force-merged, delete expired ones; returns what was done."""
+    """Make old indices read-only and force-merged, delete expired ones; returns what was done.
+
+    ``before_delete(cutoff)`` runs once before the first index is deleted:
+    every event before ``cutoff`` (the end of the newest bucket deleted) is
+    in an index about to go. The integrity ledger signs it there.
+    """
     now = now or datetime.now(UTC)
     indices = list(client.indices.get(index=index_pattern(prefix), ignore_unavailable=True))
     done: list[tuple[Decision, str]] = []
-    for decision in plan(indices, now, warm_after, delete_after):
+    decisions = plan(indices, now, warm_after, delete_after)
+    doomed = [d.bucket_end for d in decisions if d.action == "delete"]
+    if doomed and not dry_run and before_delete is not None:
+        before_delete(max(doomed))
+    for decision in decisions:
         if decision.action == "keep":
             done.append((decision, "kept"))
             continue

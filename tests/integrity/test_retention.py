@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from useraudit.cli import main
 from useraudit.indexer.enrich import Enricher
 from useraudit.integrity.keys import SigningKey
 from useraudit.store.base import Store
+from useraudit.store.ledger import ledger_for
 from useraudit.store.query import Query
 
 from .conftest import ship
@@ -112,3 +114,37 @@ def test_retention_apply_refuses_to_drop_indices_under_a_legal_hold(
     assert "legal hold on acme" in refused.output
     os_store.refresh()
     assert os_store.get(["old-1"])  # still there
+
+
+def test_retention_apply_signs_the_cutoff_so_verify_reports_pruned(
+    env_store: Store,
+    spool_dir: Path,
+    key: SigningKey,
+    enricher: Enricher,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """OpenSearch drops whole monthly indices, SQLite deletes rows: both sign first."""
+    old = record_some(spool_dir, 3, "acme", days_ago=400) + record_some(
+        spool_dir, 2, "globex", days_ago=400
+    )
+    new = record_some(spool_dir, 2, "acme") + record_some(spool_dir, 2, "globex")
+    ship(spool_dir, env_store, key, enricher)
+    args = ["retention", "apply", "--warm-after", "0", "--delete-after", "30"]
+    # Without the key the deletion cannot be signed: refused, nothing deleted.
+    monkeypatch.setenv("USERAUDIT_KEYS", str(tmp_path / "no-keys-here"))
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1, refused.output
+    assert "no signing key was found" in refused.output
+    assert stored(env_store, "acme", old) == set(old)
+    monkeypatch.setenv("USERAUDIT_KEYS", str(tmp_path / "keys"))
+    applied = cli(*args)
+    assert applied.exit_code == 0, applied.output
+    assert stored(env_store, "acme", old + new) == set(new)
+    check = verify("--json")
+    assert check.exit_code == 0, check.output
+    lines = [json.loads(line) for line in check.output.splitlines()]
+    assert sorted(f["event_id"] for f in lines if f.get("kind") == "pruned") == sorted(old)
+    assert lines[-1]["clean"] is True and lines[-1]["events"] == len(new)
+    prunes = [cp for cp in ledger_for(env_store).iterate() if cp["kind"] == "prune"]
+    assert sorted(cp["account"] for cp in prunes) == ["acme", "globex"]

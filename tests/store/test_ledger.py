@@ -48,6 +48,21 @@ def test_create_is_first_writer_wins(ledger: Ledger) -> None:
     assert ledger.get("acme", 2) is None
 
 
+def test_create_many_answers_each_checkpoint_on_its_own(ledger: Ledger) -> None:
+    """One write for several accounts; a taken (account, seq) is refused, the others created."""
+    assert ledger.create({**cp("globex", 1), "root": "theirs"})
+    answers = ledger.create_many(
+        [{**cp("acme", 1), "root": "a"}, {**cp("globex", 1), "root": "mine"}, cp("initech", 1)]
+    )
+    assert answers == [True, False, True]
+    assert ledger.create_many([]) == []
+    got = {a: ledger.get(a, 1) for a in ("acme", "globex", "initech")}
+    assert got["acme"] is not None and got["acme"]["root"] == "a"
+    assert got["globex"] is not None and got["globex"]["root"] == "theirs"
+    assert got["initech"] is not None and got["initech"]["leaves"] == [["e", "t", None, None]]
+    assert ledger.accounts() == ["acme", "globex", "initech"]
+
+
 def test_head_iterate_and_accounts(ledger: Ledger) -> None:
     assert ledger.head("acme") == 0
     for account, seq in [("globex", 1), ("acme", 2), ("acme", 1), ("acme", 10), ("a/b", 1)]:

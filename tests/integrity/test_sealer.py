@@ -1,0 +1,124 @@
+"""The sealer's shortcuts keep what it seals equal to what is stored, on both real stores.
+
+Entries are worked out on the indexer's read-ahead thread (``prepare``) and
+every account's checkpoint of a flush goes in one ledger write; these tests
+change the document after it was prepared, send one event id twice in a
+batch, and let two writers race for the same checkpoint numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from useraudit.indexer.enrich import Enricher
+from useraudit.indexer.shipper import Indexer
+from useraudit.integrity import checkpoint
+from useraudit.integrity.canonical import event_hash
+from useraudit.integrity.keys import Keyring, SigningKey
+from useraudit.integrity.sealer import Sealer
+from useraudit.integrity.verify import Verifier
+from useraudit.spool import SpoolWriter
+from useraudit.stages import Stage
+from useraudit.store.base import Store
+from useraudit.store.ledger import ledger_for
+
+from .test_verify import record_some
+
+
+class AddsComments(Stage):
+    """A stage that changes a hashed field in prepare()."""
+
+    name = "adds-comments"
+
+    def prepare(self, doc: dict) -> None:
+        doc["audit.comments"] = "changed before the sealer prepared"
+
+
+def clean(store: Store, key: SigningKey) -> tuple[bool, list[str]]:
+    store.refresh()
+    report = Verifier(store, Keyring({key.id: key.public}), grace=0).run()
+    return report.clean, [f.line() for f in report.findings]
+
+
+def test_a_stage_preparing_after_the_sealer_is_refused(
+    store: Store, spool_dir: Path, key: SigningKey, enricher: Enricher
+) -> None:
+    """The sealer hashes in prepare(): a field added after it would be sealed wrong."""
+    with pytest.raises(ValueError, match="'adds-comments' come after it"):
+        Indexer(spool_dir, store, enricher=enricher, stages=[Sealer(store, key), AddsComments()])
+    ids = record_some(spool_dir, 6)
+    sealer = Sealer(store, key)
+    with Indexer(spool_dir, store, enricher=enricher, stages=[AddsComments(), sealer]) as ix:
+        ix.drain()
+    assert sealer.sealed == 6
+    ok, findings = clean(store, key)
+    assert ok, findings
+    stored = store.get(ids)
+    assert {d["audit.comments"] for d in stored.values()} == {"changed before the sealer prepared"}
+    sealed = {e[0]: e[4] for cp in ledger_for(store).iterate("acme") for e in cp["leaves"]}
+    assert sealed == {eid: event_hash(doc) for eid, doc in stored.items()}
+
+
+def test_one_event_id_twice_in_a_batch_seals_the_stored_one(
+    store: Store, spool_dir: Path, key: SigningKey, enricher: Enricher
+) -> None:
+    writer = SpoolWriter(spool_dir, durability="sync")
+    first = {
+        "event.id": "0123456789abcdef0123456789abcdef",
+        "@timestamp": "2026-01-01T00:00:00.000Z",
+        "event.action": "user.signed_in",
+        "organization.id": "acme",
+    }
+    for comments in ("the first", "the second, answered duplicate"):
+        writer.append(orjson.dumps({**first, "audit.comments": comments}))
+    writer.close()
+    sealer = Sealer(store, key)
+    with Indexer(spool_dir, store, enricher=enricher, stages=[sealer]) as ix:
+        stats = ix.drain()
+    assert stats.shipped == 1 and stats.duplicates == 1
+    ok, findings = clean(store, key)
+    assert ok, findings
+    assert store.get([first["event.id"]])[first["event.id"]]["audit.comments"] == "the first"
+
+
+def test_writers_racing_for_checkpoint_numbers_keep_one_chain_per_account(
+    store: Store, key: SigningKey
+) -> None:
+    """Each writer's flush covers several accounts; the other took some numbers meanwhile."""
+    mine, theirs = Sealer(store, key), Sealer(store, key)
+
+    def entries(tag: str, n: int) -> list[checkpoint.Entry]:
+        return [[f"{tag}-{i}", "2026-01-01T00:00:00.000Z", None, None, "00" * 32] for i in range(n)]
+
+    mine.chains.append("acme", entries("m1", 1))  # mine now believes acme's head is 1
+    theirs.chains.append("acme", entries("t1", 3))
+    theirs.chains.append("acme", entries("t2", 1))
+    chunks = [(a, entries(a, 2)) for a in ("acme", "globex", "initech")]
+    mine.chains.append_many([(a, e, [checkpoint.entry_leaf(x) for x in e]) for a, e in chunks])
+    ledger = ledger_for(store)
+    assert [cp["seq"] for cp in ledger.iterate("acme")] == [1, 2, 3, 4]
+    assert [cp["leaves"][0][0] for cp in ledger.iterate("acme")] == [
+        "m1-0",
+        "t1-0",
+        "t2-0",
+        "acme-0",
+    ]
+    assert ledger.head("globex") == 1 and ledger.head("initech") == 1
+    chain = list(ledger.iterate("acme"))
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert after["prev"] == checkpoint.checkpoint_hash(before)
+    assert all(checkpoint.check(cp, Keyring({key.id: key.public})) is None for cp in chain)
+
+
+def test_events_prepared_but_never_delivered_are_forgotten_past_a_bound(
+    store: Store, key: SigningKey
+) -> None:
+    sealer = Sealer(store, key)
+    sealer.max_prepared = 100
+    for i in range(250):
+        sealer.prepare({"event.id": f"refused-{i}", "organization.id": "acme"})
+    assert len(sealer._prepared) == 100
+    assert "refused-249" in sealer._prepared and "refused-149" not in sealer._prepared
