@@ -241,6 +241,10 @@ class DetectionEngine(Stage):
         with self._lock:
             self._run(docs)
 
+    def ready(self) -> bool:
+        """Whether every batch handed over was evaluated (``flush`` would not wait for one)."""
+        return self._queue is None or not self._queue.unfinished_tasks
+
     def flush(self) -> None:
         """Wait until every batch handed over was evaluated, then save the state it changed."""
         if self._queue is not None:
