@@ -84,15 +84,15 @@ def make_app(store: Any, **config: Any) -> tuple[Any, str]:
 
 
 class Server:
-    """The app in werkzeug's threaded server on 127.0.0.1, and a signed-in HTTP client."""
+    """The app in the server ``useraudit web`` runs (waitress) on 127.0.0.1, and a
+    signed-in HTTP client keeping its connection alive, like a browser."""
 
     def __init__(self, app: Any) -> None:
-        from werkzeug.serving import WSGIRequestHandler, make_server
+        from useraudit.webapp.serve import make_server
 
-        WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like a browser
-        self.httpd = make_server("127.0.0.1", 0, app, threaded=True)
-        self.port = self.httpd.server_port
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd = make_server(app, host="127.0.0.1", port=0)
+        self.port = self.httpd.effective_port
+        self.thread = threading.Thread(target=self.httpd.run, daemon=True)
         self.thread.start()
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         self.cookie = ""
@@ -123,8 +123,8 @@ class Server:
 
     def stop(self) -> None:
         self.conn.close()
-        self.httpd.shutdown()
-        self.thread.join(5)
+        self.httpd.close()
+        self.thread.join(timeout=10)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -4,7 +4,8 @@
     python -m bench.api --events 100000 --rounds 30 --opensearch http://127.0.0.1:9250
 
 Seeds ``--events`` sample events (reused when the prefix already holds that
-many, and shared with bench.search), serves the app with werkzeug on
+many, and shared with bench.search), serves the app with waitress (as
+``useraudit web`` does) on
 127.0.0.1, creates an ``events:read`` token and times ``GET /api/v1/events``
 end to end over HTTP (token check, rate limit, filter parsing,
 ``Store.search``, JSON), for the first page of a filtered list and a page

@@ -5,7 +5,8 @@
 
 Seeds ``--events`` sample events (whole catalog; reused when the prefix
 already holds that many, and shared with bench.api), serves the admin UI
-with werkzeug on 127.0.0.1, signs in, and times page loads end to end over
+with waitress (the server `useraudit web` runs) on 127.0.0.1, signs in over one
+kept-alive connection, and times page loads end to end over
 HTTP (session, parse the URL, build the request, ``Store.search``, render
 the whole HTML page with the activity chart):
 

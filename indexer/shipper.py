@@ -56,6 +56,9 @@ from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
 
+# A due commit waits for a busy stage once this many commit intervals passed.
+COMMIT_DEFER_LIMIT = 4
+
 
 @dataclass
 class IndexerStats:
@@ -102,7 +105,9 @@ class Indexer:
             backend was unreachable this long; None waits forever.
         commit_interval: seconds between spool position commits (each costs
             two fsyncs); what a crash can make the indexer re-send, as
-            duplicates the store ignores.
+            duplicates the store ignores. A commit falling due while a stage
+            is busy (:meth:`~useraudit.stages.Stage.ready`) waits for it only
+            after ``COMMIT_DEFER_LIMIT`` intervals.
         stages: pipeline stages (GeoIP, detection, sinks, hashing), see
             :mod:`useraudit.stages`.
     """
@@ -275,7 +280,13 @@ class Indexer:
         # handed to the stages: their stages had this batch's write to finish,
         # so flush() rarely waits, and this batch's stage work (detection)
         # overlaps the next write instead of holding it up.
-        if time.monotonic() - self._last_commit >= self.commit_interval:
+        # A stage still busy with the previous batch (detection on its worker)
+        # would make the commit wait for it: put the commit off, a little,
+        # and write the next batch meanwhile.
+        since = time.monotonic() - self._last_commit
+        if since >= self.commit_interval and (
+            since >= COMMIT_DEFER_LIMIT * self.commit_interval or self._stages_ready()
+        ):
             self.commit()
         if self.stages:
             held = [(doc, r) for doc, r in zip(prepared.docs, stored, strict=True) if r]
@@ -322,6 +333,9 @@ class Indexer:
                     log.warning("indexer: store unavailable (%s); retrying in %.1fs", exc, delay)
                 self.sleep(delay)
                 attempt += 1
+
+    def _stages_ready(self) -> bool:
+        return all(ready() for stage in self.stages if (ready := getattr(stage, "ready", None)))
 
     def _prepare_stages(self, doc: dict) -> None:
         for stage in self.stages:

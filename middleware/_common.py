@@ -115,16 +115,17 @@ def request_id(header: str | None) -> str:
     """
     if header and _REQUEST_ID.match(header):
         return header
-    return f"{_id_prefix}{next(_id_counter):016x}"
+    # The prefix's bits above the counter's: one int formatted once.
+    return format(_id_base | next(_id_counter), "032x")
 
 
 def _new_id_prefix() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = f"{random.getrandbits(64):016x}"
+    global _id_base, _id_counter
+    _id_base = random.getrandbits(64) << 64
     _id_counter = itertools.count(1)
 
 
-_id_prefix = ""
+_id_base = 0
 _id_counter: itertools.count[int] = itertools.count(1)
 _new_id_prefix()
 os.register_at_fork(after_in_child=_new_id_prefix)
@@ -169,6 +170,10 @@ class Capture:
             from method, route and status.
         fail_closed: answer 503 when an event cannot be recorded or a
             callback fails (default: the recorder's ``fail_closed``).
+        route_when_read: ask ``get_route`` only when the route is first read
+            after the response started, not on every request: for request
+            objects that outlive the response (the ASGI scope). A failing
+            ``get_route`` then costs the field, never the request.
 
     ``request`` is what the integration has at hand: the WSGI environ, the
     ASGI scope, Django's ``HttpRequest``; Flask's defaults ignore it and use
@@ -187,6 +192,8 @@ class Capture:
         "get_route",
         "rules",
         "_fail_closed",
+        "route_when_read",
+        "_context",
     )
 
     def __init__(
@@ -201,6 +208,7 @@ class Capture:
         rules: Any = None,
         fail_closed: bool | None = None,
         account: str | tuple[str, str] | None = None,
+        route_when_read: bool = False,
     ) -> None:
         if trusted_proxies < 0:
             raise ValueError("trusted_proxies must be >= 0")
@@ -216,7 +224,27 @@ class Capture:
         self.get_route = get_route
         self.rules = rules
         self._fail_closed = fail_closed
+        self.route_when_read = route_when_read
         self.proxy_watch = ProxyWatch()
+        self._context = self._context_type(route_when_read)
+
+    def _context_type(self, route_when_read: bool) -> type[RequestContext]:
+        """RequestContext with this capture's per-request constants as class defaults.
+
+        The settings are read here, once: a Capture is configured at construction.
+        """
+        defaults: dict[str, Any] = {"__slots__": ()}
+        for field, callback in (
+            ("resolve_user", self.get_user),
+            ("resolve_impersonator", self.get_impersonator),
+            ("resolve_route", self.get_route if route_when_read else None),
+        ):
+            if callback is not None:
+                defaults[field] = staticmethod(callback)
+        if self.account_id is not None:
+            defaults["account_id"] = self.account_id
+            defaults["account_name"] = self.account_name
+        return type("RequestContext", (RequestContext,), defaults)
 
     @property
     def recorder(self) -> Recorder:
@@ -241,20 +269,17 @@ class Capture:
         Only what every request needs is read now: method and path (capture
         rules) and whether X-Forwarded-For came (the proxy watch). ``reader``
         fills the rest through :meth:`fill` when something first asks for it.
+        What is the same for every request (the host's callbacks, a fixed
+        account) is a class default of this instance's context type, so the
+        common request sets nothing else on its context.
         """
         recorder = self._recorder or get_recorder()
-        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool.directory)
-        ctx = RequestContext.lazy(request, reader, method, path)
+        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool)
+        ctx = self._context.lazy(request, reader, method, path)
         fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
         if fail_closed:
             ctx.fail_closed = True
-        if self.get_user is not None:
-            ctx.resolve_user = self.get_user
-        if self.get_impersonator is not None:
-            ctx.resolve_impersonator = self.get_impersonator
-        if self.account_id is not None:
-            ctx.account_id, ctx.account_name = self.account_id, self.account_name
-        elif self.get_account is not None:
+        if self.get_account is not None:
             with contain("get_account callback", fail_closed):
                 account = self.get_account(request)
                 if isinstance(account, tuple):
@@ -298,10 +323,11 @@ class Capture:
         """
         ctx.status = status
         ctx.started = True
-        if self.get_route is not None:
+        if self.get_route is not None and not self.route_when_read:
             try:
                 route = self.get_route(ctx.request)
-                ctx.route = str(route) if route is not None else None
+                if route is not None:
+                    ctx.route = str(route)
             except Exception as err:  # noqa: BLE001 - a host callback
                 swallowed(err, "get_route callback", ctx.fail_closed)
         # Resolve the user now only when something needs it: held events or
@@ -309,12 +335,16 @@ class Capture:
         # the user (no session or database lookup on our account); events
         # recorded later in such a request still resolve it lazily.
         rules = self.rules
-        may_match = ctx.may_match = (
-            rules is not None
-            and ctx.method is not None
-            and ctx.path is not None
-            and rules.may_match(ctx.method, ctx.path)
+        hit = (
+            rules.find(ctx.method, ctx.path)
+            if rules is not None and ctx.method is not None and ctx.path is not None
+            else None
         )
+        may_match = hit is not None
+        if may_match:
+            ctx.rule_hit = hit
+        else:
+            ctx.may_match = False
         if ctx.pending or may_match:
             ctx.actor()
             ctx.acting_for()
@@ -335,16 +365,19 @@ class Capture:
             swallowed(err, "recording the request")
 
     def finished(self, ctx: RequestContext, status: int | None, exc: BaseException | None) -> None:
-        """The request is over (response sent, or the app raised)."""
+        """The request is over (response sent, or the app raised); later calls do nothing."""
+        if ctx.finished:
+            return
+        ctx.finished = True
         if not ctx.started:
             self.started(ctx, status if status is not None else (500 if exc is not None else None))
         elif status is not None:
             ctx.status = status  # e.g. 503 when we refused the response
-        rules = self.rules
-        if not ctx.may_match or rules is None or ctx.method is None or ctx.path is None:
+        found = ctx.rule_hit
+        if found is None:
             return
         try:
-            hit = rules.match(ctx.method, ctx.path, ctx.status, exc)
+            hit = found[0].decide(found[1], ctx.status, exc)
         except Exception as err:  # noqa: BLE001 - a bad rule must not break the host
             swallowed(err, "capture rules", ctx.fail_closed)
             return

@@ -14,9 +14,11 @@ resolved and held events are spooled there, see
 :mod:`useraudit.middleware.context`) and the last ``http.response.body``
 (rule events are recorded just before it is forwarded, so in ``sync``
 durability a client that got the whole response implies the event is on
-disk). All per-request state lives in locals of ``__call__``, never on the
-instance. Don't wrap it in Starlette's ``BaseHTTPMiddleware``: that runs
-the app in another task and breaks context variables.
+disk). The wrapper is a plain function returning the server's own awaitable,
+so a message costs no extra coroutine. All per-request state lives in the
+request's context and locals of ``__call__``, never on the instance. Don't
+wrap it in Starlette's ``BaseHTTPMiddleware``: that runs the app in another
+task and breaks context variables.
 
 Scope keys read, and why (on every request only ``type``, the method, the
 path and whether an X-Forwarded-For header came; ``client`` and the other
@@ -46,7 +48,7 @@ request bodies are never read.
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
 
 from ._common import (
@@ -87,17 +89,20 @@ class AuditMiddleware:
         self.app = app
         options.setdefault("get_user", default_user)
         options.setdefault("get_route", default_route)
+        options.setdefault("route_when_read", True)  # the scope outlives the response
         self.capture = capture or Capture(**options)
         self._reader = self.read  # bound once, handed to every request's context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         outer = current.get()
-        if scope["type"] != "http" or (outer is not None and outer.request is not None):
-            # Not HTTP, or installed twice (see _common.capturing): pass through.
+        if outer is not None and outer.request is not None:
+            # Installed twice (see _common.capturing): the outer copy captures.
             await self.app(scope, receive, send)
             return
         capture = self.capture
-        ctx: RequestContext | None = None
         try:
             ctx = self.context(scope)
         except AuditError:
@@ -109,58 +114,47 @@ class AuditMiddleware:
             except AuditError:
                 await _unavailable(send)
                 return
-        if ctx is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send)  # our setup failed: serve it uncaptured
             return
 
-        status: int | None = None
-        started = False
         refused = False
-        finished = False
 
-        async def audit_send(message: Message) -> None:
-            nonlocal status, started, refused, finished
+        # A plain function that returns the server's own awaitable: the app
+        # awaits ``send(message)`` directly, with no coroutine of ours per
+        # message. The response's state lives on ``ctx`` (status, started,
+        # may_match, finished), so this closure holds only what it must.
+        def audit_send(message: Message) -> Awaitable[None]:
+            nonlocal refused
             if refused:
-                return  # we answered 503 already; the app's response goes nowhere
+                return _NOTHING  # we answered 503 already; the app's response goes nowhere
             kind = message.get("type")
-            if kind == "http.response.start" and not started:
-                started = True
-                status = message.get("status")
+            if kind == "http.response.body":
+                if ctx.may_match and not message.get("more_body", False):
+                    # The last body message: rule events are recorded before it leaves.
+                    capture.finish_quietly(ctx, None, None)
+            elif kind == "http.response.start" and not ctx.started:
                 try:
-                    capture.started(ctx, status)
+                    capture.started(ctx, message.get("status"))
                 except AuditError:
                     refused = True
-                    await _unavailable(send)
-                    return
-            elif (
-                kind == "http.response.body"
-                and not message.get("more_body", False)
-                and not finished
-            ):
-                finished = True
-                if ctx.may_match:  # else nothing is left to record (set when the response started)
-                    capture.finish_quietly(ctx, status, None)
-            await send(message)
+                    return _unavailable(send)
+            return send(message)
 
         ctx_token = current.set(ctx)
         try:
             await self.app(scope, receive, audit_send)
         except AuditError:
-            if not finished:
-                finished = True
-                capture.finish_quietly(ctx, status, sys.exc_info()[1])
-            if started or not capture.fail_closed:
+            capture.finish_quietly(ctx, None, sys.exc_info()[1])
+            if ctx.started or not capture.fail_closed:
                 raise
             await _unavailable(send)
         except BaseException as exc:
-            if not finished:
-                finished = True
-                capture.finish_quietly(ctx, status, exc)
+            capture.finish_quietly(ctx, None, exc)
             raise
         else:
-            if not finished:  # the app returned without a final body message
-                finished = True
-                capture.finish_quietly(ctx, status, None)
+            if ctx.may_match or not ctx.started:
+                # The app returned without a final body message, or never answered.
+                capture.finish_quietly(ctx, None, None)
         finally:
             current.reset(ctx_token)
 
@@ -170,10 +164,12 @@ class AuditMiddleware:
         for name, value in scope.get("headers") or ():
             if name == b"x-forwarded-for":  # for the proxy watch: whether it came
                 forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-        path = (scope.get("root_path") or "") + (scope.get("path") or "")
-        return self.capture.begin(
-            scope, self._reader, scope.get("method"), path[:MAX_PATH], forwarded_for
-        )
+        path = scope.get("path") or ""
+        if root := scope.get("root_path"):
+            path = root + path
+        if len(path) > MAX_PATH:
+            path = path[:MAX_PATH]
+        return self.capture.begin(scope, self._reader, scope.get("method"), path, forwarded_for)
 
     def read(self, ctx: RequestContext) -> None:
         """The scope keys listed in the module docstring, read when a field is first asked for."""
@@ -195,6 +191,18 @@ class AuditMiddleware:
             user_agent=header_text(user_agent, MAX_USER_AGENT),
             request_id_header=request_id.decode("latin-1") if request_id else None,
         )
+
+
+class _Done:
+    """An awaitable that is already complete, awaitable any number of times."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield from ()
+
+
+_NOTHING = _Done()
 
 
 async def _unavailable(send: Send) -> None:

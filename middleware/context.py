@@ -73,7 +73,6 @@ class RequestContext:
     # Class-level defaults: a context built per request stores only what it has.
     method: str | None = None
     path: str | None = None
-    route: str | None = None
     account_id: str | None = None
     account_name: str | None = None
     user: Person | None = None
@@ -85,6 +84,10 @@ class RequestContext:
     # called with ``request`` (no closure is made per request).
     resolve_user: Callable[[Any], Any] | None = None
     resolve_impersonator: Callable[[Any], Any] | None = None
+    # Where the request object outlives the response (an ASGI scope): the
+    # host's ``request -> route template``, asked when the route is first
+    # read after the response started (routing is done by then).
+    resolve_route: Callable[[Any], Any] | None = None
     # Set when the response started.
     started: bool = False
     # Set when the user was resolved for good (at response start, when
@@ -92,6 +95,10 @@ class RequestContext:
     final: bool = False
     # Whether a capture rule covers this method and path (set at response start).
     may_match: bool = True
+    # The capture rule covering it and its match, found when the response started.
+    rule_hit: tuple[Any, Any] | None = None
+    # Set once the request's rule events were decided (a middleware ends a request once).
+    finished: bool = False
     # (recorder, raw event) pairs waiting for the actor; None once flushed.
     pending: list[tuple[Any, dict[str, Any]]] | None = None
     # Whether a failing host callback should fail the request (503).
@@ -108,6 +115,7 @@ class RequestContext:
     # client_ip is what we derived from them (see middleware._common.client_ip).
     _peer: str | None = None
     _forwarded_for: str | None = None
+    _route: str | None = None
 
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():
@@ -159,6 +167,27 @@ class RequestContext:
         )
         return f"RequestContext({shown})"
 
+    @property
+    def route(self) -> str | None:
+        """The route template (``/tokens/{token_id}``) once the request was routed."""
+        resolve = self.resolve_route
+        if resolve is not None and self.started:
+            self.resolve_route = None
+            try:
+                route = resolve(self.request)
+            except Exception:
+                # Asked by a log line: a failing callback costs the field, never the request.
+                with contain("get_route callback"):
+                    raise
+            else:
+                self._route = str(route) if route is not None else None
+        return self._route
+
+    @route.setter
+    def route(self, value: str | None) -> None:
+        self.resolve_route = None
+        self._route = value
+
     def actor(self) -> Person | None:
         """The acting user, resolving it lazily until the response starts."""
         if self.user is None and self.resolve_user is not None and not self.final:
@@ -198,6 +227,7 @@ del _name
 FIELDS = frozenset(
     (
         *LAZY_FIELDS,
+        "route",
         *(
             name
             for name, value in vars(RequestContext).items()

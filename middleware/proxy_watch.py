@@ -37,7 +37,10 @@ class ProxyWatch:
         self._written_at = 0.0
 
     def observe(self, forwarded_for: str | bytes | None, trusted: int, spool: Any) -> None:
-        """Count one request; now and then write the counts beside ``spool`` (a Path).
+        """Count one request; now and then write the counts beside ``spool``.
+
+        ``spool`` is the recorder's SpoolWriter (its directory is looked up
+        only when writing) or a directory path.
 
         ``forwarded_for`` is the X-Forwarded-For header as the server gave it
         (``str`` under WSGI, ``bytes`` under ASGI).
@@ -51,7 +54,7 @@ class ProxyWatch:
         if self.requests == 1 or (
             self.requests & 63 == 0 and time.monotonic() - self._written_at >= WRITE_EVERY
         ):
-            self.write(Path(spool), trusted)
+            self.write(Path(getattr(spool, "directory", spool)), trusted)
 
     def write(self, spool: Path, trusted: int) -> None:
         self._written_at = time.monotonic()

@@ -58,7 +58,8 @@ def new_event_id(ms: int | None = None) -> str:
     """
     if ms is None:
         ms = time.time_ns() // 1_000_000
-    return f"{ms:012x}{_random_bits(80):020x}"
+    # One 128-bit int formatted once: cheaper than formatting its two halves.
+    return format((ms << 80) | _random_bits(80), "032x")
 
 
 _random_bits = random.getrandbits
@@ -356,14 +357,18 @@ _second: tuple[int, str] = (-1, "")
 def _iso_ms(ms: int) -> str:
     """Millisecond UTC with a Z: cheap to produce, and what ECS tools expect.
 
-    The formatted second is cached: most events share it with the last one.
+    The formatted second is cached (most events share it with the last
+    one) and the millisecond suffixes are made once: one concatenation.
     """
     global _second
     sec, frac = divmod(ms, 1000)
     cached = _second
     if cached[0] != sec:
         cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    return f"{cached[1]}.{frac:03d}Z"
+    return cached[1] + _MILLIS[frac]
+
+
+_MILLIS = tuple(f".{frac:03d}Z" for frac in range(1000))
 
 
 def _iso(ts: datetime | None) -> str:

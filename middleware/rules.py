@@ -156,13 +156,25 @@ class Rules:
     def match(
         self, method: str, path: str, status: int | None, exc: BaseException | None = None
     ) -> tuple[str, dict[str, Any]] | None:
+        found = self.find(method, path)
+        return found[0].decide(found[1], status, exc) if found is not None else None
+
+    def find(self, method: str, path: str) -> tuple[Rule, re.Match[str]] | None:
+        """The rule that covers this method and path, with its match (the status decides later).
+
+        One regex for the common request either way: the rule's own when it
+        is the method's only candidate, else the all-candidates pre-check
+        of :meth:`may_match` first.
+        """
         candidates = self._by_method.get(method)
         if candidates is None:
             candidates = self._by_method.get(method.upper(), self._wildcard)
+        if len(candidates) > 1 and not self.may_match(method, path):
+            return None
         for rule in candidates:
             m = rule._pattern.match(path)  # type: ignore[attr-defined]
             if m is not None:
-                return rule.decide(m, status, exc)
+                return rule, m
         return None
 
 

@@ -193,9 +193,9 @@ class SpoolWriter:
                 number = self._appended_seq + 1
                 record = frame(make(self.origin, number))
             size = len(record)
+            buffered = self._buffered_bytes + size
             if (
-                self._known_size + self._inflight_bytes + self._buffered_bytes + size
-                > self.max_bytes
+                self._known_size + self._inflight_bytes + buffered > self.max_bytes
                 or time.monotonic() - self._size_checked_at > _SIZE_CHECK_EVERY
             ):
                 # Near the limit, or the spool's size is due a fresh look: the slow path.
@@ -204,15 +204,15 @@ class SpoolWriter:
                     # _reserve let go of the lock while it waited: another append took the number.
                     record = frame(make(self.origin, self._appended_seq + 1))
                     size = len(record)
+                buffered = self._buffered_bytes + size
             self._buffer.append(record)
-            self._buffered_bytes += size
-            self._appended_seq += 1
-            seq = self._appended_seq
+            self._buffered_bytes = buffered
+            seq = self._appended_seq = self._appended_seq + 1
             self.stats.appended += 1
             if self.durability == "batch":
                 if self._flusher is None:
                     self._start_flusher()
-                if self._buffered_bytes >= 1024 * 1024:
+                if buffered >= 1024 * 1024:
                     self._wake.notify()
                 return
         with self._io_lock:

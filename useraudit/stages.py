@@ -37,6 +37,12 @@ calls each stage, in the order given to
     :class:`~useraudit.store.base.StoreUnavailable` or :class:`OSError` holds
     the spool positions: a crash then re-delivers, never loses.
 
+``ready()``
+    Whether ``flush()`` would return now, without waiting for work the
+    stage does in the background (default: yes). A commit that falls due
+    while a stage is not ready is put off, by at most three more commit
+    intervals, instead of holding the next write up while it waits.
+
 ``close()``
     Once, when the indexer stops.
 """
@@ -66,6 +72,10 @@ class Stage:
 
     def flush(self) -> None:
         """Make durable what ``delivered`` took, before the spool commits."""
+
+    def ready(self) -> bool:
+        """Whether :meth:`flush` would return without waiting on background work."""
+        return True
 
     def close(self) -> None:
         """Release resources; called once when the indexer closes."""

@@ -10,11 +10,12 @@ carry only sort values.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache, wraps
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -36,6 +37,7 @@ from .filters import (
     PAGE_SIZES,
     PERIODS,
     Filters,
+    query_pair,
     value_label,
     zone,
 )
@@ -57,8 +59,9 @@ from .prefs import default_tz, preferences
 from .zones import datalist_options, offset_label
 
 bp = Blueprint("actions", __name__)
-# Threads that read the completeness mark while the request thread searches.
-_MARK_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="useraudit-mark")
+# Threads that search and read the completeness mark while the request
+# thread renders the parts of the page the answer does not change.
+_STORE_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="useraudit-page")
 
 ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 FACET_SIZE = 8
@@ -153,29 +156,6 @@ def _tree_html(
     return Markup("".join(out))
 
 
-def facet_links(
-    filters: Filters, page: SearchPage | None
-) -> dict[str, list[tuple[str, str, str, str, bool]]]:
-    """Per facet: (value, label, count, query string toggling it, active), built once per page."""
-    out: dict[str, list[tuple[str, str, str, str, bool]]] = {}
-    if page is None:
-        return out
-    number = number_format()
-    for name, buckets in page.facets.items():
-        param = FACET_PARAMS[name]
-        current = filters.values.get(param, ())
-        rest = filters.with_values(param, ()).qs()
-        rows = []
-        for value, count in buckets:
-            active = value in current
-            values = [v for v in current if v != value] if active else [*current, value]
-            tail = "&".join(f"{param}={quote_plus(v)}" for v in values)
-            link = "&".join(p for p in (rest, tail) if p)
-            rows.append((value, shown_value(param, value), number(count), link, active))
-        out[name] = rows
-    return out
-
-
 def shown_value(param: str, value: str) -> str:
     """A filter value in words, in the page's language (catalog labels, results)."""
     text = value_label(param, value)
@@ -209,14 +189,15 @@ def _catalog_tree_of(_version: int) -> list[dict[str, Any]]:
 PEOPLE = {"user": "user", "target": "user.target", "impersonator": "audit.impersonator"}
 
 
-def _person(doc: dict, prefix: str) -> tuple[str, str]:
-    """(display name, second line) for a person cell: name over e-mail."""
+def _person(doc: dict, prefix: str) -> tuple[str, str, str]:
+    """A person cell's tooltip (:func:`~useraudit.schema.person_label`'s text), and its
+    display name over its second line (the e-mail when a name is shown)."""
     name = doc.get(f"{prefix}.full_name") or doc.get(f"{prefix}.name")
     email = doc.get(f"{prefix}.email")
-    ident = doc.get(f"{prefix}.id")
     if name:
-        return str(name), str(email or "")
-    return str(email or ident or ""), ""
+        return (f"{name} <{email}>" if email else str(name)), str(name), str(email or "")
+    shown = str(email or doc.get(f"{prefix}.id") or "")
+    return shown, shown, ""
 
 
 def _e(value: Any) -> str:
@@ -240,85 +221,43 @@ def _quote(key: str) -> str:
     return quote(key, safe="/")
 
 
-def _person_html(doc: dict, prefix: str) -> Markup:
+def _person_html(name: str, second: str) -> str:
     """Name, then the e-mail, on one line (the full text in the tooltip)."""
-    name, second = _person(doc, prefix)
     if not name:
-        return Markup("")
+        return ""
     out = f'<span class="who">{_e(name)}</span>'
     if second:
         out += f' <span class="sub">{_e(second)}</span>'
-    return Markup(out)
-
-
-def _rows(page: SearchPage, tz: Any) -> list[dict[str, Any]]:
-    rows = []
-    now = datetime.now(UTC)
-    ago_text = _("%(span)s ago")  # translated once, filled per row
-    # The page's language and catalog, looked up once for all rows.
-    lang = current_language()
-    day_fmt = day_format()
-    translate = page_translations().ugettext
-    for hit in page.hits:
-        cells = {key: CELLS[key](hit) for key in ("action", "token", "comments", "result")}
-        code = hit.get("event.action", "")
-        if CATALOG.get(code) is not None and cells["action"]:
-            cells["action"] = str(translate(cells["action"]))  # label(), without its lookups
-        ts = local_time(hit, tz)
-        # One strftime for the time's tooltip; the row's clock is its tail.
-        exact = f"{ts:%Y-%m-%d %H:%M:%S}" if ts else ""
-        highlight = hit.get("_highlight")
-        if isinstance(highlight, list):
-            highlight = " … ".join(highlight)
-        rows.append(
-            {
-                "id": hit.get("event.id"),
-                "cells": cells,
-                "day": ts.strftime(day_fmt) if ts else "",
-                "clock": exact[11:] if len(exact) == 19 else (clock(ts) if ts else ""),
-                "exact": f"{exact} {offset_label(tz, ts)}" if ts else "",
-                "ago": _ago(ts, now, ago_text, lang) if ts else "",
-                "iso": hit.get("@timestamp", ""),
-                "comments_html": safe_highlight(highlight) if highlight else _e(cells["comments"]),
-                "history_key": hit.get("user.email") or hit.get("user.name") or hit.get("user.id"),
-                "target_key": hit.get("user.target.email")
-                or hit.get("user.target.name")
-                or hit.get("user.target.id"),
-                "outcome": hit.get("event.outcome", "unknown"),
-                "people": {key: _person_html(hit, prefix) for key, prefix in PEOPLE.items()},
-                "titles": {key: CELLS[key](hit) for key in ("user", "target", "impersonator")},
-                "ip": hit.get("source.ip") or hit.get("source.address") or "",
-                "device": device_label(hit),
-                "project_name": hit.get("audit.project.name") or "",
-                "project_id": hit.get("audit.project.id") or "",
-                "code": code,
-            }
-        )
-    return rows
-
-
-def _ago(ts: datetime, now: datetime, template: str, lang: str | None = None) -> str:
-    """ "3 hours ago" in the page's language (the time's tooltip)."""
-    return template % {"span": ago(now - ts, lang)}
+    return out
 
 
 OUTCOME_TEXT = {"success": "Success", "failure": "Failure", "unknown": "Unknown"}
 
 
 # The result rows and the facet lists are the page's long repeated parts:
-# built here as one string each instead of ~2,000 autoescaped Jinja
-# expressions (6-8 ms of a 45 ms page at 1M events; bench.search).
+# built here as one string each, straight from the hits, instead of ~2,000
+# autoescaped Jinja expressions; they are built after the store answered,
+# so every microsecond here is on the page's critical path.
 
 
 def rows_html(
-    rows: list[dict[str, Any]], history_base: str, event_base: str, tz_arg: str
+    hits: list[dict[str, Any]], tz: Any, history_base: str, event_base: str, tz_arg: str
 ) -> Markup:
-    """The results table's <tr> elements for :func:`_rows`' rows.
+    """The results table's <tr> elements for a page of hits.
 
     Each row's action is a link to the event's details (app.js opens them in
-    a dialog); every cell is one line, its full text in the tooltip.
+    a dialog); every cell is one line, its full text in the tooltip; the
+    time's tooltip has the exact time with its UTC offset and how long ago.
     """
     out = []
+    now = datetime.now(UTC)
+    # The page's language and catalog, looked up once for all rows.
+    ago_text = _("%(span)s ago")  # translated once, filled per row
+    lang = current_language()
+    day_fmt = day_format()
+    translate = page_translations().ugettext
+    days: dict[tuple[int, int, int], str] = {}  # the rows share a few days...
+    offsets: dict[Any, str] = {}  # ...and one or two UTC offsets
     base = _e(history_base)
     ev_base = _e(event_base)
     tz_q = f"?tz={_e(_quote(tz_arg))}" if tz_arg else ""
@@ -338,76 +277,130 @@ def rows_html(
         "impersonator": _e(_("Impersonator")),
     }
     # Each cell's opening tag up to its last attribute; data-label titles the phone's cards.
-    opens = {key: f'<td class="col-{key}" data-label="{text}"' for key, text in headers.items()}
-    for r in rows:
-        people = r["people"]
-        titles = r["titles"]
-        cells = r["cells"]
+    td = {key: f'<td class="col-{key}" data-label="{text}"' for key, text in headers.items()}
+    action_cell, token_cell = CELLS["action"], CELLS["token"]
+    comments_cell, result_cell = CELLS["comments"], CELLS["result"]
+    for hit in hits:
+        get = hit.get
+        code = get("event.action", "")
+        action = action_cell(hit)
+        if action and CATALOG.get(code) is not None:
+            action = str(translate(action))  # label(), without its lookups
+        action_e = _e(action)
+        token = _e(token_cell(hit))
+        comments = _e(comments_cell(hit))
+        ts = local_time(hit, tz)
+        if ts is not None:
+            # One strftime for the time's tooltip; the row's clock is its tail.
+            exact = f"{ts:%Y-%m-%d %H:%M:%S}"
+            day = days.get((ts.year, ts.month, ts.day))
+            if day is None:
+                day = days[(ts.year, ts.month, ts.day)] = ts.strftime(day_fmt)
+            shift = ts.utcoffset()
+            offset = offsets.get(shift)
+            if offset is None:
+                offset = offsets[shift] = offset_label(tz, ts)
+            clock_text = exact[11:] if len(exact) == 19 else clock(ts)
+            time_title = f"{exact} {offset} · {ago_text % {'span': ago(now - ts, lang)}}"
+        else:
+            day = clock_text = ""
+            time_title = " · "
+        highlight = get("_highlight")
+        if isinstance(highlight, list):
+            highlight = " … ".join(highlight)
+        comments_html = safe_highlight(highlight) if highlight else comments
+        user_title, user_name, user_second = _person(hit, "user")
         user = target = ""
-        if r["history_key"]:
-            key = str(r["history_key"])
+        key = get("user.email") or get("user.name") or get("user.id")
+        if key:
             user = (
-                f'<a href="{base}{_e(_quote(key))}" title="{_e(titles["user"])} · {history_title}" '
-                f'data-testid="history-link">{people["user"]}</a>'
+                f'<a href="{base}{_e(_quote(str(key)))}" title="{_e(user_title)} · '
+                f'{history_title}" data-testid="history-link">'
+                f"{_person_html(user_name, user_second)}</a>"
             )
-        if r["target_key"]:
-            key = str(r["target_key"])
+        key = get("user.target.email") or get("user.target.name") or get("user.target.id")
+        if key:
+            target_title, target_name, target_second = _person(hit, "user.target")
             target = (
-                f'<a href="{base}{_e(_quote(key))}" '
-                f'title="{_e(titles["target"])} · {history_title}">{people["target"]}</a>'
+                f'<a href="{base}{_e(_quote(str(key)))}" '
+                f'title="{_e(target_title)} · {history_title}">'
+                f"{_person_html(target_name, target_second)}</a>"
             )
-        name, ident = r["project_name"], r["project_id"]
+        imp_title, imp_name, imp_second = _person(hit, "audit.impersonator")
+        name, ident = get("audit.project.name") or "", get("audit.project.id") or ""
         if name:
             project = f'<span class="who">{_e(name)}</span>'
             if ident and ident != name:
                 project += f' <span class="sub">{_e(ident)}</span>'
         else:
             project = _e(ident)
-        device = f' <span class="sub">{_e(r["device"])}</span>' if r["device"] else ""
-        event_id = _e(r["id"] or "")
-        ip_title = " · ".join(p for p in (str(r["ip"]), r["device"]) if p)
-        comment_title = cells["comments"]
-        td = opens
+        ip = get("source.ip") or get("source.address") or ""
+        device_text = device_label(hit)
+        device = f' <span class="sub">{_e(device_text)}</span>' if device_text else ""
+        event_id = get("event.id")
+        ip_title = " · ".join(p for p in (str(ip), device_text) if p)
+        outcome = get("event.outcome", "unknown")
         out.append(
-            f'<tr data-event="{event_id}">'
+            f'<tr data-event="{_e(event_id or "")}">'
             f"{td['action']}>"
-            f'<a class="row-open" href="{ev_base}{_e(_quote(str(r["id"] or "")))}{tz_q}" '
-            f'title="{_e(cells["action"])} ({_e(r["code"])}) · {details_title}" '
-            f'data-testid="row-open">{_e(cells["action"])}</a></td>'
+            f'<a class="row-open" href="{ev_base}{_e(_quote(str(event_id or "")))}{tz_q}" '
+            f'title="{action_e} ({_e(code)}) · {details_title}" '
+            f'data-testid="row-open">{action_e}</a></td>'
             f"{td['timestamp']}>"
-            f'<time datetime="{_e(r["iso"])}" title="{_e(r["exact"])} · {_e(r["ago"])}">'
-            f'{_e(r["day"])} <span class="sub">{_e(r["clock"])}</span></time></td>'
+            f'<time datetime="{_e(get("@timestamp", ""))}" title="{_e(time_title)}">'
+            f'{_e(day)} <span class="sub">{clock_text}</span></time></td>'
             f"{td['user']}>{user}</td>"
-            f'{td["token"]} title="{_e(cells["token"])}">{_e(cells["token"])}</td>'
+            f'{td["token"]} title="{token}">{token}</td>'
             f"{td['target']}>{target}</td>"
             f'{td["project"]} title="{_e(name or ident)}">{project}</td>'
-            f'{td["comments"]} title="{_e(comment_title)}">{r["comments_html"]}</td>'
+            f'{td["comments"]} title="{comments}">{comments_html}</td>'
             f'{td["ip_device"]} title="{_e(ip_title)}">'
-            f'<span class="ip">{_e(r["ip"])}</span>{device}</td>'
-            f'{td["result"]}><span class="badge badge-{_e(r["outcome"])}">'
-            f"{outcome_text.get(r['outcome'], _e(cells['result']))}</span></td>"
-            f'{td["impersonator"]} title="{_e(titles["impersonator"])}">'
-            f"{people['impersonator']}</td>"
+            f'<span class="ip">{_e(ip)}</span>{device}</td>'
+            f'{td["result"]}><span class="badge badge-{_e(outcome)}">'
+            f"{outcome_text.get(outcome, _e(result_cell(hit)))}</span></td>"
+            f'{td["impersonator"]} title="{_e(imp_title)}">'
+            f"{_person_html(imp_name, imp_second)}</td>"
             "</tr>\n"
         )
     return Markup("".join(out))
 
 
-def facets_html(links: dict[str, list[tuple[str, str, str, str, bool]]], base: str) -> Markup:
-    """The facet sections for :func:`facet_links`' buckets."""
+def facet_rests(filters: Filters) -> dict[str, str]:
+    """Per facet parameter, the page's query string without it: each bucket's link
+    adds its values to that (the filters alone decide it: built while the store searches)."""
+    return {param: filters.with_values(param, ()).qs() for param in FACET_PARAMS.values()}
+
+
+def facets_html(
+    filters: Filters, page: SearchPage | None, base: str, rests: dict[str, str]
+) -> Markup:
+    """The facet sections: per facet its buckets, each a link toggling that value
+    (any of a facet's ticked values matches), with its count."""
+    if page is None:
+        return Markup("")
     out = []
-    for name, buckets in links.items():
+    number = number_format()
+    base_e = _e(base)
+    for name, buckets in page.facets.items():
         if not buckets:
             continue
+        param = FACET_PARAMS[name]
+        current = filters.values.get(param, ())
+        rest = rests[param]
+        name_e = _e(name)
         out.append(
-            f'<section class="facet" data-facet="{_e(name)}">'
-            f"<h2>{_e(_(FACET_LABELS[name]))}</h2><ul>"
+            f'<section class="facet" data-facet="{name_e}"><h2>{_e(_(FACET_LABELS[name]))}</h2><ul>'
         )
-        for value, text, count, link, active in buckets:
+        for value, count in buckets:
+            active = value in current
+            values = [v for v in current if v != value] if active else [*current, value]
+            tail = "&".join(query_pair(param, v) for v in values)
+            link = f"{rest}&{tail}" if rest and tail else rest or tail
             out.append(
-                f'<li><a href="{_e(base)}?{_e(link)}" class="{"active" if active else ""}" '
-                f'data-testid="facet-{_e(name)}" title="{_e(value)}">'
-                f'<span class="facet-v">{_e(text)}</span><span class="count">{_e(count)}</span>'
+                f'<li><a href="{base_e}?{_e(link)}" class="{"active" if active else ""}" '
+                f'data-testid="facet-{name_e}" title="{_e(value)}">'
+                f'<span class="facet-v">{_e(shown_value(param, value))}</span>'
+                f'<span class="count">{_e(number(count))}</span>'
                 "</a></li>\n"
             )
         out.append("</ul></section>\n")
@@ -453,6 +446,47 @@ def page_request(filters: Filters, query: Query, tz: ZoneInfo) -> SearchRequest:
     )
 
 
+class _SearchRefused(Exception):
+    """The store refused the search after the page's head went out with Export enabled."""
+
+
+def _search(store: Any, req: SearchRequest) -> SearchPage:
+    with SEARCH_SECONDS.labels("actions").time():
+        return store.search(req)
+
+
+def pager_links(
+    filters: Filters, page: SearchPage, href: Callable[..., str], _: Callable[..., Markup]
+) -> dict[str, Any]:
+    """The pager's range in words and its four links ("" where disabled), for both pagers."""
+    first, last = filters.page_range(page.total, len(page.hits))
+    number = number_format()
+    back = not filters.on_first_page and bool(filters.cursors or page.prev_cursor)
+    newer = page.prev_cursor if filters.from_end else None
+    return {
+        "range": _(
+            "%(first)s–%(last)s of %(total)s",
+            first=number(first),
+            last=number(last),
+            total=number(page.total),
+        ),
+        "first": href(filters) if back else "",
+        "prev": href(filters.previous_page(newer), True) if back else "",
+        "next": href(filters.next_page(page.next_cursor), True) if page.next_cursor else "",
+        "last": href(filters.last_page(), True) if page.next_cursor else "",
+    }
+
+
+def _href(base: str) -> Callable[..., str]:
+    """The page's link for a filter state (the templates' ``href``)."""
+
+    def href(filters: Filters, cursors: bool = False) -> str:
+        qs = filters.qs(keep_cursors=cursors)
+        return f"{base}?{qs}" if qs else base
+
+    return href
+
+
 @bp.get("/a/<account>/actions")
 @admin_required
 def actions(account: str) -> Any:
@@ -465,79 +499,138 @@ def actions(account: str) -> Any:
         error, status = problem(exc), 400
         error_field = field_at_fault(request.args, default)
         filters = as_typed(request.args, default)
-    page: SearchPage | None = None
-    store_down = False
     try:
         tz = zone(filters.tz)
     except QueryError:
         tz = zone(default)
+    query: Query | None = None
     chart_spec: tuple[int, int] | None = None
     mark_job: Future[datetime | None] | None = None
+    search_job: Future[SearchPage] | None = None
     if error is None:
         try:
             query = filters.query(account)
             req = page_request(filters, query, tz)
-            chart_spec = req.histogram
-            mark_job = _MARK_POOL.submit(_read_mark, resources.store(), account)
-            with SEARCH_SECONDS.labels("actions").time():
-                page = resources.store().search(req)
         except QueryError as exc:
             error, status = problem(exc), 400
-        except StoreError as exc:
-            current_app.logger.warning("search failed: %s", exc)
-            store_down, status = True, 503
-    tree = _catalog_tree()
-    shown = filters.values.get("product", ())
-    tree_codes = {
-        a.code
-        for p in tree
-        if not shown or p["code"] in shown
-        for g in p["groups"]
-        for a in g["actions"]
-    }
-    rows = _rows(page, tz) if page else []
-    mark = mark_job.result() if mark_job is not None else None
-    complete, lagging = _completeness(mark, tz) if page is not None else (None, False)
-    activity = None
-    if page is not None and page.total and page.histogram is not None and chart_spec:
-        keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
-        activity = chart.build(
-            page.histogram, query, chart_spec, tz, url_for(".actions", account=account), keep
+        else:
+            # The store searches on other threads while this one renders the
+            # page down to the results (header, filters, pickers); the
+            # template's results() then waits for the answer.
+            store = resources.store()
+            chart_spec = req.histogram
+            search_job = _STORE_POOL.submit(_search, store, req)
+            mark_job = _STORE_POOL.submit(_read_mark, store, account)
+    base = url_for(".actions", account=account)
+    href = _href(base)
+    _ = page_gettext()
+    tz_offset = offset_label(tz)
+    outcome: dict[str, Any] = {"status": status}
+    # What the answer's parts need that the filters alone decide, built while
+    # the store searches: the chart's bars without their counts, the links' starts.
+    keep = [(k, v) for k, v in filters.args() if k not in ("period", "from", "to")]
+    chart_frame = (
+        chart.frame(query, chart_spec, tz, base, keep)
+        if search_job is not None and query is not None and chart_spec
+        else None
+    )
+    history_base = _history_base(account, filters)
+    rests = facet_rests(filters)
+    event_base = url_for("useraudit.event.event", account=account, event_id="x")[:-1]
+
+    def results() -> Markup:
+        """The chart, facets and rows: waits for the store's answer, then renders them."""
+        page: SearchPage | None = None
+        store_down = False
+        if search_job is not None:
+            try:
+                page = search_job.result()
+            except QueryError as exc:
+                if mark_job is not None:
+                    mark_job.result()
+                raise _SearchRefused(problem(exc)) from exc
+            except StoreError as exc:
+                current_app.logger.warning("search failed: %s", exc)
+                store_down, outcome["status"] = True, 503
+        hits = page.hits if page else []
+        mark = mark_job.result() if mark_job is not None else None
+        complete, lagging = _completeness(mark, tz) if page is not None else (None, False)
+        activity = None
+        if page is not None and page.total and page.histogram is not None and chart_frame:
+            shape = chart_frame
+            if not chart.covers(shape, page.histogram):  # a bucket began while it searched
+                assert query is not None and chart_spec is not None
+                shape = chart.frame(query, chart_spec, tz, base, keep)
+            activity = chart.fill(page.histogram, shape)
+        tz_arg = filters.tz if filters.tz != "UTC" else ""
+        # Straight through Jinja: this part of the page reads nothing the
+        # context processors add (user, CSRF token, notices), and the page
+        # around it already ran them.
+        results_template = current_app.jinja_env.get_template("useraudit/_results.html")
+        return Markup(
+            results_template.render(
+                base=base,
+                href=href,
+                f=filters,
+                page=page,
+                rows=hits,
+                rows_html=rows_html(hits, tz, history_base, event_base, tz_arg),
+                facets_html=facets_html(filters, page, base, rests),
+                pager=pager_links(filters, page, href, _) if page and hits else None,
+                chart=activity,
+                complete=complete,
+                lagging=lagging,
+                error=error,
+                store_down=store_down,
+                columns=COLUMNS,
+                periods=PERIODS,
+                tz_offset=tz_offset,
+                now=datetime.now(UTC).astimezone(tz),
+                _=_,
+            )
         )
-    tz_arg = filters.tz if filters.tz != "UTC" else ""
-    active = len(filters.values) + (1 if filters.groups else 0) + (1 if filters.text else 0)
-    return render_template(
-        "useraudit/actions.html",
-        complete=complete,
-        lagging=lagging,
-        account=account,
-        accounts=current_user.admin_accounts(),
-        f=filters,
-        page=page,
-        rows=rows,
-        rows_html=rows_html(
-            rows,
-            _history_base(account, filters),
-            url_for("useraudit.event.event", account=account, event_id="x")[:-1],
-            tz_arg,
-        ),
-        error=error,
-        error_field=error_field,
-        store_down=store_down,
-        columns=COLUMNS,
-        periods=PERIODS,
-        page_sizes=PAGE_SIZES,
-        tree=tree,
-        facets_html=facets_html(facet_links(filters, page), url_for(".actions", account=account)),
-        tree_html=tree_html(shown, filters.groups, filters.values.get("action", ())),
-        tz_options=datalist_options(),
-        tz_offset=offset_label(tz),
-        tree_codes=tree_codes,
-        multi=MULTI,
-        value_label=shown_value,
-        active_count=active,
-        tz_auto=not request.args.get("tz") and "tz" not in preferences(),
-        chart=activity,
-        now=datetime.now(UTC).astimezone(tz),
-        _=page_gettext(),
-    ), status
+
+    def page_html() -> str:
+        tree = _catalog_tree()
+        shown = filters.values.get("product", ())
+        return render_template(
+            "useraudit/actions.html",
+            account=account,
+            accounts=current_user.admin_accounts(),
+            base=base,
+            href=href,
+            f=filters,
+            results=results,
+            error=error,
+            error_field=error_field,
+            periods=PERIODS,
+            page_sizes=PAGE_SIZES,
+            tree=tree,
+            tree_html=tree_html(shown, filters.groups, filters.values.get("action", ())),
+            tz_options=datalist_options(),
+            tz_offset=tz_offset,
+            tree_codes={
+                a.code
+                for p in tree
+                if not shown or p["code"] in shown
+                for g in p["groups"]
+                for a in g["actions"]
+            },
+            multi=MULTI,
+            value_label=shown_value,
+            active_count=len(filters.values)
+            + (1 if filters.groups else 0)
+            + (1 if filters.text else 0),
+            tz_auto=not request.args.get("tz") and "tz" not in preferences(),
+            _=_,
+        )
+
+    try:
+        html = page_html()
+    except _SearchRefused as refused:
+        # Rare (SQLite's parser refusing a search text): render the page again
+        # with the error, so Export is disabled as for any invalid filter.
+        error, outcome["status"] = str(refused), 400
+        search_job = mark_job = None
+        html = page_html()
+    return html, outcome["status"]

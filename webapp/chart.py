@@ -82,21 +82,35 @@ def plan(query: Query, tz: ZoneInfo, now: datetime | None = None) -> tuple[int, 
     return step, offset
 
 
-def build(
-    found: list[Bucket],
+@dataclass
+class Frame:
+    """The chart before its counts: every bar's period, link, words and place.
+
+    The period alone decides these, so the page builds them while the store
+    searches; :func:`fill` adds the answer's counts.
+    """
+
+    step: int
+    first_ms: int  # the first bar's bucket key
+    bars: list[Bar]
+    spans: list[str]  # each bar's period in words
+    hits: list[str]  # each bar's full-height link target
+    places: list[tuple[float, float]]  # each bar's x and width
+
+
+def frame(
     query: Query,
     spec: tuple[int, int],
     tz: ZoneInfo,
     page_url: str,
     base_args: list[tuple[str, str]],
     now: datetime | None = None,
-) -> dict[str, Any]:
-    """The chart's bars: every bucket of the period, empty ones included."""
+) -> Frame:
+    """Every bucket of the period as a bar without counts (see :class:`Frame`)."""
     assert query.start is not None
     step, offset = spec
     start = query.start
     end = query.end or (now or datetime.now(UTC))
-    buckets = {b.start_ms: b for b in found}
     first = (int(start.timestamp() * 1000) - offset) // step * step + offset
     last = int(end.timestamp() * 1000)
     bars = []
@@ -106,7 +120,6 @@ def build(
     start_local = start.astimezone(tz)
     hi = datetime.fromtimestamp(first / 1000, UTC).astimezone(tz)
     while ms <= last:
-        b = buckets.get(ms) or Bucket(ms)
         lo = hi  # a bar starts where the one before it ends
         hi = datetime.fromtimestamp((ms + step) / 1000, UTC).astimezone(tz)
         shown_from = max(lo, start_local)
@@ -115,24 +128,49 @@ def build(
             f"from={_minute(shown_from).replace(':', '%3A')}"
             f"&to={_minute(hi - timedelta(minutes=1)).replace(':', '%3A')}"
         )
+        bars.append(Bar(lo, hi, 0, 0, 0, f"{page_url}?{keep}&{span}"))
+        ms += step
+    day_fmt = day_format()
+    slot = WIDTH / max(len(bars), 1)
+    gap = min(2.0, slot * 0.15)
+    return Frame(
+        step,
+        first,
+        bars,
+        [_span(b, step, day_fmt) for b in bars],
+        [
+            f'<rect class="bar-hit" x="{i * slot:.2f}" y="0" width="{slot:.2f}" '
+            f'height="{HEIGHT + TOP}"/>'
+            for i in range(len(bars))
+        ],
+        [(i * slot + gap / 2, max(slot - gap, 1)) for i in range(len(bars))],
+    )
+
+
+def fill(found: list[Bucket], shape: Frame) -> dict[str, Any]:
+    """The chart's bars with the answer's counts, and its SVG."""
+    buckets = {b.start_ms: b for b in found}
+    first, step = shape.first_ms, shape.step
+    bars = []
+    for i, bar in enumerate(shape.bars):
+        b = buckets.get(first + i * step) or Bucket(first + i * step)
         success, failure = b.counts.get("success", 0), b.counts.get("failure", 0)
         bars.append(
-            Bar(
-                lo,
-                hi,
-                success,
-                failure,
-                b.total - success - failure,
-                f"{page_url}?{keep}&{span}",
-            )
+            Bar(bar.start, bar.end, success, failure, b.total - success - failure, bar.href)
         )
-        ms += step
     return {
         "bars": bars,
-        "svg": svg(bars, step),
+        "svg": svg(bars, shape),
         "step_ms": step,
         "total": sum(b.total for b in bars),
     }
+
+
+def covers(shape: Frame, found: list[Bucket]) -> bool:
+    """Whether every bucket the store found has its bar (a bucket may begin between
+    building the frame and the answer)."""
+    last = shape.first_ms + (len(shape.bars) - 1) * shape.step
+    return all(b.start_ms <= last for b in found)
 
 
 def _minute(ts: datetime) -> str:
@@ -151,13 +189,11 @@ def _span(bar: Bar, step: int, day_fmt: str) -> str:
     return f"{start} {bar.start:%H:%M}–{bar.end:%H:%M}"
 
 
-def svg(bars: list[Bar], step: int) -> Markup:
+def svg(bars: list[Bar], shape: Frame) -> Markup:
     """Stacked bars (failure on success, others on top), each a link narrowing the period."""
     from markupsafe import escape
 
     peak = max((b.total for b in bars), default=0) or 1
-    slot = WIDTH / max(len(bars), 1)
-    gap = min(2.0, slot * 0.15)
     out = [
         f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {HEIGHT + TOP}" preserveAspectRatio="none" '
         'role="group" aria-labelledby="chart-title" data-testid="chart-svg">'
@@ -165,12 +201,9 @@ def svg(bars: list[Bar], step: int) -> Markup:
     # Translated once, filled per bar (a gettext call per bar cost more than the bars).
     template = _("%(span)s: %(n)s events, %(ok)s succeeded, %(bad)s failed")
     number = number_format()
-    day_fmt = day_format()
-    for i, b in enumerate(bars):
-        x = i * slot + gap / 2
-        w = max(slot - gap, 1)
+    for b, span, hit, (x, w) in zip(bars, shape.spans, shape.hits, shape.places, strict=True):
         words = template % {
-            "span": _span(b, step, day_fmt),
+            "span": span,
             "n": number(b.total),
             "ok": number(b.success),
             "bad": number(b.failure),
@@ -186,14 +219,11 @@ def svg(bars: list[Bar], step: int) -> Markup:
                 f'<rect class="{cls}" x="{x:.2f}" y="{y:.2f}" width="{w:.2f}" height="{h:.2f}"/>'
             )
         # The whole column is the link's target, however short the bar.
-        hit = (
-            f'<rect class="bar-hit" x="{i * slot:.2f}" y="0" width="{slot:.2f}" '
-            f'height="{HEIGHT + TOP}"/>'
-        )
+        said = escape(words)
         out.append(
-            f'<a href="{escape(b.href)}" class="bar" aria-label="{escape(words)}" '
+            f'<a href="{escape(b.href)}" class="bar" aria-label="{said}" '
             f'data-total="{b.total}" data-failure="{b.failure}" data-testid="chart-bar">'
-            f"<title>{escape(words)}</title>{hit}{''.join(parts)}</a>"
+            f"<title>{said}</title>{hit}{''.join(parts)}</a>"
         )
     out.append("</svg>")
     return Markup("".join(out))

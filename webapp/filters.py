@@ -349,7 +349,7 @@ class Filters:
     def qs(self, **kw: bool) -> str:
         # Called for every facet and history link on the page: encode each
         # (name, value) pair once per process, not once per link.
-        return "&".join(_pair(name, value) for name, value in self.args(**kw))
+        return "&".join(query_pair(name, value) for name, value in self.args(**kw))
 
     def with_values(self, name: str, values: Iterable[str]) -> Filters:
         new = dict(self.values)
@@ -414,7 +414,8 @@ class Filters:
 
 
 @lru_cache(maxsize=4096)
-def _pair(name: str, value: str) -> str:
+def query_pair(name: str, value: str) -> str:
+    """``name=value`` as a query string carries it (cached: links repeat values)."""
     return f"{quote_plus(name)}={quote_plus(value)}"
 
 

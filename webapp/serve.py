@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def serve(
+def make_server(
     app: Any,
     *,
     host: str = "127.0.0.1",
@@ -25,11 +25,11 @@ def serve(
     channel_timeout: int = 30,
     trusted_proxies: int = 0,
     **extra: Any,
-) -> None:
-    """Serve ``app`` until interrupted (``extra``: more waitress settings)."""
-    from waitress import serve as waitress_serve
+) -> Any:
+    """A waitress server for ``app``, bound and not yet running (``.run()``, ``.close()``)."""
+    from waitress.server import create_server
 
-    waitress_serve(
+    return create_server(
         app,
         host=host,
         port=port,
@@ -46,3 +46,10 @@ def serve(
         ident="useraudit",
         **extra,
     )
+
+
+def serve(app: Any, **settings: Any) -> None:
+    """Serve ``app`` until interrupted (``settings``: :func:`make_server`'s)."""
+    server = make_server(app, **settings)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()

@@ -1,9 +1,13 @@
 """Alerts and detection state on OpenSearch: two indices with their own template.
 
 * ``<prefix>-alerts``: one document per alert, ``_id`` = the alert id.
-  ``upsert`` is a bulk of scripted upserts (``retry_on_conflict``), so two
-  indexers merging into one alert serialise on the document and neither
-  loses the other's events; a replay that adds no event id is a ``noop``.
+  An id this store has not written before goes as a plain ``create`` (half
+  the node's work of a scripted upsert, and most alerts are new); where it
+  exists already (another indexer's, or stored before a restart) the 409 is
+  answered by a scripted upsert in a second request. Known ids go as
+  scripted upserts (``retry_on_conflict``) straight away, so two indexers
+  merging into one alert serialise on the document and neither loses the
+  other's events; a replay that adds no event id is a ``noop``.
 * ``<prefix>-detect-state``: one document per (account, key), value kept
   unindexed (``enabled: false``: rule state never grows the mapping). Reads
   are realtime ``mget``s; writes carry ``if_seq_no``/``if_primary_term``
@@ -17,11 +21,14 @@ Both are installed by the template ``<prefix>-alerts`` (pattern
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
+
+from useraudit._json import dumps
 
 from ..alerts import (
     MAX_EVENT_IDS,
@@ -36,6 +43,8 @@ from ..base import StoreError, StoreUnavailable
 from .errors import store_error
 
 TEMPLATE_VERSION = 1
+# Alert ids this store wrote or met, remembered so they skip the create attempt.
+KNOWN_ALERT_IDS = 100_000
 
 # Merges one incoming alert into the stored one, as alerts.merge_alert does.
 _UPSERT = """
@@ -106,6 +115,7 @@ class OpenSearchDetectionStore(DetectionStore):
         self.url = url
         self.alerts_index = f"{prefix}-alerts"
         self.state_index = f"{prefix}-detect-state"
+        self._known: OrderedDict[str, None] = OrderedDict()
 
     def _call(self, doing: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -151,12 +161,7 @@ class OpenSearchDetectionStore(DetectionStore):
     # -- alerts ------------------------------------------------------------------
 
     def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
-        if not alerts:
-            return []
-        response = self._call(
-            "the alerts bulk request", self.client.bulk, body=self._upserts(alerts)
-        )
-        return self._upsert_results(alerts, response.get("items", []))
+        return self.write(alerts, [])[0]
 
     def write(
         self, alerts: Sequence[Alert], items: Sequence[tuple[str, str, dict, Any]]
@@ -165,63 +170,105 @@ class OpenSearchDetectionStore(DetectionStore):
 
         A bulk is not a transaction: if an alert item fails while the state
         items are saved, this raises and the engine writes the batch's
-        alerts again (an upsert by stable id, so nothing doubles).
+        alerts again (an upsert by stable id, so nothing doubles). A create
+        that meets a stored alert is merged by a second request right after
+        this one; either way rules decide the same on a replay (they compare
+        an event only with entries before it), so a crash in between
+        re-finds and merges the same alert.
         """
-        if not alerts or not items:
-            return super().write(alerts, items)
-        body = self._upserts(alerts) + self._state_saves(items)
-        response = self._call(
-            "the alerts and detection state bulk request", self.client.bulk, body=body
-        )
-        answers = response.get("items", [])
+        if not alerts and not items:
+            return [], [], {}
+        creates = [alert.id not in self._known for alert in alerts]
+        lines = self._alert_lines(alerts, creates) + self._state_lines(items)
+        answers = self._bulk("the alerts and detection state bulk request", lines)
         if len(answers) != len(alerts) + len(items):
             raise StoreUnavailable(
                 f"alerts and state bulk answered {len(answers)} of {len(alerts) + len(items)} items"
             )
-        results = self._upsert_results(alerts, answers[: len(alerts)])
+        results: list[UpsertResult | None] = []
+        again: list[int] = []  # creates that met a stored alert: merge them
+        for n, item in enumerate(answers[: len(alerts)]):
+            result = self._upsert_result(item)
+            if result is None:
+                again.append(n)
+            results.append(result)
         conflicts, saved = self._state_results(items, answers[len(alerts) :])
-        return results, conflicts, saved
+        if again:
+            merges = [alerts[n] for n in again]
+            answers = self._bulk(
+                "the alerts bulk request", self._alert_lines(merges, [False] * len(merges))
+            )
+            if len(answers) != len(merges):
+                raise StoreUnavailable(
+                    f"alerts bulk answered {len(answers)} of {len(merges)} items"
+                )
+            for n, item in zip(again, answers, strict=True):
+                results[n] = self._upsert_result(item)
+        self._remember(alerts)
+        return [r or "unchanged" for r in results], conflicts, saved
 
-    def _upserts(self, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
-        body: list[dict[str, Any]] = []
+    def _bulk(self, doing: str, lines: list[bytes]) -> list[dict]:
+        lines.append(b"")
+        response = self._call(doing, self.client.bulk, body=b"\n".join(lines))
+        return list(response.get("items", []))
+
+    def _remember(self, alerts: Sequence[Alert]) -> None:
+        known = self._known
         for alert in alerts:
-            body.append(
-                {"update": {"_index": self.alerts_index, "_id": alert.id, "retry_on_conflict": 10}}
+            known[alert.id] = None
+            known.move_to_end(alert.id)
+        while len(known) > KNOWN_ALERT_IDS:
+            known.popitem(last=False)
+
+    def _alert_lines(self, alerts: Sequence[Alert], creates: Sequence[bool]) -> list[bytes]:
+        """NDJSON lines: a create for an alert new to this store, else a scripted upsert."""
+        lines: list[bytes] = []
+        for alert, create in zip(alerts, creates, strict=True):
+            if create:
+                lines.append(dumps({"create": {"_index": self.alerts_index, "_id": alert.id}}))
+                lines.append(dumps(alert.as_dict()))
+                continue
+            lines.append(
+                dumps(
+                    {
+                        "update": {
+                            "_index": self.alerts_index,
+                            "_id": alert.id,
+                            "retry_on_conflict": 10,
+                        }
+                    }
+                )
             )
-            body.append(
-                {
-                    "scripted_upsert": True,
-                    "upsert": {},
-                    "script": {
-                        "source": _UPSERT,
-                        "lang": "painless",
-                        "params": {"alert": alert.as_dict(), "cap": MAX_EVENT_IDS},
-                    },
-                }
+            lines.append(
+                dumps(
+                    {
+                        "scripted_upsert": True,
+                        "upsert": {},
+                        "script": {
+                            "source": _UPSERT,
+                            "lang": "painless",
+                            "params": {"alert": alert.as_dict(), "cap": MAX_EVENT_IDS},
+                        },
+                    }
+                )
             )
-        return body
+        return lines
 
     @staticmethod
-    def _upsert_results(alerts: Sequence[Alert], items: Sequence[dict]) -> list[UpsertResult]:
-        results: list[UpsertResult] = []
-        for item in items:
-            info = item["update"]
-            status = info.get("status", 500)
-            if status == 429 or status >= 500:
-                raise StoreUnavailable(f"alerts upsert answered {status}: {info.get('error')}")
-            if status >= 300:
-                raise StoreError(f"alerts upsert refused ({status}): {info.get('error')}")
-            result = info.get("result")
-            results.append(
-                "created"
-                if result == "created"
-                else "updated"
-                if result == "updated"
-                else "unchanged"
-            )
-        if len(results) != len(alerts):
-            raise StoreUnavailable(f"alerts bulk answered {len(results)} of {len(alerts)} items")
-        return results
+    def _upsert_result(item: dict) -> UpsertResult | None:
+        """What one alert item did; None for a create that met a stored alert (merge it)."""
+        op, info = next(iter(item.items()))
+        status = info.get("status", 500)
+        if op == "create" and status == 409:
+            return None
+        if status == 429 or status >= 500:
+            raise StoreUnavailable(f"alerts upsert answered {status}: {info.get('error')}")
+        if status >= 300:
+            raise StoreError(f"alerts upsert refused ({status}): {info.get('error')}")
+        result = info.get("result")
+        return (
+            "created" if result == "created" else "updated" if result == "updated" else "unchanged"
+        )
 
     def get(self, account: str, alert_id: str) -> Alert | None:
         try:
@@ -333,22 +380,20 @@ class OpenSearchDetectionStore(DetectionStore):
     ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
         if not items:
             return [], {}
-        response = self._call(
-            "saving detection state", self.client.bulk, body=self._state_saves(items)
-        )
-        return self._state_results(items, response["items"])
+        answers = self._bulk("saving detection state", self._state_lines(items))
+        return self._state_results(items, answers)
 
-    def _state_saves(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[dict[str, Any]]:
-        body: list[dict] = []
+    def _state_lines(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[bytes]:
+        lines: list[bytes] = []
         for account, key, value, version in items:
             meta: dict[str, Any] = {"_index": self.state_index, "_id": _state_id(account, key)}
             if version == NEW:
-                body.append({"create": meta})
+                lines.append(dumps({"create": meta}))
             else:
                 meta["if_seq_no"], meta["if_primary_term"] = version
-                body.append({"index": meta})
-            body.append({"account": account, "key": key, "value": value})
-        return body
+                lines.append(dumps({"index": meta}))
+            lines.append(dumps({"account": account, "key": key, "value": value}))
+        return lines
 
     @staticmethod
     def _state_results(

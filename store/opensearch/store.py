@@ -36,6 +36,11 @@ from .reads import Reads
 log = logging.getLogger("useraudit.store.opensearch")
 
 BUCKETS = {"month": "%Y.%m", "day": "%Y.%m.%d"}
+# Kept-alive connections per node. urllib3 keeps one by default, and the UI's
+# threads send at once (a page's search beside its completeness read, pages
+# served in parallel): every request past the first then opened a connection
+# and threw it away afterwards.
+POOL_MAXSIZE = 16
 
 
 class _OrjsonSerializer(JSONSerializer):
@@ -80,6 +85,7 @@ class OpenSearchStore(Store):
             "timeout": timeout,
             "http_compress": False,
             "serializer": _OrjsonSerializer(),
+            "pool_maxsize": POOL_MAXSIZE,
         }
         if username:
             kwargs["http_auth"] = (username, password or "")

@@ -92,3 +92,21 @@ def test_entries_another_indexer_saved_are_seen_once_the_copy_is_older_than_the_
         one.flush()
         two.delivered(burst[4:])
         assert [a.rule for a in store.list_alerts(account)] == alerted, ttl
+
+
+def test_a_background_engine_is_ready_only_once_every_batch_is_evaluated(
+    sqlite_alerts: SQLiteDetectionStore, enrich: Enricher
+) -> None:
+    """ready() is what lets the indexer put a commit off instead of waiting: false while
+    a batch handed over is not evaluated yet, true again once it is (flush() waits)."""
+    engine = DetectionEngine(sqlite_alerts, background=True)
+    try:
+        assert engine.ready()
+        with engine._lock:  # the worker cannot evaluate meanwhile
+            engine.delivered([enrich(r) for r in failures(5)])
+            assert not engine.ready()
+        engine.flush()
+        assert engine.ready()
+        assert [a.rule for a in sqlite_alerts.list_alerts("acme")] == ["brute_force"]
+    finally:
+        engine.close()

@@ -172,6 +172,52 @@ def test_asgi_recording_request_gets_every_field(rec: Recorder, derived: list[st
     assert (ev["user_agent.original"], ev["http.request.id"]) == (UA, "req-43")
 
 
+def test_asgi_route_is_asked_only_when_read_after_the_response_started(rec: Recorder) -> None:
+    asked: list[Any] = []
+    seen: list[RequestContext] = []
+
+    def get_route(scope: Any) -> str:
+        asked.append(scope["path"])
+        return "/reports/{kind}"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ctx = current.get()
+        assert ctx is not None and ctx.route is None  # not routed yet: nothing asked
+        seen.append(ctx)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = ASGIAudit(app, recorder=rec, rules=QUIET_RULES, get_route=get_route)
+    call_asgi(mw, scope())
+    call_asgi(mw, scope())
+    assert asked == []  # two quiet requests, nobody read the route
+    assert seen[0].route == "/reports/{kind}" and seen[0].route == "/reports/{kind}"
+    assert asked == ["/reports"]  # asked once, when first read
+
+
+def test_a_failing_asgi_route_callback_costs_the_field_not_the_request(
+    rec: Recorder, internal_errors: list
+) -> None:
+    def get_route(scope: Any) -> str:
+        raise RuntimeError("router exploded")
+
+    seen: list[RequestContext] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        ctx = current.get()
+        assert ctx is not None
+        seen.append(ctx)
+        assert ctx.route is None  # read by a log line while the body is sent
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = ASGIAudit(app, recorder=rec, rules=QUIET_RULES, get_route=get_route, fail_closed=True)
+    messages = call_asgi(mw, scope())
+    assert (messages[0]["status"], messages[-1]["body"]) == (200, b"ok")
+    assert len(internal_errors) == 1
+    internal_errors.clear()
+
+
 def test_a_field_set_before_it_was_read_is_kept() -> None:
     """The admin UI fills fields the middleware did not have: the late read must not undo it."""
     reads: list[RequestContext] = []
@@ -205,17 +251,23 @@ def test_a_request_that_cannot_be_read_still_records_its_event(
     "path", ["/", "/tokens/7", "/tokens/7/", "/tokens/7/x", "/files/a/b.txt", "/login", "/x"]
 )
 def test_may_match_agrees_with_match(method: str, path: str) -> None:
-    """The one-regex pre-check never skips a rule that would fire, nor admits one that cannot."""
+    """The one-regex pre-check and the rule found at response start agree with every rule."""
     rules = Rules(
         [
             Rule("DELETE", "/tokens/{token_id}", "token.deleted"),
             Rule("GET", "/tokens/{token_id}", "token.viewed"),
             Rule("*", "/files/{name:path}", "file.touched"),
             Rule("POST", "/login", "user.signed_in"),
+            Rule("GET", "/login", "login.viewed"),
         ]
     )
-    fires = rules.match(method, path, 200) is not None
-    assert rules.may_match(method, path) is fires
+    firing = [rule for rule in rules.rules if rule.match(method, path, 200, None) is not None]
+    assert rules.may_match(method, path) is bool(firing)
+    found = rules.find(method, path)
+    assert (found[0] if found else None) is (firing[0] if firing else None)
+    assert rules.match(method, path, 200) == (
+        firing[0].match(method, path, 200, None) if firing else None
+    )
 
 
 def test_masking_remembers_only_clean_texts() -> None:

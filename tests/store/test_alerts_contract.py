@@ -88,6 +88,32 @@ def test_upsert_creates_merges_and_ignores_replays(alerts: DetectionStore) -> No
     assert stored.status == "open" and stored.details == {"failures": 2}
 
 
+def test_a_second_writer_merges_into_the_alert_the_first_stored(
+    store: Store, alerts: DetectionStore
+) -> None:
+    """Another indexer, or this one after a restart (a fresh DetectionStore), meets
+    alerts stored before it: its events merge into them, a replay changes nothing,
+    and an alert new to both is created."""
+    assert alerts.upsert([make()]) == ["created"]
+    other = detection_store(store)
+    try:
+        assert other.upsert([make(ids=["e1", "e2"])]) == ["unchanged"]
+        results, conflicts, _saved = other.write(
+            [make(ids=["e2", "e3"], at="2026-03-02T10:05:00.000Z"), make(subject="u-bob")],
+            [("acme", "user:u-bob", {"a": [[1, "e9", None]]}, NEW)],
+        )
+        assert results == ["updated", "created"] and conflicts == []
+    finally:
+        other.close()
+    stored = alerts.get("acme", make().id)
+    assert stored is not None
+    assert stored.event_ids == ["e1", "e2", "e3"] and stored.count == 3
+    assert stored.last_seen == "2026-03-02T10:05:00.000Z"
+    assert alerts.upsert([make(subject="u-bob", ids=["e2", "e4"])]) == ["updated"]
+    bob = alerts.get("acme", make(subject="u-bob").id)
+    assert bob is not None and bob.event_ids == ["e1", "e2", "e4"] and bob.count == 3
+
+
 def test_event_ids_are_capped_and_the_count_goes_on(alerts: DetectionStore) -> None:
     """Past MAX_EVENT_IDS ids the alert keeps the first ones and counts the rest."""
     alerts.upsert([make(ids=[f"e{i}" for i in range(MAX_EVENT_IDS - 1)])])

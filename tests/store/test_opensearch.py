@@ -28,3 +28,24 @@ def test_shards_not_started_are_unavailable_not_a_crash(os_store: OpenSearchStor
         os_store.search(SearchRequest(Query("acme")))
     with pytest.raises(StoreUnavailable, match="503"):
         os_store.get(["some-id"])
+
+
+def test_concurrent_requests_reuse_kept_alive_connections(os_store: OpenSearchStore) -> None:
+    """The UI searches and reads the completeness mark at once, on several threads: those
+    requests reuse the store's kept-alive connections instead of opening (and then
+    discarding) a new one for every request past the first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from useraudit.store.completeness import complete_up_to
+
+    os_store.search(SearchRequest(Query("acme")))
+    pool = os_store.client.transport.connection_pool.connections[0].pool
+    opened = pool.num_connections
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        for _ in range(20):
+            jobs = [threads.submit(os_store.search, SearchRequest(Query("acme")))]
+            jobs += [threads.submit(complete_up_to, os_store, "acme") for _ in range(3)]
+            for job in jobs:
+                job.result()
+    assert pool.num_requests >= 80
+    assert pool.num_connections - opened <= 4, "connections were opened per request"

@@ -507,6 +507,29 @@ def test_russian_from_the_header_switch(
         context.close()
 
 
+def test_phone_in_russian_keeps_the_pager_on_screen(
+    browser: Any,
+    server: Server,
+    initech: Any,  # noqa: F811
+) -> None:
+    """Russian's longer words (« Первая … Последняя ») fit at 390 px too: the pager's
+    buttons wrap instead of running off both edges."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, timezone_id="UTC", is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    try:
+        sign_in(page, server, ADMIN)
+        page.goto(server.url + "/language/ru")
+        page.goto(f"{server.url}/a/{ACCOUNT}/actions")
+        assert page.locator("html").get_attribute("lang") == "ru"
+        assert page.locator("[data-testid=pager-top]").is_visible()
+        assert overflowing(page) == []
+    finally:
+        page.goto(server.url + "/language/en")
+        context.close()
+
+
 def test_activity_chart_adds_up_and_a_bar_narrows_the_period(
     browser: Any,
     server: Server,

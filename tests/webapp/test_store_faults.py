@@ -66,3 +66,38 @@ def test_broken_sqlite_store_gives_the_designed_page(
     named = [r.getMessage() for r in caplog.records if str(store.path) in r.getMessage()]
     assert named and all(logged in message for message in named), caplog.text
     store.close()
+
+
+class RefusingStore(SQLiteStore):
+    """A real SQLite store that refuses every search as a store refuses a query it cannot
+    run (OpenSearch answering 400, FTS5 rejecting a MATCH). Stand-in for that refusal:
+    no filter the parser accepts makes either real store refuse it today."""
+
+    def search(self, request: Any) -> Any:
+        from useraudit.store import QueryError
+
+        raise QueryError("the audit log cannot run this search: %(reason)s", reason="too complex")
+
+
+def test_a_search_the_store_refuses_is_shown_as_an_input_error_with_export_disabled(
+    tmp_path: Path, users_db: Any, audit_spool: Any
+) -> None:
+    """The page renders its head while the store searches; a refusal that arrives after
+    that still gives one page, 400, the reason, and no export button linking to a file."""
+    import re
+
+    store = RefusingStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.install()
+    client = make_app(store, users_db).test_client()
+    assert login(client, "alice").status_code == 302
+    response = client.get("/a/acme/actions?period=30d&q=reviewer")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400, html[:500]
+    assert html.count("<html") == 1 and html.count('class="filters"') == 1
+    assert 'data-testid="query-error"' in html and "too complex" in html
+    assert 'data-testid="results"' not in html
+    buttons = re.findall(r'<a [^>]*data-testid="export[^"]*"[^>]*>', html)
+    assert len(buttons) == 3
+    assert all('aria-disabled="true"' in b and "href=" not in b for b in buttons)
+    assert 'value="reviewer"' in html  # the input is kept
+    store.close()
