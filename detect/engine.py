@@ -43,6 +43,10 @@ from .state import StateView, bound, merge_values
 
 log = logging.getLogger("useraudit.detect")
 
+# An enabled rule for an (account, action): the rule, its parameters, and its
+# ``wants`` when it overrides Rule.wants (None: it takes every such event).
+Dispatch = tuple[Rule, dict[str, Any], Any]
+
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 ACCOUNT_SETTINGS = ("admin_roles", "working_hours")
 
@@ -119,7 +123,7 @@ class DetectionEngine(Stage):
         self.on_alert = on_alert
         self.stats = DetectStats()
         self._params: dict[tuple[str, str], dict[str, Any]] = {}
-        self._enabled_cache: dict[tuple[str, str], list[tuple[Rule, dict[str, Any]]]] = {}
+        self._enabled_cache: dict[tuple[Any, Any], tuple[Dispatch, ...]] = {}
         self._lock = threading.Lock()
         self.flush_timeout = flush_timeout
         # State kept in memory between batches, saved at flush (write-behind):
@@ -187,38 +191,24 @@ class DetectionEngine(Stage):
             )
         return out
 
-    def _enabled(self, account: str, action: str) -> list[tuple[Rule, dict[str, Any]]]:
-        """Enabled rules (with their parameters) that look at ``action`` in ``account``."""
+    def _enabled(self, account: str, action: str) -> tuple[Dispatch, ...]:
+        """Enabled rules that look at ``action`` in ``account``: (rule, params, wants).
+
+        ``wants`` is None for a rule that takes every event of its actions
+        (it does not override :meth:`Rule.wants`), so nothing is called for it.
+        """
         key = (account, action)
         found = self._enabled_cache.get(key)
         if found is None:
-            found = [
-                (rule, params)
+            found = tuple(
+                (rule, params, None if type(rule).wants is Rule.wants else rule.wants)
                 for rule in (*self.by_action.get(action, ()), *self.any_action)
                 if (params := self.params(account, rule)).get("enabled", True)
-            ]
+            )
             if len(self._enabled_cache) > 100_000:
                 self._enabled_cache.clear()
             self._enabled_cache[key] = found
         return found
-
-    def _rules_for(self, event: dict) -> list[tuple[Rule, dict[str, Any]]]:
-        account, action = event.get("organization.id") or "", event.get("event.action")
-        # Called for every stored event: the cache first, without conversions.
-        enabled = self._enabled_cache.get((account, action))  # type: ignore[arg-type]
-        if enabled is None:
-            enabled = self._enabled(str(account), str(action))
-        out = []
-        for rule, params in enabled:
-            try:
-                if rule.wants(event, params):
-                    out.append((rule, params))
-            except Exception:  # noqa: BLE001 - a host rule's bug must not stop detection
-                self.stats.rule_errors += 1
-                log.exception(
-                    "detect: rule %s failed on event %s", rule.name, event.get("event.id")
-                )
-        return out
 
     # -- the stage ---------------------------------------------------------------------
 
@@ -299,12 +289,36 @@ class DetectionEngine(Stage):
 
     def _evaluate(self, docs: Sequence[dict]) -> None:
         work: list[tuple[dict, list[tuple[Rule, dict[str, Any]]]]] = []
-        rules_for = self._rules_for
+        cache, enabled_for = self._enabled_cache, self._enabled
         pause = self._queue is not None
         for n, doc in enumerate(docs):
             if pause and n % 256 == 255:
                 time.sleep(0)  # see below
-            if doc.get("organization.id") and (rules := rules_for(doc)):
+            # Every stored event passes here: an event no enabled rule looks at
+            # costs two dict lookups.
+            account = doc.get("organization.id")
+            if not account:
+                continue
+            action = doc.get("event.action")
+            enabled = cache.get((account, action))
+            if enabled is None:
+                enabled = enabled_for(str(account), str(action))
+            if not enabled:
+                continue
+            rules = []
+            for rule, params, wants in enabled:
+                if wants is not None:
+                    try:
+                        if not wants(doc, params):
+                            continue
+                    except Exception:  # noqa: BLE001 - a host rule's bug must not stop detection
+                        self.stats.rule_errors += 1
+                        log.exception(
+                            "detect: rule %s failed on event %s", rule.name, doc.get("event.id")
+                        )
+                        continue
+                rules.append((rule, params))
+            if rules:
                 work.append((doc, rules))
         if not work:
             return

@@ -165,6 +165,25 @@ def _in_window(entry: list, ts: int, event_id: str, window_ms: int) -> bool:
     return ts - window_ms < entry[0] and (entry[0], entry[1]) <= (ts, event_id)
 
 
+def _known_members(
+    value: Mapping[str, list], prefix: str, since: int, ts: int, eid: str, member: str
+) -> list[str]:
+    """What a sign-in's <thing> is new against: the members with ``prefix`` seen in the
+    look-back window before the event (sorted, prefix cut off); [] when there are none
+    or ``member`` is among them. One pass over the user's value, no copies."""
+    seen: list[str] = []
+    for m, entries in value.items():
+        if not m.startswith(prefix):
+            continue
+        for e in entries:
+            if since <= e[0] and (e[0] < ts or (e[0] == ts and e[1] < eid)):
+                if m == member:
+                    return []
+                seen.append(m[len(prefix) :])
+                break
+    return sorted(seen)
+
+
 def _haversine_km(a: Sequence[float], b: Sequence[float]) -> float:
     lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
     h = (
@@ -350,14 +369,11 @@ class _NewForUser(Rule):
         ts, eid = ts_ms(event), event["event.id"]
         key, prefix = user_key(event), f"{self.prefix}:"
         thing = str(self.thing(event, params))
+        member = prefix + thing
         since = ts - int(params["lookback_days"]) * DAY_MS
-        history = [
-            (m[len(prefix) :], e)
-            for m, e in state.entries(key, prefix=prefix)
-            if since <= e[0] and _before(e, ts, eid)
-        ]
-        state.add(key, prefix + thing, ts, eid)
-        if not history or any(m == thing for m, _e in history):
+        known = _known_members(state.value(key), prefix, since, ts, eid, member)
+        state.add(key, member, ts, eid)
+        if not known:  # still learning this user, or the thing is known
             return []
         return [
             Finding(
@@ -365,7 +381,7 @@ class _NewForUser(Rule):
                 user_id=user_of(event),
                 event_ids=[eid],
                 title=f"Sign-in from a new {self.what}: {thing}",
-                details={self.what: thing, "known": sorted({m for m, _e in history})[:20]},
+                details={self.what: thing, "known": known[:20]},
             )
         ]
 
@@ -425,11 +441,15 @@ class ImpossibleTravel(Rule):
         key = user_key(event)
         here = _location(event)
         assert here is not None
-        earlier = [e for _m, e in state.entries(key, prefix="l:") if _before(e, ts, eid)]
+        last: list | None = None  # the latest sign-in location before this event
+        for m, entries in state.value(key).items():
+            if m.startswith("l:"):
+                for e in entries:
+                    if _before(e, ts, eid) and (last is None or (e[0], e[1]) > (last[0], last[1])):
+                        last = e
         state.add(key, f"l:{eid}", ts, eid, here)
-        if not earlier:
+        if last is None:
             return []
-        last = max(earlier, key=lambda e: (e[0], e[1]))
         km = _haversine_km(last[2], here)
         hours = max((ts - last[0]) / 3_600_000, 1 / 60)  # a minute at least: clocks differ
         speed = km / hours
@@ -570,16 +590,13 @@ class TokenFromNewNetwork(Rule):
     def evaluate(self, event: dict, state: StateView, params: Mapping[str, Any]) -> list[Finding]:
         ts, eid = ts_ms(event), event["event.id"]
         key, net = user_key(event), str(self._net(event, params))
-        since = ts - int(params["lookback_days"]) * DAY_MS
-        history = [
-            (m[2:], e)
-            for m, e in state.entries(key, prefix="n:")
-            if since <= e[0] and _before(e, ts, eid)
-        ]
-        state.add(key, f"n:{net}", ts, eid)  # the same entry NewNetwork adds for sign-ins
         if event.get("event.action") == SIGN_IN:
+            state.add(key, f"n:{net}", ts, eid)  # the same entry NewNetwork adds
             return []
-        if not history or any(m == net for m, _e in history):
+        since = ts - int(params["lookback_days"]) * DAY_MS
+        known = _known_members(state.value(key), "n:", since, ts, eid, f"n:{net}")
+        state.add(key, f"n:{net}", ts, eid)
+        if not known:
             return []
         return [
             Finding(
@@ -655,25 +672,22 @@ class OffHoursAdmin(Rule):
     defaults = {"dedup_s": 3600}
 
     def wants(self, event: dict, params: Mapping[str, Any]) -> bool:
-        if not params.get("working_hours"):
+        hours = params.get("working_hours")
+        if not hours:
             return False
-        if "iam" in (event.get("event.category") or ()):
-            return True
-        roles = event.get("user.roles")
-        if not roles:  # most events: nothing more to look at
-            return False
-        admin = _upper_set(tuple(params.get("admin_roles") or ("USER_ADMIN",)))
-        return any(str(r).upper() in admin for r in roles)
+        if "iam" not in (event.get("event.category") or ()):
+            roles = event.get("user.roles")
+            if not roles:  # most events: nothing more to look at
+                return False
+            admin = _upper_set(tuple(params.get("admin_roles") or ("USER_ADMIN",)))
+            if not any(str(r).upper() in admin for r in roles):
+                return False
+        # An admin action: only one outside the working hours is the rule's
+        # (the hours are looked up per minute, cached).
+        return _local_off_hours(event, hours) is not None
 
     def evaluate(self, event: dict, state: StateView, params: Mapping[str, Any]) -> list[Finding]:
-        hours = params["working_hours"]
-        local = _off_hours(
-            ts_ms(event) // 60_000,
-            str(hours.get("timezone", "UTC")),
-            str(hours.get("start", "09:00")),
-            str(hours.get("end", "18:00")),
-            tuple(hours.get("days", [0, 1, 2, 3, 4])),
-        )
+        local = _local_off_hours(event, params["working_hours"])
         if local is None:
             return []
         return [
@@ -684,6 +698,16 @@ class OffHoursAdmin(Rule):
                 details={"local_time": local},
             )
         ]
+
+
+def _local_off_hours(event: dict, hours: Mapping[str, Any]) -> str | None:
+    return _off_hours(
+        ts_ms(event) // 60_000,
+        str(hours.get("timezone", "UTC")),
+        str(hours.get("start", "09:00")),
+        str(hours.get("end", "18:00")),
+        tuple(hours.get("days", [0, 1, 2, 3, 4])),
+    )
 
 
 @lru_cache(maxsize=64)

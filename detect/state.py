@@ -42,9 +42,27 @@ def merge_values(a: dict, b: dict, horizon_ms: int = DEFAULT_HORIZON_MS) -> dict
 
 
 def bound(value: dict, horizon_ms: int = DEFAULT_HORIZON_MS) -> dict:
-    """``value`` without entries past the horizon or the caps (members' order kept)."""
-    newest = max((e[0] for entries in value.values() for e in entries), default=0)
+    """``value`` without entries past the horizon or the caps (members' order kept).
+
+    A value already within them (most are, at every save) is returned as it is.
+    """
+    newest, oldest, longest = 0, None, 0
+    for entries in value.values():
+        longest = max(longest, len(entries))
+        for e in entries:
+            ts = e[0]
+            if ts > newest:
+                newest = ts
+            if oldest is None or ts < oldest:
+                oldest = ts
     floor = newest - horizon_ms
+    if (
+        len(value) <= MAX_MEMBERS
+        and longest <= MAX_PER_MEMBER
+        and (oldest is None or oldest >= floor)
+        and all(value.values())
+    ):
+        return value
     kept: dict[str, list] = {}
     for member, entries in value.items():
         fresh = [e for e in entries if e[0] >= floor]
