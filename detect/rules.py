@@ -700,14 +700,35 @@ class OffHoursAdmin(Rule):
         ]
 
 
+# Each working-hours setting's answers by minute: (the setting, {minute: local
+# time or None}). Keyed by id and checked by identity: the engine hands every
+# event of an account the same parameters, so this is one dict lookup a minute.
+_HOURS_MEMO: dict[int, tuple[Mapping[str, Any], dict[int, str | None]]] = {}
+_NOT_YET = "?"
+
+
 def _local_off_hours(event: dict, hours: Mapping[str, Any]) -> str | None:
-    return _off_hours(
-        ts_ms(event) // 60_000,
-        str(hours.get("timezone", "UTC")),
-        str(hours.get("start", "09:00")),
-        str(hours.get("end", "18:00")),
-        tuple(hours.get("days", [0, 1, 2, 3, 4])),
-    )
+    """The event's local time when outside ``hours`` (the working_hours setting), else None."""
+    minute = ts_ms(event) // 60_000
+    memo = _HOURS_MEMO.get(id(hours))
+    if memo is None or memo[0] is not hours:
+        if len(_HOURS_MEMO) > 1024:
+            _HOURS_MEMO.clear()
+        memo = _HOURS_MEMO[id(hours)] = (hours, {})
+    minutes = memo[1]
+    local = minutes.get(minute, _NOT_YET)
+    if local is _NOT_YET:
+        local = _off_hours(
+            minute,
+            str(hours.get("timezone", "UTC")),
+            str(hours.get("start", "09:00")),
+            str(hours.get("end", "18:00")),
+            tuple(hours.get("days", [0, 1, 2, 3, 4])),
+        )
+        if len(minutes) > 4096:
+            minutes.clear()
+        minutes[minute] = local
+    return local
 
 
 @lru_cache(maxsize=64)
