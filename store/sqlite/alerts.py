@@ -82,63 +82,64 @@ class SQLiteDetectionStore(DetectionStore):
     # -- alerts ------------------------------------------------------------------
 
     def upsert(self, alerts: Sequence[Alert]) -> list[UpsertResult]:
+        rows = {a.id: _alert_row(a) for a in alerts}
         with self._write() as con:
-            return self._upsert(con, alerts)
+            return self._upsert(con, alerts, rows)
 
     def write(
         self, alerts: Sequence[Alert], items: Sequence[tuple[str, str, dict, Any]]
     ) -> tuple[list[UpsertResult], list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
-        """Alerts and state in one transaction: one writer-lock turn instead of two."""
+        """Alerts and state in one transaction: one writer-lock turn instead of two.
+
+        New alerts and state values are serialised before the transaction
+        starts: the events' writes wait for it, and inside it only what the
+        stored rows decide (merges, version checks) is done.
+        """
+        rows = {a.id: _alert_row(a) for a in alerts}
+        values = [orjson.dumps(value).decode() for _a, _k, value, _v in items]
         with self._write() as con:
-            results = self._upsert(con, alerts) if alerts else []
-            conflicts = self._save_state(con, items) if items else []
+            results = self._upsert(con, alerts, rows) if alerts else []
+            conflicts = self._save_state(con, items, values) if items else []
         return results, conflicts, _saved_versions(items, conflicts)
 
-    def _upsert(self, con: sqlite3.Connection, alerts: Sequence[Alert]) -> list[UpsertResult]:
+    def _upsert(
+        self, con: sqlite3.Connection, alerts: Sequence[Alert], rows: dict[str, tuple]
+    ) -> list[UpsertResult]:
+        """Store each alert, merged into the stored one of its id; ``rows``: each new one's row."""
         results: list[UpsertResult] = []
         known: dict[str, Alert] = {}
         ids = [a.id for a in alerts]
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            rows = con.execute(
+            for (body,) in con.execute(
                 f"SELECT body FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            for (body,) in rows:
+            ):
                 stored = Alert.from_dict(orjson.loads(body))
                 known[stored.id] = stored
-        changed: list[Alert] = []
+        changed: list[tuple] = []
         for alert in alerts:
             result: UpsertResult
             existing = known.get(alert.id)
             if existing is None:
-                merged, result = alert, "created"
+                merged, result, row = alert, "created", rows[alert.id]
             else:
                 merged, result = merge_alert(existing, alert)
+                row = _alert_row(merged)
             if result != "unchanged":
                 known[alert.id] = merged
-                changed.append(merged)
+                changed.append(row)
             results.append(result)
-        self._put_many(con, changed)
+        self._put_rows(con, changed)
         return results
 
     def _put(self, con: sqlite3.Connection, alert: Alert) -> None:
-        self._put_many(con, [alert])
+        self._put_rows(con, [_alert_row(alert)])
 
-    def _put_many(self, con: sqlite3.Connection, alerts: Sequence[Alert]) -> None:
+    def _put_rows(self, con: sqlite3.Connection, rows: Sequence[tuple]) -> None:
         con.executemany(
             "INSERT OR REPLACE INTO alerts (id, account, status, last_seen, notified, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    a.id,
-                    a.account,
-                    a.status,
-                    a.last_seen,
-                    int(a.notified),
-                    orjson.dumps(a.as_dict()).decode(),
-                )
-                for a in alerts
-            ],
+            rows,
         )
 
     def get(self, account: str, alert_id: str) -> Alert | None:
@@ -222,24 +223,29 @@ class SQLiteDetectionStore(DetectionStore):
         return rows
 
     def save_state(self, items: Sequence[tuple[str, str, dict, Any]]) -> list[tuple[str, str]]:
+        values = [orjson.dumps(value).decode() for _a, _k, value, _v in items]
         with self._write() as con:
-            return self._save_state(con, items)
+            return self._save_state(con, items, values)
 
     def _save_state(
-        self, con: sqlite3.Connection, items: Sequence[tuple[str, str, dict, Any]]
+        self,
+        con: sqlite3.Connection,
+        items: Sequence[tuple[str, str, dict, Any]],
+        values: Sequence[str],
     ) -> list[tuple[str, str]]:
+        """Save each item whose stored version is the one it names; ``values``: items' JSON."""
         conflicts: list[tuple[str, str]] = []
         # Inside the write transaction nobody else can move a version.
         pairs = [(account, key) for account, key, _value, _version in items]
         current = {(a, k): v for a, k, v in self._rows(con, pairs)}
         inserts, updates = [], []
-        for account, key, value, version in items:
+        for (account, key, _value, version), text in zip(items, values, strict=True):
             if current.get((account, key), NEW) != version:
                 conflicts.append((account, key))
             elif version == NEW:
-                inserts.append((account, key, orjson.dumps(value).decode()))
+                inserts.append((account, key, text))
             else:
-                updates.append((orjson.dumps(value).decode(), account, key))
+                updates.append((text, account, key))
         con.executemany(
             "INSERT INTO detect_state (account, key, version, value) VALUES (?, ?, 1, ?)",
             inserts,
@@ -262,6 +268,17 @@ class SQLiteDetectionStore(DetectionStore):
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _alert_row(a: Alert) -> tuple:
+    return (
+        a.id,
+        a.account,
+        a.status,
+        a.last_seen,
+        int(a.notified),
+        orjson.dumps(a.as_dict()).decode(),
+    )
 
 
 def _saved_versions(
