@@ -11,13 +11,19 @@
    reversed every other round (so neither side always goes first, after
    the previous run's merges, or second, on a warmer cache).
    ``ratio_detect_on_vs_off`` = detect / geoip (target ≥ 0.85) is the
-   **median of the rounds' ratios**: the two runs of a round are seconds
-   apart and see the same load, and the median drops a round where a
-   hiccup hit either side. (A best-per-side figure pairs runs from
+   **median of the rounds' ratios**: every run is in this one process (so
+   the two sides share its memory layout and hash seed, which alone moved
+   separate processes' throughput by 5–15 %), the two runs of a round are
+   seconds apart and see the same load, and the median drops a round where
+   a hiccup hit either side. (A best-per-side figure pairs runs from
    different moments: at 20,000 events × 2 rounds, 2–3 s each, one
    scheduler hiccup moved it by 0.1.) ``ratio_rounds`` lists every round's
    ratio, ``ratio_best_vs_best`` is the best run of one side against the
    best of the other, and the events/s figures are each side's median.
+   ``ratio_cpu_on_vs_off`` is the same median over the process's CPU time
+   per run (every thread, ``time.process_time``): what detection costs the
+   machine, steadier than wall time while other processes share the cores,
+   though it does not see the time one thread waits for another.
    GeoIP is on in both, since it is enrichment of its own (the country
    filter and facet) that a deployment turns on with or without detection;
    ``ratio_detect_on_vs_bare`` (detect / bare) is reported beside it, and
@@ -228,7 +234,7 @@ VARIANTS = ("bare", "geoip", "detect")
 
 def ship(
     kind: str, spool: Path, folder: Path, url: str | None, variant: str, geo: Path, conf: Path
-) -> tuple[float, dict]:
+) -> tuple[float, float, dict]:
     """Seconds to ship the spool with: no stages, GeoIP only, or GeoIP + every rule."""
     copy = folder / f"spool-{uuid.uuid4().hex[:6]}"
     shutil.copytree(spool, copy)
@@ -240,13 +246,13 @@ def ship(
     )
     try:
         with Indexer(copy, store, stages=stages) as ix:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             stats = ix.drain()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         engine = next((s for s in stages if getattr(s, "name", "") == "detect"), None)
         info = {"read": stats.read, "detection": engine.stats.as_dict() if engine else {}}
         assert stats.shipped == stats.read and stats.stage_errors == 0, stats
-        return elapsed, info
+        return elapsed, cpu, info
     finally:
         drop(store)
         shutil.rmtree(copy, ignore_errors=True)
@@ -365,22 +371,28 @@ def main() -> None:
         fill(spool, args.events)
         for kind in kinds:
             runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}
             info: dict = {}
             for rnd in range(args.rounds):
                 order = VARIANTS if rnd % 2 == 0 else tuple(reversed(VARIANTS))
                 for variant in order:
-                    elapsed, info_ = ship(kind, spool, folder, args.opensearch, variant, geo, conf)
+                    elapsed, cpu, info_ = ship(
+                        kind, spool, folder, args.opensearch, variant, geo, conf
+                    )
                     runs[variant].append(elapsed)
+                    cpus[variant].append(cpu)
                     info = info_ if variant == "detect" else info
                     print(
                         f"{kind} round {rnd + 1} {variant:>6}: "
-                        f"{args.events / elapsed:,.0f} events/s",
+                        f"{args.events / elapsed:,.0f} events/s, "
+                        f"{cpu / args.events * 1e6:.1f} us CPU/event",
                         flush=True,
                     )
             best = {v: args.events / min(runs[v]) for v in VARIANTS}
             median = {v: args.events / statistics.median(runs[v]) for v in VARIANTS}
             # Per round, on / off of the two runs seconds apart (see the module doc).
             paired = [off / on for on, off in zip(runs["detect"], runs["geoip"], strict=True)]
+            paired_cpu = [off / on for on, off in zip(cpus["detect"], cpus["geoip"], strict=True)]
             rate = best["geoip"] * args.rate_fraction
             samples = latency(kind, folder, args.opensearch, rate, args.latency_seconds, geo, conf)
             print(
@@ -394,6 +406,10 @@ def main() -> None:
                 "on_events_per_s": round(median["detect"]),
                 "ratio_detect_on_vs_off": round(statistics.median(paired), 3),
                 "ratio_rounds": [round(r, 3) for r in paired],
+                "ratio_cpu_on_vs_off": round(statistics.median(paired_cpu), 3),
+                "cpu_us_per_event": {
+                    v: round(statistics.median(cpus[v]) / args.events * 1e6, 1) for v in VARIANTS
+                },
                 "ratio_best_vs_best": round(best["detect"] / best["geoip"], 3),
                 "ratio_detect_on_vs_bare": round(median["detect"] / median["bare"], 3),
                 "ratio_geoip_vs_bare": round(median["geoip"] / median["bare"], 3),

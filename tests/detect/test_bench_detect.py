@@ -23,7 +23,13 @@ def test_bench_detect_runs_and_reports_every_variant() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     sqlite = result["sqlite"]
-    for key in ("ratio_detect_on_vs_off", "ratio_detect_on_vs_bare", "alert_p95_ms"):
+    for key in (
+        "ratio_detect_on_vs_off",
+        "ratio_cpu_on_vs_off",
+        "ratio_detect_on_vs_bare",
+        "alert_p95_ms",
+    ):
         assert sqlite[key] > 0, key
     assert sqlite["alert_samples"] >= 4
     assert sqlite["detection_counters"]["examined"] > 0
+    assert sqlite["cpu_us_per_event"]["detect"] > 0
