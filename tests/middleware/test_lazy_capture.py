@@ -176,6 +176,23 @@ def test_asgi_quiet_request_reads_no_client_and_derives_nothing(
     assert derived == []
 
 
+def test_asgi_context_lets_go_of_the_rule_match_once_the_rule_decided(rec: Recorder) -> None:
+    """The context can outlive the request; the rule's match it held is done with."""
+    contexts: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        contexts.append(current.get())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    rules = Rules([Rule("GET", "/reports", "client_report.downloaded")])
+    call_asgi(ASGIAudit(app, recorder=rec, rules=rules), scope())
+    (ctx,) = contexts
+    assert ctx.rule_hit is None and ctx.finished
+    (ev,) = spool_events(rec.spool.directory)
+    assert ev["event.action"] == "client_report.downloaded"
+
+
 def test_asgi_context_read_after_the_response_gives_the_request_fields(
     rec: Recorder, derived: list[str]
 ) -> None:
