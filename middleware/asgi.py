@@ -203,10 +203,6 @@ class AuditMiddleware:
         )
 
 
-# What this module's reader and default callbacks read of a scope.
-_LATE_KEYS = ("headers", "client", "user", "route")
-
-
 def _after_response(scope: Scope) -> dict[str, Any]:
     """The part of a finished request's scope that its context may still be asked about.
 
@@ -215,10 +211,15 @@ def _after_response(scope: Scope) -> dict[str, Any]:
     Holding the whole scope that long made the garbage collector run: under
     uvicorn, a hello world wrapped in this middleware went from 1 to 233
     young and 2 full collections per 26,500 requests, ~3 µs a request; with
-    this view, 2. The lazy fields, the default user and the route template
-    come out the same from it.
+    this view, 2. The lazy fields (headers, client), the default user and
+    the route template come out the same from it.
     """
-    return {key: scope[key] for key in _LATE_KEYS if key in scope}
+    late = {"headers": scope.get("headers"), "client": scope.get("client")}
+    if "user" in scope:
+        late["user"] = scope["user"]
+    if "route" in scope:
+        late["route"] = scope["route"]
+    return late
 
 
 class _Done:
