@@ -38,13 +38,14 @@ Chunk = tuple[str, Sequence[checkpoint.Entry], Sequence[bytes]]
 
 
 def entry_of(doc: dict[str, Any]) -> checkpoint.Entry:
-    return [
+    # A tuple: one allocation, and the garbage collector stops tracking it.
+    return (
         doc["event.id"],
         doc.get("@timestamp"),
         doc.get(ORIGIN_ID),
         doc.get(ORIGIN_SEQ),
         event_hash(doc),
-    ]
+    )
 
 
 def account_of(doc: dict[str, Any]) -> str:
