@@ -239,9 +239,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(kind: str, target: str, spool: Path) -> tuple[subprocess.Popen, str]:
+def _pinned(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` that keeps a server on its own core, or None when not pinning."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def _start(
+    kind: str,
+    target: str,
+    spool: Path,
+    cpus: set[int] | None = None,
+    hash_seed: int | None = None,
+) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "USERAUDIT_SPOOL": str(spool), "PYTHONPATH": str(ROOT)}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = str(hash_seed)
     if kind == "gunicorn":
         cmd = [
             str(BIN / "gunicorn"),
@@ -268,7 +283,12 @@ def _start(kind: str, target: str, spool: Path) -> tuple[subprocess.Popen, str]:
             target.rstrip("()"),
         ]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_pinned(cpus),  # noqa: PLW1509 - only os.sched_setaffinity, before exec
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30
@@ -293,11 +313,14 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
+def _wrk(
+    url: str, seconds: float, connections: int, cpus: set[int] | None = None
+) -> tuple[float, int]:
     run = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}", url],
         capture_output=True,
         text=True,
+        preexec_fn=_pinned(cpus),  # noqa: PLW1509 - only os.sched_setaffinity, before exec
     )
     if run.returncode != 0:
         raise RuntimeError(f"wrk {url} exited {run.returncode}: {run.stderr or run.stdout}")
@@ -330,8 +353,11 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+# Round r's servers all run with PYTHONHASHSEED=ROUND_SEED + r: like for like
+# within a round, a different layout every round, the same runs every time.
+ROUND_SEED = 1000
 # Configurations run under each server, in the same rounds: name -> app target.
-CONFIGS = ("bare", "quiet", "record", "sentry_off", "sentry_on", "otel")
+CONFIGS = ("bare", "bare_again", "quiet", "record", "sentry_off", "sentry_on", "otel")
 PEERS = ("sentry_off", "sentry_on", "otel")
 # What the server runs need installed: the peers (the `bench` extra) and the servers.
 PEER_MODULES = (
@@ -373,6 +399,7 @@ def targets(kind: str, floor: bool) -> dict[str, str]:
     side = "wsgi" if kind == "gunicorn" else "asgi"
     out = {
         "bare": f"bench._hello:{side}_bare",
+        "bare_again": f"bench._hello:{side}_bare",
         "quiet": f"bench._peers:{side}_quiet()",
         "record": f"bench._hello:{side}_audited()",
         "sentry_off": f"bench._peers:{side}_sentry_off()",
@@ -384,6 +411,22 @@ def targets(kind: str, floor: bool) -> dict[str, str]:
     return out
 
 
+def _cores(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """The server's core and wrk's: apart, so neither takes the other's CPU.
+
+    Unpinned on a two-core machine the scheduler now and then put wrk and the
+    server on one core, and a round's req/s moved with that rather than with
+    the app (rounds spread 0.70-1.04 of bare). Every configuration's server
+    gets the same core, so the ratios stay like for like.
+    """
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
 def server_ratio(
     kind: str,
     configs: dict[str, str],
@@ -391,43 +434,54 @@ def server_ratio(
     seconds: float,
     rounds: int,
     connections: int,
+    pin: bool = True,
 ) -> dict[str, Any]:
-    """All servers up at once; interleaved load bursts; medians of per-round ratios.
+    """Fresh servers every round; interleaved load bursts; medians of per-round ratios.
 
     Loopback numbers on a shared machine drift by tens of percent within a
-    minute. Every configuration gets ``seconds`` of load per round, cut into
+    minute. Every round starts one server per configuration, all pinned to
+    one core with wrk on the other (see ``_cores``) and all with that round's
+    hash seed, warms each up, and gives each ``seconds`` of load cut into
     one-second bursts (wrk's smallest): the configurations take turns burst
-    by burst (the order rotating every burst, and reversed every other one)
-    against servers that are all already warm, so each round's figure of every
-    configuration spans the same stretch of time as bare's. With whole
-    ``seconds`` bursts one after another, a configuration's run could sit up
-    to five runs (15 s) away from bare's, and a drift in between landed on
-    one side only: the uvicorn rounds of one run spread 0.86-1.06. Every
-    ratio is taken against the bare app's figure of the same round, and
-    the median over rounds is reported. The server's own CPU time per request
-    (all threads, workers included) is measured too, and how busy the server
-    was (CPU seconds per second of load): well below 1, the req/s figure
-    is bounded by the connections (gunicorn's sync worker closes each one)
-    and the machine's scheduling more than by the app's own cost, and CPU
-    per request is the closer measure of what the middleware costs.
+    by burst (the order rotating every burst, and reversed every other one),
+    so each round's figure of every configuration spans the same stretch of
+    time as bare's. Every ratio is taken against the bare app's figure of the
+    same round, and the median over rounds is reported. Two servers of the
+    same app, kept for a whole run, came out 5-15 % apart; new processes
+    every round turn that luck into noise that the median averages out
+    instead of a bias on one side. ``bare_again`` is that A/A test in every
+    run: a second server of the bare app, whose ratio (ideally 1) says how
+    far this run's figures can be trusted.
+
+    The server's own CPU time per request (all threads, workers included) is
+    measured too, and how busy the server was (CPU seconds per second of
+    load): well below 1, the req/s figure is bounded by the connections and
+    the machine's scheduling more than by the app's own cost, and CPU per
+    request is the closer measure of what the middleware costs.
     """
     if not shutil.which("wrk"):
         raise SystemExit("bench.middleware needs wrk: apt-get install -y wrk (make bench does)")
-    load = _wrk
+    server_cpus, load_cpus = _cores(pin)
     names = list(configs)
-    procs = {}
     burst = 1.0
     slices = max(1, round(seconds))
-    try:
-        for name, target in configs.items():
-            procs[name] = _start(kind, target, spool / f"{kind}-{name}")
-        for _proc, url in procs.values():
-            load(url, 1.0, connections)  # warm-up
-        rps: dict[str, list[float]] = {name: [] for name in names}
-        cpu_us: dict[str, list[float]] = {name: [] for name in names}
-        busy: dict[str, list[float]] = {name: [] for name in names}
-        turn = 0
-        for _r in range(rounds):
+    rps: dict[str, list[float]] = {name: [] for name in names}
+    cpu_us: dict[str, list[float]] = {name: [] for name in names}
+    busy: dict[str, list[float]] = {name: [] for name in names}
+    turn = 0
+    for r in range(rounds):
+        procs: dict[str, tuple[subprocess.Popen, str]] = {}
+        try:
+            # Fresh processes every round, all with the round's hash seed: two
+            # processes of one app differ by 5-15 % here for as long as they
+            # live (memory layout, string hashing), so one process per
+            # configuration for the whole run measured that luck, not the app.
+            for name, target in configs.items():
+                procs[name] = _start(
+                    kind, target, spool / f"{kind}-{name}", server_cpus, hash_seed=ROUND_SEED + r
+                )
+            for _proc, url in procs.values():
+                _wrk(url, 1.0, connections, load_cpus)  # warm-up
             rates: dict[str, list[float]] = {name: [] for name in names}
             cpu: dict[str, float] = dict.fromkeys(names, 0.0)
             done: dict[str, int] = dict.fromkeys(names, 0)
@@ -440,18 +494,23 @@ def server_ratio(
                 for name in order:
                     proc, url = procs[name]
                     cpu0 = _cpu_seconds(proc.pid)
-                    rate, count = load(url, burst, connections)
+                    rate, count = _wrk(url, burst, connections, load_cpus)
                     cpu[name] += _cpu_seconds(proc.pid) - cpu0
                     rates[name].append(rate)
                     done[name] += count
-            for name in names:
-                rps[name].append(statistics.fmean(rates[name]))  # equal bursts: the round's rate
-                cpu_us[name].append(cpu[name] / max(done[name], 1) * 1e6)
-                busy[name].append(cpu[name] / (burst * slices))
-    finally:
-        for proc, _url in procs.values():
-            _stop(proc)
-    out: dict[str, Any] = {"load_tool": load.__name__.lstrip("_")}
+        finally:
+            for proc, _url in procs.values():
+                _stop(proc)
+        for name in names:
+            rps[name].append(statistics.fmean(rates[name]))  # equal bursts: the round's rate
+            cpu_us[name].append(cpu[name] / max(done[name], 1) * 1e6)
+            busy[name].append(cpu[name] / (burst * slices))
+    out: dict[str, Any] = {
+        "load_tool": "wrk",
+        "pinned": f"server on CPU {sorted(server_cpus)}, wrk on CPU {sorted(load_cpus)}"
+        if server_cpus and load_cpus
+        else "not pinned",
+    }
     for name in names:
         ratios = [a / b for a, b in zip(rps[name], rps["bare"], strict=True)]
         out[name] = {
@@ -513,6 +572,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--floor", action="store_true", help="also run the floor app")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let servers and wrk share every core (default: servers on one, wrk on the rest)",
+    )
     args = parser.parse_args(argv)
     if not args.no_servers:
         check_peers(PEER_MODULES)
@@ -555,9 +619,10 @@ def main(argv: list[str] | None = None) -> None:
                     args.seconds,
                     args.rounds,
                     args.connections,
+                    pin=not args.no_pin,
                 )
                 print(
-                    f"{kind} ({r['load_tool']}, {args.connections} connections, "
+                    f"{kind} ({r['load_tool']}, {args.connections} connections, {r['pinned']}, "
                     f"{args.rounds}×{args.seconds:g}s in 1 s bursts taking turns, "
                     f"bare {r['bare']['rps']} req/s):"
                 )
@@ -579,7 +644,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{_shown(share)} of the cheapest peer's ({cheapest}) overhead "
                     f"(target ≤ 0.25); {r['events_spooled']} events spooled; by server CPU per "
                     f"request: quiet ×{r['quiet']['cpu_ratio']:.3f}, recording "
-                    f"{_shown(cpu_share)} of {cpu_cheapest}'s"
+                    f"{_shown(cpu_share)} of {cpu_cheapest}'s; a second bare server (A/A) "
+                    f"×{r['bare_again']['ratio']:.3f} (×{r['bare_again']['cpu_ratio']:.3f} by CPU)"
                 )
                 for name in r:
                     if isinstance(r[name], dict):

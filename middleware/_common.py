@@ -376,6 +376,7 @@ class Capture:
         found = ctx.rule_hit
         if found is None:
             return
+        ctx.rule_hit = None  # decided once; the context may outlive the request
         try:
             hit = found[0].decide(found[1], ctx.status, exc)
         except Exception as err:  # noqa: BLE001 - a bad rule must not break the host

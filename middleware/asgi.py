@@ -92,6 +92,14 @@ class AuditMiddleware:
         options.setdefault("route_when_read", True)  # the scope outlives the response
         self.capture = capture or Capture(**options)
         self._reader = self.read  # bound once, handed to every request's context
+        # With our own callbacks, what a late reader of the context needs of
+        # the scope is known: see _after_response.
+        c = self.capture
+        self._light_after = (
+            c.get_user is default_user
+            and c.get_route in (default_route, None)
+            and c.get_impersonator is None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,6 +165,8 @@ class AuditMiddleware:
                 capture.finish_quietly(ctx, None, None)
         finally:
             current.reset(ctx_token)
+            if self._light_after:
+                ctx.request = _after_response(scope)
 
     def context(self, scope: Scope) -> RequestContext:
         """The request's context: method and path now, the other keys when first asked."""
@@ -191,6 +201,25 @@ class AuditMiddleware:
             user_agent=header_text(user_agent, MAX_USER_AGENT),
             request_id_header=request_id.decode("latin-1") if request_id else None,
         )
+
+
+def _after_response(scope: Scope) -> dict[str, Any]:
+    """The part of a finished request's scope that its context may still be asked about.
+
+    A context can outlive its request (a task or thread the request started
+    records later, and the server's own next read may run in a copy of it).
+    Holding the whole scope that long made the garbage collector run: under
+    uvicorn, a hello world wrapped in this middleware went from 1 to 233
+    young and 2 full collections per 26,500 requests, ~3 µs a request; with
+    this view, 2. The lazy fields (headers, client), the default user and
+    the route template come out the same from it.
+    """
+    late = {"headers": scope.get("headers"), "client": scope.get("client")}
+    if "user" in scope:
+        late["user"] = scope["user"]
+    if "route" in scope:
+        late["route"] = scope["route"]
+    return late
 
 
 class _Done:

@@ -1,7 +1,8 @@
-"""bench.middleware refuses to start without its peers, saying what to install."""
+"""bench.middleware: says what to install before it runs; keeps servers and load apart."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -64,3 +65,33 @@ def test_the_command_line_says_it_without_a_traceback(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert "sentry_sdk" in run.stderr and "pip install -e '.[bench]'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_servers_and_wrk_get_cores_of_their_own() -> None:
+    available = sorted(os.sched_getaffinity(0))
+    server, load = bench_mw._cores(pin=True)
+    if len(available) < 2:
+        assert (server, load) == (None, None)
+        return
+    assert server and load and not server & load
+    assert server | load == set(available)
+    assert bench_mw._cores(pin=False) == (None, None)
+
+
+def test_a_pinned_process_runs_only_on_its_core() -> None:
+    core = max(os.sched_getaffinity(0))
+    run = subprocess.run(
+        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+        preexec_fn=bench_mw._pinned({core}),  # noqa: PLW1509 - as the bench does
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.strip() == f"[{core}]"
+    assert bench_mw._pinned(None) is None
+
+
+def test_every_run_carries_its_own_a_a_test() -> None:
+    for kind in bench_mw.SERVERS:
+        configs = bench_mw.targets(kind, floor=False)
+        assert configs["bare_again"] == configs["bare"]

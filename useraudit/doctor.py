@@ -343,7 +343,13 @@ def trusted_proxies(spool: Path) -> Check:
             "set trusted_proxies to the number of proxies every request passes (0 when none), "
             "and let only the proxies reach the app",
         )
-    return Check(name, True, f"{requests} requests seen, consistent with the trusted_proxies set")
+    counted = f"{requests} request" + ("" if requests == 1 else "s")
+    return Check(
+        name,
+        True,
+        f"{counted} counted so far (each app process writes its counts after its first "
+        "request, then every 10 s or so while it serves), consistent with the trusted_proxies set",
+    )
 
 
 # -- output -----------------------------------------------------------------------

@@ -155,11 +155,61 @@ def test_asgi_quiet_request_reads_no_client_and_derives_nothing(
     rec: Recorder, derived: list[str]
 ) -> None:
     sc = scope()
-    mw = ASGIAudit(asgi_app(rec, records=False), recorder=rec, rules=QUIET_RULES)
+    during: set[str] = set()
+    contexts: list[Any] = []
+    quiet = asgi_app(rec, records=False)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await quiet(scope, receive, send)
+        during.update(sc.read)  # the response is sent: what the request itself read
+        contexts.append(current.get())
+
+    mw = ASGIAudit(app, recorder=rec, rules=QUIET_RULES)
     assert [m["type"] for m in call_asgi(mw, sc)] == ["http.response.start", "http.response.body"]
-    assert "client" not in sc.read
+    assert "client" not in during
     assert derived == []
     assert spool_events(rec.spool.directory) == []
+    # Afterwards the context keeps a few of the scope's values by reference,
+    # not the scope (see asgi._after_response), and derives nothing from them.
+    (ctx,) = contexts
+    assert ctx.request is not sc and set(ctx.request) <= {"headers", "client", "user", "route"}
+    assert derived == []
+
+
+def test_asgi_context_lets_go_of_the_rule_match_once_the_rule_decided(rec: Recorder) -> None:
+    """The context can outlive the request; the rule's match it held is done with."""
+    contexts: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        contexts.append(current.get())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    rules = Rules([Rule("GET", "/reports", "client_report.downloaded")])
+    call_asgi(ASGIAudit(app, recorder=rec, rules=rules), scope())
+    (ctx,) = contexts
+    assert ctx.rule_hit is None and ctx.finished
+    (ev,) = spool_events(rec.spool.directory)
+    assert ev["event.action"] == "client_report.downloaded"
+
+
+def test_asgi_context_read_after_the_response_gives_the_request_fields(
+    rec: Recorder, derived: list[str]
+) -> None:
+    """A task started by the request may record once the response is gone."""
+    sc = scope()
+    contexts: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        contexts.append(current.get())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    call_asgi(ASGIAudit(app, recorder=rec, rules=QUIET_RULES), sc)
+    (ctx,) = contexts
+    assert ctx.request is not sc
+    assert ctx.seen() == ("192.0.2.9", UA, "req-43")
+    assert sorted(derived) == ["client_ip", "request_id"]
 
 
 def test_asgi_recording_request_gets_every_field(rec: Recorder, derived: list[str]) -> None:
