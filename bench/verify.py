@@ -4,9 +4,14 @@
 
 1. **Indexer**: the same spool (copied) is shipped by ``useraudit indexer run
    --once --no-detect`` into two fresh stores, once with a signing key (the
-   sealer writes signed checkpoints before each commit) and once without;
-   rounds alternate which goes first and each side's best round counts (the
-   indexer's own clock, ``elapsed_s``).
+   sealer writes signed checkpoints before each commit) and once without,
+   each in a process of its own. Each round runs both sides back to back,
+   the order flipped every round (on first in even rounds, off first in odd
+   ones) so a drift of the machine weighs on both alike. The clock is the
+   indexer's own (``elapsed_s``, up to its last commit, so every checkpoint
+   is written inside it). The statistic, ``ingest_on_vs_off``, is each
+   side's best round against the other's (off's best time / on's best
+   time); ``ingest_round_ratios`` lists each round's own ratio beside it.
 2. **Verify vs export**, on the sealed store: a plain NDJSON export of every
    account (``Store.iterate`` + one JSON line per event, to a file) against
    ``Verifier.run()`` over every account (chains, signatures, roots, every
@@ -141,6 +146,7 @@ def main() -> None:
         "ingest_on_eps": round(args.events / min(on)),
         "ingest_off_eps": round(args.events / min(off)),
         "ingest_on_vs_off": round(min(off) / min(on), 3),
+        "ingest_round_ratios": [round(f / n, 3) for n, f in zip(on, off, strict=True)],
         "export_eps": round(args.events / min(exports)),
         "verify_eps": round(args.events / min(verifies)),
         "verify_vs_export": round(min(exports) / min(verifies), 3),

@@ -33,8 +33,9 @@ BODY_KEYS = (
     "key",
     "before",
 )
-# An entry: event id, @timestamp, origin id, origin seq, event hash.
-Entry = list[Any]
+# An entry: event id, @timestamp, origin id, origin seq, event hash (a tuple
+# as the sealer makes it, a list as read back from a checkpoint).
+Entry = Sequence[Any]
 
 
 def entry_leaf(entry: Sequence[Any]) -> bytes:

@@ -3,9 +3,12 @@
 Documents the store accepted are turned into entries and kept per account;
 `Sealer.flush`, which the indexer calls before it commits spool
 positions, appends one checkpoint per account (several for very many
-events) to the account's chain. Documents answered "duplicate" (events
-re-delivered after a crash) are read back and the stored version is
-sealed: see docs/integrity.md for why that keeps kill -9 harmless.
+events) to the account's chain. Under load, the checkpoints of what was
+delivered are written ahead on a helper thread while the indexer writes
+the next batch; `flush` waits for that write and writes what is left.
+Documents answered "duplicate" (events re-delivered after a crash) are
+read back and the stored version is sealed: see docs/integrity.md for why
+that keeps kill -9 harmless.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from useraudit.stages import Stage
@@ -34,13 +38,14 @@ Chunk = tuple[str, Sequence[checkpoint.Entry], Sequence[bytes]]
 
 
 def entry_of(doc: dict[str, Any]) -> checkpoint.Entry:
-    return [
+    # A tuple: one allocation, and the garbage collector stops tracking it.
+    return (
         doc["event.id"],
         doc.get("@timestamp"),
         doc.get(ORIGIN_ID),
         doc.get(ORIGIN_SEQ),
         event_hash(doc),
-    ]
+    )
 
 
 def account_of(doc: dict[str, Any]) -> str:
@@ -155,6 +160,10 @@ class Sealer(Stage):
     # Events prepared but never delivered (refused by the store) are forgotten
     # past this many, oldest first; one forgotten too early is worked out again.
     max_prepared = 20_000
+    # Once this many entries wait, delivered() starts their checkpoints on a
+    # helper thread: the ledger's round trip then overlaps the next batch's
+    # write instead of holding up the commit. Fewer (a trickle) wait for flush().
+    write_ahead = 1000
 
     def __init__(self, store: Store, key: SigningKey, *, max_entries: int = 5000) -> None:
         self.store = store
@@ -165,6 +174,10 @@ class Sealer(Stage):
         self._prepared: dict[str, tuple[dict, checkpoint.Entry, bytes]] = {}
         self.sealed = 0
         self.checkpoints = 0
+        # One helper thread, so the chains are only ever appended to by one
+        # thread at a time: flush() waits for it before writing on its own.
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: tuple[Future[None], list[Chunk]] | None = None
 
     def prepare(self, doc: dict) -> None:
         entry = entry_of(doc)
@@ -194,22 +207,71 @@ class Sealer(Stage):
             for doc in self.store.get(again).values():
                 entry = entry_of(doc)
                 pending[account_of(doc)].add(entry, checkpoint.entry_leaf(entry))
+        if self._writing is not None and self._writing[0].done():
+            self._settle()
+        if self._writing is None and self.pending() >= self.write_ahead:
+            chunks = self._take()
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="useraudit-seal")
+            self._writing = (self._writer.submit(self.chains.append_many, chunks), chunks)
 
     def flush(self) -> None:
+        self._settle()
         # One ledger write per round: every account's next checkpoint together.
         while self._pending:
-            n = self.max_entries
-            chunks = [
-                (account, p.entries[:n], p.leaves[:n]) for account, p in self._pending.items()
-            ]
-            self.chains.append_many(chunks)
-            for account, entries, leaves in chunks:
-                p = self._pending[account]
-                del p.entries[: len(entries)], p.leaves[: len(leaves)]
-                if not p.entries:
-                    del self._pending[account]
-                self.sealed += len(entries)
-                self.checkpoints += 1
+            chunks = self._take()
+            try:
+                self.chains.append_many(chunks)
+            except BaseException:
+                self._give_back(chunks)  # held for the next flush; the positions stay
+                raise
+            self._written(chunks)
+
+    def ready(self) -> bool:
+        return self._writing is None or self._writing[0].done()
+
+    def close(self) -> None:
+        if self._writing is not None:
+            self._writing[0].exception()  # wait; what it did not write is re-delivered
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
 
     def pending(self) -> int:
         return sum(len(p.entries) for p in self._pending.values())
+
+    def _take(self) -> list[Chunk]:
+        """Every account's next checkpoint (up to ``max_entries``), out of the pending ones."""
+        n = self.max_entries
+        chunks: list[Chunk] = []
+        for account, p in list(self._pending.items()):
+            chunks.append((account, p.entries[:n], p.leaves[:n]))
+            del p.entries[:n], p.leaves[:n]
+            if not p.entries:
+                del self._pending[account]
+        return chunks
+
+    def _give_back(self, chunks: list[Chunk]) -> None:
+        """Chunks not written pend again, before what was delivered since (spool order)."""
+        for account, entries, leaves in chunks:
+            p = self._pending[account]
+            p.entries[:0] = list(entries)
+            p.leaves[:0] = list(leaves)
+
+    def _written(self, chunks: list[Chunk]) -> None:
+        for _account, entries, _leaves in chunks:
+            self.sealed += len(entries)
+            self.checkpoints += 1
+
+    def _settle(self) -> None:
+        """Wait for the write ahead; what it failed to write pends again for flush()."""
+        if self._writing is None:
+            return
+        future, chunks = self._writing
+        self._writing = None
+        error = future.exception()
+        if error is None:
+            self._written(chunks)
+            return
+        # flush() writes them again (some may be written: sealed twice, which verify accepts).
+        log.warning("integrity: writing checkpoints ahead failed (%s); flush writes them", error)
+        self._give_back(chunks)

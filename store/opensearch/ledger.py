@@ -27,6 +27,8 @@ _MAPPING = {
         "seq": {"type": "long"},
         "kind": {"type": "keyword"},
         "time": {"type": "date"},
+        # Kept in _source only: never parsed field by field (most of a checkpoint's bytes).
+        "leaves": {"type": "object", "enabled": False},
     },
 }
 

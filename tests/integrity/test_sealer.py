@@ -8,6 +8,8 @@ batch, and let two writers race for the same checkpoint numbers.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -22,8 +24,8 @@ from useraudit.integrity.sealer import Sealer
 from useraudit.integrity.verify import Verifier
 from useraudit.spool import SpoolWriter
 from useraudit.stages import Stage
-from useraudit.store.base import Store
-from useraudit.store.ledger import ledger_for
+from useraudit.store.base import Store, StoreUnavailable
+from useraudit.store.ledger import Ledger, ledger_for
 
 from .test_verify import record_some
 
@@ -122,3 +124,88 @@ def test_events_prepared_but_never_delivered_are_forgotten_past_a_bound(
         sealer.prepare({"event.id": f"refused-{i}", "organization.id": "acme"})
     assert len(sealer._prepared) == 100
     assert "refused-249" in sealer._prepared and "refused-149" not in sealer._prepared
+
+
+class FailsFirstWrites(Ledger):
+    """The real ledger of the store, refusing its first ``failures`` checkpoint writes.
+
+    A fault put in front of the real store (which stays real behind it): the
+    ledger cannot be made to fail on cue otherwise.
+    """
+
+    def __init__(self, real: Ledger, failures: int) -> None:
+        self.real = real
+        self.failures = failures
+
+    def create(self, doc: dict) -> bool:
+        return self.create_many([doc])[0]
+
+    def create_many(self, docs: Sequence[dict]) -> list[bool]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("the ledger is down (injected)")
+        return self.real.create_many(docs)
+
+    def get(self, account: str, seq: int) -> dict | None:
+        return self.real.get(account, seq)
+
+    def head(self, account: str) -> int:
+        return self.real.head(account)
+
+    def iterate(self, account: str | None = None) -> Iterator[dict]:
+        return self.real.iterate(account)
+
+    def accounts(self) -> list[str]:
+        return self.real.accounts()
+
+    def drop(self) -> None:
+        self.real.drop()
+
+
+def wait_ready(sealer: Sealer) -> None:
+    deadline = time.monotonic() + 30
+    while not sealer.ready():
+        assert time.monotonic() < deadline, "the checkpoint write ahead never finished"
+        time.sleep(0.01)
+
+
+def test_checkpoints_are_written_ahead_of_flush_under_load(
+    store: Store, spool_dir: Path, key: SigningKey, enricher: Enricher
+) -> None:
+    """Past ``write_ahead`` entries delivered() starts the checkpoints; flush() waits for them."""
+    record_some(spool_dir, 30)
+    sealer = Sealer(store, key)
+    sealer.write_ahead = 10
+    with Indexer(spool_dir, store, enricher=enricher, batch_records=12, stages=[sealer]) as ix:
+        prepared = ix._prepare()
+        ix._ship(prepared)  # 12 delivered: written ahead, no flush called yet
+        wait_ready(sealer)
+        ledger = ledger_for(store)
+        assert ledger.head("acme") == 1 and sealer.pending() == 0
+        assert len(ledger.get("acme", 1)["leaves"]) == 12  # type: ignore[index]
+        ix.drain()
+    assert sealer.sealed == 30
+    ok, findings = clean(store, key)
+    assert ok, findings
+
+
+def test_a_failed_write_ahead_is_written_by_flush_before_positions_move(
+    store: Store, spool_dir: Path, key: SigningKey, enricher: Enricher
+) -> None:
+    ids = record_some(spool_dir, 12)
+    sealer = Sealer(store, key)
+    sealer.write_ahead = 5
+    sealer.chains.ledger = FailsFirstWrites(sealer.chains.ledger, failures=2)
+    with Indexer(spool_dir, store, enricher=enricher, batch_records=6, stages=[sealer]) as ix:
+        ix._ship(ix._prepare())  # written ahead: refused (the first failure)
+        wait_ready(sealer)
+        # The commit's flush meets the second failure: the positions must stay.
+        ix.commit()
+        assert sealer.pending() == 6 and sealer.sealed == 0
+        assert ix._uncommitted.cursor, "positions moved past unsealed events"
+        ix.drain()  # the store is back: everything is sealed, in spool order
+    assert sealer.sealed == 12
+    sealed = [e[0] for cp in ledger_for(store).iterate("acme") for e in cp["leaves"]]
+    assert sealed == ids
+    ok, findings = clean(store, key)
+    assert ok, findings
