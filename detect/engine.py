@@ -247,6 +247,9 @@ class DetectionEngine(Stage):
                     self._queue.all_tasks_done.wait(left)
         with self._lock:
             self._store(with_state=True)
+            # Batches were written without waiting for the disk: all of them
+            # durable now, before the indexer moves the spool positions on.
+            self.store.sync()
 
     def _work(self) -> None:
         assert self._queue is not None

@@ -185,6 +185,14 @@ class DetectionStore(abc.ABC):
         conflicts, saved = self.save_state_versions(items) if items else ([], {})
         return results, conflicts, saved
 
+    def sync(self) -> None:  # noqa: B027 - optional hook
+        """Make every :meth:`write` so far durable (a power cut keeps it).
+
+        The detection engine calls it before the indexer moves spool
+        positions past the events it evaluated. Backends whose every write is
+        durable when acknowledged have nothing to do.
+        """
+
     @abc.abstractmethod
     def refresh(self) -> None:
         """Make every acknowledged write visible to ``list_alerts``."""

@@ -97,7 +97,9 @@ class SQLiteDetectionStore(DetectionStore):
         """
         rows = {a.id: _alert_row(a) for a in alerts}
         values = [orjson.dumps(value).decode() for _a, _k, value, _v in items]
-        with self._write() as con:
+        # Not synced to disk here: sync() runs before the indexer moves the
+        # spool positions on, one fsync a commit instead of one a batch.
+        with self._connections.write(durable=False) as con:
             results = self._upsert(con, alerts, rows) if alerts else []
             conflicts = self._save_state(con, items, values) if items else []
         return results, conflicts, _saved_versions(items, conflicts)
@@ -262,6 +264,9 @@ class SQLiteDetectionStore(DetectionStore):
     ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[dict, Any]]]:
         conflicts = self.save_state(items)
         return conflicts, _saved_versions(items, conflicts)
+
+    def sync(self) -> None:
+        self._connections.sync()
 
     def refresh(self) -> None:
         pass

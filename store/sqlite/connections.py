@@ -3,12 +3,14 @@
 The events store, the ledger (through the events store) and the alerts
 store all keep their tables in the same file and open it the same way: WAL,
 ``synchronous=FULL`` (a commit is on disk before the indexer moves the spool
-on), a busy timeout, autocommit so transactions are explicit, and one
+on; the detection engine's per-batch writes skip that wait and call
+``sync`` once before the positions move), a busy timeout, autocommit so transactions are explicit, and one
 connection per thread because a connection is not safe to share mid-statement.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -103,8 +105,14 @@ class ThreadConnections:
         return con
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A short IMMEDIATE transaction: one writer, never a lock upgrade deadlock."""
+    def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A short IMMEDIATE transaction: one writer, never a lock upgrade deadlock.
+
+        ``durable=False`` commits without waiting for the disk
+        (``synchronous=NORMAL``): the commit survives a crash of the process
+        but not a power cut until :meth:`sync` (or any durable commit to the
+        file, which syncs the shared write-ahead log) has run.
+        """
         con = self.current()
         with self._errors("write"):
             if not self._writer.acquire(timeout=self.busy_timeout_ms / 1000):
@@ -112,15 +120,39 @@ class ThreadConnections:
                     "database is locked (by another thread of this process)"
                 )
             try:
-                con.execute("BEGIN IMMEDIATE")
+                if not durable:
+                    con.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield con
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    con.execute("COMMIT")
+                finally:
+                    if not durable:
+                        con.execute("PRAGMA synchronous=FULL")
             finally:
                 self._writer.release()
+
+    def sync(self) -> None:
+        """Put every commit to the file so far on disk: fsync its write-ahead log.
+
+        Commits made with ``durable=False`` are in the log (in the page cache);
+        without a log file, everything was checkpointed into the database file,
+        and a checkpoint syncs what it copies.
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        with self._errors("sync"):
+            try:
+                fd = os.open(wal, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         """Close every thread's connection; the next use opens new ones."""
