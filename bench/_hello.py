@@ -1,11 +1,13 @@
-"""Hello-world WSGI and ASGI apps for ``bench.middleware``, bare, audited and "floor".
+"""Hello-world WSGI and ASGI apps for ``bench.middleware``: bare, audited, "floor", "passthrough".
 
 The audited ones capture one event per request (a capture rule on ``GET /``)
 into a batch-mode spool at ``$USERAUDIT_SPOOL``. The floor ones are the
 least any capturing middleware does: wrap ``send``/``start_response``,
 note the status, and keep one tuple of references per request (a thread
 throws them away). Nothing is built, serialised or written, so their
-throughput is an upper bound for capture in Python under that server.
+throughput is an upper bound for capture in Python under that server. The
+passthrough ones are a middleware that does nothing at all but call the
+app: what one more layer costs under that server.
 """
 
 from __future__ import annotations
@@ -133,3 +135,31 @@ def asgi_floor() -> Any:
             _floor_context.reset(token)
 
     return app
+
+
+class _Passthrough:
+    """A middleware that only calls the app it wraps."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+class _AsyncPassthrough:
+    """An ASGI middleware that only awaits the app it wraps."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def wsgi_passthrough() -> Any:
+    return _Passthrough(wsgi_bare)
+
+
+def asgi_passthrough() -> Any:
+    return _AsyncPassthrough(asgi_bare)

@@ -407,6 +407,7 @@ def targets(kind: str, floor: bool) -> dict[str, str]:
         "otel": f"bench._peers:{side}_otel()",
     }
     if floor:
+        out["passthrough"] = f"bench._hello:{side}_passthrough()"
         out["floor"] = f"bench._hello:{side}_floor()"
     return out
 
@@ -569,7 +570,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=20_000, help="in-process iterations")
     parser.add_argument("--seconds", type=float, default=3.0, help="load duration per server run")
     parser.add_argument("--rounds", type=int, default=5, help="server runs per configuration")
-    parser.add_argument("--floor", action="store_true", help="also run the floor app")
+    parser.add_argument(
+        "--floor", action="store_true", help="also run a do-nothing middleware and the floor app"
+    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
     parser.add_argument(

@@ -95,3 +95,28 @@ def test_every_run_carries_its_own_a_a_test() -> None:
     for kind in bench_mw.SERVERS:
         configs = bench_mw.targets(kind, floor=False)
         assert configs["bare_again"] == configs["bare"]
+
+
+def test_the_floor_run_adds_a_do_nothing_middleware_beside_the_floor_app() -> None:
+    for kind in bench_mw.SERVERS:
+        configs = bench_mw.targets(kind, floor=True)
+        assert {"passthrough", "floor"} <= set(configs)
+        assert "passthrough" not in bench_mw.targets(kind, floor=False)
+
+
+def test_the_do_nothing_middlewares_answer_like_the_bare_app() -> None:
+    import asyncio
+
+    from bench import _hello
+
+    started: list[str] = []
+    body = _hello.wsgi_passthrough()({}, lambda status, headers: started.append(status))
+    assert (started, list(body)) == (["200 OK"], [_hello.BODY])
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(_hello.asgi_passthrough()({"type": "http"}, None, send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[-1]["body"] == _hello.BODY
