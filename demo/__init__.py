@@ -60,6 +60,7 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
 
     import useraudit
     from useraudit.config import home as useraudit_home
+    from useraudit.indexer.completeness import CompletenessStage
     from useraudit.indexer.shipper import Indexer
     from useraudit.store import Query, open_store
     from useraudit.webapp.app import create_app
@@ -106,6 +107,8 @@ def demo(store_url: str | None, home: Path | None, port: int, events: int, serve
     from useraudit.detect.pipeline import build_stages
 
     stages, _notes = build_stages(store)
+    # As `useraudit indexer run` does: the UI's "complete up to" mark.
+    stages.append(CompletenessStage(store, spool))
     ix = Indexer(spool, store, stages=stages)
 
     def ship() -> None:

@@ -12,6 +12,7 @@ import pytest
 from useraudit.catalog import CATALOG
 from useraudit.demo import traffic
 from useraudit.store import Query, open_store
+from useraudit.store.completeness import complete_up_to
 
 
 def run_demo(home: Path, store_url: str) -> str:
@@ -129,6 +130,16 @@ def test_demo_serves_the_ui_and_stops_on_a_signal(tmp_path: Path, sig: int) -> N
         assert re.search(r"sign in as admin / \S+", output)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as resp:
             assert resp.status == 200 and b"csrf_token" in resp.read()
+        # The demo's indexer publishes the completeness mark the User actions page shows.
+        store = open_store(f"sqlite:///{tmp_path / 'demo' / 'audit.db'}")
+        try:
+            mark, limit = None, time.monotonic() + 20  # it publishes every 5 s
+            while mark is None and time.monotonic() < limit:
+                mark = complete_up_to(store, "acme")
+                time.sleep(0.2)
+            assert mark is not None, "the demo publishes no completeness mark"
+        finally:
+            store.close()
     finally:
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=30)
