@@ -4,8 +4,9 @@ The events store, the ledger (through the events store) and the alerts
 store all keep their tables in the same file and open it the same way: WAL,
 ``synchronous=FULL`` (a commit is on disk before the indexer moves the spool
 on; the detection engine's per-batch writes skip that wait and call
-``sync`` once before the positions move), a busy timeout, autocommit so transactions are explicit, and one
-connection per thread because a connection is not safe to share mid-statement.
+``sync`` once before the positions move), a busy timeout, autocommit so
+transactions are explicit, and one connection per thread because a
+connection is not safe to share mid-statement.
 """
 
 from __future__ import annotations

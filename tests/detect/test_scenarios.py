@@ -126,6 +126,30 @@ def copy_spool(spool: Path, to: Path) -> Path:
     return to
 
 
+def spaced_spool(spool: Path, to: Path, fillers: int) -> Path:
+    """The captured events, each followed by ``fillers`` sign-ins of another account.
+
+    Detection state and alerts are per account, so acme's alerts do not change;
+    the indexer only takes longer between them, so a kill after the first
+    alerts lands with others still to come however fast the indexer got.
+    """
+    import orjson
+
+    from useraudit.spool import SpoolWriter, iter_all
+
+    from .conftest import event
+
+    writer = SpoolWriter(to, durability="batch")
+    try:
+        for record in iter_all(spool):
+            writer.append(record)
+            for _ in range(fillers):
+                writer.append(orjson.dumps(event("user.signed_in", "filler", account="filler-co")))
+    finally:
+        writer.close()
+    return to
+
+
 def test_each_attack_raises_exactly_its_alerts(
     captured: Path,
     geo: tuple[Path, Path],
@@ -164,7 +188,7 @@ def test_kill_9_while_detecting_then_restart_gives_the_same_alerts(
 ) -> None:
     """SIGKILL mid-way through detection, then a restart: the same alerts, no count inflated."""
     store, url = target
-    spool = copy_spool(captured, tmp_path / "spool")
+    spool = spaced_spool(captured, tmp_path / "spool", fillers=6)
     cmd = [
         str(BIN / "useraudit"),
         "indexer",
