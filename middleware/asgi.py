@@ -206,13 +206,11 @@ class AuditMiddleware:
 def _after_response(scope: Scope) -> dict[str, Any]:
     """The part of a finished request's scope that its context may still be asked about.
 
-    A context can outlive its request (a task or thread the request started
-    records later, and the server's own next read may run in a copy of it).
-    Holding the whole scope that long made the garbage collector run: under
-    uvicorn, a hello world wrapped in this middleware went from 1 to 233
-    young and 2 full collections per 26,500 requests, ~3 µs a request; with
-    this view, 2. The lazy fields (headers, client), the default user and
-    the route template come out the same from it.
+    A context can outlive its request: a task the request started may record
+    later, and under uvicorn a finished request's context stays referenced
+    for a while. Holding the whole scope that long kept the collector busy
+    (docs/capture.md); the lazy fields (headers, client), the default user and
+    the route template come out the same from this view.
     """
     late = {"headers": scope.get("headers"), "client": scope.get("client")}
     if "user" in scope:
