@@ -356,8 +356,7 @@ def _cpu_seconds(pid: int) -> float:
 # Round r's servers all run with PYTHONHASHSEED=ROUND_SEED + r: like for like
 # within a round, a different layout every round, the same runs every time.
 ROUND_SEED = 1000
-# Configurations run under each server, in the same rounds: name -> app target.
-CONFIGS = ("bare", "bare_again", "quiet", "record", "sentry_off", "sentry_on", "otel")
+# The peers among the configurations `targets` names.
 PEERS = ("sentry_off", "sentry_on", "otel")
 # What the server runs need installed: the peers (the `bench` extra) and the servers.
 PEER_MODULES = (

@@ -340,12 +340,9 @@ class Capture:
             if rules is not None and ctx.method is not None and ctx.path is not None
             else None
         )
-        may_match = hit is not None
-        if may_match:
+        if hit is not None:
             ctx.rule_hit = hit
-        else:
-            ctx.may_match = False
-        if ctx.pending or may_match:
+        if ctx.pending or hit is not None:
             ctx.actor()
             ctx.acting_for()
             ctx.final = True

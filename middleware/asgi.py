@@ -130,7 +130,7 @@ class AuditMiddleware:
         # A plain function that returns the server's own awaitable: the app
         # awaits ``send(message)`` directly, with no coroutine of ours per
         # message. The response's state lives on ``ctx`` (status, started,
-        # may_match, finished), so this closure holds only what it must.
+        # rule_hit, finished), so this closure holds only what it must.
         def audit_send(message: Message) -> Awaitable[None]:
             nonlocal refused
             if refused:
@@ -160,7 +160,7 @@ class AuditMiddleware:
             capture.finish_quietly(ctx, None, exc)
             raise
         else:
-            if ctx.may_match or not ctx.started:
+            if ctx.may_match:
                 # The app returned without a final body message, or never answered.
                 capture.finish_quietly(ctx, None, None)
         finally:

@@ -93,9 +93,8 @@ class RequestContext:
     # Set when the user was resolved for good (at response start, when
     # held events or rules needed it): resolvers are not called again.
     final: bool = False
-    # Whether a capture rule covers this method and path (set at response start).
-    may_match: bool = True
-    # The capture rule covering it and its match, found when the response started.
+    # The capture rule covering the method and path and its match, found when
+    # the response started; dropped once the rule decided (see may_match).
     rule_hit: tuple[Any, Any] | None = None
     # Set once the request's rule events were decided (a middleware ends a request once).
     finished: bool = False
@@ -166,6 +165,15 @@ class RequestContext:
             if (value := getattr(self, name)) is not None
         )
         return f"RequestContext({shown})"
+
+    @property
+    def may_match(self) -> bool:
+        """Whether a capture rule may still record for this request.
+
+        Not known before the response starts; after that, while the rule
+        found then has not decided.
+        """
+        return not self.started or self.rule_hit is not None
 
     @property
     def route(self) -> str | None:

@@ -197,7 +197,7 @@ class AuditMiddleware:
             if isinstance(iterable, (list, tuple)):
                 # The whole body is known: record now, before a byte leaves,
                 # so `sync` durability covers rule events too.
-                if not ctx.may_match:  # set when the response started: nothing to record
+                if not ctx.may_match:  # the response started and no rule covers it
                     return iterable
                 try:
                     capture.finished(ctx, state.status, None)
