@@ -48,6 +48,8 @@ class SQLiteDetectionStore(DetectionStore):
         self._connections = ThreadConnections(
             path, busy_timeout_ms, self._errors, install=self._create
         )
+        # Whether write() committed since the last sync(): an idle flush syncs nothing.
+        self._unsynced = False
 
     @property
     def _con(self) -> sqlite3.Connection:
@@ -102,6 +104,7 @@ class SQLiteDetectionStore(DetectionStore):
         with self._connections.write(durable=False) as con:
             results = self._upsert(con, alerts, rows) if alerts else []
             conflicts = self._save_state(con, items, values) if items else []
+        self._unsynced = True
         return results, conflicts, _saved_versions(items, conflicts)
 
     def _upsert(
@@ -266,7 +269,9 @@ class SQLiteDetectionStore(DetectionStore):
         return conflicts, _saved_versions(items, conflicts)
 
     def sync(self) -> None:
-        self._connections.sync()
+        if self._unsynced:
+            self._unsynced = False  # first: a write committed meanwhile is synced next time
+            self._connections.sync()
 
     def refresh(self) -> None:
         pass

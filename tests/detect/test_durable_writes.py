@@ -70,15 +70,26 @@ def test_sync_without_a_log_file_has_nothing_to_do(tmp_path: Path, fsynced: list
     assert fsynced == []
 
 
+def test_a_sync_with_no_write_since_the_last_one_syncs_nothing(
+    sqlite_alerts: SQLiteDetectionStore, fsynced: list[str]
+) -> None:
+    sqlite_alerts.write([], [("acme", "user:u-a", {"x": []}, NEW)])
+    sqlite_alerts.sync()
+    fsynced.clear()
+    sqlite_alerts.sync()
+    assert fsynced == []
+
+
 def test_engine_flush_syncs_after_its_last_write(
     sqlite_alerts: SQLiteDetectionStore, enrich: Enricher, fsynced: list[str]
 ) -> None:
     harness = Harness(sqlite_alerts, enrich, background=True)
     engine: DetectionEngine = harness.engine
     try:
-        harness.feed(*(event("user.login_failed", "bob", outcome="failure") for _ in range(3)))
+        harness.feed(*(event("user.signed_in", "bob", outcome="failure") for _ in range(3)))
         fsynced.clear()
         engine.flush()
+        assert engine.stats.examined == 3  # the batch was evaluated, and its state written
         assert fsynced and fsynced[-1] == str(sqlite_alerts.path) + "-wal"
     finally:
         engine.close()
