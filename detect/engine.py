@@ -245,11 +245,9 @@ class DetectionEngine(Stage):
                     if left <= 0:
                         raise StoreUnavailable("detection has not caught up; spool positions held")
                     self._queue.all_tasks_done.wait(left)
-        with self._lock:
-            self._store(with_state=True)
-            # Batches were written without waiting for the disk: all of them
-            # durable now, before the indexer moves the spool positions on.
-            self.store.sync()
+        # Batches were written without waiting for the disk: all of them
+        # durable now, before the indexer moves the spool positions on.
+        self.save()
 
     def _work(self) -> None:
         assert self._queue is not None
@@ -276,6 +274,22 @@ class DetectionEngine(Stage):
             finally:
                 self._queue.task_done()
 
+    def run_batch(self, docs: Sequence[dict], *, with_state: bool) -> None:
+        """Evaluate one batch and store its alerts (and, ``with_state``, the changed state).
+
+        What a detection worker process runs per batch (:mod:`.worker`);
+        :meth:`save` at its flush.
+        """
+        with gc_paused():
+            self._evaluate(docs)
+            self._store(with_state=with_state)
+
+    def save(self) -> None:
+        """Store what is pending and every changed key, then make it all durable."""
+        with self._lock:
+            self._store(with_state=True)
+            self.store.sync()
+
     def _run(self, docs: Sequence[dict]) -> None:
         # Like a store's batch write: the batch's objects are freed by reference
         # counting, and cyclic collections set off meanwhile find nothing.
@@ -290,14 +304,23 @@ class DetectionEngine(Stage):
                 # it), else coalesced with a later batch's or at flush().
                 self._store(with_state=self._queue is not None and self._queue.empty())
 
-    def _evaluate(self, docs: Sequence[dict]) -> None:
+    def examined(self, docs: Sequence[dict]) -> list[dict]:
+        """The events of ``docs`` some enabled rule looks at, in their order."""
+        return [doc for doc, _account, _rules in self._select(docs, None)]
+
+    def _select(
+        self, docs: Sequence[dict], keys: dict[tuple[str, str], None] | None
+    ) -> list[tuple[dict, str, list[tuple[Rule, dict[str, Any]]]]]:
+        """(event, account, rules that look at it) for each event some enabled rule wants.
+
+        ``keys`` (when given) collects the state keys those rules name.
+        """
         work: list[tuple[dict, str, list[tuple[Rule, dict[str, Any]]]]] = []
-        keys: dict[tuple[str, str], None] = {}
         cache, enabled_for = self._enabled_cache, self._enabled
         pause = self._queue is not None
         for n, doc in enumerate(docs):
             if pause and n % 256 == 255:
-                time.sleep(0)  # see below
+                time.sleep(0)  # see _evaluate
             # Every stored event passes here: an event no enabled rule looks at
             # costs two dict lookups (and the wants() of rules on every action).
             account = doc.get("organization.id")
@@ -322,10 +345,17 @@ class DetectionEngine(Stage):
                         )
                         continue
                 rules.append((rule, params))
-                for key in rule.keys(doc, params):
-                    keys[(str(account), key)] = None
+                if keys is not None:
+                    for key in rule.keys(doc, params):
+                        keys[(str(account), key)] = None
             if rules:
                 work.append((doc, str(account), rules))
+        return work
+
+    def _evaluate(self, docs: Sequence[dict]) -> None:
+        keys: dict[tuple[str, str], None] = {}
+        pause = self._queue is not None
+        work = self._select(docs, keys)
         if not work:
             return
         work.sort(key=lambda w: (str(w[0]["@timestamp"]), str(w[0]["event.id"])))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from useraudit.store.alerts import detection_store
-from useraudit.store.base import Store
+from useraudit.store.base import Store, StoreError
+from useraudit.store.sqlite.alerts import SQLiteDetectionStore
 
 from .engine import DetectionEngine
 from .settings import DetectionSettings
+from .worker import DetectionProcess, worker_possible
+
+log = logging.getLogger("useraudit.detect")
 
 
 def build_stages(
@@ -20,8 +25,16 @@ def build_stages(
     geoip_city: Path | None = None,
     geoip_asn: Path | None = None,
     install: bool = True,
+    worker: str = "auto",
 ) -> tuple[list[Any], list[str]]:
-    """(stages in pipeline order, lines saying what is on and off)."""
+    """(stages in pipeline order, lines saying what is on and off).
+
+    ``worker``: where the detection engine runs. ``"auto"``: in a worker
+    process on a SQLite store (see :mod:`.worker`), else on a thread;
+    ``"thread"``: on a thread of the indexer's process.
+    """
+    if worker not in ("auto", "thread"):
+        raise ValueError(f"worker must be 'auto' or 'thread', not {worker!r}")
     stages: list[Any] = []
     notes: list[str] = []
     geo_levels: set[str] = set()
@@ -48,14 +61,26 @@ def build_stages(
             "notifications: on for "
             + ", ".join(sorted(a for a, c in settings.accounts.items() if c.get("notify")))
         )
-    engine = DetectionEngine(
-        alerts,
-        settings=settings,
-        geo=geo_levels,
-        on_alert=notifier.wake if notifier else None,
-        background=True,
-    )
-    stages.append(engine)
+    on_alert = notifier.wake if notifier else None
+    engine = DetectionEngine(alerts, settings=settings, geo=geo_levels, on_alert=on_alert)
+    stage: Any = None
+    if worker == "auto" and isinstance(alerts, SQLiteDetectionStore):
+        why_not = worker_possible(engine)
+        if why_not is None:
+            try:
+                stage = DetectionProcess(engine, alerts.path, on_alert=on_alert)
+                notes.append("detection: in a worker process")
+            except StoreError as exc:
+                why_not = str(exc)
+        if why_not is not None:
+            log.warning("detect: detection runs on a thread: %s", why_not)
+            notes.append(f"detection: on a thread ({why_not})")
+    if stage is None:
+        engine = DetectionEngine(
+            alerts, settings=settings, geo=geo_levels, on_alert=on_alert, background=True
+        )
+        stage = engine
+    stages.append(stage)
     if notifier is not None:
         stages.append(notifier)
     off = [f"{r['rule']} ({r['why']})" for r in engine.status("") if r["state"] == "off"]
