@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from useraudit.store.base import Store, StoreError
 from useraudit.store.sqlite.alerts import SQLiteDetectionStore
 
 from .engine import DetectionEngine
+from .rules import BUILTIN_RULES, Rule
 from .settings import DetectionSettings
 from .worker import DetectionProcess, worker_possible
 
@@ -26,12 +28,14 @@ def build_stages(
     geoip_asn: Path | None = None,
     install: bool = True,
     worker: str = "auto",
+    rules: Sequence[Rule] = BUILTIN_RULES,
 ) -> tuple[list[Any], list[str]]:
     """(stages in pipeline order, lines saying what is on and off).
 
     ``worker``: where the detection engine runs. ``"auto"``: in a worker
     process on a SQLite store (see :mod:`.worker`), else on a thread;
-    ``"thread"``: on a thread of the indexer's process.
+    ``"thread"``: on a thread of the indexer's process. ``rules``: the
+    built-in ones by default; a host app passes its own beside them.
     """
     if worker not in ("auto", "thread"):
         raise ValueError(f"worker must be 'auto' or 'thread', not {worker!r}")
@@ -62,7 +66,7 @@ def build_stages(
             + ", ".join(sorted(a for a, c in settings.accounts.items() if c.get("notify")))
         )
     on_alert = notifier.wake if notifier else None
-    engine = DetectionEngine(alerts, settings=settings, geo=geo_levels, on_alert=on_alert)
+    engine = DetectionEngine(alerts, rules, settings, geo=geo_levels, on_alert=on_alert)
     stage: Any = None
     if worker == "auto" and isinstance(alerts, SQLiteDetectionStore):
         why_not = worker_possible(engine)
@@ -77,7 +81,7 @@ def build_stages(
             notes.append(f"detection: on a thread ({why_not})")
     if stage is None:
         engine = DetectionEngine(
-            alerts, settings=settings, geo=geo_levels, on_alert=on_alert, background=True
+            alerts, rules, settings, geo=geo_levels, on_alert=on_alert, background=True
         )
         stage = engine
     stages.append(stage)

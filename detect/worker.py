@@ -189,25 +189,29 @@ class DetectionProcess(Stage):
                 except Exception:  # noqa: BLE001 - the notifier polls too; never stop reading
                     log.exception("detect: on_alert failed")
 
-    def _restart_if_dead(self) -> None:
+    def _restart_if_dead(self) -> bool:
+        """Start another child when this one died, and hand it the batches since the last flush."""
         with self._cond:
             alive = self._alive
-        if alive:
-            return
-        code = self._proc.exitcode
+        if alive and self._proc.is_alive():
+            return False
         self._proc.join(timeout=1)
         log.error(
             "detect: the detection worker process died (exit code %s); starting another and"
             " handing it the %d batches since the last commit again",
-            self._proc.exitcode if code is None else code,
+            self._proc.exitcode,
             len(self._since_flush),
         )
         self._conn.close()
         self._restarts += 1
-        self._start()
         self._restarted = True
+        try:
+            self._start()
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
         for payload in self._since_flush:
             self._send(payload)
+        return True
 
     def _send(self, payload: bytes) -> int:
         """Send one message (a pickled (kind, seq, ...) with seq the next number)."""
@@ -228,7 +232,6 @@ class DetectionProcess(Stage):
         examined = self.engine.examined(docs)
         if not examined:
             return
-        self._restart_if_dead()
         payload = pickle.dumps(("batch", examined), protocol=pickle.HIGHEST_PROTOCOL)
         deadline = time.monotonic() + self.flush_timeout
         with self._cond:
@@ -237,9 +240,12 @@ class DetectionProcess(Stage):
                 if left <= 0:
                     raise StoreUnavailable("the detection worker process is not keeping up")
                 self._cond.wait(left)
-        self._restart_if_dead()
+        self._restart_if_dead()  # a new child gets the batches before this one first
         self._since_flush.append(payload)
-        self._send(payload)
+        try:
+            self._send(payload)
+        except StoreUnavailable:
+            self._restart_if_dead()  # hands this batch over too
 
     def ready(self) -> bool:
         """Whether every batch handed over was answered (``flush`` would not wait for one)."""
@@ -259,19 +265,28 @@ class DetectionProcess(Stage):
             )
         if not self._since_flush and self.ready():
             return
-        seq = self._send(pickle.dumps(("flush", None), protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            seq = self._send(pickle.dumps(("flush", None), protocol=pickle.HIGHEST_PROTOCOL))
+        except StoreUnavailable:
+            seq = -1  # the child is gone: fails below
         deadline = time.monotonic() + self.flush_timeout
         with self._cond:
             while seq not in self._answers:
                 left = deadline - time.monotonic()
                 if not self._alive:
-                    raise StoreUnavailable(
-                        "the detection worker process died; spool positions held"
-                    )
+                    break
                 if left <= 0:
                     raise StoreUnavailable("detection has not caught up; spool positions held")
                 self._cond.wait(left)
-            outcome, message = self._answers.pop(seq)
+            answer = self._answers.pop(seq, None)
+        if answer is None:
+            self._restart_if_dead()
+            self._restarted = False  # this flush is the one that fails
+            raise StoreUnavailable(
+                "the detection worker process died; spool positions held until another"
+                " stored the batches handed to it"
+            )
+        outcome, message = answer
         if outcome == "failed":
             unavailable, text = message.split(":", 1)
             if unavailable == "unavailable":
