@@ -55,6 +55,7 @@ log = logging.getLogger("useraudit.detect")
 # thread's bounded queue, a child that falls behind slows the indexer.
 MAX_IN_FLIGHT = 2
 PR_SET_PDEATHSIG = 1
+LOCK_POLL_S = 0.001
 
 
 def worker_possible(engine: DetectionEngine) -> str | None:
@@ -153,10 +154,9 @@ class DetectionProcess(Stage):
             if proc.is_alive():
                 proc.kill()
             proc.join(timeout=5)
-            with self._cond:
-                raise StoreError(
-                    f"the detection worker process did not start (exit code {proc.exitcode})"
-                )
+            raise StoreError(
+                f"the detection worker process did not start (exit code {proc.exitcode})"
+            )
 
     def _read(self, conn: multiprocessing.connection.Connection) -> None:
         while True:
@@ -348,7 +348,9 @@ def _child_main(
     parent = os.getppid()
     from useraudit.store.sqlite.alerts import SQLiteDetectionStore
 
-    store = SQLiteDetectionStore(path, busy_timeout_ms=busy_timeout_ms)
+    # The indexer writes event batches back to back: try for the lock every
+    # millisecond, so the short gaps between them are found.
+    store = SQLiteDetectionStore(path, busy_timeout_ms=busy_timeout_ms, lock_poll_s=LOCK_POLL_S)
     engine = DetectionEngine(
         store,
         rules,

@@ -42,11 +42,13 @@ _DDL = (
 
 
 class SQLiteDetectionStore(DetectionStore):
-    def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_ms: int = 10_000, lock_poll_s: float | None = None
+    ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._connections = ThreadConnections(
-            path, busy_timeout_ms, self._errors, install=self._create
+            path, busy_timeout_ms, self._errors, install=self._create, lock_poll_s=lock_poll_s
         )
         # Whether write() committed since the last sync(): an idle flush syncs nothing.
         self._unsynced = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -52,9 +53,14 @@ class ThreadConnections:
         *,
         tune: Callable[[sqlite3.Connection], None] | None = None,
         install: Callable[[sqlite3.Connection], None] | None = None,
+        lock_poll_s: float | None = None,
     ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        # Try for another process's write lock every this many seconds, instead
+        # of SQLite's busy handler (which sleeps up to 100 ms between tries and
+        # so misses the short gaps between a busy indexer's write transactions).
+        self.lock_poll_s = lock_poll_s
         self._errors = errors
         self._tune = tune
         self._install = install
@@ -124,7 +130,7 @@ class ThreadConnections:
                 if not durable:
                     con.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    con.execute("BEGIN IMMEDIATE")
+                    self._begin(con)
                     try:
                         yield con
                     except BaseException:
@@ -136,6 +142,24 @@ class ThreadConnections:
                         con.execute("PRAGMA synchronous=FULL")
             finally:
                 self._writer.release()
+
+    def _begin(self, con: sqlite3.Connection) -> None:
+        if self.lock_poll_s is None:
+            con.execute("BEGIN IMMEDIATE")
+            return
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        con.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                        raise
+                time.sleep(self.lock_poll_s)
+        finally:
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
 
     def sync(self) -> None:
         """Put every commit to the file so far on disk: fsync its write-ahead log.
