@@ -53,7 +53,7 @@ log = logging.getLogger("useraudit.detect")
 
 # Batches handed over and not yet answered before delivered() waits: like the
 # thread's bounded queue, a child that falls behind slows the indexer.
-MAX_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 4
 PR_SET_PDEATHSIG = 1
 LOCK_POLL_S = 0.001
 
@@ -162,7 +162,7 @@ class DetectionProcess(Stage):
         while True:
             try:
                 answer = pickle.loads(conn.recv_bytes())
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):  # TypeError: closed under the read
                 with self._cond:
                     if conn is self._conn:
                         self._alive = False
@@ -195,7 +195,11 @@ class DetectionProcess(Stage):
             alive = self._alive
         if alive and self._proc.is_alive():
             return False
-        self._proc.join(timeout=1)
+        if self._proc.is_alive():  # its pipe broke: it cannot be trusted with more
+            self._proc.kill()
+        self._proc.join(timeout=5)
+        # Its reader ends at the pipe's end of file; the pipe is closed only then.
+        self._reader.join(timeout=5)
         log.error(
             "detect: the detection worker process died (exit code %s); starting another and"
             " handing it the %d batches since the last commit again",
