@@ -138,6 +138,26 @@ def _inprocess_figures(bare: float, quiet: float, audited: float) -> dict[str, f
     }
 
 
+def _scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """A fresh HTTP scope for ``GET /``, as a server makes one per request."""
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
+        "headers": headers,
+    }
+
+
+async def _receive() -> dict:
+    return {"type": "http.request", "body": b""}
+
+
+async def _send(message: dict) -> None:
+    return None
+
+
 def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
     from bench._peers import QUIET_RULES
     from useraudit.middleware.asgi import AuditMiddleware
@@ -148,24 +168,10 @@ def inprocess_asgi(spool: Path, n: int) -> dict[str, float]:
     quiet = AuditMiddleware(_hello.asgi_bare, recorder=rec, rules=QUIET_RULES)
     scope_headers = [(b"user-agent", UA.encode()), (b"x-forwarded-for", b"203.0.113.7")]
 
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict) -> None:
-        return None
-
     def loop(app: Any) -> Any:
         async def many(count: int) -> None:
             for _ in range(count):
-                scope = {
-                    "type": "http",
-                    "method": "GET",
-                    "path": "/",
-                    "root_path": "",
-                    "client": ("127.0.0.1", 5000),
-                    "headers": scope_headers,
-                }
-                await app(scope, receive, send)
+                await app(_scope(scope_headers), _receive, _send)
 
         def run(count: int) -> None:
             asyncio.run(many(count))
@@ -228,29 +234,16 @@ def inprocess_asgi_cold(spool: Path, n: int, turns: int = 5) -> dict[str, float]
     }
     headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", UA.encode()), (b"accept", b"*/*")]
 
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: dict) -> None:
-        return None
-
     evict, clock = _Evictor(), time.thread_time_ns
     best = dict.fromkeys(apps, float("inf"))
     for _ in range(turns):
         for name, app in apps.items():
             spent = []
             for _ in range(n):
-                scope = {
-                    "type": "http",
-                    "method": "GET",
-                    "path": "/",
-                    "root_path": "",
-                    "client": ("127.0.0.1", 5000),
-                    "headers": headers,
-                }
+                scope = _scope(headers)
                 evict()
                 began = clock()
-                call = app(scope, receive, send)
+                call = app(scope, _receive, _send)
                 try:
                     call.send(None)
                 except StopIteration:
