@@ -74,11 +74,15 @@ class IndexerStats:
     # Spools that get events while no indexer reads them (see useraudit.spool_watch).
     unread_spools: int = 0
     started: float = field(default_factory=time.monotonic)
+    # The process's CPU time (every thread) when counting started.
+    cpu_started: float = field(default_factory=time.process_time)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("started")
+        out.pop("cpu_started")
         out["elapsed_s"] = round(time.monotonic() - self.started, 3)
+        out["cpu_s"] = round(time.process_time() - self.cpu_started, 3)
         return out
 
 

@@ -96,7 +96,9 @@ def make(
     if before is not None:
         doc["before"] = before
     doc["sig"] = key.sign(canonical(body_of(doc)))
-    doc["leaves"] = [list(e) for e in entries]
+    # Entries as they are (tuples from the sealer): the ledger writes them as
+    # JSON arrays, and reads give lists back.
+    doc["leaves"] = list(entries)
     return doc
 
 

@@ -13,6 +13,7 @@ that keeps kill -9 harmless.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -170,8 +171,8 @@ class Sealer(Stage):
         self.chains = Chains(ledger_for(store), key)
         self.max_entries = max_entries
         self._pending: dict[str, _Pending] = defaultdict(_Pending)
-        # event id -> (the document prepared, its entry, its leaf)
-        self._prepared: dict[str, tuple[dict, checkpoint.Entry, bytes]] = {}
+        # id(document) -> (the document prepared, its entry, its leaf, its account)
+        self._prepared: dict[int, tuple[dict, checkpoint.Entry, bytes, str]] = {}
         self.sealed = 0
         self.checkpoints = 0
         # One helper thread, so the chains are only ever appended to by one
@@ -182,24 +183,30 @@ class Sealer(Stage):
     def prepare(self, doc: dict) -> None:
         entry = entry_of(doc)
         prepared = self._prepared
-        prepared[entry[0]] = (doc, entry, checkpoint.entry_leaf(entry))
-        while len(prepared) > self.max_prepared:
-            prepared.pop(next(iter(prepared)), None)
+        # Keyed by the document itself: held here, its id() cannot be reused
+        # by another document meanwhile, and delivery finds it without reading
+        # the document again (it is cold by then).
+        prepared[id(doc)] = (doc, entry, checkpoint.entry_leaf(entry), account_of(doc))
+        if len(prepared) > self.max_prepared:
+            for key in list(itertools.islice(prepared, len(prepared) - self.max_prepared)):
+                del prepared[key]
 
     def delivered(self, docs: Sequence[dict], results: Sequence[WriteResult]) -> None:
         again: list[str] = []
         prepared = self._prepared
         pending = self._pending
         for doc, result in zip(docs, results, strict=True):
-            early = prepared.pop(doc["event.id"], None)
-            if result.status == "created":
-                if early is not None and early[0] is doc:  # not another event with its id
-                    entry, leaf = early[1], early[2]
-                else:
+            early = prepared.pop(id(doc), None)
+            status = result.status
+            if status == "created":
+                if early is None:
                     entry = entry_of(doc)
-                    leaf = checkpoint.entry_leaf(entry)
-                pending[account_of(doc)].add(entry, leaf)
-            elif result.status == "duplicate":
+                    pending[account_of(doc)].add(entry, checkpoint.entry_leaf(entry))
+                else:
+                    p = pending[early[3]]
+                    p.entries.append(early[1])
+                    p.leaves.append(early[2])
+            elif status == "duplicate":
                 again.append(doc["event.id"])
         if again:
             # What is stored is what gets sealed (its first ingestion time).

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from useraudit import config as _config
-from useraudit._json import dumps
+from useraudit._json import dumps, loads
 from useraudit.config import default_spool_dir
 from useraudit.schema import ACCOUNT_ID, PERSON_PARTS, PERSONS, UNASSIGNED_ACCOUNT
 from useraudit.spool import Durability, FullPolicy, SpoolWriter
@@ -119,6 +119,7 @@ class Recorder:
             flush_interval=flush_interval,
             max_bytes=max_spool_bytes,
             full_policy=full_policy,
+            encode=numbered,
         )
         self.masker = masker
         self.fail_closed = fail_closed
@@ -180,7 +181,7 @@ class Recorder:
                 # the response starts (see middleware.context).
                 ctx.pending.append((self, event))
                 return event["event.id"]
-            self.spool.append(numbered(event))
+            self.spool.append(event)
         except Exception as exc:
             self._failed(exc, action)
             return None
@@ -190,7 +191,7 @@ class Recorder:
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
-            self.spool.append(numbered(event))
+            self.spool.append(event)
         except Exception as exc:
             self._failed(exc, str(event.get("event.action")))
             return False
@@ -443,7 +444,7 @@ def _put_request(
         ev["http.response.status_code"] = ctx.status
     if ctx.extra:
         for key, value in ctx.extra.items():
-            ev.setdefault(key, value)
+            ev.setdefault(key, _snapshot(value))
 
 
 def _has_person(ev: dict[str, Any], prefix: str) -> bool:
@@ -541,19 +542,47 @@ def encode(event: dict[str, Any]) -> bytes:
     return payload
 
 
-def numbered(event: dict[str, Any]) -> Callable[[str, int], bytes]:
-    """The spool record of ``event`` once the spool gives it its process's number.
+def numbered(event: dict[str, Any], origin: str, number: int) -> bytes:
+    """The spool record of ``event``, the ``number``-th of host process ``origin``.
 
     ``audit.origin.*`` let ``useraudit verify`` see events lost between the
-    host and the store as gaps (docs/integrity.md).
+    host and the store as gaps (docs/integrity.md). Called by the spool
+    writer (in ``batch`` mode on its flushing thread), so an event is
+    encoded once its number is known and never changed after ``record()``.
     """
-
-    def make(origin: str, seq: int) -> bytes:
-        event["audit.origin.id"] = origin
-        event["audit.origin.seq"] = seq
+    event["audit.origin.id"] = origin
+    event["audit.origin.seq"] = number
+    try:
         return encode(event)
+    except Exception:  # noqa: BLE001 - the event is recorded either way
+        # A value bound with bind_extra that JSON cannot hold (a circular
+        # structure, say): such values are recorded as text, never lost.
+        return encode({k: _json_or_text(v) for k, v in event.items()})
 
-    return make
+
+def _json_or_text(value: Any) -> Any:
+    try:
+        dumps(value)
+    except Exception:  # noqa: BLE001
+        return _text_of(value)
+    return value
+
+
+def _snapshot(value: Any) -> Any:
+    """A bound value as it is now: the event is encoded later, and the app may change it."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    try:
+        return loads(dumps(value))
+    except Exception:  # noqa: BLE001 - JSON cannot hold it: kept as text
+        return _text_of(value)
+
+
+def _text_of(value: Any) -> str:
+    try:
+        return str(value)[:MAX_TEXT_CHARS]
+    except Exception:  # noqa: BLE001
+        return f"<{type(value).__name__}>"
 
 
 def _json(value: Any) -> str:

@@ -26,6 +26,9 @@ explicitly and test:
   returns (nothing acknowledged is lost on ``kill -9``); ``"batch"`` queues in
   memory and a background thread group-commits every ``flush_interval``
   seconds (loss window: one interval), which costs microseconds per event.
+  A writer given an ``encode`` function takes objects as well as bytes; in
+  ``batch`` mode they are encoded by that thread, a batch at a time, so the
+  caller's request only queues a reference (see :meth:`SpoolWriter.append`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from useraudit import spool_watch
 
@@ -99,6 +102,7 @@ class WriterStats:
     flushed: int = 0
     rejected_full: int = 0
     write_errors: int = 0
+    encode_errors: int = 0
 
 
 class SpoolWriter:
@@ -118,6 +122,7 @@ class SpoolWriter:
         max_bytes: int = 1024 * 1024 * 1024,
         full_policy: FullPolicy = "block",
         full_timeout: float = 2.0,
+        encode: Callable[[Any, str, int], bytes] | None = None,
     ) -> None:
         if durability not in ("sync", "batch"):
             raise ValueError(f"durability must be 'sync' or 'batch', not {durability!r}")
@@ -131,6 +136,7 @@ class SpoolWriter:
         self.max_bytes = max_bytes
         self.full_policy = full_policy
         self.full_timeout = full_timeout
+        self.encode = encode
         self.stats = WriterStats()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -150,8 +156,11 @@ class SpoolWriter:
         self._wake = threading.Condition(self._lock)
         self._fd: int | None = None
         self._segment_size = 0
-        self._buffer: list[bytes] = []
+        # Records in number order: framed bytes, or objects ``encode`` frames
+        # when they are written (their size is estimated until then).
+        self._buffer: list[Any] = []
         self._buffered_bytes = 0
+        self._estimate = 1024
         # Taken from the buffer by a write still in progress: not on disk yet,
         # no longer buffered, and still counted against max_bytes.
         self._inflight_bytes = 0
@@ -166,14 +175,20 @@ class SpoolWriter:
 
     # -- public -------------------------------------------------------------
 
-    def append(self, payload: bytes | Callable[[str, int], bytes]) -> None:
+    def append(self, payload: Any) -> None:
         """Queue (batch) or durably write (sync) one record.
 
-        ``payload`` may be a function of ``(origin, number)`` that makes the
-        record: it is called under the writer's lock with this process's
-        origin id and the record's number (1, 2, 3... in spool order), so
-        numbers follow the order records become durable and a crash can
-        only lose the highest ones, never leave a hole below a kept one.
+        ``payload`` is the record's bytes, or a function of ``(origin,
+        number)`` that makes them, or any other object when the writer has an
+        ``encode`` function: ``encode(payload, origin, number)`` makes the
+        record. ``origin`` is this process's origin id and ``number`` the
+        record's number (1, 2, 3... in spool order, every record counting),
+        so numbers follow the order records become durable and a crash can
+        only lose the highest ones, never leave a hole below a kept one. A
+        function payload is called under the writer's lock; in ``batch``
+        mode an object is encoded later by the flushing thread, a batch at a
+        time, which keeps encoding off the caller's path. It must not change
+        meanwhile.
 
         In ``sync`` mode concurrent appends share one write and one fsync
         (group commit): whoever takes the I/O lock first writes everything
@@ -181,30 +196,31 @@ class SpoolWriter:
         Raises SpoolFull, or OSError when the disk fails; callers decide
         whether that fails the request (see ``fail_closed``).
         """
-        record = frame(payload) if isinstance(payload, bytes) else b""
+        if isinstance(payload, bytes):
+            record: Any = frame(payload)
+            size = len(record)
+        elif not callable(payload) and self.encode is None:
+            raise TypeError("this spool writer takes bytes: it was given no encode function")
+        else:
+            record, size = payload, self._estimate  # made below, or by the flusher
         with self._lock:
             if self._closed:
                 # Used again after close(): carry on with a new segment and flusher.
                 self._closed = False
                 self._flusher = None
-            make = None if record else payload
-            if make is not None:
-                assert callable(make)
-                number = self._appended_seq + 1
-                record = frame(make(self.origin, number))
-            size = len(record)
-            buffered = self._buffered_bytes + size
             if (
-                self._known_size + self._inflight_bytes + buffered > self.max_bytes
+                self._known_size + self._inflight_bytes + self._buffered_bytes + size
+                > self.max_bytes
                 or time.monotonic() - self._size_checked_at > _SIZE_CHECK_EVERY
             ):
-                # Near the limit, or the spool's size is due a fresh look: the slow path.
+                # Near the limit, or the spool's size is due a fresh look: the
+                # slow path. It may let go of the lock while it waits, so the
+                # record's number is taken only after it.
                 self._reserve(size)
-                if make is not None and number != self._appended_seq + 1:
-                    # _reserve let go of the lock while it waited: another append took the number.
-                    record = frame(make(self.origin, self._appended_seq + 1))
-                    size = len(record)
-                buffered = self._buffered_bytes + size
+            if record is payload and (callable(payload) or self.durability == "sync"):
+                record = self._made(payload, self._appended_seq + 1)
+                size = len(record)
+            buffered = self._buffered_bytes + size
             self._buffer.append(record)
             self._buffered_bytes = buffered
             seq = self._appended_seq = self._appended_seq + 1
@@ -306,6 +322,38 @@ class SpoolWriter:
                     "useraudit spool flush failed; %d records kept in memory", len(self._buffer)
                 )
 
+    def _made(self, payload: Any, number: int) -> bytes:
+        """The framed record of a function payload, or of an object through ``encode``."""
+        if callable(payload):
+            return frame(payload(self.origin, number))
+        assert self.encode is not None
+        return frame(self.encode(payload, self.origin, number))
+
+    def _encoded(self, records: list[Any], first: int) -> list[bytes]:
+        """``records`` (numbered from ``first``) with every queued object encoded.
+
+        An object ``encode`` fails on is logged and counted, and leaves its
+        number unused: ``useraudit verify`` shows it as a gap.
+        """
+        out: list[bytes] = []
+        made = made_bytes = 0
+        for number, record in enumerate(records, first):
+            if isinstance(record, bytes):
+                out.append(record)
+                continue
+            try:
+                record = self._made(record, number)
+            except Exception:
+                self.stats.encode_errors += 1
+                log.exception("useraudit spool: record %d could not be encoded", number)
+                continue
+            out.append(record)
+            made += 1
+            made_bytes += len(record)
+        if made:
+            self._estimate = made_bytes // made
+        return out
+
     def _write_pending(self) -> None:
         """Write and fsync everything buffered so far. Caller holds ``_io_lock``."""
         with self._lock:
@@ -315,6 +363,14 @@ class SpoolWriter:
             self._inflight_bytes += nbytes
         if not records:
             return
+        try:
+            records = self._encoded(records, upto - len(records) + 1)
+        except BaseException:
+            with self._lock:
+                self._buffer[:0] = records
+                self._buffered_bytes += nbytes
+                self._inflight_bytes -= nbytes
+            raise
         data = b"".join(records)
         try:
             if self._fd is None or self._segment_size + len(data) > self.segment_bytes:

@@ -165,3 +165,39 @@ def test_oversized_params_are_replaced_by_a_note_not_lost(spool_dir: Path) -> No
     assert raw["event.id"] == event_id
     assert raw["audit.params"]["truncated"].startswith("params of ")
     assert "truncated" in Enricher()(raw)["audit.flags"]
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_a_bound_value_json_cannot_hold_is_recorded_as_text_not_lost(
+    spool_dir: Path, durability: str
+) -> None:
+    circular: list = ["a"]
+    circular.append(circular)
+    rec = Recorder(spool_dir, durability=durability, account="acc")
+    ctx = context.RequestContext(request_id="r1", extra={"labels.loop": circular})
+    token = context.current.set(ctx)
+    try:
+        event_id = rec.record("user.signed_in", user="u1")
+    finally:
+        context.current.reset(token)
+    rec.close()
+    (event,) = [json.loads(p) for p in iter_all(spool_dir)]
+    assert event["event.id"] == event_id and event["user.id"] == "u1"
+    assert event["labels.loop"] == "['a', [...]]"
+    assert event["audit.origin.seq"] == 1
+    assert rec.stats.recorded == 1 and rec.spool.stats.encode_errors == 0
+
+
+def test_a_bound_value_changed_after_record_is_stored_as_it_was(spool_dir: Path) -> None:
+    """Batch mode encodes later, on the spool's thread: what record() saw is what is stored."""
+    tags = ["before"]
+    rec = Recorder(spool_dir, durability="batch", flush_interval=3600, account="acc")
+    token = context.current.set(context.RequestContext(extra={"labels.tags": tags}))
+    try:
+        rec.record("user.signed_in", user="u1")
+    finally:
+        context.current.reset(token)
+    tags.append("after")
+    rec.close()
+    (event,) = [json.loads(p) for p in iter_all(spool_dir)]
+    assert event["labels.tags"] == ["before"]
