@@ -8,6 +8,8 @@ stops with an error instead of skipping tests that need it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,12 @@ from pathlib import Path
 import pytest
 
 OPENSEARCH_URL = os.environ.get("USERAUDIT_TEST_OPENSEARCH", "http://127.0.0.1:9250")
+
+# Spool writers register themselves under $USERAUDIT_HOME/spools, and the
+# default spool and store live there too: the suite gets a home of its own
+# so it never writes into the developer's ~/.useraudit (nor reads from it).
+TEST_HOME = Path(tempfile.mkdtemp(prefix="useraudit-test-home-"))
+os.environ["USERAUDIT_HOME"] = str(TEST_HOME)
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +89,7 @@ def no_swallowed_errors(internal_errors: list[Exception]) -> Iterator[None]:
     """
     yield
     assert not internal_errors, f"useraudit swallowed internal errors: {internal_errors!r}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(TEST_HOME, ignore_errors=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +74,7 @@ def ship(spool: Path, store: Store, key: SigningKey, enricher: Enricher) -> Seal
 
 
 @pytest.fixture
-def env_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
+def env_store(store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Store:
     monkeypatch.setenv("USERAUDIT_STORE", store_url(store))
-    os.environ.pop("USERAUDIT_HOME", None)
+    monkeypatch.setenv("USERAUDIT_HOME", str(tmp_path / "home"))
     return store
