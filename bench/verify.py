@@ -73,12 +73,18 @@ ROUND_SEED = 2000
 SIDES = ("on", "off", "off_again")
 
 
-def ship(spool: Path, url: str, keys: Path | None, home: Path, seed: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one ``indexer run --once`` shipping ``spool`` to ``url``."""
+def shipment_env(home: Path, keys: Path | None, seed: int) -> dict[str, str]:
+    """The environment of one shipment: its hash seed, and the signing keys only when sealing."""
     env = {**os.environ, "USERAUDIT_HOME": str(home), "PYTHONHASHSEED": str(seed)}
     env.pop("USERAUDIT_KEYS", None)
     if keys is not None:
         env["USERAUDIT_KEYS"] = str(keys)
+    return env
+
+
+def ship(spool: Path, url: str, keys: Path | None, home: Path, seed: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one ``indexer run --once`` shipping ``spool`` to ``url``."""
+    env = shipment_env(home, keys, seed)
     cmd = [sys.executable, "-m", "useraudit", "indexer", "run", "--once", "--no-detect"]
     cmd += ["--spool", str(spool), "--store", url, "--batch", "2000"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
