@@ -27,9 +27,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from useraudit.stages import Stage
@@ -256,23 +257,37 @@ class DetectionEngine(Stage):
             try:
                 if docs is None:
                     return
-                attempt = 0
-                while not self._closing:
-                    try:
-                        with self._lock:
-                            self._run(docs)
-                        break
-                    except StoreUnavailable as exc:
-                        delay = min(10.0, 0.1 * 2**attempt)
-                        log.warning("detect: store unavailable (%s); again in %.1fs", exc, delay)
-                        time.sleep(delay)
-                        attempt += 1
-                    except Exception:  # noqa: BLE001 - counted; the events are stored already
-                        self.stats.rule_errors += 1
-                        log.exception("detect: a batch failed")
-                        break
+                self.until_stored(partial(self._run_locked, docs), lambda: not self._closing)
             finally:
                 self._queue.task_done()
+
+    def _run_locked(self, docs: Sequence[dict]) -> None:
+        with self._lock:
+            self._run(docs)
+
+    def until_stored(self, run: Callable[[], None], go_on: Callable[[], bool]) -> bool:
+        """``run()`` one batch, again with a growing pause while the store is unavailable.
+
+        Any other failure is logged and counted (``rule_errors``): the events
+        are stored already, only their detection is lost. False when
+        ``go_on()`` said to stop before the batch was done.
+        """
+        attempt = 0
+        while go_on():
+            try:
+                run()
+            except StoreUnavailable as exc:
+                delay = min(10.0, 0.1 * 2**attempt)
+                log.warning("detect: store unavailable (%s); again in %.1fs", exc, delay)
+                time.sleep(delay)
+                attempt += 1
+            except Exception:  # noqa: BLE001 - counted; the events are stored already
+                self.stats.rule_errors += 1
+                log.exception("detect: a batch failed")
+                return True
+            else:
+                return True
+        return False
 
     def run_batch(self, docs: Sequence[dict], *, with_state: bool) -> None:
         """Evaluate one batch and store its alerts (and, ``with_state``, the changed state).

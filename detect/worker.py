@@ -381,23 +381,14 @@ def _child_main(
                 return
             if kind == "batch":
                 before = engine.stats.alerts_created + engine.stats.alerts_updated
-                attempt = 0
-                while True:
-                    try:
-                        # The state with the alerts when no other message waits.
-                        engine.run_batch(body, with_state=not conn.poll())
-                        break
-                    except StoreUnavailable as exc:
-                        if os.getppid() != parent:
-                            return
-                        delay = min(10.0, 0.1 * 2**attempt)
-                        log.warning("detect: store unavailable (%s); again in %.1fs", exc, delay)
-                        time.sleep(delay)
-                        attempt += 1
-                    except Exception:  # noqa: BLE001 - counted; the events are stored already
-                        engine.stats.rule_errors += 1
-                        log.exception("detect: a batch failed")
-                        break
+
+                def one_batch(batch: Any = body) -> None:
+                    # The state with the alerts when no other message waits.
+                    engine.run_batch(batch, with_state=not conn.poll())
+
+                # Retries stop with the indexer.
+                if not engine.until_stored(one_batch, lambda: os.getppid() == parent):
+                    return
                 after = engine.stats.alerts_created + engine.stats.alerts_updated
                 answer("done", seq, after != before)
             elif kind == "flush":
