@@ -275,7 +275,19 @@ class Capture:
         """
         recorder = self._recorder or get_recorder()
         self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool)
-        ctx = self._context.lazy(request, reader, method, path)
+        # Only what this request has; the rest are the context type's class defaults.
+        ctx = object.__new__(self._context)
+        ctx.request = request
+        ctx._reader = reader
+        ctx.method = method
+        ctx.path = path
+        ctx.pending = []
+        rules = self.rules
+        if rules is not None and method is not None and path is not None:
+            # Method and path are all a rule looks at before the status.
+            hit = rules.find(method, path)
+            if hit is not None:
+                ctx.rule_hit = hit
         fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
         if fail_closed:
             ctx.fail_closed = True
@@ -331,18 +343,10 @@ class Capture:
             except Exception as err:  # noqa: BLE001 - a host callback
                 swallowed(err, "get_route callback", ctx.fail_closed)
         # Resolve the user now only when something needs it: held events or
-        # a rule that may fire. A request that records nothing never loads
-        # the user (no session or database lookup on our account); events
-        # recorded later in such a request still resolve it lazily.
-        rules = self.rules
-        hit = (
-            rules.find(ctx.method, ctx.path)
-            if rules is not None and ctx.method is not None and ctx.path is not None
-            else None
-        )
-        if hit is not None:
-            ctx.rule_hit = hit
-        if ctx.pending or hit is not None:
+        # a rule that may fire (found by begin). A request that records
+        # nothing never loads the user (no session or database lookup on our
+        # account); events recorded later in such a request still resolve it lazily.
+        if ctx.pending or ctx.rule_hit is not None:
             ctx.actor()
             ctx.acting_for()
             ctx.final = True

@@ -100,6 +100,9 @@ class AuditMiddleware:
             and c.get_route in (default_route, None)
             and c.get_impersonator is None
         )
+        # Capture.started has nothing to do at the response's start when no
+        # event is held, no rule covers the request and the route is read late.
+        self._quick_start = c.route_when_read or c.get_route is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,7 +115,17 @@ class AuditMiddleware:
             return
         capture = self.capture
         try:
-            ctx = self.context(scope)
+            # The request's context: method and path now, the other keys when first asked.
+            forwarded_for = None
+            for name, value in scope.get("headers") or ():
+                if name == b"x-forwarded-for":  # for the proxy watch: whether it came
+                    forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            path = scope.get("path") or ""
+            if root := scope.get("root_path"):
+                path = root + path
+            if len(path) > MAX_PATH:
+                path = path[:MAX_PATH]
+            ctx = capture.begin(scope, self._reader, scope.get("method"), path, forwarded_for)
         except AuditError:
             await _unavailable(send)
             return
@@ -137,15 +150,21 @@ class AuditMiddleware:
                 return _NOTHING  # we answered 503 already; the app's response goes nowhere
             kind = message.get("type")
             if kind == "http.response.body":
-                if ctx.may_match and not message.get("more_body", False):
+                if ctx.rule_hit is not None and not message.get("more_body", False):
                     # The last body message: rule events are recorded before it leaves.
                     capture.finish_quietly(ctx, None, None)
             elif kind == "http.response.start" and not ctx.started:
-                try:
-                    capture.started(ctx, message.get("status"))
-                except AuditError:
-                    refused = True
-                    return _unavailable(send)
+                if ctx.pending or ctx.rule_hit is not None or not self._quick_start:
+                    try:
+                        capture.started(ctx, message.get("status"))
+                    except AuditError:
+                        refused = True
+                        return _unavailable(send)
+                else:
+                    # Capture.started with nothing held and no rule: nothing to resolve.
+                    ctx.status = message.get("status")
+                    ctx.started = True
+                    ctx.pending = None
             return send(message)
 
         ctx_token = current.set(ctx)
@@ -160,26 +179,13 @@ class AuditMiddleware:
             capture.finish_quietly(ctx, None, exc)
             raise
         else:
-            if ctx.may_match:
+            if not ctx.started or ctx.rule_hit is not None:  # ctx.may_match, without a call
                 # The app returned without a final body message, or never answered.
                 capture.finish_quietly(ctx, None, None)
         finally:
             current.reset(ctx_token)
             if self._light_after:
                 ctx.request = _after_response(scope)
-
-    def context(self, scope: Scope) -> RequestContext:
-        """The request's context: method and path now, the other keys when first asked."""
-        forwarded_for = None
-        for name, value in scope.get("headers") or ():
-            if name == b"x-forwarded-for":  # for the proxy watch: whether it came
-                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-        path = scope.get("path") or ""
-        if root := scope.get("root_path"):
-            path = root + path
-        if len(path) > MAX_PATH:
-            path = path[:MAX_PATH]
-        return self.capture.begin(scope, self._reader, scope.get("method"), path, forwarded_for)
 
     def read(self, ctx: RequestContext) -> None:
         """The scope keys listed in the module docstring, read when a field is first asked for."""

@@ -30,7 +30,7 @@ How the acting user is found (the design, in one place):
    requests it has nothing to record for.
 6. Likewise its headers are never parsed: the request id, client IP, user
    agent and peer are read from the raw request the first time something
-   asks (see :meth:`RequestContext.lazy`).
+   asks (see ``Capture.begin`` in :mod:`useraudit.middleware._common`).
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.
@@ -57,7 +57,7 @@ class RequestContext:
     """Who, where and how of one request; every field may be given by keyword.
 
     A middleware binds a context that knows only the method, the path and
-    the raw request (:meth:`lazy`): the request id, client IP, user agent,
+    the raw request (made by ``Capture.begin``): the request id, client IP, user agent,
     peer address and X-Forwarded-For header are read from the request the
     first time any of them is asked for — by ``record()`` or a log line —
     so a request that records nothing parses no header and resolves no IP.
@@ -94,7 +94,7 @@ class RequestContext:
     # held events or rules needed it): resolvers are not called again.
     final: bool = False
     # The capture rule covering the method and path and its match, found when
-    # the response started; dropped once the rule decided (see may_match).
+    # the request began; dropped once the rule decided (see may_match).
     rule_hit: tuple[Any, Any] | None = None
     # Set once the request's rule events were decided (a middleware ends a request once).
     finished: bool = False
@@ -121,23 +121,6 @@ class RequestContext:
             if name not in FIELDS:
                 raise TypeError(f"RequestContext has no field {name!r}")
             setattr(self, name, value)
-
-    @classmethod
-    def lazy(
-        cls,
-        request: Any,
-        reader: Callable[[RequestContext], None],
-        method: str | None,
-        path: str | None,
-    ) -> RequestContext:
-        """A middleware's context: the request fields are read by ``reader`` when first asked."""
-        ctx = cls.__new__(cls)
-        ctx.request = request
-        ctx._reader = reader
-        ctx.method = method
-        ctx.path = path
-        ctx.pending = []
-        return ctx
 
     def read_request(self) -> None:
         """Fill the lazy fields now (the first read of any of them does it)."""
@@ -168,10 +151,8 @@ class RequestContext:
 
     @property
     def may_match(self) -> bool:
-        """Whether a capture rule may still record for this request.
-
-        Not known before the response starts; after that, while the rule
-        found then has not decided.
+        """Whether the request still needs finishing: until the response starts (held
+        events), and after that while the rule found for it has not decided.
         """
         return not self.started or self.rule_hit is not None
 

@@ -214,10 +214,11 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(
     """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
     mw = AuditMiddleware(simple_app(rec), recorder=rec)
 
-    def broken(scope: Any) -> Any:
-        raise ZeroDivisionError("our bug")
+    class BrokenWatch:
+        def observe(self, *args: Any) -> None:
+            raise ZeroDivisionError("our bug")
 
-    mw.context = broken  # type: ignore[method-assign]
+    mw.capture.proxy_watch = BrokenWatch()  # type: ignore[assignment]
     sent = run(mw, http_scope())
     assert sent[0]["status"] == 200
     assert [type(e) for e in internal_errors] == [ZeroDivisionError]

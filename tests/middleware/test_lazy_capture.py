@@ -268,7 +268,7 @@ def test_a_failing_asgi_route_callback_costs_the_field_not_the_request(
     internal_errors.clear()
 
 
-def test_a_field_set_before_it_was_read_is_kept() -> None:
+def test_a_field_set_before_it_was_read_is_kept(rec: Recorder) -> None:
     """The admin UI fills fields the middleware did not have: the late read must not undo it."""
     reads: list[RequestContext] = []
 
@@ -276,7 +276,7 @@ def test_a_field_set_before_it_was_read_is_kept() -> None:
         reads.append(ctx)
         ctx._client_ip, ctx._user_agent, ctx._request_id = "192.0.2.1", "from-reader", "r-1"
 
-    ctx = RequestContext.lazy({}, reader, "GET", "/")
+    ctx = _common.Capture(recorder=rec).begin({}, reader, "GET", "/", None)
     ctx.user_agent = "set-by-hand"
     assert (ctx.user_agent, ctx.client_ip, ctx.request_id) == ("set-by-hand", "192.0.2.1", "r-1")
     assert len(reads) == 1
