@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -601,9 +602,11 @@ def server_ratio(
     }
     for name in names:
         ratios = [a / b for a, b in zip(rps[name], rps["bare"], strict=True)]
+        low, high = median_interval(ratios)
         out[name] = {
             "rps": round(statistics.median(rps[name])),
             "ratio": round(statistics.median(ratios), 3),
+            "ratio_interval": [round(low, 3), round(high, 3)],
             "round_ratios": [round(x, 3) for x in ratios],
             "overhead": round(
                 statistics.median(b / a - 1 for a, b in zip(rps[name], rps["bare"], strict=True)), 3
@@ -625,6 +628,25 @@ def server_ratio(
         }
     out["events_spooled"] = _spooled(spool, kind)
     return out
+
+
+def median_interval(
+    values: list[float], level: float = 0.9, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of the median of ``values`` (the rounds' ratios).
+
+    The A/A pair only shows how far two servers of one app disagree; apps
+    that differ moved more than that between runs of the same rounds and
+    seeds (docs/BENCHMARKS.md). Resampling the rounds shows how far this
+    run's median could have fallen. The seed is fixed, so the interval
+    follows from the printed rounds alone.
+    """
+    rng = random.Random(seed)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    tail = (1 - level) / 2
+    return medians[int(tail * resamples)], medians[min(resamples - 1, int((1 - tail) * resamples))]
 
 
 def _share(overhead: float, peer_overhead: float) -> float | None:
@@ -727,7 +749,8 @@ def main(argv: list[str] | None = None) -> None:
                     if isinstance(r[name], dict):
                         c = r[name]
                         print(
-                            f"  {name:<11} {c['rps']:>6} req/s  ×{c['ratio']:.3f} of bare  "
+                            f"  {name:<11} {c['rps']:>6} req/s  ×{c['ratio']:.3f} of bare "
+                            f"(90 % {c['ratio_interval'][0]:.3f}–{c['ratio_interval'][1]:.3f})  "
                             f"overhead {c['overhead']:.3f}  {c['cpu_us']} µs CPU/request "
                             f"(×{c['cpu_ratio']:.3f}, overhead {c['cpu_overhead']:.3f}), "
                             f"server busy {c['busy']:.2f}  rounds {c['round_ratios']}"
@@ -737,7 +760,9 @@ def main(argv: list[str] | None = None) -> None:
                 cpu_cheapest = min(PEERS, key=lambda n: r[n]["cpu_overhead"])
                 cpu_share = _share(r["record"]["cpu_overhead"], r[cpu_cheapest]["cpu_overhead"])
                 print(
-                    f"  quiet ×{r['quiet']['ratio']:.3f} (target ≥ 0.97); recording adds "
+                    f"  quiet ×{r['quiet']['ratio']:.3f} (90 % interval "
+                    f"{r['quiet']['ratio_interval'][0]:.3f}–{r['quiet']['ratio_interval'][1]:.3f}; "
+                    f"target ≥ 0.97); recording adds "
                     f"{_shown(share)} of the cheapest peer's ({cheapest}) overhead "
                     f"(target ≤ 0.25); {r['events_spooled']} events spooled; by server CPU per "
                     f"request: quiet ×{r['quiet']['cpu_ratio']:.3f}, recording "
@@ -747,6 +772,8 @@ def main(argv: list[str] | None = None) -> None:
                 for name in r:
                     if isinstance(r[name], dict):
                         result[f"{kind}_{name}_ratio"] = r[name]["ratio"]
+                        result[f"{kind}_{name}_ratio_low"] = r[name]["ratio_interval"][0]
+                        result[f"{kind}_{name}_ratio_high"] = r[name]["ratio_interval"][1]
                         result[f"{kind}_{name}_overhead"] = r[name]["overhead"]
                         result[f"{kind}_{name}_cpu_us"] = r[name]["cpu_us"]
                         result[f"{kind}_{name}_cpu_ratio"] = r[name]["cpu_ratio"]

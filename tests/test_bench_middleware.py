@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -120,3 +121,21 @@ def test_the_do_nothing_middlewares_answer_like_the_bare_app() -> None:
     asyncio.run(_hello.asgi_passthrough()({"type": "http"}, None, send))
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[-1]["body"] == _hello.BODY
+
+
+def test_the_median_interval_holds_the_median_and_widens_with_the_spread() -> None:
+    tight = [0.93, 0.94, 0.93, 0.95, 0.94, 0.93, 0.94, 0.95, 0.94, 0.93]
+    spread = [0.83, 1.03, 0.91, 1.19, 0.89, 0.97, 0.93, 0.90, 0.98, 0.93]
+    for rounds in (tight, spread):
+        low, high = bench_mw.median_interval(rounds)
+        assert min(rounds) <= low <= statistics.median(rounds) <= high <= max(rounds)
+        assert bench_mw.median_interval(rounds) == (low, high)  # a fixed seed: reproducible
+        inner = bench_mw.median_interval(rounds, level=0.5)
+        assert low <= inner[0] <= inner[1] <= high
+    t_low, t_high = bench_mw.median_interval(tight)
+    s_low, s_high = bench_mw.median_interval(spread)
+    assert t_high - t_low <= 0.02 < s_high - s_low
+    # Not just the range of the rounds: one wild round moves neither end.
+    assert (s_low, s_high) == (0.90, 0.98)
+    assert bench_mw.median_interval(spread, level=0.5) == (0.92, 0.95)
+    assert bench_mw.median_interval([0.97] * 10) == (0.97, 0.97)
