@@ -100,9 +100,6 @@ class AuditMiddleware:
             and c.get_route in (default_route, None)
             and c.get_impersonator is None
         )
-        # Capture.started has nothing to do at the response's start when no
-        # event is held, no rule covers the request and the route is read late.
-        self._quick_start = c.route_when_read or c.get_route is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,17 +151,11 @@ class AuditMiddleware:
                     # The last body message: rule events are recorded before it leaves.
                     capture.finish_quietly(ctx, None, None)
             elif kind == "http.response.start" and not ctx.started:
-                if ctx.pending or ctx.rule_hit is not None or not self._quick_start:
-                    try:
-                        capture.started(ctx, message.get("status"))
-                    except AuditError:
-                        refused = True
-                        return _unavailable(send)
-                else:
-                    # Capture.started with nothing held and no rule: nothing to resolve.
-                    ctx.status = message.get("status")
-                    ctx.started = True
-                    ctx.pending = None
+                try:
+                    capture.started(ctx, message.get("status"))
+                except AuditError:
+                    refused = True
+                    return _unavailable(send)
             return send(message)
 
         ctx_token = current.set(ctx)
@@ -179,7 +170,7 @@ class AuditMiddleware:
             capture.finish_quietly(ctx, None, exc)
             raise
         else:
-            if not ctx.started or ctx.rule_hit is not None:  # ctx.may_match, without a call
+            if ctx.may_match:
                 # The app returned without a final body message, or never answered.
                 capture.finish_quietly(ctx, None, None)
         finally:
