@@ -262,19 +262,22 @@ class Capture:
         reader: Callable[[RequestContext], None],
         method: str | None,
         path: str | None,
-        forwarded_for: str | bytes | None,
+        forwarded_for: Callable[[Any], str | bytes | None],
     ) -> RequestContext:
         """A fresh context for one request (not yet bound).
 
         Only what every request needs is read now: method and path (capture
-        rules) and whether X-Forwarded-For came (the proxy watch). ``reader``
+        rules). ``forwarded_for(request)``, the X-Forwarded-For header, is
+        asked only for the requests the proxy watch samples. ``reader``
         fills the rest through :meth:`fill` when something first asks for it.
         What is the same for every request (the host's callbacks, a fixed
         account) is a class default of this instance's context type, so the
         common request sets nothing else on its context.
         """
         recorder = self._recorder or get_recorder()
-        self.proxy_watch.observe(forwarded_for, self.trusted_proxies, recorder.spool)
+        watch = self.proxy_watch
+        if watch.due():
+            watch.observe(forwarded_for(request), self.trusted_proxies, recorder.spool)
         # Only what this request has; the rest are the context type's class defaults.
         ctx = object.__new__(self._context)
         ctx.request = request

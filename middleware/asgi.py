@@ -20,9 +20,10 @@ request's context and locals of ``__call__``, never on the instance. Don't
 wrap it in Starlette's ``BaseHTTPMiddleware``: that runs the app in another
 task and breaks context variables.
 
-Scope keys read, and why (on every request only ``type``, the method, the
-path and whether an X-Forwarded-For header came; ``client`` and the other
-headers the first time an event is recorded or a log line asks for them):
+Scope keys read, and why (on every request only ``type``, the method and
+the path; X-Forwarded-For on the requests the proxy watch samples, see
+:mod:`useraudit.middleware.proxy_watch`; ``client`` and the other headers
+the first time an event is recorded or a log line asks for them):
 
 * ``type``: only ``http`` is captured.
 * ``method``, ``path``, ``root_path``: what was asked (event fields, rules).
@@ -113,10 +114,6 @@ class AuditMiddleware:
         capture = self.capture
         try:
             # The request's context: method and path now, the other keys when first asked.
-            forwarded_for = None
-            for name, value in scope.get("headers") or ():
-                if name == b"x-forwarded-for":  # for the proxy watch: whether it came
-                    forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
             path = scope.get("path") or ""
             if root := scope.get("root_path"):
                 path = root + path
@@ -198,6 +195,15 @@ class AuditMiddleware:
             user_agent=header_text(user_agent, MAX_USER_AGENT),
             request_id_header=request_id.decode("latin-1") if request_id else None,
         )
+
+
+def forwarded_for(scope: Scope) -> bytes | None:
+    """The X-Forwarded-For header of a scope; repeated headers joined (RFC 9110)."""
+    found = None
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-for":
+            found = value if found is None else found + b"," + value
+    return found
 
 
 def _after_response(scope: Scope) -> dict[str, Any]:

@@ -71,6 +71,10 @@ def session_impersonator(request: Any) -> Any:
     return session.get(IMPERSONATOR_SESSION_KEY) if session is not None else None
 
 
+def _forwarded_for(request: Any) -> str | None:
+    return request.META.get("HTTP_X_FORWARDED_FOR")
+
+
 def _setting(name: str, default: Any = None) -> Any:
     from django.conf import settings
 
@@ -116,7 +120,7 @@ class AuditMiddleware:
                     self._reader,
                     request.method,
                     request.path,
-                    request.META.get("HTTP_X_FORWARDED_FOR"),
+                    _forwarded_for,
                 )
         except AuditError:
             return _unavailable()

@@ -9,10 +9,15 @@ Two settings are wrong in ways that only the traffic shows:
   ``X-Forwarded-For`` entries: clients reach the app directly (or through
   fewer proxies), and whoever sends the header chooses the IP in the log.
 
-Each middleware counts both per process (two integer comparisons per
-request) and writes the counts to ``<spool>/capture-<pid>.json`` on its
-first request and then at most every ``WRITE_EVERY`` seconds, checked every
-64 requests. ``useraudit doctor`` reads these files beside the spool.
+Both are settings of the deployment, so every request of a process shows
+them alike: the middleware looks at the first request of a process and then
+at one request in ``SAMPLE_EVERY``, and never reads the headers of the
+others (finding a header in an ASGI scope is a loop over all of them, on
+the path of every request). It writes the counts to
+``<spool>/capture-<pid>.json`` after the first request it looked at and then
+at most every ``WRITE_EVERY`` seconds. ``useraudit doctor`` reads these
+files beside the spool. The counts are a diagnostic: threads that race on
+them may lose an increment, never a request.
 """
 
 from __future__ import annotations
@@ -25,19 +30,35 @@ from typing import Any
 
 FILE_PREFIX = "capture-"
 WRITE_EVERY = 10.0
+SAMPLE_EVERY = 16
 
 
 class ProxyWatch:
-    __slots__ = ("requests", "forwarded_untrusted", "direct_trusted", "_written_at")
+    """Counts, over the requests looked at, what X-Forwarded-For says against the setting.
+
+    A middleware asks :meth:`due` on every request and, when it says so,
+    reads the header and calls :meth:`observe`.
+    """
+
+    __slots__ = ("requests", "forwarded_untrusted", "direct_trusted", "skip", "_written_at")
 
     def __init__(self) -> None:
-        self.requests = 0
+        self.requests = 0  # looked at
         self.forwarded_untrusted = 0
         self.direct_trusted = 0
+        self.skip = 0  # requests to let by before the next one looked at
         self._written_at = 0.0
 
+    def due(self) -> bool:
+        """Whether to look at this request (the first, then one in ``SAMPLE_EVERY``)."""
+        if self.skip:
+            self.skip -= 1
+            return False
+        self.skip = SAMPLE_EVERY - 1
+        return True
+
     def observe(self, forwarded_for: str | bytes | None, trusted: int, spool: Any) -> None:
-        """Count one request; now and then write the counts beside ``spool``.
+        """Count one request looked at; now and then write the counts beside ``spool``.
 
         ``spool`` is the recorder's SpoolWriter (its directory is looked up
         only when writing) or a directory path.
@@ -51,9 +72,7 @@ class ProxyWatch:
                 self.forwarded_untrusted += 1
         elif not forwarded_for or _entries(forwarded_for) < trusted:
             self.direct_trusted += 1
-        if self.requests == 1 or (
-            self.requests & 63 == 0 and time.monotonic() - self._written_at >= WRITE_EVERY
-        ):
+        if self.requests == 1 or time.monotonic() - self._written_at >= WRITE_EVERY:
             self.write(Path(getattr(spool, "directory", spool)), trusted)
 
     def write(self, spool: Path, trusted: int) -> None:
@@ -63,6 +82,7 @@ class ProxyWatch:
             "at": time.time(),
             "trusted_proxies": trusted,
             "requests": self.requests,
+            "sample_every": SAMPLE_EVERY,
             "forwarded_untrusted": self.forwarded_untrusted,
             "direct_trusted": self.direct_trusted,
         }

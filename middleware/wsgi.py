@@ -21,9 +21,10 @@ The acting user is resolved lazily and finally when the response starts
 (see :mod:`useraudit.middleware.context`), so users authenticated inside the
 view (tokens, JWT) are not missed.
 
-Environ keys read, and why (on every request only the method, the path and
-whether X-Forwarded-For came; the rest the first time an event is recorded
-or a log line asks for the context, see :class:`RequestContext`):
+Environ keys read, and why (on every request only the method and the path;
+X-Forwarded-For on the requests the proxy watch samples, see
+:mod:`useraudit.middleware.proxy_watch`; the rest the first time an event is
+recorded or a log line asks for the context, see :class:`RequestContext`):
 
 * ``REQUEST_METHOD``, ``SCRIPT_NAME``, ``PATH_INFO``: what was asked (event
   fields and rule matching); re-read as UTF-8, cut to 2048 chars.
@@ -104,6 +105,10 @@ class _State:
         if self._length is False:
             self._length = _content_length(self.headers) if self.headers else None
         return self._length  # type: ignore[return-value]
+
+
+def _forwarded_for(environ: Environ) -> str | None:
+    return environ.get("HTTP_X_FORWARDED_FOR")
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
@@ -224,7 +229,7 @@ class AuditMiddleware:
             self._reader,
             environ.get("REQUEST_METHOD"),
             path or None,
-            environ.get("HTTP_X_FORWARDED_FOR"),
+            _forwarded_for,
         )
 
     def read(self, ctx: RequestContext) -> None:

@@ -313,7 +313,7 @@ def _has_user(doc: dict[str, Any]) -> bool:
 
 
 def trusted_proxies(spool: Path) -> Check:
-    from useraudit.middleware.proxy_watch import read_all
+    from useraudit.middleware.proxy_watch import SAMPLE_EVERY, read_all
 
     name = "trusted proxies"
     seen = read_all(spool)
@@ -327,8 +327,9 @@ def trusted_proxies(spool: Path) -> Check:
         return Check(
             name,
             False,
-            f"{n} of {requests} requests carried X-Forwarded-For while trusted_proxies=0: the "
-            "app seems to sit behind a proxy, so events show the proxy's address",
+            f"{n} of {requests} requests looked at carried X-Forwarded-For while "
+            "trusted_proxies=0: the app seems to sit behind a proxy, so events show the "
+            "proxy's address",
             "if N reverse proxies stand in front of the app, set trusted_proxies=N "
             "(docs/capture.md, 'Client IP and trusted proxies'); if not, ignore clients' headers",
         )
@@ -338,7 +339,7 @@ def trusted_proxies(spool: Path) -> Check:
         return Check(
             name,
             False,
-            f"{n} of {requests} requests had fewer X-Forwarded-For entries than "
+            f"{n} of {requests} requests looked at had fewer X-Forwarded-For entries than "
             f"trusted_proxies={k}: clients reach the app directly and can choose the IP in the log",
             "set trusted_proxies to the number of proxies every request passes (0 when none), "
             "and let only the proxies reach the app",
@@ -347,8 +348,9 @@ def trusted_proxies(spool: Path) -> Check:
     return Check(
         name,
         True,
-        f"{counted} counted so far (each app process writes its counts after its first "
-        "request, then every 10 s or so while it serves), consistent with the trusted_proxies set",
+        f"{counted} looked at so far (each app process looks at its first request and one in "
+        f"{SAMPLE_EVERY} after it, and writes its counts every 10 s or so while it serves), "
+        "consistent with the trusted_proxies set",
     )
 
 

@@ -227,7 +227,7 @@ def test_trusted_proxies(
     check = doctor.trusted_proxies(spool)
     assert check.ok is ok and says in check.found
     assert ok or "trusted_proxies" in check.fix
-    assert not ok or check.found.startswith("1 request counted so far")
+    assert not ok or check.found.startswith("1 request looked at so far")
 
 
 def test_command_exit_code_and_output(spool: Path, sqlite_url: str, home: Path) -> None:

@@ -1,12 +1,14 @@
 """A request that records nothing reads nothing it does not need; one that records gets it all.
 
-The quiet path (most requests of a real app) reads the method, the path and
-whether X-Forwarded-For came; headers, the peer address, the client IP and
-the request id are read the first time something records or logs.
+The quiet path (most requests of a real app) reads the method and the path,
+and X-Forwarded-For on the requests the proxy watch samples; headers, the
+peer address, the client IP and the request id are read the first time
+something records or logs.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from useraudit.middleware import _common
 from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
 from useraudit.middleware.context import RequestContext, current
 from useraudit.middleware.masking import Masker
+from useraudit.middleware.proxy_watch import SAMPLE_EVERY
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.rules import Rule, Rules
 from useraudit.middleware.wsgi import AuditMiddleware as WSGIAudit
@@ -176,6 +179,48 @@ def test_asgi_quiet_request_reads_no_client_and_derives_nothing(
     assert derived == []
 
 
+class CountedHeaders(list):
+    """A scope's header list that counts how often it is walked."""
+
+    walks = 0
+
+    def __iter__(self) -> Any:
+        CountedHeaders.walks += 1
+        return super().__iter__()
+
+
+def capture_file(rec: Recorder) -> dict[str, Any]:
+    (path,) = rec.spool.directory.glob("capture-*.json")
+    return json.loads(path.read_text())
+
+
+def test_the_proxy_watch_looks_at_the_first_request_and_one_in_sixteen(rec: Recorder) -> None:
+    """Quiet ASGI requests walk their headers only when sampled; the counts say how many."""
+    mw = ASGIAudit(asgi_app(rec, records=False), recorder=rec, rules=QUIET_RULES)
+    CountedHeaders.walks = 0
+    for _ in range(2 * SAMPLE_EVERY + 1):
+        sc = scope()
+        sc["headers"] = CountedHeaders(sc["headers"])
+        call_asgi(mw, sc)
+    assert CountedHeaders.walks == 3  # requests 1, 17 and 33
+    mw.capture.proxy_watch.write(rec.spool.directory, 0)
+    counts = capture_file(rec)
+    assert counts["requests"] == counts["forwarded_untrusted"] == 3
+    assert counts["sample_every"] == SAMPLE_EVERY
+
+
+def test_the_wsgi_proxy_watch_samples_alike(rec: Recorder) -> None:
+    mw = WSGIAudit(wsgi_app(rec, records=False), recorder=rec, trusted_proxies=2)
+    read = 0
+    for _ in range(SAMPLE_EVERY + 1):
+        env = environ()
+        call_wsgi(mw, env)
+        read += "HTTP_X_FORWARDED_FOR" in env.read
+    assert read == 2
+    mw.capture.proxy_watch.write(rec.spool.directory, 2)
+    assert capture_file(rec)["direct_trusted"] == 2  # one entry where two proxies were promised
+
+
 def test_asgi_context_lets_go_of_the_rule_match_once_the_rule_decided(rec: Recorder) -> None:
     """The context can outlive the request; the rule's match it held is done with."""
     contexts: list[Any] = []
@@ -276,7 +321,7 @@ def test_a_field_set_before_it_was_read_is_kept(rec: Recorder) -> None:
         reads.append(ctx)
         ctx._client_ip, ctx._user_agent, ctx._request_id = "192.0.2.1", "from-reader", "r-1"
 
-    ctx = _common.Capture(recorder=rec).begin({}, reader, "GET", "/", None)
+    ctx = _common.Capture(recorder=rec).begin({}, reader, "GET", "/", lambda request: None)
     ctx.user_agent = "set-by-hand"
     assert (ctx.user_agent, ctx.client_ip, ctx.request_id) == ("set-by-hand", "192.0.2.1", "r-1")
     assert len(reads) == 1
