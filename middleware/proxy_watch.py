@@ -51,7 +51,9 @@ class ProxyWatch:
 
     def due(self) -> bool:
         """Whether to look at this request (the first, then one in ``SAMPLE_EVERY``)."""
-        if self.skip:
+        # ``> 0``, not truthiness: two threads racing here can leave -1, which
+        # must start the count again rather than never sample again.
+        if self.skip > 0:
             self.skip -= 1
             return False
         self.skip = SAMPLE_EVERY - 1

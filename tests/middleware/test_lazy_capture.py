@@ -18,7 +18,7 @@ from useraudit.middleware import _common
 from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
 from useraudit.middleware.context import RequestContext, current
 from useraudit.middleware.masking import Masker
-from useraudit.middleware.proxy_watch import SAMPLE_EVERY
+from useraudit.middleware.proxy_watch import SAMPLE_EVERY, ProxyWatch
 from useraudit.middleware.recorder import Recorder
 from useraudit.middleware.rules import Rule, Rules
 from useraudit.middleware.wsgi import AuditMiddleware as WSGIAudit
@@ -207,6 +207,14 @@ def test_the_proxy_watch_looks_at_the_first_request_and_one_in_sixteen(rec: Reco
     counts = capture_file(rec)
     assert counts["requests"] == counts["forwarded_untrusted"] == 3
     assert counts["sample_every"] == SAMPLE_EVERY
+
+
+def test_a_watch_count_a_race_took_below_zero_samples_again() -> None:
+    """Threads racing on the countdown can leave it at -1: the next request is looked at."""
+    watch = ProxyWatch()
+    watch.skip = -1
+    assert watch.due()
+    assert [watch.due() for _ in range(SAMPLE_EVERY)] == [False] * (SAMPLE_EVERY - 1) + [True]
 
 
 def test_the_wsgi_proxy_watch_samples_alike(rec: Recorder) -> None:
