@@ -17,7 +17,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._failsafe import AuditError, contain, swallowed
-from .context import RequestContext, current
+from .context import (
+    METHOD,
+    PATH,
+    REQUEST,
+    STATUS,
+    Binding,
+    RequestContext,
+    bound,
+    is_middlewares,
+    publish,
+)
 from .proxy_watch import ProxyWatch
 from .recorder import Recorder, account_of, check_account, get_recorder
 
@@ -39,8 +49,7 @@ def capturing() -> bool:
     capturing it twice. A context bound by a middleware carries its
     request; one bound by hand (tests, the admin UI) does not.
     """
-    ctx = current.get()
-    return ctx is not None and ctx.request is not None
+    return is_middlewares(bound.get())
 
 
 def header_text(value: str | bytes | None, limit: int) -> str | None:
@@ -263,21 +272,79 @@ class Capture:
         method: str | None,
         path: str | None,
         forwarded_for: Callable[[Any], str | bytes | None],
-    ) -> RequestContext:
-        """A fresh context for one request (not yet bound).
+    ) -> RequestContext | None:
+        """The context one request needs from its start, or None when it needs none yet.
 
         Only what every request needs is read now: method and path (capture
         rules). ``forwarded_for(request)``, the X-Forwarded-For header, is
-        asked only for the requests the proxy watch samples. ``reader``
-        fills the rest through :meth:`fill` when something first asks for it.
-        What is the same for every request (the host's callbacks, a fixed
-        account) is a class default of this instance's context type, so the
-        common request sets nothing else on its context.
+        asked only for the requests the proxy watch samples.
+
+        A request that no capture rule covers, captured failing open, needs
+        no context until something asks for one: the middleware binds a
+        binding (see :mod:`.context`) and :meth:`late` makes the context
+        then. Otherwise the context is made now (:meth:`open`), so a failing
+        ``get_account`` can still refuse the request when failing closed.
         """
         recorder = self._recorder or get_recorder()
         watch = self.proxy_watch
         if watch.due():
             watch.observe(forwarded_for(request), self.trusted_proxies, recorder.spool)
+        hit = None
+        rules = self.rules
+        if rules is not None and method is not None and path is not None:
+            # Method and path are all a rule looks at before the status.
+            hit = rules.find(method, path)
+        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
+        if hit is None and not fail_closed:
+            return None
+        ctx = self._new(request, reader, method, path)
+        if hit is not None:
+            ctx.rule_hit = hit
+        if fail_closed:
+            ctx.fail_closed = True
+        self._account(ctx)
+        return ctx
+
+    def late(self, binding: Binding, reader: Callable[[RequestContext], None]) -> RequestContext:
+        """The context of a request bound without one, made when something first asks.
+
+        Made the way :meth:`begin` makes one; when the response already
+        started it is marked so (events recorded from now on spool at once,
+        the route is asked when first read).
+        """
+        ctx = self._new(binding[REQUEST], reader, binding[METHOD], binding[PATH])
+        status = binding[STATUS]
+        if status is not None:
+            ctx.started = True
+            ctx.status = status_code(status) or None  # 0: an ASGI start without a status
+            ctx.pending = None
+            if self.get_route is not None and not self.route_when_read:
+                ctx.resolve_route = self.get_route
+        ctx, made_here = publish(binding, ctx)
+        if made_here:
+            # After publishing: a get_account that records finds this context.
+            self._account(ctx)
+        return ctx
+
+    def open(
+        self,
+        request: Any,
+        reader: Callable[[RequestContext], None],
+        method: str | None,
+        path: str | None,
+    ) -> RequestContext:
+        """A context for ``request`` made now, whatever the rules say (not yet bound)."""
+        ctx = self._new(request, reader, method, path)
+        self._account(ctx)
+        return ctx
+
+    def _new(
+        self,
+        request: Any,
+        reader: Callable[[RequestContext], None],
+        method: str | None,
+        path: str | None,
+    ) -> RequestContext:
         # Only what this request has; the rest are the context type's class defaults.
         ctx = object.__new__(self._context)
         ctx.request = request
@@ -285,25 +352,18 @@ class Capture:
         ctx.method = method
         ctx.path = path
         ctx.pending = []
-        rules = self.rules
-        if rules is not None and method is not None and path is not None:
-            # Method and path are all a rule looks at before the status.
-            hit = rules.find(method, path)
-            if hit is not None:
-                ctx.rule_hit = hit
-        fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
-        if fail_closed:
-            ctx.fail_closed = True
+        return ctx
+
+    def _account(self, ctx: RequestContext) -> None:
         if self.get_account is not None:
-            with contain("get_account callback", fail_closed):
-                account = self.get_account(request)
+            with contain("get_account callback", ctx.fail_closed):
+                account = self.get_account(ctx.request)
                 if isinstance(account, tuple):
                     ctx.account_id, ctx.account_name = (
                         str(a) if a is not None else None for a in account
                     )
                 elif account is not None:
                     ctx.account_id = str(account)
-        return ctx
 
     def fill(
         self,

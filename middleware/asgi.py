@@ -1,4 +1,4 @@
-"""ASGI 3 middleware: bind the audit context around every HTTP request.
+"""ASGI 3 middleware: bind the audit context around every HTTP request (made when first asked).
 
 Usage (Starlette, FastAPI, any ASGI app)::
 
@@ -60,7 +60,7 @@ from ._common import (
     header_text,
 )
 from ._failsafe import UNAVAILABLE_BODY, AuditError, swallowed
-from .context import RequestContext, current
+from .context import CTX, REQUEST, STATUS, Binding, RequestContext, bound, is_middlewares
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -93,6 +93,7 @@ class AuditMiddleware:
         options.setdefault("route_when_read", True)  # the scope outlives the response
         self.capture = capture or Capture(**options)
         self._reader = self.read  # bound once, handed to every request's context
+        self._late = self.late
         # With our own callbacks, what a late reader of the context needs of
         # the scope is known: see _after_response.
         c = self.capture
@@ -106,20 +107,14 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        outer = current.get()
-        if outer is not None and outer.request is not None:
+        outer = bound.get()
+        if outer is not None and is_middlewares(outer):
             # Installed twice (see _common.capturing): the outer copy captures.
             await self.app(scope, receive, send)
             return
         capture = self.capture
         try:
-            # The request's context: method and path now, the other keys when first asked.
-            path = scope.get("path") or ""
-            if root := scope.get("root_path"):
-                path = root + path
-            if len(path) > MAX_PATH:
-                path = path[:MAX_PATH]
-            ctx = capture.begin(scope, self._reader, scope.get("method"), path, forwarded_for)
+            binding = self.binding(scope)
         except AuditError:
             await _unavailable(send)
             return
@@ -136,18 +131,24 @@ class AuditMiddleware:
 
         # A plain function that returns the server's own awaitable: the app
         # awaits ``send(message)`` directly, with no coroutine of ours per
-        # message. The response's state lives on ``ctx`` (status, started,
-        # rule_hit, finished), so this closure holds only what it must.
+        # message. The response's state lives on the binding and its
+        # context, so this closure holds only what it must.
         def audit_send(message: Message) -> Awaitable[None]:
             nonlocal refused
             if refused:
                 return _NOTHING  # we answered 503 already; the app's response goes nowhere
+            ctx = binding[CTX]
+            if ctx is None:  # nothing recorded yet, and no rule covers the request
+                if binding[STATUS] is None and message.get("type") == "http.response.start":
+                    binding[STATUS] = message.get("status", 0)
+                return send(message)
             kind = message.get("type")
             if kind == "http.response.body":
                 if ctx.rule_hit is not None and not message.get("more_body", False):
                     # The last body message: rule events are recorded before it leaves.
                     capture.finish_quietly(ctx, None, None)
             elif kind == "http.response.start" and not ctx.started:
+                binding[STATUS] = message.get("status", 0)
                 try:
                     capture.started(ctx, message.get("status"))
                 except AuditError:
@@ -155,25 +156,53 @@ class AuditMiddleware:
                     return _unavailable(send)
             return send(message)
 
-        ctx_token = current.set(ctx)
+        token = bound.set(binding)
         try:
             await self.app(scope, receive, audit_send)
         except AuditError:
-            capture.finish_quietly(ctx, None, sys.exc_info()[1])
-            if ctx.started or not capture.fail_closed:
+            ctx = binding[CTX]
+            if ctx is not None:
+                capture.finish_quietly(ctx, None, sys.exc_info()[1])
+            if binding[STATUS] is not None or not capture.fail_closed:
                 raise
             await _unavailable(send)
         except BaseException as exc:
-            capture.finish_quietly(ctx, None, exc)
+            ctx = binding[CTX]
+            if ctx is not None:
+                capture.finish_quietly(ctx, None, exc)
             raise
         else:
-            if ctx.may_match:
+            ctx = binding[CTX]
+            if ctx is not None and ctx.may_match:
                 # The app returned without a final body message, or never answered.
                 capture.finish_quietly(ctx, None, None)
         finally:
-            current.reset(ctx_token)
+            bound.reset(token)
             if self._light_after:
-                ctx.request = _after_response(scope)
+                ctx = binding[CTX]
+                if ctx is not None:
+                    ctx.request = _after_response(scope)
+                else:
+                    binding[REQUEST] = _after_response(scope)
+
+    def binding(self, scope: Scope) -> Binding:
+        """What the request binds: method and path now, the context when first asked for.
+
+        The context is made now only when the request needs it from its
+        start (see :meth:`Capture.begin`).
+        """
+        path = scope.get("path") or ""
+        if root := scope.get("root_path"):
+            path = root + path
+        if len(path) > MAX_PATH:
+            path = path[:MAX_PATH]
+        method = scope.get("method")
+        ctx = self.capture.begin(scope, self._reader, method, path, forwarded_for)
+        return [ctx, self._late, scope, method, path, None, None]
+
+    def late(self, binding: Binding) -> RequestContext:
+        """The context of a request bound without one, when something first asks for it."""
+        return self.capture.late(binding, self._reader)
 
     def read(self, ctx: RequestContext) -> None:
         """The scope keys listed in the module docstring, read when a field is first asked for."""

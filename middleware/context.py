@@ -31,6 +31,12 @@ How the acting user is found (the design, in one place):
 6. Likewise its headers are never parsed: the request id, client IP, user
    agent and peer are read from the raw request the first time something
    asks (see ``Capture.begin`` in :mod:`useraudit.middleware._common`).
+7. A request that no capture rule covers does not even get a context until
+   something asks for one: the middleware binds a *binding*, a plain list
+   (the cheapest object Python makes, see the slots below), and
+   ``current.get()`` makes the context from it the first time ``record()``,
+   a log line or :func:`set_user` asks. Every later ask, from any thread
+   or copied context, gets that same context.
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.
@@ -38,8 +44,9 @@ Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from useraudit.schema import PERSON_PARTS
@@ -228,7 +235,60 @@ FIELDS = frozenset(
 )
 
 
-current: ContextVar[RequestContext | None] = ContextVar("useraudit_request", default=None)
+# A middleware's binding: [context or None, make(binding) -> context,
+# request, method, path, status once the response started (as the server
+# interface gives it), response headers (WSGI)].
+CTX, MAKE, REQUEST, METHOD, PATH, STATUS, HEADERS = range(7)
+Binding = list[Any]
+
+# What is bound for the current request: a middleware's binding, a context
+# bound by hand (tests, the admin UI), or None outside requests.
+bound: ContextVar[RequestContext | Binding | None] = ContextVar("useraudit_request", default=None)
+
+_publishing = threading.Lock()
+
+
+class _Current:
+    """The current request's context: ``get()``; ``set(ctx)`` and ``reset(token)`` bind by hand."""
+
+    __slots__ = ()
+
+    def get(self) -> RequestContext | None:
+        value = bound.get()
+        if value.__class__ is list:
+            ctx = value[CTX]  # type: ignore[index]
+            return ctx if ctx is not None else value[MAKE](value)  # type: ignore[index]
+        return value  # type: ignore[return-value]
+
+    def set(self, ctx: RequestContext | None) -> Token[RequestContext | Binding | None]:
+        return bound.set(ctx)
+
+    def reset(self, token: Token[RequestContext | Binding | None]) -> None:
+        bound.reset(token)
+
+
+current = _Current()
+
+
+def publish(binding: Binding, ctx: RequestContext) -> tuple[RequestContext, bool]:
+    """Put a freshly made context into its binding, unless another thread was first.
+
+    Returns the binding's context and whether it is ``ctx``: events held on a
+    context that lost the race would never be spooled.
+    """
+    with _publishing:
+        first = binding[CTX]
+        if first is None:
+            binding[CTX] = ctx
+            return ctx, True
+    return first, False
+
+
+def is_middlewares(value: RequestContext | Binding | None) -> bool:
+    """Whether what is bound was bound by a middleware (which then captures the request)."""
+    if value is None:
+        return False
+    return value.__class__ is list or value.request is not None  # type: ignore[union-attr]
 
 
 def get() -> RequestContext | None:

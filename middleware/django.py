@@ -47,7 +47,7 @@ from django.utils.module_loading import import_string
 from . import _common, signin
 from ._common import Capture
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
-from .context import current
+from .context import CTX, STATUS, Binding, bound
 from .recorder import configure
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
@@ -107,32 +107,40 @@ class AuditMiddleware:
             fail_closed=_setting("FAIL_CLOSED"),
         )
         self._reader = self.read  # bound once, handed to every request's context
+        self._late = self.late
 
     def __call__(self, request: Any) -> Any:
         if _common.capturing():
             return self.get_response(request)
         capture = self.capture
-        ctx = None
+        binding: Binding | None = None
         try:
             with contain("request setup", capture.fail_closed):
                 ctx = capture.begin(
-                    request,
-                    self._reader,
-                    request.method,
-                    request.path,
-                    _forwarded_for,
+                    request, self._reader, request.method, request.path, _forwarded_for
                 )
+                binding = [ctx, self._late, request, request.method, request.path, None, None]
         except AuditError:
             return _unavailable()
-        if ctx is None:
-            return self.get_response(request)
-        ctx_token = current.set(ctx)
+        else:
+            if binding is None:  # our setup failed: serve the request uncaptured
+                return self.get_response(request)
+        token = bound.set(binding)
         try:
             try:
                 response = self.get_response(request)
             except BaseException as exc:
-                capture.finish_quietly(ctx, None, exc)
+                if binding[CTX] is not None:
+                    capture.finish_quietly(binding[CTX], None, exc)
                 raise
+            ctx = binding[CTX]
+            if ctx is None:  # nothing recorded, and no rule covers the request
+                binding[STATUS] = response.status_code
+                if getattr(response, "streaming", False):
+                    response.streaming_content = _stream(
+                        response.streaming_content, capture, binding, response.status_code
+                    )
+                return response
             try:
                 capture.started(ctx, response.status_code)
             except AuditError:
@@ -141,7 +149,7 @@ class AuditMiddleware:
             view_exc = getattr(request, "_useraudit_exception", None)
             if getattr(response, "streaming", False) and view_exc is None:
                 response.streaming_content = _stream(
-                    response.streaming_content, capture, ctx, response.status_code
+                    response.streaming_content, capture, binding, response.status_code
                 )
                 return response
             try:
@@ -151,7 +159,11 @@ class AuditMiddleware:
                     return _unavailable()
             return response
         finally:
-            current.reset(ctx_token)
+            bound.reset(token)
+
+    def late(self, binding: Binding) -> Any:
+        """The context of a request bound without one, when something first asks for it."""
+        return self.capture.late(binding, self._reader)
 
     def read(self, ctx: Any) -> None:
         """The request's META keys, read when a context field is first asked for."""
@@ -166,20 +178,24 @@ class AuditMiddleware:
         return None
 
 
-def _stream(content: Iterator[bytes], capture: Capture, ctx: Any, status: int) -> Iterator[bytes]:
-    token = current.set(ctx)
+def _stream(
+    content: Iterator[bytes], capture: Capture, binding: Binding, status: int
+) -> Iterator[bytes]:
+    token = bound.set(binding)
     try:
         for chunk in content:
-            current.reset(token)
+            bound.reset(token)
             yield chunk
-            token = current.set(ctx)
+            token = bound.set(binding)
     except BaseException as exc:
-        capture.finish_quietly(ctx, status, exc)
+        if binding[CTX] is not None:
+            capture.finish_quietly(binding[CTX], status, exc)
         raise
     else:
-        capture.finish_quietly(ctx, status, None)
+        if binding[CTX] is not None:
+            capture.finish_quietly(binding[CTX], status, None)
     finally:
-        current.reset(token)
+        bound.reset(token)
 
 
 def _unavailable() -> Any:

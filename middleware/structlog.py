@@ -43,7 +43,7 @@ from useraudit.catalog import CATALOG, Catalog
 from useraudit.schema import OUTCOMES
 
 from ._failsafe import contain
-from .context import current
+from .context import bound, current
 from .masking import DEFAULT_MASKER, MASK, Masker
 from .recorder import Recorder, get_recorder
 
@@ -173,7 +173,7 @@ class RouteAuditEvents:
             elif key not in IGNORED and key != self.marker:
                 params[key] = value
         # Inside a request the recorder knows the user better than a bound id.
-        if "user" not in kwargs and event_dict.get("user_id") is not None and current.get() is None:
+        if "user" not in kwargs and event_dict.get("user_id") is not None and bound.get() is None:
             kwargs["user"] = str(event_dict["user_id"])
         if "timestamp" in kwargs and not hasattr(kwargs["timestamp"], "tzinfo"):
             del kwargs["timestamp"]  # a TimeStamper string, not the action's time

@@ -1,4 +1,4 @@
-"""WSGI (PEP 3333) middleware: bind the audit context around every request.
+"""WSGI (PEP 3333) middleware: bind the audit context around every request (made when first asked).
 
 Usage::
 
@@ -73,7 +73,7 @@ from ._common import (
     header_text,
 )
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain, swallowed
-from .context import RequestContext, current
+from .context import CTX, HEADERS, STATUS, Binding, RequestContext, bound, is_middlewares
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -83,28 +83,6 @@ UNAVAILABLE_HEADERS = [
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Content-Length", str(len(UNAVAILABLE_BODY))),
 ]
-
-
-class _State:
-    __slots__ = ("status", "started", "refused", "headers", "_length")
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.started = False
-        self.refused = False
-        self.headers: list[tuple[str, str]] | None = None
-        self._length: int | None | bool = False  # False: not looked up yet
-
-    @property
-    def length(self) -> int | None:
-        """Content-Length the app declared: lets us see the last chunk coming.
-
-        Looked up only for streamed bodies (a list body needs no such care),
-        so the common request does not scan its headers.
-        """
-        if self._length is False:
-            self._length = _content_length(self.headers) if self.headers else None
-        return self._length  # type: ignore[return-value]
 
 
 def _forwarded_for(environ: Environ) -> str | None:
@@ -132,16 +110,17 @@ class AuditMiddleware:
         self.app = app
         self.capture = capture or Capture(**options)
         self._reader = self.read  # bound once, handed to every request's context
+        self._late = self.late
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        outer = current.get()
-        if outer is not None and outer.request is not None:
+        outer = bound.get()
+        if outer is not None and is_middlewares(outer):
             # Installed twice (see _common.capturing): the outer copy captures.
             return self.app(environ, start_response)
         capture = self.capture
-        ctx: RequestContext | None = None
+        binding: Binding | None = None
         try:
-            ctx = self.context(environ)
+            binding = self.binding(environ)
         except AuditError:
             return _unavailable(start_response)
         except Exception as err:  # noqa: BLE001
@@ -149,63 +128,67 @@ class AuditMiddleware:
                 swallowed(err, "request setup", capture.fail_closed)
             except AuditError:
                 return _unavailable(start_response)
-        if ctx is None:  # our setup failed: serve the request uncaptured
+        if binding is None:  # our setup failed: serve the request uncaptured
             return self.app(environ, start_response)
-
-        state = _State()
+        refused = False
 
         def audit_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            if not state.started:
-                state.started = True
-                try:
-                    state.status = int(status[:3])  # "200 OK": the common case, inline
-                except (TypeError, ValueError):
-                    state.status = _common.status_code(status)
-                state.headers = headers
-                try:
-                    capture.started(ctx, state.status)
-                except AuditError:
-                    # Nothing was sent yet: this first start_response call
-                    # simply carries our status instead of the app's.
-                    state.refused = True
-                    state.status = 503
-                    if exc_info is not None:
-                        return start_response(
-                            "503 Service Unavailable", list(UNAVAILABLE_HEADERS), exc_info
-                        )
-                    return start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS))
-            elif exc_info is not None:
-                state.status = _common.status_code(status)
-            if state.refused:
+            nonlocal refused
+            if binding[STATUS] is None:
+                binding[STATUS] = status
+                binding[HEADERS] = headers
+                ctx = binding[CTX]
+                if ctx is not None:  # something was recorded, or a rule covers the request
+                    try:
+                        capture.started(ctx, _common.status_code(status))
+                    except AuditError:
+                        # Nothing was sent yet: this first start_response call
+                        # simply carries our status instead of the app's.
+                        refused = True
+                        binding[STATUS] = 503
+                        if exc_info is not None:
+                            return start_response(
+                                "503 Service Unavailable", list(UNAVAILABLE_HEADERS), exc_info
+                            )
+                        return start_response("503 Service Unavailable", list(UNAVAILABLE_HEADERS))
+            elif exc_info is not None and not refused:
+                binding[STATUS] = status
+            if refused:
                 return _discard
             if exc_info is not None:
                 return start_response(status, headers, exc_info)
             return start_response(status, headers)
 
-        ctx_token = current.set(ctx)
+        token = bound.set(binding)
         try:
             try:
                 iterable = self.app(environ, audit_start_response)
             except AuditError:
-                if state.started or not capture.fail_closed:
+                ctx = binding[CTX]
+                if binding[STATUS] is not None or not capture.fail_closed:
                     raise
-                capture.finish_quietly(ctx, state.status, sys.exc_info()[1])
+                if ctx is not None:
+                    capture.finish_quietly(ctx, None, sys.exc_info()[1])
                 return _unavailable(start_response)
             except BaseException as exc:
-                capture.finish_quietly(ctx, state.status, exc)
+                ctx = binding[CTX]
+                if ctx is not None:
+                    capture.finish_quietly(ctx, _common.status_code(binding[STATUS]), exc)
                 raise
-            if state.refused:
+            if refused:
                 _close(iterable)
                 return [UNAVAILABLE_BODY]
             if isinstance(iterable, (list, tuple)):
                 # The whole body is known: record now, before a byte leaves,
                 # so `sync` durability covers rule events too.
-                if not ctx.may_match:  # the response started and no rule covers it
+                ctx = binding[CTX]
+                if ctx is None or not ctx.may_match:
+                    # Nothing recorded, or the response started and no rule covers it.
                     return iterable
                 try:
-                    capture.finished(ctx, state.status, None)
+                    capture.finished(ctx, _common.status_code(binding[STATUS]), None)
                 except AuditError:
                     if capture.fail_closed:
                         _close(iterable)
@@ -213,24 +196,28 @@ class AuditMiddleware:
                     # A fail-closed recorder under a fail-open middleware:
                     # counted by the recorder; the host's response goes on.
                 return iterable
-            return _Body(iterable, self, ctx, state)
+            return _Body(iterable, capture, binding)
         finally:
-            current.reset(ctx_token)
+            bound.reset(token)
 
-    def context(self, environ: Environ) -> RequestContext:
-        """The request's context: method and path now, the other keys when first asked."""
+    def binding(self, environ: Environ) -> Binding:
+        """What the request binds: method and path now, the context when first asked for.
+
+        The context is made now only when the request needs it from its
+        start (see :meth:`Capture.begin`).
+        """
         path = environ.get("PATH_INFO") or ""
         if script := environ.get("SCRIPT_NAME"):
             path = script + path
         if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
             path = header_text(path, MAX_PATH) or ""
-        return self.capture.begin(
-            environ,
-            self._reader,
-            environ.get("REQUEST_METHOD"),
-            path or None,
-            _forwarded_for,
-        )
+        method = environ.get("REQUEST_METHOD")
+        ctx = self.capture.begin(environ, self._reader, method, path or None, _forwarded_for)
+        return [ctx, self._late, environ, method, path or None, None, None]
+
+    def late(self, binding: Binding) -> RequestContext:
+        """The context of a request bound without one, when something first asks for it."""
+        return self.capture.late(binding, self._reader)
 
     def read(self, ctx: RequestContext) -> None:
         """The environ keys listed in the module docstring, read when a field is first asked for."""
@@ -238,31 +225,31 @@ class AuditMiddleware:
 
 
 class _Body:
-    """The app's iterable, passed through chunk by chunk with the context bound."""
+    """The app's iterable, passed through chunk by chunk with the request's binding bound."""
 
-    __slots__ = ("_iterable", "_iterator", "_mw", "_ctx", "_state", "_done", "_sent")
+    __slots__ = ("_iterable", "_iterator", "_capture", "_binding", "_done", "_sent", "_length")
 
-    def __init__(
-        self, iterable: Iterable[bytes], mw: AuditMiddleware, ctx: RequestContext, state: _State
-    ) -> None:
+    def __init__(self, iterable: Iterable[bytes], capture: Capture, binding: Binding) -> None:
         self._iterable = iterable
         self._iterator: Iterator[bytes] | None = None
-        self._mw = mw
-        self._ctx = ctx
-        self._state = state
+        self._capture = capture
+        self._binding = binding
         self._done = False
         self._sent = 0
+        self._length: int | None | bool = False  # False: not looked up yet
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        token = current.set(self._ctx)
+        token = bound.set(self._binding)
         try:
             if self._iterator is None:
                 self._iterator = iter(self._iterable)
             chunk = next(self._iterator)
-            length = self._state.length
+            length = self._length
+            if length is False:
+                length = self._declared_length()
             if length is not None and not self._done:
                 self._sent += len(chunk)
                 if self._sent >= length:
@@ -278,10 +265,22 @@ class _Body:
             self._end(exc)
             raise
         finally:
-            current.reset(token)
+            bound.reset(token)
+
+    def _declared_length(self) -> int | None:
+        """Content-Length the app declared: lets us see the last chunk coming.
+
+        Looked up once the response started (a generator app starts it on
+        its first chunk), only for streamed bodies: a list body needs no such care.
+        """
+        headers = self._binding[HEADERS]
+        if headers is None:
+            return None  # not started yet: look again at the next chunk
+        self._length = length = _content_length(headers)
+        return length
 
     def close(self) -> None:
-        token = current.set(self._ctx)
+        token = bound.set(self._binding)
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
@@ -290,12 +289,14 @@ class _Body:
             try:
                 self._end(None)
             finally:
-                current.reset(token)
+                bound.reset(token)
 
     def _end(self, exc: BaseException | None) -> None:
         if not self._done:
             self._done = True
-            self._mw.capture.finish_quietly(self._ctx, self._state.status, exc)
+            ctx = self._binding[CTX]
+            if ctx is not None:  # else nothing was recorded and no rule covers the request
+                self._capture.finish_quietly(ctx, _common.status_code(self._binding[STATUS]), exc)
 
 
 def _close(iterable: Any) -> None:

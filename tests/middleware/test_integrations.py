@@ -191,3 +191,39 @@ def test_route_templates_are_bound_after_routing(rec: Recorder) -> None:
 
     call(api, "/things/7")
     assert [c.route for c in seen] == ["/items/<iid>", "/things/{tid}"]
+
+
+def test_flask_streamed_body_that_records_gets_status_and_route(rec: Recorder) -> None:
+    """A body that records only while it streams: its context, made then, knows the response.
+
+    With ``stream_with_context`` (what Flask asks of a generator that uses
+    the request) the route is there too.
+    """
+    from flask import Flask, stream_with_context
+
+    from useraudit.middleware.context import current
+    from useraudit.middleware.flask import UserAudit
+
+    app = Flask("s")
+    seen = []
+
+    @app.get("/exports/<eid>")
+    def export(eid: str) -> Any:
+        def rows() -> Any:
+            yield "a,b\n"
+            ctx = current.get()  # the first ask: the context is made now
+            seen.append((ctx, ctx.route))  # as a log line would read it
+            rec.record("project.exported", comments=f"export {eid}")
+            yield "1,2\n"
+
+        return app.response_class(stream_with_context(rows()), status=201, mimetype="text/csv")
+
+    UserAudit(app, recorder=rec)
+    response = app.test_client().get("/exports/9", environ_base={"REMOTE_ADDR": "198.51.100.4"})
+    assert response.data == b"a,b\n1,2\n"
+    response.close()
+    ((ctx, route),) = seen
+    assert (ctx.started, ctx.status, route) == (True, 201, "/exports/<eid>")
+    (ev,) = spool_events(rec.spool.directory)
+    assert (ev["event.action"], ev["http.response.status_code"]) == ("project.exported", 201)
+    assert ev["source.address"] == "198.51.100.4"

@@ -8,7 +8,9 @@ something records or logs.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 
 from useraudit.middleware import _common
 from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
-from useraudit.middleware.context import RequestContext, current
+from useraudit.middleware.context import CTX, RequestContext, bound, current
 from useraudit.middleware.masking import Masker
 from useraudit.middleware.proxy_watch import SAMPLE_EVERY, ProxyWatch
 from useraudit.middleware.recorder import Recorder
@@ -194,6 +196,112 @@ def capture_file(rec: Recorder) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The paths of the requests a context was made for."""
+    paths: list[str | None] = []
+    new = _common.Capture._new
+
+    def counted(self: _common.Capture, request: Any, reader: Any, method: Any, path: Any) -> Any:
+        paths.append(path)
+        return new(self, request, reader, method, path)
+
+    monkeypatch.setattr(_common.Capture, "_new", counted)
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_quiet_request_makes_no_context_a_recording_one_makes_one(
+    kind: str, rec: Recorder, made: list[str | None]
+) -> None:
+    """What a quiet request binds is a list; the context is made only when something asks."""
+    bindings: list[Any] = []
+
+    def note() -> None:
+        bindings.append(bound.get())
+
+    if kind == "wsgi":
+        quiet, recording = wsgi_app(rec, records=False), wsgi_app(rec, records=True)
+
+        def wrap(app: Any) -> Any:
+            def noted(environ: dict, start_response: Any) -> Any:
+                note()
+                return app(environ, start_response)
+
+            return WSGIAudit(noted, recorder=rec, rules=QUIET_RULES)
+
+        def call(app: Any) -> None:
+            assert call_wsgi(app, environ()) == b"ok"
+    else:
+        quiet, recording = asgi_app(rec, records=False), asgi_app(rec, records=True)
+
+        def wrap(app: Any) -> Any:
+            async def noted(scope: Any, receive: Any, send: Any) -> None:
+                note()
+                await app(scope, receive, send)
+
+            return ASGIAudit(noted, recorder=rec, rules=QUIET_RULES)
+
+        def call(app: Any) -> None:
+            call_asgi(app, scope())
+
+    call(wrap(quiet))
+    assert made == [] and bindings[0][CTX] is None
+    call(wrap(recording))
+    assert made == ["/reports"]  # once, for the event
+    assert isinstance(bindings[1][CTX], RequestContext)
+    (ev,) = spool_events(rec.spool.directory)
+    request_id = {"wsgi": "req-42", "asgi": "req-43"}[kind]
+    assert (ev["http.request.id"], ev["http.response.status_code"]) == (request_id, 200)
+
+
+def test_asgi_event_recorded_after_the_response_started_spools_at_once_with_its_status(
+    rec: Recorder, made: list[str | None]
+) -> None:
+    spooled_before_body: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        rec.record("user.profile_updated")
+        spooled_before_body.append(len(spool_events(rec.spool.directory)))
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    call_asgi(ASGIAudit(app, recorder=rec, rules=QUIET_RULES), scope())
+    assert made == ["/reports"] and spooled_before_body == [1]
+    (ev,) = spool_events(rec.spool.directory)
+    assert (ev["http.response.status_code"], ev["source.address"]) == (202, "192.0.2.9")
+
+
+def test_threads_that_ask_at_once_share_one_context(rec: Recorder) -> None:
+    """Threads of one request (copied contexts) asking first, together, get the same context."""
+    threads = 8
+    barrier = threading.Barrier(threads)
+    got: list[RequestContext | None] = []
+
+    def ask() -> None:
+        barrier.wait()
+        got.append(current.get())
+        rec.record("user.profile_updated")
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        workers = [
+            threading.Thread(target=contextvars.copy_context().run, args=(ask,))
+            for _ in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        start_response("201 Created", [])
+        return [b"ok"]
+
+    assert call_wsgi(WSGIAudit(app, recorder=rec, rules=QUIET_RULES), environ()) == b"ok"
+    assert len(got) == threads and len({id(ctx) for ctx in got}) == 1
+    events = spool_events(rec.spool.directory)
+    # Held until the response started, then spooled with its status: none lost.
+    assert [e["http.response.status_code"] for e in events] == [201] * threads
+
+
 def test_the_proxy_watch_looks_at_the_first_request_and_one_in_sixteen(rec: Recorder) -> None:
     """Quiet ASGI requests walk their headers only when sampled; the counts say how many."""
     mw = ASGIAudit(asgi_app(rec, records=False), recorder=rec, rules=QUIET_RULES)
@@ -329,7 +437,7 @@ def test_a_field_set_before_it_was_read_is_kept(rec: Recorder) -> None:
         reads.append(ctx)
         ctx._client_ip, ctx._user_agent, ctx._request_id = "192.0.2.1", "from-reader", "r-1"
 
-    ctx = _common.Capture(recorder=rec).begin({}, reader, "GET", "/", lambda request: None)
+    ctx = _common.Capture(recorder=rec).open({}, reader, "GET", "/")
     ctx.user_agent = "set-by-hand"
     assert (ctx.user_agent, ctx.client_ip, ctx.request_id) == ("set-by-hand", "192.0.2.1", "r-1")
     assert len(reads) == 1

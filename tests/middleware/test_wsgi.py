@@ -383,7 +383,7 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(
     def broken(environ: dict) -> Any:
         raise ZeroDivisionError("our bug")
 
-    mw.context = broken  # type: ignore[method-assign]
+    mw.binding = broken  # type: ignore[method-assign]
     server = Server()
     assert server.run(mw) == b"ok" and server.calls[0][0] == "200 OK"
     assert [type(e) for e in internal_errors] == [ZeroDivisionError]
