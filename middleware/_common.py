@@ -38,6 +38,8 @@ MAX_USER_AGENT = 4096
 MAX_FORWARDED_FOR = 2048
 MAX_PATH = 2048
 
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"))
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
 
@@ -203,6 +205,7 @@ class Capture:
         "_fail_closed",
         "route_when_read",
         "_context",
+        "_unruled",
     )
 
     def __init__(
@@ -236,6 +239,9 @@ class Capture:
         self.route_when_read = route_when_read
         self.proxy_watch = ProxyWatch()
         self._context = self._context_type(route_when_read)
+        # The standard methods no rule names: their requests skip the rule lookup.
+        ruled = getattr(rules, "methods", None)
+        self._unruled = HTTP_METHODS - ruled if ruled is not None else frozenset()
 
     def _context_type(self, route_when_read: bool) -> type[RequestContext]:
         """RequestContext with this capture's per-request constants as class defaults.
@@ -291,7 +297,12 @@ class Capture:
             watch.observe(forwarded_for(request), self.trusted_proxies, recorder.spool)
         hit = None
         rules = self.rules
-        if rules is not None and method is not None and path is not None:
+        if (
+            rules is not None
+            and method is not None
+            and path is not None
+            and method not in self._unruled
+        ):
             # Method and path are all a rule looks at before the status.
             hit = rules.find(method, path)
         fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from sys import getrefcount
 from typing import Any
 
 from ._common import (
@@ -182,7 +183,10 @@ class AuditMiddleware:
                 ctx = binding[CTX]
                 if ctx is not None:
                     ctx.request = _after_response(scope)
-                else:
+                elif getrefcount(binding) > 2:
+                    # Someone besides this call (the cell it shares with audit_send,
+                    # and getrefcount's argument) holds the binding, a copied context
+                    # for instance, and may make a context from it later.
                     binding[REQUEST] = _after_response(scope)
 
     def binding(self, scope: Scope) -> Binding:

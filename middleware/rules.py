@@ -131,7 +131,7 @@ class Rules:
     Rules for the request's method are tried before ``"*"`` rules.
     """
 
-    __slots__ = ("rules", "_by_method", "_wildcard", "_any", "_any_wildcard")
+    __slots__ = ("rules", "methods", "_by_method", "_wildcard", "_any", "_any_wildcard")
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
@@ -140,6 +140,8 @@ class Rules:
             by_method.setdefault(rule.method.upper(), []).append(rule)
         wildcard = tuple(by_method.pop("*", ()))
         self._wildcard = wildcard
+        # The methods some rule names; None when a "*" rule covers every method.
+        self.methods: frozenset[str] | None = None if wildcard else frozenset(by_method)
         self._by_method = {method: (*own, *wildcard) for method, own in by_method.items()}
         # Whether any rule covers a path, in one regex per method: the
         # common request matches none, and one pass in C beats a loop here.

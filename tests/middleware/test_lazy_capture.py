@@ -511,3 +511,49 @@ def test_context_takes_its_fields_by_keyword_and_nothing_else() -> None:
     for wrong in ("actor", "lazy", "_reader", "no_such_field"):
         with pytest.raises(TypeError, match=wrong):
             RequestContext(**{wrong: 1})
+
+
+def test_a_task_holding_a_quiet_requests_context_gets_the_light_view_of_the_scope(
+    rec: Recorder,
+) -> None:
+    """A copied context outlives the request: what it binds lets go of the scope, not the fields."""
+
+    sc = scope()
+    copies: list[contextvars.Context] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        copies.append(contextvars.copy_context())  # what asyncio.create_task does
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    call_asgi(ASGIAudit(app, recorder=rec, rules=QUIET_RULES), sc)
+    (copy,) = copies
+    binding = copy[bound]
+    assert binding[CTX] is None and binding[2] is not sc  # not the scope itself
+    ctx = copy.run(current.get)  # the task records after the response
+    assert ctx is not None and ctx.request is not sc
+    assert (ctx.started, ctx.status) == (True, 200)
+    assert ctx.seen() == ("192.0.2.9", UA, "req-43")
+
+
+def test_a_method_no_rule_names_skips_the_rule_lookup(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[str] = []
+    find = Rules.find
+
+    def counted(self: Rules, method: str, path: str) -> Any:
+        looked.append(method)
+        return find(self, method, path)
+
+    monkeypatch.setattr(Rules, "find", counted)
+    capture = _common.Capture(recorder=rec, rules=QUIET_RULES)  # one POST rule
+    assert capture.begin({}, None, "GET", "/tokens/1", lambda r: None) is None  # type: ignore[arg-type]
+    assert looked == []
+    ctx = capture.begin({}, None, "POST", "/tokens/1", lambda r: None)  # type: ignore[arg-type]
+    assert ctx is not None and ctx.rule_hit is not None
+    # Not a standard spelling: looked up, and matched as before (find upper-cases it).
+    ctx = capture.begin({}, None, "post", "/tokens/1", lambda r: None)  # type: ignore[arg-type]
+    assert looked == ["POST", "post"] and ctx is not None and ctx.rule_hit is not None
+    wildcard = _common.Capture(recorder=rec, rules=Rules([Rule("*", "/a", "token.created")]))
+    assert wildcard.begin({}, None, "GET", "/a", lambda r: None) is not None  # type: ignore[arg-type]
