@@ -313,7 +313,8 @@ class Capture:
             ctx.rule_hit = hit
         if fail_closed:
             ctx.fail_closed = True
-        self._account(ctx)
+        if self.get_account is not None:
+            self._account(ctx)
         return ctx
 
     def late(self, binding: Binding, reader: Callable[[RequestContext], None]) -> RequestContext:
@@ -332,7 +333,7 @@ class Capture:
             if self.get_route is not None and not self.route_when_read:
                 ctx.resolve_route = self.get_route
         ctx, made_here = publish(binding, ctx)
-        if made_here:
+        if made_here and self.get_account is not None:
             # After publishing: a get_account that records finds this context.
             self._account(ctx)
         return ctx
@@ -346,7 +347,8 @@ class Capture:
     ) -> RequestContext:
         """A context for ``request`` made now, whatever the rules say (not yet bound)."""
         ctx = self._new(request, reader, method, path)
-        self._account(ctx)
+        if self.get_account is not None:
+            self._account(ctx)
         return ctx
 
     def _new(
@@ -366,15 +368,15 @@ class Capture:
         return ctx
 
     def _account(self, ctx: RequestContext) -> None:
-        if self.get_account is not None:
-            with contain("get_account callback", ctx.fail_closed):
-                account = self.get_account(ctx.request)
-                if isinstance(account, tuple):
-                    ctx.account_id, ctx.account_name = (
-                        str(a) if a is not None else None for a in account
-                    )
-                elif account is not None:
-                    ctx.account_id = str(account)
+        """The account ``get_account`` gives for the context's request (called only when set)."""
+        with contain("get_account callback", ctx.fail_closed):
+            account = self.get_account(ctx.request)  # type: ignore[misc]
+            if isinstance(account, tuple):
+                ctx.account_id, ctx.account_name = (
+                    str(a) if a is not None else None for a in account
+                )
+            elif account is not None:
+                ctx.account_id = str(account)
 
     def fill(
         self,

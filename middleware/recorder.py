@@ -157,7 +157,13 @@ class Recorder:
         when ``comments`` is omitted they are also rendered into it.
         """
         try:
-            ctx = _context.current.get()
+            # current.get(), inline: this runs once per event.
+            value = _context.bound.get()
+            ctx: _context.RequestContext | None
+            if value.__class__ is list:
+                ctx = value[_context.CTX] or value[_context.MAKE](value)  # type: ignore[index]
+            else:
+                ctx = value  # type: ignore[assignment]
             event = self._build(
                 ctx,
                 action,

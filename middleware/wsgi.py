@@ -142,7 +142,11 @@ class AuditMiddleware:
                 ctx = binding[CTX]
                 if ctx is not None:  # something was recorded, or a rule covers the request
                     try:
-                        capture.started(ctx, _common.status_code(status))
+                        try:
+                            code: int | None = int(status[:3])
+                        except (TypeError, ValueError):
+                            code = _common.status_code(status)
+                        capture.started(ctx, code)
                     except AuditError:
                         # Nothing was sent yet: this first start_response call
                         # simply carries our status instead of the app's.
