@@ -288,7 +288,7 @@ class Capture:
         A request that no capture rule covers, captured failing open, needs
         no context until something asks for one: the middleware binds a
         binding (see :mod:`.context`) and :meth:`late` makes the context
-        then. Otherwise the context is made now (:meth:`open`), so a failing
+        then. Otherwise the context is made now, so a failing
         ``get_account`` can still refuse the request when failing closed.
         """
         recorder = self._recorder or get_recorder()
@@ -335,19 +335,6 @@ class Capture:
         ctx, made_here = publish(binding, ctx)
         if made_here and self.get_account is not None:
             # After publishing: a get_account that records finds this context.
-            self._account(ctx)
-        return ctx
-
-    def open(
-        self,
-        request: Any,
-        reader: Callable[[RequestContext], None],
-        method: str | None,
-        path: str | None,
-    ) -> RequestContext:
-        """A context for ``request`` made now, whatever the rules say (not yet bound)."""
-        ctx = self._new(request, reader, method, path)
-        if self.get_account is not None:
             self._account(ctx)
         return ctx
 

@@ -157,13 +157,7 @@ class Recorder:
         when ``comments`` is omitted they are also rendered into it.
         """
         try:
-            # current.get(), inline: this runs once per event.
-            value = _context.bound.get()
-            ctx: _context.RequestContext | None
-            if value.__class__ is list:
-                ctx = value[_context.CTX] or value[_context.MAKE](value)  # type: ignore[index]
-            else:
-                ctx = value  # type: ignore[assignment]
+            ctx = _context.current.get()
             event = self._build(
                 ctx,
                 action,

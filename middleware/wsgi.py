@@ -215,9 +215,9 @@ class AuditMiddleware:
             path = script + path
         if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
             path = header_text(path, MAX_PATH) or ""
-        method = environ.get("REQUEST_METHOD")
-        ctx = self.capture.begin(environ, self._reader, method, path or None, _forwarded_for)
-        return [ctx, self._late, environ, method, path or None, None, None]
+        method, known_path = environ.get("REQUEST_METHOD"), path or None
+        ctx = self.capture.begin(environ, self._reader, method, known_path, _forwarded_for)
+        return [ctx, self._late, environ, method, known_path, None, None]
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""

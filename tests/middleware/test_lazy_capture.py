@@ -437,7 +437,9 @@ def test_a_field_set_before_it_was_read_is_kept(rec: Recorder) -> None:
         reads.append(ctx)
         ctx._client_ip, ctx._user_agent, ctx._request_id = "192.0.2.1", "from-reader", "r-1"
 
-    ctx = _common.Capture(recorder=rec).open({}, reader, "GET", "/")
+    covered = Rules([Rule("GET", "/", "client_report.downloaded")])  # so begin makes it now
+    ctx = _common.Capture(recorder=rec, rules=covered).begin({}, reader, "GET", "/", lambda r: None)
+    assert ctx is not None
     ctx.user_agent = "set-by-hand"
     assert (ctx.user_agent, ctx.client_ip, ctx.request_id) == ("set-by-hand", "192.0.2.1", "r-1")
     assert len(reads) == 1
