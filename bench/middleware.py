@@ -497,6 +497,7 @@ def targets(kind: str, floor: bool) -> dict[str, str]:
     if floor:
         out["passthrough"] = f"bench._hello:{side}_passthrough()"
         out["floor"] = f"bench._hello:{side}_floor()"
+        out["record_floor"] = f"bench._hello:{side}_record_floor()"
     return out
 
 
@@ -680,7 +681,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="load duration per server run")
     parser.add_argument("--rounds", type=int, default=5, help="server runs per configuration")
     parser.add_argument(
-        "--floor", action="store_true", help="also run a do-nothing middleware and the floor app"
+        "--floor",
+        action="store_true",
+        help="also run a do-nothing middleware and the floor apps (capturing, recording)",
     )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
