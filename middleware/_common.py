@@ -18,13 +18,19 @@ from typing import Any
 
 from ._failsafe import AuditError, contain, swallowed
 from .context import (
+    CTX,
     METHOD,
     PATH,
+    PEOPLE,
     REQUEST,
+    RULE,
+    SEEN,
     STATUS,
     Binding,
     RequestContext,
+    Seen,
     bound,
+    call_resolver,
     is_middlewares,
     publish,
 )
@@ -116,18 +122,19 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: int)
     return clean_ip(parts[-trusted_proxies]) or peer
 
 
-def request_id(header: str | None) -> str:
+def request_id(header: str | None, number: int | None = None) -> str:
     """The caller's X-Request-ID when it is a sane token, else a fresh id.
 
     A correlation id, not a secret: 64 random bits drawn once per process
     (again in every forked worker) followed by a per-process counter, which
     is unique and costs a fraction of drawing and formatting 128 random bits
-    on every request.
+    on every request. ``number``: the counter's value drawn earlier for this
+    request (see ``Capture.fire``), so every reader of the request makes the same id.
     """
     if header and _REQUEST_ID.match(header):
         return header
     # The prefix's bits above the counter's: one int formatted once.
-    return format(_id_base | next(_id_counter), "032x")
+    return format(_id_base | (next(_id_counter) if number is None else number), "032x")
 
 
 def _new_id_prefix() -> None:
@@ -140,6 +147,16 @@ _id_base = 0
 _id_counter: itertools.count[int] = itertools.count(1)
 _new_id_prefix()
 os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def cgi_fields(variables: Mapping[str, Any]) -> tuple[str | None, str | None, str | None, Any]:
+    """Peer, X-Forwarded-For, user agent and X-Request-ID of CGI-style variables, as text."""
+    return (
+        variables.get("REMOTE_ADDR") or None,
+        header_text(variables.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
+        header_text(variables.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
+        variables.get("HTTP_X_REQUEST_ID"),
+    )
 
 
 def status_code(status: str | int | None) -> int | None:
@@ -278,6 +295,7 @@ class Capture:
         method: str | None,
         path: str | None,
         forwarded_for: Callable[[Any], str | bytes | None],
+        binding: Binding | None = None,
     ) -> RequestContext | None:
         """The context one request needs from its start, or None when it needs none yet.
 
@@ -290,6 +308,10 @@ class Capture:
         binding (see :mod:`.context`) and :meth:`late` makes the context
         then. Otherwise the context is made now, so a failing
         ``get_account`` can still refuse the request when failing closed.
+
+        A middleware that passes its ``binding`` decides the covering rule
+        itself once the status is known (:meth:`fire`): failing open, such
+        a request too gets no context now, only the rule in ``binding[RULE]``.
         """
         recorder = self._recorder or get_recorder()
         watch = self.proxy_watch
@@ -306,8 +328,12 @@ class Capture:
             # Method and path are all a rule looks at before the status.
             hit = rules.find(method, path)
         fail_closed = self._fail_closed if self._fail_closed is not None else recorder.fail_closed
-        if hit is None and not fail_closed:
-            return None
+        if not fail_closed:
+            if hit is None:
+                return None
+            if binding is not None:
+                binding[RULE] = hit
+                return None
         ctx = self._new(request, reader, method, path)
         if hit is not None:
             ctx.rule_hit = hit
@@ -325,6 +351,9 @@ class Capture:
         the route is asked when first read).
         """
         ctx = self._new(binding[REQUEST], reader, binding[METHOD], binding[PATH])
+        number = binding[SEEN]
+        if number is not None:  # drawn by fire(): one request id for every event and log line
+            ctx._request_number = number
         status = binding[STATUS]
         if status is not None:
             ctx.started = True
@@ -375,20 +404,36 @@ class Capture:
         request_id_header: str | None,
     ) -> None:
         """The request fields a reader found: sets them and derives client IP and request id."""
-        ctx._peer = peer
-        ctx._forwarded_for = forwarded_for
-        ctx._user_agent = user_agent
-        ctx._client_ip = client_ip(peer, forwarded_for, self.trusted_proxies)
-        ctx._request_id = request_id(request_id_header)
+        ctx._peer, ctx._forwarded_for, ctx._user_agent, ctx._client_ip, ctx._request_id = self.seen(
+            peer, forwarded_for, user_agent, request_id_header, ctx._request_number
+        )
+
+    def seen(
+        self,
+        peer: str | None,
+        forwarded_for: str | None,
+        user_agent: str | None,
+        request_id_header: str | None,
+        number: int | None = None,
+    ) -> Seen:
+        """The request's fields from what a reader found: client IP and request id derived."""
+        return (
+            peer,
+            forwarded_for,
+            user_agent,
+            client_ip(peer, forwarded_for, self.trusted_proxies),
+            request_id(request_id_header, number),
+        )
 
     def fill_from_cgi(self, ctx: RequestContext, variables: Mapping[str, Any]) -> None:
         """``fill`` from CGI-style variables: a WSGI environ or Django's ``request.META``."""
+        peer, forwarded_for, user_agent, request_id_header = cgi_fields(variables)
         self.fill(
             ctx,
-            peer=variables.get("REMOTE_ADDR") or None,
-            forwarded_for=header_text(variables.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
-            user_agent=header_text(variables.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
-            request_id_header=variables.get("HTTP_X_REQUEST_ID"),
+            peer=peer,
+            forwarded_for=forwarded_for,
+            user_agent=user_agent,
+            request_id_header=request_id_header,
         )
 
     def started(self, ctx: RequestContext, status: int | None) -> None:
@@ -449,6 +494,82 @@ class Capture:
         if hit is not None:
             action, kwargs = hit
             self.recorder.record(action, **kwargs)
+
+    def fire(
+        self,
+        binding: Binding,
+        fields: Callable[[Any], tuple[str | None, str | None, str | None, str | None]],
+        exc: BaseException | None,
+    ) -> None:
+        """Decide the rule :meth:`begin` left in the binding, now that the request ended.
+
+        ``fields(request)`` is the middleware's reader: peer, X-Forwarded-For,
+        user agent and X-Request-ID. Called once the last body message is
+        due (or the app returned or raised), on the request's own task, so
+        the host's callbacks see the request as the app left it.
+
+        When the request has a context (something recorded, or a log line
+        asked), its event is recorded through it as any other. Otherwise no
+        context is made: the user, impersonator and account are resolved
+        here, and the event is built, its request read with ``fields``, and
+        encoded by the spool's thread (``Recorder.record_seen``), a batch at
+        a time. The request's number is drawn here and kept in the binding,
+        so a context made later for the same request, and the event, make
+        the same request id. Fails open: errors are counted, never raised.
+        """
+        found = binding[RULE]
+        binding[RULE] = None
+        try:
+            hit = found[0].decide(found[1], status_code(binding[STATUS]), exc)
+            if hit is None:
+                return
+            action, kwargs = hit
+            recorder = self._recorder or get_recorder()
+            if binding[CTX] is not None:
+                recorder.record(action, **kwargs)
+                return
+            user, impersonator, account, account_name = binding[PEOPLE] or self.resolve(binding)
+            number = binding[SEEN] = next(_id_counter)
+            recorder.record_seen(
+                action,
+                kwargs,
+                account,
+                account_name,
+                (
+                    user,
+                    impersonator,
+                    (self, fields, binding[REQUEST], number),
+                    binding[METHOD],
+                    binding[PATH],
+                    status_code(binding[STATUS]),
+                ),
+            )
+        except AuditError:
+            pass  # counted by the recorder
+        except Exception as err:  # noqa: BLE001 - a host callback or our bug: the host goes on
+            swallowed(err, "recording the request")
+
+    def resolve(self, binding: Binding) -> tuple[Any, Any, str | None, str | None]:
+        """Ask the host for the user, impersonator and account of a request bound without
+        a context, for its rule's event; kept in the binding for :meth:`fire`.
+
+        A WSGI middleware asks when the response starts, while the app (and
+        Flask's request context) is still running; ASGI's ``fire`` asks itself.
+        The callbacks' failures are contained: the event goes on without.
+        """
+        request = binding[REQUEST]
+        account, account_name = self.account_id, self.account_name
+        if self.get_account is not None:
+            with contain("get_account callback"):
+                account, account_name = account_of(self.get_account(request))
+        get_user, get_impersonator = self.get_user, self.get_impersonator
+        people = binding[PEOPLE] = (
+            call_resolver(get_user, request) if get_user is not None else None,
+            call_resolver(get_impersonator, request) if get_impersonator is not None else None,
+            account,
+            account_name,
+        )
+        return people
 
 
 def flush_pending(ctx: RequestContext) -> None:

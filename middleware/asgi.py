@@ -61,7 +61,16 @@ from ._common import (
     header_text,
 )
 from ._failsafe import UNAVAILABLE_BODY, AuditError, swallowed
-from .context import CTX, REQUEST, STATUS, Binding, RequestContext, bound, is_middlewares
+from .context import (
+    CTX,
+    REQUEST,
+    RULE,
+    STATUS,
+    Binding,
+    RequestContext,
+    bound,
+    is_middlewares,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -139,15 +148,22 @@ class AuditMiddleware:
             if refused:
                 return _NOTHING  # we answered 503 already; the app's response goes nowhere
             ctx = binding[CTX]
-            if ctx is None:  # nothing recorded yet, and no rule covers the request
-                if binding[STATUS] is None and message.get("type") == "http.response.start":
-                    binding[STATUS] = message.get("status", 0)
+            if ctx is None:  # nothing recorded yet
+                if binding[STATUS] is None:
+                    if message.get("type") == "http.response.start":
+                        binding[STATUS] = message.get("status", 0)
+                elif binding[RULE] is not None and _last_body(message):
+                    # The last body message: rule events are recorded before it leaves.
+                    capture.fire(binding, request_fields, None)
                 return send(message)
             kind = message.get("type")
             if kind == "http.response.body":
-                if ctx.rule_hit is not None and not message.get("more_body", False):
+                if not message.get("more_body", False):
                     # The last body message: rule events are recorded before it leaves.
-                    capture.finish_quietly(ctx, None, None)
+                    if binding[RULE] is not None:
+                        capture.fire(binding, request_fields, None)
+                    if ctx.rule_hit is not None:
+                        capture.finish_quietly(ctx, None, None)
             elif kind == "http.response.start" and not ctx.started:
                 binding[STATUS] = message.get("status", 0)
                 try:
@@ -161,6 +177,8 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, audit_send)
         except AuditError:
+            if binding[RULE] is not None:
+                capture.fire(binding, request_fields, sys.exc_info()[1])
             ctx = binding[CTX]
             if ctx is not None:
                 capture.finish_quietly(ctx, None, sys.exc_info()[1])
@@ -168,11 +186,15 @@ class AuditMiddleware:
                 raise
             await _unavailable(send)
         except BaseException as exc:
+            if binding[RULE] is not None:
+                capture.fire(binding, request_fields, exc)
             ctx = binding[CTX]
             if ctx is not None:
                 capture.finish_quietly(ctx, None, exc)
             raise
         else:
+            if binding[RULE] is not None:  # the app returned without a last body message
+                capture.fire(binding, request_fields, None)
             ctx = binding[CTX]
             if ctx is not None and ctx.may_match:
                 # The app returned without a final body message, or never answered.
@@ -201,8 +223,9 @@ class AuditMiddleware:
         if len(path) > MAX_PATH:
             path = path[:MAX_PATH]
         method = scope.get("method")
-        ctx = self.capture.begin(scope, self._reader, method, path, forwarded_for)
-        return [ctx, self._late, scope, method, path, None, None]
+        binding = [None, self._late, scope, method, path, None, None, None, None, None]
+        binding[CTX] = self.capture.begin(scope, self._reader, method, path, forwarded_for, binding)
+        return binding
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""
@@ -210,24 +233,34 @@ class AuditMiddleware:
 
     def read(self, ctx: RequestContext) -> None:
         """The scope keys listed in the module docstring, read when a field is first asked for."""
-        scope = ctx.request
-        forwarded_for = user_agent = request_id = None
-        for name, value in scope.get("headers") or ():
-            if name == b"x-forwarded-for":
-                # Repeated headers are one comma-separated list (RFC 9110).
-                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-            elif name == b"user-agent":
-                user_agent = value
-            elif name == b"x-request-id":
-                request_id = value
-        client = scope.get("client")
+        peer, forwarded_for, user_agent, request_id = request_fields(ctx.request)
         self.capture.fill(
             ctx,
-            peer=str(client[0]) if client else None,
-            forwarded_for=header_text(forwarded_for, MAX_FORWARDED_FOR),
-            user_agent=header_text(user_agent, MAX_USER_AGENT),
-            request_id_header=request_id.decode("latin-1") if request_id else None,
+            peer=peer,
+            forwarded_for=forwarded_for,
+            user_agent=user_agent,
+            request_id_header=request_id,
         )
+
+
+def request_fields(scope: Scope) -> tuple[str | None, str | None, str | None, str | None]:
+    """Peer, X-Forwarded-For, user agent and X-Request-ID of a scope, as text."""
+    forwarded_for = user_agent = request_id = None
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-for":
+            # Repeated headers are one comma-separated list (RFC 9110).
+            forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+        elif name == b"user-agent":
+            user_agent = value
+        elif name == b"x-request-id":
+            request_id = value
+    client = scope.get("client")
+    return (
+        str(client[0]) if client else None,
+        header_text(forwarded_for, MAX_FORWARDED_FOR),
+        header_text(user_agent, MAX_USER_AGENT),
+        request_id.decode("latin-1") if request_id else None,
+    )
 
 
 def forwarded_for(scope: Scope) -> bytes | None:
@@ -254,6 +287,10 @@ def _after_response(scope: Scope) -> dict[str, Any]:
     if "route" in scope:
         late["route"] = scope["route"]
     return late
+
+
+def _last_body(message: Message) -> bool:
+    return message.get("type") == "http.response.body" and not message.get("more_body", False)
 
 
 class _Done:

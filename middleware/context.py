@@ -37,6 +37,11 @@ How the acting user is found (the design, in one place):
    ``current.get()`` makes the context from it the first time ``record()``,
    a log line or :func:`set_user` asks. Every later ask, from any thread
    or copied context, gets that same context.
+8. Under WSGI and ASGI, failing open, the same holds for a request that a
+   capture rule covers: the rule waits in the binding until the status is
+   known (``Capture.fire``). If nothing made a context by then, the event
+   is queued with what the host said of the user and account, and built on
+   the spool's thread from a :class:`SeenRequest`.
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.
@@ -122,6 +127,8 @@ class RequestContext:
     _peer: str | None = None
     _forwarded_for: str | None = None
     _route: str | None = None
+    # Drawn before the context was made (see Capture.fire): the generated request id's.
+    _request_number: int | None = None
 
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():
@@ -187,13 +194,15 @@ class RequestContext:
     def actor(self) -> Person | None:
         """The acting user, resolving it lazily until the response starts."""
         if self.user is None and self.resolve_user is not None and not self.final:
-            self.user = _call(self.resolve_user, self.request, self.fail_closed)
+            self.user = call_resolver(self.resolve_user, self.request, self.fail_closed)
         return self.user
 
     def acting_for(self) -> Person | None:
         """The impersonator in effect, resolved lazily like :meth:`actor`."""
         if self.impersonator is None and self.resolve_impersonator is not None and not self.final:
-            self.impersonator = _call(self.resolve_impersonator, self.request, self.fail_closed)
+            self.impersonator = call_resolver(
+                self.resolve_impersonator, self.request, self.fail_closed
+            )
         return self.impersonator
 
 
@@ -237,9 +246,77 @@ FIELDS = frozenset(
 
 # A middleware's binding: [context or None, make(binding) -> context,
 # request, method, path, status once the response started (as the server
-# interface gives it), response headers (WSGI)].
-CTX, MAKE, REQUEST, METHOD, PATH, STATUS, HEADERS = range(7)
+# interface gives it), response headers (WSGI), the capture rule covering
+# the request while it waits for the status (ASGI, see Capture.fire), the
+# request's number once its event was queued without a context (Capture.fire),
+# the user, impersonator and account asked of the host for that event
+# (Capture.resolve)].
+CTX, MAKE, REQUEST, METHOD, PATH, STATUS, HEADERS, RULE, SEEN, PEOPLE = range(10)
 Binding = list[Any]
+
+# peer, X-Forwarded-For, user agent, client IP, request id: a request's fields as read.
+Seen = tuple[str | None, str | None, str | None, str | None, str]
+
+
+class SeenRequest:
+    """What an event needs of its request, all taken when it was recorded.
+
+    Stands in for the request's :class:`RequestContext` when the event is
+    built later, on the spool's thread (see ``Capture.fire``): the user,
+    impersonator and account were resolved on the request's own thread, so
+    nothing here calls the host. ``seen`` is how to read the request's
+    fields: ``(capture, fields, request, number)``, the middleware's reader
+    of a request that no longer changes, and the request's number.
+    """
+
+    __slots__ = (
+        "user",
+        "impersonator",
+        "account_id",
+        "account_name",
+        "_seen",
+        "method",
+        "path",
+        "status",
+    )
+
+    extra = None
+    pending = None
+
+    def __init__(
+        self,
+        user: Person | None,
+        impersonator: Person | None,
+        account_id: str | None,
+        account_name: str | None,
+        seen: tuple[Any, Callable[[Any], Any], Any, int],
+        method: str | None,
+        path: str | None,
+        status: int | None,
+    ) -> None:
+        self.user = user
+        self.impersonator = impersonator
+        self.account_id = account_id
+        self.account_name = account_name
+        self._seen = seen
+        self.method = method
+        self.path = path
+        self.status = status
+
+    def actor(self) -> Person | None:
+        return self.user
+
+    def acting_for(self) -> Person | None:
+        return self.impersonator
+
+    def seen(self) -> tuple[str | None, str | None, str | None]:
+        capture, fields, request, number = self._seen
+        seen = capture.seen(*fields(request), number)
+        return seen[3], seen[2], seen[4]
+
+
+# What an event is built from: the request's live context, or what was taken of it.
+RequestView = RequestContext | SeenRequest
 
 # What is bound for the current request: a middleware's binding, a context
 # bound by hand (tests, the admin UI), or None outside requests.
@@ -326,8 +403,10 @@ def bind_extra(**fields: Any) -> None:
         ctx.extra.update(fields)
 
 
-def _call(fn: Callable[[Any], Any], request: Any, fail_closed: bool) -> Person | None:
-    # Host callbacks must never break a request: contained and counted.
+def call_resolver(
+    fn: Callable[[Any], Any], request: Any, fail_closed: bool = False
+) -> Person | None:
+    """The person a host's user or impersonator callback gives; its failures are contained."""
     try:
         return person(fn(request))
     except Exception:

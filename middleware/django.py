@@ -119,7 +119,7 @@ class AuditMiddleware:
                 ctx = capture.begin(
                     request, self._reader, request.method, request.path, _forwarded_for
                 )
-                binding = [ctx, self._late, request, request.method, request.path, None, None]
+                binding = [ctx, self._late, request, request.method, request.path, *_UNSET]
         except AuditError:
             return _unavailable()
         else:
@@ -196,6 +196,10 @@ def _stream(
             capture.finish_quietly(binding[CTX], status, None)
     finally:
         bound.reset(token)
+
+
+# A binding's status (set once the view answered), headers, rule, number and people.
+_UNSET = (None,) * 5
 
 
 def _unavailable() -> Any:

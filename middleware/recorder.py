@@ -188,6 +188,63 @@ class Recorder:
         self.stats.recorded += 1
         return event["event.id"]
 
+    def record_seen(
+        self,
+        action: str,
+        kwargs: dict[str, Any],
+        account: str | None,
+        account_name: str | None,
+        request: tuple[Any, ...],
+    ) -> None:
+        """Queue a capture rule's event whose request was resolved and read already.
+
+        ``request`` is ``SeenRequest``'s arguments after the account: user,
+        impersonator, request fields, method, path, status (see
+        ``Capture.fire``). What must happen on the request's thread happens
+        here: the clock, and the recorder's own ``get_account`` when nothing
+        else named the account. The event is built where the spool encodes
+        it: on the spool's thread in ``batch`` durability, a batch at a time
+        (:func:`numbered`), at once in ``sync``.
+        """
+        try:
+            if not account and not kwargs.get("account"):
+                account = self.account_id
+                if not account and self.get_account is not None:
+                    account, name = _call_get_account(self.get_account)
+                    account_name = account_name or name
+            self.spool.append(
+                (self, time.time_ns() // 1_000_000, action, kwargs, account, account_name, request)
+            )
+        except Exception as exc:
+            self._failed(exc, action)
+            return
+        self.stats.recorded += 1
+
+    def built(self, queued: tuple[Any, ...]) -> dict[str, Any]:
+        """The event :meth:`record_seen` queued, built from what it took."""
+        _self, ms, action, kwargs, account, account_name, request = queued
+        get = kwargs.get
+        return self._build(
+            _context.SeenRequest(request[0], request[1], account, account_name, *request[2:]),
+            action,
+            get("outcome"),
+            None,
+            get("target_user"),
+            None,
+            get("account"),
+            None,
+            get("project"),
+            get("project_name"),
+            get("token_id"),
+            get("params"),
+            None,
+            get("reason"),
+            None,
+            None,
+            ms=ms,
+            ask_account=False,
+        )
+
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
         try:
@@ -200,7 +257,7 @@ class Recorder:
 
     def _build(
         self,
-        ctx: _context.RequestContext | None,
+        ctx: _context.RequestView | None,
         action: str,
         outcome: str | None,
         user: Any,
@@ -216,16 +273,19 @@ class Recorder:
         reason: Any,
         timestamp: datetime | None,
         event_id: str | None,
+        ms: int | None = None,
+        ask_account: bool = True,
     ) -> dict[str, Any]:
         # On every request's path: plain locals and no loops over absent keys.
         if timestamp is None and event_id is None:  # the common case: one clock read for both
-            ms = time.time_ns() // 1_000_000
+            if ms is None:
+                ms = time.time_ns() // 1_000_000
             ev: dict[str, Any] = {"@timestamp": _iso_ms(ms), "event.id": new_event_id(ms)}
         else:
             ev = {"@timestamp": _iso(timestamp), "event.id": event_id or new_event_id()}
         ev["event.action"] = action
         ev["event.outcome"] = outcome or "success"
-        self._put_account(ev, ctx, account, account_name)
+        self._put_account(ev, ctx, account, account_name, ask_account)
         _put_people(ev, ctx, user, target_user, impersonator)
         text = self.masker.text
         if (
@@ -261,16 +321,20 @@ class Recorder:
     def _put_account(
         self,
         ev: dict[str, Any],
-        ctx: _context.RequestContext | None,
+        ctx: _context.RequestView | None,
         account: str | None,
         account_name: str | None,
+        ask: bool = True,
     ) -> None:
-        """The account: given, else the request's, else this recorder's (or its get_account)."""
+        """The account: given, else the request's, else this recorder's (or its get_account).
+
+        ``ask=False``: ``get_account`` was asked already, on the request's thread.
+        """
         if ctx is not None:
             account = account or ctx.account_id
             account_name = account_name or ctx.account_name
         account = account or self.account_id
-        if not account and self.get_account is not None:
+        if not account and ask and self.get_account is not None:
             account, name = _call_get_account(self.get_account)
             account_name = account_name or name
         if account:
@@ -404,7 +468,7 @@ def _put_person(ev: dict[str, Any], prefix: str, person: dict[str, str] | None) 
 
 def _put_people(
     ev: dict[str, Any],
-    ctx: _context.RequestContext | None,
+    ctx: _context.RequestView | None,
     user: Any,
     target_user: Any,
     impersonator: Any,
@@ -425,9 +489,7 @@ def _put_people(
         _put_person(ev, "audit.impersonator", admin)
 
 
-def _put_request(
-    ev: dict[str, Any], ctx: _context.RequestContext, text: Callable[[str], str]
-) -> None:
+def _put_request(ev: dict[str, Any], ctx: _context.RequestView, text: Callable[[str], str]) -> None:
     """What the middleware saw of the request (its first read parses the request's headers)."""
     ip, agent, request_id = ctx.seen()
     if ip:
@@ -550,6 +612,8 @@ def numbered(event: dict[str, Any], origin: str, number: int) -> bytes:
     writer (in ``batch`` mode on its flushing thread), so an event is
     encoded once its number is known and never changed after ``record()``.
     """
+    if event.__class__ is tuple:  # queued by Recorder.record_seen: built now
+        event = event[0].built(event)  # type: ignore[attr-defined]
     event["audit.origin.id"] = origin
     event["audit.origin.seq"] = number
     try:

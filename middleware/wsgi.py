@@ -70,10 +70,20 @@ from . import _common
 from ._common import (
     MAX_PATH,
     Capture,
+    cgi_fields,
     header_text,
 )
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain, swallowed
-from .context import CTX, HEADERS, STATUS, Binding, RequestContext, bound, is_middlewares
+from .context import (
+    CTX,
+    HEADERS,
+    RULE,
+    STATUS,
+    Binding,
+    RequestContext,
+    bound,
+    is_middlewares,
+)
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -140,7 +150,11 @@ class AuditMiddleware:
                 binding[STATUS] = status
                 binding[HEADERS] = headers
                 ctx = binding[CTX]
-                if ctx is not None:  # something was recorded, or a rule covers the request
+                if ctx is None and binding[RULE] is not None:
+                    # A rule's event, recorded when the body is done: the host is
+                    # asked for its user now, while the app still runs.
+                    capture.resolve(binding)
+                elif ctx is not None:  # something was recorded, or a rule covers the request
                     try:
                         try:
                             code: int | None = int(status[:3])
@@ -171,12 +185,16 @@ class AuditMiddleware:
                 iterable = self.app(environ, audit_start_response)
             except AuditError:
                 ctx = binding[CTX]
+                if binding[RULE] is not None:
+                    capture.fire(binding, cgi_fields, sys.exc_info()[1])
                 if binding[STATUS] is not None or not capture.fail_closed:
                     raise
                 if ctx is not None:
                     capture.finish_quietly(ctx, None, sys.exc_info()[1])
                 return _unavailable(start_response)
             except BaseException as exc:
+                if binding[RULE] is not None:
+                    capture.fire(binding, cgi_fields, exc)
                 ctx = binding[CTX]
                 if ctx is not None:
                     capture.finish_quietly(ctx, _common.status_code(binding[STATUS]), exc)
@@ -187,6 +205,8 @@ class AuditMiddleware:
             if isinstance(iterable, (list, tuple)):
                 # The whole body is known: record now, before a byte leaves,
                 # so `sync` durability covers rule events too.
+                if binding[RULE] is not None:
+                    capture.fire(binding, cgi_fields, None)
                 ctx = binding[CTX]
                 if ctx is None or not ctx.may_match:
                     # Nothing recorded, or the response started and no rule covers it.
@@ -216,8 +236,11 @@ class AuditMiddleware:
         if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
             path = header_text(path, MAX_PATH) or ""
         method, known_path = environ.get("REQUEST_METHOD"), path or None
-        ctx = self.capture.begin(environ, self._reader, method, known_path, _forwarded_for)
-        return [ctx, self._late, environ, method, known_path, None, None]
+        binding = [None, self._late, environ, method, known_path, None, None, None, None, None]
+        binding[CTX] = self.capture.begin(
+            environ, self._reader, method, known_path, _forwarded_for, binding
+        )
+        return binding
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""
@@ -298,6 +321,8 @@ class _Body:
     def _end(self, exc: BaseException | None) -> None:
         if not self._done:
             self._done = True
+            if self._binding[RULE] is not None:
+                self._capture.fire(self._binding, cgi_fields, exc)
             ctx = self._binding[CTX]
             if ctx is not None:  # else nothing was recorded and no rule covers the request
                 self._capture.finish_quietly(ctx, _common.status_code(self._binding[STATUS]), exc)
