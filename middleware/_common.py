@@ -354,6 +354,12 @@ class Capture:
         number = binding[SEEN]
         if number is not None:  # drawn by fire(): one request id for every event and log line
             ctx._request_number = number
+        people = binding[PEOPLE]
+        if people is not None:  # asked of the host when the response started (resolve)
+            ctx.user, ctx.impersonator = people[0], people[1]
+            if people[2] is not None:
+                ctx.account_id, ctx.account_name = people[2], people[3]
+            ctx.final = True
         status = binding[STATUS]
         if status is not None:
             ctx.started = True
@@ -362,7 +368,7 @@ class Capture:
             if self.get_route is not None and not self.route_when_read:
                 ctx.resolve_route = self.get_route
         ctx, made_here = publish(binding, ctx)
-        if made_here and self.get_account is not None:
+        if made_here and self.get_account is not None and people is None:
             # After publishing: a get_account that records finds this context.
             self._account(ctx)
         return ctx
@@ -436,9 +442,11 @@ class Capture:
             request_id_header=request_id_header,
         )
 
-    def started(self, ctx: RequestContext, status: int | None) -> None:
+    def started(self, ctx: RequestContext, status: int | None, rule_waits: bool = False) -> None:
         """The response starts: resolve the user for good, spool held events.
 
+        ``rule_waits``: a rule covering the request decides later (see
+        :meth:`fire`), and its event needs the user as the app knows it now.
         Raises :class:`AuditError` only when failing closed.
         """
         ctx.status = status
@@ -454,7 +462,7 @@ class Capture:
         # a rule that may fire (found by begin). A request that records
         # nothing never loads the user (no session or database lookup on our
         # account); events recorded later in such a request still resolve it lazily.
-        if ctx.pending or ctx.rule_hit is not None:
+        if ctx.pending or ctx.rule_hit is not None or rule_waits:
             ctx.actor()
             ctx.acting_for()
             ctx.final = True

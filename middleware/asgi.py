@@ -167,7 +167,7 @@ class AuditMiddleware:
             elif kind == "http.response.start" and not ctx.started:
                 binding[STATUS] = message.get("status", 0)
                 try:
-                    capture.started(ctx, message.get("status"))
+                    capture.started(ctx, message.get("status"), binding[RULE] is not None)
                 except AuditError:
                     refused = True
                     return _unavailable(send)

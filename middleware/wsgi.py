@@ -160,7 +160,7 @@ class AuditMiddleware:
                             code: int | None = int(status[:3])
                         except (TypeError, ValueError):
                             code = _common.status_code(status)
-                        capture.started(ctx, code)
+                        capture.started(ctx, code, binding[RULE] is not None)
                     except AuditError:
                         # Nothing was sent yet: this first start_response call
                         # simply carries our status instead of the app's.

@@ -332,3 +332,56 @@ def test_wsgi_rule_event_of_a_failing_request(batch: Recorder) -> None:
     (ev,) = spool_events(batch.spool.directory)
     assert (ev["event.action"], ev["event.outcome"]) == ("token.revoked", "failure")
     assert (ev["event.reason"], ev["http.response.status_code"]) == ("HTTP 403", 403)
+
+
+def test_wsgi_rule_event_of_a_request_that_made_its_context_gets_the_user_of_the_app(
+    batch: Recorder,
+) -> None:
+    """A log line made the context (nothing held): the user is still asked while the app runs."""
+
+    def app(environ: dict, start_response: Any) -> Any:
+        token = signed_in.set("u-12")
+        try:
+            assert current.get() is not None  # as a log line would
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        finally:
+            signed_in.reset(token)
+
+    call_wsgi(
+        WSGIAudit(app, recorder=batch, rules=RULES, get_user=lambda environ: signed_in.get()),
+        environ(),
+    )
+    batch.flush()
+    (ev,) = spool_events(batch.spool.directory)
+    assert (ev["event.action"], ev["user.id"]) == ("client_report.downloaded", "u-12")
+
+
+def test_wsgi_context_made_while_the_body_streams_keeps_the_user_asked_at_the_start(
+    batch: Recorder,
+) -> None:
+    def app(environ: dict, start_response: Any) -> Any:
+        token = signed_in.set("u-13")
+        try:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        finally:
+            signed_in.reset(token)
+
+        def body() -> Any:
+            yield b"a"
+            batch.record("report.page_streamed")  # makes the context now, app long returned
+            yield b"b"
+
+        return body()
+
+    call_wsgi(
+        WSGIAudit(app, recorder=batch, rules=RULES, get_user=lambda environ: signed_in.get()),
+        environ(),
+    )
+    batch.flush()
+    streamed, rule_event = spool_events(batch.spool.directory)
+    assert (streamed["event.action"], streamed["user.id"]) == ("report.page_streamed", "u-13")
+    assert (rule_event["event.action"], rule_event["user.id"]) == (
+        "client_report.downloaded",
+        "u-13",
+    )
