@@ -528,7 +528,8 @@ class Capture:
         found = binding[RULE]
         binding[RULE] = None
         try:
-            hit = found[0].decide(found[1], status_code(binding[STATUS]), exc)
+            status = status_code(binding[STATUS])
+            hit = found[0].decide(found[1], status, exc)
             if hit is None:
                 return
             action, kwargs = hit
@@ -549,7 +550,7 @@ class Capture:
                     (self, fields, binding[REQUEST], number),
                     binding[METHOD],
                     binding[PATH],
-                    status_code(binding[STATUS]),
+                    status,
                 ),
             )
         except AuditError:

@@ -270,10 +270,10 @@ class SeenRequest:
     """
 
     __slots__ = (
-        "user",
-        "impersonator",
         "account_id",
         "account_name",
+        "user",
+        "impersonator",
         "_seen",
         "method",
         "path",
@@ -285,19 +285,19 @@ class SeenRequest:
 
     def __init__(
         self,
-        user: Person | None,
-        impersonator: Person | None,
         account_id: str | None,
         account_name: str | None,
+        user: Person | None,
+        impersonator: Person | None,
         seen: tuple[Any, Callable[[Any], Any], Any, int],
         method: str | None,
         path: str | None,
         status: int | None,
     ) -> None:
-        self.user = user
-        self.impersonator = impersonator
         self.account_id = account_id
         self.account_name = account_name
+        self.user = user
+        self.impersonator = impersonator
         self._seen = seen
         self.method = method
         self.path = path

@@ -198,7 +198,7 @@ class Recorder:
     ) -> None:
         """Queue a capture rule's event whose request was resolved and read already.
 
-        ``request`` is ``SeenRequest``'s arguments after the account: user,
+        ``request`` is ``SeenRequest``'s arguments after the account's: user,
         impersonator, request fields, method, path, status (see
         ``Capture.fire``). What must happen on the request's thread happens
         here: the clock, and the recorder's own ``get_account`` when nothing
@@ -208,10 +208,7 @@ class Recorder:
         """
         try:
             if not account and not kwargs.get("account"):
-                account = self.account_id
-                if not account and self.get_account is not None:
-                    account, name = _call_get_account(self.get_account)
-                    account_name = account_name or name
+                account, account_name = self._fallback_account(account, account_name)
             self.spool.append(
                 (self, time.time_ns() // 1_000_000, action, kwargs, account, account_name, request)
             )
@@ -225,7 +222,7 @@ class Recorder:
         _self, ms, action, kwargs, account, account_name, request = queued
         get = kwargs.get
         return self._build(
-            _context.SeenRequest(request[0], request[1], account, account_name, *request[2:]),
+            _context.SeenRequest(account, account_name, *request),
             action,
             get("outcome"),
             None,
@@ -328,15 +325,14 @@ class Recorder:
     ) -> None:
         """The account: given, else the request's, else this recorder's (or its get_account).
 
-        ``ask=False``: ``get_account`` was asked already, on the request's thread.
+        ``ask=False``: the recorder's own account and ``get_account`` were applied already,
+        on the request's thread (``record_seen``).
         """
         if ctx is not None:
             account = account or ctx.account_id
             account_name = account_name or ctx.account_name
-        account = account or self.account_id
-        if not account and ask and self.get_account is not None:
-            account, name = _call_get_account(self.get_account)
-            account_name = account_name or name
+        if ask:
+            account, account_name = self._fallback_account(account, account_name)
         if account:
             ev["organization.id"] = account
         else:
@@ -344,6 +340,16 @@ class Recorder:
         account_name = account_name or self.account_name
         if account_name:
             ev["organization.name"] = account_name
+
+    def _fallback_account(
+        self, account: str | None, account_name: str | None
+    ) -> tuple[str | None, str | None]:
+        """``account``, else this recorder's own, else what its ``get_account`` says."""
+        account = account or self.account_id
+        if not account and self.get_account is not None:
+            account, name = _call_get_account(self.get_account)
+            account_name = account_name or name
+        return account, account_name
 
     def flush(self) -> None:
         self.spool.flush()
