@@ -519,7 +519,7 @@ class Capture:
         When the request has a context (something recorded, or a log line
         asked), its event is recorded through it as any other. Otherwise no
         context is made: the user, impersonator and account are resolved
-        here, and the event is built, its request read with ``fields``, and
+        and the request's fields read here, and the event is built and
         encoded by the spool's thread (``Recorder.record_seen``), a batch at
         a time. The request's number is drawn here and kept in the binding,
         so a context made later for the same request, and the event, make
@@ -539,6 +539,7 @@ class Capture:
                 return
             user, impersonator, account, account_name = binding[PEOPLE] or self.resolve(binding)
             number = binding[SEEN] = next(_id_counter)
+            peer, forwarded_for, agent, header = fields(binding[REQUEST])
             recorder.record_seen(
                 action,
                 kwargs,
@@ -547,7 +548,9 @@ class Capture:
                 (
                     user,
                     impersonator,
-                    (self, fields, binding[REQUEST], number),
+                    client_ip(peer, forwarded_for, self.trusted_proxies),
+                    agent,
+                    request_id(header, number),
                     binding[METHOD],
                     binding[PATH],
                     status,

@@ -41,7 +41,7 @@ How the acting user is found (the design, in one place):
    capture rule covers: the rule waits in the binding until the status is
    known (``Capture.fire``). If nothing made a context by then, the event
    is queued with what the host said of the user and account, and built on
-   the spool's thread from a :class:`SeenRequest`.
+   the spool's thread (``Recorder.built``).
 
 Host code can also bind explicitly: :func:`set_user`, :func:`set_impersonator`,
 :func:`set_account`, :func:`bind_extra`.
@@ -257,66 +257,6 @@ Binding = list[Any]
 # peer, X-Forwarded-For, user agent, client IP, request id: a request's fields as read.
 Seen = tuple[str | None, str | None, str | None, str | None, str]
 
-
-class SeenRequest:
-    """What an event needs of its request, all taken when it was recorded.
-
-    Stands in for the request's :class:`RequestContext` when the event is
-    built later, on the spool's thread (see ``Capture.fire``): the user,
-    impersonator and account were resolved on the request's own thread, so
-    nothing here calls the host. ``seen`` is how to read the request's
-    fields: ``(capture, fields, request, number)``, the middleware's reader
-    of a request that no longer changes, and the request's number.
-    """
-
-    __slots__ = (
-        "account_id",
-        "account_name",
-        "user",
-        "impersonator",
-        "_seen",
-        "method",
-        "path",
-        "status",
-    )
-
-    extra = None
-    pending = None
-
-    def __init__(
-        self,
-        account_id: str | None,
-        account_name: str | None,
-        user: Person | None,
-        impersonator: Person | None,
-        seen: tuple[Any, Callable[[Any], Any], Any, int],
-        method: str | None,
-        path: str | None,
-        status: int | None,
-    ) -> None:
-        self.account_id = account_id
-        self.account_name = account_name
-        self.user = user
-        self.impersonator = impersonator
-        self._seen = seen
-        self.method = method
-        self.path = path
-        self.status = status
-
-    def actor(self) -> Person | None:
-        return self.user
-
-    def acting_for(self) -> Person | None:
-        return self.impersonator
-
-    def seen(self) -> tuple[str | None, str | None, str | None]:
-        capture, fields, request, number = self._seen
-        seen = capture.seen(*fields(request), number)
-        return seen[3], seen[2], seen[4]
-
-
-# What an event is built from: the request's live context, or what was taken of it.
-RequestView = RequestContext | SeenRequest
 
 # What is bound for the current request: a middleware's binding, a context
 # bound by hand (tests, the admin UI), or None outside requests.

@@ -198,19 +198,22 @@ class Recorder:
     ) -> None:
         """Queue a capture rule's event whose request was resolved and read already.
 
-        ``request`` is ``SeenRequest``'s arguments after the account's: user,
-        impersonator, request fields, method, path, status (see
-        ``Capture.fire``). What must happen on the request's thread happens
-        here: the clock, and the recorder's own ``get_account`` when nothing
-        else named the account. The event is built where the spool encodes
-        it: on the spool's thread in ``batch`` durability, a batch at a time
-        (:func:`numbered`), at once in ``sync``.
+        ``request`` is what :meth:`built` reads of the request: user and
+        impersonator (persons), client IP, user agent, request id, method,
+        path, status (see ``Capture.fire``). What must happen on the
+        request's thread happens here: the clock, and the recorder's own
+        ``get_account`` when nothing else named the account. The event is
+        built where the spool encodes it: on the spool's thread in ``batch``
+        durability, a batch at a time (:func:`numbered`), at once in
+        ``sync``. It waits as one flat tuple of plain values, so the
+        collector has one young object per event to look at, and the
+        request itself is not kept alive meanwhile.
         """
         try:
             if not account and not kwargs.get("account"):
                 account, account_name = self._fallback_account(account, account_name)
             self.spool.append(
-                (self, time.time_ns() // 1_000_000, action, kwargs, account, account_name, request)
+                (self, time.time_ns() // 1_000_000, action, kwargs, account, account_name, *request)
             )
         except Exception as exc:
             self._failed(exc, action)
@@ -218,18 +221,37 @@ class Recorder:
         self.stats.recorded += 1
 
     def built(self, queued: tuple[Any, ...]) -> dict[str, Any]:
-        """The event :meth:`record_seen` queued, built from what it took."""
-        _self, ms, action, kwargs, account, account_name, request = queued
+        """The event :meth:`record_seen` queued, built from what it took.
+
+        Everything of the request was taken on its thread, so this asks
+        nothing of the host and reads nothing of the request.
+        """
+        (
+            _self,
+            ms,
+            action,
+            kwargs,
+            account,
+            account_name,
+            user,
+            impersonator,
+            ip,
+            agent,
+            request_id,
+            method,
+            path,
+            status,
+        ) = queued
         get = kwargs.get
-        return self._build(
-            _context.SeenRequest(account, account_name, *request),
+        ev = self._build(
+            None,
             action,
             get("outcome"),
             None,
             get("target_user"),
             None,
-            get("account"),
-            None,
+            get("account") or account,
+            account_name,
             get("project"),
             get("project_name"),
             get("token_id"),
@@ -241,6 +263,12 @@ class Recorder:
             ms=ms,
             ask_account=False,
         )
+        if user:
+            _put_person(ev, "user", user)
+        if impersonator:
+            _put_person(ev, "audit.impersonator", impersonator)
+        _put_request_fields(ev, ip, agent, request_id, method, path, status, self.masker.text)
+        return ev
 
     def spool_event(self, event: dict[str, Any]) -> bool:
         """Spool an event built earlier (held by the middleware); raises only when fail-closed."""
@@ -254,7 +282,7 @@ class Recorder:
 
     def _build(
         self,
-        ctx: _context.RequestView | None,
+        ctx: _context.RequestContext | None,
         action: str,
         outcome: str | None,
         user: Any,
@@ -318,7 +346,7 @@ class Recorder:
     def _put_account(
         self,
         ev: dict[str, Any],
-        ctx: _context.RequestView | None,
+        ctx: _context.RequestContext | None,
         account: str | None,
         account_name: str | None,
         ask: bool = True,
@@ -474,7 +502,7 @@ def _put_person(ev: dict[str, Any], prefix: str, person: dict[str, str] | None) 
 
 def _put_people(
     ev: dict[str, Any],
-    ctx: _context.RequestView | None,
+    ctx: _context.RequestContext | None,
     user: Any,
     target_user: Any,
     impersonator: Any,
@@ -495,24 +523,39 @@ def _put_people(
         _put_person(ev, "audit.impersonator", admin)
 
 
-def _put_request(ev: dict[str, Any], ctx: _context.RequestView, text: Callable[[str], str]) -> None:
+def _put_request(
+    ev: dict[str, Any], ctx: _context.RequestContext, text: Callable[[str], str]
+) -> None:
     """What the middleware saw of the request (its first read parses the request's headers)."""
     ip, agent, request_id = ctx.seen()
+    _put_request_fields(ev, ip, agent, request_id, ctx.method, ctx.path, ctx.status, text)
+    if ctx.extra:
+        for key, value in ctx.extra.items():
+            ev.setdefault(key, _snapshot(value))
+
+
+def _put_request_fields(
+    ev: dict[str, Any],
+    ip: str | None,
+    agent: str | None,
+    request_id: str | None,
+    method: str | None,
+    path: str | None,
+    status: int | None,
+    text: Callable[[str], str],
+) -> None:
     if ip:
         ev["source.address"] = ip
     if agent:
         ev["user_agent.original"] = agent
     if request_id:
         ev["http.request.id"] = request_id
-    if value := ctx.method:
-        ev["http.request.method"] = value
-    if ctx.path:
-        ev["url.path"] = text(ctx.path)  # ;jsessionid=…, tokens in segments
-    if ctx.status is not None:
-        ev["http.response.status_code"] = ctx.status
-    if ctx.extra:
-        for key, value in ctx.extra.items():
-            ev.setdefault(key, _snapshot(value))
+    if method:
+        ev["http.request.method"] = method
+    if path:
+        ev["url.path"] = text(path)  # ;jsessionid=…, tokens in segments
+    if status is not None:
+        ev["http.response.status_code"] = status
 
 
 def _has_person(ev: dict[str, Any], prefix: str) -> bool:

@@ -4,9 +4,10 @@ A request that a capture rule covers, captured failing open, gets no
 context: the rule waits in the request's binding, the host is asked for the
 user, impersonator and account on the request's own thread (WSGI: when the
 response starts, while the app runs; ASGI: when the last body message is
-due), and the event is built, its request read, where the spool encodes it.
-These tests hold that path to the same fields as a context's, and to the
-request's own thread for everything the host decides.
+due), the request's fields are read there too, and the event is built
+where the spool encodes it. These tests hold that path to the same fields
+as a context's, and to the request's own thread for everything the host
+decides and everything read of the request.
 """
 
 from __future__ import annotations
@@ -200,6 +201,28 @@ def test_the_host_is_asked_on_the_requests_own_thread(tmp_path: Path) -> None:
     (ev,) = spool_events(rec.spool.directory)
     assert (ev["organization.id"], ev["user.id"]) == ("t-9", "user-of-t-9")
     assert set(asked_on) == {threading.get_ident()}
+
+
+def test_the_request_is_read_on_its_own_thread_and_not_kept(batch: Recorder) -> None:
+    """What the event says of the request is what the request said while it ran: a
+    later change to the scope (a middleware reusing it, say) is not seen, and the
+    queued event holds no reference to the scope."""
+    request = scope()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await answering()(scope, receive, send)
+
+    run(AuditMiddleware(app, recorder=batch, rules=RULES), request)
+    request["client"] = ("198.51.100.1", 1)
+    request["headers"] = [(b"user-agent", b"rewritten"), (b"x-request-id", b"other")]
+    assert not any(value is request for value in batch.spool._buffer[0])
+    batch.flush()
+    (ev,) = spool_events(batch.spool.directory)
+    assert (ev["source.address"], ev["user_agent.original"], ev["http.request.id"]) == (
+        "192.0.2.9",
+        UA,
+        "req-43",
+    )
 
 
 def test_a_failing_user_callback_costs_the_user_not_the_event(
