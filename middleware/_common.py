@@ -14,7 +14,7 @@ import os
 import random
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._failsafe import AuditError, contain, swallowed
 from .context import (
@@ -149,14 +149,48 @@ _new_id_prefix()
 os.register_at_fork(after_in_child=_new_id_prefix)
 
 
-def cgi_fields(variables: Mapping[str, Any]) -> tuple[str | None, str | None, str | None, Any]:
+# Peer, X-Forwarded-For, user agent and X-Request-ID of a request, as text.
+Fields = tuple[str | None, str | None, str | None, Any]
+
+
+class Reader(NamedTuple):
+    """How a middleware reads a request for an event built later (``Capture.fire``).
+
+    ``take(request)`` runs on the request's thread and only picks the raw
+    values out, so the request itself is not kept; ``fields(taken)`` turns
+    them into :data:`Fields` on the spool's thread, where it costs less.
+    """
+
+    take: Callable[[Any], Any]
+    fields: Callable[[Any], Fields]
+
+
+def cgi_fields(variables: Mapping[str, Any]) -> Fields:
     """Peer, X-Forwarded-For, user agent and X-Request-ID of CGI-style variables, as text."""
+    return cgi_text(cgi_raw(variables))
+
+
+def cgi_raw(variables: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
+    get = variables.get
     return (
-        variables.get("REMOTE_ADDR") or None,
-        header_text(variables.get("HTTP_X_FORWARDED_FOR"), MAX_FORWARDED_FOR),
-        header_text(variables.get("HTTP_USER_AGENT"), MAX_USER_AGENT),
-        variables.get("HTTP_X_REQUEST_ID"),
+        get("REMOTE_ADDR"),
+        get("HTTP_X_FORWARDED_FOR"),
+        get("HTTP_USER_AGENT"),
+        get("HTTP_X_REQUEST_ID"),
     )
+
+
+def cgi_text(raw: tuple[Any, Any, Any, Any]) -> Fields:
+    peer, forwarded_for, user_agent, request_id_header = raw
+    return (
+        peer or None,
+        header_text(forwarded_for, MAX_FORWARDED_FOR),
+        header_text(user_agent, MAX_USER_AGENT),
+        request_id_header,
+    )
+
+
+CGI_READER = Reader(cgi_raw, cgi_text)
 
 
 def status_code(status: str | int | None) -> int | None:
@@ -503,27 +537,23 @@ class Capture:
             action, kwargs = hit
             self.recorder.record(action, **kwargs)
 
-    def fire(
-        self,
-        binding: Binding,
-        fields: Callable[[Any], tuple[str | None, str | None, str | None, str | None]],
-        exc: BaseException | None,
-    ) -> None:
+    def fire(self, binding: Binding, reader: Reader, exc: BaseException | None) -> None:
         """Decide the rule :meth:`begin` left in the binding, now that the request ended.
 
-        ``fields(request)`` is the middleware's reader: peer, X-Forwarded-For,
-        user agent and X-Request-ID. Called once the last body message is
-        due (or the app returned or raised), on the request's own task, so
-        the host's callbacks see the request as the app left it.
+        ``reader`` is how the middleware reads its requests (:class:`Reader`).
+        Called once the last body message is due (or the app returned or
+        raised), on the request's own task, so the host's callbacks see the
+        request as the app left it.
 
         When the request has a context (something recorded, or a log line
         asked), its event is recorded through it as any other. Otherwise no
         context is made: the user, impersonator and account are resolved
-        and the request's fields read here, and the event is built and
-        encoded by the spool's thread (``Recorder.record_seen``), a batch at
-        a time. The request's number is drawn here and kept in the binding,
-        so a context made later for the same request, and the event, make
-        the same request id. Fails open: errors are counted, never raised.
+        and the request's raw fields taken here, and the event is built
+        (the fields read, the client IP and request id derived) and encoded
+        by the spool's thread (``Recorder.record_seen``), a batch at a time.
+        The request's number is drawn here and kept in the binding, so a
+        context made later for the same request, and the event, make the
+        same request id. Fails open: errors are counted, never raised.
         """
         found = binding[RULE]
         binding[RULE] = None
@@ -539,7 +569,6 @@ class Capture:
                 return
             user, impersonator, account, account_name = binding[PEOPLE] or self.resolve(binding)
             number = binding[SEEN] = next(_id_counter)
-            peer, forwarded_for, agent, header = fields(binding[REQUEST])
             recorder.record_seen(
                 action,
                 kwargs,
@@ -548,9 +577,10 @@ class Capture:
                 (
                     user,
                     impersonator,
-                    client_ip(peer, forwarded_for, self.trusted_proxies),
-                    agent,
-                    request_id(header, number),
+                    self,
+                    reader.fields,
+                    reader.take(binding[REQUEST]),
+                    number,
                     binding[METHOD],
                     binding[PATH],
                     status,

@@ -58,6 +58,8 @@ from ._common import (
     MAX_PATH,
     MAX_USER_AGENT,
     Capture,
+    Fields,
+    Reader,
     header_text,
 )
 from ._failsafe import UNAVAILABLE_BODY, AuditError, swallowed
@@ -154,14 +156,14 @@ class AuditMiddleware:
                         binding[STATUS] = message.get("status", 0)
                 elif binding[RULE] is not None and _last_body(message):
                     # The last body message: rule events are recorded before it leaves.
-                    capture.fire(binding, request_fields, None)
+                    capture.fire(binding, SCOPE_READER, None)
                 return send(message)
             kind = message.get("type")
             if kind == "http.response.body":
                 if not message.get("more_body", False):
                     # The last body message: rule events are recorded before it leaves.
                     if binding[RULE] is not None:
-                        capture.fire(binding, request_fields, None)
+                        capture.fire(binding, SCOPE_READER, None)
                     if ctx.rule_hit is not None:
                         capture.finish_quietly(ctx, None, None)
             elif kind == "http.response.start" and not ctx.started:
@@ -178,7 +180,7 @@ class AuditMiddleware:
             await self.app(scope, receive, audit_send)
         except AuditError:
             if binding[RULE] is not None:
-                capture.fire(binding, request_fields, sys.exc_info()[1])
+                capture.fire(binding, SCOPE_READER, sys.exc_info()[1])
             ctx = binding[CTX]
             if ctx is not None:
                 capture.finish_quietly(ctx, None, sys.exc_info()[1])
@@ -187,14 +189,14 @@ class AuditMiddleware:
             await _unavailable(send)
         except BaseException as exc:
             if binding[RULE] is not None:
-                capture.fire(binding, request_fields, exc)
+                capture.fire(binding, SCOPE_READER, exc)
             ctx = binding[CTX]
             if ctx is not None:
                 capture.finish_quietly(ctx, None, exc)
             raise
         else:
             if binding[RULE] is not None:  # the app returned without a last body message
-                capture.fire(binding, request_fields, None)
+                capture.fire(binding, SCOPE_READER, None)
             ctx = binding[CTX]
             if ctx is not None and ctx.may_match:
                 # The app returned without a final body message, or never answered.
@@ -243,10 +245,20 @@ class AuditMiddleware:
         )
 
 
-def request_fields(scope: Scope) -> tuple[str | None, str | None, str | None, str | None]:
+def request_fields(scope: Scope) -> Fields:
     """Peer, X-Forwarded-For, user agent and X-Request-ID of a scope, as text."""
+    return header_fields((scope.get("headers"), scope.get("client")))
+
+
+def headers_and_client(scope: Scope) -> tuple[Any, Any]:
+    return scope.get("headers"), scope.get("client")
+
+
+def header_fields(raw: tuple[Any, Any]) -> Fields:
+    """:func:`request_fields` of a scope's headers and client."""
+    headers, client = raw
     forwarded_for = user_agent = request_id = None
-    for name, value in scope.get("headers") or ():
+    for name, value in headers or ():
         if name == b"x-forwarded-for":
             # Repeated headers are one comma-separated list (RFC 9110).
             forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
@@ -254,13 +266,15 @@ def request_fields(scope: Scope) -> tuple[str | None, str | None, str | None, st
             user_agent = value
         elif name == b"x-request-id":
             request_id = value
-    client = scope.get("client")
     return (
         str(client[0]) if client else None,
         header_text(forwarded_for, MAX_FORWARDED_FOR),
         header_text(user_agent, MAX_USER_AGENT),
         request_id.decode("latin-1") if request_id else None,
     )
+
+
+SCOPE_READER = Reader(headers_and_client, header_fields)
 
 
 def forwarded_for(scope: Scope) -> bytes | None:

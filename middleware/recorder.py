@@ -199,15 +199,16 @@ class Recorder:
         """Queue a capture rule's event whose request was resolved and read already.
 
         ``request`` is what :meth:`built` reads of the request: user and
-        impersonator (persons), client IP, user agent, request id, method,
-        path, status (see ``Capture.fire``). What must happen on the
+        impersonator (persons), the capture, its reader's ``fields`` and the
+        raw values it took, the request's number, method, path, status (see
+        ``Capture.fire``). What must happen on the
         request's thread happens here: the clock, and the recorder's own
         ``get_account`` when nothing else named the account. The event is
         built where the spool encodes it: on the spool's thread in ``batch``
         durability, a batch at a time (:func:`numbered`), at once in
-        ``sync``. It waits as one flat tuple of plain values, so the
-        collector has one young object per event to look at, and the
-        request itself is not kept alive meanwhile.
+        ``sync``. It waits as one flat tuple, so the collector has few
+        young objects per event to look at, and the request itself is not
+        kept alive meanwhile.
         """
         try:
             if not account and not kwargs.get("account"):
@@ -224,7 +225,7 @@ class Recorder:
         """The event :meth:`record_seen` queued, built from what it took.
 
         Everything of the request was taken on its thread, so this asks
-        nothing of the host and reads nothing of the request.
+        nothing of the host; the raw values taken are read here.
         """
         (
             _self,
@@ -235,9 +236,10 @@ class Recorder:
             account_name,
             user,
             impersonator,
-            ip,
-            agent,
-            request_id,
+            capture,
+            fields,
+            taken,
+            number,
             method,
             path,
             status,
@@ -267,7 +269,8 @@ class Recorder:
             _put_person(ev, "user", user)
         if impersonator:
             _put_person(ev, "audit.impersonator", impersonator)
-        _put_request_fields(ev, ip, agent, request_id, method, path, status, self.masker.text)
+        seen = capture.seen(*fields(taken), number)
+        _put_request_fields(ev, seen[3], seen[2], seen[4], method, path, status, self.masker.text)
         return ev
 
     def spool_event(self, event: dict[str, Any]) -> bool:

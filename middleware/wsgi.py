@@ -68,9 +68,9 @@ from typing import Any
 
 from . import _common
 from ._common import (
+    CGI_READER,
     MAX_PATH,
     Capture,
-    cgi_fields,
     header_text,
 )
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain, swallowed
@@ -186,7 +186,7 @@ class AuditMiddleware:
             except AuditError:
                 ctx = binding[CTX]
                 if binding[RULE] is not None:
-                    capture.fire(binding, cgi_fields, sys.exc_info()[1])
+                    capture.fire(binding, CGI_READER, sys.exc_info()[1])
                 if binding[STATUS] is not None or not capture.fail_closed:
                     raise
                 if ctx is not None:
@@ -194,7 +194,7 @@ class AuditMiddleware:
                 return _unavailable(start_response)
             except BaseException as exc:
                 if binding[RULE] is not None:
-                    capture.fire(binding, cgi_fields, exc)
+                    capture.fire(binding, CGI_READER, exc)
                 ctx = binding[CTX]
                 if ctx is not None:
                     capture.finish_quietly(ctx, _common.status_code(binding[STATUS]), exc)
@@ -206,7 +206,7 @@ class AuditMiddleware:
                 # The whole body is known: record now, before a byte leaves,
                 # so `sync` durability covers rule events too.
                 if binding[RULE] is not None:
-                    capture.fire(binding, cgi_fields, None)
+                    capture.fire(binding, CGI_READER, None)
                 ctx = binding[CTX]
                 if ctx is None or not ctx.may_match:
                     # Nothing recorded, or the response started and no rule covers it.
@@ -322,7 +322,7 @@ class _Body:
         if not self._done:
             self._done = True
             if self._binding[RULE] is not None:
-                self._capture.fire(self._binding, cgi_fields, exc)
+                self._capture.fire(self._binding, CGI_READER, exc)
             ctx = self._binding[CTX]
             if ctx is not None:  # else nothing was recorded and no rule covers the request
                 self._capture.finish_quietly(ctx, _common.status_code(self._binding[STATUS]), exc)

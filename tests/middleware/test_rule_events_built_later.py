@@ -4,10 +4,10 @@ A request that a capture rule covers, captured failing open, gets no
 context: the rule waits in the request's binding, the host is asked for the
 user, impersonator and account on the request's own thread (WSGI: when the
 response starts, while the app runs; ASGI: when the last body message is
-due), the request's fields are read there too, and the event is built
-where the spool encodes it. These tests hold that path to the same fields
-as a context's, and to the request's own thread for everything the host
-decides and everything read of the request.
+due), the raw values the event needs are taken from the request there too,
+and the event is built where the spool encodes it. These tests hold that
+path to the same fields as a context's, and to the request's own thread for
+everything the host decides and everything taken from the request.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def test_the_host_is_asked_on_the_requests_own_thread(tmp_path: Path) -> None:
     assert set(asked_on) == {threading.get_ident()}
 
 
-def test_the_request_is_read_on_its_own_thread_and_not_kept(batch: Recorder) -> None:
+def test_the_request_is_taken_on_its_own_thread_and_not_kept(batch: Recorder) -> None:
     """What the event says of the request is what the request said while it ran: a
     later change to the scope (a middleware reusing it, say) is not seen, and the
     queued event holds no reference to the scope."""
