@@ -2,10 +2,10 @@
 
 The audited ones capture one event per request (a capture rule on ``GET /``)
 into a batch-mode spool at ``$USERAUDIT_SPOOL``. The floor ones are the
-least any capturing middleware does: wrap ``send``/``start_response``,
-note the status, and keep one tuple of references per request (a thread
-throws them away). Nothing is built, serialised or written, so their
-throughput is an upper bound for capture in Python under that server. The
+least a middleware does that lets the app record into its request: bind
+the request in a context variable, wrap ``send``/``start_response`` and
+note the status. Nothing is kept, built, serialised or written, so their
+throughput is an upper bound for a request that records nothing. The
 passthrough ones are a middleware that does nothing at all but call the
 app: what one more layer costs under that server. The recording floor
 ones do the least a recorder of the same event can: the floor's work,
@@ -80,26 +80,12 @@ def asgi_audited() -> Any:
     return make_asgi()
 
 
-# -- the floor: what wrapping the app and keeping one tuple per request costs --
+# -- the floor: what binding a request and noting its status costs --
 
 _floor_context: ContextVar[list | None] = ContextVar("bench_floor", default=None)
 
 
-def _floor_buffer() -> list:
-    kept: list = []
-
-    def drop() -> None:
-        while True:
-            time.sleep(0.05)
-            del kept[:]
-
-    threading.Thread(target=drop, daemon=True, name="bench-floor").start()
-    return kept
-
-
 def wsgi_floor() -> Any:
-    kept, now = _floor_buffer(), time.time
-
     def app(environ: dict, start_response: Any) -> Any:
         state = [environ, None]
         token = _floor_context.set(state)
@@ -109,9 +95,7 @@ def wsgi_floor() -> Any:
             return start_response(status, headers, exc_info)
 
         try:
-            body = wsgi_bare(environ, noting_start_response)
-            kept.append((now(), state[1], environ))
-            return body
+            return wsgi_bare(environ, noting_start_response)
         finally:
             _floor_context.reset(token)
 
@@ -119,8 +103,6 @@ def wsgi_floor() -> Any:
 
 
 def asgi_floor() -> Any:
-    kept, now = _floor_buffer(), time.time
-
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await asgi_bare(scope, receive, send)
@@ -128,12 +110,10 @@ def asgi_floor() -> Any:
         state = [scope, None]
         token = _floor_context.set(state)
 
-        async def noting_send(message: Any) -> None:
+        def noting_send(message: Any) -> Any:
             if message["type"] == "http.response.start":
                 state[1] = message["status"]
-            elif not message.get("more_body"):
-                kept.append((now(), state[1], scope))
-            await send(message)
+            return send(message)
 
         try:
             await asgi_bare(scope, receive, noting_send)
