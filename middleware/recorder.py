@@ -201,14 +201,13 @@ class Recorder:
         ``request`` is what :meth:`built` reads of the request: user and
         impersonator (persons), the capture, its reader's ``fields`` and the
         raw values it took, the request's number, method, path, status (see
-        ``Capture.fire``). What must happen on the
-        request's thread happens here: the clock, and the recorder's own
-        ``get_account`` when nothing else named the account. The event is
-        built where the spool encodes it: on the spool's thread in ``batch``
-        durability, a batch at a time (:func:`numbered`), at once in
-        ``sync``. It waits as one flat tuple, so the collector has few
-        young objects per event to look at, and the request itself is not
-        kept alive meanwhile.
+        ``Capture.fire``). What must happen on the request's thread happens
+        here: the clock, and the recorder's own ``get_account`` when nothing
+        else named the account. The event is built where the spool encodes
+        it: on the spool's thread in ``batch`` durability, a batch at a time
+        (:func:`numbered`), at once in ``sync``. It waits as one flat tuple,
+        so the collector has few young objects per event to look at, and the
+        request itself is not kept alive meanwhile.
         """
         try:
             if not account and not kwargs.get("account"):
