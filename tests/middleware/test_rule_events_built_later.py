@@ -346,6 +346,19 @@ def test_wsgi_rule_event_makes_no_context_and_asks_for_the_user_while_the_app_ru
     assert len(ev["http.request.id"]) == 32
 
 
+def test_wsgi_rule_event_does_not_keep_the_environ(batch: Recorder) -> None:
+    """Holding the environ until the spool's thread ran kept the server's per-request
+    objects alive and made gunicorn collect every ~50 recorded requests."""
+    env = environ()
+    call_wsgi(WSGIAudit(wsgi_app(), recorder=batch, rules=RULES), env)
+    (queued,) = batch.spool._buffer
+    assert not any(value is env for value in queued)
+    env["HTTP_USER_AGENT"], env["REMOTE_ADDR"] = "rewritten", "198.51.100.1"
+    batch.flush()
+    (ev,) = spool_events(batch.spool.directory)
+    assert (ev["source.address"], ev["user_agent.original"]) == ("192.0.2.10", UA)
+
+
 def test_wsgi_rule_event_of_a_failing_request(batch: Recorder) -> None:
     call_wsgi(
         WSGIAudit(wsgi_app("403 Forbidden"), recorder=batch, rules=RULES),
