@@ -247,7 +247,7 @@ class AuditMiddleware:
 
 def request_fields(scope: Scope) -> Fields:
     """Peer, X-Forwarded-For, user agent and X-Request-ID of a scope, as text."""
-    return header_fields((scope.get("headers"), scope.get("client")))
+    return header_fields(headers_and_client(scope))
 
 
 def headers_and_client(scope: Scope) -> tuple[Any, Any]:

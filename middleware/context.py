@@ -247,10 +247,10 @@ FIELDS = frozenset(
 # A middleware's binding: [context or None, make(binding) -> context,
 # request, method, path, status once the response started (as the server
 # interface gives it), response headers (WSGI), the capture rule covering
-# the request while it waits for the status (ASGI, see Capture.fire), the
-# request's number once its event was queued without a context (Capture.fire),
-# the user, impersonator and account asked of the host for that event
-# (Capture.resolve)].
+# the request while it waits for the status (WSGI and ASGI, see
+# Capture.fire), the request's number once its event was queued without a
+# context (Capture.fire), the user, impersonator and account asked of the
+# host for that event (Capture.resolve)].
 CTX, MAKE, REQUEST, METHOD, PATH, STATUS, HEADERS, RULE, SEEN, PEOPLE = range(10)
 Binding = list[Any]
 

@@ -268,8 +268,8 @@ class Recorder:
             _put_person(ev, "user", user)
         if impersonator:
             _put_person(ev, "audit.impersonator", impersonator)
-        seen = capture.seen(*fields(taken), number)
-        _put_request_fields(ev, seen[3], seen[2], seen[4], method, path, status, self.masker.text)
+        _peer, _forwarded_for, agent, ip, request_id = capture.seen(*fields(taken), number)
+        _put_request_fields(ev, ip, agent, request_id, method, path, status, self.masker.text)
         return ev
 
     def spool_event(self, event: dict[str, Any]) -> bool:

@@ -154,7 +154,7 @@ class AuditMiddleware:
                     # A rule's event, recorded when the body is done: the host is
                     # asked for its user now, while the app still runs.
                     capture.resolve(binding)
-                elif ctx is not None:  # something was recorded, or a rule covers the request
+                elif ctx is not None:  # something was recorded or asked, or capture fails closed
                     try:
                         try:
                             code: int | None = int(status[:3])
