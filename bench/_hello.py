@@ -84,6 +84,11 @@ def asgi_audited() -> Any:
 
 _floor_context: ContextVar[list | None] = ContextVar("bench_floor", default=None)
 
+# _let_go: the ASGI floors drop the scope from their binding once the app is
+# done, as useraudit does (asgi._after_response). Under uvicorn a finished
+# request's context stays referenced for a while (timer handles copy it),
+# and a scope kept that long keeps the collector busy (docs/capture.md).
+
 
 def wsgi_floor() -> Any:
     def app(environ: dict, start_response: Any) -> Any:
@@ -119,6 +124,7 @@ def asgi_floor() -> Any:
             await asgi_bare(scope, receive, noting_send)
         finally:
             _floor_context.reset(token)
+            state[0] = None  # see _let_go
 
     return app
 
@@ -261,6 +267,7 @@ def asgi_record_floor() -> Any:
             await asgi_bare(scope, receive, noting_send)
         finally:
             _floor_context.reset(token)
+            state[0] = None  # see _let_go
         agent = None
         for name, value in scope["headers"]:
             if name == b"user-agent":

@@ -139,3 +139,26 @@ def test_the_median_interval_holds_the_median_and_widens_with_the_spread() -> No
     assert (s_low, s_high) == (0.90, 0.98)
     assert bench_mw.median_interval(spread, level=0.5) == (0.92, 0.95)
     assert bench_mw.median_interval([0.97] * 10) == (0.97, 0.97)
+
+
+@pytest.mark.parametrize("factory", ["asgi_floor", "asgi_record_floor"])
+def test_the_asgi_floors_let_go_of_the_scope_a_copied_context_outlives(
+    factory: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A context copied during the request (uvicorn's timer handles do) must not keep the scope."""
+    import asyncio
+    import contextvars
+
+    from bench import _hello
+
+    monkeypatch.setenv("USERAUDIT_SPOOL", str(tmp_path))
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": None}
+    copies: list[contextvars.Context] = []
+
+    async def send(message: dict) -> None:
+        copies.append(contextvars.copy_context())
+
+    asyncio.run(getattr(_hello, factory)()(scope, None, send))
+    bound = [copy[_hello._floor_context] for copy in copies]
+    assert len(bound) == 2 and bound[0] is bound[1]
+    assert bound[0] == [None, 200]  # the status noted, the scope let go
