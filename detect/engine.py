@@ -60,9 +60,15 @@ class DetectStats:
     alerts_updated: int = 0
     state_conflicts: int = 0
     rule_errors: int = 0
+    # Events a detection worker process died on, again and again, and that
+    # detection skipped (they are stored; see worker.DEATHS_BEFORE_SET_ASIDE).
+    events_set_aside: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+    def plus(self, other: DetectStats) -> DetectStats:
+        return DetectStats(**{k: v + getattr(other, k) for k, v in self.__dict__.items()})
 
 
 class DetectionEngine(Stage):

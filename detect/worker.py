@@ -22,6 +22,12 @@ the engine in a child process instead:
   ``flush`` fails, so the positions move only once the new child has stored
   them. A child never outlives the indexer: it stops at the pipe's end of
   file and, on Linux, the kernel kills it when the parent dies.
+* A batch that children die on, :data:`DEATHS_BEFORE_SET_ASIDE` times in a
+  row, is set aside: the children process batches in order, so the one
+  they died on is the first not answered. Its events are stored already;
+  detection skips them, logs their ids as an error and counts them
+  (``events_set_aside``), and the batches after it go on. Without this one
+  event that crashes a rule would hold the spool positions forever.
 
 Rules, settings and the GeoIP levels go to the child pickled (the spawn
 start method: the child imports host rules by module and class name). A
@@ -41,6 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +63,17 @@ log = logging.getLogger("useraudit.detect")
 MAX_IN_FLIGHT = 4
 PR_SET_PDEATHSIG = 1
 LOCK_POLL_S = 0.001
+# Children that may die working on one batch before detection skips it.
+DEATHS_BEFORE_SET_ASIDE = 3
+
+
+@dataclass
+class _Handed:
+    """A batch handed to the child since the last successful flush."""
+
+    payload: bytes
+    seq: int = 0  # its message number with the current child (0: not sent to it)
+    deaths: int = 0  # children that died with it in hand
 
 
 def worker_possible(engine: DetectionEngine) -> str | None:
@@ -98,12 +116,13 @@ class DetectionProcess(Stage):
         self.flush_timeout = flush_timeout
         self.busy_timeout_ms = busy_timeout_ms
         self.stats = DetectStats()
+        self._earlier = DetectStats()  # what children that died had done
         self._context = multiprocessing.get_context("spawn")
         self._cond = threading.Condition()
         self._seq = 0  # the last message sent
         self._answered = 0  # the last message the child answered
         self._answers: dict[int, tuple[str, str]] = {}  # flush seq -> (outcome, message)
-        self._since_flush: list[bytes] = []  # batches handed over since the last flush
+        self._since_flush: list[_Handed] = []
         self._restarted = False  # a child died since the last flush
         self._cpu_start = 0.0
         self._cpu = 0.0
@@ -178,7 +197,7 @@ class DetectionProcess(Stage):
                     self._cpu_start = cpu or 1e-9
                 else:
                     self._answered = max(self._answered, seq)
-                    self.stats = DetectStats(**stats)
+                    self.stats = self._earlier.plus(DetectStats(**stats))
                     if kind in ("flushed", "failed"):
                         self._answers[seq] = (kind, answer[4])
                     alerted = bool(answer[4]) if kind == "done" else False
@@ -200,6 +219,9 @@ class DetectionProcess(Stage):
         self._proc.join(timeout=5)
         # Its reader ends at the pipe's end of file; the pipe is closed only then.
         self._reader.join(timeout=5)
+        with self._cond:
+            self._earlier = self.stats  # replaced, never changed in place
+        self._blame_the_batch_in_hand()
         log.error(
             "detect: the detection worker process died (exit code %s); starting another and"
             " handing it the %d batches since the last commit again",
@@ -213,9 +235,35 @@ class DetectionProcess(Stage):
             self._start()
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        for payload in self._since_flush:
-            self._send(payload)
+        for handed in self._since_flush:
+            handed.seq = self._send(handed.payload)
         return True
+
+    def _blame_the_batch_in_hand(self) -> None:
+        """Count a death against the first batch the dead child had not answered."""
+        with self._cond:
+            answered = self._answered
+        for handed in self._since_flush:
+            if handed.seq > answered:
+                handed.deaths += 1
+                if handed.deaths >= DEATHS_BEFORE_SET_ASIDE:
+                    self._since_flush.remove(handed)
+                    self._set_aside(handed)
+                return
+
+    def _set_aside(self, handed: _Handed) -> None:
+        _kind, docs = pickle.loads(handed.payload)
+        ids = [str(doc.get("event.id")) for doc in docs]
+        log.error(
+            "detect: the detection worker process died %d times working on one batch;"
+            " detection skips its %d events, which are stored: %s",
+            handed.deaths,
+            len(ids),
+            ", ".join(ids),
+        )
+        with self._cond:
+            self._earlier = self._earlier.plus(DetectStats(events_set_aside=len(ids)))
+            self.stats = self._earlier
 
     def _send(self, payload: bytes) -> int:
         """Send one message (a pickled (kind, seq, ...) with seq the next number)."""
@@ -245,9 +293,10 @@ class DetectionProcess(Stage):
                     raise StoreUnavailable("the detection worker process is not keeping up")
                 self._cond.wait(left)
         self._restart_if_dead()  # a new child gets the batches before this one first
-        self._since_flush.append(payload)
+        handed = _Handed(payload)
+        self._since_flush.append(handed)
         try:
-            self._send(payload)
+            handed.seq = self._send(payload)
         except StoreUnavailable:
             self._restart_if_dead()  # hands this batch over too
 

@@ -6,6 +6,7 @@ writing to the same SQLite file as the test reads.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 from useraudit.detect import BUILTIN_RULES, DetectionEngine, Finding, Rule, StateView
 from useraudit.detect.pipeline import build_stages
-from useraudit.detect.worker import DetectionProcess, worker_possible
+from useraudit.detect.worker import DEATHS_BEFORE_SET_ASIDE, DetectionProcess, worker_possible
 from useraudit.indexer.enrich import Enricher
 from useraudit.store.base import StoreUnavailable
 from useraudit.store.sqlite import SQLiteStore
@@ -41,6 +42,17 @@ class LargeRefund(Rule):
 
     def evaluate(self, event: dict, state: StateView, params: Mapping[str, Any]) -> list[Finding]:
         return [Finding(subject=str(event.get("user.id")), event_ids=[event["event.id"]])]
+
+
+class DiesOnMallory(LargeRefund):
+    """A host rule with a fatal bug: the worker process dies on mallory's exports."""
+
+    name = "dies_on_mallory"
+
+    def evaluate(self, event: dict, state: StateView, params: Mapping[str, Any]) -> list[Finding]:
+        if event.get("user.name") == "mallory" and multiprocessing.parent_process() is not None:
+            os._exit(3)  # only ever in the worker: a thread engine would take pytest down
+        return super().evaluate(event, state, params)
 
 
 class Unpicklable(LargeRefund):
@@ -134,10 +146,49 @@ def test_a_killed_worker_fails_the_flush_then_another_stores_its_batches_once(
     assert worker._proc.pid != first
     worker.delivered(docs[6:])
     worker.flush()
+    assert worker.stats.events_set_aside == 0  # killed once: nothing skipped
+    assert worker.stats.examined >= len(docs)  # the first child's work still counted
     (alert,) = sqlite_alerts.list_alerts("acme")
     assert alert.rule == "brute_force"
     assert alert.count == 8
     assert sorted(alert.event_ids) == sorted(d["event.id"] for d in docs)
+
+
+def test_a_batch_the_worker_dies_on_again_and_again_is_set_aside_and_the_rest_goes_on(
+    sqlite_alerts: SQLiteDetectionStore, enrich: Enricher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One event that kills every worker would otherwise hold the spool positions forever."""
+    from .conftest import event
+
+    rules = [*BUILTIN_RULES, DiesOnMallory()]
+    stage = DetectionProcess(DetectionEngine(sqlite_alerts, rules), sqlite_alerts.path)
+    before = [enrich(r) for r in failures(3)]
+    poison = enrich(event("project.exported", "mallory", audit__project__id="p9"))
+    after = [enrich(r) for r in failures(2, start=10)] + [enrich(_export())]
+    try:
+        stage.delivered(before)
+        stage.flush()  # committed: never handed again
+        stage.delivered([poison])
+        stage.delivered(after)
+        failed = 0
+        while True:
+            try:
+                stage.flush()
+                break
+            except StoreUnavailable:
+                failed += 1
+                assert failed <= DEATHS_BEFORE_SET_ASIDE, "the poison batch was never set aside"
+        assert stage._restarts == DEATHS_BEFORE_SET_ASIDE
+        assert stage.stats.events_set_aside == 1
+        # Work done by the children that died is still counted.
+        assert stage.stats.examined >= len(before) + len(after)
+    finally:
+        stage.close()
+    assert f"skips its 1 events, which are stored: {poison['event.id']}" in caplog.text
+    found = alerts_of(sqlite_alerts)
+    assert sorted(rule for rule, _, _ in found.values()) == ["brute_force", "dies_on_mallory"]
+    events = {e for _, _, ids in found.values() for e in ids}
+    assert {d["event.id"] for d in before + after} == events  # all but the poison
 
 
 def test_on_alert_is_called_when_the_worker_stored_an_alert(
