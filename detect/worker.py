@@ -221,11 +221,11 @@ class DetectionProcess(Stage):
         self._reader.join(timeout=5)
         with self._cond:
             self._earlier = self.stats  # replaced, never changed in place
+        log.error("detect: the detection worker process died (exit code %s)", self._proc.exitcode)
         self._blame_the_batch_in_hand()
         log.error(
-            "detect: the detection worker process died (exit code %s); starting another and"
-            " handing it the %d batches since the last commit again",
-            self._proc.exitcode,
+            "detect: starting another detection worker process and handing it the %d batches"
+            " since the last commit again",
             len(self._since_flush),
         )
         self._conn.close()
@@ -347,6 +347,21 @@ class DetectionProcess(Stage):
             raise StoreError(text)
         self._since_flush = []
 
+    def _flush_at_close(self) -> None:
+        # The flush after a restart fails once on purpose (see flush); a child
+        # that keeps dying has its batch set aside within as many tries.
+        for _ in range(DEATHS_BEFORE_SET_ASIDE + 1):
+            try:
+                self.flush()
+                return
+            except StoreUnavailable as exc:
+                failure = exc
+        log.error(
+            "detect: stopping with batches not stored by detection (%s); the indexer hands them"
+            " over again when it starts",
+            failure,
+        )
+
     def worker_cpu(self) -> float:
         """Seconds of CPU the child used since it was ready (as of its last answer)."""
         with self._cond:
@@ -356,7 +371,7 @@ class DetectionProcess(Stage):
         if self._closed:
             return
         try:
-            self.flush()
+            self._flush_at_close()
         finally:
             self._closed = True
             try:

@@ -56,6 +56,10 @@ from .watch import SpoolWatch
 
 log = logging.getLogger("useraudit.indexer")
 
+# Commits tried when a drain or a stop ends, before the positions are left
+# held: a restarted detection worker fails one flush on purpose, and a batch
+# that kills it takes up to three restarts to be set aside (detect/worker.py).
+FINAL_COMMIT_TRIES = 5
 # A due commit waits for a busy stage once this many commit intervals passed.
 COMMIT_DEFER_LIMIT = 4
 
@@ -162,7 +166,7 @@ class Indexer:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         try:
-            self.commit()
+            self._commit_at_end()
         finally:
             for stage in self.stages:
                 stage.close()
@@ -177,7 +181,7 @@ class Indexer:
         while True:
             prepared = pending.result()
             if not prepared.batch:
-                self.commit()
+                self._commit_at_end()
                 return self.stats
             pending = self._pool.submit(self._prepare)  # read ahead while this one ships
             try:
@@ -301,19 +305,25 @@ class Indexer:
                 self._uncommitted.cursor[segment] = offset
         self.stats.batches += 1
 
-    def commit(self) -> None:
-        """Commit the spool positions of every batch shipped so far."""
+    def commit(self) -> bool:
+        """Commit the spool positions of every batch shipped so far; False when held."""
         try:
             for stage in self.stages:  # durable before the spool forgets the events
                 stage.flush()
         except (StoreUnavailable, OSError) as exc:
             # Positions stay where they are: a crash now re-delivers, never loses.
             log.warning("indexer: a stage could not finish (%s); positions held", exc)
-            return
+            return False
         if self._uncommitted.cursor:
             self.reader.ack(self._uncommitted)
             self._uncommitted = Batch()
         self._last_commit = time.monotonic()
+        return True
+
+    def _commit_at_end(self) -> None:
+        for _ in range(FINAL_COMMIT_TRIES):
+            if self.commit():
+                return
 
     def _write_until_reachable(self, docs: list[dict]) -> list:
         waited_since: float | None = None

@@ -191,6 +191,41 @@ def test_a_batch_the_worker_dies_on_again_and_again_is_set_aside_and_the_rest_go
     assert {d["event.id"] for d in before + after} == events  # all but the poison
 
 
+def test_an_indexer_with_a_poison_event_drains_commits_and_stops_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the indexer: the drain ends with every position committed, close() raises
+    nothing, and the next run has nothing left to hand over."""
+    import orjson
+
+    from useraudit.indexer.shipper import Indexer
+    from useraudit.spool import SpoolWriter
+
+    from .conftest import event
+
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool, durability="sync")
+    raws = [_export(), event("project.exported", "mallory", audit__project__id="p9"), _export()]
+    for raw in raws:
+        writer.append(orjson.dumps(raw))
+    writer.close()
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.install()
+    stages, _notes = build_stages(store, rules=[*BUILTIN_RULES, DiesOnMallory()])
+    with Indexer(spool, store, stages=stages, batch_records=1) as ix:
+        ix.drain()
+        assert ix.reader.pending_bytes() == 0  # committed, not held
+    assert stages[0].stats.events_set_aside == 1
+    assert "positions held" in caplog.text  # the flush after each restart, by design
+    with Indexer(spool, store, stages=[]) as again:
+        assert again.drain().read == 0
+    alerts = SQLiteDetectionStore(store.path)
+    (alert,) = alerts.list_alerts("acme")
+    assert sorted(alert.event_ids) == sorted([raws[0]["event.id"], raws[2]["event.id"]])
+    alerts.close()
+    store.close()
+
+
 def test_on_alert_is_called_when_the_worker_stored_an_alert(
     sqlite_alerts: SQLiteDetectionStore, enrich: Enricher
 ) -> None:
