@@ -22,8 +22,8 @@ the engine in a child process instead:
   ``flush`` fails, so the positions move only once the new child has stored
   them. A child never outlives the indexer: it stops at the pipe's end of
   file and, on Linux, the kernel kills it when the parent dies.
-* A batch that children die on, :data:`DEATHS_BEFORE_SET_ASIDE` times in a
-  row, is set aside: the children process batches in order, so the one
+* A batch that children die on, :data:`DEATHS_BEFORE_SET_ASIDE` times
+  before a commit, is set aside: the children process batches in order, so the one
   they died on is the first not answered. Its events are stored already;
   detection skips them, logs their ids as an error and counts them
   (``events_set_aside``), and the batches after it go on. Without this one
@@ -235,6 +235,8 @@ class DetectionProcess(Stage):
             self._start()
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
+        for handed in self._since_flush:
+            handed.seq = 0  # numbers of the dead child mean nothing to the new one
         for handed in self._since_flush:
             handed.seq = self._send(handed.payload)
         return True
