@@ -16,6 +16,10 @@ file stats and one small SQL query.
 ``useraudit_sink_dead_letters_total{sink,reason}``         rejected, backlog_full, damaged
 ``useraudit_sink_lag_seconds{sink}``                       age of the oldest unconfirmed event
 ``useraudit_sink_backlog_bytes{sink}``                     bytes in the sink's outbox
+``useraudit_detect_events_examined_total``                 events some detection rule looked at
+``useraudit_detect_alerts_total{change}``                  alerts created, updated
+``useraudit_detect_rule_errors_total``                     rule evaluations that raised
+``useraudit_detect_events_set_aside_total``                events detection skipped (worker died)
 ========================================================  =====================================
 """
 
@@ -86,6 +90,7 @@ class IndexerCollector(Collector):
         age.add_metric([], self._oldest_age())
         yield age
         yield from self._sinks()
+        yield from self._detection()
 
     def _dead_letters(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -150,6 +155,31 @@ class IndexerCollector(Collector):
             lag.add_metric([name], worker.lag_seconds())
             backlog.add_metric([name], worker.outbox.pending_bytes())
         yield from (queued, delivered, retries, dead, lag, backlog)
+
+    def _detection(self) -> Iterator:
+        stage = next((s for s in self.indexer.stages if s.name == "detect"), None)
+        if stage is None:
+            return
+        stats = stage.stats  # type: ignore[attr-defined]  # both detection stages have it
+        examined = CounterMetricFamily(
+            "useraudit_detect_events_examined", "Events some detection rule looked at."
+        )
+        examined.add_metric([], stats.examined)
+        alerts = CounterMetricFamily(
+            "useraudit_detect_alerts", "Alerts created or updated.", labels=["change"]
+        )
+        alerts.add_metric(["created"], stats.alerts_created)
+        alerts.add_metric(["updated"], stats.alerts_updated)
+        errors = CounterMetricFamily(
+            "useraudit_detect_rule_errors", "Rule evaluations that raised (logged)."
+        )
+        errors.add_metric([], stats.rule_errors)
+        set_aside = CounterMetricFamily(
+            "useraudit_detect_events_set_aside",
+            "Stored events detection skipped: its worker process died on them three times.",
+        )
+        set_aside.add_metric([], stats.events_set_aside)
+        yield from (examined, alerts, errors, set_aside)
 
 
 def serve(

@@ -191,13 +191,18 @@ def test_a_batch_the_worker_dies_on_again_and_again_is_set_aside_and_the_rest_go
     assert {d["event.id"] for d in before + after} == events  # all but the poison
 
 
-def test_an_indexer_with_a_poison_event_drains_commits_and_stops_cleanly(
+def test_an_indexer_with_a_poison_event_drains_commits_stops_cleanly_and_counts_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through the indexer: the drain ends with every position committed, close() raises
-    nothing, and the next run has nothing left to hand over."""
-    import orjson
+    nothing, the next run has nothing left to hand over, and /metrics counts the skip."""
+    import urllib.request
 
+    import orjson
+    from prometheus_client.parser import text_string_to_metric_families
+    from support import free_port
+
+    from useraudit.indexer.metrics import serve
     from useraudit.indexer.shipper import Indexer
     from useraudit.spool import SpoolWriter
 
@@ -212,10 +217,22 @@ def test_an_indexer_with_a_poison_event_drains_commits_and_stops_cleanly(
     store = SQLiteStore(f"sqlite:///{tmp_path / 'audit.db'}")
     store.install()
     stages, _notes = build_stages(store, rules=[*BUILTIN_RULES, DiesOnMallory()])
+    port = free_port()
     with Indexer(spool, store, stages=stages, batch_records=1) as ix:
+        serve(ix, None, port)
         ix.drain()
         assert ix.reader.pending_bytes() == 0  # committed, not held
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            scraped = {
+                (sample.name, tuple(sample.labels.values())): sample.value
+                for family in text_string_to_metric_families(resp.read().decode())
+                for sample in family.samples
+            }
     assert stages[0].stats.events_set_aside == 1
+    # What an operator's alert rule sees (docs/metrics.md).
+    assert scraped[("useraudit_detect_events_set_aside_total", ())] == 1
+    assert scraped[("useraudit_detect_events_examined_total", ())] >= 2
+    assert scraped[("useraudit_detect_alerts_total", ("created",))] == 1
     assert "positions held" in caplog.text  # the flush after each restart, by design
     with Indexer(spool, store, stages=[]) as again:
         assert again.drain().read == 0
