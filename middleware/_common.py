@@ -231,7 +231,9 @@ class Capture:
         rules: :class:`~useraudit.middleware.rules.Rules` deriving events
             from method, route and status.
         fail_closed: answer 503 when an event cannot be recorded or a
-            callback fails (default: the recorder's ``fail_closed``).
+            callback fails (default: the ``fail_closed`` of the recorder
+            given here, read once, now; else the process-wide recorder's,
+            read on every request).
         route_when_read: ask ``get_route`` only when the route is first read
             after the response started, not on every request: for request
             objects that outlive the response (the ASGI scope). A failing
@@ -257,6 +259,8 @@ class Capture:
         "route_when_read",
         "_context",
         "_unruled",
+        "quiet_methods",
+        "recorder_decides",
     )
 
     def __init__(
@@ -286,6 +290,8 @@ class Capture:
         self.get_account = get_account
         self.get_route = get_route
         self.rules = rules
+        if fail_closed is None and recorder is not None:
+            fail_closed = recorder.fail_closed
         self._fail_closed = fail_closed
         self.route_when_read = route_when_read
         self.proxy_watch = ProxyWatch()
@@ -293,6 +299,14 @@ class Capture:
         # The standard methods no rule names: their requests skip the rule lookup.
         ruled = getattr(rules, "methods", None)
         self._unruled = HTTP_METHODS - ruled if ruled is not None else frozenset()
+        # A request needs nothing from its start (its middleware skips begin)
+        # when capture fails open, no rule names its method, and the proxy
+        # watch lets it by: the common request of an app. Whether capture
+        # fails open is known now, unless the process-wide recorder decides
+        # (it may be configured after the middleware is installed).
+        quiet = HTTP_METHODS if rules is None else self._unruled
+        self.quiet_methods = frozenset() if fail_closed else quiet
+        self.recorder_decides = fail_closed is None
 
     def _context_type(self, route_when_read: bool) -> type[RequestContext]:
         """RequestContext with this capture's per-request constants as class defaults.

@@ -73,6 +73,7 @@ from .context import (
     bound,
     is_middlewares,
 )
+from .recorder import get_recorder
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -126,7 +127,24 @@ class AuditMiddleware:
             return
         capture = self.capture
         try:
-            binding = self.binding(scope)
+            # Method and path now; the context when first asked for (see .context).
+            method = scope.get("method")
+            path = scope.get("path") or ""
+            if root := scope.get("root_path"):
+                path = root + path
+            if len(path) > MAX_PATH:
+                path = path[:MAX_PATH]
+            binding: Binding = [None, self._late, scope, method, path, None, None, None, None, None]
+            # Inline, not a call: on the path of every request (docs/capture.md, "Cost").
+            if (
+                method not in capture.quiet_methods
+                or (capture.recorder_decides and get_recorder().fail_closed)
+                or not capture.proxy_watch.passes()
+            ):
+                # The request needs its context or its rule from the start.
+                binding[CTX] = capture.begin(
+                    scope, self._reader, method, path, forwarded_for, binding
+                )
         except AuditError:
             await _unavailable(send)
             return
@@ -212,22 +230,6 @@ class AuditMiddleware:
                     # and getrefcount's argument) holds the binding, a copied context
                     # for instance, and may make a context from it later.
                     binding[REQUEST] = _after_response(scope)
-
-    def binding(self, scope: Scope) -> Binding:
-        """What the request binds: method and path now, the context when first asked for.
-
-        The context is made now only when the request needs it from its
-        start (see :meth:`Capture.begin`).
-        """
-        path = scope.get("path") or ""
-        if root := scope.get("root_path"):
-            path = root + path
-        if len(path) > MAX_PATH:
-            path = path[:MAX_PATH]
-        method = scope.get("method")
-        binding = [None, self._late, scope, method, path, None, None, None, None, None]
-        binding[CTX] = self.capture.begin(scope, self._reader, method, path, forwarded_for, binding)
-        return binding
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""

@@ -51,13 +51,19 @@ class ProxyWatch:
 
     def due(self) -> bool:
         """Whether to look at this request (the first, then one in ``SAMPLE_EVERY``)."""
+        if self.passes():
+            return False
+        self.skip = SAMPLE_EVERY - 1
+        return True
+
+    def passes(self) -> bool:
+        """Let this request by unlooked-at if it is not due; if it is, :meth:`due` says so next."""
         # ``> 0``, not truthiness: two threads racing here can leave -1, which
         # must start the count again rather than never sample again.
         if self.skip > 0:
             self.skip -= 1
-            return False
-        self.skip = SAMPLE_EVERY - 1
-        return True
+            return True
+        return False
 
     def observe(self, forwarded_for: str | bytes | None, trusted: int, spool: Any) -> None:
         """Count one request looked at; now and then write the counts beside ``spool``.

@@ -84,6 +84,7 @@ from .context import (
     bound,
     is_middlewares,
 )
+from .recorder import get_recorder
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -130,10 +131,28 @@ class AuditMiddleware:
         capture = self.capture
         binding: Binding | None = None
         try:
-            binding = self.binding(environ)
+            # Method and path now; the context when first asked for (see .context).
+            path = environ.get("PATH_INFO") or ""
+            if script := environ.get("SCRIPT_NAME"):
+                path = script + path
+            if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
+                path = header_text(path, MAX_PATH) or ""
+            method, known_path = environ.get("REQUEST_METHOD"), path or None
+            binding = [None, self._late, environ, method, known_path, None, None, None, None, None]
+            # Inline, not a call: on the path of every request (docs/capture.md, "Cost").
+            if (
+                method not in capture.quiet_methods
+                or (capture.recorder_decides and get_recorder().fail_closed)
+                or not capture.proxy_watch.passes()
+            ):
+                # The request needs its context or its rule from the start.
+                binding[CTX] = capture.begin(
+                    environ, self._reader, method, known_path, _forwarded_for, binding
+                )
         except AuditError:
             return _unavailable(start_response)
         except Exception as err:  # noqa: BLE001
+            binding = None
             try:
                 swallowed(err, "request setup", capture.fail_closed)
             except AuditError:
@@ -223,24 +242,6 @@ class AuditMiddleware:
             return _Body(iterable, capture, binding)
         finally:
             bound.reset(token)
-
-    def binding(self, environ: Environ) -> Binding:
-        """What the request binds: method and path now, the context when first asked for.
-
-        The context is made now only when the request needs it from its
-        start (see :meth:`Capture.begin`).
-        """
-        path = environ.get("PATH_INFO") or ""
-        if script := environ.get("SCRIPT_NAME"):
-            path = script + path
-        if len(path) > MAX_PATH or not path.isascii():  # else header_text has nothing to do
-            path = header_text(path, MAX_PATH) or ""
-        method, known_path = environ.get("REQUEST_METHOD"), path or None
-        binding = [None, self._late, environ, method, known_path, None, None, None, None, None]
-        binding[CTX] = self.capture.begin(
-            environ, self._reader, method, known_path, _forwarded_for, binding
-        )
-        return binding
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""

@@ -215,7 +215,7 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(
     mw = AuditMiddleware(simple_app(rec), recorder=rec)
 
     class BrokenWatch:
-        def due(self) -> bool:
+        def passes(self) -> bool:
             raise ZeroDivisionError("our bug")
 
     mw.capture.proxy_watch = BrokenWatch()  # type: ignore[assignment]

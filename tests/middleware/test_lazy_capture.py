@@ -560,3 +560,103 @@ def test_a_method_no_rule_names_skips_the_rule_lookup(
     assert looked == ["POST", "post"] and ctx is not None and ctx.rule_hit is not None
     wildcard = _common.Capture(recorder=rec, rules=Rules([Rule("*", "/a", "token.created")]))
     assert wildcard.begin({}, None, "GET", "/a", lambda r: None) is not None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_a_quiet_request_skips_capture_setup_unless_capture_may_fail_closed(
+    kind: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The common request binds its method and path and nothing more; setup runs when needed.
+
+    Setup (``Capture.begin``) runs for a method a rule names, for the
+    requests the proxy watch samples, and for every request of a capture
+    that may fail closed, also when the process-wide recorder is configured
+    so after the middleware was installed.
+    """
+    from useraudit.middleware import recorder as recorder_module
+
+    began: list[str | None] = []
+    begin = _common.Capture.begin
+
+    def counted(self: _common.Capture, request: Any, reader: Any, method: Any, *rest: Any) -> Any:
+        began.append(method)
+        return begin(self, request, reader, method, *rest)
+
+    monkeypatch.setattr(_common.Capture, "begin", counted)
+    monkeypatch.setattr(recorder_module, "_default", None)
+
+    def requests(method: str, n: int, **options: Any) -> list[Any]:
+        """``n`` requests of ``method``; what each bound."""
+        bindings: list[Any] = []
+        if kind == "wsgi":
+
+            def app(environ: dict, start_response: Any) -> list[bytes]:
+                bindings.append(bound.get())
+                start_response("200 OK", [])
+                return [b"ok"]
+
+            mw = WSGIAudit(app, rules=QUIET_RULES, **options)
+            for _ in range(n):
+                call_wsgi(mw, environ(REQUEST_METHOD=method))
+        else:
+
+            async def asgi(scope: Any, receive: Any, send: Any) -> None:
+                bindings.append(bound.get())
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"ok"})
+
+            mw = ASGIAudit(asgi, rules=QUIET_RULES, **options)
+            for _ in range(n):
+                sc = scope()
+                sc["method"] = method
+                call_asgi(mw, sc)
+        return bindings
+
+    open_rec = Recorder(spool_dir / "open", account="acme")
+    closed_rec = Recorder(spool_dir / "closed", account="acme", fail_closed=True)
+    try:
+        n = 2 * SAMPLE_EVERY + 1
+        bindings = requests("GET", n, recorder=open_rec)
+        assert began == ["GET"] * 3  # requests 1, 17 and 33: the proxy watch's samples
+        assert all(b[CTX] is None for b in bindings)
+        assert {(b[3], b[4]) for b in bindings} == {("GET", "/reports")}  # method and path bound
+        began.clear()
+        requests("POST", 4, recorder=open_rec)  # a rule names POST
+        assert began == ["POST"] * 4
+        began.clear()
+        requests("GET", 4, recorder=closed_rec)
+        assert began == ["GET"] * 4
+        began.clear()
+        requests("GET", 4, recorder=open_rec, fail_closed=True)
+        assert began == ["GET"] * 4
+        began.clear()
+        # No recorder given: the process-wide one decides, on every request.
+        recorder_module._default = open_rec
+        requests("GET", 4)
+        assert began == ["GET"]
+        began.clear()
+        recorder_module._default = closed_rec
+        bindings = requests("GET", 4)
+        assert began == ["GET"] * 4
+        assert all(b[CTX] is not None and b[CTX].fail_closed for b in bindings)
+    finally:
+        recorder_module._default = None
+        open_rec.close()
+        closed_rec.close()
+
+
+def test_an_app_without_rules_binds_every_quiet_request_without_setup(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    began: list[str] = []
+    begin = _common.Capture.begin
+    monkeypatch.setattr(
+        _common.Capture, "begin", lambda self, *a: began.append(a[2]) or begin(self, *a)
+    )
+    mw = WSGIAudit(wsgi_app(rec, records=True), recorder=rec)  # records, no rules
+    for method in ("GET", "POST", "DELETE", "PATCH"):
+        assert call_wsgi(mw, environ(REQUEST_METHOD=method)) == b"ok"
+    assert began == ["GET"]  # the proxy watch's first sample only
+    events = spool_events(rec.spool.directory)
+    assert [e["http.request.method"] for e in events] == ["GET", "POST", "DELETE", "PATCH"]
+    assert {e["organization.id"] for e in events} == {"acme"}

@@ -380,10 +380,11 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(
     """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
     mw = AuditMiddleware(recording_app(rec), recorder=rec)
 
-    def broken(environ: dict) -> Any:
-        raise ZeroDivisionError("our bug")
+    class BrokenWatch:
+        def passes(self) -> bool:
+            raise ZeroDivisionError("our bug")
 
-    mw.binding = broken  # type: ignore[method-assign]
+    mw.capture.proxy_watch = BrokenWatch()  # type: ignore[assignment]
     server = Server()
     assert server.run(mw) == b"ok" and server.calls[0][0] == "200 OK"
     assert [type(e) for e in internal_errors] == [ZeroDivisionError]
