@@ -192,12 +192,22 @@ class Indexer:
                 self.reader.rewind()
                 raise
 
+    def heartbeat_details(self) -> dict[str, Any]:
+        """What the heartbeat tells ``useraudit doctor`` besides "I read this spool"."""
+        stage = next((s for s in self.stages if s.name == "detect"), None)
+        if stage is None:
+            return {}
+        # Both detection stages keep stats; only the worker process sets events aside.
+        return {"detect_set_aside": stage.stats.events_set_aside}  # type: ignore[attr-defined]
+
     def run(
         self, stop: threading.Event, idle: float = 0.2, report_every: float = 60.0
     ) -> IndexerStats:
         """Ship until ``stop`` is set, polling the spool every ``idle`` seconds."""
         last_report = time.monotonic()
-        watch = SpoolWatch(self.spool_dir, self.stats, store=self.store.url)
+        watch = SpoolWatch(
+            self.spool_dir, self.stats, store=self.store.url, details=self.heartbeat_details
+        )
         while not stop.is_set():
             before = self.stats.read + self.stats.damaged
             watch.tick()

@@ -28,6 +28,7 @@ class SpoolWatch:
         stats: Any,
         *,
         store: str = "",
+        details: Callable[[], dict[str, Any]] | None = None,
         check_every: float = 30.0,
         warn_every: float = 600.0,
         registry: Path | None = None,
@@ -36,6 +37,7 @@ class SpoolWatch:
         self.spool = spool
         self.stats = stats
         self.store = store
+        self.details = details  # more for the heartbeat, e.g. what detection set aside
         self.check_every = check_every
         self.warn_every = warn_every
         self.registry = registry
@@ -49,7 +51,8 @@ class SpoolWatch:
         now = self.clock()
         if now - self._beat_at >= spool_watch.HEARTBEAT_EVERY:
             self._beat_at = now
-            spool_watch.write_heartbeat(self.spool, store=self.store)
+            more = self.details() if self.details is not None else {}
+            spool_watch.write_heartbeat(self.spool, store=self.store, **more)
         if now - self._checked_at >= self.check_every:
             self._checked_at = now
             self.check(now)

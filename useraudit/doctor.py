@@ -12,12 +12,14 @@ Checks, in the order an event travels:
    spool on this machine gets events that no indexer reads;
 3. the backlog: bytes waiting and the age of the oldest unshipped event;
 4. dead letters waiting;
-5. the store is reachable;
-6. its schema (SQLite file version / OpenSearch index template) is installed
+5. events detection skipped (the running indexer's detection worker died on
+   them three times, so no rule examined them);
+6. the store is reachable;
+7. its schema (SQLite file version / OpenSearch index template) is installed
    and current;
-7. recent events without an account (filed under ``unassigned``) or without
+8. recent events without an account (filed under ``unassigned``) or without
    a user;
-8. trusted proxies: X-Forwarded-For arriving while ``trusted_proxies=0``, or
+9. trusted proxies: X-Forwarded-For arriving while ``trusted_proxies=0``, or
    ``trusted_proxies>0`` while requests come straight from clients.
 """
 
@@ -58,6 +60,7 @@ def run_checks(spool: Path, store_url: str, max_lag: float = DEFAULT_MAX_LAG) ->
     checks = [spool_writable(spool), indexer_reads(spool), other_spools(spool)]
     checks.append(backlog(spool, max_lag))
     checks.append(dead_letters(spool))
+    checks.append(detection_skipped(spool))
     checks.extend(store_checks(store_url))
     checks.append(trusted_proxies(spool))
     return checks
@@ -157,6 +160,26 @@ def dead_letters(spool: Path) -> Check:
         False,
         f"{count} event(s) were refused by the store and wait in {path}",
         "see why with `useraudit indexer dlq list`, fix it, then `useraudit indexer dlq retry`",
+    )
+
+
+def detection_skipped(spool: Path) -> Check:
+    name = "detection examined every event"
+    beat = spool_watch.read_heartbeat(spool)
+    age = spool_watch.heartbeat_age(spool)
+    if beat is None or age is None or age > spool_watch.STALE_AFTER:
+        return Check(name, True, "no running indexer reports skipped events")
+    skipped = beat.get("detect_set_aside")
+    if not isinstance(skipped, int) or not skipped:
+        return Check(name, True, f"indexer pid {beat.get('pid')} skipped none")
+    return Check(
+        name,
+        False,
+        f"detection skipped {skipped} stored event(s) since the indexer started: its worker "
+        "process died three times on each batch of them, so no rule examined them",
+        'the indexer\'s log names them ("detection skips its … events"); find the rule that '
+        "crashes the worker on them (native code, memory), fix or disable it, and restart the "
+        "indexer to clear this",
     )
 
 

@@ -202,8 +202,10 @@ def test_an_indexer_with_a_poison_event_drains_commits_stops_cleanly_and_counts_
     from prometheus_client.parser import text_string_to_metric_families
     from support import free_port
 
+    from useraudit.doctor import detection_skipped
     from useraudit.indexer.metrics import serve
     from useraudit.indexer.shipper import Indexer
+    from useraudit.indexer.watch import SpoolWatch
     from useraudit.spool import SpoolWriter
 
     from .conftest import event
@@ -222,6 +224,10 @@ def test_an_indexer_with_a_poison_event_drains_commits_stops_cleanly_and_counts_
         serve(ix, None, port)
         ix.drain()
         assert ix.reader.pending_bytes() == 0  # committed, not held
+        # What `useraudit doctor` beside it reads: the heartbeat carries the count.
+        SpoolWatch(spool, ix.stats, details=ix.heartbeat_details).tick()
+        skipped = detection_skipped(spool)
+        assert not skipped.ok and "skipped 1 stored event(s)" in skipped.found
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
             scraped = {
                 (sample.name, tuple(sample.labels.values())): sample.value

@@ -125,6 +125,23 @@ def test_dead_letters(spool: Path, sqlite_url: str) -> None:
     assert not check.ok and "1 event(s)" in check.found and "dlq retry" in check.fix
 
 
+def test_detection_skipped(spool: Path) -> None:
+    """Events the running indexer's detection set aside: fails while it reports any."""
+    assert doctor.detection_skipped(spool).ok  # no indexer at all: indexer_reads says so
+    spool_watch.write_heartbeat(spool, store="x")  # an indexer without detection
+    assert doctor.detection_skipped(spool).ok
+    spool_watch.write_heartbeat(spool, store="x", detect_set_aside=0)
+    assert doctor.detection_skipped(spool).ok
+    spool_watch.write_heartbeat(spool, store="x", detect_set_aside=2)
+    check = doctor.detection_skipped(spool)
+    assert not check.ok and "skipped 2 stored event(s)" in check.found
+    assert "detection skips its" in check.fix and "restart the indexer" in check.fix
+    beat = json.loads((spool / spool_watch.HEARTBEAT_FILE).read_text())
+    beat["at"] -= spool_watch.STALE_AFTER + 5  # that indexer stopped: nothing running skips
+    (spool / spool_watch.HEARTBEAT_FILE).write_text(json.dumps(beat))
+    assert doctor.detection_skipped(spool).ok
+
+
 def test_store_reachable_and_schema_sqlite(tmp_path: Path, sqlite_url: str) -> None:
     """An OpenSearch URL nobody answers: unreachable; a SQLite file not created yet: schema
     fails; created: passes; an older file version: fails with the upgrade step."""
