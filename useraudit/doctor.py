@@ -46,6 +46,8 @@ DEFAULT_MAX_LAG = 300.0
 RECENT = timedelta(days=7)
 # Newest events per account inspected for a missing user.
 USER_SAMPLE = 200
+# Unread spools named by the check; the rest are counted.
+SPOOLS_NAMED = 5
 
 
 @dataclass
@@ -113,11 +115,15 @@ def other_spools(spool: Path) -> Check:
     unread = spool_watch.unread_spools(spool)
     if not unread:
         return Check(name, True, "no other spool on this machine gets events nobody ships")
-    where = "; ".join(spool_watch.describe(s) for s in unread)
+    # Newest first, and a few: a machine with hundreds of stale spools gets one line, not a page.
+    unread.sort(key=lambda s: float("inf") if s.last_write_age is None else s.last_write_age)
+    where = "; ".join(spool_watch.describe(s) for s in unread[:SPOOLS_NAMED])
+    if len(unread) > SPOOLS_NAMED:
+        where += f"; and {len(unread) - SPOOLS_NAMED} more, written longer ago"
     return Check(
         name,
         False,
-        f"events are being written to spools no indexer reads: {where}",
+        f"events are being written to {len(unread)} spool(s) no indexer reads: {where}",
         "give the app and the indexer the same USERAUDIT_SPOOL (or run an indexer per spool: "
         "useraudit indexer run --spool DIR)",
     )

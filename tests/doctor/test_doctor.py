@@ -103,6 +103,21 @@ def test_no_unread_spools_elsewhere(spool: Path, tmp_path: Path) -> None:
     assert doctor.other_spools(spool).ok
 
 
+def test_many_unread_spools_are_counted_and_the_newest_named(spool: Path, tmp_path: Path) -> None:
+    """Hundreds of forgotten spools make one readable line: the newest few, then a count."""
+    extra = doctor.SPOOLS_NAMED + 3
+    for n in range(extra):
+        record(tmp_path / f"old-{n}")
+        seg = next((tmp_path / f"old-{n}").glob("*.seg"))
+        when = time.time() - 3600 * (extra - n)  # old-0 the oldest
+        os.utime(seg, (when, when))
+    check = doctor.other_spools(spool)
+    assert not check.ok and f"{extra} spool(s)" in check.found
+    named = [n for n in range(extra) if f"old-{n} " in check.found]
+    assert named == list(range(3, extra))  # the five written last
+    assert "and 3 more, written longer ago" in check.found
+
+
 def test_backlog(spool: Path, sqlite_url: str) -> None:
     """Empty: passes; fresh events: pass within max_lag; older than max_lag: fails."""
     assert doctor.backlog(spool, 300).ok
