@@ -24,7 +24,7 @@ from support.tls import Certificates, make_certificates
 from useraudit.indexer.enrich import Enricher
 from useraudit.indexer.shipper import Indexer
 from useraudit.middleware.recorder import Recorder
-from useraudit.store.base import StoreRefused
+from useraudit.store.base import StoreRefused, StoreUnavailable
 from useraudit.store.opensearch import OpenSearchStore
 from useraudit.store.query import Query, SearchRequest
 
@@ -234,9 +234,12 @@ def test_a_refused_indexer_daemon_waits_at_start_instead_of_exiting(
             assert proc.poll() is None, log.read_text()
             front.users[USER] = PASSWORD
             while time.monotonic() < deadline:
-                os_store.refresh()
-                if len(os_store.get(ids)) == len(ids):
-                    break
+                try:
+                    os_store.refresh()
+                    if len(os_store.get(ids)) == len(ids):
+                        break
+                except StoreUnavailable:
+                    pass  # the indexer is creating the index: its shard is not started yet
                 time.sleep(0.2)
         finally:
             proc.terminate()
