@@ -157,10 +157,9 @@ class IndexerCollector(Collector):
         yield from (queued, delivered, retries, dead, lag, backlog)
 
     def _detection(self) -> Iterator:
-        stage = next((s for s in self.indexer.stages if s.name == "detect"), None)
-        if stage is None:
+        stats = self.indexer.detection_stats()
+        if stats is None:
             return
-        stats = stage.stats  # type: ignore[attr-defined]  # both detection stages have it
         examined = CounterMetricFamily(
             "useraudit_detect_events_examined", "Events some detection rule looked at."
         )

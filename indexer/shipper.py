@@ -192,13 +192,16 @@ class Indexer:
                 self.reader.rewind()
                 raise
 
+    def detection_stats(self) -> Any:
+        """The detection stage's ``DetectStats`` (both detection stages keep them), or None."""
+        stage = next((s for s in self.stages if s.name == "detect"), None)
+        return stage.stats if stage is not None else None  # type: ignore[attr-defined]
+
     def heartbeat_details(self) -> dict[str, Any]:
         """What the heartbeat tells ``useraudit doctor`` besides "I read this spool"."""
-        stage = next((s for s in self.stages if s.name == "detect"), None)
-        if stage is None:
-            return {}
-        # Both detection stages keep stats; only the worker process sets events aside.
-        return {"detect_set_aside": stage.stats.events_set_aside}  # type: ignore[attr-defined]
+        stats = self.detection_stats()
+        # Only the worker process sets events aside; the in-process stage counts 0.
+        return {} if stats is None else {"detect_set_aside": stats.events_set_aside}
 
     def run(
         self, stop: threading.Event, idle: float = 0.2, report_every: float = 60.0
