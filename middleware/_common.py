@@ -29,7 +29,7 @@ from .context import (
     Binding,
     RequestContext,
     Seen,
-    bound,
+    bound_now,
     call_resolver,
     is_middlewares,
     publish,
@@ -57,7 +57,7 @@ def capturing() -> bool:
     capturing it twice. A context bound by a middleware carries its
     request; one bound by hand (tests, the admin UI) does not.
     """
-    return is_middlewares(bound.get())
+    return is_middlewares(bound_now())
 
 
 def header_text(value: str | bytes | None, limit: int) -> str | None:

@@ -70,8 +70,10 @@ from .context import (
     STATUS,
     Binding,
     RequestContext,
-    bound,
+    bind,
+    bound_now,
     is_middlewares,
+    unbind,
 )
 from .recorder import get_recorder
 
@@ -108,7 +110,7 @@ class AuditMiddleware:
         self._reader = self.read  # bound once, handed to every request's context
         self._late = self.late
         # With our own callbacks, what a late reader of the context needs of
-        # the scope is known: see _after_response.
+        # the scope is known: see the end of __call__.
         c = self.capture
         self._light_after = (
             c.get_user is default_user
@@ -120,7 +122,7 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        outer = bound.get()
+        outer = bound_now()
         if outer is not None and is_middlewares(outer):
             # Installed twice (see _common.capturing): the outer copy captures.
             await self.app(scope, receive, send)
@@ -136,11 +138,14 @@ class AuditMiddleware:
                 path = path[:MAX_PATH]
             binding: Binding = [None, self._late, scope, method, path, None, None, None, None, None]
             # Inline, not a call: on the path of every request (docs/capture.md, "Cost").
+            watch = capture.proxy_watch
             if (
-                method not in capture.quiet_methods
-                or (capture.recorder_decides and get_recorder().fail_closed)
-                or not capture.proxy_watch.passes()
+                method in capture.quiet_methods
+                and watch.skip > 0  # ProxyWatch.passes()
+                and not (capture.recorder_decides and get_recorder().fail_closed)
             ):
+                watch.skip -= 1
+            else:
                 # The request needs its context or its rule from the start.
                 binding[CTX] = capture.begin(
                     scope, self._reader, method, path, forwarded_for, binding
@@ -165,10 +170,8 @@ class AuditMiddleware:
         # context, so this closure holds only what it must.
         def audit_send(message: Message) -> Awaitable[None]:
             nonlocal refused
-            if refused:
-                return _NOTHING  # we answered 503 already; the app's response goes nowhere
             ctx = binding[CTX]
-            if ctx is None:  # nothing recorded yet
+            if ctx is None:  # nothing recorded yet, so nothing refused either (below)
                 if binding[STATUS] is None:
                     if message.get("type") == "http.response.start":
                         binding[STATUS] = message.get("status", 0)
@@ -176,6 +179,8 @@ class AuditMiddleware:
                     # The last body message: rule events are recorded before it leaves.
                     capture.fire(binding, SCOPE_READER, None)
                 return send(message)
+            if refused:
+                return _NOTHING  # we answered 503 already; the app's response goes nowhere
             kind = message.get("type")
             if kind == "http.response.body":
                 if not message.get("more_body", False):
@@ -193,9 +198,10 @@ class AuditMiddleware:
                     return _unavailable(send)
             return send(message)
 
-        token = bound.set(binding)
+        app = self.app  # an attribute called as `self.app(...)` is looked up the slow way
+        token = bind(binding)
         try:
-            await self.app(scope, receive, audit_send)
+            await app(scope, receive, audit_send)
         except AuditError:
             if binding[RULE] is not None:
                 capture.fire(binding, SCOPE_READER, sys.exc_info()[1])
@@ -220,16 +226,30 @@ class AuditMiddleware:
                 # The app returned without a final body message, or never answered.
                 capture.finish_quietly(ctx, None, None)
         finally:
-            bound.reset(token)
+            unbind(token)
             if self._light_after:
+                # A context can outlive its request: a task the request started
+                # may record later, and under uvicorn a finished request's
+                # context stays referenced for a while. Holding the whole scope
+                # that long kept the collector busy (docs/capture.md), so the
+                # scope is swapped for the part of it a late reader may ask
+                # about: the lazy fields (headers, client), the default user
+                # and the route template come out the same from this view.
+                # Built inline, not by a call: on the path of every request.
                 ctx = binding[CTX]
-                if ctx is not None:
-                    ctx.request = _after_response(scope)
-                elif getrefcount(binding) > 2:
-                    # Someone besides this call (the cell it shares with audit_send,
-                    # and getrefcount's argument) holds the binding, a copied context
-                    # for instance, and may make a context from it later.
-                    binding[REQUEST] = _after_response(scope)
+                # getrefcount: someone besides this call (the cell it shares with
+                # audit_send, and getrefcount's argument) holds the binding, a
+                # copied context for instance, and may make a context from it later.
+                if ctx is not None or getrefcount(binding) > 2:
+                    late = {"headers": scope.get("headers"), "client": scope.get("client")}
+                    if "user" in scope:
+                        late["user"] = scope["user"]
+                    if "route" in scope:
+                        late["route"] = scope["route"]
+                    if ctx is not None:
+                        ctx.request = late
+                    else:
+                        binding[REQUEST] = late
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""
@@ -286,23 +306,6 @@ def forwarded_for(scope: Scope) -> bytes | None:
         if name == b"x-forwarded-for":
             found = value if found is None else found + b"," + value
     return found
-
-
-def _after_response(scope: Scope) -> dict[str, Any]:
-    """The part of a finished request's scope that its context may still be asked about.
-
-    A context can outlive its request: a task the request started may record
-    later, and under uvicorn a finished request's context stays referenced
-    for a while. Holding the whole scope that long kept the collector busy
-    (docs/capture.md); the lazy fields (headers, client), the default user and
-    the route template come out the same from this view.
-    """
-    late = {"headers": scope.get("headers"), "client": scope.get("client")}
-    if "user" in scope:
-        late["user"] = scope["user"]
-    if "route" in scope:
-        late["route"] = scope["route"]
-    return late
 
 
 def _last_body(message: Message) -> bool:

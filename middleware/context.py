@@ -262,6 +262,14 @@ Seen = tuple[str | None, str | None, str | None, str | None, str]
 # bound by hand (tests, the admin UI), or None outside requests.
 bound: ContextVar[RequestContext | Binding | None] = ContextVar("useraudit_request", default=None)
 
+# ``bound``'s methods, for the modules that bind a request on every one.
+# CPython 3.11 compiles ``name.method()`` on a name imported with ``from …
+# import`` to a plain attribute load, which makes a new bound method on each
+# call; these are made once (docs/capture.md, "Cost").
+bind = bound.set
+unbind = bound.reset
+bound_now = bound.get
+
 _publishing = threading.Lock()
 
 
@@ -308,8 +316,8 @@ def is_middlewares(value: RequestContext | Binding | None) -> bool:
     return value.__class__ is list or value.request is not None  # type: ignore[union-attr]
 
 
-def get() -> RequestContext | None:
-    return current.get()
+# The current request's context, bound once for the same reason as ``bind``.
+get = current.get
 
 
 def set_user(user: Any) -> None:

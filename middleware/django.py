@@ -47,7 +47,7 @@ from django.utils.module_loading import import_string
 from . import _common, signin
 from ._common import Capture
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
-from .context import CTX, STATUS, Binding, bound
+from .context import CTX, STATUS, Binding, bind, unbind
 from .recorder import configure
 
 IMPERSONATOR_SESSION_KEY = "useraudit_impersonator"
@@ -125,7 +125,7 @@ class AuditMiddleware:
         else:
             if binding is None:  # our setup failed: serve the request uncaptured
                 return self.get_response(request)
-        token = bound.set(binding)
+        token = bind(binding)
         try:
             try:
                 response = self.get_response(request)
@@ -159,7 +159,7 @@ class AuditMiddleware:
                     return _unavailable()
             return response
         finally:
-            bound.reset(token)
+            unbind(token)
 
     def late(self, binding: Binding) -> Any:
         """The context of a request bound without one, when something first asks for it."""
@@ -181,12 +181,12 @@ class AuditMiddleware:
 def _stream(
     content: Iterator[bytes], capture: Capture, binding: Binding, status: int
 ) -> Iterator[bytes]:
-    token = bound.set(binding)
+    token = bind(binding)
     try:
         for chunk in content:
-            bound.reset(token)
+            unbind(token)
             yield chunk
-            token = bound.set(binding)
+            token = bind(binding)
     except BaseException as exc:
         if binding[CTX] is not None:
             capture.finish_quietly(binding[CTX], status, exc)
@@ -195,7 +195,7 @@ def _stream(
         if binding[CTX] is not None:
             capture.finish_quietly(binding[CTX], status, None)
     finally:
-        bound.reset(token)
+        unbind(token)
 
 
 # A binding's status (set once the view answered), headers, rule, number and people.

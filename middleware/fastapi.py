@@ -50,7 +50,8 @@ from fastapi.responses import PlainTextResponse
 from ._common import Capture
 from ._failsafe import UNAVAILABLE_BODY, AuditError, contain
 from .asgi import AuditMiddleware, default_route, default_user
-from .context import Person, current, person
+from .context import Person, person
+from .context import get as current_context
 from .signin import sign_in_failed, signed_in, signed_out
 
 __all__ = ["install", "audited", "ActingUser", "sign_in_failed", "signed_in", "signed_out"]
@@ -69,7 +70,7 @@ def install(app: FastAPI, **options: Any) -> None:
 
 
 async def _unavailable(request: Request, exc: Exception) -> PlainTextResponse:
-    return PlainTextResponse(UNAVAILABLE_BODY.decode(), status_code=503)
+    return PlainTextResponse(str(UNAVAILABLE_BODY, "utf-8"), status_code=503)
 
 
 def audited(
@@ -78,7 +79,7 @@ def audited(
     """A dependency that returns ``dependency``'s user and binds it for the audit log."""
 
     def bind(user: Any) -> Any:
-        ctx = current.get()
+        ctx = current_context()
         if ctx is not None:
             with contain("binding the acting user", ctx.fail_closed):
                 ctx.user = person(user)
@@ -98,7 +99,7 @@ def audited(
 
 async def acting_user() -> Person | None:
     """Dependency: the acting user as the audit log sees it (None outside requests/anonymous)."""
-    ctx = current.get()
+    ctx = current_context()
     return ctx.actor() if ctx is not None else None
 
 

@@ -43,7 +43,8 @@ from useraudit.catalog import CATALOG, Catalog
 from useraudit.schema import OUTCOMES
 
 from ._failsafe import contain
-from .context import bound, current
+from .context import bound_now
+from .context import get as current_context
 from .masking import DEFAULT_MASKER, MASK, Masker
 from .recorder import Recorder, get_recorder
 
@@ -102,7 +103,7 @@ class MergeAuditContext:
         self.keys = dict(CONTEXT_KEYS if keys is None else keys)
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        ctx = current.get()
+        ctx = current_context()
         if ctx is None:
             return event_dict
         for key, attr in self.keys.items():
@@ -173,7 +174,7 @@ class RouteAuditEvents:
             elif key not in IGNORED and key != self.marker:
                 params[key] = value
         # Inside a request the recorder knows the user better than a bound id.
-        if "user" not in kwargs and event_dict.get("user_id") is not None and bound.get() is None:
+        if "user" not in kwargs and event_dict.get("user_id") is not None and bound_now() is None:
             kwargs["user"] = str(event_dict["user_id"])
         if "timestamp" in kwargs and not hasattr(kwargs["timestamp"], "tzinfo"):
             del kwargs["timestamp"]  # a TimeStamper string, not the action's time

@@ -81,8 +81,10 @@ from .context import (
     STATUS,
     Binding,
     RequestContext,
-    bound,
+    bind,
+    bound_now,
     is_middlewares,
+    unbind,
 )
 from .recorder import get_recorder
 
@@ -124,7 +126,7 @@ class AuditMiddleware:
         self._late = self.late
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        outer = bound.get()
+        outer = bound_now()
         if outer is not None and is_middlewares(outer):
             # Installed twice (see _common.capturing): the outer copy captures.
             return self.app(environ, start_response)
@@ -140,11 +142,14 @@ class AuditMiddleware:
             method, known_path = environ.get("REQUEST_METHOD"), path or None
             binding = [None, self._late, environ, method, known_path, None, None, None, None, None]
             # Inline, not a call: on the path of every request (docs/capture.md, "Cost").
+            watch = capture.proxy_watch
             if (
-                method not in capture.quiet_methods
-                or (capture.recorder_decides and get_recorder().fail_closed)
-                or not capture.proxy_watch.passes()
+                method in capture.quiet_methods
+                and watch.skip > 0  # ProxyWatch.passes()
+                and not (capture.recorder_decides and get_recorder().fail_closed)
             ):
+                watch.skip -= 1
+            else:
                 # The request needs its context or its rule from the start.
                 binding[CTX] = capture.begin(
                     environ, self._reader, method, known_path, _forwarded_for, binding
@@ -198,10 +203,11 @@ class AuditMiddleware:
                 return start_response(status, headers, exc_info)
             return start_response(status, headers)
 
-        token = bound.set(binding)
+        app = self.app  # an attribute called as `self.app(...)` is looked up the slow way
+        token = bind(binding)
         try:
             try:
-                iterable = self.app(environ, audit_start_response)
+                iterable = app(environ, audit_start_response)
             except AuditError:
                 ctx = binding[CTX]
                 if binding[RULE] is not None:
@@ -241,7 +247,7 @@ class AuditMiddleware:
                 return iterable
             return _Body(iterable, capture, binding)
         finally:
-            bound.reset(token)
+            unbind(token)
 
     def late(self, binding: Binding) -> RequestContext:
         """The context of a request bound without one, when something first asks for it."""
@@ -270,7 +276,7 @@ class _Body:
         return self
 
     def __next__(self) -> bytes:
-        token = bound.set(self._binding)
+        token = bind(self._binding)
         try:
             if self._iterator is None:
                 self._iterator = iter(self._iterable)
@@ -293,7 +299,7 @@ class _Body:
             self._end(exc)
             raise
         finally:
-            bound.reset(token)
+            unbind(token)
 
     def _declared_length(self) -> int | None:
         """Content-Length the app declared: lets us see the last chunk coming.
@@ -308,7 +314,7 @@ class _Body:
         return length
 
     def close(self) -> None:
-        token = bound.set(self._binding)
+        token = bind(self._binding)
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
@@ -317,7 +323,7 @@ class _Body:
             try:
                 self._end(None)
             finally:
-                bound.reset(token)
+                unbind(token)
 
     def _end(self, exc: BaseException | None) -> None:
         if not self._done:

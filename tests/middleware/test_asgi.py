@@ -214,8 +214,9 @@ def test_our_own_setup_bug_serves_the_request_uncaptured(
     """If building the context fails, the app still answers (uncaptured) and the bug is counted."""
     mw = AuditMiddleware(simple_app(rec), recorder=rec)
 
-    class BrokenWatch:
-        def passes(self) -> bool:
+    class BrokenWatch:  # the first thing asked on every request
+        @property
+        def skip(self) -> int:
             raise ZeroDivisionError("our bug")
 
     mw.capture.proxy_watch = BrokenWatch()  # type: ignore[assignment]

@@ -175,7 +175,7 @@ def test_asgi_quiet_request_reads_no_client_and_derives_nothing(
     assert derived == []
     assert spool_events(rec.spool.directory) == []
     # Afterwards the context keeps a few of the scope's values by reference,
-    # not the scope (see asgi._after_response), and derives nothing from them.
+    # not the scope (see the end of asgi.AuditMiddleware.__call__), and derives nothing from them.
     (ctx,) = contexts
     assert ctx.request is not sc and set(ctx.request) <= {"headers", "client", "user", "route"}
     assert derived == []
