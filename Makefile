@@ -88,7 +88,7 @@ system-deps:
 	$(call apt_ensure,$(PYTHON):python3 ensurepip:python3-venv)
 
 test-system-deps: system-deps
-	$(call apt_ensure,chromium:chromium docker-compose:docker-compose curl:curl)
+	$(call apt_ensure,chromium:chromium docker-compose:docker-compose curl:curl valgrind:valgrind)
 
 # The OpenSearch test node runs on Java and fetches its jars with Maven.
 java-maven:
@@ -141,10 +141,11 @@ endef
 test: deps
 	$(call with_node,$(PY) -m pytest $(PYTEST_ARGS))
 
-# The benchmarks' own needs: wrk (Debian) as the load generator, and the
-# peers bench.middleware compares against (the `bench` extra).
+# The benchmarks' own needs: wrk (Debian) as the load generator, valgrind
+# (Debian) for bench.instructions' counts, and the peers bench.middleware
+# compares against (the `bench` extra).
 bench-deps: deps
-	$(call apt_ensure,wrk:wrk)
+	$(call apt_ensure,wrk:wrk valgrind:valgrind)
 	$(PY) -m pip install -q -e '.[bench]'
 
 bench: bench-deps

@@ -36,6 +36,12 @@ BENCHES: dict[str, tuple[list[str], list[str], str | None, str]] = {
         None,
         "the same hello-world apps bare, and under sentry-sdk and OpenTelemetry, same rounds",
     ),
+    "instructions": (
+        ["--floor"],
+        ["-n", "200", "--only", "quiet,record"],
+        None,
+        "the same hello-world apps bare, and under sentry-sdk and OpenTelemetry, under callgrind",
+    ),
     "indexer": (
         ["--events", "200000", "--rounds", "2"],
         ["--events", "30000", "--rounds", "1"],

@@ -57,7 +57,11 @@ class ProxyWatch:
         return True
 
     def passes(self) -> bool:
-        """Let this request by unlooked-at if it is not due; if it is, :meth:`due` says so next."""
+        """Let this request by unlooked-at if it is not due; if it is, :meth:`due` says so next.
+
+        The WSGI and ASGI middlewares do this inline for a quiet request
+        (docs/capture.md, "Cost"): a change here belongs there too.
+        """
         # ``> 0``, not truthiness: two threads racing here can leave -1, which
         # must start the count again rather than never sample again.
         if self.skip > 0:

@@ -145,7 +145,7 @@ class AuditMiddleware:
             watch = capture.proxy_watch
             if (
                 method in capture.quiet_methods
-                and watch.skip > 0  # ProxyWatch.passes()
+                and watch.skip > 0  # ProxyWatch.passes(), inline
                 and not (capture.recorder_decides and get_recorder().fail_closed)
             ):
                 watch.skip -= 1
