@@ -38,48 +38,26 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.middleware import BIN, PEERS, ROOT, SERVERS, UA, _free_port, check_peers, targets
+from bench.middleware import (
+    PEERS,
+    ROOT,
+    SERVERS,
+    UA,
+    _free_port,
+    _stop,
+    check_peers,
+    server_command,
+    targets,
+)
 
 CONNECTIONS = {"gunicorn": 1, "uvicorn": 8}
 HASH_SEED = "0"  # the same dict layouts in every run, so the same counts
-
-
-def _server_command(kind: str, target: str, port: int) -> list[str]:
-    if kind == "gunicorn":
-        return [
-            str(BIN / "python"),
-            "-m",
-            "gunicorn",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            target,
-        ]
-    return [
-        str(BIN / "python"),
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--no-proxy-headers",
-        *(["--factory"] if target.endswith("()") else []),
-        target.removesuffix("()"),
-    ]
 
 
 REQUEST = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\n\r\n").encode()
@@ -149,7 +127,7 @@ def measure(kind: str, target: str, requests: int, warmup: int, spool: Path) -> 
             "--trace-children=yes",
             "--cache-sim=yes",
             f"--callgrind-out-file={out}/cg.%p",
-            *_server_command(kind, target, port),
+            *server_command(kind, target, port),
         ],
         cwd=ROOT,
         env=env,
@@ -173,12 +151,7 @@ def measure(kind: str, target: str, requests: int, warmup: int, spool: Path) -> 
         asyncio.run(_requests(port, requests, connections))
         _control("-d", pids)
     finally:
-        proc.send_signal(signal.SIGTERM)  # only the PID we started
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc, timeout=60)  # valgrind writes its last dump on the way out
     dumps = [_totals(p) for p in out.glob("cg.*.1")]
     shutil.rmtree(out, ignore_errors=True)
     if not dumps:

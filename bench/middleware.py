@@ -335,6 +335,29 @@ def _pinned(cpus: set[int] | None) -> Any:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
+def server_command(kind: str, target: str, port: int) -> list[str]:
+    """The command that serves ``target`` on 127.0.0.1:``port``: one gunicorn sync worker,
+    or uvicorn (``module:factory()`` targets are called, as gunicorn does)."""
+    if kind == "gunicorn":
+        server = ["-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+        return [str(BIN / "python"), *server, target]
+    return [
+        str(BIN / "python"),
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+        *(["--factory"] if target.endswith("()") else []),
+        target.removesuffix("()"),
+    ]
+
+
 def _start(
     kind: str,
     target: str,
@@ -346,31 +369,7 @@ def _start(
     env = {**os.environ, "USERAUDIT_SPOOL": str(spool), "PYTHONPATH": str(ROOT)}
     if hash_seed is not None:
         env["PYTHONHASHSEED"] = str(hash_seed)
-    if kind == "gunicorn":
-        cmd = [
-            str(BIN / "gunicorn"),
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            target,
-        ]
-    else:
-        cmd = [
-            str(BIN / "uvicorn"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--no-proxy-headers",
-            *(["--factory"] if target.endswith("()") else []),
-            target.rstrip("()"),
-        ]
+    cmd = server_command(kind, target, port)
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -393,10 +392,10 @@ def _start(
     return proc, url
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
     proc.send_signal(signal.SIGTERM)  # only the PID we started
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
