@@ -59,7 +59,9 @@ PARAMS = [
 
 
 @pytest.fixture(scope="module")
-def b_values(tenants_store: Any, security_users: Any) -> dict[str, list[str]]:
+def b_values(
+    tenants_store: Any, security_users: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[str]]:
     """Values an attacker could learn or guess about tenant-b, including its page cursors."""
     docs = tenants_store.docs_by_account["tenant-b"]
     values: dict[str, list[str]] = {"cursor": []}
@@ -80,7 +82,8 @@ def b_values(tenants_store: Any, security_users: Any) -> dict[str, list[str]]:
     # Cursors from tenant-b's own pages, as its admin sees them.
     import useraudit
 
-    useraudit.configure(spool_dir=tenants_store_spool(), durability="batch")
+    # Under pytest's temporary directories: a mkdtemp spool was left in /tmp by every run.
+    useraudit.configure(spool_dir=tmp_path_factory.mktemp("sec-ui-spool"), durability="batch")
     client = signed_in(make_app(tenants_store, security_users), "bea")
     url = "/a/tenant-b/actions?period=30d&size=25"
     for _ in range(3):
@@ -92,12 +95,6 @@ def b_values(tenants_store: Any, security_users: Any) -> dict[str, list[str]]:
         values["cursor"] += re.findall(r"[?&]c=([^&]+)", url)
     assert values["cursor"], "tenant-b has several pages"
     return values
-
-
-def tenants_store_spool() -> Any:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="sec-ui-spool-")
 
 
 def a_ids(store: Any) -> set[str]:
