@@ -92,7 +92,7 @@ def spool_writable(spool: Path) -> Check:
 def indexer_reads(spool: Path) -> Check:
     name = "indexer reads this spool"
     beat = spool_watch.read_heartbeat(spool)
-    age = spool_watch.heartbeat_age(spool)
+    age = spool_watch.beat_age(beat)
     if beat is not None and age is not None and age <= spool_watch.STALE_AFTER:
         return Check(
             name,
@@ -172,7 +172,7 @@ def dead_letters(spool: Path) -> Check:
 def detection_skipped(spool: Path) -> Check:
     name = "detection examined every event"
     beat = spool_watch.read_heartbeat(spool)
-    age = spool_watch.heartbeat_age(spool)
+    age = spool_watch.beat_age(beat)
     if beat is None or age is None or age > spool_watch.STALE_AFTER:
         return Check(name, True, "no running indexer reports skipped events")
     skipped = beat.get("detect_set_aside")

@@ -106,7 +106,11 @@ def read_heartbeat(spool: Path) -> dict[str, Any] | None:
 
 def heartbeat_age(spool: Path, now: float | None = None) -> float | None:
     """Seconds since an indexer last marked ``spool``; None if none ever did."""
-    beat = read_heartbeat(spool)
+    return beat_age(read_heartbeat(spool), now)
+
+
+def beat_age(beat: dict[str, Any] | None, now: float | None = None) -> float | None:
+    """Seconds since a heartbeat read with :func:`read_heartbeat` was written; None if none."""
     if beat is None or not isinstance(beat.get("at"), (int, float)):
         return None
     return max(0.0, (now or time.time()) - float(beat["at"]))
