@@ -10,12 +10,12 @@ the same count on every run.
 Each configuration of ``bench.middleware`` (bare, quiet, record, the peers
 and, with ``--floor``, the floor apps) is served by gunicorn (sync worker)
 and by uvicorn running inside callgrind. After a warm-up, the worker's
-counters are zeroed, exactly ``-n`` requests are made over ``-c``
-connections (kept alive under uvicorn; gunicorn's sync worker closes each
-one) and the counters are dumped. Figures per configuration: instructions
-per request; ``ratio``, bare's count over its count (the × bare that req/s
-would show if time followed instructions); ``overhead``, its count over
-bare's − 1; the simulated first-level cache misses per request
+counters are zeroed, exactly ``-n`` requests are made (over one connection
+under gunicorn, whose sync worker closes each one, and eight kept alive
+under uvicorn, like wrk's eight) and the counters are dumped. Figures per
+configuration: instructions per request; ``ratio``, bare's count over its
+count (the × bare that req/s would show if time followed instructions);
+``overhead``, its count over bare's − 1; the simulated first-level cache misses per request
 (instruction and data), which instruction counts leave out; and, as in
 ``bench.middleware``, recording's overhead as a share of the cheapest peer's.
 
@@ -52,6 +52,7 @@ from bench.middleware import (
     _free_port,
     _stop,
     check_peers,
+    children,
     server_command,
     targets,
 )
@@ -87,13 +88,6 @@ async def _requests(port: int, total: int, connections: int) -> None:
             writer.close()
 
     await asyncio.gather(*(one_connection() for _ in range(connections)))
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _control(flag: str, pids: list[int]) -> None:
@@ -146,7 +140,7 @@ def measure(kind: str, target: str, requests: int, warmup: int, spool: Path) -> 
                 time.sleep(0.5)
         connections = CONNECTIONS[kind]
         asyncio.run(_requests(port, warmup, connections))
-        pids = [proc.pid, *_children(proc.pid)]
+        pids = [proc.pid, *children(proc.pid)]
         _control("-z", pids)
         asyncio.run(_requests(port, requests, connections))
         _control("-d", pids)

@@ -423,16 +423,19 @@ def _wrk(
     return float(m.group(1)), int(done.group(1)) if done else 0
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (gunicorn's worker), from /proc; none once it is gone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _cpu_seconds(pid: int) -> float:
     """User+system CPU of a process and its children (gunicorn workers), all threads."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    pids = [pid]
-    try:
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
-    for p in pids:
+    for p in [pid, *children(pid)]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
