@@ -28,3 +28,16 @@ def test_counts_repeat_and_see_what_a_quiet_request_adds(tmp_path: Path) -> None
     assert bare["instructions"] > 10_000
     assert abs(again["instructions"] / bare["instructions"] - 1) < 0.004
     assert quiet["instructions"] / bare["instructions"] - 1 > 0.008
+    # Cache misses weigh in: more cycles than instructions, as steady as them.
+    assert bare["cycles"] > bare["instructions"]
+    assert abs(again["cycles"] / bare["cycles"] - 1) < 0.004
+    assert quiet["cycles"] / bare["cycles"] - 1 > 0.008
+
+
+def test_estimated_cycles_weigh_each_access_by_the_cache_that_served_it() -> None:
+    counts = {"Ir": 100, "Dr": 50, "Dw": 20, "I1mr": 5, "D1mr": 4, "D1mw": 1}
+    # 170 accesses, 10 first-level misses, 2 of them missed the last level too.
+    counts |= {"ILmr": 1, "DLmr": 1, "DLmw": 0}
+    assert instructions.estimated_cycles(counts) == 160 * 1 + 8 * 5 + 2 * 35
+    counts |= {"ILmr": 0, "DLmr": 0}
+    assert instructions.estimated_cycles(counts) == 160 * 1 + 10 * 5
