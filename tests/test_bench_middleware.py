@@ -141,6 +141,43 @@ def test_the_median_interval_holds_the_median_and_widens_with_the_spread() -> No
     assert bench_mw.median_interval([0.97] * 10) == (0.97, 0.97)
 
 
+def test_the_ratio_of_means_weighs_every_round_alike_and_its_interval_holds_it() -> None:
+    bare = [5000.0, 4000.0, 5200.0, 4800.0, 4600.0, 5100.0, 4300.0, 4900.0]
+    quiet = [4850.0, 3950.0, 5000.0, 4700.0, 4400.0, 4950.0, 4200.0, 4750.0]
+    low, high = bench_mw.mean_ratio_interval(quiet, bare)
+    ratio = sum(quiet) / sum(bare)
+    assert low <= ratio <= high
+    assert 0.95 < low and high < 0.99
+    assert bench_mw.mean_ratio_interval(quiet, bare) == (low, high)  # a fixed seed
+    assert bench_mw.mean_ratio_interval(bare, bare) == (1.0, 1.0)
+
+
+def test_only_runs_bare_and_its_twin_beside_the_configurations_named() -> None:
+    assert list(bench_mw.chosen("uvicorn", "quiet,floor", floor=False)) == [
+        "bare",
+        "bare_again",
+        "quiet",
+        "floor",
+    ]
+    assert bench_mw.chosen("gunicorn", "", floor=False) == bench_mw.targets("gunicorn", False)
+    with pytest.raises(SystemExit, match="no configuration qiet .*there are bare, bare_again"):
+        bench_mw.chosen("gunicorn", "qiet", floor=False)
+
+
+def test_a_wrong_server_or_configuration_stops_before_any_measuring() -> None:
+    for argv in (["--servers", "nginx"], ["--only", "qiet"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "bench.middleware", *argv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 1
+        assert ("nginx" if argv[0] == "--servers" else "qiet") in run.stderr
+        assert "in-process" not in run.stdout and "Traceback" not in run.stderr
+
+
 @pytest.mark.parametrize("factory", ["asgi_floor", "asgi_record_floor"])
 def test_the_asgi_floors_let_go_of_the_scope_a_copied_context_outlives(
     factory: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
