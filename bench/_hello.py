@@ -85,7 +85,7 @@ def asgi_audited() -> Any:
 _floor_context: ContextVar[list | None] = ContextVar("bench_floor", default=None)
 
 # _let_go: the ASGI floors drop the scope from their binding once the app is
-# done, as useraudit does (asgi._after_response). Under uvicorn a finished
+# done, as useraudit does (the end of asgi.AuditMiddleware.__call__). Under uvicorn a finished
 # request's context stays referenced for a while (timer handles copy it),
 # and a scope kept that long keeps the collector busy (docs/capture.md).
 
