@@ -663,12 +663,7 @@ def median_interval(
     run's median could have fallen. The seed is fixed, so the interval
     follows from the printed rounds alone.
     """
-    rng = random.Random(seed)
-    medians = sorted(
-        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
-    )
-    tail = (1 - level) / 2
-    return medians[int(tail * resamples)], medians[min(resamples - 1, int((1 - tail) * resamples))]
+    return _bootstrap(values, statistics.median, level, resamples, seed)
 
 
 def mean_ratio_interval(
@@ -689,15 +684,22 @@ def mean_ratio_interval(
     0.937–0.959 by the median, 0.938–0.967 by the means), so both are given,
     and where they disagree a few rounds drove one of them.
     """
-    rng = random.Random(seed)
     pairs = list(zip(values, bare, strict=True))
-    ratios = []
-    for _ in range(resamples):
-        sample = rng.choices(pairs, k=len(pairs))
-        ratios.append(sum(v for v, _ in sample) / sum(b for _, b in sample))
-    ratios.sort()
+
+    def ratio_of_sums(sample: list[tuple[float, float]]) -> float:
+        return sum(v for v, _ in sample) / sum(b for _, b in sample)
+
+    return _bootstrap(pairs, ratio_of_sums, level, resamples, seed)
+
+
+def _bootstrap(
+    items: list[Any], statistic: Any, level: float, resamples: int, seed: int
+) -> tuple[float, float]:
+    """The central ``level`` interval of ``statistic`` over resamples of ``items``."""
+    rng = random.Random(seed)
+    found = sorted(statistic(rng.choices(items, k=len(items))) for _ in range(resamples))
     tail = (1 - level) / 2
-    return ratios[int(tail * resamples)], ratios[min(resamples - 1, int((1 - tail) * resamples))]
+    return found[int(tail * resamples)], found[min(resamples - 1, int((1 - tail) * resamples))]
 
 
 def _share(overhead: float, peer_overhead: float) -> float | None:
