@@ -12,10 +12,12 @@ per wakeup depends on timing, and a configuration's count moves by about
 
 Each configuration of ``bench.middleware`` (bare, quiet, record, the peers
 and, with ``--floor``, the floor apps) is served by gunicorn (sync worker)
-and by uvicorn running inside callgrind. After a warm-up, the worker's
-counters are zeroed, exactly ``-n`` requests are made (over one connection
-under gunicorn, whose sync worker closes each one, and eight kept alive
-under uvicorn, like wrk's eight) and the counters are dumped. Figures per
+and by uvicorn (h11 on asyncio) running inside callgrind; ``--servers``
+adds ``uvicorn-standard`` (uvloop and httptools, as ``uvicorn[standard]``).
+After a warm-up, the worker's counters are zeroed, exactly ``-n`` requests
+are made (over one connection under gunicorn, whose sync worker closes each
+one, and eight kept alive under uvicorn, like wrk's eight) and the counters
+are dumped. Figures per
 configuration: instructions per request; ``ratio``, bare's count over its
 count (the × bare that req/s would show if time followed instructions);
 ``overhead``, its count over bare's − 1; the simulated first-level cache misses per request
@@ -52,6 +54,7 @@ from typing import Any
 from bench.middleware import (
     PEERS,
     ROOT,
+    SERVER_CHOICES,
     SERVERS,
     UA,
     _free_port,
@@ -59,10 +62,11 @@ from bench.middleware import (
     check_peers,
     children,
     server_command,
+    server_modules,
     targets,
 )
 
-CONNECTIONS = {"gunicorn": 1, "uvicorn": 8}
+CONNECTIONS = {"gunicorn": 1, "uvicorn": 8, "uvicorn-standard": 8}
 # The caches simulated: this machine's first-level caches (AMD EPYC: 32 KiB,
 # 8-way, per core) and, as the last level, its private 512 KiB L2 rather than
 # the L3 that other tenants share; valgrind's own guess here is a 256 MiB
@@ -191,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=1000, help="requests counted per configuration")
     parser.add_argument("--warmup", type=int, default=300, help="requests before counting")
     parser.add_argument(
-        "--servers", default=",".join(SERVERS), help="comma-separated: gunicorn,uvicorn"
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated, of {','.join(SERVER_CHOICES)} (default: the targets' two)",
     )
     parser.add_argument(
         "--only", default="", help="comma-separated configurations (bare is always run)"
@@ -203,11 +209,15 @@ def main(argv: list[str] | None = None) -> None:
             "bench.instructions counts instructions with valgrind's callgrind, which is not "
             "installed: apt-get install valgrind (make bench-deps does)"
         )
-    check_peers()
+    servers = args.servers.split(",")
+    for kind in servers:
+        if kind not in SERVER_CHOICES:
+            raise SystemExit(f"--servers: {kind!r} is not one of {', '.join(SERVER_CHOICES)}")
+    check_peers(server_modules(servers))
     result: dict[str, Any] = {"requests": args.n, "warmup": args.warmup}
     spool = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
     try:
-        for kind in args.servers.split(","):
+        for kind in servers:
             configs = targets(kind, args.floor)
             del configs["bare_again"]  # counts repeat exactly: one bare is enough
             if args.only:
@@ -217,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, target in configs.items():
                 figures[name] = measure(kind, target, args.n, args.warmup, spool / kind / name)
                 print(
-                    f"{kind:8} {name:12} {figures[name]['instructions']:>10,.0f} "
+                    f"{kind:16} {name:12} {figures[name]['instructions']:>10,.0f} "
                     f"instructions/request, {figures[name]['cycles']:>10,.0f} estimated cycles",
                     flush=True,
                 )

@@ -199,3 +199,62 @@ def test_the_asgi_floors_let_go_of_the_scope_a_copied_context_outlives(
     bound = [copy[_hello._floor_context] for copy in copies]
     assert len(bound) == 2 and bound[0] is bound[1]
     assert bound[0] == [None, 200]  # the status noted, the scope let go
+
+
+WHICH_BUILD = """
+import asyncio, sys
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    parsers = sorted(
+        name.rsplit(".", 1)[1] for name in sys.modules
+        if name.startswith("uvicorn.protocols.http.") and name.endswith("_impl")
+    )
+    body = f"{loop} {','.join(parsers)}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "build"),
+    [("uvicorn", "asyncio h11_impl"), ("uvicorn-standard", "uvloop httptools_impl")],
+)
+def test_each_uvicorn_runs_the_loop_and_parser_it_is_named_for(
+    kind: str, build: str, tmp_path: Path
+) -> None:
+    """uvloop and httptools are installed here, so an unpinned uvicorn would pick them."""
+    import urllib.request
+
+    (tmp_path / "which_build.py").write_text(WHICH_BUILD)
+    port = bench_mw._free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            bench_mw.server_command(kind, "which_build:app", port),
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+                    served = answer.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"{kind} did not answer"
+                time.sleep(0.1)
+    finally:
+        bench_mw._stop(proc)
+    assert served == build
+
+
+def test_a_standard_uvicorn_run_names_what_it_needs_installed() -> None:
+    assert {"uvloop", "httptools"} <= set(bench_mw.server_modules(["uvicorn-standard"]))
+    assert bench_mw.server_modules(["gunicorn", "uvicorn"]) == bench_mw.PEER_MODULES
