@@ -59,11 +59,12 @@ from bench.middleware import (
     UA,
     _free_port,
     _stop,
+    baseline,
     check_peers,
     children,
+    chosen,
     server_command,
     server_modules,
-    targets,
 )
 
 CONNECTIONS = {"gunicorn": 1, "uvicorn": 8, "uvicorn-standard": 8}
@@ -190,6 +191,20 @@ def measure(kind: str, target: str, requests: int, warmup: int, spool: Path) -> 
     }
 
 
+def relate(figures: dict[str, dict[str, Any]]) -> None:
+    """Give each configuration's counts their ratios against its baseline (bare's, or
+    app_bare's for app_quiet), then round the counts for printing."""
+    for name, f in figures.items():
+        base = figures[baseline(name)]
+        f["baseline"] = baseline(name)
+        f["ratio"] = round(base["instructions"] / f["instructions"], 4)
+        f["overhead"] = round(f["instructions"] / base["instructions"] - 1, 4)
+        f["cycle_ratio"] = round(base["cycles"] / f["cycles"], 4)
+    for f in figures.values():  # after every ratio: a baseline's counts are used unrounded
+        for key in ("instructions", "i1_misses", "d1_misses", "cycles"):
+            f[key] = round(f[key], 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=1000, help="requests counted per configuration")
@@ -203,6 +218,12 @@ def main(argv: list[str] | None = None) -> None:
         "--only", default="", help="comma-separated configurations (bare is always run)"
     )
     parser.add_argument("--floor", action="store_true", help="also the floor apps")
+    parser.add_argument(
+        "--apps",
+        action="store_true",
+        help="also the hello world as a Flask / FastAPI app, bare and wired as the quickstarts "
+        "do (app_quiet's ratio is of app_bare)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit(
@@ -213,16 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     for kind in servers:
         if kind not in SERVER_CHOICES:
             raise SystemExit(f"--servers: {kind!r} is not one of {', '.join(SERVER_CHOICES)}")
+        chosen(kind, args.only, args.floor, args.apps)  # an unknown --only name stops it now
     check_peers(server_modules(servers))
     result: dict[str, Any] = {"requests": args.n, "warmup": args.warmup}
     spool = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
     try:
         for kind in servers:
-            configs = targets(kind, args.floor)
-            del configs["bare_again"]  # counts repeat exactly: one bare is enough
-            if args.only:
-                wanted = {"bare", *args.only.split(",")}
-                configs = {name: t for name, t in configs.items() if name in wanted}
+            configs = chosen(kind, args.only, args.floor, args.apps)
+            del configs["bare_again"]  # counts repeat closely: one bare is enough
             figures = {}
             for name, target in configs.items():
                 figures[name] = measure(kind, target, args.n, args.warmup, spool / kind / name)
@@ -231,14 +250,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"instructions/request, {figures[name]['cycles']:>10,.0f} estimated cycles",
                     flush=True,
                 )
-            bare = figures["bare"]["instructions"]
-            bare_cycles = figures["bare"]["cycles"]
+            relate(figures)
             for name, f in figures.items():
-                f["ratio"] = round(bare / f["instructions"], 4)
-                f["overhead"] = round(f["instructions"] / bare - 1, 4)
-                f["cycle_ratio"] = round(bare_cycles / f["cycles"], 4)
-                for key in ("instructions", "i1_misses", "d1_misses", "cycles"):
-                    f[key] = round(f[key], 1)
                 result[f"{kind}_{name}_ratio"] = f["ratio"]
                 result[f"{kind}_{name}_cycle_ratio"] = f["cycle_ratio"]
             result[kind] = figures
@@ -259,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{kind}: "
                 + ", ".join(
-                    f"{name} ×{f['ratio']:.3f} (cycles ×{f['cycle_ratio']:.3f})"
+                    f"{name} ×{f['ratio']:.3f}"
+                    + (f" of {f['baseline']}" if f["baseline"] != "bare" else "")
+                    + f" (cycles ×{f['cycle_ratio']:.3f})"
                     for name, f in figures.items()
                 ),
                 flush=True,

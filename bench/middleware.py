@@ -508,7 +508,15 @@ def check_peers(modules: tuple[str, ...] = PEER_MODULES) -> None:
         )
 
 
-def targets(kind: str, floor: bool) -> dict[str, str]:
+# What a configuration's ratio is taken against, when not the bare hello world.
+BASELINE = {"app_quiet": "app_bare"}
+
+
+def baseline(name: str) -> str:
+    return BASELINE.get(name, "bare")
+
+
+def targets(kind: str, floor: bool, apps: bool = False) -> dict[str, str]:
     side = "wsgi" if kind == "gunicorn" else "asgi"
     out = {
         "bare": f"bench._hello:{side}_bare",
@@ -523,15 +531,20 @@ def targets(kind: str, floor: bool) -> dict[str, str]:
         out["passthrough"] = f"bench._hello:{side}_passthrough()"
         out["floor"] = f"bench._hello:{side}_floor()"
         out["record_floor"] = f"bench._hello:{side}_record_floor()"
+    if apps:
+        out["app_bare"] = f"bench._apps:{side}_app_bare()"
+        out["app_quiet"] = f"bench._apps:{side}_app_quiet()"
     return out
 
 
-def chosen(kind: str, only: str, floor: bool) -> dict[str, str]:
-    """The configurations a run loads: all of them, or bare, its A/A twin and ``only``'s."""
-    configs = targets(kind, floor or bool(only))
+def chosen(kind: str, only: str, floor: bool, apps: bool = False) -> dict[str, str]:
+    """The configurations a run loads: all of them, or bare, its A/A twin, ``only``'s
+    and what their ratios are taken against."""
+    configs = targets(kind, floor or bool(only), apps or bool(only))
     if not only:
         return configs
     wanted = {"bare", "bare_again", *only.split(",")}
+    wanted |= {baseline(name) for name in wanted}
     unknown = wanted - set(configs)
     if unknown:
         raise SystemExit(
@@ -642,30 +655,32 @@ def server_ratio(
         else "not pinned",
     }
     for name in names:
-        ratios = [a / b for a, b in zip(rps[name], rps["bare"], strict=True)]
+        base = baseline(name)
+        ratios = [a / b for a, b in zip(rps[name], rps[base], strict=True)]
         low, high = median_interval(ratios)
-        mean_low, mean_high = mean_ratio_interval(rps[name], rps["bare"])
+        mean_low, mean_high = mean_ratio_interval(rps[name], rps[base])
         out[name] = {
             "rps": round(statistics.median(rps[name])),
             "ratio": round(statistics.median(ratios), 3),
             "ratio_interval": [round(low, 3), round(high, 3)],
-            "mean_ratio": round(statistics.fmean(rps[name]) / statistics.fmean(rps["bare"]), 3),
+            "baseline": base,
+            "mean_ratio": round(statistics.fmean(rps[name]) / statistics.fmean(rps[base]), 3),
             "mean_ratio_interval": [round(mean_low, 3), round(mean_high, 3)],
             "round_ratios": [round(x, 3) for x in ratios],
             "overhead": round(
-                statistics.median(b / a - 1 for a, b in zip(rps[name], rps["bare"], strict=True)), 3
+                statistics.median(b / a - 1 for a, b in zip(rps[name], rps[base], strict=True)), 3
             ),
             "cpu_us": round(statistics.median(cpu_us[name]), 1),
             "busy": round(statistics.median(busy[name]), 2),
             # Server CPU per request is the inverse of saturated throughput and
             # moves far less than req/s when other work shares the machine.
             "cpu_ratio": round(
-                statistics.median(b / a for a, b in zip(cpu_us[name], cpu_us["bare"], strict=True)),
+                statistics.median(b / a for a, b in zip(cpu_us[name], cpu_us[base], strict=True)),
                 3,
             ),
             "cpu_overhead": round(
                 statistics.median(
-                    a / b - 1 for a, b in zip(cpu_us[name], cpu_us["bare"], strict=True)
+                    a / b - 1 for a, b in zip(cpu_us[name], cpu_us[base], strict=True)
                 ),
                 3,
             ),
@@ -760,6 +775,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also run a do-nothing middleware and the floor apps (capturing, recording)",
     )
+    parser.add_argument(
+        "--apps",
+        action="store_true",
+        help="also the hello world as a Flask / FastAPI app, bare and wired as the quickstarts "
+        "do (app_quiet's ratio is of app_bare)",
+    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
     parser.add_argument(
@@ -783,7 +804,7 @@ def main(argv: list[str] | None = None) -> None:
     for kind in servers:
         if kind not in SERVER_CHOICES:
             raise SystemExit(f"--servers: {kind!r} is not one of {', '.join(SERVER_CHOICES)}")
-        chosen(kind, args.only, args.floor)  # an unknown --only name stops the run now
+        chosen(kind, args.only, args.floor, args.apps)  # an unknown --only name stops it now
     if servers:
         check_peers(server_modules(servers))
 
@@ -824,7 +845,7 @@ def main(argv: list[str] | None = None) -> None:
             record_vs_structlog=round(per_event["ratio"], 3),
         )
         for kind in servers:
-            configs = chosen(kind, args.only, args.floor)
+            configs = chosen(kind, args.only, args.floor, args.apps)
             r = server_ratio(
                 kind,
                 configs,
@@ -843,7 +864,7 @@ def main(argv: list[str] | None = None) -> None:
                 if isinstance(r[name], dict):
                     c = r[name]
                     print(
-                        f"  {name:<11} {c['rps']:>6} req/s  ×{c['ratio']:.3f} of bare "
+                        f"  {name:<11} {c['rps']:>6} req/s  ×{c['ratio']:.3f} of {c['baseline']} "
                         f"(90 % {c['ratio_interval'][0]:.3f}–{c['ratio_interval'][1]:.3f}; "
                         f"ratio of means ×{c['mean_ratio']:.3f}, "
                         f"{c['mean_ratio_interval'][0]:.3f}–{c['mean_ratio_interval'][1]:.3f})  "

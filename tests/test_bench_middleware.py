@@ -258,3 +258,60 @@ def test_each_uvicorn_runs_the_loop_and_parser_it_is_named_for(
 def test_a_standard_uvicorn_run_names_what_it_needs_installed() -> None:
     assert {"uvloop", "httptools"} <= set(bench_mw.server_modules(["uvicorn-standard"]))
     assert bench_mw.server_modules(["gunicorn", "uvicorn"]) == bench_mw.PEER_MODULES
+
+
+def test_only_app_quiet_brings_the_app_it_is_measured_against() -> None:
+    assert list(bench_mw.chosen("uvicorn", "app_quiet", floor=False)) == [
+        "bare",
+        "bare_again",
+        "app_bare",
+        "app_quiet",
+    ]
+    assert "app_quiet" not in bench_mw.targets("uvicorn", floor=False)
+    assert bench_mw.baseline("app_quiet") == "app_bare" and bench_mw.baseline("quiet") == "bare"
+
+
+def test_the_framework_apps_answer_like_the_bare_app_and_only_one_is_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from bench import _apps, _hello
+    from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
+    from useraudit.middleware.wsgi import AuditMiddleware as WSGIAudit
+
+    monkeypatch.setenv("USERAUDIT_SPOOL", str(tmp_path))
+    for factory in (_apps.wsgi_app_bare, _apps.wsgi_app_quiet):
+        app = factory()
+        answer = app.test_client().get("/")
+        assert (answer.status_code, answer.data) == (200, _hello.BODY)
+        assert isinstance(app.wsgi_app, WSGIAudit) == (factory is _apps.wsgi_app_quiet)
+
+    for factory in (_apps.asgi_app_bare, _apps.asgi_app_quiet):
+        app = factory()
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict, sent: list[dict] = sent) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8000),
+        }
+        asyncio.run(app(scope, receive, send))
+        assert sent[0]["status"] == 200 and sent[1]["body"] == _hello.BODY
+        audited = any(m.cls is ASGIAudit for m in app.user_middleware)
+        assert audited == (factory is _apps.asgi_app_quiet)
