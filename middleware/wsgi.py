@@ -258,14 +258,16 @@ class AuditMiddleware:
         self.capture.fill_from_cgi(ctx, ctx.request)
 
 
+_EXHAUSTED: Any = object()
+
+
 class _Body:
     """The app's iterable, passed through chunk by chunk with the request's binding bound."""
 
-    __slots__ = ("_iterable", "_iterator", "_capture", "_binding", "_done", "_sent", "_length")
+    __slots__ = ("_iterable", "_capture", "_binding", "_done", "_sent", "_length")
 
     def __init__(self, iterable: Iterable[bytes], capture: Capture, binding: Binding) -> None:
         self._iterable = iterable
-        self._iterator: Iterator[bytes] | None = None
         self._capture = capture
         self._binding = binding
         self._done = False
@@ -273,33 +275,44 @@ class _Body:
         self._length: int | None | bool = False  # False: not looked up yet
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
+        # A generator: its end costs no StopIteration raised from a frame of
+        # ours, and resuming it builds no new frame per chunk.
+        return self._chunks()
 
-    def __next__(self) -> bytes:
-        token = bind(self._binding)
-        try:
-            if self._iterator is None:
-                self._iterator = iter(self._iterable)
-            chunk = next(self._iterator)
-            length = self._length
-            if length is False:
-                length = self._declared_length()
-            if length is not None and not self._done:
-                self._sent += len(chunk)
-                if self._sent >= length:
-                    # The last chunk of a Content-Length body: record before
-                    # it leaves, so a client holding the whole response
-                    # implies the event is spooled (sync durability).
+    def _chunks(self) -> Iterator[bytes]:
+        binding = self._binding
+        iterator = None
+        while True:
+            # Bound while the app's code runs, never across a yield: between
+            # chunks the server runs, and it is not the request's code.
+            token = bind(binding)
+            try:
+                if iterator is None:
+                    iterator = iter(self._iterable)
+                chunk = next(iterator, _EXHAUSTED)
+                if chunk is _EXHAUSTED:
                     self._end(None)
-            return chunk
-        except StopIteration:
-            self._end(None)
-            raise
-        except BaseException as exc:
-            self._end(exc)
-            raise
-        finally:
-            unbind(token)
+                else:
+                    self._sent += len(chunk)
+                    # The declared length matters only with something to record
+                    # before the last chunk leaves; a quiet request never looks.
+                    if not self._done and (binding[RULE] is not None or binding[CTX] is not None):
+                        length = self._length
+                        if length is False:
+                            length = self._declared_length()
+                        if length is not None and self._sent >= length:
+                            # The last chunk of a Content-Length body: record before
+                            # it leaves, so a client holding the whole response
+                            # implies the event is spooled (sync durability).
+                            self._end(None)
+            except BaseException as exc:
+                self._end(exc)
+                raise
+            finally:
+                unbind(token)
+            if chunk is _EXHAUSTED:
+                return
+            yield chunk
 
     def _declared_length(self) -> int | None:
         """Content-Length the app declared: lets us see the last chunk coming.

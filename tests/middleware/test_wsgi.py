@@ -409,6 +409,26 @@ def test_content_length_body_records_before_its_last_chunk_leaves(rec: Recorder)
     assert seen == [0, 1] and len(events(rec)) == 1
 
 
+def test_an_event_recorded_mid_stream_is_spooled_before_the_last_chunk_leaves(
+    rec: Recorder,
+) -> None:
+    """No rule and nothing recorded when the body starts: the event is on disk before the rest."""
+    seen: list[int] = []
+
+    def app(environ: dict, start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Length", "6")])
+        yield b"abc"
+        rec.record("project.exported")
+        yield b"def"
+
+    mw = AuditMiddleware(app, recorder=rec)
+    body = mw(make_environ(), Server().start_response)
+    for _chunk in body:
+        seen.append(len(events(rec)))
+    body.close()
+    assert seen == [0, 1] and events(rec)[0]["event.action"] == "project.exported"
+
+
 def test_user_is_not_loaded_for_requests_with_nothing_to_record(rec: Recorder) -> None:
     """No held event and no matching rule: get_user is never called (no session/DB lookup)."""
     calls: list[str] = []
