@@ -275,6 +275,9 @@ def test_the_framework_apps_answer_like_the_bare_app_and_only_one_is_audited(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
+    from typing import Any
+
+    import httpx
 
     from bench import _apps, _hello
     from useraudit.middleware.asgi import AuditMiddleware as ASGIAudit
@@ -289,29 +292,13 @@ def test_the_framework_apps_answer_like_the_bare_app_and_only_one_is_audited(
 
     for factory in (_apps.asgi_app_bare, _apps.asgi_app_quiet):
         app = factory()
-        sent: list[dict] = []
 
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
+        async def get(app: Any = app) -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                return await client.get("/")
 
-        async def send(message: dict, sent: list[dict] = sent) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-        }
-        asyncio.run(app(scope, receive, send))
-        assert sent[0]["status"] == 200 and sent[1]["body"] == _hello.BODY
+        answer = asyncio.run(get())
+        assert (answer.status_code, answer.content) == (200, _hello.BODY)
         audited = any(m.cls is ASGIAudit for m in app.user_middleware)
         assert audited == (factory is _apps.asgi_app_quiet)
