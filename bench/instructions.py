@@ -17,8 +17,7 @@ adds ``uvicorn-standard`` (uvloop and httptools, as ``uvicorn[standard]``).
 After a warm-up, the worker's counters are zeroed, exactly ``-n`` requests
 are made (over one connection under gunicorn, whose sync worker closes each
 one, and eight kept alive under uvicorn, like wrk's eight) and the counters
-are dumped. Figures per
-configuration: instructions per request; ``ratio``, bare's count over its
+are dumped. Figures per configuration: instructions per request; ``ratio``, bare's count over its
 count (the × bare that req/s would show if time followed instructions);
 ``overhead``, its count over bare's − 1; the simulated first-level cache misses per request
 (instruction and data), which instruction counts leave out; estimated
@@ -54,17 +53,15 @@ from typing import Any
 from bench.middleware import (
     PEERS,
     ROOT,
-    SERVER_CHOICES,
-    SERVERS,
     UA,
     _free_port,
     _stop,
+    add_server_arguments,
     baseline,
-    check_peers,
+    checked_servers,
     children,
     chosen,
     server_command,
-    server_modules,
 )
 
 CONNECTIONS = {"gunicorn": 1, "uvicorn": 8, "uvicorn-standard": 8}
@@ -195,8 +192,8 @@ def relate(figures: dict[str, dict[str, Any]]) -> None:
     """Give each configuration's counts their ratios against its baseline (bare's, or
     app_bare's for app_quiet), then round the counts for printing."""
     for name, f in figures.items():
-        base = figures[baseline(name)]
         f["baseline"] = baseline(name)
+        base = figures[f["baseline"]]
         f["ratio"] = round(base["instructions"] / f["instructions"], 4)
         f["overhead"] = round(f["instructions"] / base["instructions"] - 1, 4)
         f["cycle_ratio"] = round(base["cycles"] / f["cycles"], 4)
@@ -209,33 +206,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=1000, help="requests counted per configuration")
     parser.add_argument("--warmup", type=int, default=300, help="requests before counting")
-    parser.add_argument(
-        "--servers",
-        default=",".join(SERVERS),
-        help=f"comma-separated, of {','.join(SERVER_CHOICES)} (default: the targets' two)",
-    )
+    add_server_arguments(parser)
     parser.add_argument(
         "--only", default="", help="comma-separated configurations (bare is always run)"
     )
     parser.add_argument("--floor", action="store_true", help="also the floor apps")
-    parser.add_argument(
-        "--apps",
-        action="store_true",
-        help="also the hello world as a Flask / FastAPI app, bare and wired as the quickstarts "
-        "do (app_quiet's ratio is of app_bare)",
-    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit(
             "bench.instructions counts instructions with valgrind's callgrind, which is not "
             "installed: apt-get install valgrind (make bench-deps does)"
         )
-    servers = args.servers.split(",")
-    for kind in servers:
-        if kind not in SERVER_CHOICES:
-            raise SystemExit(f"--servers: {kind!r} is not one of {', '.join(SERVER_CHOICES)}")
-        chosen(kind, args.only, args.floor, args.apps)  # an unknown --only name stops it now
-    check_peers(server_modules(servers))
+    servers = checked_servers(args.servers, args.only, args.floor, args.apps)
     result: dict[str, Any] = {"requests": args.n, "warmup": args.warmup}
     spool = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
     try:

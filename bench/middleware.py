@@ -482,6 +482,33 @@ def server_modules(servers: list[str]) -> tuple[str, ...]:
     return PEER_MODULES + tuple(m for kind in servers for m in SERVER_MODULES.get(kind, ()))
 
 
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--servers`` and ``--apps``, as bench.middleware and bench.instructions take them."""
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated, of {','.join(SERVER_CHOICES)} (default: the targets' two)",
+    )
+    parser.add_argument(
+        "--apps",
+        action="store_true",
+        help="also the hello world as a Flask / FastAPI app, bare and wired as the quickstarts "
+        "do (app_quiet's ratio is of app_bare)",
+    )
+
+
+def checked_servers(servers: str, only: str, floor: bool, apps: bool) -> list[str]:
+    """The servers named, once every name and every ``--only`` name is known and every
+    peer and server module is installed: a wrong run stops before anything is measured."""
+    kinds = servers.split(",")
+    for kind in kinds:
+        if kind not in SERVER_CHOICES:
+            raise SystemExit(f"--servers: {kind!r} is not one of {', '.join(SERVER_CHOICES)}")
+        chosen(kind, only, floor, apps)  # an unknown --only name stops here
+    check_peers(server_modules(kinds))
+    return kinds
+
+
 def check_peers(modules: tuple[str, ...] = PEER_MODULES) -> None:
     """Refuse to start, saying what to install, when a peer or server is missing.
 
@@ -775,19 +802,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also run a do-nothing middleware and the floor apps (capturing, recording)",
     )
-    parser.add_argument(
-        "--apps",
-        action="store_true",
-        help="also the hello world as a Flask / FastAPI app, bare and wired as the quickstarts "
-        "do (app_quiet's ratio is of app_bare)",
-    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-servers", action="store_true", help="skip the loopback server runs")
-    parser.add_argument(
-        "--servers",
-        default=",".join(SERVERS),
-        help=f"comma-separated, of {','.join(SERVER_CHOICES)} (default: the targets' two)",
-    )
+    add_server_arguments(parser)
     parser.add_argument(
         "--only",
         default="",
@@ -800,13 +817,9 @@ def main(argv: list[str] | None = None) -> None:
         help="let servers and wrk share every core (default: servers on one, wrk on the rest)",
     )
     args = parser.parse_args(argv)
-    servers = [] if args.no_servers else args.servers.split(",")
-    for kind in servers:
-        if kind not in SERVER_CHOICES:
-            raise SystemExit(f"--servers: {kind!r} is not one of {', '.join(SERVER_CHOICES)}")
-        chosen(kind, args.only, args.floor, args.apps)  # an unknown --only name stops it now
-    if servers:
-        check_peers(server_modules(servers))
+    servers = (
+        [] if args.no_servers else checked_servers(args.servers, args.only, args.floor, args.apps)
+    )
 
     spool = Path(tempfile.mkdtemp(prefix="useraudit-bench-"))
     try:
